@@ -1,0 +1,233 @@
+"""Rendering at the edge: tensors in, PNG / GIF / WebP bytes out (Pillow only).
+
+Everything else in :mod:`explainers` returns tensors; this is the only module that makes
+bytes. Images are ``(1, H, W)`` (or ``(H, W)``) floats in [0, 1], white symbol on black;
+values outside [0, 1] (CDeepEx frames carry the residual unclamped) are clipped here. Every
+function takes ``scale``: nearest-neighbour upscaling so a 28x28 digit stays crisp (default 8,
+i.e. 224x224).
+
+Colour conventions follow the CDeepEx figures: the input is shown in grey, **red = add**,
+**blue = remove** (:func:`difference_png`); heatmaps use a jet colormap blended over the grey
+image (:func:`heatmap_overlay_png`).
+
+Example::
+
+    gif = morph_gif(result.frames[0])                      # bytes, loops forever
+    png = difference_png(images[0], result.difference[0])
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+from torch import Tensor
+
+__all__ = [
+    "difference_png",
+    "difference_rgb",
+    "frames_strip_png",
+    "gray_rgb",
+    "heatmap_overlay_png",
+    "heatmap_rgb",
+    "image_png",
+    "jet",
+    "morph_gif",
+    "morph_webp",
+    "to_pil",
+]
+
+
+def _array(x: Tensor | np.ndarray, name: str) -> np.ndarray:
+    a = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, float)
+    if a.ndim == 3 and a.shape[0] == 1:
+        a = a[0]
+    if a.ndim != 2:
+        raise ValueError(f"{name} must be (1, H, W) or (H, W), got shape {a.shape}")
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a
+
+
+def _frames(frames: Tensor | np.ndarray | Sequence[Tensor]) -> list[np.ndarray]:
+    if isinstance(frames, Tensor | np.ndarray):
+        if frames.ndim not in (3, 4):
+            raise ValueError(f"frames must be (T, 1, H, W) or (T, H, W), got {tuple(frames.shape)}")
+        items = list(frames)
+    else:
+        items = list(frames)
+    if not items:
+        raise ValueError("frames is empty")
+    return [_array(f, "frame") for f in items]
+
+
+def _u8(a: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(a, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def to_pil(rgb_or_grey: np.ndarray, scale: int = 8) -> Image.Image:
+    """``(H, W)`` or ``(H, W, 3)`` floats in [0, 1] -> Pillow image, nearest-upscaled."""
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    img = Image.fromarray(_u8(rgb_or_grey))
+    if scale != 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    return img
+
+
+def _png(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def gray_rgb(image: Tensor | np.ndarray) -> np.ndarray:
+    """``(1, H, W)`` grey in [0, 1] -> ``(H, W, 3)`` RGB floats."""
+    a = np.clip(_array(image, "image"), 0, 1)
+    return np.repeat(a[:, :, None], 3, axis=2)
+
+
+def jet(x: np.ndarray) -> np.ndarray:
+    """The classic jet colormap (as OpenCV's ``COLORMAP_JET``): [0, 1] -> RGB in [0, 1]."""
+    x = np.clip(x, 0.0, 1.0)[..., None]
+    r = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0, 1)
+    g = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0, 1)
+    b = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0, 1)
+    return np.concatenate([r, g, b], axis=-1)
+
+
+def heatmap_rgb(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Jet heatmap blended over the grey image: ``(1 - alpha) * grey + alpha * jet(map)``."""
+    grey = gray_rgb(image)
+    h = _array(heatmap, "heatmap")
+    if h.shape != grey.shape[:2]:
+        raise ValueError(f"heatmap shape {h.shape} does not match image shape {grey.shape[:2]}")
+    return (1.0 - alpha) * grey + alpha * jet(h)
+
+
+def difference_rgb(
+    image: Tensor | np.ndarray,
+    difference: Tensor | np.ndarray,
+    *,
+    normalize: bool = True,
+    dim: float = 0.6,
+) -> np.ndarray:
+    """Grey input with red where ``difference > 0`` (add) and blue where ``< 0`` (remove).
+
+    The colour strength is ``|d| / max|d|`` (``normalize=True``) or ``|d|`` clipped to 1; the
+    grey image is dimmed to ``dim`` so that red and blue stand out over white strokes.
+    """
+    grey = gray_rgb(image) * dim
+    d = _array(difference, "difference")
+    if d.shape != grey.shape[:2]:
+        raise ValueError(f"difference shape {d.shape} does not match image shape {grey.shape[:2]}")
+    peak = float(np.abs(d).max())
+    a = np.abs(d) / peak if (normalize and peak > 0) else np.clip(np.abs(d), 0, 1)
+    colour = np.where((d > 0)[..., None], np.array([1.0, 0.1, 0.1]), np.array([0.15, 0.35, 1.0]))
+    return (1.0 - a[..., None]) * grey + a[..., None] * colour
+
+
+def image_png(image: Tensor | np.ndarray, *, scale: int = 8) -> bytes:
+    """A grey image ``(1, H, W)`` in [0, 1] as PNG."""
+    return _png(to_pil(_array(image, "image"), scale))
+
+
+def heatmap_overlay_png(
+    image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, *, scale: int = 8, alpha: float = 0.5
+) -> bytes:
+    """Grad-CAM style overlay: ``heatmap (H, W)`` in [0, 1] in jet over the grey image."""
+    return _png(to_pil(heatmap_rgb(image, heatmap, alpha), scale))
+
+
+def difference_png(
+    image: Tensor | np.ndarray,
+    difference: Tensor | np.ndarray,
+    *,
+    scale: int = 8,
+    normalize: bool = True,
+) -> bytes:
+    """CDeepEx explanation: ``difference = final - input``; red = add, blue = remove."""
+    return _png(to_pil(difference_rgb(image, difference, normalize=normalize), scale))
+
+
+def frames_strip_png(
+    frames: Tensor | np.ndarray | Sequence[Tensor], *, scale: int = 8, gap: int = 1
+) -> bytes:
+    """Frames ``(T, 1, H, W)`` side by side (left to right) with ``gap`` grey pixels between."""
+    arrays = _frames(frames)
+    h, w = arrays[0].shape
+    if any(a.shape != (h, w) for a in arrays):
+        raise ValueError("all frames must have the same shape")
+    strip = np.full((h, len(arrays) * (w + gap) - gap), 0.35)
+    for k, a in enumerate(arrays):
+        strip[:, k * (w + gap) : k * (w + gap) + w] = a
+    return _png(to_pil(strip, scale))
+
+
+def _animation(
+    frames: Tensor | np.ndarray | Sequence[Tensor],
+    fmt: str,
+    *,
+    scale: int,
+    duration_ms: int,
+    hold_first_ms: int,
+    hold_last_ms: int,
+    **kwargs: object,
+) -> bytes:
+    images = [to_pil(a, scale) for a in _frames(frames)]
+    durations = [duration_ms] * len(images)
+    durations[0] = max(duration_ms, hold_first_ms)
+    durations[-1] = max(duration_ms, hold_last_ms)
+    buf = io.BytesIO()
+    images[0].save(
+        buf,
+        format=fmt,
+        save_all=True,
+        append_images=images[1:],
+        duration=durations if len(images) > 1 else durations[0],
+        loop=0,
+        **kwargs,
+    )
+    return buf.getvalue()
+
+
+def morph_gif(
+    frames: Tensor | np.ndarray | Sequence[Tensor],
+    *,
+    scale: int = 8,
+    duration_ms: int = 120,
+    hold_first_ms: int = 700,
+    hold_last_ms: int = 1200,
+) -> bytes:
+    """Looping animated GIF of a morph ``(T, 1, H, W)``; the first and last frames are held."""
+    return _animation(
+        frames,
+        "GIF",
+        scale=scale,
+        duration_ms=duration_ms,
+        hold_first_ms=hold_first_ms,
+        hold_last_ms=hold_last_ms,
+        disposal=1,
+    )
+
+
+def morph_webp(
+    frames: Tensor | np.ndarray | Sequence[Tensor],
+    *,
+    scale: int = 8,
+    duration_ms: int = 120,
+    hold_first_ms: int = 700,
+    hold_last_ms: int = 1200,
+) -> bytes:
+    """Looping animated lossless WebP of a morph ``(T, 1, H, W)``."""
+    return _animation(
+        frames,
+        "WEBP",
+        scale=scale,
+        duration_ms=duration_ms,
+        hold_first_ms=hold_first_ms,
+        hold_last_ms=hold_last_ms,
+        lossless=True,
+    )

@@ -1,0 +1,198 @@
+/* Participant front end: renders whatever step the server says is current.
+   The server holds the step; this script never decides where a participant is. */
+(function () {
+  "use strict";
+  const API = window.STUDY.api;
+  const app = document.getElementById("app");
+  const errorBox = document.getElementById("error");
+  const progress = document.getElementById("progress");
+  const prolific = JSON.parse(document.getElementById("prolific").textContent || "{}");
+  let busy = false;
+  let state = null;
+
+  function csrf() {
+    const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  async function call(method, path, body) {
+    const opts = { method, credentials: "same-origin", headers: { "Accept": "application/json" } };
+    if (body !== undefined) {
+      opts.headers["Content-Type"] = "application/json";
+      opts.headers["X-CSRFToken"] = csrf();
+      opts.body = JSON.stringify(body);
+    }
+    const res = await fetch(API + path, opts);
+    let data = {};
+    try { data = await res.json(); } catch (e) { data = {}; }
+    return { ok: res.ok, status: res.status, data };
+  }
+
+  function h(tag, attrs, ...children) {
+    const el = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs || {})) {
+      if (k === "class") el.className = v;
+      else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+      else if (v === true) el.setAttribute(k, "");
+      else if (v !== false && v !== null && v !== undefined) el.setAttribute(k, v);
+    }
+    for (const c of children.flat()) {
+      if (c === null || c === undefined || c === false) continue;
+      el.appendChild(typeof c === "string" || typeof c === "number" ? document.createTextNode(String(c)) : c);
+    }
+    return el;
+  }
+
+  function showError(msg) { errorBox.textContent = msg; errorBox.hidden = !msg; }
+
+  function logEvent(kind, payload) {
+    if (!state || state.kind === "consent") return;
+    call("POST", "events", { kind, payload: payload || {} }).catch(() => {});
+  }
+
+  async function act(method, path, body) {
+    if (busy) return;
+    busy = true;
+    showError("");
+    document.querySelectorAll("#app button").forEach((b) => (b.disabled = true));
+    try {
+      const r = await call(method, path, body);
+      if (r.ok) { render(r.data); return r.data; }
+      // The server refuses steps out of order and tells us where we really are.
+      if (r.data && r.data.state) render(r.data.state);
+      else if (r.status === 403 && r.data.error === "no_participant") await load();
+      else document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
+      showError((r.data && r.data.detail) || "Something went wrong (" + r.status + "). Please try again.");
+    } catch (e) {
+      document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
+      showError("Could not reach the server. Check your connection and try again; your answers so far are saved.");
+    } finally {
+      busy = false;
+    }
+  }
+
+  async function load() {
+    const q = prolific.prolific_pid ? "?PROLIFIC_PID=" + encodeURIComponent(prolific.prolific_pid) : "";
+    const r = await call("GET", "state" + q);
+    if (r.ok) render(r.data);
+    else showError((r.data && r.data.detail) || "This study could not be loaded.");
+  }
+
+  function setProgress(s) {
+    if (s.kind === "trial") progress.textContent = "Question " + (s.trial + 1) + " of " + s.n_trials;
+    else if (s.kind === "done") progress.textContent = "Finished";
+    else progress.textContent = "";
+  }
+
+  const views = {
+    unavailable(s) {
+      return [h("p", {}, s.detail || "This study is not available.")];
+    },
+    consent(s) {
+      const box = h("input", { type: "checkbox", id: "agree", name: "agree" });
+      const btn = h("button", { id: "consent-go", disabled: true, onclick: () =>
+        act("POST", "enter", { consent: true, prolific_pid: prolific.prolific_pid || "",
+          study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, "Continue");
+      box.addEventListener("change", () => (btn.disabled = !box.checked));
+      return [h("h2", {}, "Consent"), h("div", { class: "consent" }, s.consent_text),
+        h("label", { class: "check", for: "agree" }, box, "I have read the information above and agree to take part."),
+        h("div", { class: "actions" }, btn)];
+    },
+    instructions(s) {
+      return [
+        h("p", {}, s.cover_story),
+        h("ul", { class: "bullets" },
+          h("li", {}, "You will be shown a picture of a symbol and asked what symbol it is."),
+          h("li", { id: "arm-instruction" }, s.arm_instruction)),
+        h("p", {}, "We are evaluating this system by measuring how much your performance gets better over the trials."),
+        h("p", {}, h("strong", {}, "Read these instructions before you begin:")),
+        h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
+        h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, "Start")),
+      ];
+    },
+    trial(s) {
+      const img = h("img", { class: "stimulus", src: s.image_url, alt: "Symbol to classify", width: 224, height: 224 });
+      const answered = s.answered;
+      const name = "choice-" + s.step;
+      const opts = h("div", { class: "options", role: "radiogroup", "aria-label": s.question },
+        s.options.map((o) => h("label", {},
+          h("input", { type: "radio", name, value: o.value, disabled: answered,
+            checked: answered && s.feedback.choice === o.value,
+            onchange: () => { const b = document.getElementById("instant"); if (b) b.disabled = false; } }),
+          h("span", {}, o.label))));
+      const parts = [h("p", { class: "muted" }, s.question), img, opts];
+      if (!answered) {
+        parts.push(h("div", { class: "actions" }, h("button", { id: "instant", disabled: true, onclick: () => {
+          const picked = document.querySelector('input[name="' + name + '"]:checked');
+          if (!picked) { showError("Choose one of the answers first."); return; }
+          act("POST", "steps/" + s.step + "/answer", { stimulus: s.stimulus, choice: Number(picked.value) });
+        } }, "Instant answer")));
+      } else {
+        parts.push(feedbackView(s));
+        const last = s.trial + 1 === s.n_trials;
+        parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, last ? "Submit" : "Next")));
+      }
+      return parts;
+    },
+    rating(s) {
+      const name = "rating";
+      const btn = h("button", { id: "submit-rating", disabled: true, onclick: () => {
+        const picked = document.querySelector('input[name="rating"]:checked');
+        if (!picked) { showError("Choose one option."); return; }
+        act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
+      } }, "Submit");
+      return [h("h2", {}, s.question),
+        h("div", { class: "scale", role: "radiogroup" }, s.scale.map((o) => h("label", {},
+          h("input", { type: "radio", name, value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
+        h("div", { class: "actions" }, btn)];
+    },
+    done(s) {
+      const parts = [h("h2", {}, "Thank you!"), h("p", {}, s.completion_text)];
+      if (s.completion_code) parts.push(h("p", {}, "Your completion code: ", h("span", { class: "code", id: "completion-code" }, s.completion_code)));
+      if (s.redirect_url) {
+        parts.push(h("p", {}, h("a", { href: s.redirect_url, id: "redirect" }, "Return to Prolific")));
+        setTimeout(() => { window.location.assign(s.redirect_url); }, 2500);
+      }
+      return parts;
+    },
+  };
+
+  function feedbackView(s) {
+    const f = s.feedback;
+    const out = [h("p", { class: "verdict " + (f.correct ? "ok" : "bad"), id: "verdict" }, f.correct ? "Correct!" : "Not correct."),
+      h("p", { class: "answer" }, "The answer is ", h("strong", { id: "correct-label" }, f.correct_label), ".")];
+    const a = f.assets || {};
+    if (f.kind === "gradcam" && a.overlay) {
+      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: "Highlighted parts", id: "heatmap" }),
+        h("figcaption", {}, "Parts the system found important for " + f.correct_label))));
+    } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
+      const src = a.gif || a.webp;
+      const anim = h("img", { src, alt: "Animation of how this symbol changes towards the other symbol", id: "morph" });
+      let n = 0;
+      const replay = h("button", { class: "secondary", id: "replay", onclick: () => {
+        n += 1; anim.src = src + "?replay=" + n; logEvent("replay", { trial: s.trial });
+      } }, "Replay");
+      out.push(h("div", { class: "feedback" }, h("figure", {}, anim, h("figcaption", {}, "How this symbol turns towards the other symbol")), replay));
+    }
+    return h("div", { id: "feedback" }, out);
+  }
+
+  function render(s) {
+    state = s;
+    setProgress(s);
+    const view = views[s.kind] || views.unavailable;
+    app.replaceChildren(...view(s));
+    app.dataset.kind = s.kind;
+    app.dataset.step = s.step === undefined ? "" : String(s.step);
+    if (s.kind === "trial" && s.answered) logEvent("feedback_shown", { trial: s.trial });
+    const first = app.querySelector("button:not([disabled]), input");
+    if (first && s.kind !== "consent") first.focus({ preventScroll: true });
+  }
+
+  // Keep the browser's back button inside the page: it simply shows the current step again.
+  history.replaceState({ study: true }, "");
+  history.pushState({ study: true }, "");
+  window.addEventListener("popstate", () => { history.pushState({ study: true }, ""); load(); });
+  document.addEventListener("visibilitychange", () => logEvent(document.hidden ? "hidden" : "visible", {}));
+  load();
+})();

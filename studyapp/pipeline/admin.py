@@ -1,0 +1,104 @@
+"""Staff side of the pipeline: data sets, training with progress, stimuli and explanation validity."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.utils.html import format_html
+
+from studyapp.pipeline import tasks
+from studyapp.pipeline.models import (
+    Dataset,
+    ExplanationAsset,
+    PrecomputeJob,
+    Stimulus,
+    TrainedModel,
+)
+from studyapp.studies.selectors import media_url
+
+
+@admin.register(Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "is_standin", "n_train", "n_test", "source", "created_at")
+    readonly_fields = [f.name for f in Dataset._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # imported with `manage.py import_kannada` (all or nothing)
+
+
+@admin.register(TrainedModel)
+class TrainedModelAdmin(admin.ModelAdmin):
+    list_display = ("pk", "role", "arch", "dataset", "status", "progress_text", "test_accuracy", "updated_at")
+    list_filter = ("role", "status")
+    readonly_fields = ("checkpoint", "metadata", "test_accuracy", "status", "progress", "error", "created_at", "updated_at")
+    actions = ["train"]
+
+    @admin.display(description="Progress")
+    def progress_text(self, obj: TrainedModel) -> str:
+        p = obj.progress or {}
+        if not p:
+            return "-"
+        parts = [f"{p.get('stage', '')} {int(float(p.get('step', 0)))}/{int(float(p.get('total', 0)))}"]
+        if "loss" in p:
+            parts.append(f"loss {float(p['loss']):.4f}")
+        return " · ".join(parts)
+
+    @admin.action(description="Train on a Celery worker")
+    def train(self, request, queryset) -> None:
+        for trained in queryset:
+            with transaction.atomic():
+                TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.PENDING, progress={})
+                transaction.on_commit(lambda pk=trained.pk: tasks.train_model.delay(pk))
+        self.message_user(request, f"Queued {queryset.count()} training job(s).", messages.SUCCESS)
+
+
+class ExplanationInline(admin.TabularInline):
+    model = ExplanationAsset
+    extra = 0
+    can_delete = False
+    fields = ("method", "valid", "reasons", "metrics", "preview")
+    readonly_fields = fields
+
+    @admin.display(description="Preview")
+    def preview(self, obj: ExplanationAsset) -> str:
+        path = obj.files.get("gif") or obj.files.get("overlay") or next(iter(obj.files.values()), "")
+        return format_html('<img src="{}" style="height:84px;image-rendering:pixelated">', media_url(path)) if path else "-"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Stimulus)
+class StimulusAdmin(admin.ModelAdmin):
+    list_display = ("position", "study", "thumb", "true_label", "model_prediction", "explanations_state")
+    list_filter = ("study",)
+    inlines = [ExplanationInline]
+    readonly_fields = [f.name for f in Stimulus._meta.fields]
+
+    @admin.display(description="Image")
+    def thumb(self, obj: Stimulus) -> str:
+        return format_html('<img src="{}" style="height:42px;image-rendering:pixelated">', media_url(obj.image))
+
+    @admin.display(description="Explanations")
+    def explanations_state(self, obj: Stimulus) -> str:
+        return ", ".join(f"{e.method}: {'ok' if e.valid else 'REFUSED (' + '; '.join(e.reasons) + ')'}" for e in obj.explanations.all()) or "-"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(ExplanationAsset)
+class ExplanationAssetAdmin(admin.ModelAdmin):
+    list_display = ("stimulus", "method", "valid", "reason_text", "created_at")
+    list_filter = ("method", "valid", "stimulus__study")
+    readonly_fields = [f.name for f in ExplanationAsset._meta.fields]
+
+    @admin.display(description="Why refused")
+    def reason_text(self, obj: ExplanationAsset) -> str:
+        return "; ".join(obj.reasons)
+
+
+@admin.register(PrecomputeJob)
+class PrecomputeJobAdmin(admin.ModelAdmin):
+    list_display = ("pk", "study", "kind", "status", "done", "total", "failed", "updated_at")
+    readonly_fields = [f.name for f in PrecomputeJob._meta.fields]

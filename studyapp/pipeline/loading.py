@@ -1,0 +1,70 @@
+"""Turn rows into tensors and models: the adapter between the database and explainers/.
+
+Models are loaded lazily inside the process that needs them (a Celery worker, a management
+command) and cached per checkpoint, never in a forking parent.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from functools import lru_cache
+
+import numpy as np
+
+from studyapp.pipeline.models import Dataset, TrainedModel
+from studyapp.pipeline.storage import media_path
+
+log = logging.getLogger(__name__)
+_lock = threading.Lock()
+
+
+def configure_torch() -> None:
+    import torch
+    from django.conf import settings
+
+    if settings.TORCH_THREADS:
+        torch.set_num_threads(settings.TORCH_THREADS)
+
+
+@lru_cache(maxsize=8)
+def _dataset_arrays(path: str) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
+def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
+    """``x_train, y_train, x_test, y_test`` as uint8 / int64 numpy arrays."""
+    return _dataset_arrays(str(media_path(dataset.file)))
+
+
+@lru_cache(maxsize=16)
+def _load_checkpoint(path: str):
+    from explainers.classifiers import load_checkpoint
+
+    model, metadata = load_checkpoint(path, map_location="cpu")
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model, metadata
+
+
+def load_model(trained: TrainedModel):
+    """The trained network in eval mode (cached per checkpoint path)."""
+    if trained.status != TrainedModel.Status.READY or not trained.checkpoint:
+        raise ValueError(f"{trained} is not ready (status {trained.status}).")
+    with _lock:
+        configure_torch()
+        return _load_checkpoint(str(media_path(trained.checkpoint)))[0]
+
+
+def png_of(image_uint8: np.ndarray, scale: int = 1) -> bytes:
+    from PIL import Image
+
+    img = Image.fromarray(image_uint8.astype(np.uint8), mode="L")
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    img.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()

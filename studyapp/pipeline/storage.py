@@ -1,0 +1,44 @@
+"""Content-addressed files under MEDIA_ROOT, written atomically.
+
+A file is written to a temporary name and renamed into place, so a worker killed mid-write
+leaves no half-written asset behind under a real name; the same bytes always get the same
+name, so a retried task produces no duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from django.conf import settings
+
+
+def media_path(relative: str) -> Path:
+    return Path(settings.MEDIA_ROOT) / relative
+
+
+def store_bytes(data: bytes, *, ext: str, folder: str = "assets") -> str:
+    """Store ``data`` as ``<folder>/<h[:2]>/<sha256>.<ext>``; return that relative path."""
+    digest = hashlib.sha256(data).hexdigest()
+    relative = f"{folder}/{digest[:2]}/{digest}.{ext}"
+    target = media_path(relative)
+    if target.exists() and target.stat().st_size == len(data):
+        return relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=f".{ext}")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return relative
+
+
+def store_file(source: Path, *, ext: str, folder: str) -> str:
+    return store_bytes(Path(source).read_bytes(), ext=ext, folder=folder)

@@ -1,0 +1,204 @@
+"""Staff side: configure studies and arms, open/close, precompute, watch progress, export CSV."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+
+from studyapp.pipeline import selectors as pipeline_selectors
+from studyapp.pipeline import services as pipeline_services
+from studyapp.studies import exports, selectors, services
+from studyapp.studies.errors import FlowError
+from studyapp.studies.models import (
+    Arm,
+    InteractionEvent,
+    Participant,
+    QuestionAnswer,
+    Study,
+    TrialAnswer,
+)
+
+
+class ArmInline(admin.TabularInline):
+    model = Arm
+    extra = 0
+    fields = ("position", "name", "feedback", "instruction", "cap")
+
+
+@admin.register(Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("title", "slug", "design", "status", "participant_link", "n_participants", "dashboard_link")
+    list_filter = ("status", "design")
+    inlines = [ArmInline]
+    readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
+    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations"]
+    fieldsets = (
+        (None, {"fields": ("title", "slug", "design", "status", "participant_link")}),
+        ("Texts shown to participants", {"fields": ("consent_text", "cover_story", "instructions", "completion_text")}),
+        ("Trials", {"fields": ("classes", "class_names", "n_trials", "correct_mode", "stimulus_order")}),
+        ("Rating", {"fields": ("rating_question", "rating_scale")}),
+        ("Completion and recruitment", {"fields": ("prolific_completion_code", "completion_redirect_url", "dropout_minutes")}),
+        ("Further configuration", {"fields": ("config", "config_hash", "created_at", "updated_at")}),
+    )
+
+    @admin.display(description="Participant link")
+    def participant_link(self, obj: Study) -> str:
+        if not obj.pk:
+            return "-"
+        url = reverse("study", kwargs={"slug": obj.slug})
+        return format_html('<a href="{}" target="_blank">{}</a>', url, url)
+
+    @admin.display(description="Participants")
+    def n_participants(self, obj: Study) -> int:
+        return obj.participants.count()
+
+    @admin.display(description="Status")
+    def dashboard_link(self, obj: Study) -> str:
+        return format_html('<a href="{}">status, progress &amp; exports</a>', reverse("admin:study-dashboard", args=[obj.pk]))
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        services.study_refresh_config_hash(study=form.instance)
+
+    def get_urls(self):
+        own = [
+            path("<int:pk>/dashboard/", self.admin_site.admin_view(self.dashboard), name="study-dashboard"),
+            path("<int:pk>/export/<str:kind>.csv", self.admin_site.admin_view(self.export), name="study-export"),
+        ]
+        return own + super().get_urls()
+
+    # -- actions -------------------------------------------------------------------------------
+    @admin.action(description="Open for participants")
+    def open_studies(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            try:
+                services.study_open(study=study)
+                self.message_user(request, f"{study}: open.", messages.SUCCESS)
+            except FlowError as exc:
+                self.message_user(request, f"{study}: {exc.message}", messages.ERROR)
+
+    @admin.action(description="Close to new participants")
+    def close_studies(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            services.study_close(study=study)
+        self.message_user(request, f"Closed {queryset.count()} stud(ies).", messages.SUCCESS)
+
+    @admin.action(description="Select stimuli (balanced, same for all arms)")
+    def select_stimuli(self, request: HttpRequest, queryset) -> None:
+        from studyapp.pipeline.models import TrainedModel
+
+        for study in queryset:
+            classifier = TrainedModel.objects.filter(pk=(study.config or {}).get("classifier_id")).first()
+            if classifier is None:
+                self.message_user(request, f"{study}: set config.classifier_id to a ready classifier first.", messages.ERROR)
+                continue
+            try:
+                chosen = pipeline_services.stimuli_select(study=study, classifier=classifier)
+                self.message_user(request, f"{study}: {len(chosen)} stimuli selected.", messages.SUCCESS)
+            except pipeline_services.PipelineError as exc:
+                self.message_user(request, f"{study}: {exc}", messages.ERROR)
+
+    @admin.action(description="Precompute explanations (Celery)")
+    def precompute_explanations(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            with transaction.atomic():
+                job = pipeline_services.precompute_start(study=study)
+            self.message_user(request, f"{study}: queued {job.total} explanations (job {job.pk}).", messages.SUCCESS)
+        status = pipeline_selectors.broker_status(timeout=0.5)
+        if not status["broker"]:
+            self.message_user(request, status["detail"], messages.WARNING)
+
+    # -- pages ---------------------------------------------------------------------------------
+    def dashboard(self, request: HttpRequest, pk: int) -> TemplateResponse:
+        study = get_object_or_404(Study, pk=pk)
+        participants = (
+            Participant.objects.filter(study=study).select_related("arm").order_by("-last_seen_at")[:200]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"{study.title}: status",
+            "study": study,
+            "opts": self.model._meta,
+            "readiness": selectors.study_readiness(study=study),
+            "fill": selectors.arm_fill(study=study),
+            "explanations": pipeline_selectors.explanation_summary(study=study),
+            "invalid": pipeline_selectors.invalid_explanations(study=study)[:50],
+            "job": pipeline_selectors.latest_job(study=study),
+            "participants": [
+                {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
+            ],
+            "participant_url": request.build_absolute_uri(reverse("study", kwargs={"slug": study.slug})),
+        }
+        return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
+
+    def export(self, request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+        study = get_object_or_404(Study, pk=pk)
+        ids = request.GET.get("ids", "keep")
+        if ids not in exports.ID_MODES:
+            return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400)
+        if kind == "tidy":
+            body = exports.to_csv(exports.TIDY_COLUMNS, exports.tidy_rows(study=study, ids=ids))
+        elif kind == "wide":
+            columns, rows = exports.wide_rows(study=study, ids=ids)
+            body = exports.to_csv(columns, rows)
+        else:
+            return HttpResponse("Unknown export; use tidy or wide.", status=404)
+        response = HttpResponse(body, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="{study.slug}-{kind}-{study.config_hash[:8]}.csv"'
+        return response
+
+
+class AnswerInline(admin.TabularInline):
+    model = TrialAnswer
+    extra = 0
+    can_delete = False
+    readonly_fields = ("trial_index", "stimulus", "choice", "correct_label", "correct", "shown_at", "answered_at", "response_ms")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class QuestionInline(admin.TabularInline):
+    model = QuestionAnswer
+    extra = 0
+    can_delete = False
+    readonly_fields = ("key", "value", "answered_at")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ("short_code", "study", "arm", "status", "step", "started_at", "last_seen_at", "finished_at")
+    list_filter = ("study", "arm", "status")
+    search_fields = ("code", "prolific_pid")
+    inlines = [AnswerInline, QuestionInline]
+    readonly_fields = [f.name for f in Participant._meta.fields]
+
+    @admin.display(description="Code")
+    def short_code(self, obj: Participant) -> str:
+        return obj.code[:10] + "…"
+
+    @admin.display(description="Step")
+    def step(self, obj: Participant) -> str:
+        return f"{obj.step_index + 1}/{len(obj.plan)} {obj.current_step['kind']}"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+
+@admin.register(InteractionEvent)
+class InteractionEventAdmin(admin.ModelAdmin):
+    list_display = ("participant", "step_index", "kind", "at")
+    list_filter = ("kind",)
+    readonly_fields = ("participant", "step_index", "kind", "payload", "at")
+
+    def has_add_permission(self, request) -> bool:
+        return False

@@ -1,0 +1,189 @@
+"""The participant API (DRF). Thin: parse, call one service or selector, shape the response."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.views.decorators.csrf import ensure_csrf_cookie
+from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.authentication import BaseAuthentication, CSRFCheck
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from studyapp.studies import access, selectors, services
+from studyapp.studies.errors import FlowError
+from studyapp.studies.models import Study
+
+
+class EnforceCsrf(BaseAuthentication):
+    """CSRF protection for anonymous participants too (DRF only checks logged-in users)."""
+
+    def authenticate(self, request):
+        check = CSRFCheck(lambda req: None)
+        check.process_request(request)
+        reason = check.process_view(request, None, (), {})
+        if reason:
+            raise PermissionDenied(f"CSRF failed: {reason}")
+        return None
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, FlowError):
+        body = {"error": exc.code, "detail": exc.message}
+        if exc.state is not None:
+            body["state"] = exc.state
+        return Response(body, status=exc.status)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(response.data, dict) and "detail" in response.data:
+        response.data.setdefault("error", getattr(exc, "default_code", "error"))
+    return response
+
+
+State = inline_serializer("State", fields={"kind": serializers.CharField(), "step": serializers.IntegerField(required=False)})
+Error = inline_serializer("Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()})
+ERRORS = {400: Error, 403: Error, 404: Error, 409: Error, 429: Error}
+
+
+class ParticipantView(APIView):
+    authentication_classes = [EnforceCsrf]
+    throttle_scope = "participant"
+    throttle_classes = [ScopedRateThrottle]
+
+    def study(self, slug: str) -> Study:
+        return access.access_study(slug)
+
+    def state_response(self, participant, *, code: int = status.HTTP_200_OK, **extra) -> Response:
+        return Response({**selectors.participant_state(participant=participant), **extra}, status=code)
+
+
+class EnterSerializer(serializers.Serializer):
+    consent = serializers.BooleanField()
+    prolific_pid = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    study_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    session_id = serializers.CharField(required=False, allow_blank=True, max_length=64)
+
+
+class AnswerSerializer(serializers.Serializer):
+    stimulus = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
+    choice = serializers.IntegerField(min_value=0, max_value=10_000)
+
+
+class QuestionsSerializer(serializers.Serializer):
+    answers = serializers.DictField(child=serializers.JSONField())
+
+
+class EventSerializer(serializers.Serializer):
+    kind = serializers.CharField(max_length=40)
+    payload = serializers.DictField(required=False)
+
+
+def _valid(serializer_class, request: Request) -> dict:
+    serializer = serializer_class(data=request.data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+@method_decorator(ensure_csrf_cookie, name="get")
+class StateView(ParticipantView):
+    @extend_schema(responses={200: State, **ERRORS})
+    def get(self, request: Request, slug: str) -> Response:
+        study = self.study(slug)
+        participant = access.access_participant_or_none(request, study)
+        pid = request.query_params.get("PROLIFIC_PID", "")
+        if participant is None and pid:
+            participant = study.participants.filter(prolific_pid=pid[:64]).select_related("study", "arm").first()
+            if participant is not None:
+                access.bind_participant(request, participant)
+        if participant is None:
+            return Response(
+                {
+                    "kind": "consent" if study.status == Study.Status.OPEN else "unavailable",
+                    "study": study.slug,
+                    "title": study.title,
+                    "consent_text": study.consent_text if study.status == Study.Status.OPEN else "",
+                    "detail": "" if study.status == Study.Status.OPEN else "This study is not open at the moment.",
+                }
+            )
+        services.participant_touch(participant=participant)
+        return self.state_response(participant)
+
+
+class EnterView(ParticipantView):
+    throttle_scope = "entry"
+
+    @extend_schema(request=EnterSerializer, responses={200: State, 201: State, **ERRORS})
+    def post(self, request: Request, slug: str) -> Response:
+        study = self.study(slug)
+        current = access.access_participant_or_none(request, study)
+        if current is not None:
+            return self.state_response(current)
+        data = _valid(EnterSerializer, request)
+        participant, created = services.participant_enroll(
+            study=study,
+            consent=data["consent"],
+            prolific_pid=data.get("prolific_pid"),
+            prolific_study_id=data.get("study_id"),
+            prolific_session_id=data.get("session_id"),
+        )
+        access.bind_participant(request, participant)
+        return self.state_response(participant, code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class ContinueView(ParticipantView):
+    @extend_schema(request=None, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str, step: int) -> Response:
+        participant = access.access_participant(request, self.study(slug))
+        return self.state_response(services.step_continue(participant=participant, step_index=step))
+
+
+class AnswerView(ParticipantView):
+    @extend_schema(request=AnswerSerializer, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str, step: int) -> Response:
+        participant = access.access_participant(request, self.study(slug))
+        data = _valid(AnswerSerializer, request)
+        answer = services.trial_submit_answer(
+            participant=participant, step_index=step, stimulus_id=data["stimulus"], choice=data["choice"]
+        )
+        # The feedback is built only after the answer's transaction has committed.
+        participant.refresh_from_db()
+        return self.state_response(participant, saved={"trial": answer.trial_index, "answered_at": answer.answered_at})
+
+
+class QuestionsView(ParticipantView):
+    @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str, step: int) -> Response:
+        participant = access.access_participant(request, self.study(slug))
+        data = _valid(QuestionsSerializer, request)
+        return self.state_response(services.question_submit(participant=participant, step_index=step, answers=data["answers"]))
+
+
+class EventView(ParticipantView):
+    @extend_schema(request=EventSerializer, responses={201: None, **ERRORS})
+    def post(self, request: Request, slug: str) -> Response:
+        participant = access.access_participant(request, self.study(slug))
+        data = _valid(EventSerializer, request)
+        services.event_log(participant=participant, kind=data["kind"], payload=data.get("payload"))
+        return Response({"logged": True}, status=status.HTTP_201_CREATED)
+
+
+class WithdrawSerializer(serializers.Serializer):
+    confirm = serializers.BooleanField()
+
+
+class WithdrawView(ParticipantView):
+    @extend_schema(request=WithdrawSerializer, responses={200: OpenApiResponse(description="Deleted"), **ERRORS})
+    def post(self, request: Request, slug: str) -> Response:
+        study = self.study(slug)
+        participant = access.access_participant(request, study)
+        data = _valid(WithdrawSerializer, request)
+        if not data["confirm"]:
+            return Response({"error": "invalid", "detail": "Confirm to withdraw."}, status=400)
+        with transaction.atomic():
+            services.participant_withdraw(participant=participant)
+        access.unbind_participant(request, study)
+        return Response({"withdrawn": True, "detail": "Your data has been deleted."})

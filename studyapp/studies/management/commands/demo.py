@@ -1,0 +1,157 @@
+"""The main job: a demo site with the Kannada-MNIST learning study ready to take.
+
+migrate -> load the Study A fixture -> import Kannada-MNIST (KANNADA_MNIST_DIR, else download,
+else the offline look-alike) -> train the classifier and the VAE -> select stimuli -> precompute
+the explanations through a real Celery worker -> open the study -> serve with gunicorn.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
+
+from studyapp.pipeline import services as pipeline
+from studyapp.pipeline.models import PrecomputeJob, TrainedModel
+from studyapp.studies import selectors, services
+from studyapp.studies.models import Study
+
+FIXTURE = Path(settings.BASE_DIR) / "fixtures" / "study_a_kannada.json"
+SLUG = "kannada-learning"
+
+
+class Command(BaseCommand):
+    help = "Build the demo study end to end and serve it (see README)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--no-serve", action="store_true", help="Stop after the study is ready.")
+        parser.add_argument("--classifier-epochs", type=int, default=2)
+        parser.add_argument("--classifier-max-train", type=int, default=24000)
+        parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", 15)))
+
+    def step(self, message: str) -> None:
+        self.stdout.write(self.style.MIGRATE_HEADING(f"[{time.monotonic() - self.t0:6.1f}s] {message}"))
+
+    def handle(self, *args, **opts):
+        self.t0 = time.monotonic()
+        self.step("Migrating the database")
+        call_command("migrate", interactive=False, verbosity=0)
+        if not Study.objects.filter(slug=SLUG).exists():
+            self.step("Loading the Study A fixture (Table 5.1 arms, 20 trials, 5-level rating)")
+            call_command("loaddata", str(FIXTURE), verbosity=0)
+        study = Study.objects.get(slug=SLUG)
+
+        self.step("Importing Kannada-MNIST")
+        dataset = pipeline.dataset_auto(echo=lambda m: self.stdout.write("  " + m))
+        if dataset.is_standin:
+            self.stdout.write(self.style.WARNING("  Using the offline LOOK-ALIKE stand-in, not the real Kannada-MNIST."))
+        self.stdout.write(f"  {dataset.name}: {dataset.n_train} train / {dataset.n_test} test")
+
+        classifier = self.ready_model(dataset, "classifier", {
+            "epochs": opts["classifier_epochs"], "max_train": opts["classifier_max_train"], "seed": 0,
+        })
+        self.stdout.write(f"  classifier #{classifier.pk}: test accuracy {classifier.test_accuracy:.4f}")
+        vae = self.ready_model(dataset, "vae", {
+            "epochs": opts["vae_epochs"], "classes": list(study.classes), "seed": 0, "latent_dim": 400,
+        })
+        study.config = {**(study.config or {}), "classifier_id": classifier.pk, "generator_id": vae.pk}
+        study.save(update_fields=["config", "updated_at"])
+
+        if not study.stimuli.exists():
+            self.step("Selecting stimuli (balanced over the two classes and model-correct / model-wrong)")
+            try:
+                chosen = pipeline.stimuli_select(study=study, classifier=classifier)
+            except pipeline.PipelineError as exc:
+                raise CommandError(str(exc)) from exc
+            self.stdout.write(f"  {len(chosen)} stimuli")
+
+        self.step("Precomputing explanations on a real Celery worker")
+        self.precompute(study)
+
+        if study.status != Study.Status.OPEN:
+            services.study_open(study=study)
+        password = self.admin_login()
+        base = f"http://{opts['host']}:{opts['port']}"
+        self.step("Ready")
+        self.stdout.write(self.style.SUCCESS(f"\n  Participant link: {base}/s/{SLUG}/"))
+        self.stdout.write(self.style.SUCCESS(f"  Admin:            {base}/admin/   user 'admin', password '{password}'"))
+        self.stdout.write(f"  Study status:     {base}/admin/studies/study/{study.pk}/dashboard/\n")
+        if opts["no_serve"]:
+            return
+        call_command("collectstatic", interactive=False, verbosity=0)
+        self.step(f"Serving with gunicorn on {base} (Ctrl-C to stop)")
+        sys.stdout.flush()
+        os.execvp(sys.executable, [
+            sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"{opts['host']}:{opts['port']}",
+            "--workers", os.environ.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-",
+        ])
+
+    def ready_model(self, dataset, role: str, params: dict) -> TrainedModel:
+        existing = TrainedModel.objects.filter(dataset=dataset, role=role, status="ready", params=params).order_by("-pk").first()
+        if existing is not None:
+            self.step(f"Reusing the trained {role} #{existing.pk}")
+            return existing
+        self.step(f"Training the {role} ({params})")
+        trained = pipeline.model_create(dataset=dataset, role=role, params=params)
+        return pipeline.model_train(trained_id=trained.pk, echo=self.echo)
+
+    def echo(self, info: dict) -> None:
+        loss = f" loss {info['loss']:.4f}" if "loss" in info else ""
+        self.stdout.write(f"\r  {info.get('stage', '')} {info.get('step', 0)}/{info.get('total', 0)}{loss}      ", ending="")
+        self.stdout.flush()
+        if info.get("step") == info.get("total"):
+            self.stdout.write("")
+
+    def precompute(self, study: Study) -> None:
+        with transaction.atomic():
+            job = pipeline.precompute_start(study=study)
+        if job.total == 0:
+            self.stdout.write("  every explanation is already stored")
+            return
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "studyapp", "worker", "-Q", f"default,{settings.CELERY_EXPLAIN_QUEUE}",
+             "-c", "1", "--loglevel", "WARNING", "-n", f"demo-{secrets.token_hex(3)}@%h"],
+            cwd=settings.BASE_DIR,
+        )
+        try:
+            while True:
+                job.refresh_from_db()
+                self.stdout.write(f"\r  {job.done}/{job.total} explanations stored      ", ending="")
+                self.stdout.flush()
+                if job.status in (PrecomputeJob.Status.DONE, PrecomputeJob.Status.FAILED):
+                    break
+                if worker.poll() is not None:
+                    raise CommandError(f"The Celery worker exited with code {worker.returncode}.")
+                time.sleep(1)
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        self.stdout.write("")
+        if job.status == PrecomputeJob.Status.FAILED:
+            raise CommandError(f"Precompute failed: {job.message}")
+        problems = selectors.study_readiness(study=study)
+        if problems:
+            raise CommandError("The study is not ready: " + "; ".join(problems))
+
+    def admin_login(self) -> str:
+        password = secrets.token_urlsafe(9)
+        user, _ = get_user_model().objects.get_or_create(username="admin", defaults={"is_staff": True, "is_superuser": True})
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        return password
+

@@ -1,0 +1,215 @@
+"""Studies, arms, participants and everything a participant answers.
+
+The server is the source of truth for where a participant is: ``Participant.plan`` is the list
+of steps drawn for them at enrolment, ``Participant.step_index`` points at the current one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from django.db import models
+
+
+class Study(models.Model):
+    class Design(models.TextChoices):
+        LEARNING = "learning", "Learning (Kannada-MNIST, between-subject arms)"
+        CLUSTERING = "clustering", "Clustering (CUB/CEL, within-subject stages)"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class CorrectMode(models.TextChoices):
+        PREDICTION = "prediction", "The model's prediction (learn to predict the network)"
+        TRUTH = "truth", "The ground-truth label"
+
+    class StimulusOrder(models.TextChoices):
+        FIXED = "fixed", "The same fixed sequence for everyone"
+        SEEDED = "seeded", "A per-participant shuffled order (seeded by participant)"
+
+    slug = models.SlugField(unique=True, help_text="The participant link is /s/<slug>/.")
+    title = models.CharField(max_length=200)
+    design = models.CharField(max_length=20, choices=Design.choices, default=Design.LEARNING)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
+
+    # What the participant reads. All editable in the admin.
+    consent_text = models.TextField()
+    cover_story = models.TextField(help_text="Shown at the top of the instructions page.")
+    instructions = models.JSONField(default=list, help_text="List of instruction steps shown as a numbered list.")
+    completion_text = models.TextField(default="Thank you for taking part.")
+    prolific_completion_code = models.CharField(max_length=40, blank=True)
+    completion_redirect_url = models.URLField(
+        blank=True, help_text="e.g. https://app.prolific.com/submissions/complete?cc=CODE"
+    )
+
+    # Learning design.
+    classes = models.JSONField(default=list, help_text="Data-set class ids used by the study, e.g. [3, 7].")
+    class_names = models.JSONField(default=list, help_text='Made-up names, e.g. ["Ternal", "Peat"].')
+    n_trials = models.PositiveSmallIntegerField(default=20)
+    correct_mode = models.CharField(max_length=12, choices=CorrectMode.choices, default=CorrectMode.PREDICTION)
+    stimulus_order = models.CharField(max_length=10, choices=StimulusOrder.choices, default=StimulusOrder.FIXED)
+    rating_question = models.CharField(max_length=300, default="How did you find the feedback?")
+    rating_scale = models.JSONField(default=list, help_text="Ordered labels, lowest first.")
+
+    dropout_minutes = models.PositiveIntegerField(
+        default=60, help_text="An unfinished run idle this long no longer holds its arm slot."
+    )
+    config = models.JSONField(
+        default=dict, blank=True, help_text="Further settings (data set, stimulus selection, exclusions...)."
+    )
+    config_hash = models.CharField(max_length=64, editable=False, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    def __str__(self) -> str:
+        return self.title
+
+    def compute_config_hash(self) -> str:
+        """sha256 of everything that changes what a participant sees or how answers are scored."""
+        arms = [
+            {"name": a.name, "feedback": a.feedback, "instruction": a.instruction, "cap": a.cap}
+            for a in self.arms.order_by("position", "pk")
+        ] if self.pk else []
+        payload = {
+            "design": self.design,
+            "texts": [self.consent_text, self.cover_story, self.instructions, self.rating_question],
+            "classes": self.classes,
+            "class_names": self.class_names,
+            "n_trials": self.n_trials,
+            "correct_mode": self.correct_mode,
+            "stimulus_order": self.stimulus_order,
+            "rating_scale": self.rating_scale,
+            "config": self.config,
+            "arms": arms,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class Arm(models.Model):
+    class Feedback(models.TextChoices):
+        CONTROL = "control", "Correct / incorrect only"
+        GRADCAM = "gradcam", "Grad-CAM heatmap"
+        CDEEPEX = "cdeepex", "CDeepEx morph animation"
+        XGEMS = "xgems", "xGEMs morph animation (ablation)"
+        WITHIN = "within", "Within-subject stages (clustering design)"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="arms")
+    name = models.CharField(max_length=50)
+    feedback = models.CharField(max_length=20, choices=Feedback.choices)
+    instruction = models.TextField(help_text="The arm's bullet on the instructions page (Table 5.1).")
+    cap = models.PositiveIntegerField(null=True, blank=True, help_text="Maximum participants; blank = no cap.")
+    position = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["study", "position", "pk"]
+        constraints = [models.UniqueConstraint(fields=["study", "name"], name="arm_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug}/{self.name}"
+
+
+class Participant(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        COMPLETED = "completed", "Completed"
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    code = models.CharField(max_length=32, unique=True, help_text="Opaque, unguessable.")
+    arm = models.ForeignKey(Arm, on_delete=models.PROTECT, related_name="participants")
+    prolific_pid = models.CharField(max_length=64, blank=True)
+    prolific_study_id = models.CharField(max_length=64, blank=True)
+    prolific_session_id = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    plan = models.JSONField(help_text="The steps drawn for this participant, in order.")
+    step_index = models.PositiveIntegerField(default=0)
+    step_shown_at = models.DateTimeField(null=True, blank=True)
+    consent_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+    completion_code = models.CharField(max_length=40, blank=True)
+    config_hash = models.CharField(max_length=64, help_text="The study configuration this run was drawn under.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "prolific_pid"],
+                condition=~models.Q(prolific_pid=""),
+                name="participant_one_run_per_prolific_pid",
+            ),
+        ]
+        indexes = [models.Index(fields=["study", "status", "last_seen_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.code[:8]}… ({self.arm.name})"
+
+    @property
+    def current_step(self) -> dict:
+        return self.plan[self.step_index]
+
+
+class TrialAnswer(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="answers")
+    trial_index = models.PositiveSmallIntegerField()
+    stimulus = models.ForeignKey("pipeline.Stimulus", on_delete=models.PROTECT, related_name="answers")
+    choice = models.PositiveSmallIntegerField(help_text="Data-set class id chosen.")
+    correct_label = models.PositiveSmallIntegerField(help_text="The class counted as correct for this study.")
+    correct = models.BooleanField()
+    shown_at = models.DateTimeField()
+    answered_at = models.DateTimeField()
+    response_ms = models.PositiveIntegerField()
+
+    class Meta:
+        ordering = ["participant", "trial_index"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "trial_index"], name="answer_once_per_trial"),
+        ]
+
+
+class QuestionAnswer(models.Model):
+    """Ratings, demographics, confidence, comments: one row per question and participant."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="questions")
+    key = models.CharField(max_length=60, help_text="e.g. 'feedback_rating', 'confidence:XNN', 'age_band'.")
+    value = models.JSONField()
+    answered_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["participant", "answered_at"]
+        constraints = [models.UniqueConstraint(fields=["participant", "key"], name="question_once")]
+
+
+class Grouping(models.Model):
+    """A participant's clustering of one batch of images (clustering design)."""
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="groupings")
+    step_index = models.PositiveSmallIntegerField()
+    stage = models.CharField(max_length=20)
+    dataset = models.CharField(max_length=20)
+    set_index = models.PositiveSmallIntegerField()
+    assignment = models.JSONField(help_text="stimulus id -> cluster number")
+    purity = models.FloatField()
+    shown_at = models.DateTimeField()
+    saved_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "step_index"], name="grouping_once_per_step"),
+        ]
+
+
+class InteractionEvent(models.Model):
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events")
+    step_index = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=40)
+    payload = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["participant", "at"]

@@ -1,0 +1,289 @@
+"""Writes of the participant flow and study lifecycle (HackSoft style: keyword-only, atomic).
+
+Every function that changes a participant's progress locks the participant row, checks the
+step it was asked about against the step the server holds, and either applies the change or
+raises a ``FlowError`` having changed nothing.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from studyapp.studies import plans, selectors
+from studyapp.studies.errors import (
+    AlreadyAnswered,
+    InvalidInput,
+    StudyFull,
+    StudyUnavailable,
+    WrongStep,
+)
+from studyapp.studies.models import (
+    Arm,
+    InteractionEvent,
+    Participant,
+    QuestionAnswer,
+    Study,
+    TrialAnswer,
+)
+
+_rng = secrets.SystemRandom()
+MAX_EXTERNAL_ID = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Study lifecycle
+# ---------------------------------------------------------------------------------------------
+def study_refresh_config_hash(*, study: Study) -> str:
+    study.config_hash = study.compute_config_hash()
+    Study.objects.filter(pk=study.pk).update(config_hash=study.config_hash)
+    return study.config_hash
+
+
+def study_open(*, study: Study) -> None:
+    problems = selectors.study_readiness(study=study)
+    if problems:
+        raise StudyUnavailable("Cannot open the study: " + "; ".join(problems))
+    study.status = Study.Status.OPEN
+    study.config_hash = study.compute_config_hash()
+    study.save(update_fields=["status", "config_hash", "updated_at"])
+
+
+def study_close(*, study: Study) -> None:
+    study.status = Study.Status.CLOSED
+    study.save(update_fields=["status", "updated_at"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Enrolment and assignment
+# ---------------------------------------------------------------------------------------------
+def _clean_external_id(value: object, name: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidInput(f"{name} must be a string.")
+    value = value.strip()
+    if len(value) > MAX_EXTERNAL_ID or not all(c.isalnum() or c in "-_" for c in value):
+        raise InvalidInput(f"{name} must be at most {MAX_EXTERNAL_ID} letters, digits, '-' or '_'.")
+    return value
+
+
+def arm_choose(*, study: Study, now: datetime) -> Arm:
+    """The arm with the fewest completed plus active participants; ties broken at random.
+
+    An unfinished run idle for longer than ``study.dropout_minutes`` no longer holds its slot.
+    Arms at their cap are skipped.
+    """
+    stale_before = now - timedelta(minutes=study.dropout_minutes)
+    holding = Q(participants__status=Participant.Status.COMPLETED) | Q(
+        participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before
+    )
+    arms = list(study.arms.annotate(filled=Count("participants", filter=holding)))
+    open_arms = [a for a in arms if a.cap is None or a.filled < a.cap]
+    if not open_arms:
+        raise StudyFull("This study is full. Thank you for your interest.")
+    fewest = min(a.filled for a in open_arms)
+    return _rng.choice([a for a in open_arms if a.filled == fewest])
+
+
+def participant_enroll(
+    *,
+    study: Study,
+    consent: bool,
+    prolific_pid: str | None = None,
+    prolific_study_id: str | None = None,
+    prolific_session_id: str | None = None,
+) -> tuple[Participant, bool]:
+    """Enrol a consenting participant, or return the existing run of this PROLIFIC_PID.
+
+    Returns ``(participant, created)``. The same ``prolific_pid`` never gets a second run.
+    """
+    pid = _clean_external_id(prolific_pid, "PROLIFIC_PID")
+    study_id = _clean_external_id(prolific_study_id, "STUDY_ID")
+    session_id = _clean_external_id(prolific_session_id, "SESSION_ID")
+    if pid:
+        existing = Participant.objects.filter(study=study, prolific_pid=pid).first()
+        if existing is not None:
+            return existing, False
+    if study.status != Study.Status.OPEN:
+        raise StudyUnavailable("This study is not open at the moment.")
+    if consent is not True:
+        raise InvalidInput("Consent is required to take part.")
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            # Serialise assignment per study so that concurrent entries see each other.
+            locked = Study.objects.select_for_update().get(pk=study.pk)
+            arm = arm_choose(study=locked, now=now)
+            code = secrets.token_urlsafe(16)
+            plan = selectors.study_plan(study=locked, arm=arm, seed=code)
+            participant = Participant.objects.create(
+                study=locked,
+                code=code,
+                arm=arm,
+                prolific_pid=pid,
+                prolific_study_id=study_id,
+                prolific_session_id=session_id,
+                plan=plan,
+                step_index=0,
+                step_shown_at=now,
+                consent_at=now,
+                started_at=now,
+                last_seen_at=now,
+                config_hash=locked.config_hash or locked.compute_config_hash(),
+            )
+    except IntegrityError:
+        # A concurrent entry with the same PROLIFIC_PID won the race: resume that run.
+        if pid:
+            return Participant.objects.get(study=study, prolific_pid=pid), False
+        raise
+    except plans.PlanError as exc:
+        raise StudyUnavailable(str(exc)) from exc
+    return participant, True
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+# ---------------------------------------------------------------------------------------------
+def _lock(participant: Participant) -> Participant:
+    return Participant.objects.select_for_update().select_related("study", "arm").get(pk=participant.pk)
+
+
+def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if step_index != p.step_index:
+        raise WrongStep(
+            f"Step {step_index} is not your current step ({p.step_index}).",
+            state=selectors.participant_state(participant=p),
+        )
+    step = p.current_step
+    if step["kind"] not in kinds:
+        raise WrongStep(f"Step {step_index} is a {step['kind']} step.", state=selectors.participant_state(participant=p))
+    return step
+
+
+def _advance(p: Participant, now: datetime) -> None:
+    p.step_index = min(p.step_index + 1, len(p.plan) - 1)
+    p.step_shown_at = now
+    p.last_seen_at = now
+    fields = ["step_index", "step_shown_at", "last_seen_at"]
+    if p.current_step["kind"] == "done" and p.status != Participant.Status.COMPLETED:
+        p.status = Participant.Status.COMPLETED
+        p.finished_at = now
+        p.completion_code = p.study.prolific_completion_code or secrets.token_hex(4).upper()
+        fields += ["status", "finished_at", "completion_code"]
+    p.save(update_fields=fields)
+
+
+def step_continue(*, participant: Participant, step_index: int) -> Participant:
+    """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
+
+    Repeating the request for the step just left is harmless: nothing changes.
+    """
+    with transaction.atomic():
+        p = _lock(participant)
+        if step_index == p.step_index - 1 and p.plan[step_index]["kind"] in ("instructions", "trial"):
+            return p  # replay of the request that already moved on
+        step = _check_step(p, step_index, ("instructions", "trial"))
+        if step["kind"] == "trial" and not p.answers.filter(trial_index=step["trial"]).exists():
+            raise InvalidInput("Answer this trial before moving on.")
+        _advance(p, timezone.now())
+        return p
+
+
+def trial_submit_answer(*, participant: Participant, step_index: int, stimulus_id: object, choice: object) -> TrialAnswer:
+    """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
+
+    An identical repeat of a saved answer returns the saved answer; a different second answer,
+    an answer to another step, or a tampered stimulus id is refused and changes nothing.
+    """
+    with transaction.atomic():
+        p = _lock(participant)
+        study = p.study
+        if not isinstance(choice, int) or isinstance(choice, bool) or choice not in study.classes:
+            raise InvalidInput("Choose one of the answers.")
+        existing = TrialAnswer.objects.filter(participant=p, trial_index=_trial_of(p, step_index)).first()
+        if existing is not None:
+            if existing.choice == choice and existing.stimulus_id == stimulus_id:
+                return existing
+            raise AlreadyAnswered("This trial is already answered.", state=selectors.participant_state(participant=p))
+        step = _check_step(p, step_index, "trial")
+        if stimulus_id != step["stimulus"]:
+            raise InvalidInput("The image does not match the current trial.")
+        stimulus = study.stimuli.get(pk=step["stimulus"])
+        correct_label = (
+            stimulus.model_prediction
+            if study.correct_mode == Study.CorrectMode.PREDICTION
+            else stimulus.true_label
+        )
+        now = timezone.now()
+        shown_at = p.step_shown_at or now
+        answer = TrialAnswer.objects.create(
+            participant=p,
+            trial_index=step["trial"],
+            stimulus=stimulus,
+            choice=choice,
+            correct_label=correct_label,
+            correct=choice == correct_label,
+            shown_at=shown_at,
+            answered_at=now,
+            response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
+        )
+        p.last_seen_at = now
+        p.save(update_fields=["last_seen_at"])
+        return answer
+
+
+def _trial_of(p: Participant, step_index: int) -> int | None:
+    if 0 <= step_index < len(p.plan) and p.plan[step_index]["kind"] == "trial":
+        return p.plan[step_index]["trial"]
+    return None
+
+
+def question_submit(*, participant: Participant, step_index: int, answers: object) -> Participant:
+    """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
+    with transaction.atomic():
+        p = _lock(participant)
+        if step_index == p.step_index - 1 and _same_answers(p, p.plan[step_index], answers):
+            return p
+        step = _check_step(p, step_index, ("rating", "questions"))
+        cleaned = selectors.validate_questions(study=p.study, step=step, answers=answers)
+        now = timezone.now()
+        QuestionAnswer.objects.bulk_create(
+            [QuestionAnswer(participant=p, key=k, value=v, answered_at=now) for k, v in cleaned.items()]
+        )
+        _advance(p, now)
+        return p
+
+
+def _same_answers(p: Participant, step: dict, answers: object) -> bool:
+    if not isinstance(answers, dict) or step["kind"] not in ("rating", "questions"):
+        return False
+    saved = dict(p.questions.values_list("key", "value"))
+    return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
+
+
+def event_log(*, participant: Participant, kind: object, payload: object) -> InteractionEvent:
+    if not isinstance(kind, str) or not (1 <= len(kind) <= 40) or not kind.replace("_", "").isalnum():
+        raise InvalidInput("An event needs a short 'kind' of letters, digits and '_'.")
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict) or len(str(payload)) > 2000:
+        raise InvalidInput("An event's payload must be an object of at most 2000 characters.")
+    return InteractionEvent.objects.create(
+        participant=participant, step_index=participant.step_index, kind=kind, payload=payload, at=timezone.now()
+    )
+
+
+def participant_touch(*, participant: Participant) -> None:
+    now = timezone.now()
+    Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+
+
+def participant_withdraw(*, participant: Participant) -> None:
+    """Delete the participant and everything they answered (consent withdrawn)."""
+    participant.delete()

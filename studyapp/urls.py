@@ -1,0 +1,21 @@
+from django.contrib import admin
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from studyapp.studies import api, views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("s/<slug:slug>/", views.study_page, name="study"),
+    path("api/s/<slug:slug>/state", api.StateView.as_view(), name="api-state"),
+    path("api/s/<slug:slug>/enter", api.EnterView.as_view(), name="api-enter"),
+    path("api/s/<slug:slug>/steps/<int:step>/continue", api.ContinueView.as_view(), name="api-continue"),
+    path("api/s/<slug:slug>/steps/<int:step>/answer", api.AnswerView.as_view(), name="api-answer"),
+    path("api/s/<slug:slug>/steps/<int:step>/questions", api.QuestionsView.as_view(), name="api-questions"),
+    path("api/s/<slug:slug>/events", api.EventView.as_view(), name="api-events"),
+    path("api/s/<slug:slug>/withdraw", api.WithdrawView.as_view(), name="api-withdraw"),
+    path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("media/<path:path>", views.media, name="media"),
+    path("health", views.health, name="health"),
+    path("bare", views.bare, name="bare"),
+]
