@@ -5,6 +5,7 @@ A malformed value stops start-up with ``ImproperlyConfigured``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -18,7 +19,8 @@ VAR_DIR = Path(env_str("STUDY_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG:
+    # pytest sets PYTEST_VERSION: tests run without a key, a server never does.
+    if not DEBUG and not os.environ.get("PYTEST_VERSION"):
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off. "
             "Set DJANGO_DEBUG=1 for local development, or set a long random DJANGO_SECRET_KEY."
@@ -87,6 +89,8 @@ else:
                 "timeout": 30,
                 "transaction_mode": "IMMEDIATE",
             },
+            # A file (not in-memory) so that a real Celery worker process can share the test database.
+            "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -107,7 +111,7 @@ STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not DEBUG
+        if not (DEBUG or os.environ.get("PYTEST_VERSION"))
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }

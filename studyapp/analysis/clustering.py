@@ -99,23 +99,22 @@ def purity_table(groupings: pd.DataFrame) -> pd.DataFrame:
     dup_keys = [*keys, "batch", "image_id"] if has_batch else [*keys, "image_id"]
     if groupings.duplicated(dup_keys).any():
         raise AnalysisInputError("an image appears twice in one participant's grouping")
-    rows = []
-    for (participant, stage, dataset), part in groupings.groupby(keys, sort=False):
-        cluster_key = (
-            list(zip(part["batch"], part["cluster"], strict=True)) if has_batch else part["cluster"]
-        )
-        cluster_key = pd.Series(list(cluster_key), index=part.index).astype(str)
-        rows.append(
-            {
-                "participant": participant,
-                "stage": stage,
-                "dataset": dataset,
-                "n_images": len(part),
-                "n_clusters": cluster_key.nunique(),
-                "purity": purity(cluster_key, part["predicted_class"]),
-            }
-        )
-    out = pd.DataFrame(rows, columns=[*keys, "n_images", "n_clusters", "purity"])
+    if groupings[["cluster", "predicted_class"]].isna().any().any():
+        raise AnalysisInputError("purity needs a cluster and a predicted class for every image")
+    cluster_keys = [*keys, "batch", "cluster"] if has_batch else [*keys, "cluster"]
+    # The same sum as `purity`, for all groups at once: count images per (cluster, class),
+    # keep each cluster's largest count, add them up per participant x stage x dataset.
+    per_class = groupings.groupby([*cluster_keys, "predicted_class"], sort=False).size()
+    largest = per_class.groupby(level=cluster_keys, sort=False).max()
+    out = pd.DataFrame(
+        {
+            "n_images": groupings.groupby(keys, sort=False).size(),
+            "n_clusters": largest.groupby(level=keys, sort=False).size(),
+            "majority": largest.groupby(level=keys, sort=False).sum(),
+        }
+    ).reset_index()
+    out["purity"] = out["majority"] / out["n_images"]
+    out = out[[*keys, "n_images", "n_clusters", "purity"]]
     return _sort_b(out).reset_index(drop=True)
 
 

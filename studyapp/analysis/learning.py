@@ -54,6 +54,26 @@ DISSERTATION_PAIRS: tuple[tuple[str, str, Alternative], ...] = (
     ("CDeepEx", "GCAM", "greater"),
 )
 
+
+
+def dissertation_table_5_2(n_per_arm: int = 15) -> pd.DataFrame:
+    """Table 5.2 as printed (columns ``arm, n, mean, sd``), with the stated n = 15 per arm.
+
+    The Control mean 9.714286 = 136/14 cannot be the mean of 15 integer counts (those are
+    multiples of 1/15: 9.6667 or 9.7333), and its SD fits 14 counts with ddof=1 exactly
+    (sum of squares 1356). So Control probably had 14 participants; pass ``n_per_arm`` or edit
+    the frame to explore that. The published Table 5.3 p-values use 15.
+    """
+    return pd.DataFrame(
+        {
+            "arm": ["Control", "GCAM", "CDeepEx"],
+            "n": [n_per_arm] * 3,
+            "mean": [9.714286, 10.333333, 10.666667],
+            "sd": [1.637473, 1.759329, 1.588650],
+        }
+    )
+
+
 _ALTERNATIVES = ("greater", "less", "two-sided")
 _SYMBOL = {"greater": ">", "less": "<", "two-sided": "≠"}
 

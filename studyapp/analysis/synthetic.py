@@ -260,10 +260,12 @@ def generate_study_a(
 
 #: Share of images a synthetic participant places with the others of its predicted class, per
 #: dataset and stage (the rest go to a random cluster). Chosen so that mean purities land near
-#: the paper's (CUB: NoVis 56%, 1-Heatmap 62%, XNN 72%; CEL: 75%, 69.6%, 79%).
+#: the paper's (CUB: NoVis 56%, 1-Heatmap 62%, XNN 72%; CEL: 75%, 69.6%, 79%). A purely random
+#: split of 10 images into 4 clusters already has a mean purity of about 0.59, so CUB NoVis
+#: cannot go below that here (accuracy 0 gives about 0.59).
 PAPER_LIKE_ACCURACY: dict[str, dict[str, float]] = {
-    "CUB": {"NoVis": 0.25, "1-Heatmap": 0.37, "XNN": 0.55},
-    "CEL": {"NoVis": 0.62, "1-Heatmap": 0.53, "XNN": 0.70},
+    "CUB": {"NoVis": 0.0, "1-Heatmap": 0.22, "XNN": 0.55},
+    "CEL": {"NoVis": 0.60, "1-Heatmap": 0.47, "XNN": 0.67},
 }
 
 

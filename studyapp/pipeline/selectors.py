@@ -11,7 +11,7 @@ def explanation_summary(*, study) -> list[dict]:
     rows = (
         ExplanationAsset.objects.filter(stimulus__study=study)
         .values("method")
-        .annotate(valid=Count("pk", filter=Q(valid=True)), invalid=Count("pk", filter=Q(valid=False)))
+        .annotate(n_valid=Count("pk", filter=Q(valid=True)), n_invalid=Count("pk", filter=Q(valid=False)))
         .order_by("method")
     )
     total = Stimulus.objects.filter(study=study).count()

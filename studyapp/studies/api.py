@@ -49,10 +49,20 @@ Error = inline_serializer("Error", fields={"error": serializers.CharField(), "de
 ERRORS = {400: Error, 403: Error, 404: Error, 409: Error, 429: Error}
 
 
+class SessionRateThrottle(ScopedRateThrottle):
+    """Participants are throttled per browser session, not per IP (a lab may share one IP)."""
+
+    def get_cache_key(self, request, view):
+        session_key = request.session.session_key
+        if not session_key:
+            return super().get_cache_key(request, view)
+        return self.cache_format % {"scope": self.scope, "ident": session_key}
+
+
 class ParticipantView(APIView):
     authentication_classes = [EnforceCsrf]
     throttle_scope = "participant"
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SessionRateThrottle]
 
     def study(self, slug: str) -> Study:
         return access.access_study(slug)
@@ -114,7 +124,10 @@ class StateView(ParticipantView):
 
 
 class EnterView(ParticipantView):
+    """Enrolment is throttled per IP: floods of new entries get 429 and create nothing."""
+
     throttle_scope = "entry"
+    throttle_classes = [ScopedRateThrottle]
 
     @extend_schema(request=EnterSerializer, responses={200: State, 201: State, **ERRORS})
     def post(self, request: Request, slug: str) -> Response:

@@ -1,0 +1,122 @@
+"""Bot participants that walk a study through the real HTTP API (Django test client, CSRF on)."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+
+from django.test import Client
+
+LEAK_KEYS = ("feedback", "correct", "correct_label", "correct_answer", "true_label", "model_prediction", "probabilities")
+
+
+class Bot:
+    def __init__(self, slug: str, *, pid: str = "", rng: random.Random | None = None, client: Client | None = None):
+        self.slug = slug
+        self.pid = pid
+        self.client = client or Client(enforce_csrf_checks=True)
+        self.rng = rng or random.Random(0)
+        self.responses: list[tuple[str, int, str]] = []
+        self.actions: list[dict] = []
+        self.state: dict = {}
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _record(self, label: str, response) -> dict:
+        body = response.content.decode()
+        self.responses.append((label, response.status_code, body))
+        try:
+            return json.loads(body)
+        except json.JSONDecodeError:
+            return {}
+
+    def csrf(self) -> str:
+        return self.client.cookies["csrftoken"].value
+
+    def get(self, path: str) -> tuple[int, dict]:
+        r = self.client.get(f"/api/s/{self.slug}/{path}")
+        return r.status_code, self._record(f"GET {path}", r)
+
+    def post(self, path: str, body: dict | None = None, *, csrf: bool = True) -> tuple[int, dict]:
+        headers = {"HTTP_X_CSRFTOKEN": self.csrf()} if csrf else {}
+        r = self.client.post(f"/api/s/{self.slug}/{path}", data=json.dumps(body or {}), content_type="application/json", **headers)
+        return r.status_code, self._record(f"POST {path}", r)
+
+    # -- flow ----------------------------------------------------------------------------------
+    def open_link(self) -> dict:
+        query = f"?PROLIFIC_PID={self.pid}&STUDY_ID=S1&SESSION_ID=X1" if self.pid else ""
+        page = self.client.get(f"/s/{self.slug}/{query}")
+        assert page.status_code == 200
+        self._record("PAGE", page)
+        status, self.state = self.get("state" + (f"?PROLIFIC_PID={self.pid}" if self.pid else ""))
+        assert status == 200, self.state
+        return self.state
+
+    def enter(self) -> tuple[int, dict]:
+        status, data = self.post("enter", {"consent": True, "prolific_pid": self.pid, "study_id": "S1", "session_id": "X1"})
+        if status in (200, 201):
+            self.state = data
+        return status, data
+
+    def refresh(self) -> dict:
+        status, self.state = self.get("state")
+        assert status == 200
+        return self.state
+
+    def continue_(self) -> tuple[int, dict]:
+        status, data = self.post(f"steps/{self.state['step']}/continue")
+        if status == 200:
+            self.state = data
+        return status, data
+
+    def answer(self, choice: int) -> tuple[int, dict]:
+        s = self.state
+        assert s["kind"] == "trial" and not s["answered"]
+        self.assert_no_leak()
+        status, data = self.post(f"steps/{s['step']}/answer", {"stimulus": s["stimulus"], "choice": choice})
+        if status == 200:
+            self.state = data
+            self.actions.append({"trial": s["trial"], "stimulus": s["stimulus"], "choice": choice,
+                                 "correct": data["feedback"]["correct"], "correct_answer": data["feedback"]["correct_answer"]})
+        return status, data
+
+    def rate(self, value: int) -> tuple[int, dict]:
+        status, data = self.post(f"steps/{self.state['step']}/questions", {"answers": {self.state["key"]: value}})
+        if status == 200:
+            self.state = data
+        return status, data
+
+    def walk(self, *, choose=None, rating: int = 4) -> dict:
+        """Take the whole study: instructions, every trial, rating. Returns the final state."""
+        if self.state.get("kind") in (None, "consent"):
+            status, _ = self.enter()
+            assert status in (200, 201), self.state
+        while self.state["kind"] != "done":
+            kind = self.state["kind"]
+            if kind == "instructions":
+                assert self.continue_()[0] == 200
+            elif kind == "trial":
+                if not self.state["answered"]:
+                    options = [o["value"] for o in self.state["options"]]
+                    choice = choose(self.state) if choose else self.rng.choice(options)
+                    status, data = self.answer(choice)
+                    assert status == 200, data
+                assert self.continue_()[0] == 200
+            elif kind == "rating":
+                assert self.rate(rating)[0] == 200
+            else:  # pragma: no cover
+                raise AssertionError(f"unexpected step {kind}")
+        return self.state
+
+    def assert_no_leak(self) -> None:
+        """No response so far reveals the correct answer of the current, unanswered trial."""
+        trial = self.state["trial"]
+        for label, _, body in self.responses:
+            if not body.startswith("{"):
+                continue
+            data = json.loads(body)
+            states = [data] + ([data["state"]] if isinstance(data.get("state"), dict) else [])
+            for st in states:
+                if st.get("kind") == "trial" and st.get("trial") == trial:
+                    leaked = [k for k in LEAK_KEYS if re.search(rf'"{k}"', json.dumps(st))]
+                    assert not leaked, f"{label} revealed {leaked} before the answer of trial {trial}"

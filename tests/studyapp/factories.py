@@ -1,0 +1,84 @@
+"""Build studies whose rows are real but whose explanations are small stand-in files.
+
+The participant flow is the component under these tests; the pipeline that makes real
+explanations has its own tests (tests/studyapp/test_pipeline*.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+from django.core.management import call_command
+from PIL import Image
+
+from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
+from studyapp.pipeline.storage import store_bytes
+from studyapp.studies import services
+from studyapp.studies.models import Study
+
+FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
+
+
+def png(seed: int, size: int = 28) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (size, size), dtype=np.uint8), mode="L").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def gif(seed: int) -> bytes:
+    rng = np.random.default_rng(seed)
+    frames = [Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8), mode="L") for _ in range(3)]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0, duration=100)
+    return buffer.getvalue()
+
+
+def learning_study(*, n_stimuli: int = 24, invalid: int = 1, open_it: bool = True, **overrides) -> Study:
+    """Study A from its fixture with stimuli and valid Grad-CAM / CDeepEx assets.
+
+    Predictions are set so that some stimuli are "model-wrong" (prediction != true label).
+    The first ``invalid`` stimuli get a CDeepEx asset that failed the validity gate.
+    """
+    call_command("loaddata", str(FIXTURES / "study_a_kannada.json"), verbosity=0)
+    study = Study.objects.get(slug="kannada-learning")
+    for key, value in overrides.items():
+        setattr(study, key, value)
+    study.save()
+    a, b = study.classes
+    dataset = Dataset.objects.create(
+        name="tiny", kind=Dataset.Kind.KANNADA, source="test", file="none.npz", fingerprint="0" * 64,
+        class_names=[str(i) for i in range(10)], n_train=0, n_test=n_stimuli,
+    )
+    classifier = TrainedModel.objects.create(dataset=dataset, role="classifier", arch="MnistNet", status="ready")
+    for pos in range(n_stimuli):
+        true = a if pos % 2 == 0 else b
+        pred = true if pos % 4 < 2 else (b if true == a else a)
+        stimulus = Stimulus.objects.create(
+            study=study, dataset=dataset, index=pos, position=pos,
+            image=store_bytes(png(pos), ext="png", folder="stimuli"),
+            true_label=true, model_prediction=pred, probabilities=[0.1] * 10, classifier=classifier,
+        )
+        ExplanationAsset.objects.create(
+            stimulus=stimulus, method="gradcam", params_hash="g", params={}, valid=True,
+            files={"overlay": store_bytes(png(1000 + pos), ext="png")},
+        )
+        bad = pos < invalid
+        ExplanationAsset.objects.create(
+            stimulus=stimulus, method="cdeepex", params_hash="c", params={}, valid=not bad,
+            reasons=["final top-2 is not {true, probe}"] if bad else [],
+            files={"gif": store_bytes(gif(2000 + pos), ext="gif"), "strip": store_bytes(png(3000 + pos), ext="png")},
+        )
+    study.config = {**study.config, "classifier_id": classifier.pk}
+    study.save()
+    if open_it:
+        services.study_open(study=study)
+        study.refresh_from_db()
+    return study
+
+
+def dump(obj) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
