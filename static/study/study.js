@@ -9,6 +9,10 @@
   const prolific = JSON.parse(document.getElementById("prolific").textContent || "{}");
   let busy = false;
   let state = null;
+  // Responses can arrive out of order (e.g. a reload's GET racing a click's POST):
+  // only the answer to the newest request is rendered.
+  let issued = 0;
+  let shown = 0;
 
   function csrf() {
     const m = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
@@ -22,10 +26,11 @@
       opts.headers["X-CSRFToken"] = csrf();
       opts.body = JSON.stringify(body);
     }
+    const seq = ++issued;
     const res = await fetch(API + path, opts);
     let data = {};
     try { data = await res.json(); } catch (e) { data = {}; }
-    return { ok: res.ok, status: res.status, data };
+    return { ok: res.ok, status: res.status, data, seq };
   }
 
   function h(tag, attrs, ...children) {
@@ -46,8 +51,10 @@
   function showError(msg) { errorBox.textContent = msg; errorBox.hidden = !msg; }
 
   function logEvent(kind, payload) {
-    if (!state || state.kind === "consent") return;
-    call("POST", "events", { kind, payload: payload || {} }).catch(() => {});
+    if (!state || state.kind === "consent" || state.kind === "unavailable") return;
+    const body = JSON.stringify({ kind, payload: payload || {} });
+    fetch(API + "events", { method: "POST", credentials: "same-origin", keepalive: true,
+      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() }, body }).catch(() => {});
   }
 
   async function act(method, path, body) {
@@ -57,9 +64,9 @@
     document.querySelectorAll("#app button").forEach((b) => (b.disabled = true));
     try {
       const r = await call(method, path, body);
-      if (r.ok) { render(r.data); return r.data; }
+      if (r.ok) { render(r.data, r.seq); return r.data; }
       // The server refuses steps out of order and tells us where we really are.
-      if (r.data && r.data.state) render(r.data.state);
+      if (r.data && r.data.state) render(r.data.state, r.seq);
       else if (r.status === 403 && r.data.error === "no_participant") await load();
       else document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
       showError((r.data && r.data.detail) || "Something went wrong (" + r.status + "). Please try again.");
@@ -74,7 +81,7 @@
   async function load() {
     const q = prolific.prolific_pid ? "?PROLIFIC_PID=" + encodeURIComponent(prolific.prolific_pid) : "";
     const r = await call("GET", "state" + q);
-    if (r.ok) render(r.data);
+    if (r.ok) render(r.data, r.seq);
     else showError((r.data && r.data.detail) || "This study could not be loaded.");
   }
 
@@ -177,7 +184,11 @@
     return h("div", { id: "feedback" }, out);
   }
 
-  function render(s) {
+  function render(s, seq) {
+    if (seq !== undefined) {
+      if (seq < shown) return;
+      shown = seq;
+    }
     state = s;
     setProgress(s);
     const view = views[s.kind] || views.unavailable;

@@ -299,11 +299,16 @@ def hedges_g(
     t_obs = (g / j) / scale
 
     def ncp_at(prob: float) -> float:
-        # nct.cdf(t_obs; df, ncp) decreases in ncp; widen the bracket until it straddles prob.
+        # nct.cdf(t_obs; df, ncp) decreases in ncp from 1 to 0; widen the bracket until it
+        # straddles prob. scipy returns NaN deep in the tails (e.g. t = 5.2, df = 16,
+        # ncp = -5), where the cdf is 1 below t_obs and 0 above it to double precision.
         def f(ncp: float) -> float:
-            return stats.nct.cdf(t_obs, df, ncp) - prob
+            c = float(stats.nct.cdf(t_obs, df, ncp))
+            if math.isnan(c):
+                c = 1.0 if ncp < t_obs else 0.0
+            return c - prob
 
-        width = 5.0 + abs(t_obs)
+        width = 2.0
         while f(t_obs - width) < 0 or f(t_obs + width) > 0:
             width *= 2
         return optimize.brentq(f, t_obs - width, t_obs + width, xtol=1e-10)

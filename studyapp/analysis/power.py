@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.stats.proportion import proportion_confint
 
 from studyapp.analysis.learning import hedges_g
@@ -87,12 +88,31 @@ def sample_size(
         raise ValueError(f"effect_size {effect_size} points against alternative {alternative!r}")
     analysis = TTestIndPower()
     sm_alt = _statsmodels_alternative(alternative)
-    n_exact = float(
-        analysis.solve_power(
-            effect_size=effect_size, nobs1=None, alpha=alpha, power=power, ratio=1.0, alternative=sm_alt
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        n_exact = float(
+            analysis.solve_power(
+                effect_size=effect_size, nobs1=None, alpha=alpha, power=power, ratio=1.0,
+                alternative=sm_alt,
+            )  # fmt: skip
         )
-    )
-    n = math.ceil(n_exact - 1e-9)
+    if math.isfinite(n_exact) and n_exact >= 2:
+        n = math.ceil(n_exact - 1e-9)
+    else:
+        # statsmodels' root finder gives up for very large effects (n < 2) or tiny ones:
+        # search the smallest whole n (power increases with n).
+        def power_at(k: int) -> float:
+            return float(analysis.power(effect_size=effect_size, nobs1=k, alpha=alpha, alternative=sm_alt))
+
+        lo, hi = 2, 2
+        while power_at(hi) < power:
+            if hi > 10**8:
+                raise ValueError(f"power {power} needs more than 10^8 per arm for d = {effect_size}")
+            lo, hi = hi + 1, hi * 2
+        while lo < hi:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if power_at(mid) >= power else (mid + 1, hi)
+        n, n_exact = lo, float(lo)
     achieved = float(analysis.power(effect_size=effect_size, nobs1=n, alpha=alpha, ratio=1.0, alternative=sm_alt))
     sidedness = "two-sided" if alternative == "two-sided" else f"one-sided ({alternative})"
     assumptions = (
