@@ -125,8 +125,8 @@ class CDeepExConfig:
     epsilon: float = 0.2
     outer_iterations: int = 40
     inner_steps: int = 5
-    lr: float = 0.05
-    max_step: float | None = 1.0
+    lr: float = 0.2
+    max_step: float | None = 0.5
     c0: float = 1.0
     beta: float = 1.01
     gamma: float = 0.24
@@ -164,7 +164,8 @@ class CDeepExResult:
     ineq_residual (N,) = ``max(0, max_y' llh_y' - min(llh_true, llh_probe) + ε)`` at
     ``final`` (reported for xGEMs too, where it is not enforced); z0_recon_error (N,) = RMS per
     pixel of ``G(z0) - I`` (the residual that had to be added); residual (N, 1, H, W) =
-    ``I - G(z0)``; steps (N,) = gradient steps taken; true_labels, probe_labels (N,).
+    ``I - G(z0)``; steps (N,) = accepted points on the path after z0; evaluations (N,) =
+    forward+backward passes of ``D∘G`` spent on the image; true_labels, probe_labels (N,).
     """
 
     z0: Tensor
@@ -181,6 +182,7 @@ class CDeepExResult:
     probe_labels: Tensor
     residual: Tensor
     steps: Tensor
+    evaluations: Tensor
     inequality: bool = True
     config: CDeepExConfig = field(default_factory=CDeepExConfig)
 
@@ -406,7 +408,7 @@ def explain(
             D, G, x, true, encoder=encoder, generator_kind=generator_kind, config=cfg,
             seed=seed, progress=progress,
         )
-        history, steps, converged = _augmented_lagrangian(
+        history, steps, converged, evaluations = _augmented_lagrangian(
             D, G, x, g0, z0, true, probe, inequality=inequality, config=cfg, progress=progress
         )
 
@@ -440,6 +442,7 @@ def explain(
         probe_labels=probe,
         residual=x - g0,
         steps=steps,
+        evaluations=evaluations,
         inequality=inequality,
         config=cfg,
     )
@@ -448,6 +451,29 @@ def explain(
 def xgems(D: nn.Module, G: Module, images: Tensor, **kwargs: Any) -> CDeepExResult:
     """xGEMs as in the dissertation's comparison: :func:`explain` with ``inequality=False``."""
     return explain(D, G, images, inequality=False, **kwargs)
+
+
+def _lagrangian(
+    zs: Tensor,
+    z0: Tensor,
+    h: Tensor,
+    g: Tensor,
+    g_probe: Tensor,
+    lam: Tensor,
+    mu: Tensor,
+    mu_probe: Tensor,
+    c: Tensor,
+    others: Tensor,
+    inequality: bool,
+) -> Tensor:
+    """Eq. 3.3 per row (n,): ``||z - z0||² + λh + c/2 h² + 1/(2c) Σ [max(0, μ + c g)² - μ²]``."""
+    loss = (zs - z0).pow(2).sum(1) + lam * h + 0.5 * c * h.pow(2)
+    if inequality:
+        for m, gg in ((mu, g), (mu_probe, g_probe)):
+            gg = torch.where(others, gg, torch.zeros_like(gg))
+            term = (m + c[:, None] * gg).clamp_min(0).pow(2) - m.pow(2)
+            loss = loss + torch.where(others, term, torch.zeros_like(term)).sum(1) / (2 * c)
+    return loss
 
 
 def _augmented_lagrangian(
@@ -462,33 +488,48 @@ def _augmented_lagrangian(
     inequality: bool,
     config: CDeepExConfig,
     progress: Progress | None,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Solve eq. 3.2 by eq. 3.3/3.4. Returns (history (N, S+1, Z), steps (N,), converged (N,)).
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Solve eq. 3.2 by eqs. 3.3/3.4, all rows at once.
 
-    ``history[i, :steps[i] + 1]`` is image i's path; entries after its last step repeat z_e.
-    One forward+backward of ``D∘G`` per gradient step; the constraint values that drive the
-    multiplier update at the end of a sub-problem come from the forward pass of the next step
-    (the same point), so no extra passes are spent.
+    Returns ``(history (N, S+1, Z), steps (N,), converged (N,), evaluations (N,))``:
+    ``history[i, :steps[i] + 1]`` is image i's path of accepted points (padded with its end
+    point), ``evaluations`` counts forward+backward passes of ``D∘G`` per image.
+
+    Each iteration evaluates ``L_c`` and its gradient at one trial point per running row (one
+    forward+backward of ``D∘G`` for the whole batch). Inside a sub-problem a trial that
+    increases ``L_c`` is rejected and that row's step size halved (grown by 1.25 on success, up
+    to ``lr``): gradient descent with a monotone safeguard, which stops plain GD from bouncing
+    across the sharp class boundary. Every ``inner_steps`` iterations the sub-problem ends at
+    the last accepted point: multipliers and ``c`` are updated from the constraint values
+    there, converged rows are frozen and dropped from the batch.
     """
     cfg = config
     n, zdim = z0.shape
     shape = tuple(x.shape[1:])
     dev, dt = x.device, x.dtype
-    num_classes = None
-    total_steps = cfg.outer_iterations * cfg.inner_steps
-    history = torch.empty(n, total_steps + 1, zdim, dtype=dt, device=dev)
+    total = cfg.outer_iterations * cfg.inner_steps
+    rows_all = torch.arange(n, device=dev)
+    history = torch.empty(n, total + 1, zdim, dtype=dt, device=dev)
     history[:, 0] = z0
     steps = torch.zeros(n, dtype=torch.long, device=dev)
+    evaluations = torch.zeros(n, dtype=torch.long, device=dev)
     converged = torch.zeros(n, dtype=torch.bool, device=dev)
     active = torch.ones(n, dtype=torch.bool, device=dev)
+    inf = torch.tensor(math.inf, dtype=dt, device=dev)
 
-    z = z0.clone()
+    z = z0.clone()  # next trial point per row
+    z_acc = z0.clone()  # last accepted point
+    grad_acc = torch.zeros_like(z0)
+    loss_acc = torch.full((n,), math.inf, dtype=dt, device=dev)
+    h_acc = torch.zeros(n, dtype=dt, device=dev)
+    lr = torch.full((n,), cfg.lr, dtype=dt, device=dev)
     lam = torch.zeros(n, dtype=dt, device=dev)
     c = torch.full((n,), cfg.c0, dtype=dt, device=dev)
-    h_prev: Tensor | None = None
-    mu = mu_probe = others = None
+    h_prev = torch.zeros(n, dtype=dt, device=dev)
+    mu = mu_probe = g_acc = gp_acc = others = None
+    use_ineq = inequality
 
-    for step in range(total_steps + 1):
+    for step in range(total + 1):
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
             break
@@ -496,71 +537,89 @@ def _augmented_lagrangian(
         with torch.enable_grad():
             image = x[idx] + (_call_generator(G, zs, shape) - g0[idx])
             llh = torch.log_softmax(D(image), dim=1)
-        if num_classes is None:  # first pass: per-row state that needs C
-            num_classes = llh.shape[1]
-            others = torch.ones(n, num_classes, dtype=torch.bool, device=dev)
-            others[torch.arange(n), true] = False
-            others[torch.arange(n), probe] = False
-            mu = torch.zeros(n, num_classes, dtype=dt, device=dev)
-            mu_probe = torch.zeros_like(mu)
-            h_prev = (llh[:, :].detach().gather(1, true[:, None]) - llh.detach().gather(1, probe[:, None]))[:, 0]
-        h, g, g_probe = _constraints(llh, true[idx], probe[idx], others[idx], cfg.epsilon)
+            if others is None:  # first pass: per-row state that needs C
+                num_classes = llh.shape[1]
+                use_ineq = inequality and num_classes > 2
+                others = torch.ones(n, num_classes, dtype=torch.bool, device=dev)
+                others[rows_all, true] = False
+                others[rows_all, probe] = False
+                mu = torch.zeros(n, num_classes, dtype=dt, device=dev)
+                mu_probe = torch.zeros_like(mu)
+                g_acc = torch.zeros_like(mu)
+                gp_acc = torch.zeros_like(mu)
+            h, g, g_probe = _constraints(llh, true[idx], probe[idx], others[idx], cfg.epsilon)
+
+            def lagrangian(rows: Tensor = idx, h=h, g=g, g_probe=g_probe) -> Tensor:
+                return _lagrangian(
+                    zs, z0[rows], h, g, g_probe, lam[rows], mu[rows], mu_probe[rows], c[rows],
+                    others[rows], use_ineq,
+                )
+
+            loss = lagrangian()
+        evaluations[idx] += 1
+
+        # ---- accept the trial if it did not increase L_c (always, at a sub-problem start)
+        ok = loss.detach() <= loss_acc[idx]
+        acc = idx[ok]
+        z_acc[acc] = zs.detach()[ok]
+        loss_acc[acc] = loss.detach()[ok]
+        h_acc[acc] = h.detach()[ok]
+        g_acc[acc] = g.detach()[ok]
+        gp_acc[acc] = g_probe.detach()[ok]
+        if step > 0:
+            steps[acc] += 1
+            history[acc, steps[acc]] = z_acc[acc]
+        lr[idx] = torch.where(ok, (lr[idx] * 1.25).clamp_max(cfg.lr), lr[idx] * 0.5)
 
         if step > 0 and step % cfg.inner_steps == 0:
-            # ---- end of a sub-problem: multipliers, penalty rule, convergence (on this point)
-            hd, gd, gpd = h.detach(), g.detach(), g_probe.detach()
-            ok = hd.abs() <= cfg.eq_tol
-            if inequality and num_classes > 2:
-                ok &= torch.maximum(gd.amax(1), gpd.amax(1)) <= cfg.ineq_tol
-            cs = c[idx]
-            lam[idx] = lam[idx] + cs * hd
-            if inequality:
-                mu[idx] = torch.where(others[idx], (mu[idx] + cs[:, None] * gd).clamp_min(0), 0.0)
+            # ---- end of sub-problem k at the last accepted point z_k
+            hk = h_acc[idx]
+            done = hk.abs() <= cfg.eq_tol
+            if use_ineq:
+                done &= torch.maximum(g_acc[idx].amax(1), gp_acc[idx].amax(1)) <= cfg.ineq_tol
+            ck = c[idx]
+            lam[idx] = lam[idx] + ck * hk
+            if use_ineq:
+                sub = others[idx]
+                mu[idx] = torch.where(sub, (mu[idx] + ck[:, None] * g_acc[idx]).clamp_min(0), 0.0)
                 mu_probe[idx] = torch.where(
-                    others[idx], (mu_probe[idx] + cs[:, None] * gpd).clamp_min(0), 0.0
+                    sub, (mu_probe[idx] + ck[:, None] * gp_acc[idx]).clamp_min(0), 0.0
                 )
-            grow = hd.abs() > cfg.gamma * h_prev[idx].abs()
-            c[idx] = torch.where(grow, cs * cfg.beta, cs)
-            h_prev[idx] = hd
-            converged[idx[ok]] = True
-            active[idx[ok]] = False
+            c[idx] = torch.where(hk.abs() > cfg.gamma * h_prev[idx].abs(), ck * cfg.beta, ck)
+            h_prev[idx] = hk
+            converged[idx[done]] = True
+            active[idx[done]] = False
+            z[idx] = z_acc[idx]
+            loss_acc[idx] = inf
             outer = step // cfg.inner_steps
             if progress is not None:
                 progress({
                     "stage": "lagrangian", "step": outer, "total": cfg.outer_iterations,
                     "active": int(active.sum()), "converged": int(converged.sum()),
-                    "max_abs_h": float(hd.abs().max()),
+                    "max_abs_h": float(hk.abs().max()),
                 })
-            log.debug("cdeepex outer %d: %d active, max|h|=%.4g", outer, int(active.sum()), float(hd.abs().max()))
-            if step == total_steps:
+            log.debug("cdeepex outer %d: %d running, max|h|=%.4g", outer, int(active.sum()), float(hk.abs().max()))
+            if step == total:
                 break
-            keep = ~ok
-            if not bool(keep.any()):
-                break
-            idx, zs_kept = idx[keep], zs[keep]
-            h, g, g_probe = h[keep], g[keep], g_probe[keep]
-        else:
-            zs_kept = zs
-        if step == total_steps:
+            # rows whose trial was accepted continue from it with the new multipliers (same
+            # graph, no extra pass); rejected rows are re-evaluated at z_acc next iteration
+            cont = ok & ~done
+            if bool(cont.any()):
+                loss_new = lagrangian()
+                (grad,) = torch.autograd.grad(torch.where(cont, loss_new, 0.0).sum(), zs)
+                rows = idx[cont]
+                loss_acc[rows] = loss_new.detach()[cont]
+                grad_acc[rows] = grad[cont]
+                z[rows] = z_acc[rows] - _cap_step(lr[rows, None] * grad_acc[rows], cfg.max_step)
+            continue
+        if step == total:
             break
+        (grad,) = torch.autograd.grad(torch.where(ok, loss, 0.0).sum(), zs)
+        grad_acc[acc] = grad[ok]
+        z[idx] = z_acc[idx] - _cap_step(lr[idx, None] * grad_acc[idx], cfg.max_step)
 
-        # ---- one plain gradient-descent step on L_c for the rows still running
-        cs = c[idx]
-        loss = (zs_kept - z0[idx]).pow(2).sum(1) + lam[idx] * h + 0.5 * cs * h.pow(2)
-        if inequality and num_classes > 2:
-            mask = others[idx]
-            for m, gg in ((mu[idx], g), (mu_probe[idx], g_probe)):
-                gg = torch.where(mask, gg, torch.zeros_like(gg))
-                term = (m + cs[:, None] * gg).clamp_min(0).pow(2) - m.pow(2)
-                loss = loss + (term * mask).sum(1) / (2 * cs)
-        (grad,) = torch.autograd.grad(loss.sum(), zs)
-        grad = grad[keep] if (step > 0 and step % cfg.inner_steps == 0) else grad
-        z[idx] = zs_kept.detach() - _cap_step(cfg.lr * grad, cfg.max_step)
-        steps[idx] += 1
-        history[idx, steps[idx]] = z[idx]
-
-    # rows that ran out of iterations keep their last point; pad every path with its end point
-    last = history[torch.arange(n), steps]
-    pos = torch.arange(total_steps + 1, device=dev)[None, :, None]
+    # pad every path with its end point
+    last = history[rows_all, steps]
+    pos = torch.arange(total + 1, device=dev)[None, :, None]
     history = torch.where(pos > steps[:, None, None], last[:, None], history)
-    return history, steps, converged
+    return history, steps, converged, evaluations

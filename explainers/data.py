@@ -44,6 +44,7 @@ import math
 import os
 import tempfile
 import urllib.request
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,7 +217,7 @@ def read_kaggle_csv(path: str | os.PathLike) -> KannadaSplit:
         raise DatasetError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt", newline="") as handle:
+        with opener(path, "rt", encoding="utf-8", newline="") as handle:
             header = handle.readline().strip().lstrip("\ufeff")
             columns = [c.strip().strip('"') for c in header.split(",")]
             expected = [f"pixel{k}" for k in range(IMAGE_SIZE * IMAGE_SIZE)]
@@ -229,7 +230,9 @@ def read_kaggle_csv(path: str | os.PathLike) -> KannadaSplit:
             if columns[1:] != expected:
                 bad = next(i for i, (a, b) in enumerate(zip(columns[1:], expected, strict=True)) if a != b)
                 raise DatasetError(f"{path}: column {bad + 1} is {columns[bad + 1]!r}, expected {expected[bad]!r}")
-            table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+                table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
     except DatasetError:
         raise
     except (OSError, ValueError, EOFError, gzip.BadGzipFile) as exc:

@@ -123,7 +123,7 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, *, z_dim: int, batches: int = 20, batch_size: int = 256, generator: torch.Generator | None = None) -> None:
+def recalibrate_batchnorm(G: nn.Module, *, z_dim: int, batches: int = 10, batch_size: int = 128, generator: torch.Generator | None = None) -> None:
     """Re-estimate every BatchNorm's running mean/var of ``G`` as the average over ``batches``
     batches of fresh latents ``z ~ N(0, I)`` (momentum ``None`` = cumulative average)."""
     norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]

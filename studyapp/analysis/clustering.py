@@ -276,9 +276,7 @@ def compare_stages(
     keys = ["participant", "stage"] + ([by] if by else [])
     if frame.duplicated(keys).any():
         raise AnalysisInputError(f"more than one {value} per {' x '.join(keys)}")
-    groups = (
-        [(g, part) for g, part in frame.groupby(by, sort=False)] if by else [(None, frame)]
-    )
+    groups = [(g, part) for g, part in frame.groupby(by, sort=False)] if by else [(None, frame)]
     if by:
         order = ordered_levels(frame[by].dropna(), STUDY_B_DATASETS)
         groups.sort(key=lambda item: order.index(item[0]))
@@ -293,9 +291,13 @@ def compare_stages(
                 both = pd.DataFrame(columns=[stage1, stage2], dtype=float)
             family.append(
                 paired_comparison(
-                    both[stage1], both[stage2], alternative,
-                    names=(stage1, stage2), value=value, group=group,
-                )  # fmt: skip
+                    both[stage1],
+                    both[stage2],
+                    alternative,
+                    names=(stage1, stage2),
+                    value=value,
+                    group=group,
+                )
             )
         p_t_adj = _adjust([c.p_t for c in family], adjust)
         p_w_adj = _adjust([c.p_wilcoxon for c in family], adjust)
@@ -304,10 +306,27 @@ def compare_stages(
             row.update(hypothesis=comp.hypothesis, p_t_adjusted=pt, p_wilcoxon_adjusted=pw)
             rows.append(row)
     columns = [
-        "group", "hypothesis", "stage1", "stage2", "alternative", "n_pairs", "mean1", "mean2",
-        "mean_diff", "sd_diff", "cohen_dz", "t", "df", "p_t", "p_t_adjusted", "n_nonzero",
-        "wilcoxon_w", "p_wilcoxon", "p_wilcoxon_adjusted", "wilcoxon_method",
-    ]  # fmt: skip
+        "group",
+        "hypothesis",
+        "stage1",
+        "stage2",
+        "alternative",
+        "n_pairs",
+        "mean1",
+        "mean2",
+        "mean_diff",
+        "sd_diff",
+        "cohen_dz",
+        "t",
+        "df",
+        "p_t",
+        "p_t_adjusted",
+        "n_nonzero",
+        "wilcoxon_w",
+        "p_wilcoxon",
+        "p_wilcoxon_adjusted",
+        "wilcoxon_method",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 

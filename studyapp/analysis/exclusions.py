@@ -24,7 +24,12 @@ from numbers import Real
 
 import pandas as pd
 
-from studyapp.analysis.schema import STUDY_A_ARMS, AnalysisInputError, ordered_levels, require_columns
+from studyapp.analysis.schema import (
+    STUDY_A_ARMS,
+    AnalysisInputError,
+    ordered_levels,
+    require_columns,
+)
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,9 @@ class ExclusionRules:
             raise ValueError(f"unknown exclusion rule(s) {unknown}; known: {sorted(known)}")
         for key in ("incomplete", "attention_checks"):
             if key in config and not isinstance(config[key], bool):
-                raise ValueError(f"exclusion rule {key!r} must be true or false, not {config[key]!r}")
+                raise ValueError(
+                    f"exclusion rule {key!r} must be true or false, not {config[key]!r}"
+                )
         for key in ("min_response_ms", "max_fast_share", "expected_trials"):
             value = config.get(key)
             if value is None:
@@ -66,7 +73,11 @@ class ExclusionRules:
 
     def as_dict(self) -> dict:
         """The active rules only (what a report should show)."""
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) not in (None, False)}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if getattr(self, f.name) not in (None, False)
+        }
 
 
 @dataclass(frozen=True)
@@ -160,7 +171,9 @@ def apply_exclusions(
     if rules.min_response_ms is not None:
         require_columns(frame, ["response_ms"], name="trials")
         timed = frame.dropna(subset=["response_ms"])
-        fast = (timed["response_ms"] < rules.min_response_ms).groupby(timed["participant"], sort=False)
+        fast = (timed["response_ms"] < rules.min_response_ms).groupby(
+            timed["participant"], sort=False
+        )
         share, n_fast, n_timed = fast.mean(), fast.sum(), fast.size()
         too_fast = share[share > rules.max_fast_share].index
         for participant in too_fast:
@@ -178,7 +191,9 @@ def apply_exclusions(
     if rules.attention_checks:
         require_columns(frame, ["attention_check"], name="trials")
         checks = frame.dropna(subset=["attention_check"])
-        failed = (~checks["attention_check"].astype(bool)).groupby(checks["participant"], sort=False)
+        failed = (~checks["attention_check"].astype(bool)).groupby(
+            checks["participant"], sort=False
+        )
         n_failed, n_checks = failed.sum(), failed.size()
         bad = n_failed[n_failed > 0].index
         for participant in bad:
@@ -200,11 +215,17 @@ def apply_exclusions(
     arms = ordered_levels(arm_of.dropna(), STUDY_A_ARMS)
     before = arm_of.value_counts().reindex(arms, fill_value=0)
     out = arm_of[arm_of.index.isin(dropped)].value_counts().reindex(arms, fill_value=0)
-    counts = pd.DataFrame({"arm": arms, "n_before": before.to_numpy(), "n_excluded": out.to_numpy()})
+    counts = pd.DataFrame(
+        {"arm": arms, "n_before": before.to_numpy(), "n_excluded": out.to_numpy()}
+    )
     counts.loc[len(counts)] = ["all", int(before.sum()), int(out.sum())]
     counts["n_kept"] = counts["n_before"] - counts["n_excluded"]
-    counts[["n_before", "n_excluded", "n_kept"]] = counts[["n_before", "n_excluded", "n_kept"]].astype(int)
+    counts[["n_before", "n_excluded", "n_kept"]] = counts[
+        ["n_before", "n_excluded", "n_kept"]
+    ].astype(int)
 
     kept = trials[~trials["participant"].isin(dropped)].reset_index(drop=True)
-    report = ExclusionReport(rules=rules.as_dict(), excluded=excluded, counts=counts, by_rule=by_rule)
+    report = ExclusionReport(
+        rules=rules.as_dict(), excluded=excluded, counts=counts, by_rule=by_rule
+    )
     return kept, report

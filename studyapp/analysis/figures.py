@@ -24,6 +24,7 @@ import io
 import textwrap
 from collections.abc import Mapping
 
+import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -54,9 +55,17 @@ OKABE_ITO = {
 }
 _SPARE = [OKABE_ITO[k] for k in ("vermillion", "sky_blue", "yellow", "black", "grey")]
 
-ARM_COLOURS = {"Control": OKABE_ITO["orange"], "GCAM": OKABE_ITO["blue"], "CDeepEx": OKABE_ITO["green"]}
+ARM_COLOURS = {
+    "Control": OKABE_ITO["orange"],
+    "GCAM": OKABE_ITO["blue"],
+    "CDeepEx": OKABE_ITO["green"],
+}
 # The paper draws 1-Heatmap in blue and XNN in purple (Figure 5c); we keep that.
-STAGE_COLOURS = {"NoVis": OKABE_ITO["orange"], "1-Heatmap": OKABE_ITO["blue"], "XNN": OKABE_ITO["purple"]}
+STAGE_COLOURS = {
+    "NoVis": OKABE_ITO["orange"],
+    "1-Heatmap": OKABE_ITO["blue"],
+    "XNN": OKABE_ITO["purple"],
+}
 DATASET_NAMES = {"CUB": "CUB (gulls)", "CEL": "CEL (cancer cells)"}
 
 _LINESTYLES = ["-", "--", "-.", ":"]
@@ -113,18 +122,37 @@ def learning_curve_figure(
         part = curve[curve["arm"] == arm].sort_values("trial")
         n_final = int(part["n"].iloc[-1])
         sd = part["sd"].fillna(0.0)
-        ax.fill_between(part["trial"], part["mean"] - sd, part["mean"] + sd, color=colours[arm], alpha=0.2, linewidth=0)
+        ax.fill_between(
+            part["trial"],
+            part["mean"] - sd,
+            part["mean"] + sd,
+            color=colours[arm],
+            alpha=0.2,
+            linewidth=0,
+        )
         ax.plot(
-            part["trial"], part["mean"], color=colours[arm], linestyle=_LINESTYLES[i % 4],
-            marker=_MARKERS[i % 5], markersize=4, linewidth=2, label=f"{arm} (n = {n_final})",
-        )  # fmt: skip
+            part["trial"],
+            part["mean"],
+            color=colours[arm],
+            linestyle=_LINESTYLES[i % 4],
+            marker=_MARKERS[i % 5],
+            markersize=4,
+            linewidth=2,
+            label=f"{arm} (n = {n_final})",
+        )
         if layout == "panels":
             ax.set_title(f"{arm} (n = {n_final})")
     trials = np.arange(0, max_trial + 1)
     for j, ax in enumerate(axes):
         if chance is not None:
-            ax.plot(trials, trials * chance, color=OKABE_ITO["grey"], linestyle=":", linewidth=1.5,
-                    label=f"guessing ({chance:.0%} per trial)")  # fmt: skip
+            ax.plot(
+                trials,
+                trials * chance,
+                color=OKABE_ITO["grey"],
+                linestyle=":",
+                linewidth=1.5,
+                label=f"guessing ({chance:.0%} per trial)",
+            )
         ax.set_xlim(0.5, max_trial + 0.5)
         ax.set_ylim(bottom=0)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=10))
@@ -159,9 +187,15 @@ def _grouped_bars(
         n = int(part["count"].sum())
         shares = part["share"].fillna(0.0).to_numpy()
         ax.bar(
-            x - 0.4 + width * (i + 0.5), shares, width, color=colours[g], edgecolor="black",
-            linewidth=0.6, hatch=_HATCHES[i % 5], label=f"{g} (n = {n})",
-        )  # fmt: skip
+            x - 0.4 + width * (i + 0.5),
+            shares,
+            width,
+            color=colours[g],
+            edgecolor="black",
+            linewidth=0.6,
+            hatch=_HATCHES[i % 5],
+            label=f"{g} (n = {n})",
+        )
     ax.set_xticks(x, [textwrap.fill(scale[c], wrap) for c in codes])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylabel("Share of participants")
@@ -180,8 +214,16 @@ def rating_distribution_figure(
     if not arms or dist["count"].sum() == 0:
         return _empty(fig, "No ratings to show")
     ax = fig.add_subplot()
-    _grouped_bars(ax, dist, group="arm", value="rating", scale=FEEDBACK_RATING_LABELS,
-                  groups=arms, colours=_colours(arms, ARM_COLOURS), wrap=14)  # fmt: skip
+    _grouped_bars(
+        ax,
+        dist,
+        group="arm",
+        value="rating",
+        scale=FEEDBACK_RATING_LABELS,
+        groups=arms,
+        colours=_colours(arms, ARM_COLOURS),
+        wrap=14,
+    )
     ax.set_xlabel("Rating")
     ax.legend(title="Arm", frameon=False, loc="upper left")
     ax.set_title(title)
@@ -218,20 +260,41 @@ def purity_boxplot_figure(
         positions = np.arange(1, len(stages) + 1)
         shown = [i for i, v in enumerate(values) if len(v)]
         boxes = ax.boxplot(
-            [values[i] for i in shown], positions=positions[shown], widths=0.55, patch_artist=True,
-            showfliers=False, medianprops={"color": "black", "linewidth": 2},
-        )  # fmt: skip
+            [values[i] for i in shown],
+            positions=positions[shown],
+            widths=0.55,
+            patch_artist=True,
+            showfliers=False,
+            medianprops={"color": "black", "linewidth": 2},
+        )
         for patch, i in zip(boxes["boxes"], shown, strict=True):
             patch.set_facecolor(colours[stages[i]])
             patch.set_alpha(0.55)
             patch.set_hatch(_HATCHES[i % 5])
         for i in shown:
             v = values[i]
-            ax.scatter(positions[i] + rng.uniform(-0.12, 0.12, len(v)), v, s=14, color="black",
-                       alpha=0.6, zorder=3, linewidths=0)  # fmt: skip
-            ax.scatter([positions[i]], [v.mean()], marker="D", s=50, color="white",
-                       edgecolor="black", zorder=4, label="mean" if i == shown[0] else None)  # fmt: skip
-        ax.set_xticks(positions, [f"{s}\n(n = {len(v)})" for s, v in zip(stages, values, strict=True)])
+            ax.scatter(
+                positions[i] + rng.uniform(-0.12, 0.12, len(v)),
+                v,
+                s=14,
+                color="black",
+                alpha=0.6,
+                zorder=3,
+                linewidths=0,
+            )
+            ax.scatter(
+                [positions[i]],
+                [v.mean()],
+                marker="D",
+                s=50,
+                color="white",
+                edgecolor="black",
+                zorder=4,
+                label="mean" if i == shown[0] else None,
+            )
+        ax.set_xticks(
+            positions, [f"{s}\n(n = {len(v)})" for s, v in zip(stages, values, strict=True)]
+        )
         ax.set_title(f"({chr(ord('a') + k)}) {DATASET_NAMES.get(dataset, dataset)}")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylim(0, 1.05)
@@ -254,7 +317,9 @@ def confidence_figure(
     (`clustering.confidence_distribution`).
     """
     require_columns(dist, ["stage", "confidence", "count", "share"], name="dist")
-    datasets = ordered_levels(dist["dataset"], STUDY_B_DATASETS) if "dataset" in dist.columns else [None]
+    datasets = (
+        ordered_levels(dist["dataset"], STUDY_B_DATASETS) if "dataset" in dist.columns else [None]
+    )
     stages = ordered_levels(dist["stage"], STUDY_B_STAGES)
     fig = _new_figure(8.0, 3.6 * len(datasets) + 0.6)
     if not stages or dist["count"].sum() == 0:
@@ -263,8 +328,15 @@ def confidence_figure(
     colours = _colours(stages, STAGE_COLOURS)
     for k, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
         part = dist if dataset is None else dist[dist["dataset"] == dataset]
-        _grouped_bars(ax, part, group="stage", value="confidence", scale=CONFIDENCE_LABELS,
-                      groups=stages, colours=colours)  # fmt: skip
+        _grouped_bars(
+            ax,
+            part,
+            group="stage",
+            value="confidence",
+            scale=CONFIDENCE_LABELS,
+            groups=stages,
+            colours=colours,
+        )
         if dataset is not None:
             ax.set_title(f"({chr(ord('a') + k)}) {DATASET_NAMES.get(dataset, dataset)}")
         ax.legend(title="Stage", frameon=False, loc="upper right")
@@ -284,8 +356,16 @@ def agent_rating_figure(
     if not agents or dist["count"].sum() == 0:
         return _empty(fig, "No agent ratings to show")
     ax = fig.add_subplot()
-    _grouped_bars(ax, dist, group="agent", value="rating", scale=AGENT_RATING_LABELS,
-                  groups=agents, colours=_colours(agents, STAGE_COLOURS), wrap=10)  # fmt: skip
+    _grouped_bars(
+        ax,
+        dist,
+        group="agent",
+        value="rating",
+        scale=AGENT_RATING_LABELS,
+        groups=agents,
+        colours=_colours(agents, STAGE_COLOURS),
+        wrap=10,
+    )
     ax.set_xlabel("Rating")
     ax.legend(title="Agent", frameon=False, loc="upper left")
     ax.set_title(title)
@@ -302,8 +382,17 @@ def power_curve_figure(
     require_columns(curve, ["n_per_arm", "power"], name="curve")
     fig = _new_figure(6.4, 4.0)
     ax = fig.add_subplot()
-    ax.plot(curve["n_per_arm"], curve["power"], color=OKABE_ITO["blue"], linewidth=2, marker="o", markersize=3)
-    ax.axhline(target, color=OKABE_ITO["vermillion"], linestyle="--", label=f"target power {target:.0%}")
+    ax.plot(
+        curve["n_per_arm"],
+        curve["power"],
+        color=OKABE_ITO["blue"],
+        linewidth=2,
+        marker="o",
+        markersize=3,
+    )
+    ax.axhline(
+        target, color=OKABE_ITO["vermillion"], linestyle="--", label=f"target power {target:.0%}"
+    )
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylim(0, 1)
     ax.set_xlabel("Participants per arm")
@@ -325,7 +414,9 @@ def figure_png(fig: Figure, *, dpi: int = 150) -> bytes:
 
 
 def figure_svg(fig: Figure) -> bytes:
-    """The figure as SVG bytes (no date stamp, so the same figure gives the same bytes)."""
+    """The figure as SVG bytes; the same figure gives the same bytes (no date stamp, fixed
+    salt for the element ids, which matplotlib otherwise randomises)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="svg", facecolor="white", metadata={"Date": None})
+    with matplotlib.rc_context({"svg.hashsalt": "studyapp-analysis"}):
+        fig.savefig(buf, format="svg", facecolor="white", metadata={"Date": None})
     return buf.getvalue()

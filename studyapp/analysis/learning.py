@@ -55,7 +55,6 @@ DISSERTATION_PAIRS: tuple[tuple[str, str, Alternative], ...] = (
 )
 
 
-
 def dissertation_table_5_2(n_per_arm: int = 15) -> pd.DataFrame:
     """Table 5.2 as printed (columns ``arm, n, mean, sd``), with the stated n = 15 per arm.
 
@@ -89,7 +88,9 @@ def _check_trials(trials: pd.DataFrame) -> pd.DataFrame:
         raise AnalysisInputError(f"participant(s) {mixed[:5]} appear in more than one arm")
     if trials.duplicated(["participant", "trial_index"]).any():
         dup = trials.loc[trials.duplicated(["participant", "trial_index"]), "participant"]
-        raise AnalysisInputError(f"duplicate trial_index for participant(s) {dup.unique()[:5].tolist()}")
+        raise AnalysisInputError(
+            f"duplicate trial_index for participant(s) {dup.unique()[:5].tolist()}"
+        )
     if trials["correct"].isna().any():
         raise AnalysisInputError("trials has missing values in 'correct'")
     ordered = trials.sort_values(["participant", "trial_index"], kind="stable")
@@ -130,9 +131,9 @@ def cumulative_correct(trials: pd.DataFrame) -> pd.DataFrame:
     out["correct"] = out["correct"].astype(bool)
     out["trial"] = out["trial_index"].astype(int) + 1
     out["cumulative_correct"] = out.groupby("participant")["correct"].cumsum().astype(int)
-    return out[["participant", "arm", "trial_index", "trial", "correct", "cumulative_correct"]].reset_index(
-        drop=True
-    )
+    return out[
+        ["participant", "arm", "trial_index", "trial", "correct", "cumulative_correct"]
+    ].reset_index(drop=True)
 
 
 def _arm_order(arms) -> list[str]:
@@ -177,7 +178,9 @@ def participant_totals(trials: pd.DataFrame, *, n_trials: int | None = None) -> 
     # Participants with no trial in the window still exist: keep them with zero trials.
     everyone = ordered[["participant", "arm"]].drop_duplicates()
     totals = everyone.merge(totals, on=["participant", "arm"], how="left")
-    totals[["n_trials", "total_correct"]] = totals[["n_trials", "total_correct"]].fillna(0).astype(int)
+    totals[["n_trials", "total_correct"]] = (
+        totals[["n_trials", "total_correct"]].fillna(0).astype(int)
+    )
     return totals.sort_values(["arm", "participant"]).reset_index(drop=True)
 
 
@@ -283,10 +286,13 @@ def hedges_g(
     """
     if not 0 < ci_level < 1:
         raise ValueError("ci_level must be in (0, 1)")
+    nan = float("nan")
+    if sd1 == 0 and sd2 == 0:  # no spread: the standardised difference is undefined
+        return nan, nan, nan
     g, var_g = effectsize_smd(mean1, sd1, n1, mean2, sd2, n2)
     g, var_g = float(g), float(var_g)
-    if not (math.isfinite(g) and math.isfinite(var_g)):  # e.g. both SDs zero
-        return g, float("nan"), float("nan")
+    if not (math.isfinite(g) and math.isfinite(var_g)):
+        return g, nan, nan
     tail = (1 - ci_level) / 2
     if ci_method == "normal":
         half = float(stats.norm.isf(tail)) * math.sqrt(var_g)
@@ -436,10 +442,28 @@ class PairwiseComparison:
             row["significant_adjusted"] = p_adj <= self.alpha
             rows.append(row)
         columns = [
-            "hypothesis", "arm1", "arm2", "alternative", "n1", "mean1", "sd1", "n2", "mean2",
-            "sd2", "t", "df", "p", "p_adjusted", "significant", "significant_adjusted",
-            "hedges_g", "g_ci_low", "g_ci_high", "ci_level", "ci_method",
-        ]  # fmt: skip
+            "hypothesis",
+            "arm1",
+            "arm2",
+            "alternative",
+            "n1",
+            "mean1",
+            "sd1",
+            "n2",
+            "mean2",
+            "sd2",
+            "t",
+            "df",
+            "p",
+            "p_adjusted",
+            "significant",
+            "significant_adjusted",
+            "hedges_g",
+            "g_ci_low",
+            "g_ci_high",
+            "ci_level",
+            "ci_method",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
 
@@ -512,7 +536,7 @@ def pairwise_welch_from_summary(
     With the dissertation's Table 5.2 and n = 15 per arm this reproduces Table 5.3 (p = 0.0586,
     0.1635, 0.2952). Note that the Control row (mean 9.714286 = 136/14, SD consistent with 14
     integer counts with sum of squares 1356) looks like it came from 14 participants; with
-    n = 14 the two Control p-values would be 0.0618 and 0.1682. The published p-values use 15.
+    n = 14 the two Control p-values would be 0.0620 and 0.1676. The published p-values use 15.
     """
     require_columns(summary, ["arm", "n", "mean", "sd"], name="summary")
     by_arm = summary.set_index("arm")
@@ -524,9 +548,17 @@ def pairwise_welch_from_summary(
         a, b = by_arm.loc[arm1], by_arm.loc[arm2]
         tests.append(
             welch_from_summary(
-                a["mean"], a["sd"], int(a["n"]), b["mean"], b["sd"], int(b["n"]), alternative,
-                names=(arm1, arm2), ci_level=ci_level, ci_method=ci_method,
-            )  # fmt: skip
+                a["mean"],
+                a["sd"],
+                int(a["n"]),
+                b["mean"],
+                b["sd"],
+                int(b["n"]),
+                alternative,
+                names=(arm1, arm2),
+                ci_level=ci_level,
+                ci_method=ci_method,
+            )
         )
     return _family(tests, alpha=alpha, adjust=adjust)
 

@@ -34,8 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from statsmodels.stats.power import TTestIndPower
-from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from statsmodels.stats.proportion import proportion_confint
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from studyapp.analysis.learning import hedges_g
 from studyapp.analysis.schema import AnalysisInputError, require_columns
@@ -92,9 +92,13 @@ def sample_size(
         warnings.simplefilter("ignore", ConvergenceWarning)
         n_exact = float(
             analysis.solve_power(
-                effect_size=effect_size, nobs1=None, alpha=alpha, power=power, ratio=1.0,
+                effect_size=effect_size,
+                nobs1=None,
+                alpha=alpha,
+                power=power,
+                ratio=1.0,
                 alternative=sm_alt,
-            )  # fmt: skip
+            )
         )
     if math.isfinite(n_exact) and n_exact >= 2:
         n = math.ceil(n_exact - 1e-9)
@@ -102,18 +106,24 @@ def sample_size(
         # statsmodels' root finder gives up for very large effects (n < 2) or tiny ones:
         # search the smallest whole n (power increases with n).
         def power_at(k: int) -> float:
-            return float(analysis.power(effect_size=effect_size, nobs1=k, alpha=alpha, alternative=sm_alt))
+            return float(
+                analysis.power(effect_size=effect_size, nobs1=k, alpha=alpha, alternative=sm_alt)
+            )
 
         lo, hi = 2, 2
         while power_at(hi) < power:
             if hi > 10**8:
-                raise ValueError(f"power {power} needs more than 10^8 per arm for d = {effect_size}")
+                raise ValueError(
+                    f"power {power} needs more than 10^8 per arm for d = {effect_size}"
+                )
             lo, hi = hi + 1, hi * 2
         while lo < hi:
             mid = (lo + hi) // 2
             lo, hi = (lo, mid) if power_at(mid) >= power else (mid + 1, hi)
         n, n_exact = lo, float(lo)
-    achieved = float(analysis.power(effect_size=effect_size, nobs1=n, alpha=alpha, ratio=1.0, alternative=sm_alt))
+    achieved = float(
+        analysis.power(effect_size=effect_size, nobs1=n, alpha=alpha, ratio=1.0, alternative=sm_alt)
+    )
     sidedness = "two-sided" if alternative == "two-sided" else f"one-sided ({alternative})"
     assumptions = (
         "two-sample t-test with pooled variance and n1 + n2 - 2 df (statsmodels TTestIndPower); "
@@ -187,10 +197,20 @@ def pilot_effect(
     pooled = math.sqrt(((n1 - 1) * a["sd"] ** 2 + (n2 - 1) * b["sd"] ** 2) / (n1 + n2 - 2))
     g, low, high = hedges_g(a["mean"], a["sd"], n1, b["mean"], b["sd"], n2)
     return PilotEffect(
-        arm1=arm1, arm2=arm2, n1=n1, mean1=float(a["mean"]), sd1=float(a["sd"]),
-        n2=n2, mean2=float(b["mean"]), sd2=float(b["sd"]), pooled_sd=pooled,
-        d=float((a["mean"] - b["mean"]) / pooled), hedges_g=g, g_ci_low=low, g_ci_high=high,
-    )  # fmt: skip
+        arm1=arm1,
+        arm2=arm2,
+        n1=n1,
+        mean1=float(a["mean"]),
+        sd1=float(a["sd"]),
+        n2=n2,
+        mean2=float(b["mean"]),
+        sd2=float(b["sd"]),
+        pooled_sd=pooled,
+        d=float((a["mean"] - b["mean"]) / pooled),
+        hedges_g=g,
+        g_ci_low=low,
+        g_ci_high=high,
+    )
 
 
 def sample_size_from_pilot(
@@ -234,7 +254,11 @@ def power_curve(
         {
             "n_per_arm": list(n_per_arm),
             "power": [
-                float(analysis.power(effect_size=effect_size, nobs1=n, alpha=alpha, alternative=sm_alt))
+                float(
+                    analysis.power(
+                        effect_size=effect_size, nobs1=n, alpha=alpha, alternative=sm_alt
+                    )
+                )
                 for n in n_per_arm
             ],
         }
@@ -327,8 +351,12 @@ def simulate_power(
     sum1 = sum2 = sum_d = 0.0
     while done < n_sims:
         k = min(chunk, n_sims - done)
-        x = simulate_totals(curves[arm1], n_participants=n_per_arm, n_trials=n_trials, n_sims=k, rng=rng)
-        y = simulate_totals(curves[arm2], n_participants=n_per_arm, n_trials=n_trials, n_sims=k, rng=rng)
+        x = simulate_totals(
+            curves[arm1], n_participants=n_per_arm, n_trials=n_trials, n_sims=k, rng=rng
+        )
+        y = simulate_totals(
+            curves[arm2], n_participants=n_per_arm, n_trials=n_trials, n_sims=k, rng=rng
+        )
         with warnings.catch_warnings():  # identical totals in a replication give p = NaN
             warnings.simplefilter("ignore", RuntimeWarning)
             p = stats.ttest_ind(x, y, axis=1, equal_var=False, alternative=alternative).pvalue

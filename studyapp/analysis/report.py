@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 import platform
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -29,8 +30,8 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
 h1 { font-size: 1.6rem; } h2 { font-size: 1.3rem; border-bottom: 1px solid #ccc; margin-top: 2.2rem; }
 h3 { font-size: 1.1rem; margin-top: 1.6rem; }
 table { border-collapse: collapse; margin: 0.6rem 0 1rem; font-size: 0.88rem; }
-th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: right; }
-th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; } td { white-space: nowrap; } .scroll { overflow-x: auto; max-width: 100%; }
 figure { margin: 1rem 0; } figure img { max-width: 100%; height: auto; }
 figcaption, .note { font-size: 0.9rem; color: #444; }
 .meta td { text-align: left; } code { font-size: 0.9em; }
@@ -46,9 +47,10 @@ def _fmt(x) -> str:
 
 
 def _table(frame: pd.DataFrame) -> str:
-    return frame.to_html(
+    table = frame.to_html(
         index=False, border=0, escape=True, na_rep="–", float_format=lambda x: f"{x:.4g}"
     )
+    return f'<div class="scroll">{table}</div>'
 
 
 def _figure(fig, *, alt: str, caption: str, image_format: str) -> str:
@@ -63,12 +65,35 @@ def _figure(fig, *, alt: str, caption: str, image_format: str) -> str:
     )
 
 
+def _compact(comparisons: pd.DataFrame) -> pd.DataFrame:
+    """The columns of `clustering.compare_stages` worth reading, with readable names."""
+    out = pd.DataFrame(
+        {
+            "dataset": comparisons["group"],
+            "hypothesis (H1)": comparisons["hypothesis"],
+            "pairs": comparisons["n_pairs"],
+            "mean 1": comparisons["mean1"],
+            "mean 2": comparisons["mean2"],
+            "Cohen dz": comparisons["cohen_dz"],
+            "paired t": comparisons["t"],
+            "p (t)": comparisons["p_t"],
+            "p (t, Holm)": comparisons["p_t_adjusted"],
+            "Wilcoxon W": comparisons["wilcoxon_w"],
+            "p (W)": comparisons["p_wilcoxon"],
+            "p (W, Holm)": comparisons["p_wilcoxon_adjusted"],
+            "W null": comparisons["wilcoxon_method"],
+        }
+    )
+    return out.dropna(axis=1, how="all")
+
+
 def _p(text: str, cls: str = "note") -> str:
     return f'<p class="{cls}">{html.escape(text)}</p>'
 
 
 def _exclusion_section(report: ExclusionReport) -> str:
-    parts = ["<h2>Exclusions</h2>", _p(f"Rules: {report.rules or 'none'}.")]
+    rules = json.dumps(report.rules) if report.rules else "none"
+    parts = ["<h2>Exclusions</h2>", _p(f"Rules: {rules}.")]
     parts.append(
         _p(
             f"{report.n_excluded} of {report.n_before} participants excluded, "
@@ -81,6 +106,27 @@ def _exclusion_section(report: ExclusionReport) -> str:
     if len(report.excluded):
         parts.append(_table(report.excluded))
     return "\n".join(parts)
+
+
+def _welch_table(family: learning.PairwiseComparison) -> pd.DataFrame:
+    """Table 5.3 in a readable form: one row per test, groups as "mean ± SD (n)"."""
+    rows = []
+    for test, p_adj in zip(family.tests, family.p_adjusted, strict=True):
+        rows.append(
+            {
+                "hypothesis (H1)": test.hypothesis,
+                "group 1: mean ± SD (n)": f"{test.mean1:.3f} ± {test.sd1:.3f} ({test.n1})",
+                "group 2: mean ± SD (n)": f"{test.mean2:.3f} ± {test.sd2:.3f} ({test.n2})",
+                "Welch t": test.t,
+                "df": test.df,
+                "p": test.p,
+                f"p ({family.adjust_method})": p_adj,
+                f"Hedges' g [{test.ci_level:.0%} CI]": (
+                    f"{test.hedges_g:.3f} [{test.g_ci_low:.3f}, {test.g_ci_high:.3f}]"
+                ),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 def _sample_size_rows(
@@ -98,7 +144,9 @@ def _sample_size_rows(
         }
         for target in (power_target, 0.5):
             try:
-                n = power.sample_size(abs(eff.d), alpha=alpha, power=target, alternative=sided).n_per_arm
+                n = power.sample_size(
+                    abs(eff.d), alpha=alpha, power=target, alternative=sided
+                ).n_per_arm
             except ValueError:  # d = 0 (or undefined): no finite n
                 n = None
             row[f"n per arm, power {target:g}"] = n
@@ -126,9 +174,7 @@ def _study_a_section(
             image_format=image_format,
         )
     )
-    parts.append(
-        "<details><summary>Learning-curve table</summary>" + _table(curve) + "</details>"
-    )
+    parts.append("<details><summary>Learning-curve table</summary>" + _table(curve) + "</details>")
     n_trials = int(trials["trial_index"].max()) + 1
     parts.append(f"<h3>Correct answers after {n_trials} trials (Table 5.2)</h3>")
     counts = learning.final_counts(trials, n_trials=n_trials)
@@ -140,15 +186,17 @@ def _study_a_section(
     totals = totals[totals["n_trials"] == n_trials]
     present = set(totals["arm"])
     usable = [
-        p for p in pairs
-        if p[0] in present and p[1] in present
-        and (totals["arm"] == p[0]).sum() >= 2 and (totals["arm"] == p[1]).sum() >= 2
-    ]  # fmt: skip
+        p
+        for p in pairs
+        if p[0] in present
+        and p[1] in present
+        and (totals["arm"] == p[0]).sum() >= 2
+        and (totals["arm"] == p[1]).sum() >= 2
+    ]
     if usable:
         family = learning.pairwise_welch(totals, usable, alpha=alpha)
         parts.append("<h3>Pairwise Welch t-tests (Table 5.3)</h3>")
-        table = family.to_frame().drop(columns=["arm1", "arm2", "ci_level"])
-        parts.append(_table(table))
+        parts.append(_table(_welch_table(family)))
         parts.append(_p(family.note))
         parts.append(
             _p(
@@ -158,7 +206,9 @@ def _study_a_section(
             )
         )
         parts.append("<h3>Sample size for a conclusive comparison</h3>")
-        parts.append(_table(_sample_size_rows(totals, usable, alpha=alpha, power_target=power_target)))
+        parts.append(
+            _table(_sample_size_rows(totals, usable, alpha=alpha, power_target=power_target))
+        )
         parts.append(
             _p(
                 f"statsmodels TTestIndPower at alpha = {alpha:g}, treating each observed d as the "
@@ -181,12 +231,18 @@ def _study_a_section(
                 image_format=image_format,
             )
         )
+        arms = list(dict.fromkeys(dist["arm"]))  # already in Control, GCAM, CDeepEx order
         wide = dist.pivot(index="label", columns="arm", values="count")
-        wide = wide.reindex(list(learning.FEEDBACK_RATING_LABELS.values())).reset_index()
-        parts.append(_table(wide.rename(columns={"label": "rating"})))
+        wide = wide.reindex(index=list(learning.FEEDBACK_RATING_LABELS.values()), columns=arms)
+        wide.columns.name = None
+        parts.append(_table(wide.rename_axis("rating").reset_index()))
         cmp = learning.rating_comparison(ratings)
-        parts.append(_p(f"{cmp['test']}: H = {_fmt(cmp['H'])}, p = {_fmt(cmp['p'])}; "
-                        f"medians {cmp['median_per_arm']}."))  # fmt: skip
+        parts.append(
+            _p(
+                f"{cmp['test']}: H = {_fmt(cmp['H'])}, p = {_fmt(cmp['p'])}; "
+                f"medians {cmp['median_per_arm']}."
+            )
+        )
     return "\n".join(parts)
 
 
@@ -212,9 +268,15 @@ def _study_b_section(
         )
         parts.append(_table(clustering.purity_summary(purities)))
         parts.append("<h3>Purity: within-participant comparisons</h3>")
-        parts.append(_table(clustering.compare_stages(purities, value="purity", pairs=stage_pairs)))
-        parts.append(_p("Paired t-test and Wilcoxon signed-rank test per dataset; "
-                        "p-values Holm-adjusted within each dataset and test."))  # fmt: skip
+        parts.append(
+            _table(_compact(clustering.compare_stages(purities, value="purity", pairs=stage_pairs)))
+        )
+        parts.append(
+            _p(
+                "Paired t-test and Wilcoxon signed-rank test per dataset; "
+                "p-values Holm-adjusted within each dataset and test."
+            )
+        )
     if confidence is not None and len(confidence):
         parts.append("<h3>Confidence per stage</h3>")
         parts.append(
@@ -225,9 +287,13 @@ def _study_b_section(
                 image_format=image_format,
             )
         )
-        parts.append(_table(clustering.compare_confidence(confidence, pairs=stage_pairs)))
-        parts.append(_p("Confidence coded 0 (Zero) to 6 (100%); the Wilcoxon test is the "
-                        "primary one for this ordinal scale."))  # fmt: skip
+        parts.append(_table(_compact(clustering.compare_confidence(confidence, pairs=stage_pairs))))
+        parts.append(
+            _p(
+                "Confidence coded 0 (Zero) to 6 (100%); the Wilcoxon test is the "
+                "primary one for this ordinal scale."
+            )
+        )
     if agent_ratings is not None and len(agent_ratings):
         parts.append("<h3>Agent ratings</h3>")
         parts.append(
@@ -242,8 +308,12 @@ def _study_b_section(
         if {"XNN", "1-Heatmap"} <= agents:
             pref = clustering.agent_preference(agent_ratings)
             parts.append(_table(pd.DataFrame([pref.as_dict()])))
-            parts.append(_p("Wilcoxon signed-rank on the paired ratings and exact sign test on "
-                            "who preferred which agent (ties dropped)."))  # fmt: skip
+            parts.append(
+                _p(
+                    "Wilcoxon signed-rank on the paired ratings and exact sign test on "
+                    "who preferred which agent (ties dropped)."
+                )
+            )
     return "\n".join(parts)
 
 
@@ -284,25 +354,44 @@ def render_report(
     meta = pd.DataFrame(
         {
             "": ["Configuration hash", "Software version", "Generated", "Libraries", "Alpha"],
-            " ": [config_hash, software_version, generated_at.isoformat(timespec="seconds"),
-                  versions, f"{alpha:g}"],  # fmt: skip
+            " ": [
+                config_hash,
+                software_version,
+                generated_at.isoformat(timespec="seconds"),
+                versions,
+                f"{alpha:g}",
+            ],
         }
     )
-    body = [f"<h1>{html.escape(title)}</h1>", meta.to_html(index=False, border=0, classes="meta")]
+    body = [
+        f"<h1>{html.escape(title)}</h1>",
+        meta.to_html(index=False, header=False, border=0, classes="meta"),
+    ]
     if exclusion_report is not None:
         body.append(_exclusion_section(exclusion_report))
     if trials is not None and len(trials):
         body.append(
-            _study_a_section(trials, ratings, pairs=pairs, alpha=alpha,
-                             power_target=power_target, image_format=image_format)  # fmt: skip
+            _study_a_section(
+                trials,
+                ratings,
+                pairs=pairs,
+                alpha=alpha,
+                power_target=power_target,
+                image_format=image_format,
+            )
         )
     if any(x is not None and len(x) for x in (groupings, confidence, agent_ratings)):
         body.append(
-            _study_b_section(groupings, confidence, agent_ratings,
-                             stage_pairs=stage_pairs, image_format=image_format)  # fmt: skip
+            _study_b_section(
+                groupings,
+                confidence,
+                agent_ratings,
+                stage_pairs=stage_pairs,
+                image_format=image_format,
+            )
         )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
         + "\n".join(body)
         + "\n</body></html>\n"

@@ -86,7 +86,9 @@ def code_labels(labels: Iterable[str], scale: Mapping[int, str]) -> list[int]:
     for label in labels:
         key = str(label).casefold().strip()
         if key not in lookup:
-            raise AnalysisInputError(f"unknown label {label!r}; expected one of {list(scale.values())}")
+            raise AnalysisInputError(
+                f"unknown label {label!r}; expected one of {list(scale.values())}"
+            )
         codes.append(lookup[key])
     return codes
 

@@ -210,7 +210,9 @@ def generate_study_a(
         mask = arms == arm
         rates[mask] = curves[arm].participant_rates(rng, int(mask.sum()))
     t = np.arange(n_trials)
-    p_correct = np.vstack([curves[a].probability(t, rate=r) for a, r in zip(arms, rates, strict=True)])
+    p_correct = np.vstack(
+        [curves[a].probability(t, rate=r) for a, r in zip(arms, rates, strict=True)]
+    )
     correct = rng.random((n, n_trials)) < p_correct
 
     label_arr = np.asarray(labels, dtype=object)
@@ -253,7 +255,9 @@ def generate_study_a(
     for participant, arm, done in zip(participants, arms, ~dropout, strict=True):
         if done:
             probs = (rating_probs or {}).get(arm, default_probs)
-            ratings.append((participant, arm, int(rng.choice(np.arange(1, 6), p=np.asarray(probs)))))
+            ratings.append(
+                (participant, arm, int(rng.choice(np.arange(1, 6), p=np.asarray(probs))))
+            )
     ratings_df = pd.DataFrame(ratings, columns=["participant", "arm", "rating"])
     return trials, ratings_df
 
@@ -305,13 +309,21 @@ def generate_study_b(
                 clusters = np.where(follows, relabel[predicted], random_cluster)
                 for k in range(n_images):
                     rows.append(
-                        (participant, stage, dataset, f"{dataset}-{stage}-{i}-{k}",
-                         int(clusters[k]), f"class{predicted[k]}")
-                    )  # fmt: skip
+                        (
+                            participant,
+                            stage,
+                            dataset,
+                            f"{dataset}-{stage}-{i}-{k}",
+                            int(clusters[k]),
+                            f"class{predicted[k]}",
+                        )
+                    )
                 level = int(np.clip(np.rint(rng.normal(confidence_means[stage], 1.2)), 0, 6))
                 conf_rows.append((participant, dataset, stage, level))
         for agent, mean in agent_means.items():
-            agent_rows.append((participant, agent, int(np.clip(np.rint(rng.normal(mean, 1.2)), 1, 7))))
+            agent_rows.append(
+                (participant, agent, int(np.clip(np.rint(rng.normal(mean, 1.2)), 1, 7)))
+            )
     groupings = pd.DataFrame(
         rows, columns=["participant", "stage", "dataset", "image_id", "cluster", "predicted_class"]
     )

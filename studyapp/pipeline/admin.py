@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import path
 from django.utils.html import format_html
 
-from studyapp.pipeline import tasks
+from studyapp.pipeline import services, tasks
 from studyapp.pipeline.models import (
     Dataset,
     ExplanationAsset,
@@ -17,13 +22,57 @@ from studyapp.pipeline.models import (
 from studyapp.studies.selectors import media_url
 
 
+class ImportForm(forms.Form):
+    SOURCES = [
+        ("directory", "A directory on the server (npz, IDX .gz or Kaggle CSV)"),
+        ("download", "Download the official files (checksummed)"),
+        ("lookalike", "Generate the offline look-alike stand-in"),
+    ]
+    source = forms.ChoiceField(choices=SOURCES)
+    directory = forms.CharField(required=False, help_text="Path on the server, e.g. /data/kannada_mnist")
+    name = forms.SlugField(initial="kannada-mnist")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("source") == "directory" and not data.get("directory"):
+            raise forms.ValidationError("Give the directory to import from.")
+        return data
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "is_standin", "n_train", "n_test", "source", "created_at")
+    list_display = ("name", "kind", "standin", "n_train", "n_test", "source", "created_at")
     readonly_fields = [f.name for f in Dataset._meta.fields]
+    change_list_template = "admin/pipeline/dataset/change_list.html"
+
+    @admin.display(description="Stand-in?", boolean=False)
+    def standin(self, obj: Dataset) -> str:
+        return "STAND-IN (not the published data)" if obj.is_standin else "real"
 
     def has_add_permission(self, request) -> bool:
-        return False  # imported with `manage.py import_kannada` (all or nothing)
+        return False  # through the import view below: all or nothing
+
+    def get_urls(self):
+        return [path("import/", self.admin_site.admin_view(self.import_view), name="dataset-import")] + super().get_urls()
+
+    def import_view(self, request):
+        form = ImportForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                if data["source"] == "directory":
+                    dataset = services.dataset_import_kannada(name=data["name"], directory=data["directory"])
+                elif data["source"] == "download":
+                    dataset = services.dataset_download_kannada(name=data["name"], dest=settings.VAR_DIR / "downloads" / "kannada")
+                else:
+                    dataset = services.dataset_make_lookalike(name=data["name"])
+            except Exception as exc:  # shown to staff; nothing was imported
+                form.add_error(None, f"Nothing was imported: {exc}")
+            else:
+                self.message_user(request, f"Imported {dataset}: {dataset.n_train} train / {dataset.n_test} test.", messages.SUCCESS)
+                return redirect("admin:pipeline_dataset_changelist")
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Import a data set", "opts": self.model._meta}
+        return TemplateResponse(request, "admin/pipeline/dataset/import.html", context)
 
 
 @admin.register(TrainedModel)

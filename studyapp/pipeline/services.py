@@ -161,10 +161,14 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
     x, y = to_tensor(x_np), torch.as_tensor(y_np, dtype=torch.long)
     progress = _progress_writer(trained.pk, echo)
     metadata = {"data_fingerprint": trained.dataset.fingerprint, "dataset": trained.dataset.name, "params": params}
+    torch.manual_seed(int(params["seed"]))  # initial weights depend on the seed only
     try:
         if trained.role == TrainedModel.Role.CLASSIFIER:
             model = classifiers.MnistNet(num_classes=len(trained.dataset.class_names))
-            classifiers.train_classifier(model, x, y, epochs=params["epochs"], seed=params["seed"], progress=progress)
+            classifiers.train_classifier(
+                model, x, y, epochs=params["epochs"], seed=params["seed"], progress=progress,
+                lr=params.get("lr", 1e-3), batch_size=params.get("batch_size", 128),
+            )
             x_test = to_tensor(arrays["x_test"])
             accuracy = classifiers.evaluate(model, x_test, torch.as_tensor(arrays["y_test"], dtype=torch.long))
             arch_kwargs = {"num_classes": len(trained.dataset.class_names)}
@@ -173,7 +177,10 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
 
             arch_kwargs = {"latent_dim": params.get("latent_dim", 400)}
             model = VAE(**arch_kwargs)
-            train_vae(model, x, epochs=params["epochs"], seed=params["seed"], progress=progress)
+            train_vae(
+                model, x, epochs=params["epochs"], seed=params["seed"], progress=progress,
+                lr=params.get("lr", 1e-3), batch_size=params.get("batch_size", 128),
+            )
             accuracy = None
         elif trained.role == TrainedModel.Role.WGAN:
             from explainers.wgan import DCGANGenerator, WGANCritic, train_wgan
