@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite (what CI runs): installs the test tools, then pytest.
+# The whole test suite (what CI runs): installs the test tools, then runs pytest twice:
+#   1. on the defaults: SQLite and the embedded filesystem Celery broker;
+#   2. against PostgreSQL and Redis (Debian packages, started on loopback by scripts/services.sh),
+#      for every test that touches the database, the broker or a worker.
+# Extra arguments go to both pytest runs. STUDY_TEST_DEFAULT_ONLY=1 skips the second run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -7,4 +11,9 @@ bash scripts/install.sh --dev
 if [ -z "${KANNADA_MNIST_DIR:-}" ] && [ -d ../shared/data/kannada_mnist ]; then
   export KANNADA_MNIST_DIR="$(cd ../shared/data/kannada_mnist && pwd)"
 fi
-exec "$PYTHON" -m pytest "$@"
+echo "=== Run 1/2: SQLite + embedded broker"
+"$PYTHON" -m pytest "$@"
+if [ "${STUDY_TEST_DEFAULT_ONLY:-0}" = 1 ]; then exit 0; fi
+echo "=== Run 2/2: PostgreSQL + Redis"
+eval "$(bash scripts/services.sh)"
+"$PYTHON" -m pytest tests/studyapp tests/browser "$@"

@@ -8,19 +8,20 @@ The dissertation's "about 90 subjects per group" (CDeepEx vs GCAM, section 5.1).
 Table 5.2, d = (10.666667 - 10.333333) / sqrt((1.588650² + 1.759329²) / 2) = 0.199. The
 thesis gives no alpha or power. Per arm:
 
-============================  =========  =========
-one-sided alpha               power 0.5  power 0.8
-============================  =========  =========
+=============================  =========  =========
+one-sided alpha                power 0.5  power 0.8
+=============================  =========  =========
 0.10 (the thesis's threshold)  84         229
 0.05                           138        314
-============================  =========  =========
+=============================  =========  =========
 
-Only alpha = 0.10 one-sided with power 0.5 comes near 90. That is the reading "if the same
-trend holds", i.e. the n at which the observed means and SDs would just give p = 0.10: the Welch
-test on Table 5.2's numbers with n per arm first reaches p <= 0.10 at n = 84 (`n_until_significant`).
-With d taken over GCAM's SD alone (0.189) the same rule gives 92. Either way "about 90" has only
-a coin-flip chance (power 0.52 at n = 90) of a p <= 0.10 result if d really is 0.199. The
-conventional 80% power needs about 229 per arm at one-sided alpha 0.10 and 314 at 0.05.
+Only alpha = 0.10 one-sided (equivalently 0.20 two-sided) with power 0.5 comes near 90. That
+is the reading "if the same trend holds": the n at which the observed means and SDs would just
+give p = 0.10. The Welch test on Table 5.2's numbers first reaches p <= 0.10 at n = 84 per arm
+(`n_until_significant`). With d taken over GCAM's SD alone (0.189) the same rule gives 92.
+Either way, "about 90" gives only a coin-flip chance (power 0.52 at n = 90) of p <= 0.10 if d
+really is 0.199. The conventional 80% power needs about 229 per arm at one-sided alpha 0.10 and
+314 at 0.05.
 """
 
 from __future__ import annotations

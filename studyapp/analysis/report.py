@@ -23,6 +23,7 @@ import statsmodels
 
 from studyapp.analysis import clustering, figures, learning, power
 from studyapp.analysis.exclusions import ExclusionReport
+from studyapp.analysis.schema import FEEDBACK_RATING_LABELS
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 72rem;
@@ -233,7 +234,7 @@ def _study_a_section(
         )
         arms = list(dict.fromkeys(dist["arm"]))  # already in Control, GCAM, CDeepEx order
         wide = dist.pivot(index="label", columns="arm", values="count")
-        wide = wide.reindex(index=list(learning.FEEDBACK_RATING_LABELS.values()), columns=arms)
+        wide = wide.reindex(index=list(FEEDBACK_RATING_LABELS.values()), columns=arms)
         wide.columns.name = None
         parts.append(_table(wide.rename_axis("rating").reset_index()))
         cmp = learning.rating_comparison(ratings)
