@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication, CSRFCheck
@@ -30,6 +31,16 @@ class EnforceCsrf(BaseAuthentication):
         if reason:
             raise PermissionDenied(f"CSRF failed: {reason}")
         return None
+
+
+class EnforceCsrfScheme(OpenApiAuthenticationExtension):
+    """OpenAPI: participants are identified by the session cookie and must send X-CSRFToken."""
+
+    target_class = "studyapp.studies.api.EnforceCsrf"
+    name = "participantSession"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "cookie", "name": "sessionid"}
 
 
 def exception_handler(exc, context):
