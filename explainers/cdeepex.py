@@ -117,8 +117,8 @@ class CDeepExConfig:
         latent_dim: latent size when it cannot be read from ``G`` (``z_dim``/``latent_dim``).
     """
 
-    z0_steps: int = 300
-    z0_lr: float = 0.01
+    z0_steps: int = 200
+    z0_lr: float = 0.03
     z0_tol: float = 2e-3
     z0_misclass_weight: float = 0.1
     encoder_refine_steps: int = 0

@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "studyapp.pipeline",
     "studyapp.studies",
+    "studyapp.analysis",
 ]
 
 MIDDLEWARE = [

@@ -1,10 +1,11 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from studyapp.studies import api, views
 
 urlpatterns = [
+    path("admin/analysis/", include("studyapp.analysis.urls")),
     path("admin/", admin.site.urls),
     path("s/<slug:slug>/", views.study_page, name="study"),
     path("api/s/<slug:slug>/state", api.StateView.as_view(), name="api-state"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("api/s/<slug:slug>/steps/<int:step>/continue", api.ContinueView.as_view(), name="api-continue"),
     path("api/s/<slug:slug>/steps/<int:step>/answer", api.AnswerView.as_view(), name="api-answer"),
     path("api/s/<slug:slug>/steps/<int:step>/questions", api.QuestionsView.as_view(), name="api-questions"),
+    path("api/s/<slug:slug>/steps/<int:step>/grouping", api.GroupingView.as_view(), name="api-grouping"),
     path("api/s/<slug:slug>/events", api.EventView.as_view(), name="api-events"),
     path("api/s/<slug:slug>/withdraw", api.WithdrawView.as_view(), name="api-withdraw"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),

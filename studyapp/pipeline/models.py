@@ -68,6 +68,9 @@ class Stimulus(models.Model):
     split = models.CharField(max_length=10, default="test")
     index = models.PositiveIntegerField(help_text="Row of the image in the data set split.")
     position = models.PositiveIntegerField(help_text="Order in the study's fixed sequence.")
+    group = models.CharField(
+        max_length=20, blank=True, help_text="Clustering studies: the data set label shown in analyses, e.g. CUB or CEL."
+    )
     set_index = models.PositiveSmallIntegerField(
         null=True, blank=True, help_text="Clustering studies: which pre-drawn set of images it belongs to."
     )

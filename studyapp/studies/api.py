@@ -186,6 +186,20 @@ class QuestionsView(ParticipantView):
         return self.state_response(services.question_submit(participant=participant, step_index=step, answers=data["answers"]))
 
 
+class GroupingSerializer(serializers.Serializer):
+    assignment = serializers.DictField(child=serializers.IntegerField(min_value=0, max_value=99))
+
+
+class GroupingView(ParticipantView):
+    @extend_schema(request=GroupingSerializer, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str, step: int) -> Response:
+        participant = access.access_participant(request, self.study(slug))
+        data = _valid(GroupingSerializer, request)
+        services.grouping_submit(participant=participant, step_index=step, assignment=data["assignment"])
+        participant.refresh_from_db()
+        return self.state_response(participant)
+
+
 class EventView(ParticipantView):
     @extend_schema(request=EventSerializer, responses={201: None, **ERRORS})
     def post(self, request: Request, slug: str) -> Response:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q
@@ -27,7 +28,14 @@ def media_url(path: str) -> str:
     return reverse("media", kwargs={"path": path})
 
 
+def heatmap_method(study: Study) -> str:
+    """The 1-Heatmap baseline: ExcitationBP as in the paper, or DeepLIFT (complementary study)."""
+    return (study.config or {}).get("heatmap_method", ExplanationAsset.Method.EXCITATION_BP)
+
+
 def study_methods(*, study: Study) -> list[str]:
+    if study.design == Study.Design.CLUSTERING:
+        return sorted({heatmap_method(study), ExplanationAsset.Method.XNN})
     methods = {FEEDBACK_METHOD[a.feedback] for a in study.arms.all()}
     return sorted(m for m in methods if m)
 
@@ -42,7 +50,21 @@ def servable_stimuli(*, study: Study):
     return qs.order_by("position")
 
 
+def servable_sets(*, study: Study) -> dict[str, dict[int, list[int]]]:
+    """Clustering design: data set -> set index -> stimulus ids, for complete, servable sets only."""
+    all_sets: dict[str, dict[int, list[int]]] = {}
+    for pk, group, set_index in Stimulus.objects.filter(study=study).values_list("pk", "group", "set_index").order_by("position"):
+        all_sets.setdefault(group, {}).setdefault(set_index, []).append(pk)
+    ok = set(servable_stimuli(study=study).values_list("pk", flat=True))
+    return {
+        group: {i: ids for i, ids in sets.items() if all(pk in ok for pk in ids)}
+        for group, sets in all_sets.items()
+    }
+
+
 def study_plan(*, study: Study, arm: Arm, seed: str) -> list[dict]:
+    if study.design == Study.Design.CLUSTERING:
+        return plans.clustering_plan(study=study, sets=servable_sets(study=study), seed=seed)
     ids = list(servable_stimuli(study=study).values_list("pk", flat=True))
     return plans.learning_plan(study=study, arm=arm, stimulus_ids=ids, seed=seed)
 
@@ -53,6 +75,13 @@ def study_readiness(*, study: Study) -> list[str]:
     arms = list(study.arms.all())
     if not arms:
         problems.append("it has no arms")
+    if study.design == Study.Design.CLUSTERING:
+        sets = servable_sets(study=study)
+        for dataset in (study.config or {}).get("datasets", []):
+            n = len(sets.get(dataset, {}))
+            if n < 3:
+                problems.append(f"{dataset}: {n} image sets with valid heatmaps for every image; 3 stages need at least 3")
+        return problems
     if len(study.classes) != 2 or len(study.class_names) != 2:
         problems.append("a learning study needs exactly two classes and two made-up names")
     if not study.rating_scale:
@@ -123,6 +152,7 @@ def participant_state(*, participant: Participant) -> dict:
         "step": p.step_index,
         "n_steps": len(p.plan),
         "kind": step["kind"],
+        "design": study.design,
     }
     if step["kind"] == "instructions":
         state.update(
@@ -145,6 +175,10 @@ def participant_state(*, participant: Participant) -> dict:
         state["answered"] = answer is not None
         if answer is not None:
             state["feedback"] = trial_feedback(participant=p, answer=answer)
+    elif step["kind"] == "questions":
+        state.update(key=step["key"], title=step.get("title", ""), questions=step["questions"])
+    elif step["kind"] == "grouping":
+        state.update(grouping_state(participant=p, step=step))
     elif step["kind"] == "rating":
         state.update(
             key=step["key"],
@@ -185,9 +219,83 @@ def trial_feedback(*, participant: Participant, answer) -> dict:
     }
 
 
+STAGE_TEXT = {
+    "NoVis": "Group these images into groups of images that you think belong together.",
+    "1-Heatmap": "The AI agent uses the heatmap of each image to make its decision. Hover over an image "
+    "(or use the button) to see its heatmap, then group the images the way you think the agent would.",
+    "XNN": "The AI agent uses a combination of these heatmaps to make its decision. The number above each "
+    "heatmap is how much it counts for the decision (red: for, blue: against). Group the images the way you "
+    "think the agent would.",
+}
+
+
+def grouping_state(*, participant: Participant, step: dict) -> dict:
+    """Images of a batch, in a per-participant shuffled order, with the stage's heatmaps.
+
+    Nothing here reveals a class: images are identified by stimulus id only.
+    """
+    stage = step["stage"]
+    study = participant.study
+    stimuli = {s.pk: s for s in Stimulus.objects.filter(pk__in=step["stimuli"]).only("pk", "image")}
+    order = list(step["stimuli"])
+    random.Random(f"{participant.code}:{participant.step_index}").shuffle(order)
+    method = {"1-Heatmap": heatmap_method(study), "XNN": ExplanationAsset.Method.XNN}.get(stage)
+    assets = {}
+    if method:
+        for a in ExplanationAsset.objects.filter(stimulus_id__in=order, method=method, valid=True).order_by("created_at"):
+            assets[a.stimulus_id] = a
+    images = []
+    for pk in order:
+        item = {"id": pk, "url": media_url(stimuli[pk].image)}
+        asset = assets.get(pk)
+        if stage == "1-Heatmap" and asset:
+            item["heatmap"] = media_url(asset.files["heatmap"])
+        elif stage == "XNN" and asset:
+            n = len(asset.metrics.get("contributions", []))
+            item["xfeatures"] = [
+                {"index": i, "url": media_url(asset.files[f"x{i}"]), "contribution": round(asset.metrics["contributions"][i], 3)}
+                for i in range(n)
+            ]
+        images.append(item)
+    return {
+        "stage": stage,
+        "dataset_position": sum(1 for s in participant.plan[: participant.step_index] if s["kind"] == "grouping") + 1,
+        "n_batches": sum(1 for s in participant.plan if s["kind"] == "grouping"),
+        "instruction": (study.config or {}).get("stage_text", {}).get(stage, STAGE_TEXT[stage]),
+        "images": images,
+        "max_groups": int((study.config or {}).get("max_groups", 10)),
+    }
+
+
+def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[int, int]:
+    """``{stimulus id: group number}`` covering exactly the batch's images."""
+    if not isinstance(assignment, dict) or not assignment:
+        raise InvalidInput("Put every image into a group.")
+    max_groups = int((study.config or {}).get("max_groups", 10))
+    cleaned: dict[int, int] = {}
+    for key, group in assignment.items():
+        try:
+            pk = int(key)
+        except (TypeError, ValueError):
+            raise InvalidInput(f"Unknown image {key!r}.") from None
+        if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < max_groups:
+            raise InvalidInput(f"Groups are numbered 0 to {max_groups - 1}.")
+        cleaned[pk] = group
+    expected = set(step["stimuli"])
+    unknown = set(cleaned) - expected
+    if unknown:
+        raise InvalidInput(f"{len(unknown)} image(s) do not belong to this batch.")
+    missing = expected - set(cleaned)
+    if missing:
+        raise InvalidInput(f"{len(missing)} image(s) are not in a group yet. Put every image into a group.")
+    return cleaned
+
+
 def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
     if not isinstance(answers, dict):
         raise InvalidInput("Answers must be an object of question -> value.")
+    if step["kind"] == "questions":
+        return _validate_question_list(step["questions"], answers)
     if step["kind"] == "rating":
         value = answers.get(step["key"])
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= len(study.rating_scale):
@@ -196,3 +304,33 @@ def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
             raise InvalidInput("Unexpected question in the answers.")
         return {step["key"]: value}
     raise InvalidInput("This step takes no answers.")
+
+
+def _validate_question_list(questions: list[dict], answers: dict) -> dict:
+    keys = {q["key"] for q in questions}
+    extra = set(answers) - keys
+    if extra:
+        raise InvalidInput(f"Unexpected answers: {', '.join(sorted(extra))}.")
+    cleaned: dict = {}
+    for q in questions:
+        value = answers.get(q["key"])
+        if q["type"] == "text":
+            if value in (None, ""):
+                if not q.get("optional"):
+                    raise InvalidInput(f"Please answer: {q['label']}")
+                value = ""
+            if not isinstance(value, str) or len(value) > 5000:
+                raise InvalidInput(f"{q['label']}: at most 5000 characters of text.")
+            cleaned[q["key"]] = value.strip()
+        elif q["type"] == "choice":
+            if value not in q["options"]:
+                raise InvalidInput(f"Please choose one option for: {q['label']}")
+            cleaned[q["key"]] = value
+        elif q["type"] == "scale":
+            first = int(q.get("first_value", 1))
+            if not isinstance(value, int) or isinstance(value, bool) or not first <= value < first + len(q["options"]):
+                raise InvalidInput(f"Please pick one of the options for: {q['label']}")
+            cleaned[q["key"]] = value
+        else:  # pragma: no cover - configuration error
+            raise InvalidInput(f"Unknown question type {q['type']!r}.")
+    return cleaned

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from studyapp.pipeline.models import Stimulus
 from studyapp.studies import plans, selectors
 from studyapp.studies.errors import (
     AlreadyAnswered,
@@ -24,6 +25,7 @@ from studyapp.studies.errors import (
 )
 from studyapp.studies.models import (
     Arm,
+    Grouping,
     InteractionEvent,
     Participant,
     QuestionAnswer,
@@ -265,6 +267,41 @@ def _same_answers(p: Participant, step: dict, answers: object) -> bool:
         return False
     saved = dict(p.questions.values_list("key", "value"))
     return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
+
+
+def grouping_submit(*, participant: Participant, step_index: int, assignment: object) -> Grouping:
+    """Save a clustering of one batch, with its purity against the model's predictions, and move on.
+
+    An identical repeat is harmless; a grouping for another step, with an image missing or
+    an image from elsewhere, is refused and changes nothing.
+    """
+    from studyapp.analysis.clustering import purity
+
+    with transaction.atomic():
+        p = _lock(participant)
+        existing = Grouping.objects.filter(participant=p, step_index=step_index).first()
+        if existing is not None:
+            if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
+                return existing
+            raise AlreadyAnswered("This batch is already grouped.", state=selectors.participant_state(participant=p))
+        step = _check_step(p, step_index, "grouping")
+        cleaned = selectors.validate_grouping(study=p.study, step=step, assignment=assignment)
+        predicted = dict(Stimulus.objects.filter(pk__in=cleaned).values_list("pk", "model_prediction"))
+        ids = sorted(cleaned)
+        now = timezone.now()
+        grouping = Grouping.objects.create(
+            participant=p,
+            step_index=step_index,
+            stage=step["stage"],
+            dataset=step["dataset"],
+            set_index=step["set_index"],
+            assignment={str(k): cleaned[k] for k in ids},
+            purity=purity([cleaned[k] for k in ids], [predicted[k] for k in ids]),
+            shown_at=p.step_shown_at or now,
+            saved_at=now,
+        )
+        _advance(p, now)
+        return grouping
 
 
 def event_log(*, participant: Participant, kind: object, payload: object) -> InteractionEvent:

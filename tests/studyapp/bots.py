@@ -86,6 +86,53 @@ class Bot:
             self.state = data
         return status, data
 
+    def questions(self, answers: dict) -> tuple[int, dict]:
+        status, data = self.post(f"steps/{self.state['step']}/questions", {"answers": answers})
+        if status == 200:
+            self.state = data
+        return status, data
+
+    def group(self, assignment: dict) -> tuple[int, dict]:
+        before = self.state
+        status, data = self.post(f"steps/{before['step']}/grouping", {"assignment": {str(k): v for k, v in assignment.items()}})
+        if status == 200:
+            self.actions.append({"stage": before["stage"], "step": before["step"], "assignment": dict(assignment)})
+            self.state = data
+        return status, data
+
+    @staticmethod
+    def default_answers(state: dict, rng: random.Random) -> dict:
+        answers = {}
+        for q in state["questions"]:
+            if q["type"] == "choice":
+                answers[q["key"]] = rng.choice(q["options"])
+            elif q["type"] == "scale":
+                answers[q["key"]] = q.get("first_value", 1) + rng.randrange(len(q["options"]))
+            else:
+                answers[q["key"]] = "fine"
+        return answers
+
+    def walk_clustering(self, *, group_of=None) -> dict:
+        """Take the whole clustering study; ``group_of(image_ids) -> {id: group}`` (default: random)."""
+        if self.state.get("kind") in (None, "consent"):
+            status, _ = self.enter()
+            assert status in (200, 201), self.state
+        while self.state["kind"] != "done":
+            kind = self.state["kind"]
+            if kind == "instructions":
+                assert self.continue_()[0] == 200
+            elif kind == "questions":
+                status, data = self.questions(self.default_answers(self.state, self.rng))
+                assert status == 200, data
+            elif kind == "grouping":
+                ids = [img["id"] for img in self.state["images"]]
+                assignment = group_of(ids) if group_of else {i: self.rng.randrange(4) for i in ids}
+                status, data = self.group(assignment)
+                assert status == 200, data
+            else:  # pragma: no cover
+                raise AssertionError(f"unexpected step {kind}")
+        return self.state
+
     def walk(self, *, choose=None, rating: int = 4) -> dict:
         """Take the whole study: instructions, every trial, rating. Returns the final state."""
         if self.state.get("kind") in (None, "consent"):

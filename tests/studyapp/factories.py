@@ -82,3 +82,41 @@ def learning_study(*, n_stimuli: int = 24, invalid: int = 1, open_it: bool = Tru
 
 def dump(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
+
+
+def clustering_study(*, n_sets: int = 5, set_size: int = 10, n_xfeatures: int = 7, invalid: int = 0, open_it: bool = True) -> Study:
+    """Study B from its fixture: per data set, ``n_sets`` sets of ``set_size`` images with
+    4 predicted classes, each with a 1-Heatmap and ``n_xfeatures`` XNN heatmaps.
+    The first ``invalid`` images of CUB set 0 get an XNN asset refused by the validity gate."""
+    call_command("loaddata", str(FIXTURES / "study_b_clustering.json"), verbosity=0)
+    study = Study.objects.get(slug="xnn-clustering")
+    position = 0
+    for dataset_name in study.config["datasets"]:
+        dataset = Dataset.objects.create(
+            name=f"tiny-{dataset_name}", kind=Dataset.Kind.DIGIT_STANDIN, source="test", file="none.npz",
+            fingerprint=dataset_name.ljust(64, "0"), class_names=["a", "b", "c", "d"], is_standin=True,
+        )
+        classifier = TrainedModel.objects.create(dataset=dataset, role="classifier", arch="MnistNet", status="ready")
+        for set_index in range(n_sets):
+            for k in range(set_size):
+                stimulus = Stimulus.objects.create(
+                    study=study, dataset=dataset, index=position, position=position, group=dataset_name, set_index=set_index,
+                    image=store_bytes(png(position, 32), ext="png", folder="stimuli"),
+                    true_label=k % 4, model_prediction=(k + set_index) % 4, probabilities=[0.25] * 4, classifier=classifier,
+                )
+                ExplanationAsset.objects.create(
+                    stimulus=stimulus, method="excitation_bp", params_hash="e", params={}, valid=True,
+                    files={"heatmap": store_bytes(png(5000 + position, 32), ext="png")},
+                )
+                bad = dataset_name == "CUB" and set_index == 0 and k < invalid
+                ExplanationAsset.objects.create(
+                    stimulus=stimulus, method="xnn", params_hash="x", params={}, valid=not bad,
+                    reasons=["x-feature heatmap 3 is blank"] if bad else [],
+                    files={f"x{i}": store_bytes(png(10000 + position * 10 + i, 32), ext="png") for i in range(n_xfeatures)},
+                    metrics={"contributions": [round((-1) ** i * (i + 1) / 28, 4) for i in range(n_xfeatures)]},
+                )
+                position += 1
+    if open_it:
+        services.study_open(study=study)
+        study.refresh_from_db()
+    return study
