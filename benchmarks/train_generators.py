@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vae-train", type=int, default=12000)
     parser.add_argument("--vae-epochs", type=int, default=8)
     parser.add_argument("--vae-width", type=int, default=32)
+    parser.add_argument("--vae-batch", type=int, default=64)
+    parser.add_argument("--vae-kl-warmup", type=int, default=500, help="steps of KL annealing")
     parser.add_argument("--wgan-iterations", type=int, default=300)
     parser.add_argument("--wgan-width", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
@@ -117,7 +119,10 @@ def main(argv: list[str] | None = None) -> dict:
     vae = VAE(latent_dim=400, width=args.vae_width)
     started = time.perf_counter()
     losses: list[float] = []
-    train_vae(vae, xv, epochs=args.vae_epochs, seed=args.seed, progress=lambda e: losses.append(e["loss"]))
+    train_vae(
+        vae, xv, epochs=args.vae_epochs, batch_size=args.vae_batch, seed=args.seed,
+        kl_warmup_steps=args.vae_kl_warmup, progress=lambda e: losses.append(e["loss"]),
+    )
     report["vae_train_seconds"] = round(time.perf_counter() - started, 1)
     report["vae_loss_first_last"] = [round(float(np.mean(losses[:20])), 1), round(float(np.mean(losses[-20:])), 1)]
     vae.eval()

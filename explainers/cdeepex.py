@@ -382,7 +382,7 @@ def explain(
     n = images.shape[0]
     shape = tuple(images.shape[1:])
     cfg = config
-    with model_guard(D, G, encoder):
+    with model_guard(D, G, encoder), torch.enable_grad():  # works under a caller's no_grad
         device, dtype = model_device(D), model_dtype(D)
         x = images.detach().to(device=device, dtype=dtype)
         with torch.no_grad():

@@ -59,29 +59,28 @@ class VAE(nn.Module):
         self.latent_dim = latent_dim
         w = width
         self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 4, stride=2, padding=1),
+            nn.Conv2d(1, w, 4, stride=2, padding=1),  # 28 -> 14
             nn.LeakyReLU(0.2),
-            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
+            nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),  # 14 -> 7
             nn.LeakyReLU(0.2),
-            nn.Conv2d(2 * w, 4 * w, 3, stride=2, padding=1),
+            nn.Conv2d(2 * w, 4 * w, 3, padding=1),  # 7 -> 7
             nn.LeakyReLU(0.2),
-            nn.Conv2d(4 * w, 8 * w, 4),
+            nn.Conv2d(4 * w, 4 * w, 3, stride=2, padding=1),  # 7 -> 4
             nn.LeakyReLU(0.2),
             nn.Flatten(),
         )
-        self.fc_mu = nn.Linear(8 * w, latent_dim)
-        self.fc_logvar = nn.Linear(8 * w, latent_dim)
-        self.decoder_input = nn.Linear(latent_dim, 8 * w)
+        features = 4 * w * 4 * 4
+        self.fc_mu = nn.Linear(features, latent_dim)
+        self.fc_logvar = nn.Linear(features, latent_dim)
+        self.decoder_input = nn.Linear(latent_dim, 4 * w * 7 * 7)
         self.decoder = nn.Sequential(
             nn.ReLU(),
-            nn.Unflatten(1, (8 * w, 1, 1)),
-            nn.ConvTranspose2d(8 * w, 4 * w, 4),  # 1 -> 4
+            nn.Unflatten(1, (4 * w, 7, 7)),
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1),  # 7 -> 14
             nn.ReLU(),
-            nn.ConvTranspose2d(4 * w, 2 * w, 3, stride=2, padding=1),  # 4 -> 7
+            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 14 -> 28
             nn.ReLU(),
-            nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1),  # 7 -> 14
-            nn.ReLU(),
-            nn.ConvTranspose2d(w, 1, 4, stride=2, padding=1),  # 14 -> 28
+            nn.Conv2d(w, 1, 3, padding=1),  # 28 -> 28
             nn.Sigmoid(),
         )
 
@@ -126,6 +125,7 @@ def train_vae(
     lr: float = 1e-3,
     seed: int = 0,
     beta: float = 1.0,
+    kl_warmup_steps: int = 0,
     progress: Callable[[dict], None] | None = None,
 ) -> VAE:
     """Train ``vae`` in place with Adam on the negative ELBO; return it.
@@ -137,6 +137,10 @@ def train_vae(
 
     Args:
         x: float images ``(N, 1, 28, 28)`` in [0, 1] (or uint8 ``(N, 28, 28)`` numpy).
+        beta: weight of the KL term (1 = the plain VAE of Kingma and Welling).
+        kl_warmup_steps: if > 0, the KL weight rises linearly from ``beta / kl_warmup_steps``
+            to ``beta`` over these first steps ("KL annealing", Bowman et al. 2016), which keeps
+            the short CPU trainings from settling on blurry, prior-like reconstructions.
         progress: called after every step with ``{"stage": "train_vae", "step", "total",
             "epoch", "loss", "reconstruction", "kl"}`` (per-image values of that batch).
 
@@ -162,7 +166,8 @@ def train_vae(
             for start in range(0, n, batch_size):
                 batch = images[order[start : start + batch_size]].to(device)
                 recon, mu, logvar = vae(batch)
-                loss, rec, kl = vae_loss(recon, batch, mu, logvar, beta=beta)
+                weight = beta * min(1.0, (step + 1) / kl_warmup_steps) if kl_warmup_steps else beta
+                loss, rec, kl = vae_loss(recon, batch, mu, logvar, beta=weight)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()

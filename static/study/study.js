@@ -87,6 +87,7 @@
 
   function setProgress(s) {
     if (s.kind === "trial") progress.textContent = "Question " + (s.trial + 1) + " of " + s.n_trials;
+    else if (s.kind === "grouping") progress.textContent = "Part " + s.dataset_position + " of " + s.n_batches;
     else if (s.kind === "done") progress.textContent = "Finished";
     else progress.textContent = "";
   }
@@ -106,6 +107,14 @@
         h("div", { class: "actions" }, btn)];
     },
     instructions(s) {
+      if (s.design === "clustering") {
+        return [
+          h("p", {}, s.cover_story),
+          h("p", {}, h("strong", {}, "How it works:")),
+          h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
+          h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, "Start")),
+        ];
+      }
       return [
         h("p", {}, s.cover_story),
         h("ul", { class: "bullets" },
@@ -153,6 +162,39 @@
           h("input", { type: "radio", name, value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
         h("div", { class: "actions" }, btn)];
     },
+    questions(s) {
+      const form = h("form", { class: "questions", id: "questions", onsubmit: (e) => e.preventDefault() });
+      s.questions.forEach((q, qi) => {
+        const name = "q-" + qi;
+        let field;
+        if (q.type === "text") {
+          field = h("textarea", { name, id: name, rows: 3, maxlength: 5000, "data-key": q.key });
+        } else if (q.type === "choice") {
+          field = h("div", { class: "scale", role: "radiogroup", "aria-labelledby": name + "-label" },
+            q.options.map((o) => h("label", {}, h("input", { type: "radio", name, value: o, "data-key": q.key }), o)));
+        } else {
+          const first = q.first_value === undefined ? 1 : q.first_value;
+          field = h("div", { class: "scale scale-row", role: "radiogroup", "aria-labelledby": name + "-label" },
+            q.options.map((o, i) => h("label", {}, h("input", { type: "radio", name, value: first + i, "data-key": q.key, "data-int": "1" }), o)));
+        }
+        form.appendChild(h("fieldset", { class: "question" },
+          h("legend", { id: name + "-label" }, q.label + (q.optional ? "" : " *")), field));
+      });
+      const submit = h("button", { id: "submit-questions", onclick: () => {
+        const answers = {};
+        s.questions.forEach((q, qi) => {
+          const name = "q-" + qi;
+          if (q.type === "text") { answers[q.key] = form.querySelector("#" + name).value; return; }
+          const picked = form.querySelector('input[name="' + name + '"]:checked');
+          if (picked) answers[q.key] = picked.dataset.int ? Number(picked.value) : picked.value;
+        });
+        const missing = s.questions.filter((q) => !q.optional && (answers[q.key] === undefined || answers[q.key] === ""));
+        if (missing.length) { showError("Please answer: " + missing[0].label); return; }
+        act("POST", "steps/" + s.step + "/questions", { answers });
+      } }, "Continue");
+      return [h("h2", {}, s.title || "Questions"), form, h("div", { class: "actions" }, submit)];
+    },
+    grouping(s) { return groupingView(s); },
     done(s) {
       const parts = [h("h2", {}, "Thank you!"), h("p", {}, s.completion_text)];
       if (s.completion_code) parts.push(h("p", {}, "Your completion code: ", h("span", { class: "code", id: "completion-code" }, s.completion_code)));
@@ -182,6 +224,132 @@
       out.push(h("div", { class: "feedback" }, h("figure", {}, anim, h("figcaption", {}, "How this symbol turns towards the other symbol")), replay));
     }
     return h("div", { id: "feedback" }, out);
+  }
+
+  /* ---------------- Clustering: drag images into groups (or select + "Move here") ---------------- */
+  function groupingView(s) {
+    const where = {};          // image id -> group index, or -1 for "not grouped yet"
+    s.images.forEach((img) => (where[img.id] = -1));
+    let nGroups = 2;
+    const selected = new Set();
+    let showAll = false;
+    const activeX = new Set((s.images[0] && s.images[0].xfeatures ? s.images[0].xfeatures : []).map((x) => x.index));
+    const root = h("div", { class: "grouping stage-" + s.stage.replace(/[^A-Za-z]/g, "") });
+    const byId = Object.fromEntries(s.images.map((img) => [img.id, img]));
+
+    function contributionChip(x) {
+      const c = x.contribution;
+      return h("span", { class: "contrib " + (c >= 0 ? "pos" : "neg"), title: "Contribution to the decision" }, (c >= 0 ? "+" : "") + c.toFixed(2));
+    }
+
+    function card(img) {
+      const el = h("div", { class: "card-img" + (selected.has(img.id) ? " selected" : ""), draggable: "true", tabindex: 0,
+        role: "button", "aria-pressed": selected.has(img.id) ? "true" : "false", "data-id": img.id,
+        "aria-label": "Image " + img.id + (selected.has(img.id) ? ", selected" : "") });
+      if (selected.has(img.id)) el.appendChild(h("div", { class: "banner" }, "Selected"));
+      const main = h("img", { src: img.url, alt: "Image to group", class: "thumb", draggable: "false" });
+      el.appendChild(main);
+      if (img.heatmap) {
+        const overlay = h("img", { src: img.heatmap, alt: "Heatmap", class: "thumb heat" + (showAll ? " on" : ""), draggable: "false" });
+        el.appendChild(overlay);
+        el.addEventListener("mouseenter", () => { overlay.classList.add("on"); logEvent("hover", { image: img.id }); });
+        el.addEventListener("mouseleave", () => { if (!showAll) overlay.classList.remove("on"); });
+      }
+      if (img.xfeatures) {
+        el.appendChild(h("div", { class: "xrow" }, img.xfeatures.filter((x) => activeX.has(x.index)).map((x) =>
+          h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: "Heatmap " + (x.index + 1), draggable: "false" })))));
+      }
+      el.addEventListener("click", () => toggleSelect(img.id));
+      el.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggleSelect(img.id); } });
+      el.addEventListener("dragstart", (e) => { e.dataTransfer.setData("text/plain", String(img.id)); e.dataTransfer.effectAllowed = "move"; });
+      return el;
+    }
+
+    function toggleSelect(id) {
+      if (selected.has(id)) selected.delete(id); else selected.add(id);
+      logEvent("select", { image: id, selected: selected.has(id) });
+      draw();
+      const again = root.querySelector('.card-img[data-id="' + id + '"]');
+      if (again) again.focus({ preventScroll: true });
+    }
+
+    function move(ids, group) {
+      ids.forEach((id) => (where[id] = group));
+      logEvent("move", { images: ids, group });
+      selected.clear();
+      draw();
+    }
+
+    function zone(group, title) {
+      const members = s.images.filter((img) => where[img.id] === group);
+      const box = h("section", { class: "zone" + (group < 0 ? " tray" : ""), "data-group": group },
+        h("header", {}, h("span", { class: "zone-title" }, title + " (" + members.length + ")"),
+          h("button", { class: "secondary small", "data-move": group, disabled: selected.size === 0,
+            onclick: () => move([...selected], group) }, "Move selected here")),
+        h("div", { class: "zone-body" }, members.map(card)));
+      box.addEventListener("dragover", (e) => { e.preventDefault(); box.classList.add("over"); });
+      box.addEventListener("dragleave", () => box.classList.remove("over"));
+      box.addEventListener("drop", (e) => {
+        e.preventDefault();
+        box.classList.remove("over");
+        const id = Number(e.dataTransfer.getData("text/plain"));
+        if (id in where) move(selected.has(id) ? [...selected] : [id], group);
+      });
+      return box;
+    }
+
+    function compareView() {
+      const ids = [...selected];
+      return h("div", { class: "compare", id: "compare" },
+        h("header", {}, h("strong", {}, "Comparing " + ids.length + " images"),
+          h("button", { class: "secondary small", onclick: () => { comparing = false; draw(); } }, "Close")),
+        ids.map((id) => {
+          const img = byId[id];
+          return h("div", { class: "compare-row" }, h("img", { src: img.url, class: "thumb", alt: "Image" }),
+            img.heatmap ? h("img", { src: img.heatmap, class: "thumb", alt: "Heatmap" }) : null,
+            (img.xfeatures || []).filter((x) => activeX.has(x.index)).map((x) =>
+              h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: "Heatmap " + (x.index + 1) }))));
+        }));
+    }
+
+    let comparing = false;
+    function draw() {
+      const toolbar = h("div", { class: "toolbar" });
+      if (s.stage === "1-Heatmap") {
+        toolbar.appendChild(h("button", { class: "secondary small", id: "toggle-all", "aria-pressed": String(showAll), onclick: () => {
+          showAll = !showAll; logEvent("toggle_all", { on: showAll }); draw(); } }, showAll ? "Hide all heatmaps" : "Show all heatmaps"));
+      }
+      if (s.stage === "XNN" && s.images[0] && s.images[0].xfeatures) {
+        s.images[0].xfeatures.forEach((x) => {
+          toolbar.appendChild(h("label", { class: "xtoggle" }, h("input", { type: "checkbox", checked: activeX.has(x.index), "data-x": x.index,
+            onchange: (e) => { if (e.target.checked) activeX.add(x.index); else activeX.delete(x.index);
+              logEvent("toggle_xfeature", { feature: x.index, on: e.target.checked }); draw(); } }), "Heatmap " + (x.index + 1)));
+        });
+      }
+      if (s.stage !== "NoVis") {
+        toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
+          comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, "Compare selected"));
+      }
+      const zones = [zone(-1, "Not grouped yet")];
+      for (let g = 0; g < nGroups; g++) zones.push(zone(g, "Group " + (g + 1)));
+      const left = s.images.filter((img) => where[img.id] === -1).length;
+      const done = h("button", { id: "done-grouping", disabled: left > 0, onclick: () => {
+        const used = [...new Set(Object.values(where))].sort((a, b) => a - b);
+        const assignment = {};
+        Object.entries(where).forEach(([id, g]) => (assignment[id] = used.indexOf(g)));
+        act("POST", "steps/" + s.step + "/grouping", { assignment });
+      } }, left > 0 ? left + " image(s) left" : "Done");
+      root.replaceChildren(
+        h("p", { class: "stage-text" }, s.instruction),
+        toolbar,
+        comparing && selected.size ? compareView() : null,
+        h("div", { class: "zones" }, zones),
+        h("div", { class: "actions" },
+          h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, "+ New group"),
+          done));
+    }
+    draw();
+    return [root];
   }
 
   function render(s, seq) {

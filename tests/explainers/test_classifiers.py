@@ -31,6 +31,16 @@ SHARED_KANNADA = Path(__file__).resolve().parents[3] / "shared" / "data" / "kann
 CLASSES = (3, 7)  # two Kannada digits that look alike (both resemble a handwritten "2")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """The test machine's cores are shared: one intra-op thread avoids OpenMP thrashing.
+    (Tests may set this; library code never does.)"""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def real_dir() -> Path:
     configured = os.environ.get("KANNADA_MNIST_DIR")
     for candidate in ([Path(configured)] if configured else []) + [SHARED_KANNADA]:

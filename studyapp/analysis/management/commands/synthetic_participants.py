@@ -1,0 +1,266 @@
+"""Send synthetic participants through the real participant API, then print the analysis.
+
+    python manage.py synthetic_participants --study kannada-learning --n 30 --seed 1
+    python manage.py synthetic_participants --study kannada-learning --n 0 --power --power-n 15
+
+Each synthetic participant is a separate HTTP client (Django's test ``Client``, CSRF checks on,
+its own session and address) that goes through consent, instructions, every trial and the
+rating exactly as a browser would, against the configured database. It answers each trial
+correctly with the probability its arm's planted learning curve gives
+(`studyapp.analysis.synthetic`): ``planted`` makes CDeepEx learn fastest and Control slowest,
+``null`` gives every arm the same curve. The server, not the bot, decides the arm, scores the
+answer and stamps the times.
+
+Synthetic runs carry the Prolific id ``synthetic-<seed>-<i>``, so a rerun with the same seed
+resumes them instead of adding more, and they can be found and deleted in the admin. Use this on
+a pilot or test copy of a study, never on one that collects real data.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from django.test import Client
+
+from studyapp.analysis import data, power, summary, synthetic
+from studyapp.pipeline.models import Stimulus
+from studyapp.studies import selectors
+from studyapp.studies.models import Participant, Study
+
+CURVES = {"planted": synthetic.PLANTED_CURVES, "null": synthetic.NULL_CURVES}
+#: Arms not named after a curve get the curve of their feedback kind.
+CURVE_OF_FEEDBACK = {"control": "Control", "gradcam": "GCAM", "cdeepex": "CDeepEx"}
+
+
+def _host() -> str:
+    """A host name the site accepts (the test client's "testserver" need not be allowed)."""
+    for host in settings.ALLOWED_HOSTS:
+        if host and host != "*" and not host.startswith("."):
+            return host
+    return "localhost"
+
+
+class ApiParticipant:
+    """One synthetic participant's browser: a cookie jar that talks JSON to the participant API."""
+
+    def __init__(self, slug: str, *, address: str):
+        host = _host()
+        secure = bool(settings.SECURE_SSL_REDIRECT)
+        self.scheme = "https" if secure else "http"
+        self.slug = slug
+        self.client = Client(
+            enforce_csrf_checks=True, REMOTE_ADDR=address, HTTP_HOST=host,
+            HTTP_ORIGIN=f"{self.scheme}://{host}", **({"wsgi.url_scheme": "https"} if secure else {}),
+        )
+        self.state: dict = {}
+
+    def _check(self, response, what: str) -> dict:
+        try:
+            body = json.loads(response.content.decode() or "{}")
+        except json.JSONDecodeError:
+            body = {"detail": response.content.decode()[:200]}
+        if response.status_code >= 300:
+            raise CommandError(
+                f"{what} was refused ({response.status_code}): {body.get('detail', body)}"
+            )
+        return body
+
+    def get_state(self) -> dict:
+        response = self.client.get(f"/api/s/{self.slug}/state", secure=self.scheme == "https")
+        self.state = self._check(response, "GET state")
+        return self.state
+
+    def post(self, path: str, body: dict | None = None) -> dict:
+        response = self.client.post(
+            f"/api/s/{self.slug}/{path}",
+            data=json.dumps(body or {}),
+            content_type="application/json",
+            HTTP_X_CSRFTOKEN=self.client.cookies["csrftoken"].value,
+            secure=self.scheme == "https",
+        )
+        self.state = self._check(response, f"POST {path}")
+        return self.state
+
+
+class Command(BaseCommand):
+    help = (
+        "Send N synthetic participants with a planted per-arm learning effect through the real "
+        "participant API of an open learning study, then print the analysis."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--study", required=True, help="Slug of an open learning study.")
+        parser.add_argument("--n", type=int, required=True, help="Synthetic participants to send (0: none).")
+        parser.add_argument("--seed", type=int, default=0, help="Seed of the answers (and of the Prolific ids).")
+        parser.add_argument("--curves", choices=sorted(CURVES), default="planted",
+                            help="planted: CDeepEx > GCAM > Control; null: the same curve in every arm.")
+        parser.add_argument("--alpha", type=float, default=None, help="Significance level (default: the study's).")
+        parser.add_argument("--power", action="store_true",
+                            help="Also simulate how often the planted effect is detected (power.simulate_power).")
+        parser.add_argument("--power-n", type=int, default=None,
+                            help="Participants per arm in the simulation (default: this run's per arm).")
+        parser.add_argument("--power-sims", type=int, default=2000, help="Simulated studies (default 2000).")
+
+    def handle(self, *args, **opts):
+        study = Study.objects.filter(slug=opts["study"]).first()
+        if study is None:
+            raise CommandError(f"No study with slug {opts['study']!r}.")
+        if study.design != Study.Design.LEARNING:
+            raise CommandError("Synthetic participants exist for the learning design only.")
+        n, seed = opts["n"], opts["seed"]
+        if n < 0:
+            raise CommandError("--n must be 0 or more.")
+        if opts["alpha"] is not None and not 0 < opts["alpha"] < 1:
+            raise CommandError("--alpha must be between 0 and 1.")
+        curves = CURVES[opts["curves"]]
+        arm_curve = self._arm_curves(study, curves)
+        if n:
+            if study.status != Study.Status.OPEN:
+                raise CommandError(f"Study {study.slug!r} is {study.status}: open it first (admin action).")
+            self._check_capacity(study, n, seed)
+            self._send(study, n=n, seed=seed, curves=curves, arm_curve=arm_curve)
+        self._summary(study, seed=seed, alpha=opts["alpha"])
+        if opts["power"]:
+            per_arm = opts["power_n"] or max(2, -(-n // max(len(arm_curve), 1)))
+            self._power(study, curves, arm_curve, n_per_arm=per_arm, n_sims=opts["power_sims"], seed=seed,
+                        alpha=opts["alpha"], label=opts["curves"])
+
+    # -- set-up --------------------------------------------------------------------------------
+    def _arm_curves(self, study: Study, curves) -> dict[str, str]:
+        out = {}
+        for name, feedback in study.arms.values_list("name", "feedback"):
+            curve = name if name in curves else CURVE_OF_FEEDBACK.get(feedback)
+            if curve not in curves:
+                raise CommandError(
+                    f"No planted learning curve for arm {name!r} ({feedback}); curves exist for {sorted(curves)}."
+                )
+            out[name] = curve
+        if not out:
+            raise CommandError("The study has no arms.")
+        return out
+
+    def _check_capacity(self, study: Study, n: int, seed: int) -> None:
+        fill = selectors.arm_fill(study=study)
+        if any(a["cap"] is None for a in fill):
+            return
+        free = sum(max(0, a["cap"] - a["completed"] - a["active"]) for a in fill)
+        resumed = Participant.objects.filter(
+            study=study, prolific_pid__in=[self._pid(seed, i) for i in range(n)]
+        ).count()
+        if n - resumed > free:
+            raise CommandError(
+                f"The arms' caps leave {free} place(s), but {n - resumed} new synthetic participants were asked "
+                "for. Raise the caps (admin, arms) or ask for fewer."
+            )
+
+    @staticmethod
+    def _pid(seed: int, i: int) -> str:
+        return f"synthetic-{seed}-{i}"
+
+    # -- the run -------------------------------------------------------------------------------
+    def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str]) -> None:
+        scored_on = "model_prediction" if study.correct_mode == Study.CorrectMode.PREDICTION else "true_label"
+        correct_of = dict(Stimulus.objects.filter(study=study).values_list("pk", scored_on))
+        self.stdout.write(f"Sending {n} synthetic participant(s) through /api/s/{study.slug}/ ...")
+        done = 0
+        for i in range(n):
+            bot = ApiParticipant(study.slug, address=f"198.18.{i // 250}.{i % 250 + 1}")
+            state = bot.get_state()
+            if state.get("kind") == "unavailable":
+                raise CommandError(f"After {done} participant(s): {state.get('detail')}")
+            if state.get("kind") == "consent":
+                state = bot.post("enter", {"consent": True, "prolific_pid": self._pid(seed, i)})
+            arm = Participant.objects.filter(code=state["participant"]).values_list("arm__name", flat=True).get()
+            person = synthetic.SyntheticParticipant(
+                arm_curve[arm], seed=synthetic.seed_for(seed, i), curves=curves
+            )
+            self._walk(bot, person, correct_of)
+            done += 1
+            if done % 10 == 0 or done == n:
+                self.stdout.write(f"  {done}/{n} done")
+
+    def _walk(self, bot: ApiParticipant, person: synthetic.SyntheticParticipant, correct_of: dict) -> None:
+        for _ in range(10_000):  # a plan has far fewer steps; this only guards against a loop
+            state = bot.state
+            kind = state["kind"]
+            if kind == "done":
+                return
+            if kind == "instructions":
+                bot.post(f"steps/{state['step']}/continue")
+            elif kind == "trial":
+                if not state.get("answered"):
+                    options = [o["value"] for o in state["options"]]
+                    correct = correct_of[state["stimulus"]]
+                    choice = person.choose(state["trial"], correct, options)
+                    answered = bot.post(f"steps/{state['step']}/answer", {"stimulus": state["stimulus"], "choice": choice})
+                    if answered["feedback"]["correct"] != (choice == correct):
+                        raise CommandError("The server scored an answer differently from the study's configuration.")
+                bot.post(f"steps/{state['step']}/continue")
+            elif kind == "rating":
+                bot.post(f"steps/{state['step']}/questions", {"answers": {state["key"]: person.feedback_rating()}})
+            else:
+                raise CommandError(f"A synthetic participant cannot answer a {kind!r} step.")
+        raise CommandError("A synthetic participant did not reach the end of the study.")
+
+    # -- reporting -----------------------------------------------------------------------------
+    def _settings(self, study: Study, alpha: float | None):
+        levels = list(study.arms.order_by("position", "pk").values_list("name", flat=True))
+        settings_, problems = summary.settings_from_config(
+            study.config, design=summary.LEARNING, levels=levels, n_trials=study.n_trials
+        )
+        if alpha is not None:
+            settings_ = summary.AnalysisSettings(settings_.pairs, alpha, settings_.exclusions, settings_.n_trials)
+        return settings_, problems
+
+    def _summary(self, study: Study, *, seed: int, alpha: float | None) -> None:
+        d = data.study_data(study=study)
+        settings_, problems = self._settings(study, alpha)
+        result = summary.analyse(
+            design=summary.LEARNING, settings=settings_, trials=d.trials, ratings=d.ratings,
+            ignore_rules=summary.TIMING_RULES,
+        )
+        n_synthetic = Participant.objects.filter(study=study, prolific_pid__startswith="synthetic-").count()
+        self.stdout.write("")
+        self.stdout.write(self.style.MIGRATE_HEADING(f"Analysis of {study.slug} (configuration {study.config_hash[:12]})"))
+        self.stdout.write(
+            f"{len(d.participants)} participant(s), {n_synthetic} of them synthetic; "
+            f"{int(d.participants['completed'].sum()) if len(d.participants) else 0} completed."
+        )
+        for problem in problems + d.problems:
+            self.stdout.write(self.style.WARNING(problem))
+        if result.exclusions.ignored:
+            self.stdout.write(
+                "Response-time rules are not applied in this summary: the server stamps response times, "
+                "and synthetic participants answer at once. The analysis page applies them."
+            )
+        self.stdout.write(summary.summary_text(result))
+
+    def _power(self, study, curves, arm_curve, *, n_per_arm: int, n_sims: int, seed: int, alpha, label: str) -> None:
+        settings_, _ = self._settings(study, alpha)
+        self.stdout.write("")
+        self.stdout.write(self.style.MIGRATE_HEADING(
+            f"Power by simulation ({label} curves, {n_per_arm} per arm, {study.n_trials} trials, "
+            f"{n_sims} simulated studies, alpha = {settings_.alpha:g})"
+        ))
+        sim = None
+        for arm1, arm2, alternative in settings_.pairs:
+            if arm1 not in arm_curve or arm2 not in arm_curve:
+                continue
+            sim = power.simulate_power(
+                curves, arm_curve[arm1], arm_curve[arm2], n_per_arm, n_trials=study.n_trials,
+                n_sims=n_sims, alpha=settings_.alpha, alternative=alternative, seed=seed,
+            )
+            verb = "detected" if curves[arm_curve[arm1]] != curves[arm_curve[arm2]] else "a (false) positive"
+            self.stdout.write(
+                f"  {summary.hypothesis((arm1, arm2, alternative)):<22} {verb} in {sim.power:.1%} "
+                f"[95% CI {sim.ci_low:.1%}, {sim.ci_high:.1%}]; mean correct {sim.mean_total1:.2f} vs "
+                f"{sim.mean_total2:.2f}, mean d {sim.mean_d:.2f}"
+            )
+        if sim is not None:
+            self.stdout.write("  Assumptions: each arm's p(correct at trial t) = ceiling - (ceiling - start)·exp(-rate·t):")
+            for arm, name in arm_curve.items():
+                c = curves[name]
+                self.stdout.write(f"    {arm}: start {c.start:g}, ceiling {c.ceiling:g}, rate {c.rate:g}, rate_sd {c.rate_sd:g}")
+            self.stdout.write("    " + "; ".join(sim.assumptions[2:-1]) + f"; seed {seed}.")

@@ -1,0 +1,100 @@
+"""A person takes Study B in Chromium: drags images into groups, toggles heatmaps, compares, answers."""
+
+from __future__ import annotations
+
+import pytest
+
+from studyapp.studies.models import Grouping, InteractionEvent, Participant, QuestionAnswer
+from tests.studyapp.factories import clustering_study
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def wait_next_step(page, before: str) -> None:
+    page.wait_for_function(f"document.getElementById('app').dataset.step !== '{before}'")
+
+
+def answer_questions(page) -> None:
+    before = page.eval_on_selector("#app", "el => el.dataset.step")
+    for fieldset in page.locator("fieldset.question").all():
+        if fieldset.locator("textarea").count():
+            fieldset.locator("textarea").fill("The heatmaps helped a bit.")
+        else:
+            fieldset.locator("label").nth(1).click()
+    page.click("#submit-questions")
+    wait_next_step(page, before)
+
+
+def group_batch(page, stage: str, shots, n: int) -> None:
+    page.wait_for_selector("#done-grouping")
+    cards = page.locator(".tray .card-img")
+    assert cards.count() == 10
+    if stage == "1-Heatmap":
+        cards.first.hover()
+        page.click("#toggle-all")
+        assert page.locator(".heat.on").count() == 10
+    if stage == "XNN":
+        assert page.locator(".xtoggle input").count() == 7
+        page.locator(".xtoggle input").nth(2).uncheck()
+        assert page.locator(".tray .card-img").first.locator(".xfeat").count() == 6
+        assert page.locator(".contrib.pos").count() > 0 and page.locator(".contrib.neg").count() > 0
+    if stage != "NoVis":
+        page.locator(".tray .card-img").nth(0).click()
+        page.locator(".tray .card-img").nth(1).click()
+        assert page.locator(".banner").count() == 2
+        page.click("#compare-btn")
+        page.wait_for_selector("#compare")
+        assert page.locator(".compare-row").count() == 2
+        shots(page, f"{n}-{stage}-compare")
+        page.locator('[data-move="0"]').click()  # the click way: select, then "Move selected here"
+    # Drag the rest, alternating between two groups.
+    k = 0
+    while page.locator(".tray .card-img").count():
+        source = page.locator(".tray .card-img").first
+        target = page.locator(f'.zone[data-group="{k % 2}"]')
+        source.drag_to(target)
+        k += 1
+    assert page.is_enabled("#done-grouping")
+    shots(page, f"{n}-{stage}-grouped")
+    before = page.eval_on_selector("#app", "el => el.dataset.step")
+    page.click("#done-grouping")
+    wait_next_step(page, before)
+
+
+@pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}])
+def test_a_person_takes_the_clustering_study(browser, live_server, shots, viewport):
+    study = clustering_study()
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=clusterer")
+    page.check("#agree")
+    page.click("#consent-go")
+    page.wait_for_selector("#start")
+    shots(page, "instructions")
+    page.click("#start")
+    page.wait_for_selector("#submit-questions")
+    shots(page, "demographics")
+    answer_questions(page)
+    n = 0
+    while True:
+        page.wait_for_selector("#done-grouping, #submit-questions, #completion-code")
+        if page.locator("#completion-code").count():
+            break
+        if page.locator("#done-grouping").count():
+            stage = Participant.objects.get(prolific_pid="clusterer").current_step["stage"]
+            group_batch(page, stage, shots, n)
+            n += 1
+        else:
+            shots(page, f"questions-{n}")
+            answer_questions(page)
+    shots(page, "done")
+    context.close()
+    assert not errors, errors
+    p = Participant.objects.get(prolific_pid="clusterer")
+    assert p.status == "completed" and n == 6
+    assert Grouping.objects.filter(participant=p).count() == 6
+    assert QuestionAnswer.objects.get(participant=p, key="comments").value == "The heatmaps helped a bit."
+    kinds = set(InteractionEvent.objects.filter(participant=p).values_list("kind", flat=True))
+    assert {"hover", "toggle_all", "toggle_xfeature", "select", "compare", "move"} <= kinds
