@@ -207,12 +207,16 @@ class XNN(nn.Module):
             raise ValueError(f"z_dim, num_classes and n_features must be positive, got {z_dim}, {num_classes}, {n_features}")
         hidden = [int(h) for h in hidden]
         self.z_dim, self.num_classes, self.n_features = int(z_dim), int(num_classes), int(n_features)
-        self.hidden, self.nonnegative, self.layer = hidden, bool(nonnegative), layer
+        self.hidden, self.nonnegative, self.layer = hidden, nonnegative, layer
         sizes = [self.z_dim, *hidden, self.n_features]
         enc: list[nn.Module] = []
         for i in range(len(sizes) - 1):
             enc.append(nn.Linear(sizes[i], sizes[i + 1]))
-            if i < len(sizes) - 2 or nonnegative:
+            if i < len(sizes) - 2:
+                enc.append(nn.ReLU())
+            elif nonnegative == "softplus":
+                enc.append(nn.Softplus())
+            elif nonnegative:
                 enc.append(nn.ReLU())
         self.encoder = nn.Sequential(*enc)
         self.v = nn.Linear(self.n_features, self.num_classes, bias=False)

@@ -10,8 +10,12 @@ can serve it.
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
 
 from celery import Celery
+from celery.signals import worker_ready, worker_shutdown
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
@@ -56,6 +60,57 @@ def _configure(app: Celery) -> None:
         worker_hijack_root_logger=False,
         timezone="UTC",
     )
+
+
+HEARTBEAT_SECONDS = 10
+
+
+def heartbeat_dir():
+    from django.conf import settings
+
+    return settings.CELERY_QUEUE_DIR / "heartbeats"
+
+
+@worker_ready.connect
+def _resume_unfinished(sender=None, **_):
+    """A worker that (re)starts picks up jobs a killed worker left unfinished."""
+    import logging
+
+    try:
+        from studyapp.pipeline.services import precompute_resume_unfinished
+
+        queued = precompute_resume_unfinished()
+        if queued:
+            logging.getLogger(__name__).warning("Resumed %d unfinished explanation(s)", queued)
+    except Exception:  # never keep a worker from starting
+        logging.getLogger(__name__).exception("Could not resume unfinished precompute jobs")
+
+
+@worker_ready.connect
+def _start_heartbeat(sender=None, **_):
+    """The filesystem broker cannot broadcast a ping, so workers leave a heartbeat file beside it."""
+    from django.conf import settings
+
+    if settings.CELERY_BROKER_URL:
+        return
+    folder = heartbeat_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{socket.gethostname()}-{os.getpid()}"
+
+    def beat() -> None:
+        while True:
+            path.write_text(str(time.time()))
+            time.sleep(HEARTBEAT_SECONDS)
+
+    threading.Thread(target=beat, name="celery-heartbeat", daemon=True).start()
+
+
+@worker_shutdown.connect
+def _stop_heartbeat(sender=None, **_):
+    from django.conf import settings
+
+    if not settings.CELERY_BROKER_URL:
+        (heartbeat_dir() / f"{socket.gethostname()}-{os.getpid()}").unlink(missing_ok=True)
 
 
 app.config_from_object({})

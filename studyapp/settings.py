@@ -167,6 +167,8 @@ CELERY_BROKER_URL = env_url("CELERY_BROKER_URL", schemes={"redis", "rediss", "fi
 CELERY_QUEUE_DIR = Path(env_str("CELERY_QUEUE_DIR", str(VAR_DIR / "celery")))
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_EXPLAIN_QUEUE = env_str("CELERY_EXPLAIN_QUEUE", "explain")
+# A worker that starts resumes precompute jobs that have not moved for this long (killed workers).
+PRECOMPUTE_RESUME_AFTER = env_int("PRECOMPUTE_RESUME_AFTER", 60, minimum=0)
 
 # Study platform.
 KANNADA_MNIST_DIR = env_str("KANNADA_MNIST_DIR")

@@ -88,9 +88,11 @@ def _as_int(value) -> int | None:
 
 
 def study_participants(*, study: Study) -> pd.DataFrame:
+    """Everyone enrolled; ``n_answers`` counts trials (learning) or groupings (clustering)."""
+    answers = "groupings" if study.design == Study.Design.CLUSTERING else "answers"
     rows = (
         Participant.objects.filter(study=study)
-        .annotate(n_answers=Count("answers"))
+        .annotate(n_answers=Count(answers))
         .order_by("started_at", "pk")
         .values_list(
             "code", "arm__name", "status", "started_at", "finished_at", "config_hash", "n_answers"

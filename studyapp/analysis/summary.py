@@ -285,16 +285,13 @@ def _pilot_two_sample(totals: pd.DataFrame, pair, settings: AnalysisSettings) ->
     comparison = hypothesis(pair)
     ci = (eff.g_ci_low, eff.g_ci_high)
     if not math.isfinite(eff.d):
-        return PilotPower(comparison, eff.d, ci, None, None, "no spread in the pilot: d is undefined")
+        return PilotPower(comparison, eff.d, ci, None, None, "none: no spread, d is undefined")
     try:
         size = power.sample_size_from_pilot(
             totals, a1, a2, alpha=settings.alpha, power=settings.power_target, alternative=alternative
         )
     except ValueError as exc:
-        message = (
-            "the pilot's difference points against the tested direction: no sample size "
-            "would detect it" if "points against" in str(exc) else str(exc)
-        )
+        message = "none: the difference points the other way" if "points against" in str(exc) else str(exc)
         return PilotPower(comparison, eff.d, ci, None, None, message)
     return PilotPower(comparison, eff.d, ci, size.n_per_arm, size.achieved_power, "")
 
@@ -338,7 +335,8 @@ def _pilot_paired(tests: pd.DataFrame, settings: AnalysisSettings, what: str) ->
                 alternative=row.alternative,
             )
         except ValueError as exc:
-            out.append(PilotPower(comparison, row.cohen_dz, None, None, None, str(exc)))
+            message = "none: no difference" if "zero or undefined" in str(exc) else str(exc)
+            out.append(PilotPower(comparison, row.cohen_dz, None, None, None, message))
             continue
         out.append(PilotPower(comparison, row.cohen_dz, None, n, achieved, ""))
     return out

@@ -227,7 +227,8 @@ def _exclusion_context(result: summary.Analysis, source: Source) -> dict:
     ctx["by_rule"] = rep.by_rule
     ctx["counts"] = table(
         ["Arm", "Before", "Excluded", "Analysed"],
-        [[cell(r.arm), count(r.n_before), count(r.n_excluded), count(r.n_kept)] for r in rep.counts.itertuples()],
+        [[cell("Total" if i == len(rep.counts) - 1 else r.arm), count(r.n_before), count(r.n_excluded), count(r.n_kept)]
+         for i, r in enumerate(rep.counts.itertuples())],
         name="exclusion-counts",
     )
     ctx["excluded"] = [
@@ -271,16 +272,19 @@ def _learning_context(res: summary.LearningResult, source: Source, settings: sum
         rows = []
         for test, p_adj in zip(fam.tests, fam.p_adjusted, strict=True):
             rows.append([
-                cell(test.hypothesis), count(test.n1), cell(test.mean1), cell(test.sd1),
-                count(test.n2), cell(test.mean2), cell(test.sd2), cell(test.t), cell(test.df, 2),
-                cell(test.p, p=True), cell(p_adj, p=True),
+                cell(test.hypothesis),
+                _group_cell(test.mean1, test.sd1, test.n1),
+                _group_cell(test.mean2, test.sd2, test.n2),
+                cell(test.t), cell(test.df, 2), cell(test.p, p=True), cell(p_adj, p=True),
                 cell("yes" if test.p <= fam.alpha else "no"),
                 cell(test.hedges_g),
                 {"text": f"[{test.g_ci_low:.3f}, {test.g_ci_high:.3f}]" if _finite(test.g_ci_low) else "–", "value": None},
             ])
+        sided = all(t.alternative != "two-sided" for t in fam.tests)
         ctx["tests"] = table(
-            ["H1", "n₁", "Mean₁", "SD₁", "n₂", "Mean₂", "SD₂", "Welch t", "df", "p (one-sided)" if all(t.alternative != "two-sided" for t in fam.tests) else "p",
-             f"p ({fam.adjust_method})", f"p ≤ {fam.alpha:g}", "Hedges' g", f"g {fam.tests[0].ci_level:.0%} CI"],
+            ["H1", "First: mean ± SD (n)", "Second: mean ± SD (n)", "Welch t", "df",
+             "p (one-sided)" if sided else "p", f"p ({fam.adjust_method.capitalize()})", f"p ≤ {fam.alpha:g}",
+             "Hedges' g", f"{fam.tests[0].ci_level:.0%} CI of g"],
             rows, name="welch-tests",
         )
         ctx["note"] = fam.note
@@ -300,6 +304,11 @@ def _learning_context(res: summary.LearningResult, source: Source, settings: sum
         ctx["rating_test"] = res.rating_test
     ctx["pilot"] = _pilot_table(res.pilot, paired=False)
     return ctx
+
+
+def _group_cell(mean: float, sd: float, n: int) -> dict:
+    sd_text = f"{sd:.3f}" if _finite(sd) else "–"
+    return {"text": f"{mean:.3f} ± {sd_text} ({n})", "value": repr(float(mean))}
 
 
 def _pilot_table(rows: list[summary.PilotPower], *, paired: bool) -> dict | None:
@@ -387,6 +396,7 @@ def _participants_context(source: Source) -> dict | None:
     if p is None:
         return None
     arms = ordered_levels(p["arm"], source.levels) if len(p) else []
+    nothing = "No grouping saved" if source.design == summary.CLUSTERING else "No trial answered"
     rows = []
     for arm in arms:
         mine = p[p["arm"] == arm]
@@ -395,9 +405,9 @@ def _participants_context(source: Source) -> dict | None:
     hashes = p["config_hash"].value_counts().to_dict() if len(p) else {}
     return {
         "n": len(p),
-        "table": table(["Arm", "Enrolled", "Completed", "Not finished", "No trial answered"], rows, name="participants"),
+        "table": table(["Arm", "Enrolled", "Completed", "Not finished", nothing], rows, name="participants"),
         "hashes": [{"hash": h, "n": n, "current": h == source.config_hash} for h, n in hashes.items()],
-        "mixed": len(hashes) > 1 or (hashes and source.config_hash not in hashes),
+        "mixed": len(hashes) > 1 or bool(hashes and source.config_hash not in hashes),
     }
 
 
@@ -501,6 +511,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
     ctx = {
         **admin.site.each_context(request),
         "title": f"Analysis: {source.title}",
+        "is_nav_sidebar_enabled": False,  # the tables and figures need the width
         "source": source,
         "obj": source.obj,
         "design": source.design,
@@ -789,6 +800,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
     ctx = {
         **admin.site.each_context(request),
         "title": "Import a results CSV",
+        "is_nav_sidebar_enabled": False,
         "form": form,
         "import_errors": errors,
         "opts": ImportedResults._meta,

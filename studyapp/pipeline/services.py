@@ -435,8 +435,6 @@ def precompute_plan(*, study) -> list[tuple[str, list[int]]]:
 
 def precompute_start(*, study) -> PrecomputeJob:
     """Queue the missing explanations as Celery tasks (after commit). Resumable: only what is missing."""
-    from studyapp.pipeline import tasks
-
     work = precompute_plan(study=study)
     job = PrecomputeJob.objects.create(
         study=study, kind=PrecomputeJob.Kind.EXPLAIN, total=sum(len(ids) for _, ids in work),
@@ -445,8 +443,62 @@ def precompute_start(*, study) -> PrecomputeJob:
         message="" if work else "Nothing to do: every stimulus has its explanations.",
     )
     for method, ids in work:
-        transaction.on_commit(lambda m=method, i=ids: tasks.explain_batch.delay(job.pk, m, i))
+        transaction.on_commit(lambda m=method, i=ids: _enqueue(job.pk, m, i))
     return job
+
+
+def _enqueue(job_id: int, method: str, ids: list[int]) -> None:
+    """Send one batch to the broker; if it is down, say so on the job instead of failing the request."""
+    from studyapp.pipeline import tasks
+
+    try:
+        tasks.explain_batch.apply_async((job_id, method, ids), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2})
+    except Exception as exc:
+        log.error("Could not queue %s for job %s: %s", method, job_id, exc)
+        PrecomputeJob.objects.filter(pk=job_id).update(
+            status=PrecomputeJob.Status.FAILED,
+            message=f"Could not reach the Celery broker ({type(exc).__name__}: {exc}). Start it and run precompute again: only what is missing is queued.",
+        )
+
+
+def precompute_resume(*, job_id: int) -> int:
+    """Queue again what an unfinished job still misses (after a worker was killed, say).
+
+    Harmless when the original messages still arrive: computing is idempotent and files are
+    content-addressed. Returns the number of explanations queued.
+    """
+    job = PrecomputeJob.objects.get(pk=job_id)
+    if job.status == PrecomputeJob.Status.DONE:
+        return 0
+    queued = 0
+    for batch in job.plan:
+        have = set(
+            ExplanationAsset.objects.filter(
+                stimulus_id__in=batch["stimuli"], method=batch["method"], params_hash=batch["params_hash"]
+            ).values_list("stimulus_id", flat=True)
+        )
+        missing = [i for i in batch["stimuli"] if i not in have]
+        if missing:
+            _enqueue(job.pk, batch["method"], missing)
+            queued += len(missing)
+    return queued
+
+
+def precompute_resume_unfinished() -> int:
+    """Called when a worker starts: resume jobs that are unfinished and have not moved for
+    ``PRECOMPUTE_RESUME_AFTER`` seconds (a fresh job's messages are still in the queue)."""
+    from datetime import timedelta
+
+    from django.conf import settings
+
+    stale = timezone.now() - timedelta(seconds=settings.PRECOMPUTE_RESUME_AFTER)
+    total = 0
+    unfinished = PrecomputeJob.objects.filter(
+        status__in=[PrecomputeJob.Status.QUEUED, PrecomputeJob.Status.RUNNING], updated_at__lte=stale
+    )
+    for job_id in unfinished.values_list("pk", flat=True):
+        total += precompute_resume(job_id=job_id)
+    return total
 
 
 def precompute_job_refresh(*, job_id: int, failed_batch: str = "") -> PrecomputeJob:

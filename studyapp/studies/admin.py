@@ -129,6 +129,7 @@ class StudyAdmin(admin.ModelAdmin):
             "explanations": pipeline_selectors.explanation_summary(study=study),
             "invalid": pipeline_selectors.invalid_explanations(study=study)[:50],
             "job": pipeline_selectors.latest_job(study=study),
+            "broker": pipeline_selectors.broker_status(timeout=0.5),
             "participants": [
                 {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
             ],

@@ -135,9 +135,10 @@ def test_the_clustering_analysis_and_an_import_in_chromium(chromium, live_server
     shot(page, "import-refused")
     errors[:] = [e for e in errors if "/imported/upload/" not in e]  # the refusal is a 400, as it should be
     good = tmp_path / "good.csv"
+    rng = random.Random(4)
     good.write_text("participant,arm,trial_index,correct\n" + "".join(
-        f"P{p},{arm},{t},{int((p * 7 + t * 3) % 5 < (2 + (arm == 'CDeepEx') * 2))}\n"
-        for p, arm in enumerate(["Control", "CDeepEx"] * 4) for t in range(10)
+        f"P{p},{arm},{t},{int(rng.random() < (0.5 if arm == 'Control' else 0.5 + 0.04 * t))}\n"
+        for p, arm in enumerate(["Control", "CDeepEx"] * 6) for t in range(20)
     ))
     page.set_input_files("#id_results", str(good))
     page.fill("#id_name", "Lab pilot")

@@ -53,7 +53,8 @@ def test_the_page_shows_what_the_pure_functions_compute_from_the_bots_answers(ow
     assert "1 of 7 participants excluded, 6 analysed." in html
     assert dropout in html and "did not complete the study" in html
     assert [[c[0] for c in row] for row in tables["exclusion-counts"]] == [
-        [r.arm, str(r.n_before), str(r.n_excluded), str(r.n_kept)] for r in report.counts.itertuples()
+        ["Total" if r.arm == "all" else r.arm, str(r.n_before), str(r.n_excluded), str(r.n_kept)]
+        for r in report.counts.itertuples()
     ]
     # Table 5.2: the exact numbers.
     shown = {row[0][0]: row for row in tables["final-counts"]}
@@ -64,10 +65,12 @@ def test_the_page_shows_what_the_pure_functions_compute_from_the_bots_answers(ow
     assert list(shown) == ["CDeepEx > Control", "GCAM > Control", "CDeepEx > GCAM"]
     for test, p_adj in zip(family.tests, family.p_adjusted, strict=True):
         row = shown[test.hypothesis]
-        assert value(row[7]) == test.t and value(row[8]) == test.df and value(row[9]) == test.p
-        assert value(row[10]) == p_adj and value(row[12]) == test.hedges_g
-        assert row[13][0] == f"[{test.g_ci_low:.3f}, {test.g_ci_high:.3f}]"
-        assert row[11][0] == ("yes" if test.p <= 0.1 else "no")
+        assert row[1][0] == f"{test.mean1:.3f} ± {test.sd1:.3f} ({test.n1})" and value(row[1]) == test.mean1
+        assert row[2][0] == f"{test.mean2:.3f} ± {test.sd2:.3f} ({test.n2})" and value(row[2]) == test.mean2
+        assert value(row[3]) == test.t and value(row[4]) == test.df and value(row[5]) == test.p
+        assert value(row[6]) == p_adj and value(row[8]) == test.hedges_g
+        assert row[9][0] == f"[{test.g_ci_low:.3f}, {test.g_ci_high:.3f}]"
+        assert row[7][0] == ("yes" if test.p <= 0.1 else "no")
     assert family.note in unescape(html)
     # Figure 5.8 as a table: the last trial's mean per arm.
     curve = learning.learning_curve(kept)
