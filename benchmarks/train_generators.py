@@ -73,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--classifier-train", type=int, default=12000)
     parser.add_argument("--classifier-epochs", type=int, default=1)
     parser.add_argument("--vae-train", type=int, default=12000)
-    parser.add_argument("--vae-epochs", type=int, default=8)
+    parser.add_argument("--vae-epochs", type=int, default=6)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument("--vae-width", type=int, default=32)
     parser.add_argument("--vae-batch", type=int, default=64)
     parser.add_argument("--vae-kl-warmup", type=int, default=500, help="steps of KL annealing")
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     losses: list[float] = []
     train_vae(
-        vae, xv, epochs=args.vae_epochs, batch_size=args.vae_batch, seed=args.seed,
+        vae, xv, epochs=args.vae_epochs, batch_size=args.vae_batch, lr=args.vae_lr, seed=args.seed,
         kl_warmup_steps=args.vae_kl_warmup, progress=lambda e: losses.append(e["loss"]),
     )
     report["vae_train_seconds"] = round(time.perf_counter() - started, 1)

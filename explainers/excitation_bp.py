@@ -280,13 +280,14 @@ class LayerMWP:
 
 
 def _features_of(xnn: nn.Module) -> tuple[nn.Module, nn.Linear]:
+    """``(layers below the x-layer, the x-layer nn.Linear)`` of an XNN's encoder."""
     encoder = getattr(xnn, "encoder", None)
     if not isinstance(encoder, nn.Sequential):
         raise ExplainerInputError("xnn must have an nn.Sequential `encoder` (an explainers.xnn.XNN)")
-    linears = [m for m in encoder if isinstance(m, nn.Linear)]
-    if not linears:
+    positions = [i for i, m in enumerate(encoder) if isinstance(m, nn.Linear)]
+    if not positions:
         raise ExplainerInputError("the XNN encoder has no nn.Linear layer")
-    return encoder, linears[-1]
+    return nn.Sequential(*list(encoder)[: positions[-1]]), encoder[positions[-1]]
 
 
 class ExcitationBP:
@@ -379,17 +380,17 @@ class ExcitationBP:
         from explainers.xnn import capture_z  # local: xnn imports this module
 
         check_images(images)
-        encoder, top = _features_of(xnn)
+        below, top = _features_of(xnn)
         n_features = top.out_features
         feats = list(range(n_features)) if features is None else [int(f) for f in features]
         if not feats or any(f < 0 or f >= n_features for f in feats):
             raise ExplainerInputError(f"features must be in [0, {n_features}), got {feats}")
-        _check_supported(encoder)
+        _check_supported(below)
         out: list[LayerMWP] = []
-        with model_guard(xnn), _excitation_hooks(encoder), self._session(images) as (x, leaf_of):
+        with model_guard(xnn), _excitation_hooks(below), self._session(images) as (x, leaf_of):
             with capture_z(self.model, xnn.layer) as zcap:
                 self.model(x)
-            with _InputRecorder(encoder, top) as rec:
+            with _InputRecorder(xnn, top) as rec:
                 xnn.embed(zcap.value)
             h = rec.input
             for k, f in enumerate(feats):

@@ -16,15 +16,22 @@ paper's ablation (section 4.2, Table 1) are ``mode="nn"`` (no reconstruction ter
 paper's NN and SAE have none, so pass ``eta=0`` for them (``mode`` does not change ``eta``).
 
 Architecture (paper section 4.2: "800, 100, n hidden units"): encoder
-``S_z -> 800 -> ReLU -> 100 -> ReLU -> n -> ReLU`` (the x-features), ``v``: ``n -> C`` linear
+``S_z -> 800 -> ReLU -> 100 -> ReLU -> n -> softplus`` (the x-features), ``v``: ``n -> C`` linear
 *without bias* (so the contributions add up to the approximated logit exactly), decoder
 ``n -> 100 -> ReLU -> 800 -> ReLU -> S_z``.
 
 Choices the paper leaves open (documented here):
 
-* **E is non-negative** (ReLU on the x-layer, ``nonnegative=True``): an x-feature is a
-  concept that is present to some degree, its heatmap is an excitation of a neuron, and the sign
-  of a contribution is the sign of ``v_ci``. ``nonnegative=False`` gives a linear x-layer.
+* **E is non-negative**: the x-layer ends in a softplus (``x_activation="softplus"``, the
+  default), so ``E > 0``. An x-feature is a concept present to some degree, its heatmap is an
+  excitation of a neuron, and the sign of a contribution ``v_ci E_i`` is the sign of ``v_ci``.
+  The paper's "800, 100, n hidden units" suggests a ReLU on the x-layer too
+  (``x_activation="relu"``), but on our stand-in 1-3 of 7 ReLU x-features died (zero on every
+  image, so never trained again) within the first steps in most seeds; softplus keeps E >= 0
+  without dead features. ``x_activation="linear"`` gives a signed x-layer.
+* Start: every encoder layer followed by a ReLU is rescaled on the training ``Z`` (median 0,
+  standard deviation 1 per unit) and ``v`` starts at zero, so no unit starts dead and the first
+  steps do not push x-features off before ``v`` has learned which way they point.
 * ``Q_k`` and the pull-away cosines are estimated on each mini-batch (``batch_size=None``:
   the whole training set, exact as in the paper). ``Z`` is used in its own units (no
   standardisation), so ``q`` is in units of ``1/Z²``.
@@ -87,6 +94,8 @@ logger = logging.getLogger(__name__)
 Progress = Callable[[dict], None]
 Mode = Literal["srae", "nn", "sae"]
 MODES = ("srae", "nn", "sae")
+XActivation = Literal["softplus", "relu", "linear"]
+X_ACTIVATIONS = ("softplus", "relu", "linear")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,7 +195,8 @@ class XNN(nn.Module):
         num_classes: ``C``, the number of logits explained.
         n_features: ``n``, the number of x-features (7 in the human study, 5 for the metrics).
         hidden: encoder hidden sizes (decoder mirrored), the paper's ``(800, 100)``.
-        nonnegative: ReLU on the x-layer (``E >= 0``).
+        x_activation: activation of the x-layer: ``"softplus"`` (``E > 0``), ``"relu"`` or
+            ``"linear"``.
         layer: name of ``Z`` in the classifier (set by :func:`train_xnn`), used by
             :meth:`explain` and :class:`explainers.excitation_bp.ExcitationBP`.
 
@@ -199,25 +209,25 @@ class XNN(nn.Module):
         num_classes: int,
         n_features: int = 7,
         hidden: Sequence[int] = (800, 100),
-        nonnegative: bool = True,
+        x_activation: XActivation = "softplus",
         layer: str | None = None,
     ) -> None:
         super().__init__()
+        if x_activation not in X_ACTIVATIONS:
+            raise ValueError(f"x_activation must be one of {X_ACTIVATIONS}, got {x_activation!r}")
         if z_dim < 1 or num_classes < 1 or n_features < 1:
             raise ValueError(f"z_dim, num_classes and n_features must be positive, got {z_dim}, {num_classes}, {n_features}")
         hidden = [int(h) for h in hidden]
         self.z_dim, self.num_classes, self.n_features = int(z_dim), int(num_classes), int(n_features)
-        self.hidden, self.nonnegative, self.layer = hidden, nonnegative, layer
+        self.hidden, self.x_activation, self.layer = hidden, x_activation, layer
         sizes = [self.z_dim, *hidden, self.n_features]
         enc: list[nn.Module] = []
         for i in range(len(sizes) - 1):
             enc.append(nn.Linear(sizes[i], sizes[i + 1]))
             if i < len(sizes) - 2:
                 enc.append(nn.ReLU())
-            elif nonnegative == "softplus":
-                enc.append(nn.Softplus())
-            elif nonnegative:
-                enc.append(nn.ReLU())
+            elif x_activation != "linear":
+                enc.append(nn.Softplus() if x_activation == "softplus" else nn.ReLU())
         self.encoder = nn.Sequential(*enc)
         self.v = nn.Linear(self.n_features, self.num_classes, bias=False)
         back = sizes[::-1]
@@ -233,7 +243,7 @@ class XNN(nn.Module):
         """JSON-serialisable constructor arguments (for ``save_checkpoint(arch="XNN")``)."""
         return {
             "z_dim": self.z_dim, "num_classes": self.num_classes, "n_features": self.n_features,
-            "hidden": list(self.hidden), "nonnegative": self.nonnegative, "layer": self.layer,
+            "hidden": list(self.hidden), "x_activation": self.x_activation, "layer": self.layer,
         }
 
     def _z(self, z: Tensor) -> Tensor:
@@ -398,7 +408,7 @@ def fit_xnn(
     lr: float = 1e-3,
     batch_size: int | None = None,
     hidden: Sequence[int] = (800, 100),
-    nonnegative: bool = True,
+    x_activation: XActivation = "softplus",
     layer: str | None = None,
     progress: Progress | None = None,
 ) -> XNN:
@@ -427,7 +437,7 @@ def fit_xnn(
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        xnn = XNN(z.shape[1], logits.shape[1], n_features, hidden, nonnegative, layer)
+        xnn = XNN(z.shape[1], logits.shape[1], n_features, hidden, x_activation, layer)
         _init_alive(xnn, z)
         generator = torch.Generator().manual_seed(seed)
         optimiser = torch.optim.Adam(xnn.parameters(), lr=lr)
@@ -472,7 +482,7 @@ def train_xnn(
     lr: float = 1e-3,
     batch_size: int | None = None,
     hidden: Sequence[int] = (800, 100),
-    nonnegative: bool = True,
+    x_activation: XActivation = "softplus",
     progress: Progress | None = None,
 ) -> XNN:
     """Attach an XNN to ``layer`` of the frozen ``classifier`` and train it on ``images``.
@@ -485,6 +495,6 @@ def train_xnn(
     z, logits = extract_z(classifier, name, images)
     return fit_xnn(
         z, logits, n_features=n_features, epochs=epochs, beta=beta, q=q, eta=eta, mode=mode,
-        seed=seed, lr=lr, batch_size=batch_size, hidden=hidden, nonnegative=nonnegative,
+        seed=seed, lr=lr, batch_size=batch_size, hidden=hidden, x_activation=x_activation,
         layer=name, progress=progress,
     )

@@ -30,6 +30,9 @@ class Bot:
         except json.JSONDecodeError:
             return {}
 
+    def current_step(self) -> int:
+        return int(self.state.get("step", 0))
+
     def csrf(self) -> str:
         return self.client.cookies["csrftoken"].value
 
