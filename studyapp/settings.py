@@ -91,7 +91,7 @@ else:
                 "transaction_mode": "IMMEDIATE",
             },
             # A file (not in-memory) so that a real Celery worker process can share the test database.
-            "TEST": {"NAME": str(VAR_DIR / "test-db.sqlite3")},
+            "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

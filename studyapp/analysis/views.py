@@ -651,11 +651,25 @@ def _no_data_figure(message: str) -> Figure:
     return fig
 
 
+def _legend_clear_of_bars(fig: Figure) -> Figure:
+    """Bar figures put their legend top left, over the bars when the first levels are the tall
+    ones: give the axes headroom and let matplotlib pick the emptiest corner."""
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None and ax.patches:
+            bottom, top = ax.get_ylim()
+            ax.set_ylim(bottom, top * 1.35)
+            legend.set_loc("best")
+    return fig
+
+
 def _figure_response(source: Source, request: HttpRequest, name: str, fmt: str) -> HttpResponse:
     if name not in FIGURES or fmt not in FORMATS:
         raise Http404(f"Figures: {', '.join(FIGURES)}; formats: png, svg.")
     try:
         fig = _figure(source, name, request)
+        if name in ("ratings", "confidence", "agent-ratings"):
+            fig = _legend_clear_of_bars(fig)
     except (AnalysisInputError, ValueError) as exc:
         return HttpResponse(f"This figure cannot be drawn: {exc}", status=409, content_type="text/plain")
     body = figures.figure_png(fig) if fmt == "png" else figures.figure_svg(fig)

@@ -126,6 +126,7 @@ class StudyAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "readiness": selectors.study_readiness(study=study),
             "fill": selectors.arm_fill(study=study),
+            "steps": selectors.step_histogram(study=study),
             "explanations": pipeline_selectors.explanation_summary(study=study),
             "invalid": pipeline_selectors.invalid_explanations(study=study)[:50],
             "job": pipeline_selectors.latest_job(study=study),

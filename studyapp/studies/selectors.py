@@ -115,6 +115,22 @@ def arm_fill(*, study: Study) -> list[dict]:
     ]
 
 
+def step_histogram(*, study: Study) -> list[dict]:
+    """How many unfinished runs are at each step, split into active and stale (idle too long)."""
+    stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
+    rows: dict[tuple[int, str], dict] = {}
+    for step_index, plan, last_seen in Participant.objects.filter(
+        study=study, status=Participant.Status.ACTIVE
+    ).values_list("step_index", "plan", "last_seen_at"):
+        step = plan[step_index]
+        label = step["kind"] + (f" {step['trial'] + 1}" if step["kind"] == "trial" else "") + (
+            f" {step['stage']}/{step['dataset']}" if step["kind"] == "grouping" else ""
+        )
+        row = rows.setdefault((step_index, label), {"step": step_index + 1, "label": label, "active": 0, "stale": 0})
+        row["active" if last_seen >= stale_before else "stale"] += 1
+    return [rows[k] for k in sorted(rows)]
+
+
 # ---------------------------------------------------------------------------------------------
 # What the participant's browser gets. Nothing here may reveal a trial's correct label before
 # that trial's answer is saved.

@@ -298,3 +298,20 @@ def test_dashboard_says_why_explanations_are_refused(study, owner):
     page = owner.get(f"/admin/studies/study/{study.pk}/dashboard/").content.decode()
     assert "final top-2 is not {true, probe}" in page
     assert "Ready" in page
+
+
+def test_monitor_shows_who_is_at_which_step(study, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    a, b = Bot(study.slug, rng=random.Random(1)), Bot(study.slug, rng=random.Random(2))
+    for bot in (a, b):
+        bot.open_link()
+        bot.enter()
+    a.continue_()
+    Participant.objects.filter(code=b.state["participant"]).update(last_seen_at=timezone.now() - timedelta(days=1))
+    page = owner.get(f"/admin/studies/study/{study.pk}/dashboard/").content.decode()
+    table = page.split('id="step-histogram"')[1].split("</table>")[0]
+    assert "<td>trial 1</td><td>1</td><td>0</td>" in table
+    assert "<td>instructions</td><td>0</td><td>1</td>" in table
