@@ -45,7 +45,9 @@ logger = logging.getLogger("train_generators")
 DEFAULT_DATA = Path(os.environ.get("KANNADA_MNIST_DIR", "/work/shared/data/kannada_mnist"))
 
 
-def subset(images: np.ndarray, labels: np.ndarray, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+def subset(
+    images: np.ndarray, labels: np.ndarray, n: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` images drawn at random: the official files are ordered by writer and class."""
     idx = np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
     return to_tensor(images[idx]), torch.from_numpy(labels[idx])
@@ -67,7 +69,9 @@ def grid_png(rows: list[tuple[str, torch.Tensor]], path: Path, scale: int = 3) -
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     parser.add_argument("--classifier-train", type=int, default=12000)
@@ -85,7 +89,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
     args = parser.parse_args(argv)
     if args.quick:
-        args.classifier_train, args.vae_train, args.vae_epochs, args.wgan_iterations = 2000, 2000, 1, 5
+        args.classifier_train, args.vae_train, args.vae_epochs, args.wgan_iterations = (
+            2000,
+            2000,
+            1,
+            5,
+        )
     if args.threads:
         torch.set_num_threads(args.threads)  # a script may; library code never does
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -94,7 +103,10 @@ def main(argv: list[str] | None = None) -> dict:
     train = load_kannada(args.data_dir, "train")
     test = load_kannada(args.data_dir, "test")
     x_test, y_test = to_tensor(test.images), torch.from_numpy(test.labels)
-    report: dict = {"torch_threads": torch.get_num_threads(), "args": {k: str(v) for k, v in vars(args).items()}}
+    report: dict = {
+        "torch_threads": torch.get_num_threads(),
+        "args": {k: str(v) for k, v in vars(args).items()},
+    }
 
     # --- classifier D ---------------------------------------------------------------------------
     x, y = subset(train.images, train.labels, args.classifier_train, args.seed)
@@ -105,7 +117,10 @@ def main(argv: list[str] | None = None) -> dict:
     report["classifier_train_seconds"] = round(time.perf_counter() - started, 1)
     report["classifier_test_accuracy"] = evaluate(net, x_test, y_test)
     save_checkpoint(
-        args.out / "mnistnet.pt", net, arch="MnistNet", arch_kwargs={"num_classes": 10},
+        args.out / "mnistnet.pt",
+        net,
+        arch="MnistNet",
+        arch_kwargs={"num_classes": 10},
         metadata={
             "data_fingerprint": fingerprint(x, y),
             "test_accuracy": report["classifier_test_accuracy"],
@@ -121,11 +136,20 @@ def main(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     losses: list[float] = []
     train_vae(
-        vae, xv, epochs=args.vae_epochs, batch_size=args.vae_batch, lr=args.vae_lr, seed=args.seed,
-        kl_warmup_steps=args.vae_kl_warmup, progress=lambda e: losses.append(e["loss"]),
+        vae,
+        xv,
+        epochs=args.vae_epochs,
+        batch_size=args.vae_batch,
+        lr=args.vae_lr,
+        seed=args.seed,
+        kl_warmup_steps=args.vae_kl_warmup,
+        progress=lambda e: losses.append(e["loss"]),
     )
     report["vae_train_seconds"] = round(time.perf_counter() - started, 1)
-    report["vae_loss_first_last"] = [round(float(np.mean(losses[:20])), 1), round(float(np.mean(losses[-20:])), 1)]
+    report["vae_loss_first_last"] = [
+        round(float(np.mean(losses[:20])), 1),
+        round(float(np.mean(losses[-20:])), 1),
+    ]
     vae.eval()
     gen = torch.Generator().manual_seed(args.seed)
     with torch.no_grad():
@@ -137,8 +161,14 @@ def main(argv: list[str] | None = None) -> dict:
     report["vae_prior_samples_class_counts"] = torch.bincount(pred, minlength=10).tolist()
     report["vae_prior_samples_mean_confidence"] = float(probs.max(1).values.mean())
     save_checkpoint(
-        args.out / "vae.pt", vae, arch="VAE", arch_kwargs={"latent_dim": 400, "width": args.vae_width},
-        metadata={"data_fingerprint": fingerprint(xv), "test_recon_mse": report["vae_test_recon_mse"]},
+        args.out / "vae.pt",
+        vae,
+        arch="VAE",
+        arch_kwargs={"latent_dim": 400, "width": args.vae_width},
+        metadata={
+            "data_fingerprint": fingerprint(xv),
+            "test_recon_mse": report["vae_test_recon_mse"],
+        },
     )
 
     # --- WGAN -----------------------------------------------------------------------------------
@@ -146,7 +176,14 @@ def main(argv: list[str] | None = None) -> dict:
     G, critic = DCGANGenerator(z_dim=100, width=args.wgan_width), WGANCritic(width=args.wgan_width)
     started = time.perf_counter()
     w_est: list[float] = []
-    train_wgan(G, critic, xv, iterations=args.wgan_iterations, seed=args.seed, progress=lambda e: w_est.append(e["wasserstein"]))
+    train_wgan(
+        G,
+        critic,
+        xv,
+        iterations=args.wgan_iterations,
+        seed=args.seed,
+        progress=lambda e: w_est.append(e["wasserstein"]),
+    )
     report["wgan_train_seconds"] = round(time.perf_counter() - started, 1)
     report["wgan_wasserstein_estimate_last"] = round(float(np.mean(w_est[-20:])), 4)
     G.eval()
@@ -156,7 +193,10 @@ def main(argv: list[str] | None = None) -> dict:
     report["wgan_samples_class_counts"] = torch.bincount(pred, minlength=10).tolist()
     report["wgan_samples_mean_confidence"] = float(probs.max(1).values.mean())
     save_checkpoint(
-        args.out / "wgan_generator.pt", G, arch="DCGANGenerator", arch_kwargs={"z_dim": 100, "width": args.wgan_width},
+        args.out / "wgan_generator.pt",
+        G,
+        arch="DCGANGenerator",
+        arch_kwargs={"z_dim": 100, "width": args.wgan_width},
         metadata={"data_fingerprint": fingerprint(xv), "iterations": args.wgan_iterations},
     )
 
@@ -174,7 +214,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.out / "generators_grid.png",
     )
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
-    print(json.dumps(report, indent=2))  # noqa: T201 - a script's result
+    print(json.dumps(report, indent=2))
     return report
 
 

@@ -5,15 +5,14 @@ Conventions (docs/CONTRACTS.md): images are float32 ``(N, 1, 28, 28)`` in [0, 1]
 ``(N,)``, a classifier maps images to logits ``(N, C)``. Progress goes to an optional
 ``progress(dict)`` callback and to ``logging``.
 
-Example::
+Example (``x``, ``y``: training images and labels; not run as a doctest)::
 
-    >>> torch.manual_seed(0)                                              # doctest: +SKIP
-    >>> net = train_classifier(MnistNet(10), x, y, epochs=1, seed=0)      # doctest: +SKIP
-    >>> evaluate(net, x_test, y_test)                                     # doctest: +SKIP
-    0.93
-    >>> save_checkpoint("d.pt", net, arch="MnistNet", arch_kwargs={"num_classes": 10},
-    ...                 metadata={"data_fingerprint": fingerprint(x), "test_accuracy": 0.93})
-    >>> net2, meta = load_checkpoint("d.pt")                              # doctest: +SKIP
+    torch.manual_seed(0)
+    net = train_classifier(MnistNet(10), x, y, epochs=1, seed=0)
+    accuracy = evaluate(net, x_test, y_test)
+    save_checkpoint("d.pt", net, arch="MnistNet", arch_kwargs={"num_classes": 10},
+                    metadata={"data_fingerprint": fingerprint(x, y), "test_accuracy": accuracy})
+    net2, meta = load_checkpoint("d.pt")   # rebuilt MnistNet in eval mode, meta["test_accuracy"]
 """
 
 from __future__ import annotations
@@ -102,7 +101,9 @@ class MnistNet(nn.Module):
         if x.ndim != 4 or x.shape[1] != 1:
             raise ValueError(f"MnistNet expects (N, 1, H, W) images, got shape {tuple(x.shape)}")
         if x.shape[-2:] != (self.input_size, self.input_size):
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
         x = self.relu1(self.pool1(self.conv1(x)))
         x = self.relu2(self.pool2(self.conv2(x)))
         x = self.relu3(self.fc1(torch.flatten(x, 1)))
@@ -122,7 +123,9 @@ def _replace_heads(model: nn.Module, old_classes: int, num_classes: int) -> list
             and module.out_channels == old_classes
             and module.kernel_size == (1, 1)
         ):
-            new = nn.Conv2d(module.in_channels, num_classes, kernel_size=1, bias=module.bias is not None)
+            new = nn.Conv2d(
+                module.in_channels, num_classes, kernel_size=1, bias=module.bias is not None
+            )
         if new is None:
             continue
         parent_name, _, attr = name.rpartition(".")
@@ -145,6 +148,37 @@ def _torchvision_cached_weights(name: str) -> Path | None:
     filename = os.path.basename(urlparse(weights.url).path)
     path = Path(torch.hub.get_dir()) / "checkpoints" / filename
     return path if path.is_file() else None
+
+
+def _build_torchvision(
+    name: str, num_classes: int, state: Mapping[str, torch.Tensor] | None = None
+) -> nn.Module:
+    """torchvision model ``name`` with ``num_classes`` outputs, loading ``state`` if given.
+
+    ``state`` may be for the original 1000-class heads (loaded first, heads replaced after) or
+    for ``num_classes`` outputs (heads replaced first, then loaded); both strictly.
+    """
+    import torchvision
+
+    try:
+        builder = torchvision.models.get_model_builder(name)
+    except ValueError as exc:
+        raise ValueError(f"unknown torchvision model {name!r}") from exc
+    model = builder(weights=None)
+    old_classes = 1000
+    if state is None:
+        if num_classes != old_classes:
+            _replace_heads(model, old_classes, num_classes)
+        return model
+    own = model.state_dict()
+    if any(k in own and own[k].shape != v.shape for k, v in state.items()):
+        _replace_heads(model, old_classes, num_classes)  # saved for num_classes outputs
+        model.load_state_dict(state, strict=True)
+    else:
+        model.load_state_dict(state, strict=True)
+        if num_classes != old_classes:
+            _replace_heads(model, old_classes, num_classes)
+    return model
 
 
 def torchvision_classifier(
@@ -172,14 +206,6 @@ def torchvision_classifier(
         >>> torchvision_classifier("resnet18", 4, use_cache=False)(torch.zeros(1, 3, 64, 64)).shape
         torch.Size([1, 4])
     """
-    import torchvision
-
-    try:
-        builder = torchvision.models.get_model_builder(name)
-    except ValueError as exc:
-        raise ValueError(f"unknown torchvision model {name!r}") from exc
-    model = builder(weights=None)
-    old_classes = 1000
     state: Mapping[str, torch.Tensor] | None = None
     source = "random initialisation"
     if weights_path is not None:
@@ -187,7 +213,7 @@ def torchvision_classifier(
         if not path.is_file():
             raise FileNotFoundError(f"{path}: weights file not found")
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
             state = state["state_dict"]
         source = str(path)
     elif use_cache:
@@ -195,21 +221,11 @@ def torchvision_classifier(
         if cached is not None:
             state = torch.load(cached, map_location="cpu", weights_only=True)
             source = f"torchvision cache {cached}"
-    if state is not None:
-        own = model.state_dict()
-        mismatched = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-        if mismatched:  # the file was saved for num_classes outputs: swap heads first
-            _replace_heads(model, old_classes, num_classes)
-            model.load_state_dict(state, strict=True)
-        else:
-            model.load_state_dict(state, strict=True)
-            if num_classes != old_classes:
-                _replace_heads(model, old_classes, num_classes)
-        logger.info("%s: weights from %s", name, source)
-    else:
-        if num_classes != old_classes:
-            _replace_heads(model, old_classes, num_classes)
+    model = _build_torchvision(name, num_classes, state)
+    if state is None:
         logger.warning("%s: no weights file given or cached; random initialisation", name)
+    else:
+        logger.info("%s: weights from %s", name, source)
     return model
 
 
@@ -321,10 +337,21 @@ def train_classifier(
                 value = float(loss.detach())
                 running += value * idx.numel()
                 if progress is not None:
-                    progress({"stage": "train_classifier", "step": step, "total": total, "epoch": epoch, "loss": value})
+                    progress(
+                        {
+                            "stage": "train_classifier",
+                            "step": step,
+                            "total": total,
+                            "epoch": epoch,
+                            "loss": value,
+                        }
+                    )
             logger.info(
                 "train_classifier epoch %d/%d: mean loss %.4f (%.1f s)",
-                epoch + 1, epochs, running / n, time.perf_counter() - started,
+                epoch + 1,
+                epochs,
+                running / n,
+                time.perf_counter() - started,
             )
     return model
 
@@ -332,7 +359,10 @@ def train_classifier(
 @torch.no_grad()
 def _logits(model: nn.Module, images: torch.Tensor, batch_size: int) -> torch.Tensor:
     device = _device_of(model)
-    outs = [model(images[i : i + batch_size].to(device)).cpu() for i in range(0, images.shape[0], batch_size)]
+    outs = [
+        model(images[i : i + batch_size].to(device)).cpu()
+        for i in range(0, images.shape[0], batch_size)
+    ]
     return torch.cat(outs) if outs else torch.empty(0)
 
 
@@ -345,13 +375,19 @@ def predict(
     which are never touched) are as before afterwards.
     """
     images = _as_images(x)
+    if images.shape[0] == 0:
+        raise ValueError("cannot predict on an empty batch")
     with preserved_mode(model, training=False):
         probs = torch.softmax(_logits(model, images, batch_size), dim=1)
     return probs.argmax(dim=1), probs
 
 
 def evaluate(
-    model: nn.Module, x: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray, *, batch_size: int = 512
+    model: nn.Module,
+    x: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    *,
+    batch_size: int = 512,
 ) -> float:
     """Accuracy of ``model`` on ``(x, y)`` in [0, 1]; modes are restored as in :func:`predict`."""
     images = _as_images(x)
@@ -376,7 +412,7 @@ _ARCHITECTURES: dict[str, str | Callable[..., nn.Module]] = {
 
 
 def _torchvision_from_checkpoint(name: str, num_classes: int) -> nn.Module:
-    return torchvision_classifier(name, num_classes, use_cache=False)
+    return _build_torchvision(name, num_classes)  # the checkpoint's weights are loaded next
 
 
 def register_architecture(name: str, factory: str | Callable[..., nn.Module]) -> None:
@@ -429,7 +465,9 @@ def save_checkpoint(
     temporary name and renamed, so readers never see half a checkpoint.
     """
     if arch not in _ARCHITECTURES:
-        raise CheckpointError(f"unknown architecture {arch!r}; register it with register_architecture()")
+        raise CheckpointError(
+            f"unknown architecture {arch!r}; register it with register_architecture()"
+        )
     meta: dict[str, Any] = {"data_fingerprint": None, "test_accuracy": None}
     meta.update(dict(metadata or {}))
     meta.update(
@@ -449,7 +487,10 @@ def save_checkpoint(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, "metadata_json": meta_json, "state_dict": state}, handle)
+            torch.save(
+                {"format": CHECKPOINT_FORMAT, "metadata_json": meta_json, "state_dict": state},
+                handle,
+            )
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)
@@ -457,7 +498,9 @@ def save_checkpoint(
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict]:
     """Rebuild the model saved by :func:`save_checkpoint`; return ``(model, metadata)``.
 
     The model comes back in eval mode (a checkpoint is loaded to be used, not trained further;
@@ -474,12 +517,16 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if not isinstance(blob, dict) or "metadata_json" not in blob or "state_dict" not in blob:
         raise CheckpointError(f"{path}: not a checkpoint written by save_checkpoint")
     if blob.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: checkpoint format {blob.get('format')!r} is not {CHECKPOINT_FORMAT}")
+        raise CheckpointError(
+            f"{path}: checkpoint format {blob.get('format')!r} is not {CHECKPOINT_FORMAT}"
+        )
     meta = json.loads(blob["metadata_json"])
     model = build_model(meta["arch"], meta["arch_kwargs"])
     try:
         model.load_state_dict(blob["state_dict"], strict=True)
     except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {meta['arch']}({meta['arch_kwargs']}) ({exc})") from exc
+        raise CheckpointError(
+            f"{path}: weights do not fit {meta['arch']}({meta['arch_kwargs']}) ({exc})"
+        ) from exc
     model.to(map_location).eval()
     return model, meta

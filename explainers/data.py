@@ -126,7 +126,9 @@ def _check_labels(labels: np.ndarray, path: Path | str) -> np.ndarray:
     return labels.astype(np.int64, copy=False)
 
 
-def _pair(images: np.ndarray, labels: np.ndarray, x_path: Path, y_path: Path, source: str) -> KannadaSplit:
+def _pair(
+    images: np.ndarray, labels: np.ndarray, x_path: Path, y_path: Path, source: str
+) -> KannadaSplit:
     images = _check_images(images, x_path)
     labels = _check_labels(labels, y_path)
     if images.shape[0] != labels.shape[0]:
@@ -228,10 +230,15 @@ def read_kaggle_csv(path: str | os.PathLike) -> KannadaSplit:
                     f"{columns[:2]}"
                 )
             if columns[1:] != expected:
-                bad = next(i for i, (a, b) in enumerate(zip(columns[1:], expected, strict=True)) if a != b)
-                raise DatasetError(f"{path}: column {bad + 1} is {columns[bad + 1]!r}, expected {expected[bad]!r}")
+                bad = next(
+                    i for i, (a, b) in enumerate(zip(columns[1:], expected, strict=True)) if a != b
+                )
+                raise DatasetError(
+                    f"{path}: column {bad + 1} is {columns[bad + 1]!r}, expected {expected[bad]!r}"
+                )
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)  # "input contained no data": checked below
+                # "input contained no data" is checked below with a clearer message
+                warnings.simplefilter("ignore", UserWarning)
                 table = np.loadtxt(handle, delimiter=",", dtype=np.int64, ndmin=2)
     except DatasetError:
         raise
@@ -243,10 +250,14 @@ def read_kaggle_csv(path: str | os.PathLike) -> KannadaSplit:
         raise DatasetError(f"{path}: rows have {table.shape[1]} values, expected 785")
     pixels = table[:, 1:]
     if pixels.min() < 0 or pixels.max() > 255:
-        raise DatasetError(f"{path}: pixel values must lie in 0..255, found {pixels.min()}..{pixels.max()}")
+        raise DatasetError(
+            f"{path}: pixel values must lie in 0..255, found {pixels.min()}..{pixels.max()}"
+        )
     images = pixels.astype(np.uint8).reshape(-1, IMAGE_SIZE, IMAGE_SIZE)
     if columns[0] == "id":
-        return KannadaSplit(images, np.full(images.shape[0], -1, dtype=np.int64), "csv", ids=table[:, 0].copy())
+        return KannadaSplit(
+            images, np.full(images.shape[0], -1, dtype=np.int64), "csv", ids=table[:, 0].copy()
+        )
     return KannadaSplit(images, _check_labels(table[:, 0].copy(), path), "csv")
 
 
@@ -270,63 +281,88 @@ def _locate(directory: Path, name: str) -> Path | None:
     matches = sorted(p for p in directory.rglob(name) if p.is_file())
     if len(matches) > 1:
         listed = ", ".join(str(m) for m in matches)
-        raise DatasetError(f"{directory}: several copies of {name} found ({listed}); pass the folder that holds one")
+        raise DatasetError(
+            f"{directory}: several copies of {name} found ({listed}); pass the folder that holds one"
+        )
     return matches[0] if matches else None
 
 
-def _load_pair(directory: Path, stem_x: str, stem_y: str, fmt: str, csv_name: str | None) -> KannadaSplit | None:
-    """Try one format; ``None`` when none of its files exist, DatasetError when half a pair does."""
+def _load_pair(
+    directory: Path,
+    stem_x: str,
+    stem_y: str,
+    fmt: str,
+    csv_name: str | None,
+    problems: list[str],
+) -> KannadaSplit | None:
+    """Try one format: the split, or ``None`` when its files are absent or only half there (the
+    reason is appended to ``problems``). Malformed files raise DatasetError at once."""
     if fmt == "csv":
-        if csv_name is None:
-            return None
-        path = _locate(directory, csv_name)
+        path = _locate(directory, csv_name) if csv_name else None
         if path is None:
             return None
         split = read_kaggle_csv(path)
         if split.ids is not None:
-            raise DatasetError(
+            problems.append(
                 f"{path}: has an 'id' column and no labels (Kaggle's competition test set); "
                 "use read_kaggle_csv() for unlabelled images"
             )
+            return None
         return split
     names = _file_names(stem_x, stem_y)
-    variants = ["npz"] if fmt == "npz" else ["idx", "idx-raw"]
-    for variant in variants:
+    for variant in ["npz"] if fmt == "npz" else ["idx", "idx-raw"]:
         x_name, y_name = names[variant]
         x_path = _locate(directory, x_name)
         if x_path is None:
             y_alone = _locate(directory, y_name)
             if y_alone is not None:
-                raise DatasetError(f"{y_alone}: labels found but the images file {x_name} is missing")
+                problems.append(f"{y_alone}: labels found but the images file {x_name} is missing")
             continue
         y_path = x_path.parent / y_name
         if not y_path.is_file():
-            raise DatasetError(f"{x_path}: images found but the labels file {y_path} is missing")
+            problems.append(f"{x_path}: images found but the labels file {y_path} is missing")
+            continue
         reader = read_npz if variant == "npz" else read_idx
-        split = _pair(reader(x_path), reader(y_path), x_path, y_path, "npz" if variant == "npz" else "idx")
-        logger.info("loaded %d images from %s (%s)", len(split), x_path, split.source)
+        source = "npz" if variant == "npz" else "idx"
+        split = _pair(reader(x_path), reader(y_path), x_path, y_path, source)
+        logger.info("loaded %d images from %s (%s)", len(split), x_path, source)
         return split
     return None
 
 
-def _load(directory: str | os.PathLike, stem_x: str, stem_y: str, csv_name: str | None, fmt: str, what: str) -> KannadaSplit:
+def _load(
+    directory: str | os.PathLike,
+    stem_x: str,
+    stem_y: str,
+    csv_name: str | None,
+    fmt: str,
+    what: str,
+) -> KannadaSplit:
     directory = Path(directory)
     if not directory.is_dir():
         raise DatasetError(f"{directory}: directory not found")
     if fmt != "auto" and fmt not in FORMATS:
         raise ValueError(f"format must be 'auto' or one of {FORMATS}, got {fmt!r}")
+    problems: list[str] = []
     for candidate in FORMATS if fmt == "auto" else (fmt,):
-        split = _load_pair(directory, stem_x, stem_y, candidate, csv_name)
+        split = _load_pair(directory, stem_x, stem_y, candidate, csv_name, problems)
         if split is not None:
             return split
+    if problems:
+        raise DatasetError("; ".join(problems))
     names = _file_names(stem_x, stem_y)
-    looked = [*names["npz"], *names["idx"]] + ([csv_name] if csv_name else [])
-    if fmt != "auto":
-        looked = {"npz": list(names["npz"]), "idx": list(names["idx"]), "csv": [csv_name or "-"]}[fmt]
-    raise DatasetError(f"{directory}: no {what} files found (looked for {', '.join(looked)})")
+    looked = {
+        "npz": list(names["npz"]),
+        "idx": list(names["idx"]),
+        "csv": [csv_name] if csv_name else [],
+    }
+    wanted = [n for f in (FORMATS if fmt == "auto" else (fmt,)) for n in looked[f]]
+    raise DatasetError(f"{directory}: no {what} files found (looked for {', '.join(wanted)})")
 
 
-def load_kannada(directory: str | os.PathLike, split: str = "train", *, format: str = "auto") -> KannadaSplit:
+def load_kannada(
+    directory: str | os.PathLike, split: str = "train", *, format: str = "auto"
+) -> KannadaSplit:
     """Load the Kannada-MNIST ``train`` or ``test`` split from ``directory``.
 
     Args:
@@ -345,7 +381,14 @@ def load_kannada(directory: str | os.PathLike, split: str = "train", *, format: 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     csv_name = "train.csv" if split == "train" else "test.csv"
-    return _load(directory, f"X_kannada_MNIST_{split}", f"y_kannada_MNIST_{split}", csv_name, format, f"Kannada-MNIST {split}")
+    return _load(
+        directory,
+        f"X_kannada_MNIST_{split}",
+        f"y_kannada_MNIST_{split}",
+        csv_name,
+        format,
+        f"Kannada-MNIST {split}",
+    )
 
 
 def load_dig_mnist(directory: str | os.PathLike, *, format: str = "auto") -> KannadaSplit:
@@ -418,7 +461,9 @@ def _digests(path: Path) -> tuple[str, str]:
     return sha.hexdigest(), md5.hexdigest()
 
 
-def _verify(name: str, sha: str, md5: str, want_sha: str | None, want_md5: str | None) -> str | None:
+def _verify(
+    name: str, sha: str, md5: str, want_sha: str | None, want_md5: str | None
+) -> str | None:
     """Problem description, or ``None`` when every known checksum matches."""
     if want_sha is not None and sha != want_sha.lower():
         return f"sha256 {sha} does not match the expected {want_sha}"
@@ -481,7 +526,15 @@ def download_kannada(
             if problem is None and (want_sha or want_md5):
                 logger.info("%s already present and verified", target)
                 if progress is not None:
-                    progress({"stage": "download", "step": step, "total": len(names), "file": name, "bytes": 0})
+                    progress(
+                        {
+                            "stage": "download",
+                            "step": step,
+                            "total": len(names),
+                            "file": name,
+                            "bytes": 0,
+                        }
+                    )
                 continue
             logger.warning("%s present but %s; downloading again", target, problem or "unverified")
         url = urls[name]
@@ -493,7 +546,9 @@ def download_kannada(
             sha_h, md5_h = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
             with os.fdopen(fd, "wb") as out:
                 try:
-                    with contextlib.closing(urllib.request.urlopen(url, timeout=timeout)) as response:
+                    with contextlib.closing(
+                        urllib.request.urlopen(url, timeout=timeout)
+                    ) as response:
                         for chunk in iter(lambda r=response: r.read(_CHUNK), b""):
                             out.write(chunk)
                             sha_h.update(chunk)
@@ -507,13 +562,25 @@ def download_kannada(
             if problem is not None:
                 raise DatasetError(f"{name}: downloaded from {url}, refused: {problem}")
             if want_sha is None and want_md5 is None:
-                logger.warning("%s: no checksum known, accepted unverified (sha256 %s)", name, sha_h.hexdigest())
+                logger.warning(
+                    "%s: no checksum known, accepted unverified (sha256 %s)",
+                    name,
+                    sha_h.hexdigest(),
+                )
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         logger.info("saved %s (%d bytes)", target, size)
         if progress is not None:
-            progress({"stage": "download", "step": step, "total": len(names), "file": name, "bytes": size})
+            progress(
+                {
+                    "stage": "download",
+                    "step": step,
+                    "total": len(names),
+                    "file": name,
+                    "bytes": size,
+                }
+            )
     return dest
 
 
@@ -582,7 +649,9 @@ def _mnist_normalise(hi_res: np.ndarray) -> np.ndarray:
     h, w = crop.shape
     scale = 20.0 / max(h, w)
     new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
-    small = np.asarray(Image.fromarray(crop).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.float64)
+    small = np.asarray(
+        Image.fromarray(crop).resize((new_w, new_h), Image.Resampling.LANCZOS), dtype=np.float64
+    )
     out = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float64)
     top, left = (IMAGE_SIZE - new_h) // 2, (IMAGE_SIZE - new_w) // 2
     out[top : top + new_h, left : left + new_w] = np.clip(small, 0, 255)
@@ -655,19 +724,25 @@ def make_lookalike_kannada(
         # stroke width: thin the glyph (the fonts' strokes are heavier than a pen's) or thicken it
         width = int(rng.choice([-5, -3, -3, -3, 0, 0, 3]))
         if width:
-            glyph = glyph.filter(ImageFilter.MinFilter(-width) if width < 0 else ImageFilter.MaxFilter(width))
+            glyph = glyph.filter(
+                ImageFilter.MinFilter(-width) if width < 0 else ImageFilter.MaxFilter(width)
+            )
         angle = math.radians(rng.uniform(-15, 15))
         shear = rng.uniform(-0.3, 0.3)
         sx, sy = rng.uniform(0.8, 1.2, size=2)
         tx, ty = rng.uniform(-4, 4, size=2)
         cos, sin = math.cos(angle), math.sin(angle)
         # forward map A = R @ Shear @ Scale about the canvas centre; PIL wants the inverse
-        forward = np.array([[cos, -sin], [sin, cos]]) @ np.array([[1, shear], [0, 1]]) @ np.diag([sx, sy])
+        forward = (
+            np.array([[cos, -sin], [sin, cos]]) @ np.array([[1, shear], [0, 1]]) @ np.diag([sx, sy])
+        )
         inv = np.linalg.inv(forward)
         centre = np.array([_RENDER / 2, _RENDER / 2])
         offset = centre - inv @ (centre + np.array([tx, ty]))
         coeffs = (inv[0, 0], inv[0, 1], offset[0], inv[1, 0], inv[1, 1], offset[1])
-        warped = glyph.transform(glyph.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR)
+        warped = glyph.transform(
+            glyph.size, Image.Transform.AFFINE, coeffs, resample=Image.Resampling.BILINEAR
+        )
         small = _mnist_normalise(np.asarray(warped))
         ink = rng.uniform(0.85, 1.0)
         noisy = small * ink + (small > 0) * rng.normal(0.0, rng.uniform(0, 15), size=small.shape)

@@ -424,6 +424,8 @@ class ExcitationBP:
                     yield x, leaf
 
     def _backward(self, h: Tensor, rows: Tensor, leaf: Tensor, *, last: bool) -> LayerMWP:
+        if not h.requires_grad:
+            raise ExcitationBPError("the map layer does not lie below the top layer (no MWP reaches it)")
         p_target, p_dual = top_signals(h, rows.to(h.dtype))
         grads = []
         for i, signal in enumerate((p_target, p_dual)):

@@ -117,7 +117,12 @@ class VAE(nn.Module):
 
 
 def vae_loss(
-    recon: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor, *, beta: float = 1.0
+    recon: torch.Tensor,
+    x: torch.Tensor,
+    mu: torch.Tensor,
+    logvar: torch.Tensor,
+    *,
+    beta: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Negative ELBO per image, averaged over the batch: ``(loss, reconstruction, kl)``.
 
@@ -200,6 +205,9 @@ def train_vae(
                     )
             logger.info(
                 "train_vae epoch %d/%d: mean loss %.2f (%.1f s)",
-                epoch + 1, epochs, running / n, time.perf_counter() - started,
+                epoch + 1,
+                epochs,
+                running / n,
+                time.perf_counter() - started,
             )
     return vae

@@ -79,7 +79,9 @@ class DCGANGenerator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         if z.ndim != 2 or z.shape[1] != self.z_dim:
-            raise ValueError(f"DCGANGenerator expects (N, {self.z_dim}) latents, got {tuple(z.shape)}")
+            raise ValueError(
+                f"DCGANGenerator expects (N, {self.z_dim}) latents, got {tuple(z.shape)}"
+            )
         out = self.net(z[:, :, None, None])
         border = (out.shape[-1] - IMAGE_SIZE) // 2
         out = out[:, :, border : border + IMAGE_SIZE, border : border + IMAGE_SIZE]
@@ -114,7 +116,9 @@ class WGANCritic(nn.Module):
         return self.net(x).flatten()
 
 
-def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+def gradient_penalty(
+    critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, eps: torch.Tensor
+) -> torch.Tensor:
     """Gulrajani et al. (2017), eq. 3: mean over the batch of (||grad_x critic(x_hat)||_2 - 1)^2
     at ``x_hat = eps * real + (1 - eps) * fake``, ``eps`` of shape ``(N, 1, 1, 1)``."""
     x_hat = (eps * real + (1 - eps) * fake).requires_grad_(True)
@@ -123,7 +127,14 @@ def gradient_penalty(critic: nn.Module, real: torch.Tensor, fake: torch.Tensor, 
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(G: nn.Module, *, z_dim: int, batches: int = 10, batch_size: int = 128, generator: torch.Generator | None = None) -> None:
+def recalibrate_batchnorm(
+    G: nn.Module,
+    *,
+    z_dim: int,
+    batches: int = 10,
+    batch_size: int = 128,
+    generator: torch.Generator | None = None,
+) -> None:
     """Re-estimate every BatchNorm's running mean/var of ``G`` as the average over ``batches``
     batches of fresh latents ``z ~ N(0, I)`` (momentum ``None`` = cumulative average)."""
     norms = [m for m in G.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -279,7 +290,10 @@ def train_wgan(
             if step % 100 == 0 or step == iterations:
                 logger.info(
                     "train_wgan %d/%d: W estimate %.4f (%.1f s)",
-                    step, iterations, float(wasserstein.detach()), time.perf_counter() - started,
+                    step,
+                    iterations,
+                    float(wasserstein.detach()),
+                    time.perf_counter() - started,
                 )
     recalibrate_batchnorm(G, z_dim=G.z_dim, generator=generator)
     return G

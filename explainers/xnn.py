@@ -81,10 +81,12 @@ __all__ = [
     "XNNExplanation",
     "capture_z",
     "extract_z",
+    "faithfulness_loss",
     "fit_xnn",
     "normalise_contributions",
     "penultimate_layer",
     "pull_away",
+    "reconstruction_loss",
     "train_xnn",
     "xnn_loss",
 ]
@@ -348,23 +350,45 @@ def pull_away(e: Tensor, eps: float = 1e-8) -> Tensor:
     return off / (n * (n - 1))
 
 
+def faithfulness_loss(approx: Tensor, logits: Tensor) -> Tensor:
+    """``1/M Σ_m ||ȳ_m - ŷ_m||²`` (squared error summed over classes, mean over examples).
+
+    >>> faithfulness_loss(torch.tensor([[1.0, 2.0], [0.0, 0.0]]), torch.tensor([[0.0, 0.0], [0.0, 1.0]]))
+    tensor(3.)
+    """
+    return (approx - logits).pow(2).sum(1).mean()
+
+
+def reconstruction_loss(z_tilde: Tensor, z: Tensor, *, q: float, mode: Mode = "srae") -> Tensor:
+    """``1/S_z Σ_k log(1 + q Q_k)`` (SRAE) or ``1/S_z Σ_k Q_k`` (SAE), ``Q_k = 1/M Σ_m (Z̃_mk - Z_mk)²``;
+    0 for NN.
+
+    >>> z, zt = torch.tensor([[0.0, 0.0], [2.0, 0.0]]), torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    >>> reconstruction_loss(zt, z, q=3.0, mode="sae")      # Q = (1, 0)
+    tensor(0.5000)
+    >>> reconstruction_loss(zt, z, q=3.0, mode="srae")     # (log 4 + log 1) / 2
+    tensor(0.6931)
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if mode == "nn":
+        return z.new_zeros(())
+    q_k = (z_tilde - z).pow(2).mean(0)
+    return torch.log1p(q * q_k).mean() if mode == "srae" else q_k.mean()
+
+
 def xnn_loss(
     xnn: XNN, z: Tensor, logits: Tensor, *, beta: float, q: float, eta: float, mode: Mode = "srae"
 ) -> dict[str, Tensor]:
     """The terms of equation 5 on one batch: ``{"loss", "faithfulness", "reconstruction",
     "pull_away"}`` (``reconstruction`` is the un-weighted sparsity (SRAE) or mean squared error
-    (SAE) term, 0 for NN)."""
+    (SAE) term, 0 for NN); ``loss = faithfulness + beta * reconstruction + eta * pull_away``."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     z = xnn._z(z)
     e = xnn.encoder(z)
-    approx = xnn.v(e)
-    faithfulness = (approx - logits).pow(2).sum(1).mean()
-    if mode == "nn":
-        recon = e.new_zeros(())
-    else:
-        q_k = (xnn.decoder(e) - z).pow(2).mean(0)  # (S_z,) mean squared error per dimension
-        recon = torch.log1p(q * q_k).mean() if mode == "srae" else q_k.mean()
+    faithfulness = faithfulness_loss(xnn.v(e), logits)
+    recon = e.new_zeros(()) if mode == "nn" else reconstruction_loss(xnn.decoder(e), z, q=q, mode=mode)
     pt = pull_away(e)
     loss = faithfulness + beta * recon + eta * pt
     return {"loss": loss, "faithfulness": faithfulness, "reconstruction": recon, "pull_away": pt}

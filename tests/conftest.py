@@ -18,6 +18,16 @@ def kannada_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _empty_shared_broker():
+    """A shared broker (Redis) may hold messages from an earlier run: drop them once per session."""
+    if os.environ.get("CELERY_BROKER_URL", "").startswith("redis"):
+        from studyapp.celery import app
+
+        app.control.purge()
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_media(tmp_path_factory, settings):
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")

@@ -128,8 +128,10 @@ def imported_source(imported: ImportedResults) -> Source:
     frames = importing.imported_frames(imported)
     if imported.study_design == ImportedResults.Design.CLUSTERING:
         groupings = frames.get("groupings", pd.DataFrame(columns=["participant", "stage"]))
-        # Exclusion rules read one row per batch; an imported file has no batch times.
-        batches = groupings.drop_duplicates("participant")[["participant", "arm"]] if len(groupings) else None
+        # Exclusion rules read one row per batch; an imported file has no batch times, so the
+        # rules see one row per participant (with completion, when the participants file gave it).
+        columns = [c for c in ("participant", "arm", "completed") if c in groupings.columns]
+        batches = groupings.drop_duplicates("participant")[columns] if len(groupings) else None
         frames["batches"] = batches
         levels = summary.levels_of(summary.CLUSTERING, stages=groupings["stage"].unique())
     else:
@@ -192,7 +194,8 @@ def _finite(x) -> bool:
 def cell(x, digits: int = 3, *, p: bool = False) -> dict:
     """A table cell: the text shown and the exact value (``data-value``) for machine reading."""
     if isinstance(x, str):
-        return {"text": x, "value": None}
+        # Labels read left-aligned; short verdicts ("yes", "–", "none: ...") stay with the numbers.
+        return {"text": x, "value": None, "is_text": not (x in ("–", "yes", "no") or x.startswith("none"))}
     if isinstance(x, bool):
         return {"text": "yes" if x else "no", "value": None}
     if not _finite(x):
@@ -316,15 +319,18 @@ def _pilot_table(rows: list[summary.PilotPower], *, paired: bool) -> dict | None
         return None
     out = []
     for r in rows:
-        ci = f"[{r.g_ci[0]:.2f}, {r.g_ci[1]:.2f}]" if r.g_ci and _finite(r.g_ci[0]) else "–"
-        out.append([
-            cell(r.comparison), cell(r.d), {"text": ci, "value": None},
-            count(r.n_per_arm) if r.n_per_arm else cell(r.message or "–"),
-            cell(r.achieved_power) if r.achieved_power is not None else cell("–"),
-        ])
-    n_header = "Participants needed" if paired else "Participants per arm"
-    d_header = "Observed d_z" if paired else "Observed d"
-    return table(["Comparison", d_header, "Hedges' g 95% CI", n_header, "Power at that n"], out, name="pilot-power")
+        row = [cell(r.comparison), cell(r.d)]
+        if not paired:
+            ci = f"[{r.g_ci[0]:.2f}, {r.g_ci[1]:.2f}]" if r.g_ci and _finite(r.g_ci[0]) else "–"
+            row.append({"text": ci, "value": None})
+        row.append(count(r.n_per_arm) if r.n_per_arm else cell(r.message or "–"))
+        row.append(cell(r.achieved_power) if r.achieved_power is not None else cell("–"))
+        out.append(row)
+    if paired:
+        headers = ["Comparison", "Observed d_z", "Participants needed", "Power at that n"]
+    else:
+        headers = ["Comparison", "Observed d", "Hedges' g 95% CI", "Participants per arm", "Power at that n"]
+    return table(headers, out, name="pilot-power")
 
 
 def _compact_tests(frame: pd.DataFrame | None, name: str) -> dict | None:

@@ -54,8 +54,14 @@ def two_classes(split: str, per_class: int) -> tuple[torch.Tensor, torch.Tensor]
     the whole split: the files are ordered by writer, so a prefix would hold few writers."""
     s = load_kannada(real_dir(), split)
     rng = np.random.default_rng(0)
-    idx = np.sort(np.concatenate([rng.choice(np.flatnonzero(s.labels == c), per_class, replace=False) for c in CLASSES]))
-    return to_tensor(s.images[idx]), torch.from_numpy((s.labels[idx] == CLASSES[1]).astype(np.int64))
+    idx = np.sort(
+        np.concatenate(
+            [rng.choice(np.flatnonzero(s.labels == c), per_class, replace=False) for c in CLASSES]
+        )
+    )
+    return to_tensor(s.images[idx]), torch.from_numpy(
+        (s.labels[idx] == CLASSES[1]).astype(np.int64)
+    )
 
 
 def toy_data(n: int = 96, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,9 +149,12 @@ def test_training_is_deterministic_for_a_seed_and_leaves_global_rng_alone():
     assert torch.equal(torch.random.get_rng_state(), state)
     b = train_classifier(fresh_net(), x, y, epochs=1, batch_size=16, seed=5)
     c = train_classifier(fresh_net(), x, y, epochs=1, batch_size=16, seed=6)
-    for (name, pa), pb, pc in zip(a.state_dict().items(), b.state_dict().values(), c.state_dict().values(), strict=True):
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(pa, pb), name
-    assert any(not torch.equal(pa, pc) for pa, pc in zip(a.state_dict().values(), c.state_dict().values(), strict=True))
+    assert any(
+        not torch.equal(pa, pc)
+        for pa, pc in zip(a.state_dict().values(), c.state_dict().values(), strict=True)
+    )
 
 
 def test_training_restores_mode_and_respects_frozen_parameters():
@@ -232,7 +241,10 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
     x, y = toy_data(32)
     net = train_classifier(fresh_net(), x, y, epochs=1, batch_size=16)
     path = save_checkpoint(
-        tmp_path / "sub" / "d.pt", net, arch="MnistNet", arch_kwargs={"num_classes": 3},
+        tmp_path / "sub" / "d.pt",
+        net,
+        arch="MnistNet",
+        arch_kwargs={"num_classes": 3},
         metadata={"data_fingerprint": fingerprint(x, y), "test_accuracy": 0.5, "classes": [3, 7]},
     )
     assert sorted(p.name for p in path.parent.iterdir()) == ["d.pt"]  # no temporary file left
@@ -256,15 +268,25 @@ def test_checkpoint_defaults_and_errors(tmp_path):
     with pytest.raises(CheckpointError, match="unknown architecture 'Nope'"):
         save_checkpoint(tmp_path / "b.pt", net, arch="Nope", arch_kwargs={})
     with pytest.raises(TypeError, match="JSON"):
-        save_checkpoint(tmp_path / "c.pt", net, arch="MnistNet", arch_kwargs={"num_classes": 3}, metadata={"x": object()})
+        save_checkpoint(
+            tmp_path / "c.pt",
+            net,
+            arch="MnistNet",
+            arch_kwargs={"num_classes": 3},
+            metadata={"x": object()},
+        )
     assert not (tmp_path / "c.pt").exists()
     (tmp_path / "bad.pt").write_bytes(b"garbage")
     with pytest.raises(CheckpointError, match=r"bad\.pt: not a readable checkpoint"):
         load_checkpoint(tmp_path / "bad.pt")
     torch.save({"weights": 1}, tmp_path / "other.pt")
-    with pytest.raises(CheckpointError, match=r"other\.pt: not a checkpoint written by save_checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"other\.pt: not a checkpoint written by save_checkpoint"
+    ):
         load_checkpoint(tmp_path / "other.pt")
-    save_checkpoint(tmp_path / "wrong.pt", fresh_net(5), arch="MnistNet", arch_kwargs={"num_classes": 3})
+    save_checkpoint(
+        tmp_path / "wrong.pt", fresh_net(5), arch="MnistNet", arch_kwargs={"num_classes": 3}
+    )
     with pytest.raises(CheckpointError, match=r"wrong\.pt: weights do not fit MnistNet"):
         load_checkpoint(tmp_path / "wrong.pt")
     with pytest.raises(FileNotFoundError):
@@ -342,12 +364,19 @@ def test_torchvision_classifier_uses_the_cache_but_never_downloads(tmp_path, mon
     torch.save(cached.state_dict(), tmp_path / "checkpoints" / os.path.basename(url))
     model = torchvision_classifier("resnet18", 2)
     assert torch.equal(model.layer1[0].conv1.weight, cached.layer1[0].conv1.weight)
-    assert not torch.equal(torchvision_classifier("resnet18", 2, use_cache=False).conv1.weight, cached.conv1.weight)
+    assert not torch.equal(
+        torchvision_classifier("resnet18", 2, use_cache=False).conv1.weight, cached.conv1.weight
+    )
 
 
 def test_torchvision_checkpoint_round_trip(tmp_path):
     model = torchvision_classifier("resnet18", 4, use_cache=False).eval()
-    save_checkpoint(tmp_path / "r.pt", model, arch="torchvision", arch_kwargs={"name": "resnet18", "num_classes": 4})
+    save_checkpoint(
+        tmp_path / "r.pt",
+        model,
+        arch="torchvision",
+        arch_kwargs={"name": "resnet18", "num_classes": 4},
+    )
     loaded, meta = load_checkpoint(tmp_path / "r.pt")
     x = torch.rand(1, 3, 64, 64)
     with torch.no_grad():

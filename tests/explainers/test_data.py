@@ -35,7 +35,9 @@ SHARED_KANNADA = Path(__file__).resolve().parents[3] / "shared" / "data" / "kann
 def real_dir() -> Path:
     configured = os.environ.get("KANNADA_MNIST_DIR")
     for candidate in ([Path(configured)] if configured else []) + [SHARED_KANNADA]:
-        if (candidate / "X_kannada_MNIST_test.npz").is_file() or (candidate / "X_kannada_MNIST_test-idx3-ubyte.gz").is_file():
+        if (candidate / "X_kannada_MNIST_test.npz").is_file() or (
+            candidate / "X_kannada_MNIST_test-idx3-ubyte.gz"
+        ).is_file():
             return candidate
     pytest.skip("real Kannada-MNIST files not available (set KANNADA_MNIST_DIR)")
 
@@ -75,12 +77,17 @@ def write_idx(directory: Path, name: str, array: np.ndarray, *, compress: bool =
 
 def write_csv(path: Path, images: np.ndarray, first: np.ndarray, first_name: str = "label") -> Path:
     header = ",".join([first_name] + [f"pixel{k}" for k in range(784)])
-    rows = [",".join(str(v) for v in [int(f)] + img.reshape(-1).tolist()) for f, img in zip(first, images, strict=True)]
+    rows = [
+        ",".join(str(v) for v in [int(f)] + img.reshape(-1).tolist())
+        for f, img in zip(first, images, strict=True)
+    ]
     path.write_text(header + "\n" + "\n".join(rows) + "\n")
     return path
 
 
-def write_split(directory: Path, split: str, fmt: str, images: np.ndarray, labels: np.ndarray) -> None:
+def write_split(
+    directory: Path, split: str, fmt: str, images: np.ndarray, labels: np.ndarray
+) -> None:
     if fmt == "npz":
         write_npz(directory, f"X_kannada_MNIST_{split}", images)
         write_npz(directory, f"y_kannada_MNIST_{split}", labels)
@@ -200,32 +207,75 @@ def test_forced_format_only_looks_for_that_format(tmp_path):
 def test_missing_directory_and_missing_files(tmp_path):
     with pytest.raises(DatasetError, match="directory not found"):
         load_kannada(tmp_path / "nope")
-    with pytest.raises(DatasetError, match=r"no Kannada-MNIST train files found.*X_kannada_MNIST_train\.npz"):
+    with pytest.raises(
+        DatasetError, match=r"no Kannada-MNIST train files found.*X_kannada_MNIST_train\.npz"
+    ):
         load_kannada(tmp_path)
 
 
 def test_images_without_labels_and_labels_without_images(tmp_path):
     images, labels = tiny_arrays(10)
     write_npz(tmp_path, "X_kannada_MNIST_train", images)
-    with pytest.raises(DatasetError, match=r"X_kannada_MNIST_train\.npz: images found but the labels file .*y_kannada_MNIST_train\.npz is missing"):
+    with pytest.raises(
+        DatasetError,
+        match=r"X_kannada_MNIST_train\.npz: images found but the labels file .*y_kannada_MNIST_train\.npz is missing",
+    ):
         load_kannada(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     write_npz(other, "y_kannada_MNIST_train", labels)
-    with pytest.raises(DatasetError, match=r"y_kannada_MNIST_train\.npz: labels found but the images file"):
+    with pytest.raises(
+        DatasetError, match=r"y_kannada_MNIST_train\.npz: labels found but the images file"
+    ):
         load_kannada(other)
+
+
+def test_a_half_pair_in_one_format_does_not_hide_a_complete_other_format(tmp_path):
+    """The author's repository has y_*.npz next to the IDX files but no X_*.npz."""
+    images, labels = tiny_arrays(10)
+    write_npz(tmp_path, "y_kannada_MNIST_test", labels)
+    write_split(tmp_path, "test", "idx", images, labels)
+    split = load_kannada(tmp_path, "test")
+    assert split.source == "idx"
+    np.testing.assert_array_equal(split.images, images)
+    with pytest.raises(DatasetError, match="labels found but the images file"):
+        load_kannada(tmp_path, "test", format="npz")
 
 
 @pytest.mark.parametrize(
     ("images", "labels", "message"),
     [
-        (np.zeros((4, 28, 27), np.uint8), np.zeros(4, np.uint8), r"X_kannada_MNIST_train\.npz: images must have shape \(N, 28, 28\), got \(4, 28, 27\)"),
-        (np.zeros((4, 28, 28), np.float32), np.zeros(4, np.uint8), r"X_kannada_MNIST_train\.npz: images must be uint8, got dtype float32"),
-        (np.zeros((4, 28, 28), np.uint8), np.array([0, 1, 10, 2]), r"y_kannada_MNIST_train\.npz: labels must lie in 0\.\.9, found 10 at index 2"),
+        (
+            np.zeros((4, 28, 27), np.uint8),
+            np.zeros(4, np.uint8),
+            r"X_kannada_MNIST_train\.npz: images must have shape \(N, 28, 28\), got \(4, 28, 27\)",
+        ),
+        (
+            np.zeros((4, 28, 28), np.float32),
+            np.zeros(4, np.uint8),
+            r"X_kannada_MNIST_train\.npz: images must be uint8, got dtype float32",
+        ),
+        (
+            np.zeros((4, 28, 28), np.uint8),
+            np.array([0, 1, 10, 2]),
+            r"y_kannada_MNIST_train\.npz: labels must lie in 0\.\.9, found 10 at index 2",
+        ),
         (np.zeros((4, 28, 28), np.uint8), np.array([0, -1, 1, 2]), r"found -1 at index 1"),
-        (np.zeros((4, 28, 28), np.uint8), np.zeros(4, np.float64), r"y_kannada_MNIST_train\.npz: labels must be integers"),
-        (np.zeros((4, 28, 28), np.uint8), np.zeros((4, 1), np.uint8), r"labels must have shape \(N,\)"),
-        (np.zeros((4, 28, 28), np.uint8), np.zeros(3, np.uint8), r"X_kannada_MNIST_train\.npz holds 4 images but .*y_kannada_MNIST_train\.npz holds 3 labels"),
+        (
+            np.zeros((4, 28, 28), np.uint8),
+            np.zeros(4, np.float64),
+            r"y_kannada_MNIST_train\.npz: labels must be integers",
+        ),
+        (
+            np.zeros((4, 28, 28), np.uint8),
+            np.zeros((4, 1), np.uint8),
+            r"labels must have shape \(N,\)",
+        ),
+        (
+            np.zeros((4, 28, 28), np.uint8),
+            np.zeros(3, np.uint8),
+            r"X_kannada_MNIST_train\.npz holds 4 images but .*y_kannada_MNIST_train\.npz holds 3 labels",
+        ),
         (np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8), r"holds no images"),
     ],
 )
@@ -240,7 +290,10 @@ def test_npz_with_wrong_key_or_not_a_zip(tmp_path):
     images, labels = tiny_arrays(4)
     write_npz(tmp_path, "X_kannada_MNIST_train", images, key="images")
     write_npz(tmp_path, "y_kannada_MNIST_train", labels)
-    with pytest.raises(DatasetError, match=r"X_kannada_MNIST_train\.npz: no array under key 'arr_0' \(keys found: \['images'\]\)"):
+    with pytest.raises(
+        DatasetError,
+        match=r"X_kannada_MNIST_train\.npz: no array under key 'arr_0' \(keys found: \['images'\]\)",
+    ):
         load_kannada(tmp_path)
     (tmp_path / "X_kannada_MNIST_train.npz").write_bytes(b"not a zip at all")
     with pytest.raises(DatasetError, match=r"X_kannada_MNIST_train\.npz: not a readable \.npz"):
@@ -254,12 +307,17 @@ def test_malformed_idx_files(tmp_path):
 
     with gzip.open(tmp_path / x_name, "wb") as handle:
         handle.write(b"\x01\x02\x08\x03" + idx_bytes(images)[4:])
-    with pytest.raises(DatasetError, match=rf"{x_name}: not an IDX file \(bad magic number 01020803\)"):
+    with pytest.raises(
+        DatasetError, match=rf"{x_name}: not an IDX file \(bad magic number 01020803\)"
+    ):
         load_kannada(tmp_path)
 
     with gzip.open(tmp_path / x_name, "wb") as handle:
         handle.write(idx_bytes(images)[:-5])
-    with pytest.raises(DatasetError, match=rf"{x_name}: IDX header announces shape \(6, 28, 28\) \(4704 bytes\) but 4699"):
+    with pytest.raises(
+        DatasetError,
+        match=rf"{x_name}: IDX header announces shape \(6, 28, 28\) \(4704 bytes\) but 4699",
+    ):
         load_kannada(tmp_path)
 
     with gzip.open(tmp_path / x_name, "wb") as handle:
@@ -272,7 +330,9 @@ def test_malformed_idx_files(tmp_path):
         load_kannada(tmp_path)
 
     write_idx(tmp_path, x_name, images[:, :, :20].copy())
-    with pytest.raises(DatasetError, match=r"images must have shape \(N, 28, 28\), got \(6, 28, 20\)"):
+    with pytest.raises(
+        DatasetError, match=r"images must have shape \(N, 28, 28\), got \(6, 28, 20\)"
+    ):
         load_kannada(tmp_path)
 
 
@@ -290,7 +350,9 @@ def test_malformed_csv_files(tmp_path):
     text = path.read_text()
 
     path.write_text(text.replace("label,", "digit,", 1))
-    with pytest.raises(DatasetError, match=r"train\.csv: header must be 'label' or 'id' then pixel0\.\.pixel783"):
+    with pytest.raises(
+        DatasetError, match=r"train\.csv: header must be 'label' or 'id' then pixel0\.\.pixel783"
+    ):
         load_kannada(tmp_path)
 
     path.write_text(text.replace("pixel5,", "pixel05,", 1))
@@ -302,7 +364,9 @@ def test_malformed_csv_files(tmp_path):
     with pytest.raises(DatasetError, match=r"train\.csv: cannot parse"):
         load_kannada(tmp_path)
 
-    path.write_text("\n".join([lines[0], lines[1].replace(",", ",300,", 1).rsplit(",", 1)[0]]) + "\n")
+    path.write_text(
+        "\n".join([lines[0], lines[1].replace(",", ",300,", 1).rsplit(",", 1)[0]]) + "\n"
+    )
     with pytest.raises(DatasetError, match=r"train\.csv: pixel values must lie in 0\.\.255"):
         load_kannada(tmp_path)
 
@@ -385,17 +449,30 @@ def test_download_verifies_and_writes_atomically(tmp_path, monkeypatch):
     assert out == tmp_path / "dl"
     assert (out / "y.gz").read_bytes() == payload
     assert sorted(p.name for p in out.iterdir()) == ["y.gz"]  # no temporary file left
-    assert events == [{"stage": "download", "step": 1, "total": 1, "file": "y.gz", "bytes": len(payload)}]
+    assert events == [
+        {"stage": "download", "step": 1, "total": 1, "file": "y.gz", "bytes": len(payload)}
+    ]
     # a second call finds the verified file and does not download again
-    download_kannada(out, files=["y.gz"], urls={"y.gz": url}, sha256={"y.gz": hashlib.sha256(payload).hexdigest()}, md5={})
+    download_kannada(
+        out,
+        files=["y.gz"],
+        urls={"y.gz": url},
+        sha256={"y.gz": hashlib.sha256(payload).hexdigest()},
+        md5={},
+    )
     assert fake.calls == [url]
 
 
 def test_download_refuses_a_mismatched_checksum(tmp_path, monkeypatch):
     url = "https://example.invalid/x.gz"
     monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork({url: b"tampered bytes"}))
-    with pytest.raises(DatasetError, match=r"x\.gz: downloaded from https://example\.invalid/x\.gz, refused: sha256 .* does not match the expected 0000"):
-        download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={"x.gz": "0" * 64}, md5={})
+    with pytest.raises(
+        DatasetError,
+        match=r"x\.gz: downloaded from https://example\.invalid/x\.gz, refused: sha256 .* does not match the expected 0000",
+    ):
+        download_kannada(
+            tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={"x.gz": "0" * 64}, md5={}
+        )
     assert list(tmp_path.iterdir()) == []  # neither the file nor a temporary copy remains
 
 
@@ -403,8 +480,16 @@ def test_download_checks_md5_when_no_sha256_is_known(tmp_path, monkeypatch):
     url = "https://example.invalid/x.gz"
     monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork({url: b"payload"}))
     with pytest.raises(DatasetError, match="md5 .* does not match"):
-        download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={"x.gz": "f" * 32})
-    download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={"x.gz": hashlib.md5(b"payload").hexdigest()})
+        download_kannada(
+            tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={"x.gz": "f" * 32}
+        )
+    download_kannada(
+        tmp_path,
+        files=["x.gz"],
+        urls={"x.gz": url},
+        sha256={},
+        md5={"x.gz": hashlib.md5(b"payload").hexdigest()},
+    )
     assert (tmp_path / "x.gz").read_bytes() == b"payload"
 
 
@@ -413,7 +498,13 @@ def test_download_replaces_a_corrupt_existing_file(tmp_path, monkeypatch):
     fake = FakeNetwork({url: b"good"})
     monkeypatch.setattr(urllib.request, "urlopen", fake)
     (tmp_path / "x.gz").write_bytes(b"bad")
-    download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={"x.gz": hashlib.sha256(b"good").hexdigest()}, md5={})
+    download_kannada(
+        tmp_path,
+        files=["x.gz"],
+        urls={"x.gz": url},
+        sha256={"x.gz": hashlib.sha256(b"good").hexdigest()},
+        md5={},
+    )
     assert (tmp_path / "x.gz").read_bytes() == b"good" and fake.calls == [url]
 
 
@@ -421,20 +512,26 @@ def test_download_network_error_and_unknown_checksum(tmp_path, monkeypatch):
     url = "https://example.invalid/x.gz"
     monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork({}, fail={url}))
     with pytest.raises(DatasetError, match=r"x\.gz: download from .* failed .*connection refused"):
-        download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={"x.gz": "0" * 64}, md5={})
+        download_kannada(
+            tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={"x.gz": "0" * 64}, md5={}
+        )
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(DatasetError, match=r"x\.gz: no checksum known"):
         download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={})
     with pytest.raises(DatasetError, match=r"nope\.gz: no URL known"):
         download_kannada(tmp_path, files=["nope.gz"])
     monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork({url: b"anything"}))
-    download_kannada(tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={}, allow_unverified=True)
+    download_kannada(
+        tmp_path, files=["x.gz"], urls={"x.gz": url}, sha256={}, md5={}, allow_unverified=True
+    )
     assert (tmp_path / "x.gz").read_bytes() == b"anything"
 
 
 def test_default_download_covers_both_splits_with_checksums(no_real_network):
     for name in data.DEFAULT_FILES:
-        assert data.DEFAULT_URLS[name].startswith("https://raw.githubusercontent.com/vinayprabhu/Kannada_MNIST/")
+        assert data.DEFAULT_URLS[name].startswith(
+            "https://raw.githubusercontent.com/vinayprabhu/Kannada_MNIST/"
+        )
         assert name in data.DEFAULT_SHA256 or name in data.DEFAULT_MD5
     assert {n.split("_")[-1].split("-")[0] for n in data.DEFAULT_FILES} == {"train", "test"}
 
@@ -446,10 +543,15 @@ def test_default_download_then_load_with_fake_network(tmp_path, monkeypatch):
         "y_kannada_MNIST_train-idx1-ubyte.gz": gzip.compress(idx_bytes(labels)),
     }
     urls = {name: f"https://example.invalid/{name}" for name in payloads}
-    monkeypatch.setattr(urllib.request, "urlopen", FakeNetwork({urls[n]: p for n, p in payloads.items()}))
+    monkeypatch.setattr(
+        urllib.request, "urlopen", FakeNetwork({urls[n]: p for n, p in payloads.items()})
+    )
     download_kannada(
-        tmp_path, files=list(payloads), urls=urls,
-        sha256={n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()}, md5={},
+        tmp_path,
+        files=list(payloads),
+        urls=urls,
+        sha256={n: hashlib.sha256(p).hexdigest() for n, p in payloads.items()},
+        md5={},
     )
     np.testing.assert_array_equal(load_kannada(tmp_path, "train").images, images)
 
@@ -480,7 +582,10 @@ def test_lookalike_classes_are_separable():
     """Nearest class mean on held-out renders: the ten glyphs must stay distinguishable."""
     train = make_lookalike_kannada(30, seed=0)
     test = make_lookalike_kannada(10, seed=99)
-    feats = lambda s: s.images.reshape(len(s), -1).astype(np.float64) / 255  # noqa: E731
+
+    def feats(split: KannadaSplit) -> np.ndarray:
+        return split.images.reshape(len(split), -1).astype(np.float64) / 255
+
     means = np.stack([feats(train)[train.labels == c].mean(0) for c in range(10)])
     dist = ((feats(test)[:, None, :] - means[None]) ** 2).sum(-1)
     accuracy = (dist.argmin(1) == test.labels).mean()

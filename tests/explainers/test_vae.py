@@ -81,11 +81,14 @@ def test_loss_matches_the_elbo_by_hand():
     mu, logvar = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, math.log(4.0)]])
     loss, rec, kl = vae_loss(recon, x, mu, logvar)
     expected_rec = -(math.log(0.8) + math.log(0.6))
-    expected_kl = 0.5 * (1.0 + 0.0) + 0.5 * (4.0 - 1.0 - math.log(4.0))  # sum_j (mu^2 + s^2 - 1 - log s^2) / 2
+    # kl = sum_j (mu_j^2 + s_j^2 - 1 - log s_j^2) / 2
+    expected_kl = 0.5 * (1.0 + 0.0) + 0.5 * (4.0 - 1.0 - math.log(4.0))
     assert rec.item() == pytest.approx(expected_rec, rel=1e-5)
     assert kl.item() == pytest.approx(expected_kl, rel=1e-5)
     assert loss.item() == pytest.approx(expected_rec + expected_kl, rel=1e-5)
-    assert vae_loss(recon, x, mu, logvar, beta=0.0)[0].item() == pytest.approx(expected_rec, rel=1e-5)
+    assert vae_loss(recon, x, mu, logvar, beta=0.0)[0].item() == pytest.approx(
+        expected_rec, rel=1e-5
+    )
 
 
 def test_training_reduces_the_loss_and_learns_image_specific_codes():
@@ -129,7 +132,9 @@ def test_training_is_seeded_and_restores_mode_and_global_rng():
 def test_kl_warmup_starts_with_a_small_kl_weight():
     x = torch.rand(32, 1, 28, 28)
     events = []
-    train_vae(small_vae(), x, epochs=1, batch_size=16, seed=0, kl_warmup_steps=100, progress=events.append)
+    train_vae(
+        small_vae(), x, epochs=1, batch_size=16, seed=0, kl_warmup_steps=100, progress=events.append
+    )
     first = events[0]
     # loss = reconstruction + (1/100) * kl on the first step
     assert first["loss"] == pytest.approx(first["reconstruction"] + first["kl"] / 100, rel=1e-5)
@@ -140,7 +145,13 @@ def test_kl_warmup_starts_with_a_small_kl_weight():
 def test_checkpoint_round_trip(tmp_path):
     vae = small_vae()
     train_vae(vae, torch.rand(32, 1, 28, 28), epochs=1, batch_size=16)
-    save_checkpoint(tmp_path / "vae.pt", vae, arch="VAE", arch_kwargs={"latent_dim": 16, "width": 8}, metadata={"note": "t"})
+    save_checkpoint(
+        tmp_path / "vae.pt",
+        vae,
+        arch="VAE",
+        arch_kwargs={"latent_dim": 16, "width": 8},
+        metadata={"note": "t"},
+    )
     loaded, meta = load_checkpoint(tmp_path / "vae.pt")
     assert isinstance(loaded, VAE) and not loaded.training and meta["note"] == "t"
     z = torch.randn(5, 16)

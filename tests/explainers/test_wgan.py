@@ -74,7 +74,17 @@ def test_training_moves_the_generator_towards_the_data(glyphs):
         before = abs(G.eval()(z).mean().item() - data_mean)
     G.train()
     events = []
-    train_wgan(G, critic, glyphs, iterations=15, batch_size=16, n_critic=2, lr=1e-3, seed=0, progress=events.append)
+    train_wgan(
+        G,
+        critic,
+        glyphs,
+        iterations=15,
+        batch_size=16,
+        n_critic=2,
+        lr=1e-3,
+        seed=0,
+        progress=events.append,
+    )
     G.eval()
     with torch.no_grad():
         samples = G(z)
@@ -107,7 +117,9 @@ def test_training_is_seeded_and_leaves_the_caller_state_alone(glyphs):
 
 def test_weight_clipping_variant_keeps_the_critic_in_the_box(glyphs):
     G, critic = pair()
-    train_wgan(G, critic, glyphs, epochs=1, batch_size=50, n_critic=2, method="clip", clip=0.02, seed=0)
+    train_wgan(
+        G, critic, glyphs, epochs=1, batch_size=50, n_critic=2, method="clip", clip=0.02, seed=0
+    )
     assert all(p.abs().max() <= 0.02 for p in critic.parameters())
 
 
@@ -140,7 +152,9 @@ def test_batchnorm_recalibration_makes_eval_mode_match_train_mode():
 def test_checkpoint_round_trip(tmp_path, glyphs):
     G, critic = pair()
     train_wgan(G, critic, glyphs, iterations=2, batch_size=16, n_critic=1)
-    save_checkpoint(tmp_path / "g.pt", G, arch="DCGANGenerator", arch_kwargs={"z_dim": 100, "width": 8})
+    save_checkpoint(
+        tmp_path / "g.pt", G, arch="DCGANGenerator", arch_kwargs={"z_dim": 100, "width": 8}
+    )
     save_checkpoint(tmp_path / "c.pt", critic, arch="WGANCritic", arch_kwargs={"width": 8})
     G2, meta = load_checkpoint(tmp_path / "g.pt")
     C2, _ = load_checkpoint(tmp_path / "c.pt")

@@ -33,9 +33,6 @@ def worker_env() -> dict[str, str]:
 
 @contextmanager
 def celery_worker(*, concurrency: int = 1, name: str = "test"):
-    from studyapp.celery import app
-
-    app.control.purge()  # a shared broker (Redis) may hold messages from an earlier run
     log = open(Path(settings.CELERY_QUEUE_DIR) / f"worker-{name}.log", "ab")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "studyapp", "worker", "-Q", f"default,{settings.CELERY_EXPLAIN_QUEUE}",
