@@ -14,8 +14,8 @@ Layout (space-separated text, 1-based ids, no header; see shared/data/README.md)
 
 :func:`load_cub` accepts the ``CUB_200_2011`` directory or its parent, selects classes by name
 (``"066.Western_Gull"`` or ``"Western_Gull"``, case-insensitive; default :data:`GULLS`, the XNN
-study's four) and returns a :class:`CubSubset`: paths, labels ``0..K-1`` in the order of
-``classes``, official ids, the train/test flag, boxes and part locations. Every inconsistency
+study's four) and returns a :class:`CubSubset` in image-id order: paths, labels ``0..K-1`` in
+the order of ``classes``, official ids, the train/test flag, boxes and part locations. Every inconsistency
 raises :class:`explainers.data.DatasetError` naming the file (and line): a missing file, a
 malformed line, an id listed twice or missing from one of the per-image files, a label that
 disagrees with the image's class directory, a part id not in ``parts.txt``, an unknown class,

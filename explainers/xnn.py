@@ -70,11 +70,17 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from explainers.classifiers import register_architecture
-from explainers.hooks import ExplainerInputError, check_images, check_labels, model_device, model_guard, resolve_layer
+from explainers.hooks import (
+    ExplainerInputError,
+    check_images,
+    check_labels,
+    model_device,
+    model_guard,
+    resolve_layer,
+)
 
 __all__ = [
     "XNN",

@@ -10,7 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from explainers.classifiers import MnistNet, load_checkpoint, save_checkpoint, torchvision_classifier
+from explainers.classifiers import (
+    MnistNet,
+    load_checkpoint,
+    save_checkpoint,
+    torchvision_classifier,
+)
 from explainers.hooks import ExplainerInputError
 from explainers.xnn import (
     XNN,
