@@ -14,7 +14,8 @@ This module also holds the helpers the other benchmarks share: the data, and the
 * D: ``MnistNet(10)`` (the dissertation's classifier), 12000 training images, 2 epochs;
 * G: a VAE over all ten classes (D and G cover all classes, where the third-class effect can
   show). ``--generator mlp`` (default): an MLP VAE 784-400-32, quick to train on a CPU;
-  ``--generator vae``: ``explainers.vae.VAE(latent_dim=32)`` (conv), slower to train.
+  ``--generator vae``: ``explainers.vae.VAE(latent_dim=16, width=32)`` (conv), 6 epochs,
+  ~15 minutes on a busy 2-core machine.
 
     python benchmarks/ablation_cdeepex_xgems.py [--images 128] [--pair 3 7] [--threads 1]
 """
@@ -102,7 +103,7 @@ def load_or_train_models(generator: str = "mlp", *, seed: int = 0) -> tuple[nn.M
     if generator == "mlp":
         G: nn.Module = MlpVAE()
     elif generator == "vae":
-        G = VAE(latent_dim=32, width=32)
+        G = VAE(latent_dim=16, width=32)
     else:
         raise ValueError(f"unknown generator {generator!r}")
     if path_g.is_file():

@@ -16,7 +16,7 @@ paper, have none. Heatmaps: contrastive ExcitationBP from each x-feature, read a
 annotations (CUB), which digits do not have, so it is not reported. Prints a table; asserts
 nothing.
 
-    python benchmarks/xnn_ablation.py [--classes 3 6 7 9] [--epochs 1000] [--threads 1]
+    python benchmarks/xnn_ablation.py [--classes 3 6 7 9] [--epochs 1000] [--seeds 3] [--threads 1]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--q", type=float, default=1.0)
     parser.add_argument("--eta", type=float, default=1.0)
     parser.add_argument("--layer", default="relu1", help="MnistNet layer where the heatmaps are read")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=3, help="XNN seeds 0..seeds-1; mean ± sd reported")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -118,31 +118,43 @@ def main() -> None:
           f"{float((logits_st.argmax(1) == y_st).double().mean()):.3f}")
 
     runs = [("SRAE", "srae", args.eta), ("NN", "nn", 0.0), ("SAE", "sae", 0.0)]
-    header = f"{'method':<6} {'eta':>4} {'F_reg train':>11} {'F_reg test':>10} {'F_cls train':>11} {'F_cls test':>10} {'O1':>7} {'O2':>7} {'dead':>4} {'train s':>7}"
-    rows = []
+    columns = ("F_reg train", "F_reg test", "F_cls train", "F_cls test", "O1", "O2")
     ebp = ExcitationBP(net, args.layer)
+    results: dict[str, dict[str, list[float]]] = {}
     for name, mode, eta in runs:
-        started = time.perf_counter()
-        xnn = fit_xnn(z_st, logits_st, n_features=args.features, epochs=args.epochs, beta=args.beta,
-                      q=args.q, eta=eta, mode=mode, seed=args.seed, layer="relu3")
-        seconds = time.perf_counter() - started
-        with torch.no_grad():
-            approx_st, approx_ho = xnn(z_st), xnn(z_ho)
-        maps = ebp.xnn_maps(xnn, x_st)
-        orth = orthogonality(maps)
-        rows.append(
-            f"{name:<6} {eta:>4g} {f_reg(logits_st, approx_st):>11.4f} {f_reg(logits_ho, approx_ho):>10.4f} "
-            f"{f_cls(logits_st, approx_st):>11.2%} {f_cls(logits_ho, approx_ho):>10.2%} "
-            f"{orth.o1:>7.4f} {orth.o2:>7.4f} {len(orth.dead):>4} {seconds:>7.1f}"
-        )
-    print()
+        stats = results.setdefault(name, {c: [] for c in (*columns, "dead", "seconds")})
+        for seed in range(args.seeds):
+            started = time.perf_counter()
+            xnn = fit_xnn(z_st, logits_st, n_features=args.features, epochs=args.epochs, beta=args.beta,
+                          q=args.q, eta=eta, mode=mode, seed=seed, layer="relu3")
+            stats["seconds"].append(time.perf_counter() - started)
+            with torch.no_grad():
+                approx_st, approx_ho = xnn(z_st), xnn(z_ho)
+            orth = orthogonality(ebp.xnn_maps(xnn, x_st))
+            for column, value in zip(columns, (
+                f_reg(logits_st, approx_st), f_reg(logits_ho, approx_ho),
+                100 * f_cls(logits_st, approx_st), 100 * f_cls(logits_ho, approx_ho), orth.o1, orth.o2,
+            ), strict=True):
+                stats[column].append(value)
+            stats["dead"].append(len(orth.dead))
+
+    def cell(values: list[float], digits: int) -> str:
+        a = np.asarray(values, dtype=np.float64)
+        return f"{a.mean():.{digits}f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.{digits}f}"
+
+    width = 17
+    header = f"{'method':<6} {'eta':>4} " + " ".join(f"{c:>{width}}" for c in columns) + f" {'dead':>4} {'s/run':>6}"
+    print(f"\nmean ± sd over {args.seeds} XNN seeds (F_cls in %)")
     print(header)
     print("-" * len(header))
-    for row in rows:
-        print(row)
+    for name, _, eta in runs:
+        stats = results[name]
+        cells = [cell(stats[c], 2 if c.startswith("F_cls") else 4) for c in columns]
+        print(f"{name:<6} {eta:>4g} " + " ".join(f"{c:>{width}}" for c in cells)
+              + f" {int(sum(stats['dead'])):>4} {np.mean(stats['seconds']):>6.1f}")
     print("\nF_reg: mean |logit - v.E| over images and classes (lower is better); F_cls: predictions "
           "unchanged; O1 = ||P||_F - sqrt(n), O2 = -log det P of the x-feature heatmap correlations "
-          "(0 = orthogonal); dead: x-features whose heatmaps never vary.")
+          "(0 = orthogonal); dead: x-features whose heatmaps never vary (summed over seeds).")
 
 
 if __name__ == "__main__":

@@ -548,27 +548,23 @@ def _augmented_lagrangian(
                 g_acc = torch.zeros_like(mu)
                 gp_acc = torch.zeros_like(mu)
             h, g, g_probe = _constraints(llh, true[idx], probe[idx], others[idx], cfg.epsilon)
-
-            def lagrangian(rows: Tensor = idx, h=h, g=g, g_probe=g_probe) -> Tensor:
-                return _lagrangian(
-                    zs, z0[rows], h, g, g_probe, lam[rows], mu[rows], mu_probe[rows], c[rows],
-                    others[rows], use_ineq,
-                )
-
-            loss = lagrangian()
+            terms = (zs, z0[idx], h, g, g_probe)
+            loss = _lagrangian(*terms, lam[idx], mu[idx], mu_probe[idx], c[idx], others[idx], use_ineq)
         evaluations[idx] += 1
 
         # ---- accept the trial if it did not increase L_c (always, at a sub-problem start)
         ok = loss.detach() <= loss_acc[idx]
         acc = idx[ok]
+        fresh = (zs.detach() != z_acc[idx]).any(1) & ok  # not a re-evaluation of z_acc
         z_acc[acc] = zs.detach()[ok]
         loss_acc[acc] = loss.detach()[ok]
         h_acc[acc] = h.detach()[ok]
         g_acc[acc] = g.detach()[ok]
         gp_acc[acc] = g_probe.detach()[ok]
         if step > 0:
-            steps[acc] += 1
-            history[acc, steps[acc]] = z_acc[acc]
+            new = idx[fresh]
+            steps[new] += 1
+            history[new, steps[new]] = z_acc[new]
         lr[idx] = torch.where(ok, (lr[idx] * 1.25).clamp_max(cfg.lr), lr[idx] * 0.5)
 
         if step > 0 and step % cfg.inner_steps == 0:
@@ -605,7 +601,10 @@ def _augmented_lagrangian(
             # graph, no extra pass); rejected rows are re-evaluated at z_acc next iteration
             cont = ok & ~done
             if bool(cont.any()):
-                loss_new = lagrangian()
+                with torch.enable_grad():
+                    loss_new = _lagrangian(
+                        *terms, lam[idx], mu[idx], mu_probe[idx], c[idx], others[idx], use_ineq
+                    )
                 (grad,) = torch.autograd.grad(torch.where(cont, loss_new, 0.0).sum(), zs)
                 rows = idx[cont]
                 loss_acc[rows] = loss_new.detach()[cont]

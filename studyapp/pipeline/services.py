@@ -382,8 +382,9 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
         generator_row = TrainedModel.objects.get(pk=params["generator_id"])
         generator = loading.load_model(generator_row)
         encoder = generator if generator_row.role == TrainedModel.Role.VAE else None
+        decode = generator.decode if encoder is not None else generator  # G maps z to an image
         result = cdeepex.explain(
-            classifier, generator, images,
+            classifier, decode, images,
             true_labels=true_t, probe_labels=probe_t, encoder=encoder,
             inequality=method == ExplanationAsset.Method.CDEEPEX,
             config=cdeepex.CDeepExConfig(**params["cdeepex"]),

@@ -59,7 +59,10 @@ class StudyAdmin(admin.ModelAdmin):
 
     @admin.display(description="Status")
     def dashboard_link(self, obj: Study) -> str:
-        return format_html('<a href="{}">status, progress &amp; exports</a>', reverse("admin:study-dashboard", args=[obj.pk]))
+        return format_html(
+            '<a href="{}">status, progress &amp; exports</a> · <a href="{}">analysis</a>',
+            reverse("admin:study-dashboard", args=[obj.pk]), reverse("analysis-study", args=[obj.pk]),
+        )
 
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)

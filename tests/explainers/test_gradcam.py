@@ -124,9 +124,10 @@ def test_bad_inputs_raise_clear_errors(toy_cnn):
 
 def test_matches_pytorch_grad_cam(toy_cnn):
     pytest.importorskip("pytorch_grad_cam")
-    from explainers.classifiers import MnistNet
     from pytorch_grad_cam import GradCAM as ReferenceGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from explainers.classifiers import MnistNet
 
     torch.manual_seed(0)
     net = MnistNet(10).eval()
