@@ -323,7 +323,67 @@ def explanation_params(*, study, method: str) -> dict:
         params["cdeepex"] = config.get("cdeepex", {})
     if method == ExplanationAsset.Method.GRADCAM:
         params["target"] = config.get("gradcam_target", "prediction")
+    if method in CLUSTERING_METHODS:
+        params.pop("classifier_id")
+        params["models"] = config.get("models", {})
     return params
+
+
+CLUSTERING_METHODS = (
+    ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT, ExplanationAsset.Method.XNN,
+)
+
+
+def _clustering_outputs(stimuli: list[Stimulus], method: str, params: dict) -> list[tuple[dict, object]]:
+    """1-Heatmap (ExcitationBP c-MWP or DeepLIFT from the prediction) or the XNN's x-feature maps.
+
+    Stimuli of one data set share a classifier; they are explained in one batch per data set.
+    """
+    import torch
+
+    from explainers import metrics, render
+    from explainers.data import to_tensor
+
+    by_classifier: dict[int, list[int]] = {}
+    for k, s in enumerate(stimuli):
+        by_classifier.setdefault(s.classifier_id, []).append(k)
+    outputs: list[tuple[dict, object] | None] = [None] * len(stimuli)
+    for positions in by_classifier.values():
+        group = [stimuli[k] for k in positions]
+        classifier = loading.load_model(group[0].classifier)
+        arrays = loading.dataset_arrays(group[0].dataset)
+        images = to_tensor(np.stack([arrays[f"x_{s.split}"][s.index] for s in group]))
+        predicted = torch.tensor([s.model_prediction for s in group])
+        if method == ExplanationAsset.Method.XNN:
+            from explainers.excitation_bp import ExcitationBP
+
+            label = group[0].group
+            xnn = loading.load_model(TrainedModel.objects.get(pk=params["models"][label]["xnn_id"]))
+            maps = ExcitationBP(classifier, None).xnn_maps(xnn, images)  # (N, n, H, W)
+            explanation = xnn.explain(classifier, images, predicted)
+            for i, k in enumerate(positions):
+                checks = metrics.heatmap_validity(maps[i])
+                reasons = [f"x-feature heatmap {j + 1}: {r}" for j, c in enumerate(checks) for r in c.reasons]
+                files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j]), ext="png") for j in range(maps.shape[1])}
+                numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]]}
+                outputs[k] = (files, _Validity(not reasons, reasons, numbers))
+        else:
+            if method == ExplanationAsset.Method.DEEPLIFT:
+                from explainers.deeplift import DeepLift
+
+                maps = DeepLift(classifier)(images, predicted)
+            else:
+                from explainers.excitation_bp import ExcitationBP
+
+                maps = ExcitationBP(classifier, None)(images, predicted)
+            for i, (k, validity) in enumerate(zip(positions, metrics.heatmap_validity(maps), strict=True)):
+                outputs[k] = ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)
+    return outputs  # type: ignore[return-value]
+
+
+class _Validity:
+    def __init__(self, ok: bool, reasons: list[str], numbers: dict):
+        self.ok, self.reasons, self.numbers = ok, reasons, numbers
 
 
 def _study_classes(stimuli: list[Stimulus]) -> tuple[list[int], list[int]]:
@@ -360,13 +420,18 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
     todo = [s for s in stimuli if s.pk not in done]
     if not todo:
         return list(ExplanationAsset.objects.filter(stimulus__in=stimuli, method=method, params_hash=phash))
-    classifier = loading.load_model(todo[0].classifier)
-    arrays = loading.dataset_arrays(todo[0].dataset)
-    images = to_tensor(np.stack([arrays[f"x_{s.split}"][s.index] for s in todo]))
-    true, probe = _study_classes(todo)
-    true_t, probe_t = torch.tensor(true), torch.tensor(probe)
     outputs: list[tuple[dict, object]] = []
-    if method == ExplanationAsset.Method.GRADCAM:
+    if method in CLUSTERING_METHODS:
+        outputs = _clustering_outputs(todo, method, params)
+    else:
+        classifier = loading.load_model(todo[0].classifier)
+        arrays = loading.dataset_arrays(todo[0].dataset)
+        images = to_tensor(np.stack([arrays[f"x_{s.split}"][s.index] for s in todo]))
+        true, probe = _study_classes(todo)
+        true_t, probe_t = torch.tensor(true), torch.tensor(probe)
+    if method in CLUSTERING_METHODS:
+        pass
+    elif method == ExplanationAsset.Method.GRADCAM:
         from explainers.gradcam import GradCAM
         from explainers.targets import ClassTarget
 
@@ -410,7 +475,7 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
                 defaults={
                     "params": params, "files": files, "valid": bool(validity.ok),
                     "reasons": list(validity.reasons),
-                    "metrics": {k: float(v) for k, v in validity.numbers.items()},
+                    "metrics": {k: (v if isinstance(v, list) else float(v)) for k, v in validity.numbers.items()},
                 },
             )
             created.append(asset)

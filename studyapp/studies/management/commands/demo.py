@@ -26,7 +26,9 @@ from studyapp.studies import selectors, services
 from studyapp.studies.models import Study
 
 FIXTURE = Path(settings.BASE_DIR) / "fixtures" / "study_a_kannada.json"
+FIXTURE_B = Path(settings.BASE_DIR) / "fixtures" / "study_b_clustering.json"
 SLUG = "kannada-learning"
+SLUG_B = "xnn-clustering"
 
 
 class Command(BaseCommand):
@@ -39,6 +41,8 @@ class Command(BaseCommand):
         parser.add_argument("--classifier-epochs", type=int, default=2)
         parser.add_argument("--classifier-max-train", type=int, default=24000)
         parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", 15)))
+        parser.add_argument("--xnn-epochs", type=int, default=int(os.environ.get("DEMO_XNN_EPOCHS", 300)))
+        parser.add_argument("--skip-clustering", action="store_true", help="Only build Study A.")
 
     def step(self, message: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"[{time.monotonic() - self.t0:6.1f}s] {message}"))
@@ -76,17 +80,25 @@ class Command(BaseCommand):
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"  {len(chosen)} stimuli")
 
-        self.step("Precomputing explanations on a real Celery worker")
-        self.precompute(study)
+        studies = [study]
+        if not opts["skip_clustering"]:
+            studies.append(self.build_clustering(dataset, opts))
 
-        if study.status != Study.Status.OPEN:
-            services.study_open(study=study)
+        self.step("Precomputing explanations on a real Celery worker")
+        self.precompute(studies)
+
+        for s in studies:
+            if s.status != Study.Status.OPEN:
+                services.study_open(study=s)
         password = self.admin_login()
         base = f"http://{opts['host']}:{opts['port']}"
         self.step("Ready")
         self.stdout.write(self.style.SUCCESS(f"\n  Participant link: {base}/s/{SLUG}/"))
         self.stdout.write(self.style.SUCCESS(f"  Admin:            {base}/admin/   user 'admin', password '{password}'"))
-        self.stdout.write(f"  Study status:     {base}/admin/studies/study/{study.pk}/dashboard/\n")
+        self.stdout.write(f"  Study status:     {base}/admin/studies/study/{study.pk}/dashboard/")
+        if len(studies) > 1:
+            self.stdout.write(self.style.SUCCESS(f"  Clustering study: {base}/s/{SLUG_B}/  (CUB/CEL stand-ins built from digit classes)"))
+        self.stdout.write("")
         if opts["no_serve"]:
             return
         call_command("collectstatic", interactive=False, verbosity=0)
@@ -113,10 +125,30 @@ class Command(BaseCommand):
         if info.get("step") == info.get("total"):
             self.stdout.write("")
 
-    def precompute(self, study: Study) -> None:
-        with transaction.atomic():
-            job = pipeline.precompute_start(study=study)
-        if job.total == 0:
+    def build_clustering(self, base, opts) -> Study:
+        from studyapp.pipeline.clustering import clustering_build_standin
+
+        if not Study.objects.filter(slug=SLUG_B).exists():
+            self.step("Loading the Study B fixture (XNN paper section 4.1)")
+            call_command("loaddata", str(FIXTURE_B), verbosity=0)
+        study = Study.objects.get(slug=SLUG_B)
+        if settings.CUB_DIR or settings.CEL_DIR:
+            self.stdout.write(self.style.WARNING(
+                "  CUB_DIR/CEL_DIR are set, but training on the real images needs a GPU-sized backbone; "
+                "this demo builds the stand-ins (see README, Study B)."
+            ))
+        self.step("Building Study B from four digit classes per data set (stand-ins for CUB and CEL)")
+        if not study.stimuli.exists() or not (study.config or {}).get("models"):
+            clustering_build_standin(study=study, base=base, echo=lambda m: self.stdout.write("  " + m), xnn_epochs=opts["xnn_epochs"])
+        study.refresh_from_db()
+        return study
+
+    def precompute(self, studies: list[Study]) -> None:
+        jobs = []
+        for study in studies:
+            with transaction.atomic():
+                jobs.append(pipeline.precompute_start(study=study))
+        if all(job.total == 0 for job in jobs):
             self.stdout.write("  every explanation is already stored")
             return
         worker = subprocess.Popen(
@@ -126,10 +158,12 @@ class Command(BaseCommand):
         )
         try:
             while True:
-                job.refresh_from_db()
-                self.stdout.write(f"\r  {job.done}/{job.total} explanations stored      ", ending="")
+                for job in jobs:
+                    job.refresh_from_db()
+                done, total = sum(j.done for j in jobs), sum(j.total for j in jobs)
+                self.stdout.write(f"\r  {done}/{total} explanations stored      ", ending="")
                 self.stdout.flush()
-                if job.status in (PrecomputeJob.Status.DONE, PrecomputeJob.Status.FAILED):
+                if all(j.status in (PrecomputeJob.Status.DONE, PrecomputeJob.Status.FAILED) for j in jobs):
                     break
                 if worker.poll() is not None:
                     raise CommandError(f"The Celery worker exited with code {worker.returncode}.")
@@ -141,11 +175,12 @@ class Command(BaseCommand):
             except subprocess.TimeoutExpired:
                 worker.kill()
         self.stdout.write("")
-        if job.status == PrecomputeJob.Status.FAILED:
-            raise CommandError(f"Precompute failed: {job.message}")
-        problems = selectors.study_readiness(study=study)
-        if problems:
-            raise CommandError("The study is not ready: " + "; ".join(problems))
+        for job, study in zip(jobs, studies, strict=True):
+            if job.status == PrecomputeJob.Status.FAILED:
+                raise CommandError(f"Precompute for {study.slug} failed: {job.message}")
+            problems = selectors.study_readiness(study=study)
+            if problems:
+                raise CommandError(f"{study.slug} is not ready: " + "; ".join(problems))
 
     def admin_login(self) -> str:
         password = secrets.token_urlsafe(9)
