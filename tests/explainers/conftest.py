@@ -206,12 +206,20 @@ def _cache_key(kannada: dict[str, object]) -> str:
 
 
 @pytest.fixture(scope="session")
-def kannada_models(kannada: dict[str, object], pytestconfig: pytest.Config) -> tuple[nn.Module, SmallVAE]:
+def kannada_models(
+    kannada: dict[str, object], pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[nn.Module, SmallVAE]:
     from explainers.classifiers import MnistNet, train_classifier
     from explainers.data import to_tensor
 
     D, vae = MnistNet(10), SmallVAE()
-    cache = pytestconfig.cache.mkdir("explainers-kannada-models") / f"{_cache_key(kannada)}.pt"
+    cache_provider = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
+    folder = (
+        cache_provider.mkdir("explainers-kannada-models")
+        if cache_provider is not None
+        else tmp_path_factory.mktemp("explainers-kannada-models")
+    )
+    cache = folder / f"{_cache_key(kannada)}.pt"
     if cache.is_file():
         state = torch.load(cache, map_location="cpu", weights_only=True)
         D.load_state_dict(state["D"])
