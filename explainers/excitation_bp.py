@@ -88,6 +88,7 @@ __all__ = [
     "ExcitationBPError",
     "LayerMWP",
     "normalise_maps",
+    "top_signals",
 ]
 
 Progress = Callable[[dict], None]
@@ -279,6 +280,12 @@ class LayerMWP:
     mass: Tensor
 
 
+def _cat(parts: Sequence[LayerMWP]) -> LayerMWP:
+    if len(parts) == 1:
+        return parts[0]
+    return LayerMWP(*(torch.cat([getattr(p, f) for p in parts]) for f in ("target", "dual", "contrastive", "mass")))
+
+
 def _features_of(xnn: nn.Module) -> tuple[nn.Module, nn.Linear]:
     """``(layers below the x-layer, the x-layer nn.Linear)`` of an XNN's encoder."""
     encoder = getattr(xnn, "encoder", None)
@@ -300,6 +307,7 @@ class ExcitationBP:
         contrastive: c-MWP (``True``, the paper's) or plain MWP of the top neuron.
         top_layer: the layer whose output neuron is explained; default the last ``nn.Linear``
             called in ``forward`` (the logits layer).
+        batch_size: images per forward pass (memory bound; results do not depend on it).
 
     ``ebp(images, classes=None)`` -> ``(N, H, W)`` maps (the 1-Heatmap; ``classes`` default to the
     predicted ones). ``ebp.xnn_maps(xnn, images, features=None)`` -> ``(N, n, H, W)``.
@@ -312,11 +320,15 @@ class ExcitationBP:
         *,
         contrastive: bool = True,
         top_layer: nn.Module | str | None = None,
+        batch_size: int = 64,
     ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
         self.model = model
         self.layer = layer
         self.contrastive = contrastive
         self.top_layer = top_layer
+        self.batch_size = int(batch_size)
 
     # -- public --------------------------------------------------------------------------------
 
@@ -330,6 +342,20 @@ class ExcitationBP:
         """Raw MWP at the layer for output neurons ``classes`` (default: predicted); also the
         predicted classes ``(N,)``."""
         check_images(images)
+        n = images.shape[0]
+        if classes is not None:
+            classes = torch.as_tensor(classes)
+            if classes.dim() == 0:
+                classes = classes.expand(n)
+            if classes.shape != (n,):
+                raise ExplainerInputError(f"classes must have shape ({n},), got {tuple(classes.shape)}")
+        parts = [
+            self._class_chunk(images[i : i + self.batch_size], None if classes is None else classes[i : i + self.batch_size])
+            for i in range(0, n, self.batch_size)
+        ]
+        return _cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _class_chunk(self, images: Tensor, classes: Tensor | None) -> tuple[LayerMWP, Tensor]:
         top = None if self.top_layer is None else resolve_layer(self.model, self.top_layer)
         with self._session(images) as (x, leaf_of):
             with _InputRecorder(self.model, top) as rec:
@@ -386,19 +412,25 @@ class ExcitationBP:
         if not feats or any(f < 0 or f >= n_features for f in feats):
             raise ExplainerInputError(f"features must be in [0, {n_features}), got {feats}")
         _check_supported(below)
-        out: list[LayerMWP] = []
-        with model_guard(xnn), _excitation_hooks(below), self._session(images) as (x, leaf_of):
-            with capture_z(self.model, xnn.layer) as zcap:
-                self.model(x)
-            with _InputRecorder(xnn, top) as rec:
-                xnn.embed(zcap.value)
-            h = rec.input
-            for k, f in enumerate(feats):
-                rows = top.weight.detach()[f].expand(h.shape[0], -1)
-                out.append(self._backward(h, rows, leaf_of(), last=k + 1 == len(feats)))
-                if progress is not None:
-                    progress({"stage": "excitation_bp", "step": k + 1, "total": len(feats)})
-        return out
+        starts = range(0, images.shape[0], self.batch_size)
+        chunks: list[list[LayerMWP]] = []
+        for c, start in enumerate(starts):
+            out: list[LayerMWP] = []
+            with model_guard(xnn), _excitation_hooks(below), self._session(images[start : start + self.batch_size]) as (x, leaf_of):
+                with capture_z(self.model, xnn.layer) as zcap:
+                    self.model(x)
+                if zcap.value is None:
+                    raise ExcitationBPError(f"the XNN's layer {xnn.layer!r} was not called by model.forward")
+                with _InputRecorder(xnn, top) as rec:
+                    xnn.embed(zcap.value)
+                h = rec.input
+                for k, f in enumerate(feats):
+                    rows = top.weight.detach()[f].expand(h.shape[0], -1)
+                    out.append(self._backward(h, rows, leaf_of(), last=k + 1 == len(feats)))
+                    if progress is not None:
+                        progress({"stage": "excitation_bp", "step": c * len(feats) + k + 1, "total": len(starts) * len(feats)})
+            chunks.append(out)
+        return [_cat([chunk[k] for chunk in chunks]) for k in range(len(feats))]
 
     # -- internals -----------------------------------------------------------------------------
 

@@ -141,6 +141,18 @@ def test_batched_equals_one_by_one():
     torch.testing.assert_close(together, alone, atol=1e-6, rtol=1e-4)
 
 
+def test_results_do_not_depend_on_batch_size():
+    torch.manual_seed(0)
+    net = MnistNet(3).eval()
+    x, x0 = torch.rand(5, 1, 28, 28), torch.rand(5, 1, 28, 28)
+    for targets in (None, [0, 1, 2, 0, 1], 2, ContrastTarget([0, 1, 2, 0, 1], [1, 2, 0, 1, 2])):
+        small = DeepLift(net, batch_size=2).attribute(x, targets, baselines=x0)
+        large = DeepLift(net).attribute(x, targets, baselines=x0)
+        torch.testing.assert_close(small.attributions, large.attributions, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(small.scores, large.scores)
+        _complete(small)
+
+
 def test_matches_captum_where_captum_works():
     captum_attr = pytest.importorskip("captum.attr")
     torch.manual_seed(0)

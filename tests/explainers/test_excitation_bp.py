@@ -158,6 +158,17 @@ def test_batched_equals_one_by_one(mnist):
     torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
 
 
+def test_results_do_not_depend_on_batch_size(mnist, mnist_xnn):
+    net, images = mnist
+    small, large = ExcitationBP(net, "relu1", batch_size=4), ExcitationBP(net, "relu1")
+    close = {"atol": 1e-4, "rtol": 1e-4}  # float noise of different matrix shapes only
+    torch.testing.assert_close(small(images, [0, 1, 2, 3, 0, 1]), large(images, [0, 1, 2, 3, 0, 1]), **close)
+    torch.testing.assert_close(small(images), large(images), **close)
+    calls = []
+    torch.testing.assert_close(small.xnn_maps(mnist_xnn, images, progress=calls.append), large.xnn_maps(mnist_xnn, images), **close)
+    assert [c["step"] for c in calls] == [1, 2, 3, 4, 5, 6] and calls[-1]["total"] == 6
+
+
 def test_layer_given_as_module_equals_name(mnist):
     net, images = mnist
     torch.testing.assert_close(ExcitationBP(net, net.relu1)(images), ExcitationBP(net, "relu1")(images))
