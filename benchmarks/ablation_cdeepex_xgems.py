@@ -15,7 +15,8 @@ This module also holds the helpers the other benchmarks share: the data, and the
 * G: a VAE over all ten classes (D and G cover all classes, where the third-class effect can
   show). ``--generator mlp`` (default): an MLP VAE 784-400-32, quick to train on a CPU;
   ``--generator vae``: ``explainers.vae.VAE(latent_dim=16, width=32)`` (conv), 6 epochs,
-  ~15 minutes on a busy 2-core machine.
+  ~15 minutes on a busy 2-core machine; ``--generator site-vae`` / ``site-wgan``: the site's
+  own checkpoints from benchmarks/train_generators.py (MnistNet + VAE(400) / WGAN).
 
     python benchmarks/ablation_cdeepex_xgems.py [--images 128] [--pair 3 7] [--threads 1]
 """
@@ -73,10 +74,40 @@ def load_splits() -> tuple[KannadaSplit, KannadaSplit]:
     return load_kannada(DATA, "train"), load_kannada(DATA, "test")
 
 
+GENERATORS = ("mlp", "vae", "site-vae", "site-wgan")
+
+
+def generator_kwargs(G: nn.Module) -> dict:
+    """How to pass G to ``explain``: a VAE as ``decode`` + encoder, a GAN with Procedure 2."""
+    if hasattr(G, "encode"):
+        return {"G": G.decode, "encoder": G, "generator_kind": "vae"}
+    return {"G": G, "generator_kind": "gan"}
+
+
+def load_site_models(generator: str) -> tuple[nn.Module, nn.Module, dict]:
+    """The checkpoints of benchmarks/train_generators.py (the site's models), if present."""
+    from explainers.classifiers import load_checkpoint
+
+    name = {"site-vae": "vae.pt", "site-wgan": "wgan_generator.pt"}[generator]
+    missing = [p for p in ("mnistnet.pt", name) if not (OUT / p).is_file()]
+    if missing:
+        raise SystemExit(f"{missing} not in {OUT}: run benchmarks/train_generators.py first")
+    D, meta_d = load_checkpoint(OUT / "mnistnet.pt")
+    G, meta_g = load_checkpoint(OUT / name)
+    info = {
+        "D": f"MnistNet(10) from benchmarks/out/mnistnet.pt, test acc {meta_d.get('test_accuracy')}",
+        "G": f"{type(G).__name__}({meta_g.get('arch_kwargs')}) from benchmarks/out/{name}",
+    }
+    return D.eval(), G.eval(), info
+
+
 def load_or_train_models(generator: str = "mlp", *, seed: int = 0) -> tuple[nn.Module, nn.Module, dict]:
-    """(D, G-with-encode, info). Cached as benchmarks/out/bench_D.pt and bench_G_<kind>.pt."""
+    """(D, G, info). ``mlp``/``vae``: trained here, cached as benchmarks/out/bench_D.pt and
+    bench_G_<kind>.pt; ``site-vae``/``site-wgan``: the checkpoints of train_generators.py."""
     from explainers.vae import VAE, train_vae
 
+    if generator.startswith("site-"):
+        return load_site_models(generator)
     OUT.mkdir(exist_ok=True)
     train, test = load_splits()
     x_test, y_test = to_tensor(test.images), torch.from_numpy(test.labels)
@@ -162,7 +193,7 @@ def run(D: nn.Module, G: nn.Module, x: torch.Tensor, *, probe: torch.Tensor | No
     rows = []
     for name, inequality in (("CDeepEx", True), ("xGEMs", False)):
         start = time.perf_counter()
-        r = explain(D, G.decode, x, true_labels=None, probe_labels=probe, encoder=G, inequality=inequality, config=config)
+        r = explain(D, images=x, true_labels=None, probe_labels=probe, inequality=inequality, config=config, **generator_kwargs(G))
         rows.append(summarise(name, r, time.perf_counter() - start))
     return rows
 
@@ -171,7 +202,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--pair", type=int, nargs=2, default=(3, 7))
-    parser.add_argument("--generator", choices=("mlp", "vae"), default="mlp")
+    parser.add_argument("--generator", choices=GENERATORS, default="mlp")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -65,7 +65,7 @@ def bare_limit(D, G, x: torch.Tensor, image_passes: int, config: CDeepExConfig) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--generator", choices=("mlp", "vae"), default="mlp")
+    parser.add_argument("--generator", choices=("mlp", "vae", "site-vae"), default="mlp")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

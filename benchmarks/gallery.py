@@ -6,7 +6,8 @@ contrastive Grad-CAM (§3.2.1, same colours: ``-map``); the Grad-CAM overlay for
 (what the study's GCAM arm shows); then frames of the CDeepEx morph from the input (frame 0)
 to the explanation. The text on the left says true -> probe and the top classes at the end.
 
-Writes benchmarks/out/gallery.png, plus gallery_morph0.gif / .webp (row 0's animation).
+Writes benchmarks/out/gallery.png, plus gallery_morph0.gif / .webp (row 0's animation); with
+``--generator X`` other than mlp, gallery_X.png etc.
 
     python benchmarks/gallery.py [--rows 10] [--pair 3 7] [--threads 1]
 """
@@ -24,7 +25,13 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation_cdeepex_xgems import OUT, load_or_train_models, load_splits  # noqa: E402
+from ablation_cdeepex_xgems import (  # noqa: E402
+    GENERATORS,
+    OUT,
+    generator_kwargs,
+    load_or_train_models,
+    load_splits,
+)
 
 from explainers import render  # noqa: E402
 from explainers.cdeepex import explain  # noqa: E402
@@ -69,7 +76,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10)
     parser.add_argument("--pair", type=int, nargs=2, default=(3, 7))
     parser.add_argument("--frames", type=int, default=5)
-    parser.add_argument("--generator", choices=("mlp", "vae"), default="mlp")
+    parser.add_argument("--generator", choices=GENERATORS, default="mlp")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -78,9 +85,9 @@ def main() -> None:
     D, G, info = load_or_train_models(args.generator)
     _, test = load_splits()
     x, true, probe = pick_images(test, D, tuple(args.pair), args.rows, args.seed)
-    common = dict(true_labels=true, probe_labels=probe, encoder=G, seed=args.seed)
-    cd = explain(D, G.decode, x, inequality=True, **common)
-    xg = explain(D, G.decode, x, inequality=False, **common)
+    common = dict(true_labels=true, probe_labels=probe, seed=args.seed, **generator_kwargs(G))
+    cd = explain(D, images=x, inequality=True, **common)
+    xg = explain(D, images=x, inequality=False, **common)
     cam = GradCAM(D, D.features_layer)(x, ClassTarget(true))
     ccam = contrastive_gradcam(D, D.features_layer, x, true, probe)
     pair_cd, pair_xg = top2_is_pair(cd), top2_is_pair(xg)
@@ -122,13 +129,14 @@ def main() -> None:
             draw.text((6, top + 4 + 16 * k), line, fill=(0, 0, 0), font=font)
 
     OUT.mkdir(exist_ok=True)
-    path = OUT / "gallery.png"
+    suffix = "" if args.generator == "mlp" else f"_{args.generator}"
+    path = OUT / f"gallery{suffix}.png"
     sheet.save(path)
-    (OUT / "gallery_morph0.gif").write_bytes(render.morph_gif(cd.frames[0]))
-    (OUT / "gallery_morph0.webp").write_bytes(render.morph_webp(cd.frames[0]))
+    (OUT / f"gallery{suffix}_morph0.gif").write_bytes(render.morph_gif(cd.frames[0]))
+    (OUT / f"gallery{suffix}_morph0.webp").write_bytes(render.morph_webp(cd.frames[0]))
     print(f"D: {info['D']}")
     print(f"G: {info['G']}")
-    print(f"wrote {path} ({sheet.width}x{sheet.height}, {len(x)} rows) and gallery_morph0.gif/.webp")
+    print(f"wrote {path} ({sheet.width}x{sheet.height}, {len(x)} rows) and {path.stem}_morph0.gif/.webp")
     print(f"CDeepEx: {int(pair_cd.sum())}/{len(x)} rows with top-2 = {{true, probe}}, converged {int(cd.converged.sum())}")
     print(f"xGEMs:   {int(pair_xg.sum())}/{len(x)} rows with top-2 = {{true, probe}}, converged {int(xg.converged.sum())}")
 

@@ -84,6 +84,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vae-kl-warmup", type=int, default=500, help="steps of KL annealing")
     parser.add_argument("--wgan-iterations", type=int, default=300)
     parser.add_argument("--wgan-width", type=int, default=16)
+    parser.add_argument("--wgan-lr", type=float, default=5e-4, help="Adam lr of critic and G")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes, to check the script runs")
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         critic,
         xv,
         iterations=args.wgan_iterations,
+        lr=args.wgan_lr,
         seed=args.seed,
         progress=lambda e: w_est.append(e["wasserstein"]),
     )

@@ -60,8 +60,9 @@ image from ``seed`` and the image's bytes, so an image gets the same explanation
 any batch (the test checks this in float64 to 1e-5). Models run in eval mode with frozen
 parameters; the caller's modes and ``requires_grad`` flags are restored afterwards.
 
-**The morph.** The optimisation path z0 -> z_e (every accepted gradient step is recorded) is resampled
-to ``num_frames`` points evenly spaced in step count; frames are ``I + G(z_t) - G(z0)``, frame 0
+**The morph.** The optimisation path z0 -> z_e (every accepted gradient step is recorded) is
+resampled to ``num_frames`` points evenly spaced in step count (linearly between consecutive
+iterates, so short paths do not repeat frames); frames are ``I + G(z_t) - G(z0)``, frame 0
 is exactly the input and the last frame is the explanation ``final``. ``difference = final -
 I``: positive = add (red), negative = remove (blue).
 
@@ -436,11 +437,18 @@ def explain(
             D, G, x, g0, z0, true, probe, inequality=inequality, config=cfg, progress=progress
         )
 
-        # ---- the morph: resample each image's own path to num_frames points
+        # ---- the morph: each image's own path, resampled to num_frames points evenly spaced
+        # in step count (linear between consecutive iterates; exact at z0 and z_e)
         t = cfg.num_frames
-        frac = torch.linspace(0, 1, t, dtype=torch.float64)
-        pick = (frac[None, :] * steps[:, None].double().cpu()).round().long().to(device)  # (N, T)
-        z_path = history.gather(1, pick[:, :, None].expand(n, t, history.shape[2]))
+        frac = torch.linspace(0, 1, t, dtype=torch.float64, device=device)
+        pos = frac[None, :] * steps[:, None].to(torch.float64)  # (N, T)
+        lo = pos.floor().long().clamp_max(history.shape[1] - 1)
+        hi = (lo + 1).clamp_max(history.shape[1] - 1)
+        w = (pos - lo.to(torch.float64)).to(dtype)[:, :, None]
+        zdim = history.shape[2]
+        z_lo = history.gather(1, lo[:, :, None].expand(n, t, zdim))
+        z_hi = history.gather(1, hi[:, :, None].expand(n, t, zdim))
+        z_path = torch.where(w > 0, z_lo + w * (z_hi - z_lo), z_lo)
         with torch.no_grad():
             gen = _call_generator(G, z_path[:, 1:].flatten(0, 1), shape).view(n, t - 1, *shape)
             frames = torch.cat([x[:, None], x[:, None] + (gen - g0[:, None])], dim=1)

@@ -175,7 +175,7 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
         elif trained.role == TrainedModel.Role.VAE:
             from explainers.vae import VAE, train_vae
 
-            arch_kwargs = {"latent_dim": params.get("latent_dim", 400)}
+            arch_kwargs = {"latent_dim": params.get("latent_dim", 400), "width": params.get("width", 32)}
             model = VAE(**arch_kwargs)
             train_vae(
                 model, x, epochs=params["epochs"], seed=params["seed"], progress=progress,

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         parser.add_argument("--no-serve", action="store_true", help="Stop after the study is ready.")
         parser.add_argument("--classifier-epochs", type=int, default=2)
         parser.add_argument("--classifier-max-train", type=int, default=24000)
-        parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", 15)))
+        parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", 12)))
         parser.add_argument("--xnn-epochs", type=int, default=int(os.environ.get("DEMO_XNN_EPOCHS", 300)))
         parser.add_argument("--skip-clustering", action="store_true", help="Only build Study A.")
 
@@ -68,6 +68,7 @@ class Command(BaseCommand):
         self.stdout.write(f"  classifier #{classifier.pk}: test accuracy {classifier.test_accuracy:.4f}")
         vae = self.ready_model(dataset, "vae", {
             "epochs": opts["vae_epochs"], "classes": list(study.classes), "seed": 0, "latent_dim": 400,
+            "width": 16, "max_train": 4000,
         })
         study.config = {**(study.config or {}), "classifier_id": classifier.pk, "generator_id": vae.pk}
         study.save(update_fields=["config", "updated_at"])
