@@ -66,13 +66,14 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
 
     from explainers import classifiers
     from explainers.data import to_tensor
-    from explainers.xnn import train_xnn
+    from explainers.xnn import penultimate_layer, train_xnn
 
     trained = TrainedModel.objects.select_related("dataset").get(pk=trained_id)
     if trained.status == TrainedModel.Status.READY:
         return trained
-    params = {"n_features": 7, "epochs": 300, "seed": 0, "max_train": 2000, "layer": "fc1", **trained.params}
+    params = {"n_features": 7, "epochs": 300, "seed": 0, "max_train": 2000, **trained.params}
     classifier = loading.load_model(TrainedModel.objects.get(pk=params["classifier_id"]))
+    params.setdefault("layer", penultimate_layer(classifier))  # Z: the FC layer feeding the logits
     arrays = loading.dataset_arrays(trained.dataset)
     x_np, _ = services._subset(arrays["x_train"], arrays["y_train"], classes=None, limit=params["max_train"], seed=params["seed"])
     TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.RUNNING, error="")

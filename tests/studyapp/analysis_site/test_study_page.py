@@ -143,12 +143,13 @@ def test_the_tests_form_saves_the_direction_and_alpha_into_the_config(owner):
 
 def test_a_study_without_data_says_so(owner):
     study = learning_study()
+    # Rules that name min_response_ms without max_fast_share: said plainly, nothing excluded.
+    Study.objects.filter(pk=study.pk).update(config={**study.config, "exclusions": {"incomplete": True, "min_response_ms": 250}})
     response = owner.get(f"/admin/analysis/study/{study.pk}/")
     assert response.status_code == 200
     html = response.content.decode()
     assert "No data yet: nobody has taken part" in html and 'id="no-trials"' in html
     assert "not tested yet" in html and "No ratings yet." in html
-    # The fixture's rules name min_response_ms without max_fast_share: said plainly, nothing excluded.
     assert "cannot be applied: min_response_ms and max_fast_share must be given together" in html
     for url in ("figure/learning-curve.png", "figure/ratings.svg", "figure/purity.png", "report.html"):
         assert owner.get(f"/admin/analysis/study/{study.pk}/{url}").status_code == 200, url
