@@ -34,9 +34,10 @@ from explainers.data import to_tensor  # noqa: E402
 from explainers.hooks import model_guard  # noqa: E402
 
 
-def bare_limit(D, G, x: torch.Tensor, image_passes: int, config: CDeepExConfig) -> float:
+def bare_limit(D, G, x: torch.Tensor, image_passes: int, config: CDeepExConfig) -> tuple[float, float]:
     """Seconds for ``image_passes`` forward+backward passes of D∘G at batch size len(x), plus
-    one encoder pass and one pass of D and G over the frames."""
+    one encoder pass and one pass of D and G over the frames; and the seconds of one
+    forward+backward per image at this batch size."""
     n = x.shape[0]
     with model_guard(D, G):
         with torch.no_grad():
@@ -59,7 +60,7 @@ def bare_limit(D, G, x: torch.Tensor, image_passes: int, config: CDeepExConfig) 
             zf = z.detach().repeat_interleave(config.num_frames - 1, 0)
             D(G.decode(zf))
         extra = time.perf_counter() - start
-    return per_pass * image_passes / n + extra
+    return per_pass * image_passes / n + extra, per_pass / n
 
 
 def main() -> None:
@@ -87,6 +88,7 @@ def main() -> None:
     print()
     print("| batch | batched s | expl/min | loop s | expl/min (loop) | speed-up | converged | evals/img | bare limit s | share of limit |")
     print("|------:|----------:|---------:|-------:|----------------:|---------:|----------:|----------:|-------------:|---------------:|")
+    per_image: dict[int, float] = {}
     for n in args.sizes:
         x = x_all[:n]
         start = time.perf_counter()
@@ -97,12 +99,19 @@ def main() -> None:
             run(x[i : i + 1])
         t_loop = time.perf_counter() - start
         passes = int(r.evaluations.sum())
-        t_bare = bare_limit(D, G, x, passes, config)
+        t_bare, per_image[n] = bare_limit(D, G, x, passes, config)
         print(
             f"| {n:5d} | {t_batch:9.2f} | {60 * n / t_batch:8.0f} | {t_loop:6.2f} | {60 * n / t_loop:15.0f} | "
             f"{t_loop / t_batch:7.1f}x | {float(r.converged.double().mean()):9.0%} | "
             f"{float(r.evaluations.double().mean()):9.1f} | {t_bare:12.2f} | {t_bare / t_batch:14.0%} |"
         )
+    lo, hi = min(per_image), max(per_image)
+    print()
+    print(
+        f"one forward+backward of D∘G costs {1e3 * per_image[lo]:.2f} ms per image at batch {lo} and "
+        f"{1e3 * per_image[hi]:.2f} ms at batch {hi}: batching alone can gain at most "
+        f"{per_image[lo] / per_image[hi]:.1f}x over the loop here (the network is compute-bound)."
+    )
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--vae-width", type=int, default=32)
     parser.add_argument("--vae-batch", type=int, default=64)
     parser.add_argument("--vae-kl-warmup", type=int, default=500, help="steps of KL annealing")
-    parser.add_argument("--wgan-iterations", type=int, default=300)
+    parser.add_argument("--wgan-iterations", type=int, default=1000)
     parser.add_argument("--wgan-width", type=int, default=16)
     parser.add_argument("--wgan-lr", type=float, default=5e-4, help="Adam lr of critic and G")
     parser.add_argument("--seed", type=int, default=0)

@@ -317,11 +317,21 @@ def paired_sample_size(
             nobs=None, alpha=alpha, power=power_target, alternative=sm_alt,
         )
     exact = float(exact)
+    def enough(n: int) -> bool:
+        return analysis.power(effect_size=dz, nobs=n, alpha=alpha, alternative=sm_alt) >= power_target
+
     n = max(2, math.ceil(exact - 1e-9)) if math.isfinite(exact) else 2
-    while analysis.power(effect_size=dz, nobs=n, alpha=alpha, alternative=sm_alt) < power_target:
-        n += 1  # the solver gave up (very large effects) or rounded below the target
-        if n > 10**6:
-            raise ValueError("more than a million participants needed")
+    if not enough(n):
+        # The solver gave up or rounded below the target: double, then bisect (bounded).
+        low, high = n, n
+        while not enough(high):
+            low, high = high, high * 2
+            if high > 10**6:
+                raise ValueError("more than a million participants needed")
+        while high - low > 1:
+            mid = (low + high) // 2
+            low, high = (low, mid) if enough(mid) else (mid, high)
+        n = high
     return n, float(analysis.power(effect_size=dz, nobs=n, alpha=alpha, alternative=sm_alt))
 
 
