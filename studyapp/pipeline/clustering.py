@@ -71,7 +71,7 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
     trained = TrainedModel.objects.select_related("dataset").get(pk=trained_id)
     if trained.status == TrainedModel.Status.READY:
         return trained
-    params = {"n_features": 7, "epochs": 300, "seed": 0, "max_train": 2000, **trained.params}
+    params = {"n_features": 7, "epochs": 300, "seed": 0, "max_train": 600, **trained.params}
     classifier = loading.load_model(TrainedModel.objects.get(pk=params["classifier_id"]))
     params.setdefault("layer", penultimate_layer(classifier))  # Z: the FC layer feeding the logits
     arrays = loading.dataset_arrays(trained.dataset)
