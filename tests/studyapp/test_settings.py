@@ -57,3 +57,13 @@ def test_secret_key_is_required_when_debug_is_off():
     result = _check(DJANGO_SECRET_KEY="")
     assert result.returncode != 0 and "DJANGO_SECRET_KEY is required" in result.stderr
     assert _check().returncode == 0
+
+
+def test_deploy_checks_are_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "k" * 60,
+             "DJANGO_SSL_REDIRECT": "1", "DJANGO_HSTS_SECONDS": "31536000", "DJANGO_SECURE_COOKIES": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
