@@ -62,7 +62,7 @@ def test_secret_key_is_required_when_debug_is_off():
 def test_deploy_checks_are_clean_with_production_settings():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "d8Fq-2nV_x7pLm3Rz9KwY4tBc6HjN1sQe5UoA0iGvXyTbZr",
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}, "DJANGO_DEBUG": "0", "DJANGO_SECRET_KEY": "d8Fq-2nV_x7pLm3Rz9KwY4tBc6HjN1sQe5UoA0iGvXyTbZr-w2Lk9PqR4s",
              "DJANGO_SSL_REDIRECT": "1", "DJANGO_HSTS_SECONDS": "31536000", "DJANGO_SECURE_COOKIES": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
