@@ -486,6 +486,7 @@ def save_checkpoint(
     state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a checkpoint is an ordinary readable file
         with os.fdopen(fd, "wb") as handle:
             torch.save(
                 {"format": CHECKPOINT_FORMAT, "metadata_json": meta_json, "state_dict": state},

@@ -567,6 +567,7 @@ def download_kannada(
                     name,
                     sha_h.hexdigest(),
                 )
+            os.chmod(tmp, 0o644)  # mkstemp makes 0600; data files are ordinary readable files
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

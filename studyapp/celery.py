@@ -30,13 +30,14 @@ def _configure(app: Celery) -> None:
     options: dict = {}
     if not broker:
         queue_dir = settings.CELERY_QUEUE_DIR
-        for sub in ("queue", "processed"):
+        for sub in ("queue", "processed", "control"):
             (queue_dir / sub).mkdir(parents=True, exist_ok=True)
         broker = "filesystem://"
         options = {
             "data_folder_in": str(queue_dir / "queue"),
             "data_folder_out": str(queue_dir / "queue"),
             "processed_folder": str(queue_dir / "processed"),
+            "control_folder": str(queue_dir / "control"),
             "store_processed": False,
         }
     app.conf.update(

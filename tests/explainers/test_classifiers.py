@@ -248,6 +248,7 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path):
         metadata={"data_fingerprint": fingerprint(x, y), "test_accuracy": 0.5, "classes": [3, 7]},
     )
     assert sorted(p.name for p in path.parent.iterdir()) == ["d.pt"]  # no temporary file left
+    assert path.stat().st_mode & 0o777 == 0o644
     loaded, meta = load_checkpoint(path)
     assert isinstance(loaded, MnistNet) and not loaded.training
     net.eval()

@@ -448,6 +448,7 @@ def test_download_verifies_and_writes_atomically(tmp_path, monkeypatch):
     )
     assert out == tmp_path / "dl"
     assert (out / "y.gz").read_bytes() == payload
+    assert (out / "y.gz").stat().st_mode & 0o777 == 0o644
     assert sorted(p.name for p in out.iterdir()) == ["y.gz"]  # no temporary file left
     assert events == [
         {"stage": "download", "step": 1, "total": 1, "file": "y.gz", "bytes": len(payload)}
