@@ -58,7 +58,7 @@ class Participant:
 
     async def req(self, method: str, path: str, json: dict | None = None) -> httpx.Response:
         headers = {"X-CSRFToken": self.client.cookies.get("csrftoken", "")} if method == "POST" else {}
-        for attempt in range(3):  # a browser's retry after a dropped connection; the API is idempotent
+        for _attempt in range(3):  # a browser's retry after a dropped connection; the API is idempotent
             t0 = time.perf_counter()
             try:
                 r = await self.client.request(method, path, json=json, headers=headers)

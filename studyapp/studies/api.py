@@ -60,7 +60,16 @@ Error = inline_serializer("Error", fields={"error": serializers.CharField(), "de
 ERRORS = {400: Error, 403: Error, 404: Error, 409: Error, 429: Error}
 
 
-class SessionRateThrottle(ScopedRateThrottle):
+class LiveRateThrottle(ScopedRateThrottle):
+    """Reads the rate from the current settings (DRF binds them once, at import)."""
+
+    def get_rate(self):
+        from rest_framework.settings import api_settings
+
+        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+
+
+class SessionRateThrottle(LiveRateThrottle):
     """Participants are throttled per browser session, not per IP (a lab may share one IP)."""
 
     def get_cache_key(self, request, view):
@@ -138,7 +147,7 @@ class EnterView(ParticipantView):
     """Enrolment is throttled per IP: floods of new entries get 429 and create nothing."""
 
     throttle_scope = "entry"
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [LiveRateThrottle]
 
     @extend_schema(request=EnterSerializer, responses={200: State, 201: State, **ERRORS})
     def post(self, request: Request, slug: str) -> Response:
