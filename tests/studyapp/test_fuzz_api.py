@@ -55,7 +55,7 @@ def test_participant_api_never_answers_5xx():
                 params["slug"] = study.slug  # the real study, so requests reach the flow code
             if "step" in params and isinstance(params["step"], int) and params["step"] % 2 == 0:
                 params["step"] = Bot.current_step(bot)
-            path = operation.path.format(**params)
+            path = operation.path.format(**params)  # noqa: B023 - run() is called within this iteration
             for client in (bot.client, stranger):
                 client.raise_request_exception = False
                 kwargs = {"HTTP_X_CSRFTOKEN": client.cookies["csrftoken"].value} if "csrftoken" in client.cookies else {}
