@@ -64,7 +64,6 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
     """Train the XNN of a ``TrainedModel(role=xnn)`` row on its classifier's training images."""
     import torch
 
-    from explainers import classifiers
     from explainers.data import to_tensor
     from explainers.xnn import penultimate_layer, train_xnn
 
@@ -83,12 +82,7 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
             classifier, params["layer"], to_tensor(x_np), n_features=params["n_features"], epochs=params["epochs"],
             seed=params["seed"], progress=services._progress_writer(trained.pk, echo),
         )
-        folder = services.media_path("models")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".tmp-{trained.pk}-xnn.pt"
-        classifiers.save_checkpoint(tmp, xnn, arch="XNN", arch_kwargs=xnn.arch_kwargs, metadata={"params": params})
-        relative = store_bytes(tmp.read_bytes(), ext="pt", folder="models")
-        tmp.unlink(missing_ok=True)
+        relative = services.store_checkpoint(trained, xnn, arch_kwargs=xnn.arch_kwargs, metadata={"params": params})
     except Exception as exc:
         TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise

@@ -143,6 +143,20 @@ def _subset(x: np.ndarray, y: np.ndarray, *, classes: list[int] | None, limit: i
     return x[idx], y[idx]
 
 
+def store_checkpoint(trained: TrainedModel, model, *, arch_kwargs: dict, metadata: dict) -> str:
+    """Save ``model`` as a content-addressed checkpoint under MEDIA_ROOT/models; return its path."""
+    from explainers import classifiers
+
+    folder = media_path("models")
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".tmp-{trained.pk}-{trained.role}.pt"
+    try:
+        classifiers.save_checkpoint(tmp, model, arch=trained.arch, arch_kwargs=arch_kwargs, metadata=metadata)
+        return store_bytes(tmp.read_bytes(), ext="pt", folder="models")
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) -> TrainedModel:
     """Train the network a ``TrainedModel`` row describes, save the checkpoint, mark it ready."""
     import torch
@@ -192,12 +206,7 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
         else:  # pragma: no cover - guarded by model_create
             raise PipelineError(f"Cannot train role {trained.role}")
         metadata["test_accuracy"] = accuracy
-        folder = media_path("models")
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".tmp-{trained.pk}-{trained.role}.pt"
-        classifiers.save_checkpoint(tmp, model, arch=trained.arch, arch_kwargs=arch_kwargs, metadata=metadata)
-        relative = store_bytes(tmp.read_bytes(), ext="pt", folder="models")
-        tmp.unlink(missing_ok=True)
+        relative = store_checkpoint(trained, model, arch_kwargs=arch_kwargs, metadata=metadata)
     except Exception as exc:
         TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
