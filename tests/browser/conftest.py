@@ -29,6 +29,15 @@ def browser():
             args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"],
         )
+        original = b.new_context
+
+        def new_context(*args, **kwargs):
+            # A loaded CI machine can take longer than Playwright's 30 s default for a step.
+            context = original(*args, **kwargs)
+            context.set_default_timeout(120_000)
+            return context
+
+        b.new_context = new_context
         yield b
         b.close()
 
