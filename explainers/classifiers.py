@@ -229,6 +229,107 @@ def torchvision_classifier(
     return model
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class BackboneClassifier(nn.Module):
+    """A torchvision backbone's convolutional ``features`` + a compact fully connected head.
+
+    For Study B (XNN paper §4.1): the XNN attaches to a fully connected layer ``Z`` (here
+    ``head.1``, ``hidden`` units after a ReLU) and ExcitationBP walks the whole network, so the
+    backbone must be a plain chain (VGG, AlexNet: ``model.features``); residual nets are refused by
+    ExcitationBP. The head replaces VGG's 2 x 4096 units, which would not train on 2 CPU cores:
+    ``features -> AdaptiveAvgPool2d(1) -> Flatten -> Linear(C, hidden) -> ReLU -> Linear(hidden, n)``.
+
+    Input: RGB ``(N, 3, H, W)`` in [0, 1], *not* ImageNet-normalised, so that pixel-level
+    ExcitationBP (which needs non-negative inputs) applies. When ImageNet weights are loaded
+    (:func:`backbone_classifier`), the normalisation is folded into the first convolution
+    (``w' = w / σ_c``, ``b' = b - Σ w μ_c / σ_c``); this is exact away from the border, where
+    zero padding now stands for black instead of the mean colour.
+
+    Example::
+
+        >>> net = BackboneClassifier("vgg11", 4)
+        >>> net(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 4])
+    """
+
+    def __init__(self, name: str, num_classes: int, hidden: int = 256) -> None:
+        super().__init__()
+        import torchvision
+
+        try:
+            builder = torchvision.models.get_model_builder(name)
+        except ValueError as exc:
+            raise ValueError(f"unknown torchvision model {name!r}") from exc
+        features = getattr(builder(weights=None), "features", None)
+        if not isinstance(features, nn.Sequential):
+            raise ValueError(f"{name}: no `features` chain (take a VGG or AlexNet backbone)")
+        channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)][-1]
+        self.name, self.num_classes = name, num_classes
+        self.features = features
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(
+            nn.Flatten(), nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, num_classes)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+def _fold_normalisation(conv: nn.Conv2d, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    """Make ``conv`` take [0, 1] pixels where it took ``(x - mean) / std`` (in place)."""
+    with torch.no_grad():
+        m = torch.tensor(mean).view(1, -1, 1, 1)
+        s = torch.tensor(std).view(1, -1, 1, 1)
+        shift = (conv.weight * (m / s)).sum(dim=(1, 2, 3))
+        conv.weight.div_(s)
+        if conv.bias is None:
+            conv.bias = nn.Parameter(-shift)
+        else:
+            conv.bias.sub_(shift)
+
+
+def backbone_classifier(
+    name: str,
+    num_classes: int,
+    *,
+    hidden: int = 256,
+    weights_path: str | os.PathLike | None = None,
+    use_cache: bool = True,
+) -> tuple[BackboneClassifier, str]:
+    """A :class:`BackboneClassifier`, its features from ImageNet weights when the user has them.
+
+    Weights, in this order: the torchvision state dict in ``weights_path``; torchvision's cache
+    (``torch.hub.get_dir()/checkpoints``) if ``use_cache``; else random initialisation. Never
+    downloads. Returns the model and where its features came from (for the checkpoint metadata).
+    """
+    model = BackboneClassifier(name, num_classes, hidden)
+    path: Path | None = None
+    if weights_path is not None:
+        path = Path(weights_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: weights file not found")
+    elif use_cache:
+        path = _torchvision_cached_weights(name)
+    if path is None:
+        logger.warning("%s: no ImageNet weights given or cached; features start from random weights", name)
+        return model, "random initialisation"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    try:
+        model.features.load_state_dict(features, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: not {name} weights ({exc})") from exc
+    first = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
+    _fold_normalisation(first, IMAGENET_MEAN, IMAGENET_STD)
+    logger.info("%s: ImageNet features from %s", name, path)
+    return model, str(path)
+
+
 # ----------------------------------------------------------------------------------------------
 # Mode handling: never change model.training or requires_grad for the caller
 
@@ -405,6 +506,7 @@ def evaluate(
 _ARCHITECTURES: dict[str, str | Callable[..., nn.Module]] = {
     "MnistNet": "explainers.classifiers:MnistNet",
     "torchvision": "explainers.classifiers:_torchvision_from_checkpoint",
+    "BackboneClassifier": "explainers.classifiers:BackboneClassifier",
     "VAE": "explainers.vae:VAE",
     "DCGANGenerator": "explainers.wgan:DCGANGenerator",
     "WGANCritic": "explainers.wgan:WGANCritic",

@@ -84,7 +84,12 @@ def _png(img: Image.Image) -> bytes:
 
 
 def gray_rgb(image: Tensor | np.ndarray) -> np.ndarray:
-    """``(1, H, W)`` grey in [0, 1] -> ``(H, W, 3)`` RGB floats."""
+    """``(1, H, W)`` grey or ``(3, H, W)`` colour in [0, 1] -> ``(H, W, 3)`` RGB floats."""
+    if image.ndim == 3 and image.shape[0] == 3:
+        a = image.detach().cpu().double().numpy() if isinstance(image, Tensor) else np.asarray(image, float)
+        if not np.isfinite(a).all():
+            raise ValueError("image contains NaN or infinite values")
+        return np.clip(a.transpose(1, 2, 0), 0, 1)
     a = np.clip(_array(image, "image"), 0, 1)
     return np.repeat(a[:, :, None], 3, axis=2)
 
@@ -99,7 +104,7 @@ def jet(x: np.ndarray) -> np.ndarray:
 
 
 def heatmap_rgb(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet heatmap blended over the grey image: ``(1 - alpha) * grey + alpha * jet(map)``."""
+    """Jet heatmap blended over the image (grey or colour): ``(1 - alpha) * image + alpha * jet(map)``."""
     grey = gray_rgb(image)
     h = _array(heatmap, "heatmap")
     if h.shape != grey.shape[:2]:
@@ -137,7 +142,7 @@ def image_png(image: Tensor | np.ndarray, *, scale: int = 8) -> bytes:
 def heatmap_overlay_png(
     image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, *, scale: int = 8, alpha: float = 0.5
 ) -> bytes:
-    """Grad-CAM style overlay: ``heatmap (H, W)`` in [0, 1] in jet over the grey image."""
+    """Grad-CAM style overlay: ``heatmap (H, W)`` in [0, 1] in jet over the (grey or colour) image."""
     return _png(to_pil(heatmap_rgb(image, heatmap, alpha), scale))
 
 

@@ -330,8 +330,9 @@
         toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
           comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, "Compare selected"));
       }
-      const zones = [zone(-1, "Not grouped yet")];
-      for (let g = 0; g < nGroups; g++) zones.push(zone(g, "Group " + (g + 1)));
+      const groups = [];
+      for (let g = 0; g < nGroups; g++) groups.push(zone(g, "Group " + (g + 1)));
+      const zones = [zone(-1, "Not grouped yet"), h("div", { class: "groups" }, groups)];
       const left = s.images.filter((img) => where[img.id] === -1).length;
       const done = h("button", { id: "done-grouping", disabled: left > 0, onclick: () => {
         const used = [...new Set(Object.values(where))].sort((a, b) => a - b);
@@ -339,14 +340,14 @@
         Object.entries(where).forEach(([id, g]) => (assignment[id] = used.indexOf(g)));
         act("POST", "steps/" + s.step + "/grouping", { assignment });
       } }, left > 0 ? left + " image(s) left" : "Done");
-      root.replaceChildren(
+      root.replaceChildren(...[
         h("p", { class: "stage-text" }, s.instruction),
         toolbar,
         comparing && selected.size ? compareView() : null,
         h("div", { class: "zones" }, zones),
         h("div", { class: "actions" },
           h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, "+ New group"),
-          done));
+          done)].filter(Boolean));
     }
     draw();
     return [root];

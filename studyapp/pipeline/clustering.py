@@ -2,6 +2,12 @@
 pre-drawn image sets. Explanations are computed by the same Celery task as Study A
 (``explanations_compute`` with methods ``excitation_bp`` / ``deeplift`` / ``xnn``).
 
+Real data: :func:`dataset_import_cub` (the four gulls from the official CUB-200-2011 layout,
+cropped to their bounding boxes) and :func:`dataset_import_cel` (class per folder) store RGB
+images at ``STUDY_B_IMAGE_SIZE`` pixels; their classifier is a torchvision backbone
+(``STUDY_B_BACKBONE``, ImageNet weights from ``IMAGENET_WEIGHTS`` or torchvision's cache when
+present) with a compact FC head (:class:`explainers.classifiers.BackboneClassifier`).
+
 Without real CUB/CEL data, each of the two data sets is a *stand-in* built from four classes of
 the available digit data; it is labelled so in the admin (``Dataset.is_standin``) and never in
 the participant's view, where images are identified by id only.
@@ -13,6 +19,8 @@ import io
 import logging
 import random
 from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 from django.db import transaction
@@ -60,6 +68,62 @@ def dataset_make_digit_standin(*, base: Dataset, label: str, classes: list[int],
     )
 
 
+def _split_arrays(images: np.ndarray, labels: np.ndarray, is_train: np.ndarray) -> tuple[SimpleNamespace, SimpleNamespace]:
+    return (
+        SimpleNamespace(images=images[is_train], labels=labels[is_train].astype(np.int64)),
+        SimpleNamespace(images=images[~is_train], labels=labels[~is_train].astype(np.int64)),
+    )
+
+
+def dataset_import_cub(*, name: str, directory: str | Path, size: int = 64) -> Dataset:
+    """The XNN study's four gulls from a CUB-200-2011 tree, cropped to their boxes, ``size``² RGB.
+
+    The official train/test split is kept. Nothing is stored unless every image reads.
+    """
+    from explainers.cub import load_cub
+    from explainers.data import DatasetError
+    from explainers.folders import images_array
+
+    try:
+        gulls = load_cub(directory)
+        if len(gulls) == 0:
+            raise DatasetError(f"{directory}: no images of the four gull classes")
+        images = images_array(gulls.paths, size=size, boxes=gulls.boxes)
+    except (DatasetError, OSError) as exc:
+        raise services.PipelineError(f"CUB import failed, nothing was stored: {exc}") from exc
+    train, test = _split_arrays(images, gulls.labels, np.asarray(gulls.is_train, bool))
+    return services._store_dataset(
+        name=name, kind=Dataset.Kind.CUB, source=str(gulls.root), is_standin=False,
+        class_names=[c.split(".", 1)[-1].replace("_", " ") for c in gulls.class_names], train=train, test=test,
+    )
+
+
+def dataset_import_cel(*, name: str, directory: str | Path, size: int = 64, test_share: float = 0.5, seed: int = 0) -> Dataset:
+    """CEL cells from a class-per-folder tree (one folder per morphology), ``size``² RGB.
+
+    CEL has no official split: ``test_share`` of each class (seeded) is held out as the test
+    split, which the study's image sets are drawn from. Nothing is stored unless every image reads.
+    """
+    from explainers.data import DatasetError
+    from explainers.folders import images_array, load_image_folder
+
+    try:
+        cells = load_image_folder(directory)
+        images = images_array(cells, size=size)
+    except (DatasetError, OSError) as exc:
+        raise services.PipelineError(f"CEL import failed, nothing was stored: {exc}") from exc
+    rng = np.random.default_rng(seed)
+    is_train = np.ones(len(cells), bool)
+    for c in range(len(cells.class_names)):
+        idx = np.flatnonzero(cells.labels == c)
+        is_train[rng.choice(idx, size=int(round(len(idx) * test_share)), replace=False)] = False
+    train, test = _split_arrays(images, cells.labels, is_train)
+    return services._store_dataset(
+        name=name, kind=Dataset.Kind.CEL, source=str(cells.root), is_standin=False,
+        class_names=list(cells.class_names), train=train, test=test,
+    )
+
+
 def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) -> TrainedModel:
     """Train the XNN of a ``TrainedModel(role=xnn)`` row on its classifier's training images."""
     import torch
@@ -102,57 +166,104 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
     config = study.config or {}
     per_class, n_sets, set_size = int(config.get("images_per_class", 50)), int(config.get("n_sets", 5)), int(config.get("set_size", 10))
     arrays = loading.dataset_arrays(classifier.dataset)
-    x, y = arrays["x_test"], arrays["y_test"]
     rng = random.Random(f"{seed}:{label}")
-    pool: list[int] = []
-    for c in sorted(set(y.tolist())):
-        idx = np.flatnonzero(y == c).tolist()
-        if len(idx) < per_class:
-            raise services.PipelineError(f"{label}: class {c} has {len(idx)} test images; {per_class} needed.")
-        pool += rng.sample(idx, per_class)
+    pool: list[tuple[str, int]] = []  # (split, index)
+    for c in sorted(set(arrays["y_test"].tolist()) | set(arrays["y_train"].tolist())):
+        # Test images first; a class with fewer (CUB has about 30 test gulls per class) is topped
+        # up with training images, as the paper's 50 per class require.
+        chosen = [("test", i) for i in np.flatnonzero(arrays["y_test"] == c).tolist()]
+        chosen = rng.sample(chosen, min(per_class, len(chosen)))
+        if len(chosen) < per_class:
+            train = [("train", i) for i in np.flatnonzero(arrays["y_train"] == c).tolist()]
+            chosen += rng.sample(train, min(per_class - len(chosen), len(train)))
+        if len(chosen) < per_class:
+            raise services.PipelineError(f"{label}: class {c} has {len(chosen)} images; {per_class} needed.")
+        pool += chosen
     if n_sets * set_size > len(pool):
         raise services.PipelineError(f"{label}: {n_sets} sets of {set_size} need more than {len(pool)} images.")
     drawn = rng.sample(pool, n_sets * set_size)
-    pred, probs = predict(loading.load_model(classifier), to_tensor(x[drawn]))
+    pixels = np.stack([arrays[f"x_{split}"][i] for split, i in drawn])
+    truth = [int(arrays[f"y_{split}"][i]) for split, i in drawn]
+    pred, probs = predict(loading.load_model(classifier), to_tensor(pixels))
     pred, probs = np.asarray(pred), np.asarray(probs)
+    scale = max(1, round(224 / pixels.shape[2]))
     with transaction.atomic():
         Stimulus.objects.filter(study=study, group=label).delete()
         start = (Stimulus.objects.filter(study=study).order_by("-position").values_list("position", flat=True).first() or -1) + 1
         Stimulus.objects.bulk_create([
             Stimulus(
-                study=study, dataset=classifier.dataset, split="test", index=int(i), position=start + k,
+                study=study, dataset=classifier.dataset, split=split, index=int(i), position=start + k,
                 group=label, set_index=k // set_size,
-                image=store_bytes(loading.png_of(x[i], scale=services.STIMULUS_SCALE), ext="png", folder="stimuli"),
-                true_label=int(y[i]), model_prediction=int(pred[k]),
+                image=store_bytes(loading.png_of(pixels[k], scale=scale), ext="png", folder="stimuli"),
+                true_label=truth[k], model_prediction=int(pred[k]),
                 probabilities=[round(float(p), 6) for p in probs[k]], classifier=classifier,
             )
-            for k, i in enumerate(drawn)
+            for k, (split, i) in enumerate(drawn)
         ])
     return list(Stimulus.objects.filter(study=study, group=label).order_by("position"))
 
 
-def clustering_build_standin(*, study, base: Dataset, echo: Callable[[str], None] = log.info, classifier_epochs: int = 2, xnn_epochs: int = 300) -> None:
-    """Data sets, classifiers, XNNs and image sets for Study B from four digit classes per data set."""
+def clustering_build(
+    *, study, datasets: dict[str, Dataset], echo: Callable[[str], None] = log.info,
+    classifier_params: dict[str, dict] | None = None, xnn_epochs: int = 300,
+) -> None:
+    """Classifiers, XNNs and image sets for Study B, one per labelled data set (``CUB``, ``CEL``).
+
+    Models already trained on a data set are reused; ``classifier_params[label]`` are the
+    classifier's training parameters (see :func:`services.model_train`).
+    """
     config = dict(study.config or {})
     ids: dict[str, dict] = {}
-    for label in config.get("datasets", ["CUB", "CEL"]):
-        dataset = dataset_make_digit_standin(base=base, label=label, classes=STANDIN_CLASSES[label])
-        echo(f"{label}: stand-in data set '{dataset.name}' ({dataset.n_train} train / {dataset.n_test} test)")
-        classifier = TrainedModel.objects.filter(dataset=dataset, role="classifier", status="ready").first()
+    n_x = int(config.get("n_xfeatures", 7))
+    for label, dataset in datasets.items():
+        kind = "stand-in" if dataset.is_standin else "real"
+        echo(f"{label}: {kind} data set '{dataset.name}' ({dataset.n_train} train / {dataset.n_test} test)")
+        params = {"epochs": 2, "seed": 0, "lr": 2e-3, **(classifier_params or {}).get(label, {})}
+        classifier = TrainedModel.objects.filter(dataset=dataset, role="classifier", status="ready").order_by("-pk").first()
         if classifier is None:
-            row = services.model_create(dataset=dataset, role="classifier", params={"epochs": classifier_epochs, "seed": 0, "lr": 2e-3})
-            classifier = services.model_train(trained_id=row.pk)
-        echo(f"{label}: classifier #{classifier.pk}, test accuracy {classifier.test_accuracy:.3f}")
+            classifier = services.model_train(trained_id=services.model_create(dataset=dataset, role="classifier", params=params).pk)
+        echo(f"{label}: classifier #{classifier.pk} ({classifier.arch}), test accuracy {classifier.test_accuracy:.3f}")
         xnn = TrainedModel.objects.filter(dataset=dataset, role="xnn", status="ready", params__classifier_id=classifier.pk).first()
         if xnn is None:
             row = TrainedModel.objects.create(
                 dataset=dataset, role=TrainedModel.Role.XNN, arch="XNN",
-                params={"classifier_id": classifier.pk, "n_features": int(config.get("n_xfeatures", 7)), "epochs": xnn_epochs},
+                params={"classifier_id": classifier.pk, "n_features": n_x, "epochs": xnn_epochs},
             )
             xnn = xnn_train(trained_id=row.pk)
-        echo(f"{label}: XNN #{xnn.pk} with {int(config.get('n_xfeatures', 7))} x-features")
+        echo(f"{label}: XNN #{xnn.pk} with {n_x} x-features")
         if not Stimulus.objects.filter(study=study, group=label).exists():
             sets_draw(study=study, label=label, classifier=classifier)
         ids[label] = {"classifier_id": classifier.pk, "xnn_id": xnn.pk}
     study.config = {**config, "models": ids}
     study.save(update_fields=["config", "updated_at"])
+
+
+def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_dir: str = "", size: int = 64,
+                        echo: Callable[[str], None] = log.info) -> dict[str, Dataset]:
+    """The study's data sets: real CUB/CEL where a directory is given, else digit stand-ins."""
+    out: dict[str, Dataset] = {}
+    for label in (study.config or {}).get("datasets", ["CUB", "CEL"]):
+        directory = {"CUB": cub_dir, "CEL": cel_dir}.get(label, "")
+        if directory:
+            importer = dataset_import_cub if label == "CUB" else dataset_import_cel
+            name = f"{label.lower()}-{size}px"
+            out[label] = Dataset.objects.filter(name=name).first() or importer(name=name, directory=directory, size=size)
+        elif base is not None:
+            out[label] = dataset_make_digit_standin(base=base, label=label, classes=STANDIN_CLASSES[label])
+        else:
+            raise services.PipelineError(f"{label}: no directory configured and no digit data for a stand-in.")
+    return out
+
+
+def real_classifier_params(*, backbone: str, epochs: int = 12) -> dict:
+    """Training parameters of the Study B backbone classifier on real images."""
+    return {"backbone": backbone, "epochs": epochs, "seed": 0, "lr": 5e-4, "batch_size": 32, "hidden": 256}
+
+
+def clustering_build_standin(*, study, base: Dataset, echo: Callable[[str], None] = log.info, classifier_epochs: int = 2, xnn_epochs: int = 300) -> None:
+    """Data sets, classifiers, XNNs and image sets for Study B from four digit classes per data set."""
+    datasets = clustering_datasets(study=study, base=base, echo=echo)
+    clustering_build(
+        study=study, datasets=datasets, echo=echo, xnn_epochs=xnn_epochs,
+        classifier_params={label: {"epochs": classifier_epochs} for label in datasets},
+    )

@@ -66,7 +66,8 @@ def load_model(trained: TrainedModel):
 def png_of(image_uint8: np.ndarray, scale: int = 1) -> bytes:
     from PIL import Image
 
-    img = Image.fromarray(image_uint8.astype(np.uint8), mode="L")
+    array = image_uint8.astype(np.uint8)
+    img = Image.fromarray(array, mode="RGB" if array.ndim == 3 else "L")  # (H, W, 3) colour or (H, W) grey
     if scale > 1:
         img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     buffer = io.BytesIO()

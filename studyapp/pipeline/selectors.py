@@ -62,3 +62,12 @@ def broker_status(*, timeout: float = 1.0) -> dict:
     if not status["workers"]:
         status["detail"] = "No Celery worker is running: queued explanations wait until one starts (celery -A studyapp worker -Q default,explain). Participants are not affected."
     return status
+
+
+def study_datasets(study) -> list:
+    """The data sets a study's stimuli come from, in stimulus order (for the admin and the demo)."""
+    from studyapp.pipeline.models import Dataset
+
+    ids = list(dict.fromkeys(Stimulus.objects.filter(study=study).order_by("position").values_list("dataset_id", flat=True)))
+    by_id = Dataset.objects.in_bulk(ids)
+    return [by_id[i] for i in ids]

@@ -116,7 +116,9 @@ ROLE_ARCH = {
 def model_create(*, dataset: Dataset, role: str, params: dict | None = None) -> TrainedModel:
     if role not in ROLE_ARCH:
         raise PipelineError(f"Unknown model role {role!r}; expected one of {sorted(ROLE_ARCH)}.")
-    return TrainedModel.objects.create(dataset=dataset, role=role, arch=ROLE_ARCH[role], params=params or {})
+    params = params or {}
+    arch = "BackboneClassifier" if role == TrainedModel.Role.CLASSIFIER and params.get("backbone") else ROLE_ARCH[role]
+    return TrainedModel.objects.create(dataset=dataset, role=role, arch=arch, params=params)
 
 
 def _progress_writer(trained_id: int, echo: Callable[[dict], None] | None) -> Callable[[dict], None]:
@@ -178,14 +180,23 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
     torch.manual_seed(int(params["seed"]))  # initial weights depend on the seed only
     try:
         if trained.role == TrainedModel.Role.CLASSIFIER:
-            model = classifiers.MnistNet(num_classes=len(trained.dataset.class_names))
+            n_classes = len(trained.dataset.class_names)
+            if params.get("backbone"):  # Study B on real images: torchvision features + FC head
+                from django.conf import settings
+
+                arch_kwargs = {"name": params["backbone"], "num_classes": n_classes, "hidden": int(params.get("hidden", 256))}
+                model, metadata["features_from"] = classifiers.backbone_classifier(
+                    **arch_kwargs, weights_path=params.get("weights_path") or settings.IMAGENET_WEIGHTS or None,
+                )
+            else:
+                arch_kwargs = {"num_classes": n_classes}
+                model = classifiers.MnistNet(**arch_kwargs)
             classifiers.train_classifier(
                 model, x, y, epochs=params["epochs"], seed=params["seed"], progress=progress,
                 lr=params.get("lr", 1e-3), batch_size=params.get("batch_size", 128),
             )
             x_test = to_tensor(arrays["x_test"])
             accuracy = classifiers.evaluate(model, x_test, torch.as_tensor(arrays["y_test"], dtype=torch.long))
-            arch_kwargs = {"num_classes": len(trained.dataset.class_names)}
         elif trained.role == TrainedModel.Role.VAE:
             from explainers.vae import VAE, train_vae
 
@@ -363,6 +374,7 @@ def _clustering_outputs(stimuli: list[Stimulus], method: str, params: dict) -> l
         arrays = loading.dataset_arrays(group[0].dataset)
         images = to_tensor(np.stack([arrays[f"x_{s.split}"][s.index] for s in group]))
         predicted = torch.tensor([s.model_prediction for s in group])
+        scale = max(1, round(224 / images.shape[-1]))  # about 224 px on screen, like the stimuli
         if method == ExplanationAsset.Method.XNN:
             from explainers.excitation_bp import ExcitationBP
 
@@ -373,7 +385,7 @@ def _clustering_outputs(stimuli: list[Stimulus], method: str, params: dict) -> l
             for i, k in enumerate(positions):
                 checks = metrics.heatmap_validity(maps[i])
                 reasons = [f"x-feature heatmap {j + 1}: {r}" for j, c in enumerate(checks) for r in c.reasons]
-                files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j]), ext="png") for j in range(maps.shape[1])}
+                files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(maps.shape[1])}
                 numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]]}
                 outputs[k] = (files, _Validity(not reasons, reasons, numbers))
         else:
@@ -386,7 +398,7 @@ def _clustering_outputs(stimuli: list[Stimulus], method: str, params: dict) -> l
 
                 maps = ExcitationBP(classifier, None)(images, predicted)
             for i, (k, validity) in enumerate(zip(positions, metrics.heatmap_validity(maps), strict=True)):
-                outputs[k] = ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)
+                outputs[k] = ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i], scale=scale), ext="png")}, validity)
     return outputs  # type: ignore[return-value]
 
 

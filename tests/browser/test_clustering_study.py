@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from studyapp.studies.models import Grouping, InteractionEvent, Participant, QuestionAnswer
 from tests.studyapp.factories import clustering_study
@@ -23,6 +24,20 @@ def answer_questions(page) -> None:
             fieldset.locator("label").nth(1).click()
     page.click("#submit-questions")
     wait_next_step(page, before)
+
+
+def drag_one(page, group: int, in_tray: int) -> None:
+    """Drag the first card of the tray onto ``group``; retry a drag that did not take (it then
+    counted as a click and selected the card, so that is undone first)."""
+    for _attempt in range(3):
+        page.locator(".tray .card-img").first.drag_to(page.locator(f'.zone[data-group="{group}"]'))
+        try:
+            page.wait_for_function(f"document.querySelectorAll('.tray .card-img').length < {in_tray}", timeout=10_000)
+            return
+        except PlaywrightTimeout:
+            if page.locator(".tray .card-img.selected").count():
+                page.locator(".tray .card-img.selected").first.click()
+    raise AssertionError(f"dragging an image to group {group} did not move it (3 tries)")
 
 
 def group_batch(page, stage: str, shots, n: int) -> None:
@@ -47,13 +62,11 @@ def group_batch(page, stage: str, shots, n: int) -> None:
         assert page.locator(".compare-row").count() == 2
         shots(page, f"{n}-{stage}-compare")
         page.locator('[data-move="0"]').click()  # the click way: select, then "Move selected here"
-    # Drag the rest, alternating between two groups.
-    k = 0
-    while page.locator(".tray .card-img").count():
-        source = page.locator(".tray .card-img").first
-        target = page.locator(f'.zone[data-group="{k % 2}"]')
-        source.drag_to(target)
-        k += 1
+    # Drag the rest, alternating between two groups. Bounded: a drag that does not start is a
+    # click (it selects the card), so an unbounded loop would spin for ever on a failed drag.
+    left = page.locator(".tray .card-img").count()
+    for k in range(left):
+        drag_one(page, k % 2, left - k)
     assert page.is_enabled("#done-grouping")
     shots(page, f"{n}-{stage}-grouped")
     before = page.eval_on_selector("#app", "el => el.dataset.step")

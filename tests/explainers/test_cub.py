@@ -37,24 +37,29 @@ PER_CLASS = 3
 W, H = 40, 30
 
 
-def build_cub(base: Path, *, attributes_at: str | None = "top") -> Path:
-    """Write ``base/CUB_200_2011`` with 3 images per class (ids 1.., alternately train/test).
+def build_cub(base: Path, *, attributes_at: str | None = "top", per_class: int = PER_CLASS, painter=None) -> Path:
+    """Write ``base/CUB_200_2011`` with ``per_class`` images per class (ids 1.., alternately
+    train/test).
 
-    Each image is grey with a white bounding box at (10, 5, 20, 15); part k of image i sits at
-    (10 + k, 5 + k) and is visible unless k == 14 (throat)."""
+    Each image is grey with a white bounding box at (10, 5, 20, 15) (or what
+    ``painter(class_position, j)`` returns); part k of image i sits at (10 + k, 5 + k) and is
+    visible unless k == 14 (throat)."""
     root = base / "CUB_200_2011"
     (root / "parts").mkdir(parents=True)
     images, labels, split, boxes, locs = [], [], [], [], []
     classes = [f"{cid} {name}" for cid, name, _ in CLASSES]
     image_id = 0
-    for cid, name, prefix in CLASSES:
-        for j in range(PER_CLASS):
+    for position, (cid, name, prefix) in enumerate(CLASSES):
+        for j in range(per_class):
             image_id += 1
             rel = f"{name}/{prefix}_{j + 1:04d}_{7000 + image_id}.jpg"
             path = root / "images" / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            img = Image.new("RGB", (W, H), (90, 90, 90))
-            img.paste((255, 255, 255), (10, 5, 30, 20))
+            if painter is None:
+                img = Image.new("RGB", (W, H), (90, 90, 90))
+                img.paste((255, 255, 255), (10, 5, 30, 20))
+            else:
+                img = painter(position, j)
             img.save(path, quality=95)
             images.append(f"{image_id} {rel}")
             labels.append(f"{image_id} {cid}")

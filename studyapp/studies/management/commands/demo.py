@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from studyapp.pipeline import selectors as selectors_pipeline
 from studyapp.pipeline import services as pipeline
 from studyapp.pipeline.models import PrecomputeJob, TrainedModel
 from studyapp.studies import selectors, services
@@ -42,6 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--classifier-max-train", type=int, default=24000)
         parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", 12)))
         parser.add_argument("--xnn-epochs", type=int, default=int(os.environ.get("DEMO_XNN_EPOCHS", 300)))
+        parser.add_argument("--backbone-epochs", type=int, default=int(os.environ.get("DEMO_BACKBONE_EPOCHS", 12)),
+                            help="Epochs of the Study B backbone on real CUB/CEL images.")
         parser.add_argument("--skip-clustering", action="store_true", help="Only build Study A.")
 
     def step(self, message: str) -> None:
@@ -98,7 +101,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"  Admin:            {base}/admin/   user 'admin', password '{password}'"))
         self.stdout.write(f"  Study status:     {base}/admin/studies/study/{study.pk}/dashboard/")
         if len(studies) > 1:
-            self.stdout.write(self.style.SUCCESS(f"  Clustering study: {base}/s/{SLUG_B}/  (CUB/CEL stand-ins built from digit classes)"))
+            kinds = ", ".join(f"{d.name}{' (stand-in)' if d.is_standin else ''}" for d in selectors_pipeline.study_datasets(studies[1]))
+            self.stdout.write(self.style.SUCCESS(f"  Clustering study: {base}/s/{SLUG_B}/  ({kinds})"))
         self.stdout.write("")
         if opts["no_serve"]:
             return
@@ -127,20 +131,34 @@ class Command(BaseCommand):
             self.stdout.write("")
 
     def build_clustering(self, base, opts) -> Study:
-        from studyapp.pipeline.clustering import clustering_build_standin
+        from studyapp.pipeline import clustering
 
         if not Study.objects.filter(slug=SLUG_B).exists():
             self.step("Loading the Study B fixture (XNN paper section 4.1)")
             call_command("loaddata", str(FIXTURE_B), verbosity=0)
         study = Study.objects.get(slug=SLUG_B)
-        if settings.CUB_DIR or settings.CEL_DIR:
-            self.stdout.write(self.style.WARNING(
-                "  CUB_DIR/CEL_DIR are set, but training on the real images needs a GPU-sized backbone; "
-                "this demo builds the stand-ins (see README, Study B)."
-            ))
-        self.step("Building Study B from four digit classes per data set (stand-ins for CUB and CEL)")
+        real = {label: d for label, d in (("CUB", settings.CUB_DIR), ("CEL", settings.CEL_DIR)) if d}
+        if real:
+            self.step(f"Building Study B on real images ({', '.join(f'{k}={v}' for k, v in real.items())}); "
+                      "stand-ins for any data set not configured")
+        else:
+            self.step("Building Study B from four digit classes per data set (stand-ins for CUB and CEL; "
+                      "set CUB_DIR / CEL_DIR for the real images)")
         if not study.stimuli.exists() or not (study.config or {}).get("models"):
-            clustering_build_standin(study=study, base=base, echo=lambda m: self.stdout.write("  " + m), xnn_epochs=opts["xnn_epochs"])
+            echo = lambda m: self.stdout.write("  " + m)  # noqa: E731
+            try:
+                datasets = clustering.clustering_datasets(
+                    study=study, base=base, cub_dir=settings.CUB_DIR, cel_dir=settings.CEL_DIR,
+                    size=settings.STUDY_B_IMAGE_SIZE, echo=echo,
+                )
+            except pipeline.PipelineError as exc:
+                raise CommandError(str(exc)) from exc
+            params = {
+                label: (clustering.real_classifier_params(backbone=settings.STUDY_B_BACKBONE, epochs=opts["backbone_epochs"])
+                        if not d.is_standin else {"epochs": opts["classifier_epochs"]})
+                for label, d in datasets.items()
+            }
+            clustering.clustering_build(study=study, datasets=datasets, echo=echo, classifier_params=params, xnn_epochs=opts["xnn_epochs"])
         study.refresh_from_db()
         return study
 
