@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SHARED_KANNADA = Path(__file__).resolve().parents[2] / "shared" / "data" / "kannada_mnist"
 
 
@@ -38,4 +39,61 @@ def _isolated_media(tmp_path_factory, settings):
     from django.core.cache import cache
 
     cache.clear()
+    _celery_follow_settings()
     yield
+
+
+def _celery_follow_settings() -> None:
+    """Point this process's Celery app at the current settings (this test's queue folder, or the
+    Redis of run 2) and drop pooled connections, so that a test that broke the broker on purpose,
+    or an earlier test's folder, never leaks into the next test's publishing."""
+    from studyapp.celery import _configure, app
+
+    _configure(app)
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    # Module scope: Playwright's event loop must not outlive the browser tests, or the Django
+    # tests that run after them in the same process can hang.
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: scripts/install.sh --dev installs Debian's chromium")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made by the test
+    # itself (not by the server under test) are safe here.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        yield from _launch()
+    finally:  # never leak into later tests (manage.py check --deploy refuses the variable)
+        if previous is None:
+            os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+        else:
+            os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
+def _launch():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        original = b.new_context
+
+        def new_context(*args, **kwargs):
+            # A loaded CI machine can take longer than Playwright's 30 s default for a step.
+            context = original(*args, **kwargs)
+            context.set_default_timeout(120_000)
+            return context
+
+        b.new_context = new_context
+        yield b
+        b.close()

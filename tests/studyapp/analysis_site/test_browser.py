@@ -19,32 +19,12 @@ from tests.studyapp.factories import clustering_study, learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 SCREENS = Path(os.environ.get("ANALYSIS_SCREENS", "/tmp/analysis_site_screens"))
 
 
-@pytest.fixture(scope="module")
-def chromium():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: scripts/install.sh --dev installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # the test's own ORM calls, in playwright's thread
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-quic",
-                  "--no-first-run", "--disable-component-update", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
-
-
-def logged_in_page(chromium, live_server, width: int = 1280):
+def logged_in_page(browser, live_server, width: int = 1280):
     get_user_model().objects.create_user("analyst", password="pw-analyst-123", is_staff=True, is_superuser=True)
-    context = chromium.new_context(viewport={"width": width, "height": 900})
+    context = browser.new_context(viewport={"width": width, "height": 900})
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -79,11 +59,11 @@ def shot(page, name: str) -> Path:
     return path
 
 
-def test_the_learning_analysis_in_chromium(chromium, live_server):
+def test_the_learning_analysis_in_browser(browser, live_server):
     study = learning_study()
     # Bots answer in ~0 ms: keep the response-time rule out, or it (rightly) excludes them all.
     Study.objects.filter(pk=study.pk).update(config={**study.config, "exclusions": {"incomplete": True}})
-    page, errors = logged_in_page(chromium, live_server)
+    page, errors = logged_in_page(browser, live_server)
     page.goto(f"{live_server.url}/admin/analysis/study/{study.pk}/")
     page.wait_for_selector("#no-trials")
     assert images_loaded(page) == []
@@ -114,13 +94,13 @@ def test_the_learning_analysis_in_chromium(chromium, live_server):
     assert errors == []
 
 
-def test_the_clustering_analysis_and_an_import_in_chromium(chromium, live_server, tmp_path):
+def test_the_clustering_analysis_and_an_import_in_browser(browser, live_server, tmp_path):
     study = clustering_study()
     for seed in range(4):
         bot = Bot(study.slug, rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
-    page, errors = logged_in_page(chromium, live_server)
+    page, errors = logged_in_page(browser, live_server)
     page.goto(f"{live_server.url}/admin/analysis/study/{study.pk}/")
     page.wait_for_selector("table[data-table=purity]")
     assert page.locator(".analysis-figure img").count() == 3  # purity, confidence, agents
