@@ -7,7 +7,12 @@ Default (``--backbone mnistnet``): the Kannada-MNIST stand-in of benchmarks/xnn_
 ExcitationBP from each x-feature (7 maps per image), the 1-Heatmap (ExcitationBP from the
 prediction) and DeepLIFT for all 200 images.
 
-``--backbone resnet18``: the CUB/CEL path with a torchvision ResNet-18 (random weights, no
+``--backbone vgg11_bn``: the platform's real CUB/CEL path (``BackboneClassifier``: VGG11-BN
+features + 256-unit FC head, random weights, no download) on 200 random RGB ``--size`` images
+in [0, 1] (default 64, ``STUDY_B_IMAGE_SIZE``), Z = ``head.3:input`` (256); every map is taken
+down to the pixels, as the pipeline does.
+
+``--backbone resnet18``: a torchvision ResNet-18 (random weights, no
 download) on 200 random ImageNet-normalised ``--size`` images, Z = ``fc:input`` (512); ExcitationBP
 refuses residual networks, so only DeepLIFT maps are timed there.
 
@@ -33,7 +38,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from xnn_ablation import DEFAULT_CLASSES, kannada_study, study_classifier  # noqa: E402
 
-from explainers.classifiers import torchvision_classifier  # noqa: E402
+from explainers.classifiers import BackboneClassifier, torchvision_classifier  # noqa: E402
 from explainers.deeplift import DeepLift  # noqa: E402
 from explainers.excitation_bp import ExcitationBP  # noqa: E402
 from explainers.xnn import extract_z, fit_xnn  # noqa: E402
@@ -75,10 +80,10 @@ def render(path: Path, images, labels, one, deeplift, xmaps, normalised, predict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--backbone", choices=("mnistnet", "resnet18"), default="mnistnet")
+    parser.add_argument("--backbone", choices=("mnistnet", "vgg11_bn", "resnet18"), default="mnistnet")
     parser.add_argument("--features", type=int, default=7)
     parser.add_argument("--epochs", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=224, help="image size for --backbone resnet18")
+    parser.add_argument("--size", type=int, default=None, help="image size (vgg11_bn: 64, resnet18: 224)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--png", type=Path, default=None)
     args = parser.parse_args()
@@ -89,7 +94,15 @@ def main() -> None:
         x_tr, y_tr, x, y, _, _ = kannada_study(DEFAULT_CLASSES)
         net = study_classifier(DEFAULT_CLASSES, x_tr, y_tr, x, y)
         layer, map_layer = "relu3", "relu1"
+    elif args.backbone == "vgg11_bn":
+        torch.manual_seed(0)
+        net = BackboneClassifier("vgg11_bn", 4).eval()
+        size = args.size or 64
+        x = torch.rand(200, 3, size, size, generator=torch.Generator().manual_seed(0))
+        y = torch.arange(200) % 4
+        layer, map_layer = "head.3:input", None
     else:
+        args.size = args.size or 224
         net = torchvision_classifier("resnet18", 4, use_cache=False).eval()
         x = torch.randn(200, 3, args.size, args.size, generator=torch.Generator().manual_seed(0))
         y = torch.arange(200) % 4
@@ -104,7 +117,7 @@ def main() -> None:
     train_seconds = time.perf_counter() - total
     explanation = timed("contributions (explain)", lambda: xnn.explain(net, x), log)
     deeplift = timed("DeepLIFT 1-Heatmaps", lambda: DeepLift(net)(x), log)
-    if map_layer is not None:
+    if map_layer is not None or args.backbone == "vgg11_bn":
         ebp = ExcitationBP(net, map_layer)
         one = timed("ExcitationBP 1-Heatmaps (prediction)", lambda: ebp(x), log)
         xmaps = timed(f"ExcitationBP x-feature heatmaps ({args.features} per image)", lambda: ebp.xnn_maps(xnn, x), log)
@@ -114,7 +127,7 @@ def main() -> None:
     log(f"XNN training (extract + fit): {train_seconds:.1f} s (goal <= 120 s); F_reg {float((approx - logits).abs().mean()):.4f}; "
         f"predictions kept {float((approx.argmax(1) == logits.argmax(1)).double().mean()):.1%}")
 
-    if args.png is not None and map_layer is not None:
+    if args.png is not None and args.backbone != "resnet18":
         rows = [int((y == c).nonzero()[0]) for c in range(4)]
         render(args.png, x[rows], y[rows], one[rows], deeplift[rows], xmaps[rows], explanation.normalised[rows],
                explanation.predicted[rows])

@@ -158,6 +158,9 @@ CACHES = {
     else {
         "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(VAR_DIR / "cache"),
+        # One entry per participant (rate limits): the default 300 would cull a third of the
+        # entries on every write once 300 people are in a study.
+        "OPTIONS": {"MAX_ENTRIES": 100_000},
     }
 }
 

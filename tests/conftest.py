@@ -47,12 +47,13 @@ def _celery_follow_settings() -> None:
     """Point this process's Celery app at the current settings (this test's queue folder, or the
     Redis of run 2) and drop pooled connections, so that a test that broke the broker on purpose,
     or an earlier test's folder, never leaks into the next test's publishing."""
+    from kombu import pools
+
     from studyapp.celery import _configure, app
 
     _configure(app)
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    pools.reset()  # kombu keeps pools in a global registry keyed by connection: close and forget them
+    app._pool = None
     app.amqp._producer_pool = None
 
 

@@ -316,8 +316,18 @@ def event_log(*, participant: Participant, kind: object, payload: object) -> Int
     )
 
 
+TOUCH_EVERY_SECONDS = 15
+
+
 def participant_touch(*, participant: Participant) -> None:
+    """Record that the participant is still here (a read of their state).
+
+    At most every TOUCH_EVERY_SECONDS: "active" vs "stale" is judged in minutes, and skipping the
+    write keeps reads read-only, which matters for SQLite's single writer under load.
+    """
     now = timezone.now()
+    if participant.last_seen_at and (now - participant.last_seen_at).total_seconds() < TOUCH_EVERY_SECONDS:
+        return
     Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
 
 

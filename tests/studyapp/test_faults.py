@@ -104,6 +104,7 @@ def test_a_worker_killed_mid_precompute_and_restarted_finishes_the_job(tiny_chec
 def test_broker_down_participants_still_take_the_study_and_the_admin_says_why(monkeypatch, admin_client, settings, django_capture_on_commit_callbacks):
     study = learning_study()
     settings.CELERY_BROKER_URL = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # Celery reads the variable before its conf
     monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:9/0")
     monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 0.5)
     bot = Bot(study.slug, rng=random.Random(0))
