@@ -25,10 +25,13 @@ def access_participant_or_none(request: HttpRequest, study: Study) -> Participan
     code = request.session.get(_session_key(study))
     if not code:
         return None
-    participant = Participant.objects.select_related("study", "arm").filter(study=study, code=code).first()
+    participant = Participant.objects.select_related("arm").filter(study=study, code=code)[:1]
+    participant = participant[0] if participant else None
     if participant is None:
         # Withdrawn or deleted: forget the stale binding.
         request.session.pop(_session_key(study), None)
+        return None
+    participant.study = study  # already loaded by the view: no second read of its large fields
     return participant
 
 
