@@ -199,7 +199,9 @@ def _grouped_bars(
     ax.set_xticks(x, [textwrap.fill(scale[c], wrap) for c in codes])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylabel("Share of participants")
-    ax.set_ylim(0, max(0.05, float(dist["share"].max(skipna=True) or 0)) * 1.15)
+    top = max(0.05, float(dist["share"].max(skipna=True) or 0)) * 1.15
+    ax.set_ylim(0, top)
+    ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= min(1.0, top)])  # headroom, but no "120 %" tick
     ax.grid(True, axis="y", alpha=0.3)
     ax.set_axisbelow(True)
 
@@ -225,7 +227,8 @@ def rating_distribution_figure(
         wrap=14,
     )
     ax.set_xlabel("Rating")
-    ax.legend(title="Arm", frameon=False, loc="upper left")
+    # Beside the axes: a 100 % bar would sit under a legend drawn inside them.
+    ax.legend(title="Arm", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.set_title(title)
     return fig
 
