@@ -199,7 +199,8 @@ def _grouped_bars(
     ax.set_xticks(x, [textwrap.fill(scale[c], wrap) for c in codes])
     ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     ax.set_ylabel("Share of participants")
-    top = max(0.05, float(dist["share"].max(skipna=True) or 0)) * 1.15
+    # Headroom above the tallest bar for the legend (drawn inside, upper left).
+    top = max(0.05, float(dist["share"].max(skipna=True) or 0)) * 1.45
     ax.set_ylim(0, top)
     ax.set_yticks([t for t in ax.get_yticks() if 0 <= t <= min(1.0, top)])  # headroom, but no "120 %" tick
     ax.grid(True, axis="y", alpha=0.3)
@@ -227,8 +228,7 @@ def rating_distribution_figure(
         wrap=14,
     )
     ax.set_xlabel("Rating")
-    # Beside the axes: a 100 % bar would sit under a legend drawn inside them.
-    ax.legend(title="Arm", frameon=False, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(title="Arm", frameon=False, loc="upper left")
     ax.set_title(title)
     return fig
 
