@@ -150,6 +150,23 @@ def _torchvision_cached_weights(name: str) -> Path | None:
     return path if path.is_file() else None
 
 
+def _torchvision_builder(name: str) -> Callable[..., nn.Module]:
+    import torchvision
+
+    try:
+        return torchvision.models.get_model_builder(name)
+    except ValueError as exc:
+        raise ValueError(f"unknown torchvision model {name!r}") from exc
+
+
+def _load_state_file(path: Path) -> Mapping[str, torch.Tensor]:
+    """A state dict saved by ``torch.save`` (bare, or under ``"state_dict"``); no pickled code runs."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    return state
+
+
 def _build_torchvision(
     name: str, num_classes: int, state: Mapping[str, torch.Tensor] | None = None
 ) -> nn.Module:
@@ -158,13 +175,7 @@ def _build_torchvision(
     ``state`` may be for the original 1000-class heads (loaded first, heads replaced after) or
     for ``num_classes`` outputs (heads replaced first, then loaded); both strictly.
     """
-    import torchvision
-
-    try:
-        builder = torchvision.models.get_model_builder(name)
-    except ValueError as exc:
-        raise ValueError(f"unknown torchvision model {name!r}") from exc
-    model = builder(weights=None)
+    model = _torchvision_builder(name)(weights=None)
     old_classes = 1000
     if state is None:
         if num_classes != old_classes:
@@ -212,14 +223,12 @@ def torchvision_classifier(
         path = Path(weights_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: weights file not found")
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
+        state = _load_state_file(path)
         source = str(path)
     elif use_cache:
         cached = _torchvision_cached_weights(name)
         if cached is not None:
-            state = torch.load(cached, map_location="cpu", weights_only=True)
+            state = _load_state_file(cached)
             source = f"torchvision cache {cached}"
     model = _build_torchvision(name, num_classes, state)
     if state is None:
@@ -227,10 +236,6 @@ def torchvision_classifier(
     else:
         logger.info("%s: weights from %s", name, source)
     return model
-
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class BackboneClassifier(nn.Module):
@@ -257,13 +262,7 @@ class BackboneClassifier(nn.Module):
 
     def __init__(self, name: str, num_classes: int, hidden: int = 256) -> None:
         super().__init__()
-        import torchvision
-
-        try:
-            builder = torchvision.models.get_model_builder(name)
-        except ValueError as exc:
-            raise ValueError(f"unknown torchvision model {name!r}") from exc
-        features = getattr(builder(weights=None), "features", None)
+        features = getattr(_torchvision_builder(name)(weights=None), "features", None)
         if not isinstance(features, nn.Sequential):
             raise ValueError(f"{name}: no `features` chain (take a VGG or AlexNet backbone)")
         channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)][-1]
@@ -316,14 +315,14 @@ def backbone_classifier(
     if path is None:
         logger.warning("%s: no ImageNet weights given or cached; features start from random weights", name)
         return model, "random initialisation"
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
+    state = _load_state_file(path)
     features = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
     try:
         model.features.load_state_dict(features, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: not {name} weights ({exc})") from exc
+    from explainers.folders import IMAGENET_MEAN, IMAGENET_STD
+
     first = next(m for m in model.features.modules() if isinstance(m, nn.Conv2d))
     _fold_normalisation(first, IMAGENET_MEAN, IMAGENET_STD)
     logger.info("%s: ImageNet features from %s", name, path)

@@ -203,14 +203,23 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
     return list(Stimulus.objects.filter(study=study, group=label).order_by("position"))
 
 
+def classifier_params(dataset: Dataset, *, standin_epochs: int = 2, backbone: str = "vgg11_bn", backbone_epochs: int = 12) -> dict:
+    """Training parameters of a Study B classifier: MnistNet on digit stand-ins, a torchvision
+    backbone with an FC head on real images (see :func:`services.model_train`)."""
+    if dataset.is_standin:
+        return {"epochs": standin_epochs, "seed": 0, "lr": 2e-3}
+    return {"backbone": backbone, "epochs": backbone_epochs, "seed": 0, "lr": 5e-4, "batch_size": 32, "hidden": 256}
+
+
 def clustering_build(
     *, study, datasets: dict[str, Dataset], echo: Callable[[str], None] = log.info,
-    classifier_params: dict[str, dict] | None = None, xnn_epochs: int = 300,
+    classifier_options: dict | None = None, overrides: dict[str, dict] | None = None, xnn_epochs: int = 300,
 ) -> None:
     """Classifiers, XNNs and image sets for Study B, one per labelled data set (``CUB``, ``CEL``).
 
-    Models already trained on a data set are reused; ``classifier_params[label]`` are the
-    classifier's training parameters (see :func:`services.model_train`).
+    Models already trained on a data set are reused. A new classifier is trained with
+    :func:`classifier_params` (``classifier_options`` are its keyword arguments), updated with
+    ``overrides[label]``.
     """
     config = dict(study.config or {})
     ids: dict[str, dict] = {}
@@ -218,7 +227,7 @@ def clustering_build(
     for label, dataset in datasets.items():
         kind = "stand-in" if dataset.is_standin else "real"
         echo(f"{label}: {kind} data set '{dataset.name}' ({dataset.n_train} train / {dataset.n_test} test)")
-        params = {"epochs": 2, "seed": 0, "lr": 2e-3, **(classifier_params or {}).get(label, {})}
+        params = {**classifier_params(dataset, **(classifier_options or {})), **(overrides or {}).get(label, {})}
         classifier = TrainedModel.objects.filter(dataset=dataset, role="classifier", status="ready").order_by("-pk").first()
         if classifier is None:
             classifier = services.model_train(trained_id=services.model_create(dataset=dataset, role="classifier", params=params).pk)
@@ -238,8 +247,7 @@ def clustering_build(
     study.save(update_fields=["config", "updated_at"])
 
 
-def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_dir: str = "", size: int = 64,
-                        echo: Callable[[str], None] = log.info) -> dict[str, Dataset]:
+def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_dir: str = "", size: int = 64) -> dict[str, Dataset]:
     """The study's data sets: real CUB/CEL where a directory is given, else digit stand-ins."""
     out: dict[str, Dataset] = {}
     for label in (study.config or {}).get("datasets", ["CUB", "CEL"]):
@@ -255,15 +263,9 @@ def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_d
     return out
 
 
-def real_classifier_params(*, backbone: str, epochs: int = 12) -> dict:
-    """Training parameters of the Study B backbone classifier on real images."""
-    return {"backbone": backbone, "epochs": epochs, "seed": 0, "lr": 5e-4, "batch_size": 32, "hidden": 256}
-
-
 def clustering_build_standin(*, study, base: Dataset, echo: Callable[[str], None] = log.info, classifier_epochs: int = 2, xnn_epochs: int = 300) -> None:
     """Data sets, classifiers, XNNs and image sets for Study B from four digit classes per data set."""
-    datasets = clustering_datasets(study=study, base=base, echo=echo)
     clustering_build(
-        study=study, datasets=datasets, echo=echo, xnn_epochs=xnn_epochs,
-        classifier_params={label: {"epochs": classifier_epochs} for label in datasets},
+        study=study, datasets=clustering_datasets(study=study, base=base), echo=echo, xnn_epochs=xnn_epochs,
+        classifier_options={"standin_epochs": classifier_epochs},
     )

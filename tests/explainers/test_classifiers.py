@@ -383,3 +383,32 @@ def test_torchvision_checkpoint_round_trip(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(x), model(x))
     assert meta["arch_kwargs"] == {"name": "resnet18", "num_classes": 4}
+
+
+def test_backbone_classifier_loads_imagenet_features_and_folds_the_normalisation(tmp_path):
+    import torchvision
+
+    from explainers.classifiers import BackboneClassifier, backbone_classifier
+    from explainers.folders import IMAGENET_MEAN, IMAGENET_STD
+
+    torch.manual_seed(0)
+    reference = torchvision.models.vgg11(weights=None).eval()
+    path = tmp_path / "vgg11.pth"
+    torch.save(reference.state_dict(), path)
+    net, source = backbone_classifier("vgg11", 4, weights_path=path)
+    assert source == str(path) and isinstance(net, BackboneClassifier)
+    x = torch.rand(2, 3, 32, 32)
+    normalised = (x - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    with torch.no_grad():
+        ours, theirs = net.features[0](x), reference.features[0](normalised)
+    # Exact away from the border (zero padding now stands for black, not the mean colour).
+    torch.testing.assert_close(ours[..., 1:-1, 1:-1], theirs[..., 1:-1, 1:-1], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(net.features[3].weight, reference.features[3].weight)
+    assert net(x).shape == (2, 4)
+    with pytest.raises(FileNotFoundError):
+        backbone_classifier("vgg11", 4, weights_path=tmp_path / "missing.pth")
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), tmp_path / "alexnet.pth")
+    with pytest.raises(ValueError, match="not vgg11 weights"):
+        backbone_classifier("vgg11", 4, weights_path=tmp_path / "alexnet.pth")
+    with pytest.raises(ValueError, match="no `features` chain"):
+        BackboneClassifier("resnet18", 4)

@@ -68,8 +68,10 @@ def test_study_b_on_real_cub_and_cel_trees(tmp_path, study):
         assert arrays["x_train"].shape == (40, SIZE, SIZE, 3) and arrays["x_train"].dtype == np.uint8
         assert sorted(np.unique(arrays["y_test"]).tolist()) == [0, 1, 2, 3]
 
-    params = {label: {**clustering.real_classifier_params(backbone="vgg11_bn", epochs=4), "batch_size": 16} for label in datasets}
-    clustering.clustering_build(study=study, datasets=datasets, classifier_params=params, xnn_epochs=30)
+    clustering.clustering_build(
+        study=study, datasets=datasets, classifier_options={"backbone": "vgg11_bn", "backbone_epochs": 4},
+        overrides={label: {"batch_size": 16} for label in datasets}, xnn_epochs=30,
+    )
     study.refresh_from_db()
 
     classifiers = TrainedModel.objects.filter(role="classifier")

@@ -148,17 +148,13 @@ class Command(BaseCommand):
             echo = lambda m: self.stdout.write("  " + m)  # noqa: E731
             try:
                 datasets = clustering.clustering_datasets(
-                    study=study, base=base, cub_dir=settings.CUB_DIR, cel_dir=settings.CEL_DIR,
-                    size=settings.STUDY_B_IMAGE_SIZE, echo=echo,
+                    study=study, base=base, cub_dir=settings.CUB_DIR, cel_dir=settings.CEL_DIR, size=settings.STUDY_B_IMAGE_SIZE,
                 )
             except pipeline.PipelineError as exc:
                 raise CommandError(str(exc)) from exc
-            params = {
-                label: (clustering.real_classifier_params(backbone=settings.STUDY_B_BACKBONE, epochs=opts["backbone_epochs"])
-                        if not d.is_standin else {"epochs": opts["classifier_epochs"]})
-                for label, d in datasets.items()
-            }
-            clustering.clustering_build(study=study, datasets=datasets, echo=echo, classifier_params=params, xnn_epochs=opts["xnn_epochs"])
+            options = {"standin_epochs": opts["classifier_epochs"], "backbone": settings.STUDY_B_BACKBONE,
+                       "backbone_epochs": opts["backbone_epochs"]}
+            clustering.clustering_build(study=study, datasets=datasets, echo=echo, classifier_options=options, xnn_epochs=opts["xnn_epochs"])
         study.refresh_from_db()
         return study
 
