@@ -14,7 +14,7 @@ This module also holds the helpers the other benchmarks share: the data, and the
 * D: ``MnistNet(10)`` (the dissertation's classifier), 12000 training images, 2 epochs;
 * G: a VAE over all ten classes (D and G cover all classes, where the third-class effect can
   show). ``--generator mlp`` (default): an MLP VAE 784-400-32, quick to train on a CPU;
-  ``--generator vae``: ``explainers.vae.VAE(latent_dim=16, width=32)`` (conv), 6 epochs,
+  ``--generator vae``: ``explainers.nets.vae.VAE(latent_dim=16, width=32)`` (conv), 6 epochs,
   ~15 minutes on a busy 2-core machine; ``--generator site-vae`` / ``site-wgan``: the site's
   own checkpoints from benchmarks/train_generators.py (MnistNet + VAE(400) / WGAN).
 
@@ -37,9 +37,10 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from explainers.cdeepex import CDeepExConfig, CDeepExResult, explain  # noqa: E402
-from explainers.classifiers import MnistNet, evaluate, train_classifier  # noqa: E402
-from explainers.data import KannadaSplit, load_kannada, to_tensor  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
+from explainers.datasets.kannada import KannadaSplit, load_kannada  # noqa: E402
 from explainers.metrics import cdeepex_validity, third_class_wins, top2_is_pair  # noqa: E402
+from explainers.nets.classifiers import MnistNet, evaluate, train_classifier  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
 DATA = Path("/work/shared/data/kannada_mnist")
@@ -86,7 +87,7 @@ def generator_kwargs(G: nn.Module) -> dict:
 
 def load_site_models(generator: str) -> tuple[nn.Module, nn.Module, dict]:
     """The checkpoints of benchmarks/train_generators.py (the site's models), if present."""
-    from explainers.classifiers import load_checkpoint
+    from explainers.nets.checkpoints import load_checkpoint
 
     name = {"site-vae": "vae.pt", "site-wgan": "wgan_generator.pt"}[generator]
     missing = [p for p in ("mnistnet.pt", name) if not (OUT / p).is_file()]
@@ -104,7 +105,7 @@ def load_site_models(generator: str) -> tuple[nn.Module, nn.Module, dict]:
 def load_or_train_models(generator: str = "mlp", *, seed: int = 0) -> tuple[nn.Module, nn.Module, dict]:
     """(D, G, info). ``mlp``/``vae``: trained here, cached as benchmarks/out/bench_D.pt and
     bench_G_<kind>.pt; ``site-vae``/``site-wgan``: the checkpoints of train_generators.py."""
-    from explainers.vae import VAE, train_vae
+    from explainers.nets.vae import VAE, train_vae
 
     if generator.startswith("site-"):
         return load_site_models(generator)

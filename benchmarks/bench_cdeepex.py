@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ablation_cdeepex_xgems import load_or_train_models, load_splits  # noqa: E402
 
 from explainers.cdeepex import CDeepExConfig, explain  # noqa: E402
-from explainers.data import to_tensor  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
 from explainers.hooks import model_guard  # noqa: E402
 
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ablation_cdeepex_xgems import load_or_train_models, load_splits  # noqa: E402
 
-from explainers.data import to_tensor  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
 from explainers.gradcam import GradCAM, contrastive_gradcam  # noqa: E402
 from explainers.targets import ClassTarget  # noqa: E402
 

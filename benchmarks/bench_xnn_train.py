@@ -38,10 +38,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from xnn_ablation import DEFAULT_CLASSES, kannada_study, study_classifier  # noqa: E402
 
-from explainers.classifiers import BackboneClassifier, torchvision_classifier  # noqa: E402
 from explainers.deeplift import DeepLift  # noqa: E402
 from explainers.excitation_bp import ExcitationBP  # noqa: E402
-from explainers.xnn import extract_z, fit_xnn  # noqa: E402
+from explainers.nets.classifiers import BackboneClassifier, torchvision_classifier  # noqa: E402
+from explainers.xnn import XNNConfig, extract_z, fit_xnn  # noqa: E402
 
 
 def timed(label: str, fn, log):
@@ -113,7 +113,8 @@ def main() -> None:
     total = time.perf_counter()
     z, logits = timed(f"extract Z and logits ({len(x)} images)", lambda: extract_z(net, layer, x), log)
     xnn = timed(f"train XNN (SRAE, {z.shape[1]}-800-100-{args.features})", lambda: fit_xnn(
-        z, logits, n_features=args.features, epochs=args.epochs, mode="srae", seed=0, layer=layer), log)
+        z, logits, config=XNNConfig(n_features=args.features, epochs=args.epochs, mode="srae", seed=0),
+        layer=layer), log)
     train_seconds = time.perf_counter() - total
     explanation = timed("contributions (explain)", lambda: xnn.explain(net, x), log)
     deeplift = timed("DeepLIFT 1-Heatmaps", lambda: DeepLift(net)(x), log)

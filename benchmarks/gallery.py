@@ -35,7 +35,7 @@ from ablation_cdeepex_xgems import (  # noqa: E402
 
 from explainers import render  # noqa: E402
 from explainers.cdeepex import explain  # noqa: E402
-from explainers.data import to_tensor  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
 from explainers.gradcam import GradCAM, contrastive_gradcam  # noqa: E402
 from explainers.metrics import top2_is_pair  # noqa: E402
 from explainers.targets import ClassTarget  # noqa: E402

@@ -36,6 +36,9 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from studyapp.studies.client import AsyncHttpxTransport, Call, ParticipantClient, Reply  # noqa: E402
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -53,70 +56,86 @@ def prepare(env: dict[str, str]) -> str:
     return out.stdout.strip().splitlines()[-1]
 
 
-class Participant:
-    def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0):
-        self.client = httpx.AsyncClient(base_url=base, timeout=30)
-        self.think = think
-        self.slug = slug
+class Measured(AsyncHttpxTransport):
+    """httpx on loopback, as a browser would: think time first, retry after a dropped connection."""
+
+    def __init__(self, client: httpx.AsyncClient, rng: random.Random, latencies: list[float], think: float):
+        super().__init__(client)
         self.rng = rng
         self.lat = latencies
-        self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
-        self.code = ""
+        self.think = think
         self.errors = 0
         self.dropped = 0
 
-    async def req(self, method: str, path: str, json: dict | None = None) -> httpx.Response:
-        headers = {"X-CSRFToken": self.client.cookies.get("csrftoken", "")} if method == "POST" else {}
+    async def send(self, call: Call) -> Reply:
         if self.think:
             await asyncio.sleep(self.rng.expovariate(1 / self.think))
         for _attempt in range(3):  # a browser's retry after a dropped connection; the API is idempotent
             t0 = time.perf_counter()
             try:
-                r = await self.client.request(method, path, json=json, headers=headers)
+                reply = await super().send(call)
             except httpx.TransportError:
                 self.lat.append(time.perf_counter() - t0)
                 self.dropped += 1
                 continue
             self.lat.append(time.perf_counter() - t0)
-            if r.status_code >= 500:
+            if reply.status >= 500:
                 self.errors += 1
-            return r
-        raise RuntimeError(f"{method} {path}: no answer after 3 attempts")
+            return reply
+        raise RuntimeError(f"{call.label}: no answer after 3 attempts")
+
+
+class Participant:
+    def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0):
+        self.http = httpx.AsyncClient(base_url=base, timeout=30)
+        self.transport = Measured(self.http, rng, latencies, think)
+        self.api = ParticipantClient(slug, self.transport)
+        self.rng = rng
+        self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
+        self.code = ""
+
+    @property
+    def errors(self) -> int:
+        return self.transport.errors
+
+    @property
+    def dropped(self) -> int:
+        return self.transport.dropped
 
     async def run(self) -> None:
-        api = f"/api/s/{self.slug}/"
-        await self.req("GET", f"/s/{self.slug}/")
-        state = (await self.req("POST", api + "enter", {"consent": True})).json()
+        api = self.api
+        await api.page()
+        state = (await api.enter(consent=True)).data
         self.code = state["participant"]
         for _ in range(200):  # bounded
             kind = state["kind"]
             if kind == "done":
                 break
             if self.rng.random() < 0.1:  # reload
-                state = (await self.req("GET", api + "state")).json()
+                state = (await api.state()).data
                 continue
             if kind == "instructions":
-                state = (await self.req("POST", api + f"steps/{state['step']}/continue", {})).json()
+                state = (await api.continue_(state["step"])).data
             elif kind == "trial" and not state["answered"]:
                 choice = self.rng.choice([o["value"] for o in state["options"]])
-                body = {"stimulus": state["stimulus"], "choice": choice}
-                r = await self.req("POST", api + f"steps/{state['step']}/answer", body)
-                if r.status_code == 200:
+                stimulus = state["stimulus"]
+                r = await api.answer(state["step"], stimulus=stimulus, choice=choice)
+                if r.status == 200:
                     self.acked[state["trial"]] = choice
-                    state = r.json()
+                    state = r.data
                 if self.rng.random() < 0.2:  # double submit
-                    r2 = await self.req("POST", api + f"steps/{state['step']}/answer", body)
-                    if r2.status_code == 200:
+                    r2 = await api.answer(state["step"], stimulus=stimulus, choice=choice)
+                    if r2.status == 200:
                         self.acked[state["trial"]] = choice
             elif kind == "trial":
                 step = state["step"]
-                state = (await self.req("POST", api + f"steps/{step}/continue", {})).json()
+                state = (await api.continue_(step)).data
                 if self.rng.random() < 0.1:  # "back": ask for the step just left
-                    r = await self.req("POST", api + f"steps/{step}/continue", {})
-                    state = r.json() if r.status_code == 200 else r.json().get("state", state)
+                    r = await api.continue_(step)
+                    state = r.data if r.status == 200 else r.data.get("state", state)
             elif kind == "rating":
-                state = (await self.req("POST", api + f"steps/{state['step']}/questions", {"answers": {state["key"]: 4}})).json()
-        await self.client.aclose()
+                state = (await api.questions(state["step"], {state["key"]: 4})).data
+        await self.http.aclose()
 
 
 async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> float:

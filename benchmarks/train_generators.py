@@ -29,17 +29,12 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from explainers.classifiers import (  # noqa: E402
-    MnistNet,
-    evaluate,
-    fingerprint,
-    predict,
-    save_checkpoint,
-    train_classifier,
-)
-from explainers.data import load_kannada, to_tensor  # noqa: E402
-from explainers.vae import VAE, train_vae  # noqa: E402
-from explainers.wgan import DCGANGenerator, WGANCritic, train_wgan  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
+from explainers.datasets.kannada import load_kannada  # noqa: E402
+from explainers.nets.checkpoints import fingerprint, save_checkpoint  # noqa: E402
+from explainers.nets.classifiers import MnistNet, evaluate, predict, train_classifier  # noqa: E402
+from explainers.nets.vae import VAE, train_vae  # noqa: E402
+from explainers.nets.wgan import DCGANGenerator, WGANCritic, train_wgan  # noqa: E402
 
 logger = logging.getLogger("train_generators")
 DEFAULT_DATA = Path(os.environ.get("KANNADA_MNIST_DIR", "/work/shared/data/kannada_mnist"))

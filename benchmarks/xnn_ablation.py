@@ -32,17 +32,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from explainers.classifiers import (  # noqa: E402
-    MnistNet,
-    evaluate,
-    fingerprint,
-    load_checkpoint,
-    save_checkpoint,
-    train_classifier,
-)
-from explainers.data import load_kannada, to_tensor  # noqa: E402
+from explainers.datasets.common import to_tensor  # noqa: E402
+from explainers.datasets.kannada import load_kannada  # noqa: E402
 from explainers.excitation_bp import ExcitationBP  # noqa: E402
-from explainers.xnn import extract_z, fit_xnn  # noqa: E402
+from explainers.nets.checkpoints import fingerprint, load_checkpoint, save_checkpoint  # noqa: E402
+from explainers.nets.classifiers import MnistNet, evaluate, train_classifier  # noqa: E402
+from explainers.xnn import XNNConfig, extract_z, fit_xnn  # noqa: E402
 from explainers.xnn_metrics import f_cls, f_reg, orthogonality  # noqa: E402
 
 KANNADA = ROOT.parent / "shared" / "data" / "kannada_mnist"
@@ -125,8 +120,9 @@ def main() -> None:
         stats = results.setdefault(name, {c: [] for c in (*columns, "dead", "seconds")})
         for seed in range(args.seeds):
             started = time.perf_counter()
-            xnn = fit_xnn(z_st, logits_st, n_features=args.features, epochs=args.epochs, beta=args.beta,
-                          q=args.q, eta=eta, mode=mode, seed=seed, layer="relu3")
+            config = XNNConfig(n_features=args.features, epochs=args.epochs, beta=args.beta, q=args.q,
+                               eta=eta, mode=mode, seed=seed)
+            xnn = fit_xnn(z_st, logits_st, config=config, layer="relu3")
             stats["seconds"].append(time.perf_counter() - started)
             with torch.no_grad():
                 approx_st, approx_ho = xnn(z_st), xnn(z_ho)

@@ -81,7 +81,7 @@ import math
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -90,6 +90,7 @@ from torch import Tensor, nn
 
 from explainers.hooks import (
     ExplainerInputError,
+    Progress,
     check_images,
     check_labels,
     model_device,
@@ -101,7 +102,6 @@ __all__ = ["CDeepExConfig", "CDeepExResult", "explain", "fit_z0", "xgems"]
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[dict], None]
 Module = nn.Module | Callable[[Tensor], Any]
 
 
@@ -229,9 +229,14 @@ def _call_generator(G: Module, z: Tensor, shape: tuple[int, ...]) -> Tensor:
     return out
 
 
+def _method(module: nn.Module, name: str) -> Callable[[Tensor], Any]:
+    """``module.<name>``: ``nn.Module.__getattr__`` is typed for parameters and submodules only."""
+    return cast(Callable[[Tensor], Any], getattr(module, name))
+
+
 def _encoder_fn(encoder: Module) -> Callable[[Tensor], Any]:
     if isinstance(encoder, nn.Module) and hasattr(encoder, "encode"):
-        return encoder.encode
+        return _method(encoder, "encode")
     return encoder
 
 
@@ -403,7 +408,7 @@ def explain(
         # a whole VAE was passed as G: decode is the generator, encode the encoder
         if encoder is None and generator_kind == "vae":
             encoder = G
-        G = G.decode
+        G = _method(G, "decode")
     n = images.shape[0]
     shape = tuple(images.shape[1:])
     cfg = config
@@ -434,7 +439,8 @@ def explain(
             seed=seed, progress=progress,
         )
         history, steps, converged, evaluations = _augmented_lagrangian(
-            D, G, x, g0, z0, true, probe, inequality=inequality, config=cfg, progress=progress
+            D, G, x, g0, z0, true, probe, num_classes=num_classes, inequality=inequality,
+            config=cfg, progress=progress,
         )
 
         # ---- the morph: each image's own path, resampled to num_frames points evenly spaced
@@ -517,11 +523,12 @@ def _augmented_lagrangian(
     true: Tensor,
     probe: Tensor,
     *,
+    num_classes: int,
     inequality: bool,
     config: CDeepExConfig,
     progress: Progress | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Solve eq. 3.2 by eqs. 3.3/3.4, all rows at once.
+    """Solve eq. 3.2 by eqs. 3.3/3.4, all rows at once (``num_classes``: C, the logits of ``D``).
 
     Returns ``(history (N, S+1, Z), steps (N,), converged (N,), evaluations (N,))``:
     ``history[i, :steps[i] + 1]`` is image i's path of accepted points (padded with its end
@@ -558,8 +565,14 @@ def _augmented_lagrangian(
     lam = torch.zeros(n, dtype=dt, device=dev)
     c = torch.full((n,), cfg.c0, dtype=dt, device=dev)
     h_prev = torch.zeros(n, dtype=dt, device=dev)
-    mu = mu_probe = g_acc = gp_acc = others = None
-    use_ineq = inequality
+    use_ineq = inequality and num_classes > 2
+    others = torch.ones(n, num_classes, dtype=torch.bool, device=dev)  # neither true nor probe
+    others[rows_all, true] = False
+    others[rows_all, probe] = False
+    mu = torch.zeros(n, num_classes, dtype=dt, device=dev)
+    mu_probe = torch.zeros_like(mu)
+    g_acc = torch.zeros_like(mu)
+    gp_acc = torch.zeros_like(mu)
 
     for step in range(total + 1):
         idx = active.nonzero().flatten()
@@ -569,16 +582,6 @@ def _augmented_lagrangian(
         with torch.enable_grad():
             image = x[idx] + (_call_generator(G, zs, shape) - g0[idx])
             llh = torch.log_softmax(D(image), dim=1)
-            if others is None:  # first pass: per-row state that needs C
-                num_classes = llh.shape[1]
-                use_ineq = inequality and num_classes > 2
-                others = torch.ones(n, num_classes, dtype=torch.bool, device=dev)
-                others[rows_all, true] = False
-                others[rows_all, probe] = False
-                mu = torch.zeros(n, num_classes, dtype=dt, device=dev)
-                mu_probe = torch.zeros_like(mu)
-                g_acc = torch.zeros_like(mu)
-                gp_acc = torch.zeros_like(mu)
             h, g, g_probe = _constraints(llh, true[idx], probe[idx], others[idx], cfg.epsilon)
             terms = (zs, z0[idx], h, g, g_probe)
             loss = _lagrangian(*terms, lam[idx], mu[idx], mu_probe[idx], c[idx], others[idx], use_ineq)

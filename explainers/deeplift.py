@@ -58,14 +58,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from explainers.hooks import ExplainerInputError, check_images, model_device, model_guard
-from explainers.targets import ClassTarget, Target
+from explainers.hooks import (
+    ExplainerInputError,
+    check_images,
+    check_scores,
+    model_device,
+    model_guard,
+)
+from explainers.targets import ClassTarget, Target, as_target
 
 __all__ = ["DeepLift", "DeepLiftError", "DeepLiftResult"]
 
 _EPS = 1e-10
 
-_ELEMENTWISE: dict[type, Callable[[nn.Module], Callable[[Tensor], Tensor]]] = {
+#: module type -> (that module -> its element-wise function); keyed by exact type, so each
+#: factory gets a module of its key's type (hence ``Any``: the key fixes the attributes).
+_ELEMENTWISE: dict[type[nn.Module], Callable[[Any], Callable[[Tensor], Tensor]]] = {
     nn.ReLU: lambda m: F.relu,
     nn.LeakyReLU: lambda m: lambda t: F.leaky_relu(t, m.negative_slope),
     nn.ELU: lambda m: lambda t: F.elu(t, m.alpha),
@@ -93,6 +101,13 @@ class DeepLiftError(ValueError):
 # Kernels
 
 
+def _ratio(num: Tensor, den: Tensor) -> tuple[Tensor, Tensor]:
+    """``(num / den where |den| > eps else 0, that mask)``: a DeepLIFT multiplier and where it
+    is defined (elsewhere the caller falls back to the gradient)."""
+    ok = den.abs() > _EPS
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den)), ok
+
+
 class _Rescale(torch.autograd.Function):
     """Element-wise non-linearity on ``cat([x, x₀])``: backward multiplies by ``Δout/Δin``."""
 
@@ -111,10 +126,8 @@ class _Rescale(torch.autograd.Function):
         with torch.enable_grad():
             leaf = inp.detach().requires_grad_(True)
             (plain,) = torch.autograd.grad(ctx.fn(leaf), leaf, grad)
-        ok = d_in.abs() > _EPS
-        multiplier = torch.where(ok, d_out / torch.where(ok, d_in, torch.ones_like(d_in)), torch.zeros_like(d_in))
-        multiplier = torch.cat([multiplier, multiplier])
-        return torch.where(torch.cat([ok, ok]), grad * multiplier, plain), None, None
+        multiplier, ok = _ratio(d_out, d_in)
+        return torch.where(torch.cat([ok, ok]), grad * torch.cat([multiplier, multiplier]), plain), None, None
 
 
 def _scatter_add_pool(values: Tensor, indices: Tensor, input_shape: torch.Size) -> Tensor:
@@ -148,12 +161,11 @@ class _MaxPool(torch.autograd.Function):
             g0 * (y - ymax), indices[n:], d_in.shape
         )
         plain = _scatter_add_pool(grad, indices, inp.shape)
-        ok = d_in.abs() > _EPS
-        multiplier = torch.where(ok, routed / torch.where(ok, d_in, torch.ones_like(d_in)), torch.zeros_like(d_in))
+        multiplier, ok = _ratio(routed, d_in)
         return torch.where(torch.cat([ok, ok]), torch.cat([multiplier, multiplier]), plain), None, None
 
 
-def _pool_fn(module: nn.Module) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
+def _pool_fn(module: nn.MaxPool1d | nn.MaxPool2d) -> Callable[[Tensor], tuple[Tensor, Tensor]]:
     pool = F.max_pool1d if isinstance(module, nn.MaxPool1d) else F.max_pool2d
     return lambda t: pool(
         t, module.kernel_size, module.stride, module.padding, module.dilation,
@@ -242,10 +254,7 @@ class _RowsOf:
         start = self.chunk.start
         before = logits.new_zeros(start, logits.shape[1])
         after = logits.new_zeros(self.n_total - start - logits.shape[0], logits.shape[1])
-        scores = self.target(torch.cat([before, logits, after]))
-        if not isinstance(scores, Tensor) or scores.shape != (self.n_total,):
-            got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise ExplainerInputError(f"target must return scores of shape ({self.n_total},), got {got}")
+        scores = check_scores(self.target(torch.cat([before, logits, after])), self.n_total)
         return scores[start : start + logits.shape[0]]
 
 
@@ -297,23 +306,12 @@ class DeepLift:
             ) from exc
         if not bool(torch.isfinite(x0).all()):
             raise ExplainerInputError("baselines contain NaN or infinite values")
-        labels = None
-        if targets is not None and not callable(targets):
-            labels = torch.as_tensor(targets)
-            if labels.dim() == 0:
-                labels = labels.expand(n)
-            if labels.shape != (n,):
-                raise ExplainerInputError(f"targets must have shape ({n},), got {tuple(labels.shape)}")
+        whole = None if targets is None else as_target(targets, n)
         parts = []
         with model_guard(self.model), _deeplift_hooks(self.model), torch.enable_grad():
             for start in range(0, n, self.batch_size):
                 chunk = slice(start, start + self.batch_size)
-                if labels is not None:
-                    target: Target | None = ClassTarget(labels[chunk])
-                elif targets is not None and n > self.batch_size:
-                    target = _RowsOf(targets, chunk, n)
-                else:
-                    target = targets
+                target = whole if whole is None or n <= self.batch_size else _RowsOf(whole, chunk, n)
                 parts.append(self._chunk(x[chunk], x0[chunk], target))
         attributions, scores, baseline_scores, predicted = (torch.cat(t) for t in zip(*parts, strict=True))
         delta = attributions.flatten(1).sum(1) - (scores - baseline_scores)
@@ -335,10 +333,7 @@ class DeepLift:
         # the seed multiplier d target / d logits, the same for both halves (exact for targets
         # linear in the logits)
         head = logits[:n].detach().requires_grad_(True)
-        scores = target(head)
-        if not isinstance(scores, Tensor) or scores.shape != (n,):
-            got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
-            raise ExplainerInputError(f"target must return scores of shape ({n},), got {got}")
+        scores = check_scores(target(head), n)
         (seed,) = torch.autograd.grad(scores.sum(), head)
         baseline_scores = target(logits[n:].detach())
         (grad,) = torch.autograd.grad(logits, both, torch.cat([seed, seed]))

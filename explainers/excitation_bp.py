@@ -76,12 +76,14 @@ from torch import Tensor, nn
 from explainers.hooks import (
     ExplainerInputError,
     LayerCapture,
+    Progress,
     check_images,
     check_labels,
     model_device,
     model_guard,
     resolve_layer,
 )
+from explainers.xnn import XNN, capture_z
 
 __all__ = [
     "ExcitationBP",
@@ -90,8 +92,6 @@ __all__ = [
     "normalise_maps",
     "top_signals",
 ]
-
-Progress = Callable[[dict], None]
 
 #: Mass above 1 by more than this means a branch duplicated probability.
 MASS_TOLERANCE = 1e-3
@@ -220,7 +220,7 @@ class _InputRecorder:
 
     def __init__(self, model: nn.Module, only: nn.Module | None) -> None:
         self.targets = [only] if only is not None else [m for m in model.modules() if isinstance(m, nn.Linear)]
-        self.module: nn.Module | None = None
+        self.module: nn.Module | None = None  # the last of ``targets`` called
         self.input: Tensor | None = None
         self._handles: list[Any] = []
 
@@ -286,15 +286,18 @@ def _cat(parts: Sequence[LayerMWP]) -> LayerMWP:
     return LayerMWP(*(torch.cat([getattr(p, f) for p in parts]) for f in ("target", "dual", "contrastive", "mass")))
 
 
-def _features_of(xnn: nn.Module) -> tuple[nn.Module, nn.Linear]:
-    """``(layers below the x-layer, the x-layer nn.Linear)`` of an XNN's encoder."""
+def _features_of(xnn: XNN) -> tuple[nn.Module, nn.Linear, str]:
+    """``(layers below the x-layer, the x-layer nn.Linear, the name of Z)`` of an XNN."""
     encoder = getattr(xnn, "encoder", None)
     if not isinstance(encoder, nn.Sequential):
         raise ExplainerInputError("xnn must have an nn.Sequential `encoder` (an explainers.xnn.XNN)")
-    positions = [i for i, m in enumerate(encoder) if isinstance(m, nn.Linear)]
-    if not positions:
+    linears = [(i, m) for i, m in enumerate(encoder) if isinstance(m, nn.Linear)]
+    if not linears:
         raise ExplainerInputError("the XNN encoder has no nn.Linear layer")
-    return nn.Sequential(*list(encoder)[: positions[-1]]), encoder[positions[-1]]
+    if xnn.layer is None:
+        raise ExplainerInputError("this XNN has no layer name; train it with train_xnn or set .layer")
+    position, top = linears[-1]
+    return nn.Sequential(*list(encoder)[:position]), top, xnn.layer
 
 
 class ExcitationBP:
@@ -344,11 +347,7 @@ class ExcitationBP:
         check_images(images)
         n = images.shape[0]
         if classes is not None:
-            classes = torch.as_tensor(classes)
-            if classes.dim() == 0:
-                classes = classes.expand(n)
-            if classes.shape != (n,):
-                raise ExplainerInputError(f"classes must have shape ({n},), got {tuple(classes.shape)}")
+            classes = check_labels(classes, n, name="classes")
         parts = [
             self._class_chunk(images[i : i + self.batch_size], None if classes is None else classes[i : i + self.batch_size])
             for i in range(0, n, self.batch_size)
@@ -362,6 +361,8 @@ class ExcitationBP:
                 logits = self.model(x)
             if rec.module is None or rec.input is None:
                 raise ExcitationBPError("the model's forward called no nn.Linear top layer")
+            if not isinstance(rec.module, nn.Linear):
+                raise ExcitationBPError(f"the top layer must be an nn.Linear, got {type(rec.module).__name__}")
             if logits.dim() != 2:
                 raise ExcitationBPError(f"model must return logits (N, C), got {tuple(logits.shape)}")
             predicted = logits.detach().argmax(1)
@@ -378,7 +379,7 @@ class ExcitationBP:
 
     def xnn_maps(
         self,
-        xnn: nn.Module,
+        xnn: XNN,
         images: Tensor,
         features: Sequence[int] | None = None,
         *,
@@ -388,25 +389,23 @@ class ExcitationBP:
 
         The MWP flows from x-feature ``i`` through the XNN embedding into its layer ``Z`` of the
         classifier, then down the classifier to ``layer``. ``xnn`` is an
-        :class:`explainers.xnn.XNN` (anything with an ``nn.Sequential`` ``encoder`` ending in the
-        x-feature ``nn.Linear``, a ``layer`` attribute naming ``Z`` and an ``embed(z)`` method).
+        :class:`explainers.xnn.XNN` whose ``layer`` names ``Z`` (its encoder ends in the x-feature
+        ``nn.Linear``).
         """
         raws = self.xnn_mwp(xnn, images, features, progress=progress)
         return torch.stack([self._to_maps(r, images) for r in raws], dim=1)
 
     def xnn_mwp(
         self,
-        xnn: nn.Module,
+        xnn: XNN,
         images: Tensor,
         features: Sequence[int] | None = None,
         *,
         progress: Progress | None = None,
     ) -> list[LayerMWP]:
         """Raw per-x-feature MWP at the layer, one :class:`LayerMWP` per feature."""
-        from explainers.xnn import capture_z  # local: xnn imports this module
-
         check_images(images)
-        below, top = _features_of(xnn)
+        below, top, z_layer = _features_of(xnn)
         n_features = top.out_features
         feats = list(range(n_features)) if features is None else [int(f) for f in features]
         if not feats or any(f < 0 or f >= n_features for f in feats):
@@ -417,13 +416,15 @@ class ExcitationBP:
         for c, start in enumerate(starts):
             out: list[LayerMWP] = []
             with model_guard(xnn), _excitation_hooks(below), self._session(images[start : start + self.batch_size]) as (x, leaf_of):
-                with capture_z(self.model, xnn.layer) as zcap:
+                with capture_z(self.model, z_layer) as zcap:
                     self.model(x)
                 if zcap.value is None:
-                    raise ExcitationBPError(f"the XNN's layer {xnn.layer!r} was not called by model.forward")
+                    raise ExcitationBPError(f"the XNN's layer {z_layer!r} was not called by model.forward")
                 with _InputRecorder(xnn, top) as rec:
                     xnn.embed(zcap.value)
                 h = rec.input
+                if h is None:  # pragma: no cover - embed always calls the x-layer
+                    raise ExcitationBPError("the XNN's x-layer was not called by its encoder")
                 for k, f in enumerate(feats):
                     rows = top.weight.detach()[f].expand(h.shape[0], -1)
                     out.append(self._backward(h, rows, leaf_of(), last=k + 1 == len(feats)))

@@ -29,7 +29,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -38,16 +38,16 @@ from torch import Tensor, nn
 from explainers.hooks import (
     ExplainerInputError,
     LayerCapture,
+    Progress,
     check_images,
     check_labels,
+    check_scores,
     model_device,
     model_guard,
 )
-from explainers.targets import ClassTarget, Target
+from explainers.targets import ClassTarget, Target, as_target
 
 __all__ = ["GradCAM", "contrastive_gradcam", "default_contrast_weights"]
-
-Progress = Callable[[dict], None]
 
 
 def default_contrast_weights() -> Tensor:
@@ -61,12 +61,6 @@ def _minmax(x: Tensor) -> Tensor:
     x = x - lo
     hi = x.flatten(1).max(1).values[:, None, None]
     return x / (hi + 1e-7)
-
-
-def _as_target(targets: Target | Tensor | Sequence[int]) -> Target:
-    if callable(targets):
-        return targets
-    return ClassTarget(torch.as_tensor(targets))
 
 
 class GradCAM:
@@ -93,7 +87,8 @@ class GradCAM:
         *,
         progress: Progress | None = None,
     ) -> Tensor:
-        maps, _ = self.maps_and_logits(images, [_as_target(targets)], progress=progress)
+        check_images(images)
+        maps, _ = self.maps_and_logits(images, [as_target(targets, images.shape[0])], progress=progress)
         return maps[0]
 
     def maps_and_logits(
@@ -119,10 +114,7 @@ class GradCAM:
                     )
                 maps = []
                 for k, target in enumerate(targets):
-                    scores = target(logits)
-                    if not isinstance(scores, Tensor) or scores.shape != (n,):
-                        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores)
-                        raise ExplainerInputError(f"target must return scores of shape ({n},), got {got}")
+                    scores = check_scores(target(logits), n)
                     (grad,) = torch.autograd.grad(
                         scores.sum(), act, retain_graph=k + 1 < len(targets), allow_unused=True
                     )
@@ -200,8 +192,8 @@ def contrastive_gradcam(
     weights = default_contrast_weights() if weights is None else torch.as_tensor(weights)
     if weights.dim() != 1 or weights.numel() == 0:
         raise ExplainerInputError(f"weights must be a non-empty 1-d tensor, got {tuple(weights.shape)}")
-    true = torch.as_tensor(true)
-    probe = torch.as_tensor(probe)
+    true = check_labels(true, n, name="true")
+    probe = check_labels(probe, n, name="probe")
     cam = GradCAM(model, layer)
     with model_guard(model):
         maps, logits = cam.maps_and_logits(images, [ClassTarget(true), ClassTarget(probe)])

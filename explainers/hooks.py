@@ -1,4 +1,4 @@
-"""Model hygiene shared by every explainer: layer capture, state guards and input checks.
+"""Model hygiene shared by every explainer and trainer: layer capture, state guards, input checks.
 
 Every method in :mod:`explainers` must leave the caller's model exactly as it found it
 (captum's rule, and the opposite of pytorch-grad-cam's habit of calling ``model.eval()`` for
@@ -12,10 +12,12 @@ you). The helpers here make that a one-liner::
   images of a batch or add noise) and sets ``requires_grad=False`` on their parameters (so
   backward passes compute only the gradients the explainer needs). On exit, also after an
   exception, every submodule's ``training`` flag and every parameter's ``requires_grad`` are
-  restored to what they were.
+  restored to what they were. The trainers use the same guard in train mode without freezing
+  (``model_guard(net, training=True, freeze=False)``).
 * :class:`LayerCapture` registers one forward hook and removes it in ``finally``.
-* ``check_*`` raise :class:`ExplainerInputError` (a ``ValueError``) with a message that names
-  the argument and what was wrong.
+* ``check_*`` (and :func:`as_images`, which also takes uint8 numpy arrays) raise
+  :class:`ExplainerInputError` (a ``ValueError``) with a message that names the argument and
+  what was wrong. :func:`model_device` is where inputs are moved to.
 """
 
 from __future__ import annotations
@@ -24,19 +26,28 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
+
+from explainers.datasets.common import to_tensor
 
 __all__ = [
     "ExplainerInputError",
     "LayerCapture",
+    "Progress",
+    "as_images",
     "check_images",
     "check_labels",
-    "model_guard",
+    "check_scores",
     "model_device",
     "model_dtype",
+    "model_guard",
     "resolve_layer",
 ]
+
+#: Progress callback: called with ``{"stage", "step", "total", ...}`` (docs/CONTRACTS.md).
+Progress = Callable[[dict], None]
 
 
 class ExplainerInputError(ValueError):
@@ -44,12 +55,18 @@ class ExplainerInputError(ValueError):
 
 
 @contextlib.contextmanager
-def model_guard(*models: nn.Module | Callable[..., Any] | None) -> Iterator[None]:
+def model_guard(
+    *models: nn.Module | Callable[..., Any] | None, training: bool = False, freeze: bool = True
+) -> Iterator[None]:
     """Eval mode and frozen parameters inside the block; the caller's state restored after.
 
     Accepts modules, ``None`` (ignored) and bound methods of modules (``vae.encode``: the
     owning module is guarded). Restores the ``training`` flag of every submodule and the
     ``requires_grad`` flag of every parameter, in ``finally``.
+
+    Args:
+        training: the mode inside the block (``True`` for the trainers).
+        freeze: set ``requires_grad=False`` on every parameter inside the block.
     """
     modules: list[nn.Module] = []
     for m in models:
@@ -60,13 +77,14 @@ def model_guard(*models: nn.Module | Callable[..., Any] | None) -> Iterator[None
     flags = [(p, p.requires_grad) for m in modules for p in m.parameters()]
     try:
         for m in modules:
-            m.eval()
-        for p, _ in flags:
-            p.requires_grad_(False)
+            m.train(training)
+        if freeze:
+            for p, _ in flags:
+                p.requires_grad_(False)
         yield
     finally:
-        for sub, training in modes:
-            sub.training = training
+        for sub, mode in modes:
+            sub.training = mode
         for p, requires_grad in flags:
             p.requires_grad_(requires_grad)
 
@@ -130,6 +148,7 @@ def model_dtype(model: nn.Module, default: torch.dtype = torch.float32) -> torch
 
 
 def model_device(model: nn.Module) -> torch.device:
+    """Device of the first parameter or buffer of ``model`` (CPU for a model without either)."""
     for t in [*model.parameters(), *model.buffers()]:
         return t.device
     return torch.device("cpu")
@@ -158,19 +177,41 @@ def check_images(images: Any, *, name: str = "images", channels: int | None = No
     return images
 
 
-def check_labels(labels: Any, n: int, num_classes: int, *, name: str) -> Tensor:
-    """Validate labels: int tensor (or sequence) of shape ``(n,)`` with values in [0, C)."""
-    if isinstance(labels, int):
-        labels = torch.full((n,), labels, dtype=torch.int64)
+def as_images(images: Any, *, name: str = "images") -> Tensor:
+    """:func:`check_images` for a tensor; uint8 numpy images are converted first
+    (:func:`~explainers.datasets.common.to_tensor`, which refuses other dtypes)."""
+    if isinstance(images, np.ndarray):
+        images = to_tensor(images)
+    return check_images(images, name=name)
+
+
+def check_labels(labels: Any, n: int, num_classes: int | None = None, *, name: str) -> Tensor:
+    """Validate labels: int64 tensor of shape ``(n,)`` with values in [0, C).
+
+    Accepts a tensor, a numpy array or a sequence; a single integer (or 0-d tensor) means the
+    same label for all ``n`` images. ``num_classes=None`` skips the range check (for callers
+    that do not know C yet).
+    """
     labels = torch.as_tensor(labels)
-    if labels.is_floating_point() or labels.dtype == torch.bool:
+    if labels.is_floating_point() or labels.dtype == torch.bool or labels.is_complex():
         raise ExplainerInputError(f"{name} must be integer class indices, got {labels.dtype}")
+    if labels.dim() == 0:
+        labels = labels.expand(n).clone()
     if labels.shape != (n,):
         raise ExplainerInputError(f"{name} must have shape ({n},), got {tuple(labels.shape)}")
     labels = labels.to(torch.int64)
-    bad = (labels < 0) | (labels >= num_classes)
-    if bool(bad.any()):
-        raise ExplainerInputError(
-            f"{name} out of range [0, {num_classes}): {labels[bad][:10].tolist()}"
-        )
+    if num_classes is not None:
+        bad = (labels < 0) | (labels >= num_classes)
+        if bool(bad.any()):
+            raise ExplainerInputError(
+                f"{name} out of range [0, {num_classes}): {labels[bad][:10].tolist()}"
+            )
     return labels
+
+
+def check_scores(scores: Any, n: int) -> Tensor:
+    """A target's output must be one score per image, shape ``(n,)``."""
+    if not isinstance(scores, Tensor) or scores.shape != (n,):
+        got = tuple(scores.shape) if isinstance(scores, Tensor) else type(scores).__name__
+        raise ExplainerInputError(f"target must return scores of shape ({n},), got {got}")
+    return scores

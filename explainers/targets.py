@@ -17,34 +17,38 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
 
-__all__ = ["ClassTarget", "ContrastTarget", "LogProbTarget", "Target"]
+from explainers.hooks import ExplainerInputError, check_labels
+
+__all__ = ["ClassTarget", "ContrastTarget", "LogProbTarget", "Target", "as_target"]
 
 Target = Callable[[Tensor], Tensor]
 
 
 def _labels(labels: Tensor | int | list[int]) -> Tensor:
-    t = torch.as_tensor(labels)
-    if t.is_floating_point() or t.dtype == torch.bool:
-        raise TypeError(f"labels must be integer class indices, got {t.dtype}")
-    return t.to(torch.int64).reshape(-1)
+    t = torch.as_tensor(labels).reshape(-1)
+    return check_labels(t, t.numel(), name="labels")
 
 
 def _pick(logits: Tensor, labels: Tensor) -> Tensor:
     if logits.dim() != 2:
-        raise ValueError(f"target expects logits of shape (N, C), got {tuple(logits.shape)}")
-    labels = labels.to(logits.device)
-    if labels.numel() == 1:
-        labels = labels.expand(logits.shape[0])
-    if labels.shape[0] != logits.shape[0]:
-        raise ValueError(f"{labels.shape[0]} labels for a batch of {logits.shape[0]} logits")
-    if bool(((labels < 0) | (labels >= logits.shape[1])).any()):
-        raise ValueError(f"label out of range [0, {logits.shape[1]}): {labels.tolist()[:10]}")
+        raise ExplainerInputError(f"target expects logits of shape (N, C), got {tuple(logits.shape)}")
+    n, num_classes = logits.shape
+    one = labels.reshape(()) if labels.numel() == 1 else labels  # one label for every image
+    labels = check_labels(one, n, num_classes, name="labels").to(logits.device)
     return logits.gather(1, labels[:, None])[:, 0]
+
+
+def as_target(targets: Target | Tensor | Sequence[int] | int, n: int) -> Target:
+    """A target callable as it is; integer labels (one per image, or one for all ``n``) as
+    :class:`ClassTarget`, checked against the batch size ``n``."""
+    if callable(targets):
+        return targets
+    return ClassTarget(check_labels(targets, n, name="targets"))
 
 
 class ClassTarget:

@@ -14,6 +14,7 @@ where ``E_l`` is the column of x-feature ``l`` over the training examples. The b
 paper's ablation (section 4.2, Table 1) are ``mode="nn"`` (no reconstruction term) and
 ``mode="sae"`` (plain reconstruction, ``β · 1/S_z Σ_k Q_k``). The pull-away term is SRAE's; the
 paper's NN and SAE have none, so pass ``eta=0`` for them (``mode`` does not change ``eta``).
+These settings, and the optimiser's, are the fields of :class:`XNNConfig`.
 
 Architecture (paper section 4.2: "800, 100, n hidden units"): encoder
 ``S_z -> 800 -> ReLU -> 100 -> ReLU -> n -> softplus`` (the x-features), ``v``: ``n -> C`` linear
@@ -59,7 +60,8 @@ Shapes: ``Z`` ``(N, S_z)``, logits ``(N, C)``, ``E`` ``(N, n)``, contributions `
 Example::
 
     >>> net = MnistNet(4)                                                   # doctest: +SKIP
-    >>> xnn = train_xnn(net, "relu3", images, n_features=7, epochs=500, seed=0)  # doctest: +SKIP
+    >>> cfg = XNNConfig(n_features=7, epochs=500, seed=0)                   # doctest: +SKIP
+    >>> xnn = train_xnn(net, "relu3", images, config=cfg)                   # doctest: +SKIP
     >>> out = xnn.explain(net, images[:5])                                  # doctest: +SKIP
     >>> out.contributions.shape, out.normalised.abs().sum(1)                # doctest: +SKIP
     (torch.Size([5, 7]), tensor([1., 1., 1., 1., 1.]))
@@ -70,25 +72,27 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
-from explainers.classifiers import register_architecture
 from explainers.hooks import (
     ExplainerInputError,
+    Progress,
     check_images,
     check_labels,
     model_device,
     model_guard,
     resolve_layer,
 )
+from explainers.nets.checkpoints import register_architecture
 
 __all__ = [
     "XNN",
+    "XNNConfig",
     "XNNExplanation",
     "capture_z",
     "extract_z",
@@ -104,11 +108,59 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Progress = Callable[[dict], None]
 Mode = Literal["srae", "nn", "sae"]
 MODES = ("srae", "nn", "sae")
 XActivation = Literal["softplus", "relu", "linear"]
 X_ACTIVATIONS = ("softplus", "relu", "linear")
+
+
+def _one_of(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class XNNConfig:
+    """Settings of :func:`fit_xnn` and :func:`train_xnn` (equation 5 and its optimiser).
+
+    Attributes:
+        n_features: ``n``, the number of x-features (7 in the human study, 5 for the metrics).
+        epochs: passes over the training ``Z``.
+        beta: weight of the reconstruction term.
+        q: the sparsity scale of SRAE's ``log(1 + q Q_k)``, in units of ``1/Z²``.
+        eta: weight of the pull-away term (0 for the paper's NN and SAE baselines).
+        mode: ``"srae"`` (the paper's), ``"nn"`` (no reconstruction term) or ``"sae"`` (plain
+            reconstruction).
+        seed: initialisation and shuffling, inside ``torch.random.fork_rng``.
+        lr: Adam's step size.
+        batch_size: examples per step; ``None`` trains full-batch (exact ``Q_k`` and pull-away).
+        hidden: encoder hidden sizes (decoder mirrored), the paper's ``(800, 100)``.
+        x_activation: activation of the x-layer, ``"softplus"`` (``E > 0``), ``"relu"`` or
+            ``"linear"``.
+    """
+
+    n_features: int = 7
+    epochs: int = 1000
+    beta: float = 1.0
+    q: float = 1.0
+    eta: float = 1.0
+    mode: Mode = "srae"
+    seed: int = 0
+    lr: float = 1e-3
+    batch_size: int | None = None
+    hidden: tuple[int, ...] = (800, 100)
+    x_activation: XActivation = "softplus"
+
+    def __post_init__(self) -> None:
+        _one_of("mode", self.mode, MODES)
+        _one_of("x_activation", self.x_activation, X_ACTIVATIONS)
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be at least 1, got {self.epochs}")
+        if self.n_features < 1:
+            raise ValueError(f"n_features must be at least 1, got {self.n_features}")
+        if self.beta < 0 or self.q <= 0 or self.eta < 0:
+            raise ValueError(f"need beta >= 0, q > 0, eta >= 0; got beta={self.beta}, q={self.q}, eta={self.eta}")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,7 +236,8 @@ def extract_z(
     check_images(images)
     name = layer_name(classifier, layer)
     device = model_device(classifier)
-    zs, ys = [], []
+    zs: list[Tensor] = []
+    ys: list[Tensor] = []
     with model_guard(classifier), capture_z(classifier, name) as box:
         for chunk in images.split(batch_size):
             box.value = None
@@ -226,8 +279,7 @@ class XNN(nn.Module):
         layer: str | None = None,
     ) -> None:
         super().__init__()
-        if x_activation not in X_ACTIVATIONS:
-            raise ValueError(f"x_activation must be one of {X_ACTIVATIONS}, got {x_activation!r}")
+        _one_of("x_activation", x_activation, X_ACTIVATIONS)
         if z_dim < 1 or num_classes < 1 or n_features < 1:
             raise ValueError(f"z_dim, num_classes and n_features must be positive, got {z_dim}, {num_classes}, {n_features}")
         hidden = [int(h) for h in hidden]
@@ -380,8 +432,7 @@ def reconstruction_loss(z_tilde: Tensor, z: Tensor, *, q: float, mode: Mode = "s
     >>> reconstruction_loss(zt, z, q=3.0, mode="srae")     # (log 4 + log 1) / 2
     tensor(0.6931)
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _one_of("mode", mode, MODES)
     if mode == "nn":
         return z.new_zeros(())
     q_k = (z_tilde - z).pow(2).mean(0)
@@ -394,8 +445,7 @@ def xnn_loss(
     """The terms of equation 5 on one batch: ``{"loss", "faithfulness", "reconstruction",
     "pull_away"}`` (``reconstruction`` is the un-weighted sparsity (SRAE) or mean squared error
     (SAE) term, 0 for NN); ``loss = faithfulness + beta * reconstruction + eta * pull_away``."""
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    _one_of("mode", mode, MODES)
     z = xnn._z(z)
     e = xnn.encoder(z)
     faithfulness = faithfulness_loss(xnn.v(e), logits)
@@ -433,33 +483,19 @@ def fit_xnn(
     z: Tensor,
     logits: Tensor,
     *,
-    n_features: int = 7,
-    epochs: int = 1000,
-    beta: float = 1.0,
-    q: float = 1.0,
-    eta: float = 1.0,
-    mode: Mode = "srae",
-    seed: int = 0,
-    lr: float = 1e-3,
-    batch_size: int | None = None,
-    hidden: Sequence[int] = (800, 100),
-    x_activation: XActivation = "softplus",
+    config: XNNConfig = XNNConfig(),  # noqa: B008 (frozen dataclass)
     layer: str | None = None,
     progress: Progress | None = None,
 ) -> XNN:
     """Train an :class:`XNN` on precomputed ``Z (M, S_z)`` and logits ``ŷ (M, C)``.
 
-    Deterministic for the same inputs and ``seed``. ``batch_size=None`` trains full-batch (one
-    step per epoch, exact ``Q_k`` and pull-away). ``progress`` gets ``{"stage": "train_xnn",
-    "step", "total", "epoch", "loss", "faithfulness", "reconstruction", "pull_away"}`` once per
-    epoch. Returns the XNN in eval mode on CPU.
+    Deterministic for the same inputs and ``config.seed``. ``config.batch_size=None`` trains
+    full-batch (one step per epoch, exact ``Q_k`` and pull-away). ``layer`` is stored on the XNN
+    (the name of ``Z`` in the classifier). ``progress`` gets ``{"stage": "train_xnn", "step",
+    "total", "epoch", "loss", "faithfulness", "reconstruction", "pull_away"}`` once per epoch.
+    Returns the XNN in eval mode on CPU.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if beta < 0 or q <= 0 or eta < 0:
-        raise ValueError(f"need beta >= 0, q > 0, eta >= 0; got beta={beta}, q={q}, eta={eta}")
+    cfg = config
     z = z.detach().flatten(1).float().cpu()
     logits = logits.detach().float().cpu()
     if z.dim() != 2 or logits.dim() != 2 or z.shape[0] != logits.shape[0] or z.shape[0] < 2:
@@ -467,37 +503,37 @@ def fit_xnn(
     if not (torch.isfinite(z).all() and torch.isfinite(logits).all()):
         raise ExplainerInputError("Z or logits contain NaN or infinite values")
     m = z.shape[0]
-    bs = m if batch_size is None else max(2, min(int(batch_size), m))
+    bs = m if cfg.batch_size is None else max(2, min(int(cfg.batch_size), m))
     steps = (m + bs - 1) // bs
     started = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        xnn = XNN(z.shape[1], logits.shape[1], n_features, hidden, x_activation, layer)
+        torch.manual_seed(cfg.seed)
+        xnn = XNN(z.shape[1], logits.shape[1], cfg.n_features, cfg.hidden, cfg.x_activation, layer)
         _init_alive(xnn, z)
-        generator = torch.Generator().manual_seed(seed)
-        optimiser = torch.optim.Adam(xnn.parameters(), lr=lr)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        optimiser = torch.optim.Adam(xnn.parameters(), lr=cfg.lr)
         xnn.train()
-        for epoch in range(epochs):
+        for epoch in range(cfg.epochs):
             order = torch.randperm(m, generator=generator) if bs < m else torch.arange(m)
             totals = {"loss": 0.0, "faithfulness": 0.0, "reconstruction": 0.0, "pull_away": 0.0}
             for start in range(0, m, bs):
                 idx = order[start : start + bs]
                 if idx.numel() < 2:  # a lone last example: cosines are meaningless
                     continue
-                terms = xnn_loss(xnn, z[idx], logits[idx], beta=beta, q=q, eta=eta, mode=mode)
+                terms = xnn_loss(xnn, z[idx], logits[idx], beta=cfg.beta, q=cfg.q, eta=cfg.eta, mode=cfg.mode)
                 optimiser.zero_grad(set_to_none=True)
                 terms["loss"].backward()
                 optimiser.step()
                 for k in totals:
                     totals[k] += float(terms[k].detach()) * idx.numel() / m
             if progress is not None:
-                progress({"stage": "train_xnn", "step": (epoch + 1) * steps, "total": epochs * steps, "epoch": epoch, **totals})
+                progress({"stage": "train_xnn", "step": (epoch + 1) * steps, "total": cfg.epochs * steps, "epoch": epoch, **totals})
             if not torch.isfinite(torch.tensor(totals["loss"])):
                 raise FloatingPointError(f"XNN loss became {totals['loss']} at epoch {epoch}; lower lr or q")
     xnn.eval()
     logger.info(
         "train_xnn (%s, n=%d): %d epochs in %.1f s, final loss %.4f (faithfulness %.4f)",
-        mode, n_features, epochs, time.perf_counter() - started, totals["loss"], totals["faithfulness"],
+        cfg.mode, cfg.n_features, cfg.epochs, time.perf_counter() - started, totals["loss"], totals["faithfulness"],
     )
     return xnn
 
@@ -507,29 +543,16 @@ def train_xnn(
     layer: nn.Module | str,
     images: Tensor,
     *,
-    n_features: int = 7,
-    epochs: int = 1000,
-    beta: float = 1.0,
-    q: float = 1.0,
-    eta: float = 1.0,
-    mode: Mode = "srae",
-    seed: int = 0,
-    lr: float = 1e-3,
-    batch_size: int | None = None,
-    hidden: Sequence[int] = (800, 100),
-    x_activation: XActivation = "softplus",
+    config: XNNConfig = XNNConfig(),  # noqa: B008 (frozen dataclass)
     progress: Progress | None = None,
 ) -> XNN:
     """Attach an XNN to ``layer`` of the frozen ``classifier`` and train it on ``images``.
 
     ``Z`` and the logits are computed once (eval mode, no gradients; the classifier's modes and
-    ``requires_grad`` flags are left as they were), then :func:`fit_xnn` trains the XNN. The
-    returned XNN remembers ``layer`` (as a name) for :meth:`XNN.explain` and ExcitationBP.
+    ``requires_grad`` flags are left as they were), then :func:`fit_xnn` trains the XNN with
+    ``config``. The returned XNN remembers ``layer`` (as a name) for :meth:`XNN.explain` and
+    ExcitationBP.
     """
     name = layer_name(classifier, layer)
     z, logits = extract_z(classifier, name, images)
-    return fit_xnn(
-        z, logits, n_features=n_features, epochs=epochs, beta=beta, q=q, eta=eta, mode=mode,
-        seed=seed, lr=lr, batch_size=batch_size, hidden=hidden, x_activation=x_activation,
-        layer=name, progress=progress,
-    )
+    return fit_xnn(z, logits, config=config, layer=name, progress=progress)

@@ -5,6 +5,9 @@ server to install, and a real ``celery worker`` process consumes from it. With
 ``CELERY_BROKER_URL=redis://...`` it uses Redis (production: several workers on several
 machines, see docker-compose.yml). Explanation work goes to its own queue so GPU machines
 can serve it.
+
+Configuration only: what a worker does when it starts that concerns the pipeline (resume
+unfinished precompute jobs) is connected by ``studyapp/pipeline/apps.py``.
 """
 
 from __future__ import annotations
@@ -70,21 +73,6 @@ def heartbeat_dir():
     from django.conf import settings
 
     return settings.CELERY_QUEUE_DIR / "heartbeats"
-
-
-@worker_ready.connect
-def _resume_unfinished(sender=None, **_):
-    """A worker that (re)starts picks up jobs a killed worker left unfinished."""
-    import logging
-
-    try:
-        from studyapp.pipeline.services import precompute_resume_unfinished
-
-        queued = precompute_resume_unfinished()
-        if queued:
-            logging.getLogger(__name__).warning("Resumed %d unfinished explanation(s)", queued)
-    except Exception:  # never keep a worker from starting
-        logging.getLogger(__name__).exception("Could not resume unfinished precompute jobs")
 
 
 @worker_ready.connect

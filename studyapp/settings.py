@@ -19,8 +19,7 @@ VAR_DIR = Path(env_str("STUDY_VAR_DIR", str(BASE_DIR / "var")))
 DEBUG = env_bool("DJANGO_DEBUG", False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    # pytest sets PYTEST_VERSION: tests run without a key, a server never does.
-    if not DEBUG and not os.environ.get("PYTEST_VERSION"):
+    if not DEBUG:
         raise ImproperlyConfigured(
             "DJANGO_SECRET_KEY is required when DJANGO_DEBUG is off. "
             "Set DJANGO_DEBUG=1 for local development, or set a long random DJANGO_SECRET_KEY."
@@ -48,6 +47,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Oversized bodies (413) and JSON nested too deeply (400), before any view or CSRF check reads one.
+    "studyapp.lib.bodies.RequestBodyLimitsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -111,15 +112,24 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
+        # The manifest needs collectstatic; tests switch to the plain storage (tests/conftest.py).
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
-        if not (DEBUG or os.environ.get("PYTEST_VERSION"))
+        if not DEBUG
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
-# Stimulus images and explanation assets. Served through a view (see studies.views.asset) so that
-# the same code path works under runserver and gunicorn without a separate media server.
+# Stimulus images and explanation assets. Served through a view (studies.views.media) so that
+# the same code path works under runserver and gunicorn without a separate media server; it
+# serves only the folders participants are shown (studies.access.PARTICIPANT_MEDIA_FOLDERS), never
+# the models/ or datasets/ also kept here.
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "/media/"
+
+# Request bodies (studyapp.lib.bodies): any body above this is refused with 413 (file uploads
+# are not counted); a participant API body above STUDY_API_MAX_BODY_BYTES too (its largest,
+# a questionnaire with free text, is a few kB).
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+STUDY_API_MAX_BODY_BYTES = 64 * 1024
 
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
@@ -137,6 +147,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": [],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_PARSER_CLASSES": ["studyapp.lib.bodies.SafeJSONParser"],
     "DEFAULT_THROTTLE_RATES": {
         "entry": env_str("STUDY_ENTRY_RATE", "30/minute"),
         "participant": env_str("STUDY_PARTICIPANT_RATE", "600/minute"),

@@ -33,6 +33,8 @@ def _empty_shared_broker():
 def _isolated_media(tmp_path_factory, settings):
     settings.MEDIA_ROOT = tmp_path_factory.mktemp("media")
     settings.CELERY_QUEUE_DIR = tmp_path_factory.mktemp("celery")
+    # Production's manifest storage needs collectstatic; tests find static files where they are.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
     settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     # Many bots share 127.0.0.1 here; the rate-limit test sets its own low rate.
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"entry": "10000/minute", "participant": "10000/minute"}}

@@ -79,10 +79,17 @@
   }
 
   async function load() {
-    const q = prolific.prolific_pid ? "?PROLIFIC_PID=" + encodeURIComponent(prolific.prolific_pid) : "";
+    // A run started elsewhere resumes here only with the SESSION_ID it was started with.
+    const q = prolific.prolific_pid ? "?PROLIFIC_PID=" + encodeURIComponent(prolific.prolific_pid) +
+      "&SESSION_ID=" + encodeURIComponent(prolific.session_id || "") : "";
     const r = await call("GET", "state" + q);
     if (r.ok) render(r.data, r.seq);
-    else showError((r.data && r.data.detail) || "This study could not be loaded.");
+    else {
+      // e.g. 403 resume_refused: the server's sentence says what to do; nothing else is shown.
+      const loading = document.getElementById("loading");
+      if (loading) loading.remove();
+      showError((r.data && r.data.detail) || "This study could not be loaded.");
+    }
   }
 
   function setProgress(s) {
@@ -226,7 +233,11 @@
     return h("div", { id: "feedback" }, out);
   }
 
-  /* ---------------- Clustering: drag images into groups (or select + "Move here") ---------------- */
+  /* ---------------- Clustering: drag images into groups (or select + "Move here") ----------------
+     Dragging is SortableJS (static/vendor/sortablejs): one shared group joins the "not grouped yet"
+     tray and every group box, with the mouse (HTML5 drag and drop) and with a finger (touch events)
+     alike. Sortable only moves the card on screen; the drop is read back into `where` and the board
+     redrawn from it, so the assignment sent to the server is built as before. */
   function groupingView(s) {
     const where = {};          // image id -> group index, or -1 for "not grouped yet"
     s.images.forEach((img) => (where[img.id] = -1));
@@ -243,7 +254,7 @@
     }
 
     function card(img) {
-      const el = h("div", { class: "card-img" + (selected.has(img.id) ? " selected" : ""), draggable: "true", tabindex: 0,
+      const el = h("div", { class: "card-img" + (selected.has(img.id) ? " selected" : ""), tabindex: 0,
         role: "button", "aria-pressed": selected.has(img.id) ? "true" : "false", "data-id": img.id,
         "aria-label": "Image " + img.id + (selected.has(img.id) ? ", selected" : "") });
       if (selected.has(img.id)) el.appendChild(h("div", { class: "banner" }, "Selected"));
@@ -261,7 +272,6 @@
       }
       el.addEventListener("click", () => toggleSelect(img.id));
       el.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggleSelect(img.id); } });
-      el.addEventListener("dragstart", (e) => { e.dataTransfer.setData("text/plain", String(img.id)); e.dataTransfer.effectAllowed = "move"; });
       return el;
     }
 
@@ -273,29 +283,54 @@
       if (again) again.focus({ preventScroll: true });
     }
 
-    function move(ids, group) {
+    function move(ids, group, via) {
       ids.forEach((id) => (where[id] = group));
-      logEvent("move", { images: ids, group });
+      logEvent("move", { images: ids, group, via });
       selected.clear();
       draw();
     }
 
+    // The cards are direct children of the box (after its header), so that the whole box, header
+    // included, is a drop target for Sortable.
     function zone(group, title) {
       const members = s.images.filter((img) => where[img.id] === group);
       const box = h("section", { class: "zone" + (group < 0 ? " tray" : ""), "data-group": group },
         h("header", {}, h("span", { class: "zone-title" }, title + " (" + members.length + ")"),
           h("button", { class: "secondary small", "data-move": group, disabled: selected.size === 0,
-            onclick: () => move([...selected], group) }, "Move selected here")),
-        h("div", { class: "zone-body" }, members.map(card)));
-      box.addEventListener("dragover", (e) => { e.preventDefault(); box.classList.add("over"); });
-      box.addEventListener("dragleave", () => box.classList.remove("over"));
-      box.addEventListener("drop", (e) => {
-        e.preventDefault();
-        box.classList.remove("over");
-        const id = Number(e.dataTransfer.getData("text/plain"));
-        if (id in where) move(selected.has(id) ? [...selected] : [id], group);
-      });
+            "aria-label": "Move selected images to " + title, onclick: () => move([...selected], group, "button") },
+            "Move", h("span", { class: "wide-only" }, " selected"), " here")),
+        members.map(card));
+      enableDrag(box, group);
       return box;
+    }
+
+    const sortables = [];
+    function enableDrag(box, group) {
+      if (!window.Sortable) return;  // without the library, tap (or Enter) and "Move selected here" still work
+      sortables.push(window.Sortable.create(box, {
+        group: "grouping", draggable: ".card-img", sort: false,  // order inside a group means nothing
+        // With a finger, press and hold (150 ms) to pick a card up; a quick swipe still scrolls the page.
+        delay: 150, delayOnTouchOnly: true, touchStartThreshold: 6,
+        fallbackOnBody: true, emptyInsertThreshold: 16, scrollSensitivity: 40,
+        ghostClass: "drag-ghost", chosenClass: "drag-chosen", fallbackClass: "drag-finger",
+        // While a card is dragged no box may shrink: Sortable takes the card out of its box as soon
+        // as it hovers over another, and a box that shrank would move the boxes after it (on a
+        // phone, the whole dock) away from under the finger.
+        onStart: () => root.querySelectorAll(".zone").forEach((z) => (z.style.minHeight = z.offsetHeight + "px")),
+        onMove: (evt) => {
+          root.querySelectorAll(".zone.over").forEach((z) => z.classList.remove("over"));
+          evt.to.classList.add("over");
+        },
+        onEnd: () => root.querySelectorAll(".zone").forEach((z) => { z.classList.remove("over"); z.style.minHeight = ""; }),
+        // A card dropped into another box: a selected card takes the whole selection with it. The
+        // redraw waits for Sortable to finish its own clean-up of the drop.
+        onAdd: (evt) => {
+          const id = Number(evt.item.dataset.id);
+          if (!(id in where)) return;
+          const ids = selected.has(id) ? [...selected] : [id];
+          setTimeout(() => move(ids, group, "drag"), 0);
+        },
+      }));
     }
 
     function compareView() {
@@ -330,9 +365,9 @@
         toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
           comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, "Compare selected"));
       }
+      sortables.splice(0).forEach((x) => x.destroy());
       const groups = [];
       for (let g = 0; g < nGroups; g++) groups.push(zone(g, "Group " + (g + 1)));
-      const zones = [zone(-1, "Not grouped yet"), h("div", { class: "groups" }, groups)];
       const left = s.images.filter((img) => where[img.id] === -1).length;
       const done = h("button", { id: "done-grouping", disabled: left > 0, onclick: () => {
         const used = [...new Set(Object.values(where))].sort((a, b) => a - b);
@@ -340,14 +375,18 @@
         Object.entries(where).forEach(([id, g]) => (assignment[id] = used.indexOf(g)));
         act("POST", "steps/" + s.step + "/grouping", { assignment });
       } }, left > 0 ? left + " image(s) left" : "Done");
+      // The dock holds the group boxes and the buttons. Laptop: a column beside the images that
+      // stays in view while the page scrolls. Phone: a bar stuck to the bottom of the screen, so
+      // the groups are in reach (of a thumb, and of a dragged card) whichever image is on screen.
+      const dock = h("div", { class: "dock" }, h("div", { class: "groups" }, groups),
+        h("div", { class: "actions" },
+          h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, "+ New group"),
+          done));
       root.replaceChildren(...[
         h("p", { class: "stage-text" }, s.instruction),
         toolbar,
         comparing && selected.size ? compareView() : null,
-        h("div", { class: "zones" }, zones),
-        h("div", { class: "actions" },
-          h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, "+ New group"),
-          done)].filter(Boolean));
+        h("div", { class: "zones" }, zone(-1, "Not grouped yet"), dock)].filter(Boolean));
     }
     draw();
     return [root];

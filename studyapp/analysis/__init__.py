@@ -1,16 +1,17 @@
-"""Statistical analysis of the two user studies, free of Django.
+"""The Django side of the statistics: the analysis pages, the report and imported result sets.
 
-Everything here takes and returns pandas DataFrames, numbers and small dataclasses; the
-Django side (selectors, CSV import) builds the DataFrames and stores or serves the results.
+The statistics themselves are the pure `stats` package; this app reads the data, runs
+`stats.analyse` once per request and presents the result.
 
 Modules:
 
-- ``schema``: column names, arm/stage names, Likert scales and their integer coding.
-- ``learning``: Study A (dissertation ch. 5): learning curves, Tables 5.2/5.3, ratings.
-- ``clustering``: Study B (XNN paper section 4.1): purity, stage comparisons, questionnaires.
-- ``exclusions``: participant exclusion rules with a report.
-- ``power``: sample size (analytic and by simulation).
-- ``synthetic``: seeded synthetic participants with a planted learning effect.
-- ``figures``: matplotlib figures (no pyplot state) and PNG/SVG bytes.
-- ``report``: a self-contained HTML report.
+- ``models``, ``admin``, ``urls``: imported result sets and the staff-only pages.
+- ``access``: who may see what (the model permissions the admin would check).
+- ``frames``: a study's database rows as the pandas frames `stats` reads.
+- ``importing``: a results CSV as an imported result set (all or nothing).
+- ``sources``: a study or an imported result set, its frames and settings, and `run_analysis`.
+- ``presenters``: analysis results as table cells and figures, for the page and the report.
+- ``forms``, ``views``: the planned tests, the power calculator, the upload; thin views.
+- ``report``: the self-contained HTML report, a template filled from the presenters.
+- ``services``: the writes of the analysis page (planned tests, alpha).
 """

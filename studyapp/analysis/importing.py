@@ -16,7 +16,7 @@ Two files:
    - clustering design (Study B), one row per image placed: ``participant``, ``stage``,
      ``dataset``, ``image_id``, ``cluster``, ``predicted_class``; optional ``batch`` (cluster
      numbers are then local to a batch), ``arm``, ``config_hash``, ``software_version``. The
-     groupings export (`exports_extra.grouping_rows`) is such a file.
+     groupings export (`studyapp.studies.exports.grouping_rows`) is such a file.
 
 2. A participants file (optional), one row per participant: ``participant`` plus any of
    ``feedback_rating`` or ``rating`` (1..5), ``status`` ("completed"/"active") or ``completed``,
@@ -38,14 +38,14 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
-from studyapp.analysis import clustering, learning
-from studyapp.analysis.models import ImportedResults
-from studyapp.analysis.schema import (
+from stats import clustering, learning
+from stats.schema import (
     AGENT_RATING_LABELS,
     CONFIDENCE_LABELS,
     FEEDBACK_RATING_LABELS,
     AnalysisInputError,
 )
+from studyapp.analysis.models import ImportedResults
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_LISTED = 20

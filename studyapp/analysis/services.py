@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 from django.db import transaction
 
+from stats.analyse import ALTERNATIVES
 from studyapp.analysis.models import ImportedResults
-from studyapp.analysis.summary import ALTERNATIVES
 from studyapp.studies.models import Study
 from studyapp.studies.services import study_refresh_config_hash
 

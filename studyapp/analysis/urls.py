@@ -15,7 +15,6 @@ urlpatterns = [
     path("study/<int:pk>/", staff(views.study_analysis), name="analysis-study"),
     path("study/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.study_figure), name="analysis-study-figure"),
     path("study/<int:pk>/report.html", staff(views.study_report), name="analysis-study-report"),
-    path("study/<int:pk>/export/<slug:kind>.csv", staff(views.study_export), name="analysis-study-export"),
     path("imported/upload/", staff(views.import_upload), name="analysis-import"),
     path("imported/<int:pk>/", staff(views.imported_analysis), name="analysis-imported"),
     path("imported/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.imported_figure), name="analysis-imported-figure"),

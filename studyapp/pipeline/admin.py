@@ -11,7 +11,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from studyapp.pipeline import services, tasks
+from studyapp.pipeline import datasets, tasks
 from studyapp.pipeline.models import (
     Dataset,
     ExplanationAsset,
@@ -19,7 +19,7 @@ from studyapp.pipeline.models import (
     Stimulus,
     TrainedModel,
 )
-from studyapp.studies.selectors import media_url
+from studyapp.pipeline.storage import media_url
 
 
 class ImportForm(forms.Form):
@@ -61,11 +61,11 @@ class DatasetAdmin(admin.ModelAdmin):
             data = form.cleaned_data
             try:
                 if data["source"] == "directory":
-                    dataset = services.dataset_import_kannada(name=data["name"], directory=data["directory"])
+                    dataset = datasets.dataset_import_kannada(name=data["name"], directory=data["directory"])
                 elif data["source"] == "download":
-                    dataset = services.dataset_download_kannada(name=data["name"], dest=settings.VAR_DIR / "downloads" / "kannada")
+                    dataset = datasets.dataset_download_kannada(name=data["name"], dest=settings.VAR_DIR / "downloads" / "kannada")
                 else:
-                    dataset = services.dataset_make_lookalike(name=data["name"])
+                    dataset = datasets.dataset_make_lookalike(name=data["name"])
             except Exception as exc:  # shown to staff; nothing was imported
                 form.add_error(None, f"Nothing was imported: {exc}")
             else:

@@ -1,12 +1,12 @@
 """Study B (XNN paper §4.1) on the shared pipeline: data sets, 4-class classifiers, XNNs, the
 pre-drawn image sets. Explanations are computed by the same Celery task as Study A
-(``explanations_compute`` with methods ``excitation_bp`` / ``deeplift`` / ``xnn``).
+(``explain.explanations_compute`` with methods ``excitation_bp`` / ``deeplift`` / ``xnn``).
 
 Real data: :func:`dataset_import_cub` (the four gulls from the official CUB-200-2011 layout,
 cropped to their bounding boxes) and :func:`dataset_import_cel` (class per folder) store RGB
 images at ``STUDY_B_IMAGE_SIZE`` pixels; their classifier is a torchvision backbone
 (``STUDY_B_BACKBONE``, ImageNet weights from ``IMAGENET_WEIGHTS`` or torchvision's cache when
-present) with a compact FC head (:class:`explainers.classifiers.BackboneClassifier`).
+present) with a compact FC head (:class:`explainers.nets.classifiers.BackboneClassifier`).
 
 Without real CUB/CEL data, each of the two data sets is a *stand-in* built from four classes of
 the available digit data; it is labelled so in the admin (``Dataset.is_standin``) and never in
@@ -15,7 +15,6 @@ the participant's view, where images are identified by id only.
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 from collections.abc import Callable
@@ -25,7 +24,9 @@ from types import SimpleNamespace
 import numpy as np
 from django.db import transaction
 
-from studyapp.pipeline import loading, services
+from studyapp.pipeline import loading, training
+from studyapp.pipeline.datasets import dataset_store
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset, Stimulus, TrainedModel
 from studyapp.pipeline.storage import store_bytes
 
@@ -54,17 +55,11 @@ def dataset_make_digit_standin(*, base: Dataset, label: str, classes: list[int],
             keep.append(idx)
         idx = np.concatenate(keep)
         remap = {c: k for k, c in enumerate(classes)}
-        parts[split] = (x[idx], np.array([remap[int(v)] for v in y[idx]], dtype=np.int64))
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, x_train=parts["train"][0], y_train=parts["train"][1], x_test=parts["test"][0], y_test=parts["test"][1])
-    data = buffer.getvalue()
-    import hashlib
-
-    return Dataset.objects.create(
+        parts[split] = SimpleNamespace(images=x[idx], labels=np.array([remap[int(v)] for v in y[idx]], dtype=np.int64))
+    return dataset_store(
         name=name, kind=Dataset.Kind.DIGIT_STANDIN, source=f"{base.name} classes {classes}", is_standin=True,
-        file=store_bytes(data, ext="npz", folder="datasets"), fingerprint=hashlib.sha256(data).hexdigest(),
         class_names=[f"stand-in {label} class {k + 1} (digit {c})" for k, c in enumerate(classes)],
-        n_train=len(parts["train"][1]), n_test=len(parts["test"][1]),
+        train=parts["train"], test=parts["test"],
     )
 
 
@@ -80,9 +75,9 @@ def dataset_import_cub(*, name: str, directory: str | Path, size: int = 64) -> D
 
     The official train/test split is kept. Nothing is stored unless every image reads.
     """
-    from explainers.cub import load_cub
-    from explainers.data import DatasetError
-    from explainers.folders import images_array
+    from explainers.datasets.common import DatasetError
+    from explainers.datasets.cub import load_cub
+    from explainers.datasets.folders import images_array
 
     try:
         gulls = load_cub(directory)
@@ -90,9 +85,9 @@ def dataset_import_cub(*, name: str, directory: str | Path, size: int = 64) -> D
             raise DatasetError(f"{directory}: no images of the four gull classes")
         images = images_array(gulls.paths, size=size, boxes=gulls.boxes)
     except (DatasetError, OSError) as exc:
-        raise services.PipelineError(f"CUB import failed, nothing was stored: {exc}") from exc
+        raise PipelineError(f"CUB import failed, nothing was stored: {exc}") from exc
     train, test = _split_arrays(images, gulls.labels, np.asarray(gulls.is_train, bool))
-    return services._store_dataset(
+    return dataset_store(
         name=name, kind=Dataset.Kind.CUB, source=str(gulls.root), is_standin=False,
         class_names=[c.split(".", 1)[-1].replace("_", " ") for c in gulls.class_names], train=train, test=test,
     )
@@ -104,21 +99,21 @@ def dataset_import_cel(*, name: str, directory: str | Path, size: int = 64, test
     CEL has no official split: ``test_share`` of each class (seeded) is held out as the test
     split, which the study's image sets are drawn from. Nothing is stored unless every image reads.
     """
-    from explainers.data import DatasetError
-    from explainers.folders import images_array, load_image_folder
+    from explainers.datasets.common import DatasetError
+    from explainers.datasets.folders import images_array, load_image_folder
 
     try:
         cells = load_image_folder(directory)
         images = images_array(cells, size=size)
     except (DatasetError, OSError) as exc:
-        raise services.PipelineError(f"CEL import failed, nothing was stored: {exc}") from exc
+        raise PipelineError(f"CEL import failed, nothing was stored: {exc}") from exc
     rng = np.random.default_rng(seed)
     is_train = np.ones(len(cells), bool)
     for c in range(len(cells.class_names)):
         idx = np.flatnonzero(cells.labels == c)
         is_train[rng.choice(idx, size=int(round(len(idx) * test_share)), replace=False)] = False
     train, test = _split_arrays(images, cells.labels, is_train)
-    return services._store_dataset(
+    return dataset_store(
         name=name, kind=Dataset.Kind.CEL, source=str(cells.root), is_standin=False,
         class_names=list(cells.class_names), train=train, test=test,
     )
@@ -128,8 +123,8 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
     """Train the XNN of a ``TrainedModel(role=xnn)`` row on its classifier's training images."""
     import torch
 
-    from explainers.data import to_tensor
-    from explainers.xnn import penultimate_layer, train_xnn
+    from explainers.datasets.common import to_tensor
+    from explainers.xnn import XNNConfig, penultimate_layer, train_xnn
 
     trained = TrainedModel.objects.select_related("dataset").get(pk=trained_id)
     if trained.status == TrainedModel.Status.READY:
@@ -138,15 +133,16 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
     classifier = loading.load_model(TrainedModel.objects.get(pk=params["classifier_id"]))
     params.setdefault("layer", penultimate_layer(classifier))  # Z: the FC layer feeding the logits
     arrays = loading.dataset_arrays(trained.dataset)
-    x_np, _ = services._subset(arrays["x_train"], arrays["y_train"], classes=None, limit=params["max_train"], seed=params["seed"])
+    x_np, _ = training.training_subset(arrays["x_train"], arrays["y_train"], classes=None, limit=params["max_train"], seed=params["seed"])
     TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.RUNNING, error="")
     try:
         torch.manual_seed(params["seed"])
         xnn = train_xnn(
-            classifier, params["layer"], to_tensor(x_np), n_features=params["n_features"], epochs=params["epochs"],
-            seed=params["seed"], progress=services._progress_writer(trained.pk, echo),
+            classifier, params["layer"], to_tensor(x_np),
+            config=XNNConfig(n_features=params["n_features"], epochs=params["epochs"], seed=params["seed"]),
+            progress=training.progress_writer(trained.pk, echo),
         )
-        relative = services.store_checkpoint(trained, xnn, arch_kwargs=xnn.arch_kwargs, metadata={"params": params})
+        relative = training.store_checkpoint(trained, xnn, arch_kwargs=xnn.arch_kwargs, metadata={"params": params})
     except Exception as exc:
         TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -158,11 +154,11 @@ def xnn_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) ->
 def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> list[Stimulus]:
     """Draw the study's images for one data set: ``images_per_class`` per class (50 in the paper),
     then ``n_sets`` sets of ``set_size`` (5 x 10) at random from them, up front."""
-    from explainers.classifiers import predict
-    from explainers.data import to_tensor
+    from explainers.datasets.common import to_tensor
+    from explainers.nets.classifiers import predict
 
     if study.participants.exists():
-        raise services.PipelineError("Participants have started this study; its images can no longer change.")
+        raise PipelineError("Participants have started this study; its images can no longer change.")
     config = study.config or {}
     per_class, n_sets, set_size = int(config.get("images_per_class", 50)), int(config.get("n_sets", 5)), int(config.get("set_size", 10))
     arrays = loading.dataset_arrays(classifier.dataset)
@@ -177,10 +173,10 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
             train = [("train", i) for i in np.flatnonzero(arrays["y_train"] == c).tolist()]
             chosen += rng.sample(train, min(per_class - len(chosen), len(train)))
         if len(chosen) < per_class:
-            raise services.PipelineError(f"{label}: class {c} has {len(chosen)} images; {per_class} needed.")
+            raise PipelineError(f"{label}: class {c} has {len(chosen)} images; {per_class} needed.")
         pool += chosen
     if n_sets * set_size > len(pool):
-        raise services.PipelineError(f"{label}: {n_sets} sets of {set_size} need more than {len(pool)} images.")
+        raise PipelineError(f"{label}: {n_sets} sets of {set_size} need more than {len(pool)} images.")
     drawn = rng.sample(pool, n_sets * set_size)
     pixels = np.stack([arrays[f"x_{split}"][i] for split, i in drawn])
     truth = [int(arrays[f"y_{split}"][i]) for split, i in drawn]
@@ -205,7 +201,7 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
 
 def classifier_params(dataset: Dataset, *, standin_epochs: int = 2, backbone: str = "vgg11_bn", backbone_epochs: int = 12) -> dict:
     """Training parameters of a Study B classifier: MnistNet on digit stand-ins, a torchvision
-    backbone with an FC head on real images (see :func:`services.model_train`)."""
+    backbone with an FC head on real images (see :func:`training.model_train`)."""
     if dataset.is_standin:
         return {"epochs": standin_epochs, "seed": 0, "lr": 2e-3}
     return {"backbone": backbone, "epochs": backbone_epochs, "seed": 0, "lr": 5e-4, "batch_size": 32, "hidden": 256}
@@ -230,7 +226,7 @@ def clustering_build(
         params = {**classifier_params(dataset, **(classifier_options or {})), **(overrides or {}).get(label, {})}
         classifier = TrainedModel.objects.filter(dataset=dataset, role="classifier", status="ready").order_by("-pk").first()
         if classifier is None:
-            classifier = services.model_train(trained_id=services.model_create(dataset=dataset, role="classifier", params=params).pk)
+            classifier = training.model_train(trained_id=training.model_create(dataset=dataset, role="classifier", params=params).pk)
         echo(f"{label}: classifier #{classifier.pk} ({classifier.arch}), test accuracy {classifier.test_accuracy:.3f}")
         xnn = TrainedModel.objects.filter(dataset=dataset, role="xnn", status="ready", params__classifier_id=classifier.pk).first()
         if xnn is None:
@@ -259,7 +255,7 @@ def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_d
         elif base is not None:
             out[label] = dataset_make_digit_standin(base=base, label=label, classes=STANDIN_CLASSES[label])
         else:
-            raise services.PipelineError(f"{label}: no directory configured and no digit data for a stand-in.")
+            raise PipelineError(f"{label}: no directory configured and no digit data for a stand-in.")
     return out
 
 

@@ -41,11 +41,8 @@ def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=16)
 def _load_checkpoint(path: str):
-    # Importing the modules registers their architectures with the checkpoint loader.
-    import explainers.vae  # noqa: F401
-    import explainers.wgan  # noqa: F401
-    import explainers.xnn  # noqa: F401
-    from explainers.classifiers import load_checkpoint
+    import explainers.xnn  # noqa: F401  (importing it registers the "XNN" architecture)
+    from explainers.nets.checkpoints import load_checkpoint
 
     model, metadata = load_checkpoint(path, map_location="cpu")
     model.eval()

@@ -2,7 +2,8 @@
 
 A file is written to a temporary name and renamed into place, so a worker killed mid-write
 leaves no half-written asset behind under a real name; the same bytes always get the same
-name, so a retried task produces no duplicate.
+name, so a retried task produces no duplicate. :func:`media_url` is where a stored file is
+served (the ``media`` URL, which checks who may see it).
 """
 
 from __future__ import annotations
@@ -13,10 +14,16 @@ import tempfile
 from pathlib import Path
 
 from django.conf import settings
+from django.urls import reverse
 
 
 def media_path(relative: str) -> Path:
     return Path(settings.MEDIA_ROOT) / relative
+
+
+def media_url(path: str) -> str:
+    """The URL of a stored file (a path relative to MEDIA_ROOT)."""
+    return reverse("media", kwargs={"path": path})
 
 
 def store_bytes(data: bytes, *, ext: str, folder: str = "assets") -> str:

@@ -1,16 +1,58 @@
-"""Every question of "who may touch this participant run" goes through here.
+"""Every question of "who may touch this participant run" (and "who may see this file") goes here.
 
-A participant is bound to the browser session that enrolled (or resumed) them. Knowing another
-participant's code gives nothing: the API never takes a code from the client.
+What acts as a credential:
+
+- **The browser session** (the ``sessionid`` cookie). A participant is bound to the session that
+  enrolled them, or that proved a resume (below). Every participant request, withdrawal
+  included, needs that binding. Knowing another participant's code gives nothing: the API never
+  takes a code from the client.
+- **The enrolment's Prolific ``SESSION_ID``**, to resume from a new browser. Prolific gives one
+  per attempt at a study; the run stores the one it was enrolled with. A new browser that brings
+  the run's ``PROLIFIC_PID`` together with that same ``SESSION_ID`` is bound to the run, like the
+  enrolling browser.
+
+What is **not** a credential: the ``PROLIFIC_PID``. It travels in links and the researcher and
+Prolific see it. A PID alone, or with another (or no) ``SESSION_ID``, or a run enrolled without a
+``SESSION_ID``, gets ``ResumeRefused`` (403, a sentence saying what to do) and changes nothing:
+no binding, no write. So every binding is proven, and withdrawal, the one destructive action,
+cannot be reached with a PID alone.
+
+Files: ``/media/`` serves only what participants are shown, the stimulus images and explanation
+assets (:data:`PARTICIPANT_MEDIA_FOLDERS`). Trained models, imported data sets and anything else
+under ``MEDIA_ROOT`` are not served to anybody, and a request for one gets the same 404 as a
+file that does not exist.
 """
 
 from __future__ import annotations
 
-from django.http import HttpRequest
+import hmac
+import posixpath
+from pathlib import Path
+
+from django.conf import settings
+from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
-from studyapp.studies.errors import NoParticipant
+from studyapp.studies.errors import FlowError, NoParticipant
 from studyapp.studies.models import Participant, Study
+
+#: The MEDIA_ROOT folders that /media/ serves: ``stimuli/`` (stimulus images, stored by the
+#: pipeline with ``folder="stimuli"``) and ``assets/`` (explanation assets, ``store_bytes``'s
+#: default folder). Not ``models/`` (checkpoints) or ``datasets/`` (imported images and labels).
+PARTICIPANT_MEDIA_FOLDERS = frozenset({"stimuli", "assets"})
+
+RESUME_REFUSED = (
+    "This Prolific ID has already started this study in another browser or Prolific session, so it "
+    "cannot be continued from here. Please go back to the browser and the Prolific session you "
+    "started in, or contact the researcher through Prolific."
+)
+
+
+class ResumeRefused(FlowError):
+    """A known PROLIFIC_PID arrived without the SESSION_ID its run was enrolled with."""
+
+    status = 403
+    code = "resume_refused"
 
 
 def _session_key(study: Study) -> str:
@@ -42,6 +84,33 @@ def access_participant(request: HttpRequest, study: Study) -> Participant:
     return participant
 
 
+def access_resume(request: HttpRequest, study: Study, participant: Participant, *, session_id: object) -> Participant:
+    """Bind ``participant`` (an existing run this request named by its PROLIFIC_PID) to this
+    browser if ``session_id`` is the SESSION_ID the run was enrolled with; else raise
+    ``ResumeRefused`` having changed nothing."""
+    given = session_id.strip() if isinstance(session_id, str) else ""
+    enrolled = participant.prolific_session_id
+    if not (enrolled and given and hmac.compare_digest(enrolled.encode(), given.encode())):
+        raise ResumeRefused(RESUME_REFUSED)
+    participant.study = study
+    bind_participant(request, participant)
+    return participant
+
+
+def access_resume_by_prolific_pid(
+    request: HttpRequest, study: Study, *, prolific_pid: object, session_id: object
+) -> Participant | None:
+    """The run of ``prolific_pid`` in ``study``, bound to this browser if the resume is proven
+    (see :func:`access_resume`); ``None`` when the PID has no run here (the caller offers consent)."""
+    pid = prolific_pid.strip()[:64] if isinstance(prolific_pid, str) else ""
+    if not pid:
+        return None
+    participant = Participant.objects.select_related("arm").filter(study=study, prolific_pid=pid).first()
+    if participant is None:
+        return None
+    return access_resume(request, study, participant, session_id=session_id)
+
+
 def bind_participant(request: HttpRequest, participant: Participant) -> None:
     request.session.cycle_key()
     request.session[_session_key(participant.study)] = participant.code
@@ -49,3 +118,20 @@ def bind_participant(request: HttpRequest, participant: Participant) -> None:
 
 def unbind_participant(request: HttpRequest, study: Study) -> None:
     request.session.pop(_session_key(study), None)
+
+
+def access_media_file(path: str) -> Path:
+    """The file under MEDIA_ROOT that ``/media/<path>`` may serve; ``Http404`` for anything else.
+
+    The path is normalised first (``stimuli/../models/x.pt`` is ``models/x.pt``). A path outside
+    :data:`PARTICIPANT_MEDIA_FOLDERS`, a hidden name (``.tmp-*`` files being written), a folder
+    and a missing file all get the same 404, so a refusal does not tell that a file exists.
+    """
+    normalised = posixpath.normpath("/" + path.replace("\\", "/")).lstrip("/")
+    parts = normalised.split("/")
+    if len(parts) < 2 or parts[0] not in PARTICIPANT_MEDIA_FOLDERS or any(p.startswith(".") for p in parts):
+        raise Http404("No such file")
+    full = Path(settings.MEDIA_ROOT).joinpath(*parts)
+    if not full.is_file():
+        raise Http404("No such file")
+    return full

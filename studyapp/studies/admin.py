@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -10,8 +11,10 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
-from studyapp.pipeline import services as pipeline_services
+from studyapp.pipeline.errors import PipelineError
+from studyapp.pipeline.stimuli import stimuli_select
 from studyapp.studies import exports, selectors, services
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
@@ -96,21 +99,21 @@ class StudyAdmin(admin.ModelAdmin):
         from studyapp.pipeline.models import TrainedModel
 
         for study in queryset:
-            classifier = TrainedModel.objects.filter(pk=(study.config or {}).get("classifier_id")).first()
+            classifier = TrainedModel.objects.filter(pk=study.parsed_config.classifier_id).first()
             if classifier is None:
                 self.message_user(request, f"{study}: set config.classifier_id to a ready classifier first.", messages.ERROR)
                 continue
             try:
-                chosen = pipeline_services.stimuli_select(study=study, classifier=classifier)
+                chosen = stimuli_select(study=study, classifier=classifier)
                 self.message_user(request, f"{study}: {len(chosen)} stimuli selected.", messages.SUCCESS)
-            except pipeline_services.PipelineError as exc:
+            except PipelineError as exc:
                 self.message_user(request, f"{study}: {exc}", messages.ERROR)
 
     @admin.action(description="Precompute explanations (Celery)")
     def precompute_explanations(self, request: HttpRequest, queryset) -> None:
         for study in queryset:
             with transaction.atomic():
-                job = pipeline_services.precompute_start(study=study)
+                job = precompute.start(study=study, methods=selectors.study_methods(study=study))
             self.message_user(request, f"{study}: queued {job.total} explanations (job {job.pk}).", messages.SUCCESS)
         status = pipeline_selectors.broker_status(timeout=0.5)
         if not status["broker"]:
@@ -142,17 +145,16 @@ class StudyAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
 
     def export(self, request: HttpRequest, pk: int, kind: str) -> HttpResponse:
+        """Every CSV export (`exports.KINDS`), for staff who may view the study."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied("You may not export this study's data.")
         study = get_object_or_404(Study, pk=pk)
         ids = request.GET.get("ids", "keep")
         if ids not in exports.ID_MODES:
             return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400)
-        if kind == "tidy":
-            body = exports.to_csv(exports.TIDY_COLUMNS, exports.tidy_rows(study=study, ids=ids))
-        elif kind == "wide":
-            columns, rows = exports.wide_rows(study=study, ids=ids)
-            body = exports.to_csv(columns, rows)
-        else:
-            return HttpResponse("Unknown export; use tidy or wide.", status=404)
+        if kind not in exports.KINDS:
+            return HttpResponse(f"Unknown export; use {', '.join(exports.KINDS)}.", status=404)
+        body = exports.export_csv(study=study, kind=kind, ids=ids)
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{study.slug}-{kind}-{study.config_hash[:8]}.csv"'
         return response

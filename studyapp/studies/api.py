@@ -1,4 +1,9 @@
-"""The participant API (DRF). Thin: parse, call one service or selector, shape the response."""
+"""The participant API (DRF). Thin: parse, call one service, answer with the participant's state.
+
+Every response about a run carries `state.participant_state`, the errors' included: the flow's
+errors (`errors.FlowError`) name the participant they concern, and `exception_handler` (wired as
+DRF's ``EXCEPTION_HANDLER`` in settings) turns them into ``{"error", "detail", "state"}``.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,12 @@ from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from drf_spectacular.utils import OpenApiResponse, extend_schema, inline_serializer
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.authentication import BaseAuthentication, CSRFCheck
 from rest_framework.exceptions import PermissionDenied
@@ -16,7 +26,7 @@ from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from studyapp.studies import access, selectors, services
+from studyapp.studies import access, services, state
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import Study
 
@@ -44,10 +54,14 @@ class EnforceCsrfScheme(OpenApiAuthenticationExtension):
 
 
 def exception_handler(exc, context):
+    """A ``FlowError`` becomes its status with ``{"error", "detail"}``, plus ``"state"`` (the
+    participant's current state) when the error names a participant; anything else is DRF's,
+    with an ``"error"`` code added."""
     if isinstance(exc, FlowError):
         body = {"error": exc.code, "detail": exc.message}
-        if exc.state is not None:
-            body["state"] = exc.state
+        if exc.participant is not None:
+            # The service's transaction has rolled back: this is the state the server holds.
+            body["state"] = state.participant_state(participant=exc.participant)
         return Response(body, status=exc.status)
     response = drf_exception_handler(exc, context)
     if response is not None and isinstance(response.data, dict) and "detail" in response.data:
@@ -57,7 +71,11 @@ def exception_handler(exc, context):
 
 State = inline_serializer("State", fields={"kind": serializers.CharField(), "step": serializers.IntegerField(required=False)})
 Error = inline_serializer("Error", fields={"error": serializers.CharField(), "detail": serializers.CharField()})
-ERRORS = {400: Error, 403: Error, 404: Error, 409: Error, 429: Error}
+ERRORS = {400: Error, 403: Error, 404: Error, 409: Error, 413: Error, 429: Error}
+RESUME_PARAMETERS = [
+    OpenApiParameter("PROLIFIC_PID", str, description="Resume this Prolific participant's run (with SESSION_ID)."),
+    OpenApiParameter("SESSION_ID", str, description="The Prolific SESSION_ID the run was enrolled with."),
+]
 
 
 class LiveRateThrottle(ScopedRateThrottle):
@@ -84,11 +102,19 @@ class ParticipantView(APIView):
     throttle_scope = "participant"
     throttle_classes = [SessionRateThrottle]
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        super().initial(request, *args, **kwargs)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            # Parse the body before the handler, even where it ignores it (continue, a repeated
+            # enter): a malformed, oversized or too deeply nested one is refused (studyapp.lib.bodies)
+            # having changed nothing.
+            request.data  # noqa: B018
+
     def study(self, slug: str) -> Study:
         return access.access_study(slug)
 
     def state_response(self, participant, *, code: int = status.HTTP_200_OK, **extra) -> Response:
-        return Response({**selectors.participant_state(participant=participant), **extra}, status=code)
+        return Response({**state.participant_state(participant=participant), **extra}, status=code)
 
 
 class EnterSerializer(serializers.Serializer):
@@ -120,15 +146,18 @@ def _valid(serializer_class, request: Request) -> dict:
 
 @method_decorator(ensure_csrf_cookie, name="get")
 class StateView(ParticipantView):
-    @extend_schema(responses={200: State, **ERRORS})
+    @extend_schema(parameters=RESUME_PARAMETERS, responses={200: State, **ERRORS})
     def get(self, request: Request, slug: str) -> Response:
         study = self.study(slug)
         participant = access.access_participant_or_none(request, study)
-        pid = request.query_params.get("PROLIFIC_PID", "")
-        if participant is None and pid:
-            participant = study.participants.filter(prolific_pid=pid[:64]).select_related("study", "arm").first()
-            if participant is not None:
-                access.bind_participant(request, participant)
+        if participant is None:
+            # A new browser resumes a run only with the SESSION_ID it was enrolled with.
+            participant = access.access_resume_by_prolific_pid(
+                request,
+                study,
+                prolific_pid=request.query_params.get("PROLIFIC_PID", ""),
+                session_id=request.query_params.get("SESSION_ID", ""),
+            )
         if participant is None:
             return Response(
                 {
@@ -163,7 +192,10 @@ class EnterView(ParticipantView):
             prolific_study_id=data.get("study_id"),
             prolific_session_id=data.get("session_id"),
         )
-        access.bind_participant(request, participant)
+        if created:
+            access.bind_participant(request, participant)
+        else:  # the PROLIFIC_PID already has a run: resuming it needs its SESSION_ID
+            access.access_resume(request, study, participant, session_id=data.get("session_id"))
         return self.state_response(participant, code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 

@@ -1,16 +1,28 @@
-"""Errors the participant flow raises; the API maps each to one 4xx status."""
+"""Errors the participant flow raises; the API maps each to one 4xx status.
+
+The write layer raises them with what it knows: a message and, where the client asked about a
+step that is not (or no longer) its current one, the participant. The API's exception handler
+(`studyapp.studies.api.exception_handler`) turns one into ``{"error", "detail"}`` and, when the
+error names a participant, adds ``"state"``: that participant's current state, so the client can
+go where the server says it is. The services never build that state themselves.
+"""
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studyapp.studies.models import Participant
 
 
 class FlowError(Exception):
     status = 400
     code = "invalid"
 
-    def __init__(self, message: str, *, state: dict | None = None):
+    def __init__(self, message: str, *, participant: Participant | None = None):
         super().__init__(message)
         self.message = message
-        self.state = state
+        self.participant = participant
 
 
 class InvalidInput(FlowError):

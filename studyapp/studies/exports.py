@@ -1,7 +1,18 @@
-"""CSV exports a researcher reads: tidy (one row per trial) and wide (one row per participant).
+"""Every CSV a researcher downloads: tidy, wide, groupings and interaction events.
 
-Each row carries the study's configuration hash and the software version. External ids can be
-kept, dropped or hashed (salted with the secret key, so hashes are stable within a deployment).
+- ``tidy``: one row per trial (`tidy_rows`); the learning analysis and `importing` read it.
+- ``wide``: one row per participant, with their questionnaire answers and per-trial columns
+  (`wide_rows`); `importing` takes it as the participants file.
+- ``groupings``: one row per image placed in a grouping (Study B), in the tidy schema that
+  `stats.clustering` reads (``participant, stage, dataset, image_id, cluster,
+  predicted_class, batch``) and that `importing` accepts back (`grouping_rows`).
+- ``events``: one row per interaction event (e.g. replaying an animation, leaving the tab),
+  with the kind of step it happened on and the payload as JSON (`event_rows`).
+
+`export_csv` makes any of them; the admin serves them all at one URL,
+``/admin/studies/study/<id>/export/<kind>.csv?ids=keep|hash|drop``. Each row carries the
+participant's configuration hash and the software version. External ids can be kept, dropped
+or hashed (salted with the secret key, so hashes are stable within a deployment).
 """
 
 from __future__ import annotations
@@ -9,14 +20,24 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from collections.abc import Iterable
 
 from django.conf import settings
 
 import studyapp
-from studyapp.studies.models import Participant, QuestionAnswer, Study, TrialAnswer
+from studyapp.pipeline.models import Stimulus
+from studyapp.studies.models import (
+    Grouping,
+    InteractionEvent,
+    Participant,
+    QuestionAnswer,
+    Study,
+    TrialAnswer,
+)
 
 ID_MODES = ("keep", "drop", "hash")
+KINDS = ("tidy", "wide", "groupings", "events")
 
 TIDY_COLUMNS = [
     "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
@@ -25,9 +46,13 @@ TIDY_COLUMNS = [
 ]
 
 
-def _external(value: str, mode: str) -> str:
-    if mode not in ID_MODES:
+def _check_ids(ids: str) -> None:
+    if ids not in ID_MODES:
         raise ValueError(f"ids must be one of {ID_MODES}")
+
+
+def _external(value: str, mode: str) -> str:
+    _check_ids(mode)
     if not value or mode == "drop":
         return ""
     if mode == "hash":
@@ -112,6 +137,85 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
     return columns, rows
 
 
+GROUPING_COLUMNS = [
+    "participant", "prolific_pid", "arm", "batch", "stage", "dataset", "set_index", "image_id",
+    "dataset_index", "cluster", "predicted_class", "true_label", "batch_purity", "shown_at",
+    "saved_at", "config_hash", "software_version",
+]
+EVENT_COLUMNS = [
+    "participant", "prolific_pid", "arm", "step_index", "step_kind", "kind", "payload", "at",
+    "config_hash", "software_version",
+]
+
+
+def grouping_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
+    """One row per image of every saved grouping; ``batch`` is the plan step of the grouping."""
+    _check_ids(ids)
+    groupings = list(
+        Grouping.objects.filter(participant__study=study)
+        .select_related("participant", "participant__arm")
+        .order_by("participant__started_at", "participant_id", "step_index")
+    )
+    stimulus_ids = {int(k) for g in groupings for k in g.assignment}
+    stimuli = {
+        pk: (index, pred, true)
+        for pk, index, pred, true in Stimulus.objects.filter(pk__in=stimulus_ids).values_list(
+            "pk", "index", "model_prediction", "true_label"
+        )
+    }
+    version = studyapp.__version__
+    for g in groupings:
+        p = g.participant
+        for image_id in sorted(g.assignment, key=int):
+            index, pred, true = stimuli.get(int(image_id), ("", "", ""))
+            yield {
+                "participant": p.code,
+                "prolific_pid": _external(p.prolific_pid, ids),
+                "arm": p.arm.name,
+                "batch": g.step_index,
+                "stage": g.stage,
+                "dataset": g.dataset,
+                "set_index": g.set_index,
+                "image_id": int(image_id),
+                "dataset_index": index,
+                "cluster": g.assignment[image_id],
+                "predicted_class": pred,
+                "true_label": true,
+                "batch_purity": g.purity,
+                "shown_at": g.shown_at.isoformat(),
+                "saved_at": g.saved_at.isoformat(),
+                "config_hash": p.config_hash,
+                "software_version": version,
+            }
+
+
+def event_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
+    """One row per interaction event, oldest first per participant."""
+    _check_ids(ids)
+    events = (
+        InteractionEvent.objects.filter(participant__study=study)
+        .select_related("participant", "participant__arm")
+        .order_by("participant__started_at", "participant_id", "at", "pk")
+    )
+    version = studyapp.__version__
+    for e in events.iterator(chunk_size=2000):
+        p = e.participant
+        plan = p.plan or []
+        step_kind = plan[e.step_index]["kind"] if 0 <= e.step_index < len(plan) else ""
+        yield {
+            "participant": p.code,
+            "prolific_pid": _external(p.prolific_pid, ids),
+            "arm": p.arm.name,
+            "step_index": e.step_index,
+            "step_kind": step_kind,
+            "kind": e.kind,
+            "payload": json.dumps(e.payload, sort_keys=True, separators=(",", ":")),
+            "at": e.at.isoformat(),
+            "config_hash": p.config_hash,
+            "software_version": version,
+        }
+
+
 def to_csv(columns: list[str], rows: Iterable[dict]) -> str:
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="raise", lineterminator="\n")
@@ -119,3 +223,18 @@ def to_csv(columns: list[str], rows: Iterable[dict]) -> str:
     for row in rows:
         writer.writerow(row)
     return buffer.getvalue()
+
+
+def export_csv(*, study: Study, kind: str, ids: str = "keep") -> str:
+    """The CSV text of one of `KINDS`; ``ValueError`` for an unknown kind or ids mode."""
+    _check_ids(ids)
+    if kind == "tidy":
+        return to_csv(TIDY_COLUMNS, tidy_rows(study=study, ids=ids))
+    if kind == "wide":
+        columns, rows = wide_rows(study=study, ids=ids)
+        return to_csv(columns, rows)
+    if kind == "groupings":
+        return to_csv(GROUPING_COLUMNS, grouping_rows(study=study, ids=ids))
+    if kind == "events":
+        return to_csv(EVENT_COLUMNS, event_rows(study=study, ids=ids))
+    raise ValueError(f"kind must be one of {KINDS}")

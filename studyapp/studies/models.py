@@ -9,7 +9,10 @@ from __future__ import annotations
 import hashlib
 import json
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from studyapp.lib.study_config import StudyConfig, StudyConfigError, read_config, validate_config
 
 
 class Study(models.Model):
@@ -69,6 +72,18 @@ class Study(models.Model):
 
     def __str__(self) -> str:
         return self.title
+
+    @property
+    def parsed_config(self) -> StudyConfig:
+        """``config`` read through the one typed reader (every key's default and parsing)."""
+        return read_config(self.config)
+
+    def clean(self) -> None:
+        super().clean()
+        try:
+            validate_config(self.config)
+        except StudyConfigError as e:
+            raise ValidationError({"config": str(e)}) from None
 
     def compute_config_hash(self) -> str:
         """sha256 of everything that changes what a participant sees or how answers are scored."""

@@ -58,8 +58,8 @@ def clustering_plan(*, study: Study, sets: dict[str, dict[int, list[int]]], seed
       the later stages).
     """
     rng = random.Random(f"{study.pk}:clustering:{seed}")
-    config = study.config or {}
-    datasets = list(config.get("datasets", sorted(sets)))
+    config = study.parsed_config
+    datasets = list(config.datasets)
     missing = [d for d in datasets if len(sets.get(d, {})) == 0]
     if missing:
         raise PlanError(f"Study '{study.slug}' has no servable image sets for {', '.join(missing)}.")
@@ -71,7 +71,7 @@ def clustering_plan(*, study: Study, sets: dict[str, dict[int, list[int]]], seed
     steps: list[dict] = [
         {"kind": "instructions"},
         {"kind": "questions", "key": "demographics", "title": "About you",
-         "questions": config.get("demographics", DEFAULT_DEMOGRAPHICS)},
+         "questions": config.demographics or DEFAULT_DEMOGRAPHICS},
     ]
     for stage in stages:
         for dataset in datasets:

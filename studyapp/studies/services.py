@@ -2,7 +2,9 @@
 
 Every function that changes a participant's progress locks the participant row, checks the
 step it was asked about against the step the server holds, and either applies the change or
-raises a ``FlowError`` having changed nothing.
+raises a ``FlowError`` having changed nothing. An error about a step carries the participant;
+the API's exception handler adds their current state to the response (this module never builds
+what the browser gets: that is `state`).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from stats.clustering import purity
 from studyapp.pipeline.models import Stimulus
-from studyapp.studies import plans, selectors
+from studyapp.studies import plans, selectors, validation
 from studyapp.studies.errors import (
     AlreadyAnswered,
     InvalidInput,
@@ -158,13 +161,10 @@ def _lock(participant: Participant) -> Participant:
 def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
     kinds = (kind,) if isinstance(kind, str) else kind
     if step_index != p.step_index:
-        raise WrongStep(
-            f"Step {step_index} is not your current step ({p.step_index}).",
-            state=selectors.participant_state(participant=p),
-        )
+        raise WrongStep(f"Step {step_index} is not your current step ({p.step_index}).", participant=p)
     step = p.current_step
     if step["kind"] not in kinds:
-        raise WrongStep(f"Step {step_index} is a {step['kind']} step.", state=selectors.participant_state(participant=p))
+        raise WrongStep(f"Step {step_index} is a {step['kind']} step.", participant=p)
     return step
 
 
@@ -212,7 +212,7 @@ def trial_submit_answer(*, participant: Participant, step_index: int, stimulus_i
         if existing is not None:
             if existing.choice == choice and existing.stimulus_id == stimulus_id:
                 return existing
-            raise AlreadyAnswered("This trial is already answered.", state=selectors.participant_state(participant=p))
+            raise AlreadyAnswered("This trial is already answered.", participant=p)
         step = _check_step(p, step_index, "trial")
         if stimulus_id != step["stimulus"]:
             raise InvalidInput("The image does not match the current trial.")
@@ -253,7 +253,7 @@ def question_submit(*, participant: Participant, step_index: int, answers: objec
         if step_index == p.step_index - 1 and _same_answers(p, p.plan[step_index], answers):
             return p
         step = _check_step(p, step_index, ("rating", "questions"))
-        cleaned = selectors.validate_questions(study=p.study, step=step, answers=answers)
+        cleaned = validation.validate_questions(study=p.study, step=step, answers=answers)
         now = timezone.now()
         QuestionAnswer.objects.bulk_create(
             [QuestionAnswer(participant=p, key=k, value=v, answered_at=now) for k, v in cleaned.items()]
@@ -275,17 +275,15 @@ def grouping_submit(*, participant: Participant, step_index: int, assignment: ob
     An identical repeat is harmless; a grouping for another step, with an image missing or
     an image from elsewhere, is refused and changes nothing.
     """
-    from studyapp.analysis.clustering import purity
-
     with transaction.atomic():
         p = _lock(participant)
         existing = Grouping.objects.filter(participant=p, step_index=step_index).first()
         if existing is not None:
             if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
                 return existing
-            raise AlreadyAnswered("This batch is already grouped.", state=selectors.participant_state(participant=p))
+            raise AlreadyAnswered("This batch is already grouped.", participant=p)
         step = _check_step(p, step_index, "grouping")
-        cleaned = selectors.validate_grouping(study=p.study, step=step, assignment=assignment)
+        cleaned = validation.validate_grouping(study=p.study, step=step, assignment=assignment)
         predicted = dict(Stimulus.objects.filter(pk__in=cleaned).values_list("pk", "model_prediction"))
         ids = sorted(cleaned)
         now = timezone.now()

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import mimetypes
 
-from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
-from django.utils._os import safe_join
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET
 
@@ -29,16 +27,18 @@ def study_page(request: HttpRequest, slug: str) -> HttpResponse:
 
 @require_GET
 def media(request: HttpRequest, path: str) -> FileResponse:
-    """Stimulus images and explanation assets. Their names are content hashes: cache forever."""
-    try:
-        full = safe_join(str(settings.MEDIA_ROOT), path)
-    except Exception:
-        raise Http404("No such file") from None
+    """Stimulus images and explanation assets (nothing else: see ``access.access_media_file``).
+
+    Their names are content hashes: cache forever. This view is how media is served under
+    runserver and gunicorn alike; nothing else (whitenoise serves static files only) reads
+    MEDIA_ROOT for the web.
+    """
+    full = access.access_media_file(path)
     try:
         handle = open(full, "rb")  # noqa: SIM115 - FileResponse closes it
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+    except OSError:
         raise Http404("No such file") from None
-    response = FileResponse(handle, content_type=mimetypes.guess_type(full)[0] or "application/octet-stream")
+    response = FileResponse(handle, content_type=mimetypes.guess_type(full.name)[0] or "application/octet-stream")
     response["Cache-Control"] = "public, max-age=31536000, immutable"
     return response
 

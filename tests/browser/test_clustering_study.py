@@ -10,6 +10,8 @@ from tests.studyapp.factories import clustering_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
+N_GROUPS = 4  # as many as the data sets have classes
+
 
 def wait_next_step(page, before: str) -> None:
     page.wait_for_function(f"document.getElementById('app').dataset.step !== '{before}'")
@@ -30,7 +32,13 @@ def drag_one(page, group: int, in_tray: int) -> None:
     """Drag the first card of the tray onto ``group``; retry a drag that did not take (it then
     counted as a click and selected the card, so that is undone first)."""
     for _attempt in range(3):
-        page.locator(".tray .card-img").first.drag_to(page.locator(f'.zone[data-group="{group}"]'))
+        try:
+            page.locator(".tray .card-img").first.drag_to(page.locator(f'.zone[data-group="{group}"]'), timeout=15_000)
+        except PlaywrightTimeout:
+            page.screenshot(path="/tmp/dbg-full.png", full_page=True)
+            page.screenshot(path="/tmp/dbg.png")
+            print("DBG", page.evaluate("""() => [...document.querySelectorAll('.zone')].map(z => [z.dataset.group, JSON.stringify(z.getBoundingClientRect()), z.style.minHeight, z.className]).concat([[window.scrollY, document.querySelector('.groups').scrollTop]])"""))
+            raise
         try:
             page.wait_for_function(f"document.querySelectorAll('.tray .card-img').length < {in_tray}", timeout=10_000)
             return
@@ -62,11 +70,23 @@ def group_batch(page, stage: str, shots, n: int) -> None:
         assert page.locator(".compare-row").count() == 2
         shots(page, f"{n}-{stage}-compare")
         page.locator('[data-move="0"]').click()  # the click way: select, then "Move selected here"
-    # Drag the rest, alternating between two groups. Bounded: a drag that does not start is a
-    # click (it selects the card), so an unbounded loop would spin for ever on a failed drag.
+    else:  # the keyboard way: Space on a focused card selects it, Enter on "Move selected here"
+        first = page.locator(".tray .card-img").first
+        first_id = first.get_attribute("data-id")
+        first.focus()
+        page.keyboard.press("Space")
+        page.wait_for_selector(f'.tray .card-img.selected[data-id="{first_id}"]')
+        page.locator('[data-move="1"]').focus()
+        page.keyboard.press("Enter")
+        page.wait_for_selector(f'.zone[data-group="1"] .card-img[data-id="{first_id}"]')
+    for _ in range(N_GROUPS - page.locator(".groups .zone").count()):
+        page.click("#new-group")
+    # Drag the rest (with the mouse: SortableJS on HTML5 drag and drop), over four groups. Bounded:
+    # a drag that does not start is a click (it selects the card), so an unbounded loop would spin
+    # for ever on a failed drag.
     left = page.locator(".tray .card-img").count()
     for k in range(left):
-        drag_one(page, k % 2, left - k)
+        drag_one(page, k % N_GROUPS, left - k)
     assert page.is_enabled("#done-grouping")
     shots(page, f"{n}-{stage}-grouped")
     before = page.eval_on_selector("#app", "el => el.dataset.step")
@@ -108,6 +128,7 @@ def test_a_person_takes_the_clustering_study(browser, live_server, shots, viewpo
     p = Participant.objects.get(prolific_pid="clusterer")
     assert p.status == "completed" and n == 6
     assert Grouping.objects.filter(participant=p).count() == 6
+    assert all(sorted(set(g.assignment.values())) == list(range(N_GROUPS)) for g in Grouping.objects.filter(participant=p))
     assert QuestionAnswer.objects.get(participant=p, key="comments").value == "The heatmaps helped a bit."
     kinds = set(InteractionEvent.objects.filter(participant=p).values_list("kind", flat=True))
     assert {"hover", "toggle_all", "toggle_xfeature", "select", "compare", "move"} <= kinds

@@ -11,7 +11,7 @@ data), so later sessions load them instantly; ``pytest --cache-clear`` retrains.
 * ``kannada_models[1]``: :class:`SmallVAE`, an MLP VAE (784-256-16) trained 10 epochs on 4000
   training images of the look-alike pair ``PAIR = (3, 7)`` (both resemble a handwritten "2";
   the pair the classifier tests use). An MLP trains in seconds on a CPU; the conv
-  ``explainers.vae.VAE`` needs minutes to become a generator that CDeepEx can walk on (briefly
+  ``explainers.nets.vae.VAE`` needs minutes to become a generator that CDeepEx can walk on (briefly
   trained, its decoder saturates between the classes and the boundary is not reached).
 * ``pair_test``: 16 test images of the pair that the classifier assigns to one of the two.
 """
@@ -115,12 +115,6 @@ def single_thread() -> Iterator[None]:
 
 
 @pytest.fixture
-def toy_classes() -> tuple[type[ToyClassifier], type[ToyGenerator]]:
-    """The toy classes themselves, for tests that subclass them (no test imports conftest)."""
-    return ToyClassifier, ToyGenerator
-
-
-@pytest.fixture
 def toy_cnn() -> ToyCNN:
     return ToyCNN()
 
@@ -193,7 +187,7 @@ def kannada_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def kannada() -> dict[str, object]:
-    from explainers.data import load_kannada
+    from explainers.datasets.kannada import load_kannada
 
     directory = kannada_dir()
     return {"train": load_kannada(directory, "train"), "test": load_kannada(directory, "test")}
@@ -211,8 +205,8 @@ def _cache_key(kannada: dict[str, object]) -> str:
 def kannada_models(
     kannada: dict[str, object], pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[nn.Module, SmallVAE]:
-    from explainers.classifiers import MnistNet, train_classifier
-    from explainers.data import to_tensor
+    from explainers.datasets.common import to_tensor
+    from explainers.nets.classifiers import MnistNet, train_classifier
 
     D, vae = MnistNet(10), SmallVAE()
     cache_provider = getattr(pytestconfig, "cache", None)  # absent with -p no:cacheprovider
@@ -248,7 +242,7 @@ def kannada_models(
 @pytest.fixture(scope="session")
 def pair_test(kannada: dict[str, object], kannada_models: tuple[nn.Module, nn.Module]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(images (16, 1, 28, 28), D's prediction (16,), the partner class as probe (16,))."""
-    from explainers.data import to_tensor
+    from explainers.datasets.common import to_tensor
 
     D, _ = kannada_models
     test = kannada["test"]

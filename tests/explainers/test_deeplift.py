@@ -1,5 +1,6 @@
 """explainers.deeplift: the rescale rule by hand, completeness (sum = f(x) - f(x0) to 1e-4) on
-toy nets, MnistNet and a torchvision ResNet, reused and in-place modules, and model hygiene."""
+toy nets, MnistNet and a torchvision ResNet, reused and in-place modules (model hygiene:
+test_hygiene.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from explainers.classifiers import MnistNet, torchvision_classifier
 from explainers.deeplift import DeepLift, DeepLiftError
 from explainers.hooks import ExplainerInputError
+from explainers.nets.classifiers import MnistNet, torchvision_classifier
 from explainers.targets import ClassTarget, ContrastTarget
 
 
@@ -208,40 +209,3 @@ def test_bad_inputs(images, baselines, match):
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
     with pytest.raises(ExplainerInputError, match=match):
         DeepLift(net).attribute(images, 0, baselines=baselines)
-
-
-# ----------------------------------------------------------------------------------------------
-# Hygiene
-
-
-def _state(model):
-    return [
-        (m.training, [p.requires_grad for p in m.parameters(recurse=False)],
-         len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-        for m in model.modules()
-    ]
-
-
-@pytest.mark.parametrize("call", ["ok", "bad_target", "forward_error", "unsupported"])
-def test_hygiene(call):
-    torch.manual_seed(0)
-    net = SharedRelu(True)
-    if call == "unsupported":
-        net.extra = nn.LayerNorm(3)
-    net.train()
-    for i, p in enumerate(net.parameters()):
-        p.requires_grad_(i % 2 == 0)
-    before = _state(net)
-    dl = DeepLift(net)
-    if call == "ok":
-        dl(torch.rand(2, 1, 16, 16))
-    elif call == "bad_target":
-        with pytest.raises(ValueError):
-            dl.attribute(torch.rand(2, 1, 16, 16), [7, 7])
-    elif call == "forward_error":
-        with pytest.raises(RuntimeError):
-            dl(torch.rand(2, 1, 9, 9))  # the flattened size no longer fits fc
-    else:
-        with pytest.raises(DeepLiftError):
-            dl(torch.rand(2, 1, 16, 16))
-    assert _state(net) == before

@@ -1,5 +1,5 @@
 """explainers.excitation_bp: contrastive MWP checked against hand computations on toy networks,
-batching, the XNN path, supported/unsupported layers and model hygiene."""
+batching, the XNN path, supported/unsupported layers (model hygiene: test_hygiene.py)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch import nn
 
-from explainers.classifiers import MnistNet, torchvision_classifier
 from explainers.excitation_bp import ExcitationBP, ExcitationBPError, normalise_maps, top_signals
 from explainers.hooks import ExplainerInputError
-from explainers.xnn import XNN, fit_xnn
+from explainers.nets.classifiers import MnistNet, torchvision_classifier
+from explainers.xnn import XNN, XNNConfig, fit_xnn
 
 
 @pytest.fixture(autouse=True)
@@ -221,7 +221,7 @@ def mnist_xnn(mnist):
     from explainers.xnn import extract_z
 
     z, logits = extract_z(net, "relu3", images)
-    return fit_xnn(z, logits, n_features=3, hidden=(16, 8), epochs=20, layer="relu3")
+    return fit_xnn(z, logits, config=XNNConfig(n_features=3, hidden=(16, 8), epochs=20), layer="relu3")
 
 
 def test_xnn_maps_shapes_and_normalisation(mnist, mnist_xnn):
@@ -244,7 +244,7 @@ def test_xnn_attached_before_the_relu_also_works(mnist):
     from explainers.xnn import extract_z
 
     z, logits = extract_z(net, "fc1", images)
-    xnn = fit_xnn(z, logits, n_features=2, hidden=(8,), epochs=5, layer="fc1")
+    xnn = fit_xnn(z, logits, config=XNNConfig(n_features=2, hidden=(8,), epochs=5), layer="fc1")
     maps = ExcitationBP(net, "relu2").xnn_maps(xnn, images)
     assert maps.shape == (6, 2, 28, 28) and bool(torch.isfinite(maps).all())
 
@@ -327,52 +327,3 @@ def test_non_spatial_layer_gives_raw_mwp_but_no_map():
 def test_bad_inputs(images, classes, match):
     with pytest.raises(ExplainerInputError, match=match):
         ExcitationBP(toy_mlp(), None)(images, classes)
-
-
-# ----------------------------------------------------------------------------------------------
-# Hygiene: modes, requires_grad and hooks restored, also after errors
-
-
-def _state(*models):
-    return [
-        (m.training, [p.requires_grad for p in m.parameters(recurse=False)],
-         len(m._forward_hooks), len(m._forward_pre_hooks), len(m._backward_hooks))
-        for model in models for m in model.modules()
-    ]
-
-
-def _mess_up(*models):
-    for model in models:
-        model.train()
-        for i, p in enumerate(model.parameters()):
-            p.requires_grad_(i % 2 == 0)
-
-
-@pytest.mark.parametrize("call", ["class", "xnn", "error_classes", "error_forward", "error_unsupported_xnn"])
-def test_hygiene(mnist, mnist_xnn, call):
-    net, images = mnist
-    xnn = mnist_xnn
-    _mess_up(net, xnn)
-    before = _state(net, xnn)
-    ebp = ExcitationBP(net, "relu1")
-    if call == "class":
-        ebp(images)
-    elif call == "xnn":
-        ebp.xnn_maps(xnn, images)
-    elif call == "error_classes":
-        with pytest.raises(ExplainerInputError):
-            ebp(images, [9] * 6)
-    elif call == "error_forward":
-        with pytest.raises(ValueError, match="MnistNet expects"):
-            ebp(torch.rand(2, 3, 28, 28))
-    else:
-        bad = XNN(50, 4, n_features=2, hidden=(4,), layer="relu3")
-        bad.encoder[1] = nn.Tanh()
-        _mess_up(bad)
-        bad_before = _state(bad)
-        with pytest.raises(ExcitationBPError, match="Tanh"):
-            ebp.xnn_maps(bad, images)
-        assert _state(bad) == bad_before
-    assert _state(net, xnn) == before
-    net.eval()
-    xnn.eval()

@@ -127,7 +127,7 @@ def test_matches_pytorch_grad_cam(toy_cnn):
     from pytorch_grad_cam import GradCAM as ReferenceGradCAM
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-    from explainers.classifiers import MnistNet
+    from explainers.nets.classifiers import MnistNet
 
     torch.manual_seed(0)
     net = MnistNet(10).eval()

@@ -1,23 +1,35 @@
 """One generated test over every method: the caller's models come back exactly as they were
-(train/eval mode of every submodule, requires_grad of every parameter, no hooks, no .grad),
-after a normal run *and* after an exception inside the run, and seeded runs repeat exactly.
+(train/eval mode of every submodule, requires_grad and value of every parameter, buffers, no
+hooks, no .grad, grad mode), after a normal run *and* after an exception inside the run, and
+seeded runs repeat exactly.
 
-Failures are injected where a caller's code runs inside the method: the target callable
-(Grad-CAM), the model's forward pass (contrastive Grad-CAM's batched evaluation, CDeepEx's
-optimisation), and the progress callback.
+Methods: Grad-CAM, contrastive Grad-CAM, DeepLIFT, ExcitationBP (class maps and XNN x-feature
+maps), XNN contributions (``XNN.explain``) and XNN training (the classifier it reads), CDeepEx
+and xGEMs. Every one runs on the same classifier, built from the layers they all support
+(conv, BatchNorm, ReLU, max pool, dropout, two FC layers), with a generator for CDeepEx and an
+XNN attached to the classifier's first FC layer, all three in *mixed* caller states.
+
+Failures are raised where the caller's code or data enters a method: the target callable, the
+model's forward pass (a later call, so inside the method's loop), the progress callback, labels
+out of range (found inside the run), and a layer the method does not support.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pytest
 import torch
 from torch import nn
 
 from explainers.cdeepex import CDeepExConfig, explain
+from explainers.deeplift import DeepLift
+from explainers.excitation_bp import ExcitationBP
 from explainers.gradcam import GradCAM, contrastive_gradcam
 from explainers.targets import ClassTarget
+from explainers.xnn import XNN, XNNConfig, extract_z, fit_xnn, train_xnn
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -26,22 +38,43 @@ class Boom(RuntimeError):
     pass
 
 
-def flaky(base: type[nn.Module]) -> type[nn.Module]:
-    """A subclass of ``base`` that raises :class:`Boom` on forward call ``fail_at`` (1-based)."""
+class Net(nn.Module):
+    """(N, 1, 8, 8) -> 4 logits; raises :class:`Boom` on forward call ``fail_at`` (1-based)."""
 
-    class Flaky(base):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fail_at: int | None = None
-            self.calls = 0
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.pool = nn.MaxPool2d(2)
+        self.flat = nn.Flatten()
+        self.fc1 = nn.Linear(4 * 4 * 4, 16)
+        self.relu1 = nn.ReLU()
+        self.drop = nn.Dropout(0.5)
+        self.fc2 = nn.Linear(16, 4)
+        with torch.no_grad():  # non-trivial running statistics: a train-mode BatchNorm shows
+            self.bn.running_mean.uniform_(-0.1, 0.1)
+            self.bn.running_var.uniform_(0.8, 1.2)
+        self.fail_at: int | None = None
+        self.calls = 0
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            self.calls += 1
-            if self.fail_at is not None and self.calls == self.fail_at:
-                raise Boom("forward failed")
-            return super().forward(x)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise Boom("forward failed")
+        x = self.pool(self.relu(self.bn(self.conv(x))))
+        return self.fc2(self.drop(self.relu1(self.fc1(self.flat(x)))))
 
-    return Flaky
+
+@dataclass
+class Models:
+    D: Net
+    G: nn.Module
+    xnn: XNN
+
+    def all(self) -> tuple[nn.Module, ...]:
+        return self.D, self.G, self.xnn
 
 
 def raising(*_args: object) -> None:
@@ -53,62 +86,151 @@ def failing_target(logits: torch.Tensor) -> torch.Tensor:
 
 
 CFG = CDeepExConfig(z0_steps=20, outer_iterations=6, num_frames=4)
+XNN_CFG = XNNConfig(n_features=3, hidden=(8,), epochs=3)
 LABELS = torch.tensor([0, 1, 2])
 PROBES = torch.tensor([1, 2, 3])
+BAD = torch.tensor([0, 1, 9])  # 9 is no class of a 4-class net
 
 
-def run_gradcam(D, G, x, fail):
-    target = failing_target if fail == "target" else ClassTarget(LABELS)
-    return GradCAM(D, D.conv)(x, target, progress=raising if fail == "progress" else None)
+def images() -> torch.Tensor:
+    return torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(11))
 
 
-def run_contrastive(D, G, x, fail):
-    if fail == "target":
-        D.fail_at = D.calls + 2  # the batched evaluation of the imposed maps
+def fail_forward(m: Models, fail: str | None, at: int) -> None:
+    if fail == "forward":
+        m.D.fail_at = m.D.calls + at
+
+
+def progress(fail: str | None) -> Callable[[dict], None] | None:
+    return raising if fail == "progress" else None
+
+
+def labels(fail: str | None) -> torch.Tensor:
+    return BAD if fail == "labels" else LABELS
+
+
+# ------------------------------------------------------------------------- one runner per method
+
+
+def run_gradcam(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 1)
+    target = failing_target if fail == "target" else ClassTarget(labels(fail))
+    return GradCAM(m.D, m.D.conv)(x, target, progress=progress(fail))
+
+
+def run_contrastive(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 2)  # the batched evaluation of the imposed maps
     return contrastive_gradcam(
-        D, "conv", x, LABELS, PROBES, torch.tensor([0.5, 1.0]),
-        progress=raising if fail == "progress" else None,
+        m.D, "conv", x, labels(fail), PROBES, torch.tensor([0.5, 1.0]), progress=progress(fail)
     )
 
 
-def run_cdeepex(D, G, x, fail, inequality=True):
-    if fail == "target":
-        D.fail_at = D.calls + 5  # inside the augmented-Lagrangian loop
-    return explain(
-        D, G, x, true_labels=LABELS, probe_labels=PROBES, inequality=inequality,
-        generator_kind="gan", config=CFG, seed=3, progress=raising if fail == "progress" else None,
+def run_deeplift(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 2)  # the second chunk
+    targets = failing_target if fail == "target" else labels(fail)
+    return DeepLift(m.D, batch_size=2).attribute(x, targets).attributions
+
+
+def run_excitation_bp(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 2)  # the second chunk
+    return ExcitationBP(m.D, "relu", batch_size=2)(x, labels(fail))
+
+
+def run_excitation_bp_xnn(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 2)  # the second chunk
+    return ExcitationBP(m.D, "relu", batch_size=2).xnn_maps(m.xnn, x, progress=progress(fail))
+
+
+def run_xnn_explain(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 1)
+    out = m.xnn.explain(m.D, x, classes=BAD if fail == "labels" else None)
+    return [out.features, out.contributions, out.normalised]
+
+
+def run_train_xnn(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 1)
+    xnn = train_xnn(m.D, "relu1", x, config=XNN_CFG, progress=progress(fail))
+    return list(xnn.state_dict().values())
+
+
+def run_cdeepex(m: Models, x: torch.Tensor, fail: str | None, inequality: bool = True):
+    fail_forward(m, fail, 5)  # inside the augmented-Lagrangian loop
+    r = explain(
+        m.D, m.G, x, true_labels=labels(fail), probe_labels=PROBES, inequality=inequality,
+        generator_kind="gan", config=CFG, seed=3, progress=progress(fail),
     )
+    return [r.z0, r.z_path, r.frames, r.llh, r.converged]
 
 
-def run_xgems(D, G, x, fail):
-    return run_cdeepex(D, G, x, fail, inequality=False)
+def run_xgems(m: Models, x: torch.Tensor, fail: str | None):
+    return run_cdeepex(m, x, fail, inequality=False)
 
 
-METHODS: dict[str, Callable] = {
-    "gradcam": run_gradcam,
-    "contrastive_gradcam": run_contrastive,
-    "cdeepex": run_cdeepex,
-    "xgems": run_xgems,
+Runner = Callable[..., object]
+
+#: method -> (runner, the failures it can meet)
+METHODS: dict[str, tuple[Runner, tuple[str, ...]]] = {
+    "gradcam": (run_gradcam, ("target", "forward", "progress", "labels")),
+    "contrastive_gradcam": (run_contrastive, ("forward", "progress", "labels")),
+    "deeplift": (run_deeplift, ("target", "forward", "labels", "unsupported")),
+    "excitation_bp": (run_excitation_bp, ("forward", "labels", "unsupported")),
+    "excitation_bp_xnn_maps": (run_excitation_bp_xnn, ("forward", "progress", "unsupported")),
+    "xnn_explain": (run_xnn_explain, ("forward", "labels")),
+    "train_xnn": (run_train_xnn, ("forward", "progress")),
+    "cdeepex": (run_cdeepex, ("forward", "progress", "labels")),
+    "xgems": (run_xgems, ("forward", "progress", "labels")),
+}
+#: the explainers proper (train_xnn trains, so it needs gradients from its caller)
+EXPLAINERS = sorted(name for name in METHODS if name != "train_xnn")
+FAILURES = [(name, fail) for name, (_, fails) in sorted(METHODS.items()) for fail in fails]
+RAISES: dict[str, type[Exception]] = {
+    "target": Boom, "forward": Boom, "progress": Boom, "labels": ValueError, "unsupported": ValueError,
 }
 
 
+@contextmanager
+def unsupported_layer(m: Models, fail: str | None) -> Iterator[None]:
+    """For ``fail="unsupported"``: a LayerNorm (which neither DeepLIFT nor ExcitationBP has a
+    rule for) sits in the classifier during the run; it is never called by ``forward``."""
+    if fail != "unsupported":
+        yield
+        return
+    m.D.extra = nn.LayerNorm(2)
+    try:
+        yield
+    finally:
+        del m.D.extra
+
+
+def run(method: str, m: Models, fail: str | None = None) -> list[torch.Tensor]:
+    runner, _ = METHODS[method]
+    with unsupported_layer(m, fail):
+        result = runner(m, images(), fail)
+    return result if isinstance(result, list) else [result]
+
+
 @pytest.fixture
-def models(toy_classes) -> tuple[nn.Module, nn.Module]:
-    """A flaky toy classifier and a toy generator, both in *mixed* caller states."""
-    classifier, generator = toy_classes
-    D, G = flaky(classifier)(), generator()
+def models(toy_models) -> Models:
+    """The classifier, a generator and an XNN on the classifier's ``relu1``, in mixed states."""
+    _, G = toy_models
+    D = Net()
+    z, logits = extract_z(D, "relu1", torch.rand(12, 1, 8, 8, generator=torch.Generator().manual_seed(5)))
+    xnn = fit_xnn(z, logits, config=XNN_CFG, layer="relu1")
     D.train()
     D.bn.eval()  # mixed modes inside one model
     D.conv.bias.requires_grad_(False)  # mixed requires_grad
     G.eval()
     G.dec[0].train()
     G.enc.weight.requires_grad_(False)
-    return D, G
+    xnn.train()
+    xnn.decoder.eval()
+    xnn.v.weight.requires_grad_(False)
+    return Models(D, G, xnn)
 
 
-def snapshot(*models: nn.Module) -> dict[str, object]:
-    state: dict[str, object] = {}
-    for k, model in enumerate(models):
+def snapshot(m: Models) -> dict[str, object]:
+    state: dict[str, object] = {"grad_enabled": torch.is_grad_enabled()}
+    for k, model in enumerate(m.all()):
         for name, module in model.named_modules():
             state[f"{k}:{name}:training"] = module.training
             for kind in ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"):
@@ -131,45 +253,33 @@ def assert_same(before: dict[str, object], after: dict[str, object]) -> None:
             assert value == after[key], key
 
 
-def images() -> torch.Tensor:
-    return torch.rand(3, 1, 8, 8, generator=torch.Generator().manual_seed(11))
-
-
-def outputs(result: object) -> list[torch.Tensor]:
-    if isinstance(result, torch.Tensor):
-        return [result]
-    return [result.z0, result.z_path, result.frames, result.llh, result.converged]
-
-
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_models_are_restored_and_runs_repeat(method, models):
-    D, G = models
-    before = snapshot(D, G)
-    first = METHODS[method](D, G, images(), None)
-    assert_same(before, snapshot(D, G))
-    second = METHODS[method](D, G, images(), None)
-    assert_same(before, snapshot(D, G))
-    for a, b in zip(outputs(first), outputs(second), strict=True):
+    before = snapshot(models)
+    first = run(method, models)
+    assert_same(before, snapshot(models))
+    second = run(method, models)
+    assert_same(before, snapshot(models))
+    for a, b in zip(first, second, strict=True):
         assert torch.equal(a, b)
+        assert not a.requires_grad  # results are detached: no graph reaches the parameters
 
 
-@pytest.mark.parametrize("fail", ["target", "progress"])
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method, fail", FAILURES)
 def test_models_are_restored_after_an_error(method, fail, models):
-    D, G = models
-    before = snapshot(D, G)
-    with pytest.raises(Boom):  # the caller's exception comes through, never swallowed
-        METHODS[method](D, G, images(), fail)
-    D.fail_at = None
-    assert_same(before, snapshot(D, G))
-    METHODS[method](D, G, images(), None)  # and the models still work
-    assert_same(before, snapshot(D, G))
+    before = snapshot(models)
+    with pytest.raises(RAISES[fail]):  # the caller's exception comes through, never swallowed
+        run(method, models, fail)
+    models.D.fail_at = None
+    assert_same(before, snapshot(models))
+    run(method, models)  # and the models still work
+    assert_same(before, snapshot(models))
 
 
-def test_caller_grad_mode_is_untouched(models):
-    D, G = models
+@pytest.mark.parametrize("method", EXPLAINERS)
+def test_explainers_work_under_the_callers_no_grad(method, models):
+    before = snapshot(models)
     with torch.no_grad():
-        maps = run_gradcam(D, G, images(), None)  # Grad-CAM still works under no_grad
-        run_cdeepex(D, G, images(), None)
+        run(method, models)
         assert not torch.is_grad_enabled()
-    assert maps.shape == (3, 8, 8) and torch.is_grad_enabled()
+    assert_same(before, snapshot(models))

@@ -8,6 +8,8 @@ import re
 
 from django.test import Client
 
+from studyapp.studies.client import DjangoTransport, ParticipantClient, Reply
+
 LEAK_KEYS = ("feedback", "correct", "correct_label", "correct_answer", "true_label", "model_prediction", "probabilities")
 
 
@@ -16,19 +18,16 @@ class Bot:
         self.slug = slug
         self.pid = pid
         self.client = client or Client(enforce_csrf_checks=True)
+        self.api = ParticipantClient(slug, DjangoTransport(self.client))
         self.rng = rng or random.Random(0)
         self.responses: list[tuple[str, int, str]] = []
         self.actions: list[dict] = []
         self.state: dict = {}
 
     # -- HTTP ----------------------------------------------------------------------------------
-    def _record(self, label: str, response) -> dict:
-        body = response.content.decode()
-        self.responses.append((label, response.status_code, body))
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError:
-            return {}
+    def _record(self, reply: Reply, label: str | None = None) -> tuple[int, dict]:
+        self.responses.append((label or reply.call.label, reply.status, reply.text))
+        return reply.status, reply.data
 
     def current_step(self) -> int:
         return int(self.state.get("step", 0))
@@ -37,37 +36,33 @@ class Bot:
         return self.client.cookies["csrftoken"].value
 
     def get(self, path: str) -> tuple[int, dict]:
-        r = self.client.get(f"/api/s/{self.slug}/{path}")
-        return r.status_code, self._record(f"GET {path}", r)
+        return self._record(self.api.request("GET", path))
 
     def post(self, path: str, body: dict | None = None, *, csrf: bool = True) -> tuple[int, dict]:
-        headers = {"HTTP_X_CSRFTOKEN": self.csrf()} if csrf else {}
-        r = self.client.post(f"/api/s/{self.slug}/{path}", data=json.dumps(body or {}), content_type="application/json", **headers)
-        return r.status_code, self._record(f"POST {path}", r)
+        return self._record(self.api.request("POST", path, body, csrf=csrf))
 
     # -- flow ----------------------------------------------------------------------------------
     def open_link(self) -> dict:
-        query = f"?PROLIFIC_PID={self.pid}&STUDY_ID=S1&SESSION_ID=X1" if self.pid else ""
-        page = self.client.get(f"/s/{self.slug}/{query}")
-        assert page.status_code == 200
-        self._record("PAGE", page)
-        status, self.state = self.get("state" + (f"?PROLIFIC_PID={self.pid}" if self.pid else ""))
+        page = self.api.page(prolific_pid=self.pid, study_id="S1", session_id="X1") if self.pid else self.api.page()
+        assert page.status == 200
+        self._record(page, "PAGE")
+        status, self.state = self._record(self.api.state(prolific_pid=self.pid, session_id="X1" if self.pid else None))
         assert status == 200, self.state
         return self.state
 
     def enter(self) -> tuple[int, dict]:
-        status, data = self.post("enter", {"consent": True, "prolific_pid": self.pid, "study_id": "S1", "session_id": "X1"})
+        status, data = self._record(self.api.enter(consent=True, prolific_pid=self.pid, study_id="S1", session_id="X1"))
         if status in (200, 201):
             self.state = data
         return status, data
 
     def refresh(self) -> dict:
-        status, self.state = self.get("state")
+        status, self.state = self._record(self.api.state())
         assert status == 200
         return self.state
 
     def continue_(self) -> tuple[int, dict]:
-        status, data = self.post(f"steps/{self.state['step']}/continue")
+        status, data = self._record(self.api.continue_(self.state["step"]))
         if status == 200:
             self.state = data
         return status, data
@@ -76,7 +71,7 @@ class Bot:
         s = self.state
         assert s["kind"] == "trial" and not s["answered"]
         self.assert_no_leak()
-        status, data = self.post(f"steps/{s['step']}/answer", {"stimulus": s["stimulus"], "choice": choice})
+        status, data = self._record(self.api.answer(s["step"], stimulus=s["stimulus"], choice=choice))
         if status == 200:
             self.state = data
             self.actions.append({"trial": s["trial"], "stimulus": s["stimulus"], "choice": choice,
@@ -84,20 +79,20 @@ class Bot:
         return status, data
 
     def rate(self, value: int) -> tuple[int, dict]:
-        status, data = self.post(f"steps/{self.state['step']}/questions", {"answers": {self.state["key"]: value}})
+        status, data = self._record(self.api.questions(self.state["step"], {self.state["key"]: value}))
         if status == 200:
             self.state = data
         return status, data
 
     def questions(self, answers: dict) -> tuple[int, dict]:
-        status, data = self.post(f"steps/{self.state['step']}/questions", {"answers": answers})
+        status, data = self._record(self.api.questions(self.state["step"], answers))
         if status == 200:
             self.state = data
         return status, data
 
     def group(self, assignment: dict) -> tuple[int, dict]:
         before = self.state
-        status, data = self.post(f"steps/{before['step']}/grouping", {"assignment": {str(k): v for k, v in assignment.items()}})
+        status, data = self._record(self.api.grouping(before["step"], assignment))
         if status == 200:
             self.actions.append({"stage": before["stage"], "step": before["step"], "assignment": dict(assignment)})
             self.state = data

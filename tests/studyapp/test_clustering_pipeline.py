@@ -8,7 +8,8 @@ import random
 import pytest
 from django.core.management import call_command
 
-from studyapp.pipeline import clustering, services
+from studyapp.pipeline import clustering, explain
+from studyapp.pipeline.datasets import dataset_import_kannada
 from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus
 from studyapp.pipeline.storage import media_path
 from studyapp.studies import selectors
@@ -24,7 +25,7 @@ from tests.studyapp.test_pipeline import write_official_npz
 def test_study_b_is_built_from_digit_stand_ins_and_can_be_taken(tmp_path):
     call_command("loaddata", str(FIXTURES / "study_b_clustering.json"), verbosity=0)
     study = Study.objects.get(slug="xnn-clustering")
-    base = services.dataset_import_kannada(name="k", directory=write_official_npz(tmp_path / "k", n_train=3000, n_test=1000))
+    base = dataset_import_kannada(name="k", directory=write_official_npz(tmp_path / "k", n_train=3000, n_test=1000))
     clustering.clustering_build_standin(study=study, base=base, xnn_epochs=40)
     study.refresh_from_db()
 
@@ -39,7 +40,7 @@ def test_study_b_is_built_from_digit_stand_ins_and_can_be_taken(tmp_path):
     ids = list(Stimulus.objects.filter(study=study).values_list("pk", flat=True))
     for method in ("excitation_bp", "xnn"):
         for k in range(0, len(ids), 25):
-            services.explanations_compute(stimulus_ids=ids[k : k + 25], method=method)
+            explain.explanations_compute(stimulus_ids=ids[k : k + 25], method=method)
     xnn_assets = ExplanationAsset.objects.filter(method="xnn")
     assert xnn_assets.count() == 100 and ExplanationAsset.objects.filter(method="excitation_bp").count() == 100
     for asset in xnn_assets[:5]:
@@ -48,7 +49,7 @@ def test_study_b_is_built_from_digit_stand_ins_and_can_be_taken(tmp_path):
         assert all(media_path(p).exists() for p in asset.files.values())
         assert asset.valid or asset.reasons
     # Re-running is idempotent.
-    services.explanations_compute(stimulus_ids=ids[:10], method="xnn")
+    explain.explanations_compute(stimulus_ids=ids[:10], method="xnn")
     assert ExplanationAsset.objects.filter(method="xnn").count() == 100
 
     assert selectors.study_readiness(study=study) == [], selectors.study_readiness(study=study)

@@ -12,13 +12,14 @@ import pytest
 from django.core.management import call_command
 from PIL import Image
 
-from studyapp.pipeline import clustering, services
+from studyapp.pipeline import clustering, explain
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
 from studyapp.pipeline.storage import media_path
 from studyapp.studies import selectors
 from studyapp.studies import services as study_services
 from studyapp.studies.models import Grouping, Study
-from tests.explainers.test_cub import build_cub
+from tests.explainers.datasets.test_cub import build_cub
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import FIXTURES
 
@@ -88,7 +89,7 @@ def test_study_b_on_real_cub_and_cel_trees(tmp_path, study):
 
     ids = list(Stimulus.objects.filter(study=study).values_list("pk", flat=True))
     for method in ("excitation_bp", "deeplift", "xnn"):
-        services.explanations_compute(stimulus_ids=ids, method=method)
+        explain.explanations_compute(stimulus_ids=ids, method=method)
         assert ExplanationAsset.objects.filter(method=method).count() == 60
     asset = ExplanationAsset.objects.filter(method="xnn").first()
     assert sorted(asset.files) == [f"x{j}" for j in range(7)] and len(asset.metrics["contributions"]) == 7
@@ -112,16 +113,16 @@ def test_broken_trees_store_nothing(tmp_path, study):
     cub_dir = build_cub(tmp_path / "cub", per_class=4, painter=painter)
     victim = next((cub_dir / "images" / "066.Western_Gull").iterdir())
     victim.write_bytes(b"not a jpeg")
-    with pytest.raises(services.PipelineError, match="CUB import failed, nothing was stored: .*not a readable image"):
+    with pytest.raises(PipelineError, match="CUB import failed, nothing was stored: .*not a readable image"):
         clustering.clustering_datasets(study=study, base=None, cub_dir=str(cub_dir), size=SIZE)
     cel_dir = build_cel(tmp_path / "cel", per_class=3)
     (cel_dir / "smallbleb" / "cell_001.png").write_bytes(b"\x89PNG broken")
-    with pytest.raises(services.PipelineError, match="CEL import failed"):
+    with pytest.raises(PipelineError, match="CEL import failed"):
         clustering.dataset_import_cel(name="cel", directory=cel_dir, size=SIZE)
-    with pytest.raises(services.PipelineError, match="CUB import failed"):
+    with pytest.raises(PipelineError, match="CUB import failed"):
         clustering.dataset_import_cub(name="cub", directory=tmp_path / "nowhere", size=SIZE)
     assert Dataset.objects.count() == 0
     assert not (media_path("datasets").exists() and any(media_path("datasets").iterdir()))
     # Without a directory and without digit data there is nothing to build from: a clear error.
-    with pytest.raises(services.PipelineError, match="no directory configured"):
+    with pytest.raises(PipelineError, match="no directory configured"):
         clustering.clustering_datasets(study=study, base=None)

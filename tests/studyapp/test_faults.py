@@ -14,10 +14,13 @@ from django.db import transaction
 from django.test import Client
 
 from studyapp.celery import app as celery_app
-from studyapp.pipeline import services
+from studyapp.pipeline import precompute
+from studyapp.pipeline.datasets import dataset_import_kannada
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, TrainedModel
+from studyapp.pipeline.stimuli import stimuli_select
 from studyapp.pipeline.storage import media_path, store_bytes
 from studyapp.studies.models import Participant, Study, TrialAnswer
+from studyapp.studies.selectors import study_methods
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import FIXTURES, learning_study
 from tests.studyapp.test_pipeline import write_official_npz
@@ -29,9 +32,10 @@ def tiny_checkpoints(tmp_path_factory):
     """A small classifier and VAE trained once per session on (a sample of) real Kannada data."""
     import torch
 
-    from explainers import classifiers
-    from explainers.data import load_kannada, to_tensor
-    from explainers.vae import VAE, train_vae
+    from explainers.datasets.common import to_tensor
+    from explainers.datasets.kannada import load_kannada
+    from explainers.nets import checkpoints, classifiers
+    from explainers.nets.vae import VAE, train_vae
 
     folder = tmp_path_factory.mktemp("ckpt")
     data = write_official_npz(folder / "data", n_train=2000, n_test=400, seed=1)
@@ -40,12 +44,12 @@ def tiny_checkpoints(tmp_path_factory):
     torch.manual_seed(0)
     clf = classifiers.MnistNet(num_classes=10)
     classifiers.train_classifier(clf, x, y, epochs=2, lr=3e-3, batch_size=64, seed=0)
-    classifiers.save_checkpoint(folder / "clf.pt", clf, arch="MnistNet", arch_kwargs={"num_classes": 10}, metadata={})
+    checkpoints.save_checkpoint(folder / "clf.pt", clf, arch="MnistNet", arch_kwargs={"num_classes": 10}, metadata={})
     keep = (y == 3) | (y == 7)
     torch.manual_seed(0)
     vae = VAE(latent_dim=32)
     train_vae(vae, x[keep], epochs=6, seed=0)
-    classifiers.save_checkpoint(folder / "vae.pt", vae, arch="VAE", arch_kwargs={"latent_dim": 32}, metadata={})
+    checkpoints.save_checkpoint(folder / "vae.pt", vae, arch="VAE", arch_kwargs={"latent_dim": 32}, metadata={})
     return data, folder / "clf.pt", folder / "vae.pt"
 
 
@@ -53,7 +57,7 @@ def ready_study(tiny_checkpoints, *, n_trials: int, batch: int) -> Study:
     data, clf_path, vae_path = tiny_checkpoints
     call_command("loaddata", str(FIXTURES / "study_a_kannada.json"), verbosity=0)
     study = Study.objects.get(slug="kannada-learning")
-    dataset = services.dataset_import_kannada(name="k", directory=data)
+    dataset = dataset_import_kannada(name="k", directory=data)
     rows = {}
     for role, path, arch in (("classifier", clf_path, "MnistNet"), ("vae", vae_path, "VAE")):
         rows[role] = TrainedModel.objects.create(
@@ -66,7 +70,7 @@ def ready_study(tiny_checkpoints, *, n_trials: int, batch: int) -> Study:
                 "classifier_id": rows["classifier"].pk, "generator_id": rows["vae"].pk},
     )
     study.refresh_from_db()
-    services.stimuli_select(study=study, classifier=rows["classifier"])
+    stimuli_select(study=study, classifier=rows["classifier"])
     return study
 
 
@@ -75,7 +79,7 @@ def ready_study(tiny_checkpoints, *, n_trials: int, batch: int) -> Study:
 def test_a_worker_killed_mid_precompute_and_restarted_finishes_the_job(tiny_checkpoints, monkeypatch):
     study = ready_study(tiny_checkpoints, n_trials=8, batch=2)
     with transaction.atomic():
-        job = services.precompute_start(study=study)
+        job = precompute.start(study=study, methods=study_methods(study=study))
     assert job.total == 16
     with celery_worker(name="victim") as proc:
         wait_for(lambda: PrecomputeJob.objects.get(pk=job.pk).done >= 2, timeout=300, proc=proc, what="first batches")

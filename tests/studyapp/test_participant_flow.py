@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import random
 from collections import Counter
 
@@ -151,6 +149,39 @@ def test_out_of_order_and_repeated_requests_are_refused_or_harmless(study):
     assert bot.refresh()["step"] == after
 
 
+def test_a_refused_step_answers_with_the_state_the_server_holds(study):
+    """The services raise errors naming the participant; the API's handler adds their state."""
+    bot = Bot(study.slug)
+    bot.open_link()
+    bot.enter()
+    status, data = bot.post(f"steps/{bot.state['step'] + 2}/continue")
+    assert status == 409 and data["error"] == "wrong_step" and data["state"] == bot.refresh()
+    bot.continue_()
+    status, first = bot.answer(study.classes[0])
+    assert status == 200
+    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[1]})
+    assert status == 409 and data["error"] == "already_answered"
+    assert data["state"] == bot.refresh() and data["state"]["feedback"] == first["feedback"]
+    # Input errors carry no state: the client stays where it is.
+    status, data = bot.post(f"steps/{bot.state['step']}/continue", {})
+    assert status == 200
+    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": max(study.classes) + 1})
+    assert status == 400 and data["error"] == "invalid" and "state" not in data
+
+
+def test_the_write_layer_never_builds_the_browsers_state():
+    import ast
+    from pathlib import Path
+
+    import studyapp.studies.services as services_module
+
+    tree = ast.parse(Path(services_module.__file__).read_text())
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not {"state", "studyapp.studies.state"} & imported
+
+
 def test_another_participants_code_gives_nothing(study):
     alice, mallory = Bot(study.slug, rng=random.Random(1)), Bot(study.slug, rng=random.Random(2))
     alice.open_link()
@@ -251,36 +282,6 @@ def test_seeded_order_differs_per_participant_but_is_stored(study):
         plans.append([s["stimulus"] for s in Participant.objects.get(code=bot.state["participant"]).plan if s["kind"] == "trial"])
     assert len({tuple(p) for p in plans}) > 1
     assert all(sorted(p) == sorted(plans[0]) for p in plans)
-
-
-def test_exports_match_what_the_bots_did(study, owner):
-    bots = []
-    for i in range(3):
-        bot = Bot(study.slug, pid=f"P{i}", rng=random.Random(10 + i))
-        bot.open_link()
-        bot.walk(rating=i + 2)
-        bots.append(bot)
-    response = owner.get(f"/admin/studies/study/{study.pk}/export/tidy.csv")
-    assert response.status_code == 200
-    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
-    assert len(rows) == 60
-    study.refresh_from_db()
-    for bot in bots:
-        mine = [r for r in rows if r["participant"] == bot.state["participant"]]
-        assert [int(r["trial_index"]) for r in mine] == list(range(20))
-        for r, act in zip(mine, bot.actions, strict=True):
-            assert int(r["stimulus_id"]) == act["stimulus"] and int(r["choice"]) == act["choice"]
-            assert bool(int(r["correct"])) == act["correct"] and int(r["correct_label"]) == act["correct_answer"]
-            assert r["config_hash"] == study.config_hash and int(r["response_ms"]) >= 0
-        assert mine[0]["prolific_pid"] == bot.pid
-    hashed = owner.get(f"/admin/studies/study/{study.pk}/export/tidy.csv?ids=hash").content.decode()
-    assert "P0" not in [r["prolific_pid"] for r in csv.DictReader(io.StringIO(hashed))]
-    wide = list(csv.DictReader(io.StringIO(owner.get(f"/admin/studies/study/{study.pk}/export/wide.csv?ids=drop").content.decode())))
-    assert len(wide) == 3 and all(r["prolific_pid"] == "" for r in wide)
-    for bot in bots:
-        row = next(r for r in wide if r["participant"] == bot.state["participant"])
-        assert int(row["n_correct"]) == sum(a["correct"] for a in bot.actions)
-        assert [int(row[f"correct_{i + 1}"]) for i in range(20)] == [int(a["correct"]) for a in bot.actions]
 
 
 def test_admin_pages_and_exports_need_staff(study, owner):

@@ -9,9 +9,11 @@ import pytest
 from django.core.management import call_command
 from django.db import transaction
 
-from explainers.data import load_kannada
-from studyapp.pipeline import services
+from explainers.datasets.kannada import load_kannada
+from studyapp.pipeline import datasets, precompute, training
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset, ExplanationAsset, PrecomputeJob, Stimulus
+from studyapp.pipeline.stimuli import stimuli_select
 from studyapp.pipeline.storage import media_path
 from studyapp.studies import selectors
 from studyapp.studies.models import Study
@@ -31,7 +33,7 @@ def write_official_npz(directory: Path, *, n_train: int, n_test: int, seed: int 
             idx = rng.choice(len(full.labels), size=n, replace=False)
             x, y = full.images[idx], full.labels[idx]
         else:
-            from explainers.data import make_lookalike_kannada
+            from explainers.datasets.kannada import make_lookalike_kannada
 
             part = make_lookalike_kannada(n // 10 + 1, seed=seed + (split == "test"))
             x, y = part.images[:n], part.labels[:n]
@@ -43,22 +45,22 @@ def write_official_npz(directory: Path, *, n_train: int, n_test: int, seed: int 
 @pytest.mark.django_db
 def test_import_is_all_or_nothing(tmp_path):
     good = write_official_npz(tmp_path / "good", n_train=200, n_test=50)
-    dataset = services.dataset_import_kannada(name="small", directory=good)
+    dataset = datasets.dataset_import_kannada(name="small", directory=good)
     assert (dataset.n_train, dataset.n_test) == (200, 50) and not dataset.is_standin
     assert media_path(dataset.file).exists()
     # Importing the same files again is harmless.
-    assert services.dataset_import_kannada(name="small", directory=good).pk == dataset.pk
+    assert datasets.dataset_import_kannada(name="small", directory=good).pk == dataset.pk
 
     broken = write_official_npz(tmp_path / "broken", n_train=200, n_test=50)
     np.savez(broken / "y_kannada_MNIST_test.npz", np.arange(49) % 10)  # 49 labels for 50 images
     files_before = sorted(p.name for p in media_path("datasets").rglob("*"))
-    with pytest.raises(services.PipelineError, match="y_kannada_MNIST_test"):
-        services.dataset_import_kannada(name="broken", directory=broken)
+    with pytest.raises(PipelineError, match="y_kannada_MNIST_test"):
+        datasets.dataset_import_kannada(name="broken", directory=broken)
     assert not Dataset.objects.filter(name="broken").exists()
     assert sorted(p.name for p in media_path("datasets").rglob("*")) == files_before
 
-    with pytest.raises(services.PipelineError):
-        services.dataset_import_kannada(name="nothing", directory=tmp_path / "does-not-exist")
+    with pytest.raises(PipelineError):
+        datasets.dataset_import_kannada(name="nothing", directory=tmp_path / "does-not-exist")
     assert Dataset.objects.count() == 1
 
 
@@ -82,27 +84,27 @@ def test_train_select_and_precompute_on_a_real_worker(tmp_path):
     Study.objects.filter(pk=study.pk).update(n_trials=4, config={**study.config, "spare_stimuli": 2, "explain_batch": 4})
     study.refresh_from_db()
     data = write_official_npz(tmp_path / "k", n_train=3000, n_test=600)
-    dataset = services.dataset_import_kannada(name="k", directory=data)
+    dataset = datasets.dataset_import_kannada(name="k", directory=data)
 
     seen = []
-    classifier = services.model_create(dataset=dataset, role="classifier", params={"epochs": 2, "seed": 0, "lr": 3e-3, "batch_size": 64})
-    classifier = services.model_train(trained_id=classifier.pk, echo=seen.append)
+    classifier = training.model_create(dataset=dataset, role="classifier", params={"epochs": 2, "seed": 0, "lr": 3e-3, "batch_size": 64})
+    classifier = training.model_train(trained_id=classifier.pk, echo=seen.append)
     assert classifier.status == "ready" and classifier.test_accuracy > 0.8
     assert seen and seen[-1]["step"] == seen[-1]["total"]
     classifier.refresh_from_db()
     assert classifier.progress  # progress was written for the admin
-    vae = services.model_create(dataset=dataset, role="vae", params={"epochs": 8, "seed": 0, "latent_dim": 32, "classes": study.classes})
-    vae = services.model_train(trained_id=vae.pk)
+    vae = training.model_create(dataset=dataset, role="vae", params={"epochs": 8, "seed": 0, "latent_dim": 32, "classes": study.classes})
+    vae = training.model_train(trained_id=vae.pk)
     Study.objects.filter(pk=study.pk).update(config={**study.config, "classifier_id": classifier.pk, "generator_id": vae.pk})
     study.refresh_from_db()
 
-    stimuli = services.stimuli_select(study=study, classifier=classifier)
+    stimuli = stimuli_select(study=study, classifier=classifier)
     assert len(stimuli) == 6
     assert {s.true_label for s in stimuli} == set(study.classes)
     assert all(s.model_prediction in study.classes for s in stimuli)
 
     with transaction.atomic():
-        job = services.precompute_start(study=study)
+        job = precompute.start(study=study, methods=selectors.study_methods(study=study))
     assert job.total == 12  # 6 stimuli x (gradcam, cdeepex)
     with celery_worker(name="precompute") as proc:
         wait_for(lambda: PrecomputeJob.objects.get(pk=job.pk).status in ("done", "failed"), timeout=600, proc=proc, what="precompute")
@@ -121,7 +123,7 @@ def test_train_select_and_precompute_on_a_real_worker(tmp_path):
 
     # Resumable and idempotent: a second run finds nothing to do.
     with transaction.atomic():
-        again = services.precompute_start(study=study)
+        again = precompute.start(study=study, methods=selectors.study_methods(study=study))
     assert again.total == 0 and again.status == "done"
     servable = selectors.servable_stimuli(study=study).count()
     assert servable == Stimulus.objects.filter(study=study).count() - len(

@@ -28,8 +28,8 @@ def read_urls(study: Study, imported: ImportedResults) -> list[str]:
         f"/admin/analysis/study/{s}/figure/learning-curve.png",
         f"/admin/analysis/study/{s}/figure/ratings.svg",
         f"/admin/analysis/study/{s}/report.html",
-        f"/admin/analysis/study/{s}/export/groupings.csv",
-        f"/admin/analysis/study/{s}/export/events.csv?ids=hash",
+        f"/admin/studies/study/{s}/export/groupings.csv",
+        f"/admin/studies/study/{s}/export/events.csv?ids=hash",
         f"/admin/analysis/imported/{i}/",
         f"/admin/analysis/imported/{i}/figure/learning-curve.png",
         f"/admin/analysis/imported/{i}/report.html",
@@ -96,8 +96,8 @@ def test_unknown_figures_and_exports_are_not_found(objects, owner):
     study, _ = objects
     assert owner.get(f"/admin/analysis/study/{study.pk}/figure/nope.png").status_code == 404
     assert owner.get(f"/admin/analysis/study/{study.pk}/figure/learning-curve.gif").status_code == 404
-    assert owner.get(f"/admin/analysis/study/{study.pk}/export/nope.csv").status_code == 404
-    assert owner.get(f"/admin/analysis/study/{study.pk}/export/events.csv?ids=leak").status_code == 400
+    assert owner.get(f"/admin/studies/study/{study.pk}/export/nope.csv").status_code == 404
+    assert owner.get(f"/admin/studies/study/{study.pk}/export/events.csv?ids=leak").status_code == 400
     assert owner.get("/admin/analysis/study/999999/").status_code == 404
 
 

@@ -11,7 +11,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 
 from studyapp.analysis import importing
 from studyapp.analysis.models import ImportedResults
-from studyapp.analysis.views import imported_source, run_analysis, study_source
+from studyapp.analysis.sources import imported_source, run_analysis, study_source
 from studyapp.studies.models import Study
 from tests.studyapp.analysis_site.conftest import page_tables, run_bots
 from tests.studyapp.bots import Bot
@@ -81,7 +81,7 @@ def test_a_clustering_export_round_trips_to_identical_statistics(owner):
         bot = Bot(study.slug, rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
-    groupings = owner.get(f"/admin/analysis/study/{study.pk}/export/groupings.csv").content
+    groupings = owner.get(f"/admin/studies/study/{study.pk}/export/groupings.csv").content
     wide = owner.get(f"/admin/studies/study/{study.pk}/export/wide.csv").content
     response = upload(owner, name="B", design="clustering", results=groupings, participants=wide, study=study)
     assert response.status_code == 302, response.content.decode()[:2000]

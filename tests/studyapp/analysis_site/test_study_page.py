@@ -10,7 +10,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 import studyapp
-from studyapp.analysis import clustering, data, exclusions, learning
+from stats import clustering, exclusions, learning
+from studyapp.analysis import frames
 from studyapp.studies.models import Participant, Study
 from tests.studyapp.analysis_site.conftest import page_tables, run_bots, value
 from tests.studyapp.bots import Bot
@@ -40,9 +41,9 @@ def test_the_page_shows_what_the_pure_functions_compute_from_the_bots_answers(ow
 
     # What the pure layer says, from the same rows (read in a fixed number of queries).
     with CaptureQueriesContext(connection) as queries:
-        data.study_data(study=study)
+        frames.study_data(study=study)
     assert len(queries) <= 3  # trials, ratings, participants: none per participant
-    trials = data.study_trials(study=study)
+    trials = frames.study_trials(study=study)
     kept, report = exclusions.apply_exclusions(trials, study.config["exclusions"])
     assert report.excluded["participant"].tolist() == [dropout]
     counts = learning.final_counts(kept, n_trials=20)
@@ -79,7 +80,7 @@ def test_the_page_shows_what_the_pure_functions_compute_from_the_bots_answers(ow
     for i, arm in enumerate(["Control", "GCAM", "CDeepEx"], start=1):
         assert value(last[i]) == curve[(curve.arm == arm) & (curve.trial == 20)]["mean"].item()
     # Figure 5.9: rating counts per arm (the dropout never rated).
-    ratings = exclusions.ExclusionReport.apply(report, data.study_ratings(study=study))
+    ratings = exclusions.ExclusionReport.apply(report, frames.study_ratings(study=study))
     dist = learning.rating_distribution(ratings)
     rows = tables["ratings"]
     for code in range(1, 6):
@@ -108,6 +109,10 @@ def test_the_page_shows_what_the_pure_functions_compute_from_the_bots_answers(ow
     assert study.config_hash in body and studyapp.__version__ in body
     assert "Pairwise Welch t-tests" in body and "data:image/png;base64," in body
     assert "<script" not in body and 'src="http' not in body
+    # Drawn by the page's presenters: the same tables, cell for cell.
+    report_tables = page_tables(body)
+    for name in ("exclusion-counts", "final-counts", "welch-tests", "learning-curve", "ratings", "pilot-power"):
+        assert report_tables[name] == tables[name], name
 
 
 def test_the_tests_form_saves_the_direction_and_alpha_into_the_config(owner):
@@ -183,9 +188,9 @@ def test_the_clustering_page_shows_purity_confidence_and_agent_ratings(owner):
     html = response.content.decode()
     tables = page_tables(html)
     with CaptureQueriesContext(connection) as queries:
-        data.study_data(study=study)
+        frames.study_data(study=study)
     assert len(queries) <= 7  # one per frame (plus the stimuli's predictions), none per participant
-    groupings, _ = data.study_groupings(study=study)
+    groupings, _ = frames.study_groupings(study=study)
     purities = clustering.purity_table(groupings)
     summary = clustering.purity_summary(purities)
     assert len(tables["purity"]) == len(summary) == 6
@@ -200,10 +205,10 @@ def test_the_clustering_page_shows_purity_confidence_and_agent_ratings(owner):
     # The stored purity of each grouping is what the analysis recomputes.
     stored = Participant.objects.get(code=purities.participant.iloc[0]).groupings.all()
     assert all(0 <= g.purity <= 1 for g in stored)
-    conf = data.study_confidence(study=study)
+    conf = frames.study_confidence(study=study)
     assert len(conf) == 4 * 3
     assert sum(value(c) for row in tables["confidence"] for c in row[1:]) == 12
-    agents = data.study_agent_ratings(study=study)
+    agents = frames.study_agent_ratings(study=study)
     pref = clustering.agent_preference(agents)
     row = tables["agent-preference"][0]
     assert value(row[1]) == pref.n_pairs == 4 and value(row[2]) == pref.n_prefer_agent

@@ -8,7 +8,8 @@ import random
 import pytest
 from django.core.management import CommandError, call_command
 
-from studyapp.analysis import data, learning
+from stats import learning
+from studyapp.analysis import frames
 from studyapp.studies import services
 from studyapp.studies.models import Participant, QuestionAnswer, Study, TrialAnswer
 from tests.studyapp.factories import learning_study
@@ -35,7 +36,7 @@ def test_the_planted_effect_is_recovered_from_what_the_bots_answered(monkeypatch
     assert TrialAnswer.objects.filter(participant__study=study).count() == 30 * 20
     assert QuestionAnswer.objects.filter(participant__study=study, key="feedback_rating").count() == 30
 
-    trials = data.study_trials(study=study)
+    trials = frames.study_trials(study=study)
     totals = learning.participant_totals(trials, n_trials=20)
     assert totals.groupby("arm").size().to_dict() == {"CDeepEx": 10, "Control": 10, "GCAM": 10}
     family = learning.pairwise_welch(totals, learning.DISSERTATION_PAIRS, alpha=0.05)

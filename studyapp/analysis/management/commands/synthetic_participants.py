@@ -18,15 +18,16 @@ a pilot or test copy of a study, never on one that collects real data.
 
 from __future__ import annotations
 
-import json
-
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 
-from studyapp.analysis import data, power, summary, synthetic
+from stats import analyse as summary
+from stats import power, synthetic
+from studyapp.analysis import frames as data
 from studyapp.pipeline.models import Stimulus
 from studyapp.studies import selectors
+from studyapp.studies.client import API_ROOT, DjangoTransport, ParticipantClient, Reply
 from studyapp.studies.models import Participant, Study
 
 CURVES = {"planted": synthetic.PLANTED_CURVES, "null": synthetic.NULL_CURVES}
@@ -48,39 +49,20 @@ class ApiParticipant:
     def __init__(self, slug: str, *, address: str):
         host = _host()
         secure = bool(settings.SECURE_SSL_REDIRECT)
-        self.scheme = "https" if secure else "http"
-        self.slug = slug
-        self.client = Client(
+        scheme = "https" if secure else "http"
+        client = Client(
             enforce_csrf_checks=True, REMOTE_ADDR=address, HTTP_HOST=host,
-            HTTP_ORIGIN=f"{self.scheme}://{host}", **({"wsgi.url_scheme": "https"} if secure else {}),
+            HTTP_ORIGIN=f"{scheme}://{host}", **({"wsgi.url_scheme": "https"} if secure else {}),
         )
+        self.api = ParticipantClient(slug, DjangoTransport(client, secure=secure))
         self.state: dict = {}
 
-    def _check(self, response, what: str) -> dict:
-        try:
-            body = json.loads(response.content.decode() or "{}")
-        except json.JSONDecodeError:
-            body = {"detail": response.content.decode()[:200]}
-        if response.status_code >= 300:
-            raise CommandError(
-                f"{what} was refused ({response.status_code}): {body.get('detail', body)}"
-            )
-        return body
-
-    def get_state(self) -> dict:
-        response = self.client.get(f"/api/s/{self.slug}/state", secure=self.scheme == "https")
-        self.state = self._check(response, "GET state")
-        return self.state
-
-    def post(self, path: str, body: dict | None = None) -> dict:
-        response = self.client.post(
-            f"/api/s/{self.slug}/{path}",
-            data=json.dumps(body or {}),
-            content_type="application/json",
-            HTTP_X_CSRFTOKEN=self.client.cookies["csrftoken"].value,
-            secure=self.scheme == "https",
-        )
-        self.state = self._check(response, f"POST {path}")
+    def send(self, reply: Reply) -> dict:
+        """The new state from ``reply`` (e.g. ``bot.send(bot.api.continue_(step))``); a refusal stops the command."""
+        body = reply.data if reply.parsed is not None or not reply.text else {"detail": reply.text[:200]}
+        if reply.status >= 300:
+            raise CommandError(f"{reply.call.label} was refused ({reply.status}): {body.get('detail', body)}")
+        self.state = body
         return self.state
 
 
@@ -163,15 +145,17 @@ class Command(BaseCommand):
     def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str]) -> None:
         scored_on = "model_prediction" if study.correct_mode == Study.CorrectMode.PREDICTION else "true_label"
         correct_of = dict(Stimulus.objects.filter(study=study).values_list("pk", scored_on))
-        self.stdout.write(f"Sending {n} synthetic participant(s) through /api/s/{study.slug}/ ...")
+        self.stdout.write(f"Sending {n} synthetic participant(s) through {API_ROOT.format(slug=study.slug)} ...")
         done = 0
         for i in range(n):
             bot = ApiParticipant(study.slug, address=f"198.18.{i // 250}.{i % 250 + 1}")
-            state = bot.get_state()
+            state = bot.send(bot.api.state())
             if state.get("kind") == "unavailable":
                 raise CommandError(f"After {done} participant(s): {state.get('detail')}")
             if state.get("kind") == "consent":
-                state = bot.post("enter", {"consent": True, "prolific_pid": self._pid(seed, i)})
+                # The SESSION_ID is what lets a rerun resume the run (access.access_resume).
+                pid = self._pid(seed, i)
+                state = bot.send(bot.api.enter(consent=True, prolific_pid=pid, session_id=pid))
             arm = Participant.objects.filter(code=state["participant"]).values_list("arm__name", flat=True).get()
             person = synthetic.SyntheticParticipant(
                 arm_curve[arm], seed=synthetic.seed_for(seed, i), curves=curves
@@ -188,18 +172,18 @@ class Command(BaseCommand):
             if kind == "done":
                 return
             if kind == "instructions":
-                bot.post(f"steps/{state['step']}/continue")
+                bot.send(bot.api.continue_(state["step"]))
             elif kind == "trial":
                 if not state.get("answered"):
                     options = [o["value"] for o in state["options"]]
                     correct = correct_of[state["stimulus"]]
                     choice = person.choose(state["trial"], correct, options)
-                    answered = bot.post(f"steps/{state['step']}/answer", {"stimulus": state["stimulus"], "choice": choice})
+                    answered = bot.send(bot.api.answer(state["step"], stimulus=state["stimulus"], choice=choice))
                     if answered["feedback"]["correct"] != (choice == correct):
                         raise CommandError("The server scored an answer differently from the study's configuration.")
-                bot.post(f"steps/{state['step']}/continue")
+                bot.send(bot.api.continue_(state["step"]))
             elif kind == "rating":
-                bot.post(f"steps/{state['step']}/questions", {"answers": {state["key"]: person.feedback_rating()}})
+                bot.send(bot.api.questions(state["step"], {state["key"]: person.feedback_rating()}))
             else:
                 raise CommandError(f"A synthetic participant cannot answer a {kind!r} step.")
         raise CommandError("A synthetic participant did not reach the end of the study.")

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studyapp.pipeline import services
+from studyapp.pipeline import training
 from studyapp.pipeline.models import TrainedModel
 
 
@@ -16,12 +16,12 @@ class Command(BaseCommand):
         classifier = TrainedModel.objects.filter(pk=opts["classifier"], role="classifier", status="ready").first()
         if classifier is None:
             raise CommandError(f"No ready classifier #{opts['classifier']}.")
-        matrix = services.confusion_matrix(classifier=classifier)
+        matrix = training.confusion_matrix(classifier=classifier)
         n = len(matrix)
         self.stdout.write("true \\ predicted " + " ".join(f"{j:>5}" for j in range(n)))
         for i in range(n):
             self.stdout.write(f"{i:>16} " + " ".join(f"{matrix[i, j]:>5}" for j in range(n)))
-        a, b = services.most_confused_pair(matrix)
+        a, b = training.most_confused_pair(matrix)
         self.stdout.write(self.style.SUCCESS(
             f"Most confused pair: {a} and {b} ({matrix[a, b]} + {matrix[b, a]} test images mistaken for each other)"
         ))

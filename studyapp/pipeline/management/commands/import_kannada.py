@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from studyapp.pipeline import services
+from studyapp.pipeline import datasets
+from studyapp.pipeline.errors import PipelineError
 
 
 class Command(BaseCommand):
@@ -24,16 +25,16 @@ class Command(BaseCommand):
         directory = opts["dir"] or settings.KANNADA_MNIST_DIR
         try:
             if opts["lookalike"]:
-                dataset = services.dataset_make_lookalike(name=opts["name"] or "kannada-lookalike", n_per_class=opts["lookalike_per_class"])
+                dataset = datasets.dataset_make_lookalike(name=opts["name"] or "kannada-lookalike", n_per_class=opts["lookalike_per_class"])
             elif opts["download"]:
-                dataset = services.dataset_download_kannada(name=opts["name"] or "kannada-mnist", dest=settings.VAR_DIR / "downloads" / "kannada")
+                dataset = datasets.dataset_download_kannada(name=opts["name"] or "kannada-mnist", dest=settings.VAR_DIR / "downloads" / "kannada")
             elif directory:
-                dataset = services.dataset_import_kannada(name=opts["name"] or "kannada-mnist", directory=directory)
+                dataset = datasets.dataset_import_kannada(name=opts["name"] or "kannada-mnist", directory=directory)
             elif opts["auto"]:
-                dataset = services.dataset_auto(name=opts["name"], echo=lambda m: self.stdout.write(m))
+                dataset = datasets.dataset_auto(name=opts["name"], echo=lambda m: self.stdout.write(m))
             else:
                 raise CommandError("Say where the data comes from: --dir, --download, --lookalike or --auto.")
-        except services.PipelineError as exc:
+        except PipelineError as exc:
             raise CommandError(str(exc)) from exc
         label = " (STAND-IN, not the real data set)" if dataset.is_standin else ""
         self.stdout.write(self.style.SUCCESS(

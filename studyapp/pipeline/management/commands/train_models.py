@@ -4,7 +4,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studyapp.pipeline import services
+from studyapp.pipeline import training
 from studyapp.pipeline.models import Dataset
 
 
@@ -31,8 +31,8 @@ class Command(BaseCommand):
         params = {"epochs": opts["epochs"], "seed": opts["seed"], "max_train": opts["max_train"], **extra}
         if opts["classes"]:
             params["classes"] = [int(c) for c in opts["classes"].split(",")]
-        trained = services.model_create(dataset=dataset, role=opts["role"], params=params)
-        trained = services.model_train(trained_id=trained.pk, echo=self._echo)
+        trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
+        trained = training.model_train(trained_id=trained.pk, echo=self._echo)
         self.stdout.write("")
         acc = f", test accuracy {trained.test_accuracy:.4f}" if trained.test_accuracy is not None else ""
         self.stdout.write(self.style.SUCCESS(f"{trained.get_role_display()} #{trained.pk} ready{acc}"))

@@ -20,8 +20,10 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from studyapp.pipeline import precompute, stimuli, training
 from studyapp.pipeline import selectors as selectors_pipeline
-from studyapp.pipeline import services as pipeline
+from studyapp.pipeline.datasets import dataset_auto
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import PrecomputeJob, TrainedModel
 from studyapp.studies import selectors, services
 from studyapp.studies.models import Study
@@ -60,7 +62,7 @@ class Command(BaseCommand):
         study = Study.objects.get(slug=SLUG)
 
         self.step("Importing Kannada-MNIST")
-        dataset = pipeline.dataset_auto(echo=lambda m: self.stdout.write("  " + m))
+        dataset = dataset_auto(echo=lambda m: self.stdout.write("  " + m))
         if dataset.is_standin:
             self.stdout.write(self.style.WARNING("  Using the offline LOOK-ALIKE stand-in, not the real Kannada-MNIST."))
         self.stdout.write(f"  {dataset.name}: {dataset.n_train} train / {dataset.n_test} test")
@@ -79,8 +81,8 @@ class Command(BaseCommand):
         if not study.stimuli.exists():
             self.step("Selecting stimuli (balanced over the two classes and model-correct / model-wrong)")
             try:
-                chosen = pipeline.stimuli_select(study=study, classifier=classifier)
-            except pipeline.PipelineError as exc:
+                chosen = stimuli.stimuli_select(study=study, classifier=classifier)
+            except PipelineError as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"  {len(chosen)} stimuli")
 
@@ -120,8 +122,8 @@ class Command(BaseCommand):
             self.step(f"Reusing the trained {role} #{existing.pk}")
             return existing
         self.step(f"Training the {role} ({params})")
-        trained = pipeline.model_create(dataset=dataset, role=role, params=params)
-        return pipeline.model_train(trained_id=trained.pk, echo=self.echo)
+        trained = training.model_create(dataset=dataset, role=role, params=params)
+        return training.model_train(trained_id=trained.pk, echo=self.echo)
 
     def echo(self, info: dict) -> None:
         loss = f" loss {info['loss']:.4f}" if "loss" in info else ""
@@ -144,13 +146,13 @@ class Command(BaseCommand):
         else:
             self.step("Building Study B from four digit classes per data set (stand-ins for CUB and CEL; "
                       "set CUB_DIR / CEL_DIR for the real images)")
-        if not study.stimuli.exists() or not (study.config or {}).get("models"):
+        if not study.stimuli.exists() or not study.parsed_config.models:
             echo = lambda m: self.stdout.write("  " + m)  # noqa: E731
             try:
                 datasets = clustering.clustering_datasets(
                     study=study, base=base, cub_dir=settings.CUB_DIR, cel_dir=settings.CEL_DIR, size=settings.STUDY_B_IMAGE_SIZE,
                 )
-            except pipeline.PipelineError as exc:
+            except PipelineError as exc:
                 raise CommandError(str(exc)) from exc
             options = {"standin_epochs": opts["classifier_epochs"], "backbone": settings.STUDY_B_BACKBONE,
                        "backbone_epochs": opts["backbone_epochs"]}
@@ -162,7 +164,7 @@ class Command(BaseCommand):
         jobs = []
         for study in studies:
             with transaction.atomic():
-                jobs.append(pipeline.precompute_start(study=study))
+                jobs.append(precompute.start(study=study, methods=selectors.study_methods(study=study)))
         if all(job.total == 0 for job in jobs):
             self.stdout.write("  every explanation is already stored")
             return

@@ -1,0 +1,142 @@
+"""Where an analysis reads its data: a study (`frames`, from the database) or an imported result
+set (`importing`, from its stored CSV), reduced to a `Source` that `run_analysis` hands to
+`stats.analyse`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pandas as pd
+from django.urls import reverse
+
+from stats import analyse
+from studyapp.analysis import frames, importing
+from studyapp.analysis.models import ImportedResults
+from studyapp.studies.models import Study
+
+
+@dataclass
+class Source:
+    """A study or an imported result set, reduced to what the analysis needs."""
+
+    kind: str  # "study" or "imported"
+    obj: Study | ImportedResults
+    title: str
+    design: str
+    config: dict
+    config_hash: str
+    frames: dict[str, pd.DataFrame]
+    levels: list[str]
+    n_trials: int | None = None
+    participants: pd.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def url_name(self) -> str:
+        return f"analysis-{self.kind}"
+
+    def url(self, suffix: str = "", *args) -> str:
+        name = self.url_name + (f"-{suffix}" if suffix else "")
+        return reverse(name, args=[self.obj.pk, *args])
+
+    @property
+    def slug(self) -> str:
+        return self.obj.slug if self.kind == "study" else f"imported-{self.obj.pk}"
+
+    @property
+    def data_hashes(self) -> dict[str, int]:
+        """The configuration hashes the data ran under, with their number of participants."""
+        if self.kind == "study":
+            if self.participants is None:
+                return {}
+            return self.participants["config_hash"].value_counts().to_dict()
+        return dict((self.obj.meta or {}).get("config_hashes", {}))
+
+    def participant_url(self, code: str) -> str:
+        """Where the admin shows a participant of a study ("" for an imported result set)."""
+        if self.kind != "study":
+            return ""
+        return reverse("admin:studies_participant_changelist") + f"?q={code}"
+
+
+def study_source(study: Study) -> Source:
+    d = frames.study_data(study=study)
+    data = {
+        "trials": d.trials, "ratings": d.ratings, "groupings": d.groupings, "batches": d.batches,
+        "confidence": d.confidence, "agent_ratings": d.agent_ratings,
+    }
+    if study.design == Study.Design.CLUSTERING:
+        levels = analyse.levels_of(analyse.CLUSTERING, stages=d.groupings["stage"].unique())
+        n_trials = None
+    else:
+        levels = list(study.arms.order_by("position", "pk").values_list("name", flat=True))
+        n_trials = study.n_trials
+    return Source(
+        kind="study", obj=study, title=study.title, design=study.design, config=study.config or {},
+        config_hash=study.config_hash, frames=data, levels=levels, n_trials=n_trials,
+        participants=d.participants, notes=list(d.problems),
+    )
+
+
+def imported_source(imported: ImportedResults) -> Source:
+    data = importing.imported_frames(imported)
+    if imported.study_design == ImportedResults.Design.CLUSTERING:
+        groupings = data.get("groupings", pd.DataFrame(columns=["participant", "stage"]))
+        # Exclusion rules read one row per batch; an imported file has no batch times, so the
+        # rules see one row per participant (with completion, when the participants file gave it).
+        columns = [c for c in ("participant", "arm", "completed") if c in groupings.columns]
+        batches = groupings.drop_duplicates("participant")[columns] if len(groupings) else None
+        data["batches"] = batches
+        levels = analyse.levels_of(analyse.CLUSTERING, stages=groupings["stage"].unique())
+    else:
+        trials = data.get("trials", pd.DataFrame(columns=["arm"]))
+        levels = analyse.levels_of(analyse.LEARNING, arms=trials["arm"].unique())
+    return Source(
+        kind="imported", obj=imported, title=imported.name, design=imported.study_design,
+        config=imported.config or {}, config_hash=imported.config_hash, frames=data,
+        levels=levels, notes=list((imported.meta or {}).get("notes", [])),
+    )
+
+
+@contextmanager
+def quick_gc() -> Iterator[None]:
+    """Keep the heap that exists already out of garbage collection for the duration.
+
+    statsmodels' ``multipletests`` calls ``gc.collect()`` on every call; in a web process full of
+    Django, pandas and matplotlib objects that is about 0.1-0.4 s each, and a clustering page
+    makes six such calls. Freezing the existing objects makes those collections cheap; objects
+    made inside are collected as usual.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def run_analysis(source: Source, *, power_target: float | None = None) -> analyse.Analysis:
+    """The whole analysis of `source` under its analysis settings; problems with the settings
+    are added to ``source.notes``."""
+    with quick_gc():
+        return _run_analysis(source, power_target=power_target)
+
+
+def _run_analysis(source: Source, *, power_target: float | None = None) -> analyse.Analysis:
+    settings, problems = analyse.settings_from_config(
+        source.config, design=source.design, levels=source.levels, n_trials=source.n_trials
+    )
+    if power_target is not None:
+        settings = dataclasses.replace(settings, power_target=power_target)
+    f = source.frames
+    result = analyse.analyse(
+        design=source.design, settings=settings, trials=f.get("trials"), ratings=f.get("ratings"),
+        groupings=f.get("groupings"), batches=f.get("batches"), confidence=f.get("confidence"),
+        agent_ratings=f.get("agent_ratings"),
+    )
+    source.notes.extend(problems)
+    return result

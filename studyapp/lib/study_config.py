@@ -1,0 +1,100 @@
+"""One typed reader of ``Study.config``: each key has one default and one place that parses it.
+
+``Study.config`` is a JSON object edited in the admin and partly written by the pipeline (the
+ids of the models it trained or chose). Code never reads it with ``config.get(key, default)``:
+it calls :func:`read_config` and uses the attributes of :class:`StudyConfig`, so that a key's
+default and its parsing live here and nowhere else.
+
+Three groups of keys:
+
+- **design** (the researcher's): ``source``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
+  ``explain_seed``, ``explain_batch``, ``cdeepex``, ``gradcam_target``, ``heatmap_method``,
+  ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
+  ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
+- **analysis** (pre-registered): ``exclusions``, ``tests``, ``alpha``. Their meaning is checked
+  by the statistics package (``stats.exclusions.ExclusionRules`` and the planned tests), which
+  is the one parser of their contents; here they are only typed as JSON;
+- **pipeline-written**: ``classifier_id``, ``generator_id``, ``models``, ``selection_shortfall``.
+
+Unknown keys are kept (``extra="allow"``) so that an older stored configuration still loads;
+:func:`validate_config` is the strict check a form uses on save, and it names the field.
+Framework-free on purpose (pydantic only): the pipeline, the studies app and the commands all
+import it without importing each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+#: Study B's data sets, in the paper's order (XNN paper §4.1: CUB gulls and CEL cell images).
+DEFAULT_DATASETS: tuple[str, ...] = ("CUB", "CEL")
+
+
+class StudyConfig(BaseModel):
+    """The typed view of one study's configuration (defaults are the published studies')."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    source: str = ""
+    # Study A (learning): stimulus selection and explanation parameters.
+    spare_stimuli: int = Field(4, ge=0, description="stimuli drawn beyond n_trials, in case a gate refuses some")
+    wrong_share: float = Field(0.5, ge=0, le=1, description="share of stimuli the classifier gets wrong")
+    explain_seed: int = 0
+    explain_batch: int = Field(16, ge=1, description="stimuli per explain task")
+    cdeepex: dict[str, Any] = Field(default_factory=dict, description="CDeepExConfig overrides")
+    gradcam_target: str = Field("prediction", description="recorded in the asset parameters")
+    # Study B (clustering).
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    images_per_class: int = Field(50, ge=1)
+    n_sets: int = Field(5, ge=1)
+    set_size: int = Field(10, ge=1)
+    n_xfeatures: int = Field(7, ge=1)
+    heatmap_method: str = "excitation_bp"
+    max_groups: int = Field(10, ge=2)
+    stage_text: dict[str, str] = Field(default_factory=dict)
+    demographics: list[dict[str, Any]] | None = None
+    cub_classes: list[str] | None = None
+    cel_classes: list[str] | None = None
+    # Analysis (contents parsed by the statistics package).
+    exclusions: dict[str, Any] = Field(default_factory=dict)
+    tests: list[list[str]] | None = None
+    alpha: float = Field(0.05, gt=0, lt=1)
+    # Written by the pipeline.
+    classifier_id: int | None = None
+    generator_id: int | None = None
+    models: dict[str, Any] = Field(default_factory=dict)
+    selection_shortfall: list[str] = Field(default_factory=list)
+
+
+class StudyConfigError(ValueError):
+    """A configuration that does not parse; the message names the field."""
+
+
+def _message(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        field = ".".join(str(p) for p in item["loc"]) or "config"
+        parts.append(f"{field}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def read_config(raw: Mapping[str, Any] | None) -> StudyConfig:
+    """Parse a stored configuration (``None`` or ``{}`` gives every default)."""
+    try:
+        return StudyConfig.model_validate(dict(raw or {}))
+    except ValidationError as e:
+        raise StudyConfigError(_message(e)) from None
+
+
+def validate_config(raw: object) -> StudyConfig:
+    """The strict check made on save: a JSON object whose keys are all known and whose values
+    parse. Raises :class:`StudyConfigError` naming the first bad field(s)."""
+    if not isinstance(raw, Mapping):
+        raise StudyConfigError("config: must be a JSON object")
+    unknown = sorted(set(raw) - set(StudyConfig.model_fields))
+    if unknown:
+        raise StudyConfigError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(StudyConfig.model_fields))})")
+    return read_config(raw)

@@ -1,0 +1,88 @@
+"""Writes of a learning study's stimuli: the fixed, balanced image sequence every arm shows."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+from django.db import transaction
+
+from studyapp.pipeline import loading
+from studyapp.pipeline.errors import PipelineError
+from studyapp.pipeline.models import Stimulus, TrainedModel
+from studyapp.pipeline.storage import store_bytes
+
+log = logging.getLogger(__name__)
+STIMULUS_SCALE = 8
+
+
+def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wrong_share: float | None = None, seed: int = 0) -> list[Stimulus]:
+    """Pick the study's stimuli from the test split: the same set for all arms.
+
+    Balanced over the study's two classes and over model-correct / model-wrong (``wrong_share``
+    of each class's images are ones the model gets wrong; default from the study config, 0.5).
+    Only images whose prediction is one of the two classes qualify, so "correct" is always one
+    of the two answers a participant can give. A few spares beyond ``n_trials`` absorb
+    explanations that fail the validity gate. Refused once participants have answered.
+    """
+    from explainers.datasets.common import to_tensor
+    from explainers.nets.classifiers import predict
+
+    if study.participants.exists():
+        raise PipelineError("Participants have started this study; its stimuli can no longer change.")
+    classes = list(study.classes)
+    if len(classes) != 2:
+        raise PipelineError("The study needs exactly two classes.")
+    config = study.config or {}
+    n = n or study.n_trials + int(config.get("spare_stimuli", 4))
+    wrong_share = float(config.get("wrong_share", 0.5) if wrong_share is None else wrong_share)
+    if not 0 <= wrong_share <= 1:
+        raise PipelineError("wrong_share must lie between 0 and 1.")
+    arrays = loading.dataset_arrays(classifier.dataset)
+    x, y = arrays["x_test"], arrays["y_test"]
+    idx = np.flatnonzero(np.isin(y, classes))
+    pred, probs = predict(loading.load_model(classifier), to_tensor(x[idx]))
+    pred, probs = np.asarray(pred), np.asarray(probs)
+    rng = random.Random(seed)
+    chosen: list[int] = []
+    shortfall = []
+    per_class = [n // 2 + (1 if k < n % 2 else 0) for k in range(2)]
+    for k, cls in enumerate(classes):
+        in_class = y[idx] == cls
+        ok = np.isin(pred, classes)
+        right = list(np.flatnonzero(in_class & ok & (pred == cls)))
+        wrong = list(np.flatnonzero(in_class & ok & (pred != cls)))
+        rng.shuffle(right)
+        rng.shuffle(wrong)
+        n_wrong = min(len(wrong), round(per_class[k] * wrong_share))
+        if n_wrong < round(per_class[k] * wrong_share):
+            shortfall.append(f"class {cls}: only {len(wrong)} model-wrong images")
+        picks = wrong[:n_wrong] + right[: per_class[k] - n_wrong]
+        chosen += picks
+    if len(chosen) < n:
+        raise PipelineError(f"Only {len(chosen)} usable test images for classes {classes}; need {n}.")
+    if shortfall:
+        log.warning("Stimulus selection short of model-wrong images: %s", "; ".join(shortfall))
+    rng.shuffle(chosen)
+    with transaction.atomic():
+        Stimulus.objects.filter(study=study).delete()
+        rows = [
+            Stimulus(
+                study=study,
+                dataset=classifier.dataset,
+                split="test",
+                index=int(idx[j]),
+                position=pos,
+                image=store_bytes(loading.png_of(x[idx[j]], scale=STIMULUS_SCALE), ext="png", folder="stimuli"),
+                true_label=int(y[idx[j]]),
+                model_prediction=int(pred[j]),
+                probabilities=[round(float(p), 6) for p in probs[j]],
+                classifier=classifier,
+            )
+            for pos, j in enumerate(chosen)
+        ]
+        Stimulus.objects.bulk_create(rows)
+        study.config = {**config, "classifier_id": classifier.pk, "selection_shortfall": shortfall}
+        study.save(update_fields=["config", "updated_at"])
+    return list(Stimulus.objects.filter(study=study).order_by("position"))

@@ -1,0 +1,280 @@
+"""Study B statistics: purity against hand counts, paired stage comparisons, questionnaires."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from stats import clustering
+from stats.schema import AnalysisInputError
+from stats.synthetic import generate_study_b
+
+# --------------------------------------------------------------------- purity by hand
+
+
+@pytest.mark.parametrize(
+    "clusters, predicted, expected",
+    [
+        # every cluster holds one predicted class
+        ([0, 0, 1, 1, 2], ["a", "a", "b", "b", "c"], 1.0),
+        # everything in one cluster: purity = share of the commonest class (3 of 5)
+        ([7, 7, 7, 7, 7], ["a", "a", "a", "b", "c"], 3 / 5),
+        # cluster 0: a,a,b -> 2; cluster 1: b,b -> 2; total 4 of 5
+        ([0, 0, 0, 1, 1], ["a", "a", "b", "b", "b"], 4 / 5),
+        # singletons are always pure
+        ([1, 2, 3, 4], ["a", "a", "b", "b"], 1.0),
+        # 10 images, 3 clusters: {a,a,a,b} 3 + {b,b,c} 2 + {c,d,d} 2 = 7
+        ([0, 0, 0, 0, 1, 1, 1, 2, 2, 2], list("aaabbbccdd"), 7 / 10),
+        # tie inside a cluster counts once: {a,b} -> 1, {c} -> 1
+        (["x", "x", "y"], ["a", "b", "c"], 2 / 3),
+    ],
+)
+def test_purity_against_hand_counts(clusters, predicted, expected):
+    assert clustering.purity(clusters, predicted) == pytest.approx(expected)
+
+
+def test_purity_ignores_cluster_and_class_names():
+    base = clustering.purity([0, 0, 1, 1, 1], [1, 2, 2, 2, 3])
+    assert clustering.purity(["u", "u", "v", "v", "v"], ["x", "y", "y", "y", "z"]) == base
+
+
+@pytest.mark.parametrize(
+    "clusters, predicted",
+    [([], []), ([0, 1], ["a"]), ([0, None], ["a", "b"]), ([0, 1], ["a", float("nan")])],
+)
+def test_purity_refuses_bad_input(clusters, predicted):
+    with pytest.raises(AnalysisInputError):
+        clustering.purity(clusters, predicted)
+
+
+def _grouping(participant, stage, dataset, clusters, predicted, batch=None):
+    frame = pd.DataFrame(
+        {
+            "participant": participant,
+            "stage": stage,
+            "dataset": dataset,
+            "image_id": [f"{dataset}{i}" for i in range(len(clusters))],
+            "cluster": clusters,
+            "predicted_class": predicted,
+        }
+    )
+    if batch is not None:
+        frame["batch"] = batch
+    return frame
+
+
+def test_purity_table_per_participant_stage_dataset():
+    groupings = pd.concat(
+        [
+            _grouping("p1", "XNN", "CUB", [0, 0, 1, 1], list("aabb")),
+            _grouping("p1", "NoVis", "CUB", [0, 0, 0, 1], list("aabb")),
+            _grouping("p1", "NoVis", "CEL", [0, 0, 0, 0], list("abcd")),
+            _grouping("p2", "XNN", "CUB", [3, 3, 3, 3], list("aaab")),
+        ]
+    )
+    table = clustering.purity_table(groupings)
+    assert list(table.columns) == [
+        "participant",
+        "stage",
+        "dataset",
+        "n_images",
+        "n_clusters",
+        "purity",
+    ]
+    got = table.set_index(["participant", "stage", "dataset"])["purity"].to_dict()
+    assert got == {
+        ("p1", "NoVis", "CEL"): 0.25,
+        ("p1", "NoVis", "CUB"): 0.75,
+        ("p1", "XNN", "CUB"): 1.0,
+        ("p2", "XNN", "CUB"): 0.75,
+    }
+    # CEL first, then CUB; within a dataset NoVis, 1-Heatmap, XNN
+    assert table["dataset"].tolist()[0] == "CEL"
+    assert (
+        table.set_index(["participant", "stage", "dataset"]).loc[
+            ("p1", "NoVis", "CUB"), "n_clusters"
+        ]
+        == 2
+    )
+
+
+def test_cluster_ids_are_local_to_a_batch():
+    # Two batches both use cluster id 0; pooled they would mix a's and b's.
+    groupings = _grouping("p", "XNN", "CUB", [0, 0, 0, 0], list("aabb"), batch=[1, 1, 2, 2])
+    groupings["image_id"] = ["i1", "i2", "i3", "i4"]
+    assert clustering.purity_table(groupings)["purity"].item() == 1.0
+    assert clustering.purity_table(groupings.drop(columns="batch"))["purity"].item() == 0.5
+
+
+def test_purity_table_equals_purity_per_group_on_synthetic_data():
+    groupings, _, _ = generate_study_b(12, seed=4)
+    table = clustering.purity_table(groupings).set_index(["participant", "stage", "dataset"])
+    for key, part in groupings.groupby(["participant", "stage", "dataset"]):
+        assert table.loc[key, "purity"] == pytest.approx(
+            clustering.purity(part["cluster"], part["predicted_class"])
+        )
+
+
+def test_an_image_twice_is_refused():
+    g = _grouping("p", "XNN", "CUB", [0, 1], list("ab"))
+    g["image_id"] = "same"
+    with pytest.raises(AnalysisInputError, match="twice"):
+        clustering.purity_table(g)
+
+
+def test_purity_summary():
+    purities = pd.DataFrame(
+        {
+            "participant": ["a", "b", "c"],
+            "stage": "XNN",
+            "dataset": "CUB",
+            "purity": [0.5, 0.7, 0.9],
+        }
+    )
+    row = clustering.purity_summary(purities).iloc[0]
+    assert (row["n"], row["mean"], row["median"]) == (3, pytest.approx(0.7), pytest.approx(0.7))
+    assert row["sd"] == pytest.approx(0.2)
+
+
+# --------------------------------------------------------------------- paired comparisons
+
+
+@pytest.fixture
+def purities() -> pd.DataFrame:
+    xnn = [0.9, 0.8, 0.7, 0.9, 0.6, 0.8, 1.0, 0.7]
+    heat = [0.6, 0.7, 0.7, 0.5, 0.4, 0.75, 0.8, 0.65]
+    rows = [(f"p{i}", "XNN", "CUB", v) for i, v in enumerate(xnn)]
+    rows += [(f"p{i}", "1-Heatmap", "CUB", v) for i, v in enumerate(heat)]
+    rows += [("lonely", "XNN", "CUB", 1.0)]  # no 1-Heatmap value: left out of the pair
+    return pd.DataFrame(rows, columns=["participant", "stage", "dataset", "purity"])
+
+
+def test_paired_tests_match_scipy_and_hand_formulas(purities):
+    out = clustering.compare_stages(
+        purities, value="purity", pairs=[("XNN", "1-Heatmap", "greater")]
+    )
+    row = out.iloc[0]
+    x = np.array([0.9, 0.8, 0.7, 0.9, 0.6, 0.8, 1.0, 0.7])
+    y = np.array([0.6, 0.7, 0.7, 0.5, 0.4, 0.75, 0.8, 0.65])
+    d = x - y
+    assert row["n_pairs"] == 8 and row["group"] == "CUB" and row["hypothesis"] == "XNN > 1-Heatmap"
+    assert row["t"] == pytest.approx(d.mean() / (d.std(ddof=1) / math.sqrt(8)))
+    assert row["df"] == 7
+    assert row["p_t"] == pytest.approx(stats.ttest_rel(x, y, alternative="greater").pvalue)
+    assert row["cohen_dz"] == pytest.approx(d.mean() / d.std(ddof=1))
+    # one zero difference (0.7 vs 0.7) and tied magnitudes: normal approximation
+    assert row["n_nonzero"] == 7 and row["wilcoxon_method"] == "asymptotic"
+    ref = stats.wilcoxon(x, y, zero_method="wilcox", alternative="greater", method="asymptotic")
+    assert row["wilcoxon_w"] == pytest.approx(ref.statistic)
+    assert row["p_wilcoxon"] == pytest.approx(ref.pvalue)
+    # W+ by hand: ranks of |d| among the 7 non-zero differences, all positive here
+    assert row["wilcoxon_w"] == pytest.approx(stats.rankdata(np.abs(d[d != 0])).sum())
+
+
+def test_exact_wilcoxon_without_ties():
+    x = np.array([5.1, 6.3, 7.2, 4.4, 8.8, 6.0])
+    y = x - np.array([0.5, -0.2, 1.1, 0.7, 1.9, 0.3])
+    comp = clustering.paired_comparison(x, y, "two-sided")
+    assert comp.wilcoxon_method == "exact"
+    assert comp.p_wilcoxon == pytest.approx(stats.wilcoxon(x, y, method="exact").pvalue)
+    # exact two-sided p by enumeration: W- = 1 (the single negative difference has rank 1)
+    # P(W <= 1) = 2 / 64 under the null, doubled: 4 / 64
+    assert comp.p_wilcoxon == pytest.approx(4 / 64)
+
+
+def test_holm_within_each_dataset(purities):
+    both = pd.concat([purities, purities.assign(dataset="CEL")])
+    out = clustering.compare_stages(both, value="purity")
+    assert out["group"].tolist() == ["CEL"] * 3 + ["CUB"] * 3
+    cub = out[out["group"] == "CUB"]
+    finite = cub["p_t"].notna()
+    # only the XNN vs 1-Heatmap pair has data (no NoVis rows): one test, nothing to adjust
+    assert finite.sum() == 1
+    assert cub.loc[finite, "p_t_adjusted"].item() == cub.loc[finite, "p_t"].item()
+    assert cub.loc[~finite, "n_pairs"].tolist() == [0, 0]
+
+
+def test_identical_stages_give_nan_not_an_error():
+    frame = pd.DataFrame(
+        {"participant": ["a", "a", "b", "b"], "stage": ["XNN", "NoVis"] * 2, "purity": [0.5] * 4}
+    )
+    row = clustering.compare_stages(
+        frame, value="purity", by=None, pairs=[("XNN", "NoVis", "two-sided")]
+    ).iloc[0]
+    assert math.isnan(row["p_t"]) and math.isnan(row["p_wilcoxon"]) and row["n_nonzero"] == 0
+
+
+def test_duplicate_measurements_are_refused(purities):
+    with pytest.raises(AnalysisInputError, match="more than one"):
+        clustering.compare_stages(pd.concat([purities, purities.head(1)]), value="purity")
+
+
+def test_synthetic_xnn_advantage_is_recovered():
+    groupings, _, _ = generate_study_b(60, seed=5)
+    out = clustering.compare_stages(clustering.purity_table(groupings), value="purity")
+    cub = out[(out["group"] == "CUB") & (out["hypothesis"] == "XNN ≠ 1-Heatmap")].iloc[0]
+    assert cub["mean_diff"] > 0.05 and cub["p_wilcoxon_adjusted"] < 0.01
+
+
+# --------------------------------------------------------------------- questionnaires
+
+
+def test_confidence_distribution_and_tests_with_and_without_dataset():
+    _, confidence, _ = generate_study_b(20, seed=6)
+    dist = clustering.confidence_distribution(confidence)
+    assert list(dist.columns) == ["dataset", "stage", "confidence", "label", "count", "share"]
+    assert len(dist) == 2 * 3 * 7
+    assert dist.groupby(["dataset", "stage"])["count"].sum().eq(20).all()
+    assert dist.loc[dist["confidence"] == 6, "label"].unique().tolist() == ["100%"]
+    assert clustering.compare_confidence(confidence)["group"].tolist() == ["CEL"] * 3 + ["CUB"] * 3
+
+    one_per_stage = confidence[confidence["dataset"] == "CEL"].drop(columns="dataset")
+    assert clustering.confidence_distribution(one_per_stage).columns[0] == "stage"
+    out = clustering.compare_confidence(one_per_stage)
+    assert out["group"].isna().all() and len(out) == 3
+
+
+def test_confidence_off_scale_is_refused():
+    with pytest.raises(AnalysisInputError, match="outside the scale"):
+        clustering.confidence_distribution(
+            pd.DataFrame({"participant": ["a"], "stage": ["XNN"], "confidence": [7]})
+        )
+
+
+@pytest.fixture
+def agent_ratings() -> pd.DataFrame:
+    xnn = [7, 6, 6, 5, 4, 6, 7, 5, 3, 6]
+    heat = [4, 4, 5, 5, 4, 3, 5, 2, 4, 4]
+    rows = [(f"p{i}", "XNN", r) for i, r in enumerate(xnn)] + [
+        (f"p{i}", "1-Heatmap", r) for i, r in enumerate(heat)
+    ]
+    return pd.DataFrame(rows, columns=["participant", "agent", "rating"])
+
+
+def test_agent_preference_counts_and_tests(agent_ratings):
+    pref = clustering.agent_preference(agent_ratings, alternative="greater")
+    # differences: 3, 2, 1, 0, 0, 3, 2, 3, -1, 2 -> 7 up, 1 down, 2 ties
+    assert (pref.n_pairs, pref.n_prefer_agent, pref.n_prefer_baseline, pref.n_ties) == (10, 7, 1, 2)
+    # exact sign test by hand: P(X >= 7 | n = 8, 1/2) = (C(8,7) + C(8,8)) / 2^8
+    assert pref.p_sign == pytest.approx((math.comb(8, 7) + math.comb(8, 8)) / 256)
+    x = np.array([7, 6, 6, 5, 4, 6, 7, 5, 3, 6])
+    y = np.array([4, 4, 5, 5, 4, 3, 5, 2, 4, 4])
+    ref = stats.wilcoxon(x, y, zero_method="wilcox", alternative="greater", method="asymptotic")
+    assert pref.p_wilcoxon == pytest.approx(ref.pvalue)
+    assert pref.median_agent == 6 and pref.median_baseline == 4
+
+
+def test_agent_rating_distribution(agent_ratings):
+    dist = clustering.agent_rating_distribution(agent_ratings)
+    assert dist["agent"].unique().tolist() == ["1-Heatmap", "XNN"]
+    assert dist.set_index(["agent", "rating"]).loc[("XNN", 7), "label"] == "Very Good"
+    assert dist.set_index(["agent", "rating"]).loc[("XNN", 6), "count"] == 4
+
+
+def test_agent_preference_needs_both_agents(agent_ratings):
+    with pytest.raises(AnalysisInputError, match="DeepLIFT"):
+        clustering.agent_preference(agent_ratings, baseline="DeepLIFT")
