@@ -1,28 +1,42 @@
-"""Load: N concurrent simulated participants x 20 trials against gunicorn on loopback.
+"""Load: simulated participants x 20 trials against gunicorn on loopback.
 
-Participants double-submit, reload and go back at random. Two phases, each printed:
+Participants double-submit, reload and go back at random. Three phases, each printed:
 
-1. *Saturation* (``--think 0``, closed loop): every participant fires its next request as soon
-   as the last one answers. Gives the server's requests/s for the participant API and, right
-   after, for a bare Django JSON view on the same server (the ratio is the cost of the study
-   logic). Latency here is mostly queueing (200 clients / req/s), not service time.
-2. *Paced* (``--think``, default 1 s mean, exponential): each participant waits between
-   actions, still far faster than a person reads a trial. Gives the latency a participant sees
-   (p50/p95/p99) while 200 runs are in progress.
+1. *Saturation* (no pause, closed loop): ``--participants`` participants fire their next request
+   as soon as the last one answers. Gives the server's requests/s for the participant API and,
+   right after, for a bare Django JSON view on the same server (the ratio is the cost of the
+   study logic). Latency here is mostly queueing (200 clients / req/s), not service time.
+2. *Paced* (``--think``, default 1 s mean, exponential): the same number of participants, each
+   waiting between actions, still far faster than a person reads a trial. Gives the latency a
+   participant sees (p50/p95/p99) while 200 runs are in progress.
+3. *Prolific launch* (``--launch``, default 1000 participants arriving at random over
+   ``--launch-over`` seconds, default 120): each takes the whole study with a mean think time of
+   ``--launch-think`` seconds (default 3, exponential) before every request. A person takes
+   5-15 s per trial (two requests: the answer, then moving on), so 3 s is shorter than real; it
+   keeps the run under 4 minutes. As long as a run is shorter than the arrival window the peak
+   request rate is the arrival rate times the requests of a run (about 8 x 25 = 200 req/s),
+   whatever the think time, so a longer think time would mostly raise the number of runs open
+   at once, not the load.
 
-After both, the database must hold exactly the answers the clients saw acknowledged: nothing
-lost, nothing duplicated. Prints; asserts nothing about time.
+After all phases, the database must hold exactly the answers the clients saw acknowledged:
+nothing lost, nothing duplicated. Then the queries of each participant request are counted (one
+participant walked in process, through the same settings and database). Prints the machine's
+load average before and after (other work on the machine shifts every number; the ratios within
+one run are what to compare). Asserts nothing about time.
 
     python benchmarks/load_participants.py --participants 200 --workers 4
     DATABASE_URL=postgres://... python benchmarks/load_participants.py   # against PostgreSQL
+    python benchmarks/load_participants.py --launch 0                     # phases 1 and 2 only
 
-Only loopback addresses are used; every loop is bounded.
+With a PostgreSQL ``DATABASE_URL`` the benchmark creates a database of its own next to the one
+named there, and drops it at the end. Only loopback addresses are used; every loop is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -31,7 +45,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -49,11 +65,33 @@ def percentile(values: list[float], q: float) -> float:
 def prepare(env: dict[str, str]) -> str:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = (
-        "from tests.studyapp.factories import learning_study; "
-        "s = learning_study(invalid=0); s.arms.update(cap=None); print(s.slug)"
+        "from tests.studyapp.factories import learning_study, clustering_study; "
+        "s = learning_study(invalid=0); s.arms.update(cap=None); clustering_study(); print(s.slug)"
     )
     out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
+
+
+@contextmanager
+def own_postgres_database(env: dict[str, str]):
+    """With a PostgreSQL DATABASE_URL, a fresh database of the benchmark's own, dropped at the end."""
+    url = env.get("DATABASE_URL", "")
+    if not url.startswith(("postgres", "pgsql")):
+        yield
+        return
+    import psycopg
+
+    parts = urlsplit(url)
+    name = f"study_load_{secrets.token_hex(4)}"
+    admin = urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, ""))
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    env["DATABASE_URL"] = urlunsplit((parts.scheme, parts.netloc, "/" + name, parts.query, ""))
+    try:
+        yield
+    finally:
+        with psycopg.connect(admin, autocommit=True) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 class Measured(AsyncHttpxTransport):
@@ -87,12 +125,13 @@ class Measured(AsyncHttpxTransport):
 
 class Participant:
     def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0):
-        self.http = httpx.AsyncClient(base_url=base, timeout=30)
+        self.http = httpx.AsyncClient(base_url=base, timeout=60)
         self.transport = Measured(self.http, rng, latencies, think)
         self.api = ParticipantClient(slug, self.transport)
         self.rng = rng
         self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
         self.code = ""
+        self.done = False
 
     @property
     def errors(self) -> int:
@@ -102,7 +141,15 @@ class Participant:
     def dropped(self) -> int:
         return self.transport.dropped
 
-    async def run(self) -> None:
+    async def run(self, delay: float = 0.0) -> None:
+        if delay:
+            await asyncio.sleep(delay)
+        try:
+            await self._walk()
+        finally:
+            await self.http.aclose()
+
+    async def _walk(self) -> None:
         api = self.api
         await api.page()
         state = (await api.enter(consent=True)).data
@@ -110,6 +157,7 @@ class Participant:
         for _ in range(200):  # bounded
             kind = state["kind"]
             if kind == "done":
+                self.done = True
                 break
             if self.rng.random() < 0.1:  # reload
                 state = (await api.state()).data
@@ -135,7 +183,6 @@ class Participant:
                     state = r.data if r.status == 200 else r.data.get("state", state)
             elif kind == "rating":
                 state = (await api.questions(state["step"], {state["key"]: 4})).data
-        await self.http.aclose()
 
 
 async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> float:
@@ -152,30 +199,97 @@ async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> 
 
 
 async def main_async(args, base: str, slug: str) -> dict:
-    lat: list[float] = []
-    people = [Participant(base, slug, random.Random(i), lat) for i in range(args.participants)]
-    t0 = time.perf_counter()
-    await asyncio.gather(*(p.run() for p in people))
-    elapsed = time.perf_counter() - t0
-    bare_lat: list[float] = []
-    bare_elapsed = await bare(base, args.participants, len(lat), bare_lat)
-    paced_lat: list[float] = []
-    paced = [Participant(base, slug, random.Random(10_000 + i), paced_lat, think=args.think) for i in range(args.participants)]
-    t1 = time.perf_counter()
-    if args.think > 0:
+    out: dict = {"people": {}}
+    if args.participants:
+        lat: list[float] = []
+        people = [Participant(base, slug, random.Random(i), lat) for i in range(args.participants)]
+        t0 = time.perf_counter()
+        await asyncio.gather(*(p.run() for p in people))
+        out["saturation"] = {"lat": lat, "elapsed": time.perf_counter() - t0}
+        bare_lat: list[float] = []
+        out["bare"] = {"lat": bare_lat, "elapsed": await bare(base, args.participants, len(lat), bare_lat)}
+        out["people"]["saturation"] = people
+    if args.participants and args.think > 0:
+        paced_lat: list[float] = []
+        paced = [Participant(base, slug, random.Random(10_000 + i), paced_lat, think=args.think) for i in range(args.participants)]
+        t1 = time.perf_counter()
         await asyncio.gather(*(p.run() for p in paced))
-    return {"people": people + paced, "lat": lat, "elapsed": elapsed, "bare_lat": bare_lat, "bare_elapsed": bare_elapsed,
-            "paced_lat": paced_lat, "paced_elapsed": time.perf_counter() - t1}
+        out["paced"] = {"lat": paced_lat, "elapsed": time.perf_counter() - t1}
+        out["people"]["paced"] = paced
+    if args.launch:
+        launch_lat: list[float] = []
+        rng = random.Random(7)
+        arrivals = sorted(rng.uniform(0, args.launch_over) for _ in range(args.launch))
+        launch = [Participant(base, slug, random.Random(20_000 + i), launch_lat, think=args.launch_think) for i in range(args.launch)]
+        t2 = time.perf_counter()
+        await asyncio.gather(*(p.run(delay=a) for p, a in zip(launch, arrivals, strict=True)))
+        out["launch"] = {"lat": launch_lat, "elapsed": time.perf_counter() - t2}
+        out["people"]["launch"] = launch
+    return out
+
+
+# -- queries per request (run in a subprocess with the benchmark's settings) -------------------
+
+def count_queries(learning_slug: str) -> dict[str, int]:
+    """Walk one participant of each study in process and count each request's queries."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
+    django.setup()
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from studyapp.studies.client import DjangoTransport
+    from studyapp.studies.models import Study
+
+    counts: dict[str, int] = {}
+
+    def counted(name: str, call):
+        with CaptureQueriesContext(connection) as ctx:
+            reply = call()
+        assert reply.status in (200, 201), (name, reply.status, reply.text[:300])
+        counts.setdefault(name, len(ctx.captured_queries))
+        return reply.data
+
+    api = ParticipantClient(learning_slug, DjangoTransport(Client(enforce_csrf_checks=True)))
+    api.page()
+    counted("enter", lambda: api.enter(consent=True))
+    counted("state (instructions)", api.state)
+    state = counted("continue (instructions)", lambda: api.continue_(0))
+    for _ in range(2):
+        state = counted("state (trial)", api.state)
+        state = counted("answer", lambda s=state: api.answer(s["step"], stimulus=s["stimulus"], choice=s["options"][0]["value"]))
+        counted("state (answered trial)", api.state)
+        state = counted("continue (trial)", lambda s=state: api.continue_(s["step"]))
+
+    clustering = Study.objects.get(design=Study.Design.CLUSTERING)
+    api = ParticipantClient(clustering.slug, DjangoTransport(Client(enforce_csrf_checks=True)))
+    api.page()
+    state = api.enter(consent=True).data
+    state = api.continue_(state["step"]).data
+    answers = {q["key"]: q["options"][0] for q in state["questions"]}
+    state = counted("questions (demographics)", lambda: api.questions(state["step"], answers))
+    counted("state (grouping)", api.state)
+    counted("grouping", lambda: api.grouping(state["step"], {img["id"]: i % 4 for i, img in enumerate(state["images"])}))
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--participants", type=int, default=200)
+    parser.add_argument("--participants", type=int, default=200, help="participants of phases 1 and 2 (0: skip both)")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between a participant's actions in phase 2 (0: skip)")
+    parser.add_argument("--launch", type=int, default=1000, help="participants of the Prolific launch (0: skip it)")
+    parser.add_argument("--launch-over", type=float, default=120.0, help="seconds over which the launch's participants arrive")
+    parser.add_argument("--launch-think", type=float, default=3.0, help="mean seconds before each request of a launch participant")
+    parser.add_argument("--count-queries", metavar="SLUG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.count_queries:
+        print(json.dumps(count_queries(args.count_queries)))
+        return
 
     tmp = Path(tempfile.mkdtemp(prefix="study-load-"))
     env = dict(os.environ)
@@ -184,60 +298,91 @@ def main() -> None:
         "DJANGO_SECURE_COOKIES": "0", "STUDY_ENTRY_RATE": "100000/minute", "STUDY_PARTICIPANT_RATE": "100000/minute",
         "LOG_LEVEL": "WARNING",
     })
-    slug = prepare(env)
-    subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"127.0.0.1:{args.port}",
-         "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning", "--timeout", "120"],
-        cwd=ROOT, env=env,
-    )
-    base = f"http://127.0.0.1:{args.port}"
-    try:
-        for _ in range(100):
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        result = asyncio.run(main_async(args, base, slug))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+    load_before = os.getloadavg()
+    with own_postgres_database(env):
+        slug = prepare(env)
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+        server = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"127.0.0.1:{args.port}",
+             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning", "--timeout", "120"],
+            cwd=ROOT, env=env,
+        )
+        base = f"http://127.0.0.1:{args.port}"
+        try:
+            for _ in range(100):
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            result = asyncio.run(main_async(args, base, slug))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        load_after = os.getloadavg()
 
-    people = result["people"]
-    check = (
-        "import json; from studyapp.studies.models import TrialAnswer; "
-        "print(json.dumps([[a.participant.code, a.trial_index, a.choice] for a in TrialAnswer.objects.select_related('participant')]))"
-    )
-    out = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
-    import json
+        check = (
+            "import json; from studyapp.studies.models import TrialAnswer; "
+            "print(json.dumps([[a.participant.code, a.trial_index, a.choice] for a in TrialAnswer.objects.select_related('participant')]))"
+        )
+        out = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+        rows = json.loads(out.stdout.strip().splitlines()[-1])
+        queries = subprocess.run([sys.executable, __file__, "--count-queries", slug], cwd=ROOT, env=env, check=True,
+                                 capture_output=True, text=True)
+        counts = json.loads(queries.stdout.strip().splitlines()[-1])
+    shutil.rmtree(tmp, ignore_errors=True)
+    report(args, result, rows, counts, load_before, load_after)
 
-    rows = json.loads(out.stdout.strip().splitlines()[-1])
+
+def _integrity(people: list[Participant], stored: dict[tuple[str, int], list[int]]) -> tuple[int, int, int, int]:
+    codes = {p.code for p in people}
+    acked = {(p.code, t): c for p in people for t, c in p.acked.items()}
+    mine = {k: v for k, v in stored.items() if k[0] in codes}
+    duplicates = sum(1 for v in mine.values() if len(v) > 1)
+    lost = sum(1 for k, c in acked.items() if mine.get(k) != [c])
+    return len(acked), lost, duplicates, sum(1 for k in mine if k not in acked)
+
+
+def report(args, result: dict, rows: list, counts: dict[str, int], load_before, load_after) -> None:
     stored: dict[tuple[str, int], list[int]] = {}
     for code, trial, choice in rows:
         stored.setdefault((code, trial), []).append(choice)
-    acked = {(p.code, t): c for p in people for t, c in p.acked.items()}
-    duplicates = sum(1 for v in stored.values() if len(v) > 1)
-    lost = sum(1 for k, c in acked.items() if stored.get(k) != [c])
-    unacked_stored = sum(1 for k in stored if k not in acked)
-
-    lat, bare_lat = result["lat"], result["bare_lat"]
-    rps = len(lat) / result["elapsed"]
-    bare_rps = len(bare_lat) / result["bare_elapsed"]
     ms = lambda v: f"{1000 * v:7.1f}"  # noqa: E731
-    print(f"\n{args.participants} participants x 20 trials, gunicorn {args.workers} workers x {args.threads} threads, "
-          f"database {'PostgreSQL' if 'postgres' in os.environ.get('DATABASE_URL', '') else 'SQLite'}")
-    print(f"{'':18}{'requests':>10}{'req/s':>10}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}")
-    print(f"{'participant API':18}{len(lat):>10}{rps:>10.1f}{ms(percentile(lat, 50)):>9}{ms(percentile(lat, 95)):>9}{ms(percentile(lat, 99)):>9}")
-    print(f"{'bare JSON view':18}{len(bare_lat):>10}{bare_rps:>10.1f}{ms(percentile(bare_lat, 50)):>9}{ms(percentile(bare_lat, 95)):>9}{ms(percentile(bare_lat, 99)):>9}")
-    print(f"ratio of req/s (API / bare): {rps / bare_rps:.2f}   (goal >= 0.50)")
-    if result["paced_lat"]:
-        paced = result["paced_lat"]
-        print(f"{'paced API':18}{len(paced):>10}{len(paced) / result['paced_elapsed']:>10.1f}{ms(percentile(paced, 50)):>9}"
-              f"{ms(percentile(paced, 95)):>9}{ms(percentile(paced, 99)):>9}   ({args.participants} at once, {args.think:g} s mean think time; p99 goal < 100 ms)")
-    print(f"5xx responses: {sum(p.errors for p in people)}; dropped connections retried: {sum(p.dropped for p in people)}; completed runs: {sum(1 for p in people if len(p.acked) == 20)}/{len(people)} (both phases)")
-    print(f"answers acknowledged: {len(acked)}, stored: {len(stored)}, lost: {lost}, duplicated: {duplicates}, stored but never acknowledged: {unacked_stored}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    database = "PostgreSQL" if "postgres" in os.environ.get("DATABASE_URL", "") else "SQLite"
+    cache = "Redis" if os.environ.get("CACHE_URL", "").startswith("redis") else "file"
+    print(f"\ngunicorn {args.workers} workers x {args.threads} threads, database {database}, cache {cache}; "
+          f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({os.cpu_count()} cores)")
+    print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}")
+
+    def line(name: str, phase: str, people: list[Participant] | None, note: str = "") -> float:
+        lat, elapsed = result[phase]["lat"], result[phase]["elapsed"]
+        rps = len(lat) / elapsed
+        if people is None:
+            tail = f"{'':>5}{'':>6}{'':>5}"
+        else:
+            _, lost, dup, _ = _integrity(people, stored)
+            tail = f"{sum(p.errors for p in people):>5}{lost:>6}{dup:>5}"
+        print(f"{name:28}{len(lat):>9}{rps:>8.1f}{ms(percentile(lat, 50)):>9}{ms(percentile(lat, 95)):>9}"
+              f"{ms(percentile(lat, 99)):>9}{ms(max(lat)):>9}{tail}{note}")
+        return rps
+
+    people = result["people"]
+    if "saturation" in result:
+        rps = line(f"saturation, {args.participants} at once", "saturation", people["saturation"])
+        bare_rps = line("bare JSON view", "bare", None)
+        print(f"{'':28}ratio of req/s (API / bare): {rps / bare_rps:.2f}   (goal >= 0.50)")
+    if "paced" in result:
+        line(f"paced, {args.think:g} s think", "paced", people["paced"], "   (p99 goal < 100 ms)")
+    if "launch" in result:
+        line(f"launch, {args.launch} over {args.launch_over:g} s", "launch", people["launch"], "   (p99 goal < 250 ms)")
+        print(f"{'':28}launch: {args.launch_think:g} s mean think time, "
+              f"{sum(p.done for p in people['launch'])}/{args.launch} runs completed, {result['launch']['elapsed']:.0f} s in all")
+    everybody = [p for group in people.values() for p in group]
+    n_acked, lost, dup, unacked = _integrity(everybody, stored)
+    print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections retried {sum(p.dropped for p in everybody)}; "
+          f"runs completed {sum(p.done for p in everybody)}/{len(everybody)}")
+    print(f"answers acknowledged {n_acked}, stored {len(stored)}, lost {lost}, duplicated {dup}, stored but never acknowledged {unacked}")
+    print("queries per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
 
 if __name__ == "__main__":

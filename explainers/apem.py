@@ -103,7 +103,10 @@ __all__ = [
     "FilterResult",
     "Relevance",
     "apem_norm",
+    "directed",
+    "first_flip",
     "gradient",
+    "loss_gradient_sign",
     "lrp",
     "relevance_map",
     "smoothgrad",
@@ -125,7 +128,7 @@ _RANGE_TOL = 1e-4
 
 @dataclass(frozen=True)
 class APEMResult:
-    """Per-image ε values, all ``(N,)`` on the images' device.
+    """Per-image ε values, all ``(N,)`` on the images' device (ε as float32).
 
     Attributes:
         eps_minus: ε⁻, the smallest ε on the grid at which the relevance map flips the prediction.
@@ -640,7 +643,7 @@ class APEM:
                 it += 1
                 if progress is not None:
                     progress({"stage": "apem_filter", "step": it, "total": max_iterations, "running": int(idx.numel())})
-            kept = (best > 0).flatten(1).sum(1).double() / initial_pos.clamp_min(1).double()
+            kept = (best > 0).flatten(1).sum(1).float() / initial_pos.clamp_min(1).float()
             dev = images.device
             out_maps = best[:, 0] if best.shape[1] == 1 else best
             return FilterResult(
@@ -670,21 +673,22 @@ class APEM:
 
     def _apem_of(self, x: Tensor, r: Tensor, sign: Tensor, predicted: Tensor) -> Tensor:
         dirs = torch.stack([directed(r, sign), directed(1 - r, sign)], dim=1)[:, :, None]
-        eps = self.grid().to(x.dtype).to(x.device)
-        idx = first_flip(
-            self.model, x, dirs, predicted, eps, search=self.search, chunk_size=self.chunk_size, clamp=self.clamp
-        )
-        values = eps[idx.clamp(max=eps.numel() - 1)].double()
+        values, _ = self._eps(x, dirs, predicted, None)
         return values[:, 1] - values[:, 0]
 
-    def _result(self, x: Tensor, dirs: Tensor, predicted: Tensor, out: torch.device, progress: Progress | None) -> APEMResult:
-        eps = self.grid().to(x.device)
+    def _eps(self, x: Tensor, dirs: Tensor, predicted: Tensor, progress: Progress | None) -> tuple[Tensor, Tensor]:
+        """``(values (N, G) float32, at_ceiling (N, G) bool)`` on ``x``'s device. The grid is kept
+        in float64 on the CPU and only the chosen values are moved (MPS has no float64)."""
+        grid = self.grid()
         idx = first_flip(
-            self.model, x, dirs, predicted, eps.to(x.dtype), search=self.search,
+            self.model, x, dirs, predicted, grid.to(x.dtype).to(x.device), search=self.search,
             chunk_size=self.chunk_size, clamp=self.clamp, progress=progress,
-        )
-        at_ceiling = idx >= eps.numel()
-        values = eps[idx.clamp(max=eps.numel() - 1)]
+        ).cpu()
+        values = grid[idx.clamp(max=grid.numel() - 1)].float()
+        return values.to(x.device), (idx >= grid.numel()).to(x.device)
+
+    def _result(self, x: Tensor, dirs: Tensor, predicted: Tensor, out: torch.device, progress: Progress | None) -> APEMResult:
+        values, at_ceiling = self._eps(x, dirs, predicted, progress)
         e_minus, e_plus = values[:, 0], values[:, 1]
         logger.info("APEM over %d images: mean %.3f", x.shape[0], float((e_plus - e_minus).mean()))
         return APEMResult(

@@ -77,7 +77,7 @@ def study_source(study: Study) -> Source:
         levels = list(study.arms.order_by("position", "pk").values_list("name", flat=True))
         n_trials = study.n_trials
     return Source(
-        kind="study", obj=study, title=study.title, design=study.design, config=study.config or {},
+        kind="study", obj=study, title=study.title, design=study.design, config=study.parsed_config.analysis(),
         config_hash=study.config_hash, frames=data, levels=levels, n_trials=n_trials,
         participants=d.participants, notes=list(d.problems),
     )

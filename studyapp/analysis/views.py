@@ -220,7 +220,7 @@ def import_upload(request: HttpRequest) -> HttpResponse:
         config = {}
         study = c.get("settings_from")
         if study is not None:
-            config = {k: study.config[k] for k in ("tests", "alpha", "exclusions") if k in (study.config or {})}
+            config = study.parsed_config.analysis()
             if c["design"] == ImportedResults.Design.LEARNING and study.design == Study.Design.LEARNING:
                 config["n_trials"] = study.n_trials
             config["settings_from"] = {"study": study.slug, "config_hash": study.config_hash}

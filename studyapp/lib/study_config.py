@@ -58,15 +58,24 @@ class StudyConfig(BaseModel):
     demographics: list[dict[str, Any]] | None = None
     cub_classes: list[str] | None = None
     cel_classes: list[str] | None = None
-    # Analysis (contents parsed by the statistics package).
-    exclusions: dict[str, Any] = Field(default_factory=dict)
-    tests: list[list[str]] | None = None
-    alpha: float = Field(0.05, gt=0, lt=1)
+    # Analysis: JSON here; their contents are parsed by the statistics package, which reports a
+    # malformed rule on the analysis page instead of refusing to show it (see ``analysis()``).
+    exclusions: Any = None
+    tests: Any = None
+    alpha: Any = None
     # Written by the pipeline.
     classifier_id: int | None = None
     generator_id: int | None = None
     models: dict[str, Any] = Field(default_factory=dict)
     selection_shortfall: list[str] = Field(default_factory=list)
+
+
+    def analysis(self) -> dict[str, Any]:
+        """The pre-registered analysis keys that are set, as stored, for ``stats.analyse``."""
+        return {k: getattr(self, k) for k in ANALYSIS_KEYS if k in self.model_fields_set}
+
+
+ANALYSIS_KEYS = ("tests", "alpha", "exclusions")
 
 
 class StudyConfigError(ValueError):
@@ -97,4 +106,19 @@ def validate_config(raw: object) -> StudyConfig:
     unknown = sorted(set(raw) - set(StudyConfig.model_fields))
     if unknown:
         raise StudyConfigError(f"{unknown[0]}: unknown key (known: {', '.join(sorted(StudyConfig.model_fields))})")
-    return read_config(raw)
+    config = read_config(raw)
+    # The statistics package is the one parser of the analysis keys' contents.
+    from stats.analyse import settings_from_config
+    from stats.exclusions import ExclusionRules
+
+    for key in ANALYSIS_KEYS:
+        if key in config.model_fields_set:
+            _, problems = settings_from_config({key: raw[key]}, design="", levels=())
+            if problems:
+                raise StudyConfigError(f"{key}: {problems[0]}")
+    if isinstance(config.exclusions, Mapping):
+        try:
+            ExclusionRules.from_config(config.exclusions)
+        except ValueError as e:
+            raise StudyConfigError(f"exclusions: {e}") from None
+    return config

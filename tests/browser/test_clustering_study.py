@@ -32,13 +32,7 @@ def drag_one(page, group: int, in_tray: int) -> None:
     """Drag the first card of the tray onto ``group``; retry a drag that did not take (it then
     counted as a click and selected the card, so that is undone first)."""
     for _attempt in range(3):
-        try:
-            page.locator(".tray .card-img").first.drag_to(page.locator(f'.zone[data-group="{group}"]'), timeout=15_000)
-        except PlaywrightTimeout:
-            page.screenshot(path="/tmp/dbg-full.png", full_page=True)
-            page.screenshot(path="/tmp/dbg.png")
-            print("DBG", page.evaluate("""() => [...document.querySelectorAll('.zone')].map(z => [z.dataset.group, JSON.stringify(z.getBoundingClientRect()), z.style.minHeight, z.className]).concat([[window.scrollY, document.querySelector('.groups').scrollTop]])"""))
-            raise
+        page.locator(".tray .card-img").first.drag_to(page.locator(f'.zone[data-group="{group}"]'))
         try:
             page.wait_for_function(f"document.querySelectorAll('.tray .card-img').length < {in_tray}", timeout=10_000)
             return

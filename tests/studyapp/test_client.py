@@ -55,11 +55,13 @@ def test_the_client_builds_the_bodies_the_api_reads():
     assert calls["api-grouping"].body == {"assignment": {"11": 0, "12": 1}}
     assert calls["api-events"].body == {"kind": "replay", "payload": {"trial": 0}}
     assert calls["api-withdraw"].body == {"confirm": True}
-    assert calls["api-state"].body is None and calls["api-state"].method == "GET"
+    assert calls["api-state"].body is None
+    assert calls["api-state"].method == "GET"
 
 
 def test_a_reply_reads_json_and_tolerates_html():
     call = ParticipantClient("s", Recorder()).state()
     assert Reply(call, 409, '{"error": "wrong_step", "state": {"kind": "trial"}}').data["state"] == {"kind": "trial"}
     page = Reply(call, 200, "<!doctype html>")
-    assert page.parsed is None and page.data == {}
+    assert page.parsed is None
+    assert page.data == {}
