@@ -166,6 +166,10 @@ class ClusteringResult:
     purities: pd.DataFrame | None = None
     purity_summary: pd.DataFrame | None = None
     purity_tests: pd.DataFrame | None = None
+    ari_tests: pd.DataFrame | None = None
+    orders: pd.DataFrame | None = None
+    order_summary: pd.DataFrame | None = None
+    order_tests: pd.DataFrame | None = None
     confidence: pd.DataFrame | None = None
     confidence_dist: pd.DataFrame | None = None
     confidence_tests: pd.DataFrame | None = None
@@ -381,9 +385,19 @@ def _clustering(
             pairs = _stage_pairs(settings, result.purities["stage"])
             if pairs:
                 result.purity_tests = clustering.compare_stages(result.purities, value="purity", pairs=pairs)
+                result.ari_tests = clustering.compare_stages(result.purities, value="ari", pairs=pairs)
                 result.pilot += _pilot_paired(result.purity_tests, settings, "purity")
         except AnalysisInputError as exc:
             result.errors["purity"] = str(exc)
+        if result.purities is not None and "batch" in groupings.columns:
+            try:
+                orders = clustering.order_table(groupings)
+                if orders["stage_order"].notna().any():
+                    result.orders = orders
+                    result.order_summary = clustering.order_summary(result.purities, orders)
+                    result.order_tests = clustering.order_effect(result.purities, orders)
+            except AnalysisInputError as exc:
+                result.errors["order"] = str(exc)
     if confidence is not None and len(confidence):
         try:
             result.confidence = confidence

@@ -11,6 +11,14 @@ Inputs (pandas DataFrames):
 - agent ratings: ``participant, agent, rating`` (``agent`` 1-Heatmap / XNN, rating 1..7 from
   Very Poor to Very Good, see `schema.AGENT_RATING_LABELS`).
 
+Purity alone can be gamed (ten groups of one image each score 1.0) and its chance level depends
+on the number and sizes of the groups, so each grouping also gets its chance purity (the mean
+purity over every way of spreading that batch's predicted classes over the participant's group
+sizes: the permutation null, computed exactly) and two chance-adjusted agreements with the
+predictions from scikit-learn: the adjusted Rand index (``adjusted_rand_score``, 0 at chance,
+1 for the same partition) and the normalised mutual information (``normalized_mutual_info_score``,
+arithmetic mean normalisation).
+
 Stages are within-participant, so comparisons are paired: the paired t-test (scipy
 ``ttest_rel``) and the Wilcoxon signed-rank test (scipy ``wilcoxon``, zero differences dropped,
 ``zero_method="wilcox"``). The Wilcoxon null is the exact distribution when there are at most
@@ -24,11 +32,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
+from math import comb
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from statsmodels.stats.multitest import multipletests
 
 from stats.schema import (
@@ -82,11 +93,108 @@ def purity(clusters: Sequence, predicted: Sequence) -> float:
     return float(table.max(axis=1).sum() / len(cluster_of))
 
 
-def purity_table(groupings: pd.DataFrame) -> pd.DataFrame:
-    """Purity per participant x stage x dataset.
+def _max_count_means(size: int, counts: tuple[int, ...]) -> float:
+    """E[max_c X_c] for X ~ multivariate hypergeometric: ``size`` images drawn without
+    replacement from classes of ``counts`` images each (cached: batches share their shapes)."""
+    return _max_count_mean(size, tuple(sorted(counts, reverse=True)))
 
-    Returns columns ``participant, stage, dataset, n_images, n_clusters, purity``. With a
-    ``batch`` column, clusters of different batches are kept apart.
+
+@lru_cache(maxsize=4096)
+def _max_count_mean(size: int, counts: tuple[int, ...]) -> float:
+    total = sum(counts)
+
+    def compositions(k: int, left: int):
+        if k == len(counts) - 1:
+            if left <= counts[k]:
+                yield (left,)
+            return
+        for x in range(min(left, counts[k]) + 1):
+            for rest in compositions(k + 1, left - x):
+                yield (x, *rest)
+
+    expected = 0.0
+    for xs in compositions(0, size):
+        ways = 1
+        for x, c in zip(xs, counts, strict=True):
+            ways *= comb(c, x)
+        expected += max(xs) * ways
+    return expected / comb(total, size)
+
+
+def chance_purity(group_sizes: Sequence[int], class_counts: Sequence[int]) -> float:
+    """Purity's chance level: its mean over every assignment of the images' predicted classes to
+    the groups, keeping the group sizes (the permutation distribution of shuffled labels).
+
+    By linearity, E[purity] = (1/N) Σ_g E[largest class count in group g], and the class counts
+    of a group of size s are multivariate hypergeometric; the sum is exact, not sampled.
+
+    >>> chance_purity([2, 1], [2, 1])   # labels a, a, b: {a,a}|{b} once, {a,b}|{a} twice
+    0.7777777777777778
+    """
+    sizes = [int(s) for s in group_sizes]
+    counts = tuple(int(c) for c in class_counts if c > 0)
+    if not sizes or any(s < 1 for s in sizes) or sum(sizes) != sum(counts):
+        raise AnalysisInputError(
+            f"group sizes {sizes} and class counts {list(counts)} must be positive with the same total"
+        )
+    return sum(_max_count_means(s, counts) for s in sizes) / sum(sizes)
+
+
+def purity_chance(clusters: Sequence, predicted: Sequence) -> float:
+    """`chance_purity` of one grouping: its own group sizes and its images' predicted classes."""
+    cluster_of = pd.Series(list(clusters), dtype=object)
+    class_of = pd.Series(list(predicted), dtype=object)
+    if len(cluster_of) != len(class_of) or len(cluster_of) == 0:
+        raise AnalysisInputError("chance purity needs as many clusters as predicted classes, at least one")
+    return chance_purity(cluster_of.value_counts().tolist(), class_of.value_counts().tolist())
+
+
+def agreement(clusters: Sequence, predicted: Sequence) -> tuple[float, float]:
+    """``(adjusted Rand index, normalised mutual information)`` of a grouping against the
+    predicted classes: scikit-learn's ``adjusted_rand_score`` and ``normalized_mutual_info_score``
+    (arithmetic normalisation).
+
+    Both depend only on the contingency table of groups x classes, up to the order of its rows
+    and columns, so the table is brought to a sorted form and scikit-learn is called once per
+    distinct table (cached; scikit-learn's input checks cost about a millisecond a call, and an
+    analysis page has a few hundred batches, most of them repeats across requests).
+
+    >>> agreement([0, 0, 1, 1], ["a", "a", "b", "b"])
+    (1.0, 1.0)
+    """
+    cluster_of = pd.Series(list(clusters), dtype=object)
+    class_of = pd.Series(list(predicted), dtype=object)
+    if len(cluster_of) != len(class_of) or len(cluster_of) == 0:
+        raise AnalysisInputError("agreement needs as many clusters as predicted classes, at least one")
+    table = pd.crosstab(cluster_of, class_of).to_numpy()
+    return _agreement_of_table(_sorted_table(table))
+
+
+def _sorted_table(table: np.ndarray) -> tuple[tuple[int, ...], ...]:
+    """The contingency table with its columns, then its rows, in descending lexicographic order
+    (a permutation of the table, so every statistic of the table is unchanged)."""
+    cols = sorted(map(tuple, table.T.tolist()), reverse=True)
+    return tuple(sorted(zip(*cols, strict=True), reverse=True))
+
+
+@lru_cache(maxsize=65536)
+def _agreement_of_table(table: tuple[tuple[int, ...], ...]) -> tuple[float, float]:
+    groups, classes = [], []
+    for g, row in enumerate(table):
+        for c, n in enumerate(row):
+            groups += [g] * n
+            classes += [c] * n
+    return (float(adjusted_rand_score(classes, groups)), float(normalized_mutual_info_score(classes, groups)))
+
+
+def purity_table(groupings: pd.DataFrame) -> pd.DataFrame:
+    """Purity per participant x stage x dataset, with the number of groups used, purity's chance
+    level and the chance-adjusted agreements.
+
+    Returns columns ``participant, stage, dataset, n_images, n_clusters, purity, chance_purity,
+    ari, nmi``. With a ``batch`` column, clusters of different batches are kept apart, and the
+    chance level, ARI and NMI are computed per batch and averaged weighted by images (one batch
+    per participant x stage x dataset in Study B, so they are that batch's).
     """
     require_columns(
         groupings,
@@ -113,7 +221,25 @@ def purity_table(groupings: pd.DataFrame) -> pd.DataFrame:
         }
     ).reset_index()
     out["purity"] = out["majority"] / out["n_images"]
-    out = out[[*keys, "n_images", "n_clusters", "purity"]]
+    # Per batch, its contingency table (group x class counts), from the counts above in one pass.
+    n_batch_keys = len(cluster_keys) - 1
+    tables: dict[tuple, dict[Any, dict[Any, int]]] = {}
+    for index, n in per_class.items():
+        tables.setdefault(index[:n_batch_keys], {}).setdefault(index[n_batch_keys], {})[index[-1]] = int(n)
+    rows = []
+    for key, table in tables.items():
+        classes = sorted({c for row in table.values() for c in row}, key=str)
+        matrix = np.array([[row.get(c, 0) for c in classes] for row in table.values()])
+        ari, nmi = _agreement_of_table(_sorted_table(matrix))
+        chance = chance_purity(matrix.sum(1).tolist(), matrix.sum(0).tolist())
+        rows.append((*key[: len(keys)], int(matrix.sum()), chance, ari, nmi))
+    per_batch = pd.DataFrame(rows, columns=[*keys, "_n", "chance_purity", "ari", "nmi"])
+    measures = ["chance_purity", "ari", "nmi"]
+    weighted = per_batch[measures].mul(per_batch["_n"], axis=0).assign(_n=per_batch["_n"], **{k: per_batch[k] for k in keys})
+    sums = weighted.groupby(keys, sort=False)[[*measures, "_n"]].sum()
+    means = sums[measures].div(sums["_n"], axis=0).reset_index()
+    out = out.merge(means, on=keys, how="left")
+    out = out[[*keys, "n_images", "n_clusters", "purity", *measures]]
     return _sort_b(out).reset_index(drop=True)
 
 
@@ -132,14 +258,21 @@ def _sort_b(frame: pd.DataFrame) -> pd.DataFrame:
     return out.drop(columns=[c for c in order if c.startswith("_")])
 
 
+#: `purity_table` columns that `purity_summary` averages next to purity, and their names there.
+SUMMARY_MEANS = {"n_clusters": "mean_groups", "chance_purity": "mean_chance", "ari": "mean_ari", "nmi": "mean_nmi"}
+
+
 def purity_summary(purities: pd.DataFrame) -> pd.DataFrame:
     """Mean purity per dataset and stage (the numbers quoted in the paper), plus spread.
 
-    Takes `purity_table` output; returns ``dataset, stage, n, mean, sd, median, q1, q3``.
+    Takes `purity_table` output; returns ``dataset, stage, n, mean, sd, median, q1, q3``, then
+    for each of `SUMMARY_MEANS` present in the input its mean: ``mean_groups`` (groups used),
+    ``mean_chance`` (chance purity), ``mean_ari``, ``mean_nmi``.
     """
     require_columns(purities, ["stage", "dataset", "purity"], name="purities")
+    grouped = purities.groupby(["dataset", "stage"])
     table = (
-        purities.groupby(["dataset", "stage"])["purity"]
+        grouped["purity"]
         .agg(
             n="count",
             mean="mean",
@@ -148,9 +281,93 @@ def purity_summary(purities: pd.DataFrame) -> pd.DataFrame:
             q1=lambda s: s.quantile(0.25),
             q3=lambda s: s.quantile(0.75),
         )
+    )
+    present = [c for c in SUMMARY_MEANS if c in purities.columns]
+    if present:
+        table = table.join(grouped[present].mean().rename(columns=SUMMARY_MEANS))
+    return _sort_b(table.reset_index()).reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- order
+
+
+def order_table(groupings: pd.DataFrame) -> pd.DataFrame:
+    """Each participant's counterbalancing order, read from the order of their batches.
+
+    Needs ``participant, stage, dataset, batch`` (``batch`` increases with the plan's order).
+    Returns ``participant, stage_order, first_dataset, order``: ``stage_order`` names the stage
+    right after NoVis (``"XNN second"`` or ``"1-Heatmap second"``), ``first_dataset`` the data set
+    of the first batch, ``order`` both (e.g. ``"XNN second, CUB first"``). A participant without
+    both later stages gets no ``stage_order`` (NaN).
+    """
+    require_columns(groupings, ["participant", "stage", "dataset", "batch"], name="groupings")
+    firsts = (
+        groupings.groupby(["participant", "stage", "dataset"], sort=False)["batch"].min().reset_index()
+        .sort_values(["participant", "batch"], kind="stable")
+    )
+    rows = []
+    for participant, part in firsts.groupby("participant", sort=False):
+        later = [s for s in part["stage"] if s in ("XNN", "1-Heatmap")]
+        stage_order = f"{later[0]} second" if {"XNN", "1-Heatmap"} <= set(later) else np.nan
+        first = part["dataset"].iloc[0]
+        rows.append((participant, stage_order, first,
+                     f"{stage_order}, {first} first" if isinstance(stage_order, str) else f"{first} first"))
+    return pd.DataFrame(rows, columns=["participant", "stage_order", "first_dataset", "order"])
+
+
+def order_summary(purities: pd.DataFrame, orders: pd.DataFrame, *, value: str = "purity") -> pd.DataFrame:
+    """Mean `value` per dataset x stage x counterbalancing order (order as a factor).
+
+    Returns ``dataset, stage, order, n, mean, sd``.
+    """
+    require_columns(purities, ["participant", "stage", "dataset", value], name="purities")
+    require_columns(orders, ["participant", "order"], name="orders")
+    merged = purities.merge(orders[["participant", "order"]], on="participant", how="inner")
+    table = (
+        merged.groupby(["dataset", "stage", "order"])[value]
+        .agg(n="count", mean="mean", sd=lambda s: s.std(ddof=1))
         .reset_index()
     )
-    return _sort_b(table).reset_index(drop=True)
+    return _sort_b(table).reset_index(drop=True)  # a stable sort: orders stay alphabetical
+
+
+def order_effect(
+    purities: pd.DataFrame, orders: pd.DataFrame, *, value: str = "purity",
+    stage1: str = "XNN", stage2: str = "1-Heatmap",
+) -> pd.DataFrame:
+    """Does the stage order change the within-participant difference ``stage1 - stage2``?
+
+    Per dataset, the participants' differences are split by ``stage_order`` and the two groups
+    compared with Welch's t-test (scipy ``ttest_ind(equal_var=False)``) and the Mann-Whitney U
+    test (scipy ``mannwhitneyu``, two-sided). A carry-over (practice or fatigue) effect shows as
+    a difference that depends on which stage came second.
+
+    Returns ``dataset, order1, order2, n1, n2, mean_diff1, mean_diff2, t, p_t, u, p_u``.
+    """
+    require_columns(purities, ["participant", "stage", "dataset", value], name="purities")
+    require_columns(orders, ["participant", "stage_order"], name="orders")
+    columns = ["dataset", "order1", "order2", "n1", "n2", "mean_diff1", "mean_diff2", "t", "p_t", "u", "p_u"]
+    rows = []
+    levels = (f"{stage1} second", f"{stage2} second")
+    for dataset in ordered_levels(purities["dataset"].dropna(), STUDY_B_DATASETS):
+        wide = purities[purities["dataset"] == dataset].pivot(index="participant", columns="stage", values=value)
+        if stage1 not in wide.columns or stage2 not in wide.columns:
+            continue
+        diff = (wide[stage1] - wide[stage2]).dropna().rename("diff").reset_index()
+        diff = diff.merge(orders[["participant", "stage_order"]], on="participant", how="inner")
+        a = diff.loc[diff["stage_order"] == levels[0], "diff"].to_numpy(float)
+        b = diff.loc[diff["stage_order"] == levels[1], "diff"].to_numpy(float)
+        nan = float("nan")
+        t = p_t = u = p_u = nan
+        if len(a) >= 2 and len(b) >= 2 and (a.std() > 0 or b.std() > 0):
+            res = stats.ttest_ind(a, b, equal_var=False)
+            t, p_t = float(res.statistic), float(res.pvalue)
+        if len(a) and len(b):
+            res = stats.mannwhitneyu(a, b, alternative="two-sided")
+            u, p_u = float(res.statistic), float(res.pvalue)
+        rows.append((dataset, *levels, len(a), len(b), float(a.mean()) if len(a) else nan,
+                     float(b.mean()) if len(b) else nan, t, p_t, u, p_u))
+    return pd.DataFrame(rows, columns=columns)
 
 
 # --------------------------------------------------------------------------- paired tests

@@ -236,75 +236,90 @@ def rating_distribution_figure(
 # --------------------------------------------------------------------------- Study B
 
 
+#: The second row of `purity_boxplot_figure`: the chance-adjusted agreement and its axis label.
+ADJUSTED_MEASURE = ("ari", "Adjusted Rand index")
+
+
+def _boxes(ax, part: pd.DataFrame, stages: list[str], colours: Mapping[str, str], value: str,
+           rng: np.random.Generator, *, label_mean: bool) -> list[np.ndarray]:
+    values = [part.loc[part["stage"] == s, value].dropna().to_numpy() for s in stages]
+    positions = np.arange(1, len(stages) + 1)
+    shown = [i for i, v in enumerate(values) if len(v)]
+    boxes = ax.boxplot(
+        [values[i] for i in shown],
+        positions=positions[shown],
+        widths=0.55,
+        patch_artist=True,
+        showfliers=False,
+        medianprops={"color": "black", "linewidth": 2},
+    )
+    for patch, i in zip(boxes["boxes"], shown, strict=True):
+        patch.set_facecolor(colours[stages[i]])
+        patch.set_alpha(0.55)
+        patch.set_hatch(_HATCHES[i % 5])
+    for i in shown:
+        v = values[i]
+        ax.scatter(positions[i] + rng.uniform(-0.12, 0.12, len(v)), v, s=14, color="black", alpha=0.6,
+                   zorder=3, linewidths=0)
+        ax.scatter([positions[i]], [v.mean()], marker="D", s=50, color="white", edgecolor="black", zorder=4,
+                   label="mean" if label_mean and i == shown[0] else None)
+    ax.set_xticks(positions, [f"{s}\n(n = {len(v)})" for s, v in zip(stages, values, strict=True)])
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return values
+
+
 def purity_boxplot_figure(
     purities: pd.DataFrame,
     *,
     title: str = "Clustering purity with respect to the CNN's predictions",
     seed: int = 0,
 ) -> Figure:
-    """XNN paper Figure 4: purity per stage, one panel per dataset ((a) CEL, (b) CUB).
+    """XNN paper Figure 4: purity per stage, one panel per dataset ((a) CEL, (b) CUB); with an
+    ``ari`` column, a second row of panels shows the adjusted Rand index (0 = chance).
 
-    `purities` has columns ``participant, stage, dataset, purity`` (`clustering.purity_table`).
-    Boxes show quartiles with whiskers at 1.5 IQR; dots are participants (jittered sideways
-    with a fixed `seed`); the white diamond is the mean.
+    `purities` has columns ``participant, stage, dataset, purity`` (`clustering.purity_table`,
+    which also gives ``chance_purity`` and ``ari``). Boxes show quartiles with whiskers at
+    1.5 IQR; dots are participants (jittered sideways with a fixed `seed`); the white diamond is
+    the mean; with ``chance_purity``, a dashed grey bar marks each stage's mean chance purity
+    (what shuffled labels would score with the same group sizes).
     """
     require_columns(purities, ["stage", "dataset", "purity"], name="purities")
     datasets = ordered_levels(purities["dataset"], STUDY_B_DATASETS)
-    fig = _new_figure(4.2 * max(len(datasets), 1) + 0.4, 4.6)
+    adjusted, adjusted_label = ADJUSTED_MEASURE
+    rows = 2 if adjusted in purities.columns else 1
+    fig = _new_figure(4.2 * max(len(datasets), 1) + 0.4, 4.6 + 3.6 * (rows - 1))
     if not datasets:
         return _empty(fig, "No groupings to show")
     stages = ordered_levels(purities["stage"], STUDY_B_STAGES)
     colours = _colours(stages, STAGE_COLOURS)
-    axes = fig.subplots(1, len(datasets), sharey=True, squeeze=False)[0]
+    axes = fig.subplots(rows, len(datasets), sharey="row", squeeze=False)
     rng = np.random.default_rng(seed)
-    for k, (ax, dataset) in enumerate(zip(axes, datasets, strict=True)):
+    letter = iter("abcdefghijklmnopqrstuvwxyz")
+    for k, dataset in enumerate(datasets):
+        ax = axes[0][k]
         part = purities[purities["dataset"] == dataset]
-        values = [part.loc[part["stage"] == s, "purity"].dropna().to_numpy() for s in stages]
-        positions = np.arange(1, len(stages) + 1)
-        shown = [i for i, v in enumerate(values) if len(v)]
-        boxes = ax.boxplot(
-            [values[i] for i in shown],
-            positions=positions[shown],
-            widths=0.55,
-            patch_artist=True,
-            showfliers=False,
-            medianprops={"color": "black", "linewidth": 2},
-        )
-        for patch, i in zip(boxes["boxes"], shown, strict=True):
-            patch.set_facecolor(colours[stages[i]])
-            patch.set_alpha(0.55)
-            patch.set_hatch(_HATCHES[i % 5])
-        for i in shown:
-            v = values[i]
-            ax.scatter(
-                positions[i] + rng.uniform(-0.12, 0.12, len(v)),
-                v,
-                s=14,
-                color="black",
-                alpha=0.6,
-                zorder=3,
-                linewidths=0,
-            )
-            ax.scatter(
-                [positions[i]],
-                [v.mean()],
-                marker="D",
-                s=50,
-                color="white",
-                edgecolor="black",
-                zorder=4,
-                label="mean" if i == shown[0] else None,
-            )
-        ax.set_xticks(
-            positions, [f"{s}\n(n = {len(v)})" for s, v in zip(stages, values, strict=True)]
-        )
-        ax.set_title(f"({chr(ord('a') + k)}) {DATASET_NAMES.get(dataset, dataset)}")
+        _boxes(ax, part, stages, colours, "purity", rng, label_mean=True)
+        if "chance_purity" in part.columns:
+            for i, stage in enumerate(stages):
+                chance = part.loc[part["stage"] == stage, "chance_purity"].dropna()
+                if len(chance):
+                    ax.hlines(chance.mean(), i + 1 - 0.32, i + 1 + 0.32, colors=OKABE_ITO["grey"], linestyles="--",
+                              linewidth=2, zorder=5, label="chance (mean)" if i == 0 else None)
+        ax.set_title(f"({next(letter)}) {DATASET_NAMES.get(dataset, dataset)}")
         ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
         ax.set_ylim(0, 1.05)
-        ax.grid(True, axis="y", alpha=0.3)
-        ax.set_axisbelow(True)
-    axes[0].set_ylabel("Purity")
-    axes[0].legend(loc="lower right", frameon=True)
+    axes[0][0].set_ylabel("Purity")
+    axes[0][0].legend(loc="lower right", frameon=True)
+    if rows == 2:
+        low = min(-0.1, float(purities[adjusted].min()) - 0.05) if purities[adjusted].notna().any() else -0.1
+        for k, dataset in enumerate(datasets):
+            ax = axes[1][k]
+            _boxes(ax, purities[purities["dataset"] == dataset], stages, colours, adjusted, rng, label_mean=False)
+            ax.axhline(0, color=OKABE_ITO["grey"], linestyle="--", linewidth=1.5, zorder=1)
+            ax.set_title(f"({next(letter)}) {DATASET_NAMES.get(dataset, dataset)}: {adjusted_label.lower()}")
+            ax.set_ylim(low, 1.05)
+        axes[1][0].set_ylabel(f"{adjusted_label} (0 = chance)")
     fig.suptitle(title)
     return fig
 

@@ -78,13 +78,15 @@ TEMPLATES = [
 # Database: SQLite by default, PostgreSQL (or anything dj-database-url knows) with DATABASE_URL.
 _database_url = env_url("DATABASE_URL", schemes={"postgres", "postgresql", "pgsql", "sqlite"})
 if _database_url:
-    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": VAR_DIR / "db.sqlite3",
+            # Kept open between requests (one per web thread): no connect and PRAGMAs per request.
+            "CONN_MAX_AGE": 600,
             "OPTIONS": {
                 # WAL + a busy timeout let the web process and a Celery worker write side by side.
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
@@ -132,6 +134,9 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 STUDY_API_MAX_BODY_BYTES = 64 * 1024
 
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
+# Sessions are read from the cache (the database only when the cache has lost one) and written
+# to both: a participant request reads its session without a query.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True

@@ -218,7 +218,7 @@
     const out = [h("p", { class: "verdict " + (f.correct ? "ok" : "bad"), id: "verdict" }, f.correct ? "Correct!" : "Not correct."),
       h("p", { class: "answer" }, "The answer is ", h("strong", { id: "correct-label" }, f.correct_label), ".")];
     const a = f.assets || {};
-    if (f.kind === "gradcam" && a.overlay) {
+    if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
       out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: "Highlighted parts", id: "heatmap" }),
         h("figcaption", {}, "Parts the system found important for " + f.correct_label))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
@@ -241,7 +241,8 @@
   function groupingView(s) {
     const where = {};          // image id -> group index, or -1 for "not grouped yet"
     s.images.forEach((img) => (where[img.id] = -1));
-    let nGroups = 2;
+    // As many boxes as the batch must use (the server's rule: exactly or at most `max_groups`).
+    let nGroups = Math.min(s.max_groups, Math.max(2, s.min_groups || 1));
     const selected = new Set();
     let showAll = false;
     const activeX = new Set((s.images[0] && s.images[0].xfeatures ? s.images[0].xfeatures : []).map((x) => x.index));
@@ -369,12 +370,14 @@
       const groups = [];
       for (let g = 0; g < nGroups; g++) groups.push(zone(g, "Group " + (g + 1)));
       const left = s.images.filter((img) => where[img.id] === -1).length;
-      const done = h("button", { id: "done-grouping", disabled: left > 0, onclick: () => {
+      const nUsed = new Set(Object.values(where).filter((g) => g >= 0)).size;
+      const fits = nUsed >= (s.min_groups || 1) && nUsed <= s.max_groups;
+      const done = h("button", { id: "done-grouping", disabled: left > 0 || !fits, onclick: () => {
         const used = [...new Set(Object.values(where))].sort((a, b) => a - b);
         const assignment = {};
         Object.entries(where).forEach(([id, g]) => (assignment[id] = used.indexOf(g)));
         act("POST", "steps/" + s.step + "/grouping", { assignment });
-      } }, left > 0 ? left + " image(s) left" : "Done");
+      } }, left > 0 ? left + " image(s) left" : fits ? "Done" : nUsed + " of " + s.min_groups + " groups used");
       // The dock holds the group boxes and the buttons. Laptop: a column beside the images that
       // stays in view while the page scrolls. Phone: a bar stuck to the bottom of the screen, so
       // the groups are in reach (of a thumb, and of a dragged card) whichever image is on screen.
@@ -384,6 +387,7 @@
           done));
       root.replaceChildren(...[
         h("p", { class: "stage-text" }, s.instruction),
+        s.group_rule ? h("p", { class: "group-rule", id: "group-rule" }, s.group_rule) : null,
         toolbar,
         comparing && selected.size ? compareView() : null,
         h("div", { class: "zones" }, zone(-1, "Not grouped yet"), dock)].filter(Boolean));

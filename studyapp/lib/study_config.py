@@ -8,9 +8,10 @@ default and its parsing live here and nowhere else.
 Three groups of keys:
 
 - **design** (the researcher's): ``source``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
-  ``explain_seed``, ``explain_batch``, ``cdeepex``, ``gradcam_target``, ``heatmap_method``,
+  ``explain_seed``, ``explain_batch``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``,
+  ``apem_ceiling``, ``apem_search``, ``heatmap_method``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
-  ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
+  ``group_rule``, ``n_groups``, ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
 - **analysis** (pre-registered): ``exclusions``, ``tests``, ``alpha``. Their meaning is checked
   by the statistics package (``stats.exclusions.ExclusionRules`` and the planned tests), which
   is the one parser of their contents; here they are only typed as JSON;
@@ -25,9 +26,9 @@ import it without importing each other.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 #: Study B's data sets, in the paper's order (XNN paper §4.1: CUB gulls and CEL cell images).
 DEFAULT_DATASETS: tuple[str, ...] = ("CUB", "CEL")
@@ -46,16 +47,34 @@ class StudyConfig(BaseModel):
     explain_batch: int = Field(16, ge=1, description="stimuli per explain task")
     cdeepex: dict[str, Any] = Field(default_factory=dict, description="CDeepExConfig overrides")
     gradcam_target: str = Field("prediction", description="recorded in the asset parameters")
+    # GAD maps (Study A arm "gad", Study B heatmap_method "gad"): overrides of
+    # studyapp.pipeline.explain.GAD_DEFAULTS (method, keep, ig_steps, n_train, epochs, lr, alphas).
+    gad: dict[str, Any] = Field(default_factory=dict, description="GAD settings overrides")
+    # APEM on every heatmap asset (explainers.apem): the validity gate refuses an asset whose
+    # APEM (eps_plus - eps_minus) is below apem_floor; None: no floor (the numbers are stored).
+    apem_floor: float | None = None
+    apem_ceiling: float = Field(1000.0, gt=0, description="largest eps tried (unit steps)")
+    apem_search: Literal["scan", "bisect"] = Field("bisect", description="explainers.apem.APEM search")
     # Study B (clustering).
     datasets: tuple[str, ...] = DEFAULT_DATASETS
     images_per_class: int = Field(50, ge=1)
     n_sets: int = Field(5, ge=1)
     set_size: int = Field(10, ge=1)
     n_xfeatures: int = Field(7, ge=1)
-    heatmap_method: str = "excitation_bp"
-    max_groups: int = Field(10, ge=2)
+    heatmap_method: Literal["excitation_bp", "deeplift", "gad"] = Field(
+        "excitation_bp", description="Study B's 1-Heatmap: ExcitationBP (the paper), DeepLIFT or GAD"
+    )
+    max_groups: int = Field(10, ge=2, description="group numbers a grouping may use: 0 .. max_groups - 1")
+    # How many groups a participant makes of one batch: exactly (the default) or at most
+    # ``n_groups``; None: as many as the data set has classes (4 in the paper), counted when the
+    # plan is drawn. The rule is stored in each grouping step of the plan.
+    group_rule: Literal["exactly", "at_most"] = "exactly"
+    n_groups: int | None = Field(None, ge=2)
     stage_text: dict[str, str] = Field(default_factory=dict)
-    demographics: list[dict[str, Any]] | None = None
+    # The questions asked first: a list of questions, or the name of a preset in
+    # ``studyapp.studies.plans.DEMOGRAPHIC_PRESETS``; None is "age_bands" (the questions of the
+    # first version of the site).
+    demographics: list[dict[str, Any]] | Literal["xnn_paper", "age_bands"] | None = None
     cub_classes: list[str] | None = None
     cel_classes: list[str] | None = None
     # Analysis: JSON here; their contents are parsed by the statistics package, which reports a
@@ -69,6 +88,13 @@ class StudyConfig(BaseModel):
     models: dict[str, Any] = Field(default_factory=dict)
     selection_shortfall: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="after")
+    def _groups_fit_the_batch(self) -> StudyConfig:
+        if self.n_groups is not None and self.n_groups > min(self.max_groups, self.set_size):
+            raise ValueError(
+                f"n_groups ({self.n_groups}) must be at most max_groups ({self.max_groups}) and set_size ({self.set_size})"
+            )
+        return self
 
     def analysis(self) -> dict[str, Any]:
         """The pre-registered analysis keys that are set, as stored, for ``stats.analyse``."""

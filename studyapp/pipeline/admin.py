@@ -101,12 +101,31 @@ class TrainedModelAdmin(admin.ModelAdmin):
         self.message_user(request, f"Queued {queryset.count()} training job(s).", messages.SUCCESS)
 
 
+def apem_text(asset: ExplanationAsset) -> str:
+    """APEM, eps- and eps+ of a heatmap asset ("-" for other assets); per x-feature for XNN."""
+    numbers = asset.metrics or {}
+    if "apem" not in numbers:
+        return "-"
+
+    def one(apem, minus, plus, ceiling) -> str:
+        return f"{apem:.1f} (eps- {minus:.0f}, eps+ {plus:.0f}{', at ceiling' if ceiling else ''})"
+
+    keys = ("apem", "eps_minus", "eps_plus", "apem_at_ceiling")
+    if isinstance(numbers["apem"], list):
+        return "; ".join(f"x{j + 1}: {one(*v)}" for j, v in enumerate(zip(*(numbers[k] for k in keys), strict=True)))
+    return one(*(numbers[k] for k in keys))
+
+
 class ExplanationInline(admin.TabularInline):
     model = ExplanationAsset
     extra = 0
     can_delete = False
-    fields = ("method", "valid", "reasons", "metrics", "preview")
+    fields = ("method", "valid", "reasons", "apem", "metrics", "preview")
     readonly_fields = fields
+
+    @admin.display(description="APEM (eps-, eps+)")
+    def apem(self, obj: ExplanationAsset) -> str:
+        return apem_text(obj)
 
     @admin.display(description="Preview")
     def preview(self, obj: ExplanationAsset) -> str:
@@ -138,9 +157,13 @@ class StimulusAdmin(admin.ModelAdmin):
 
 @admin.register(ExplanationAsset)
 class ExplanationAssetAdmin(admin.ModelAdmin):
-    list_display = ("stimulus", "method", "valid", "reason_text", "created_at")
+    list_display = ("stimulus", "method", "valid", "apem", "reason_text", "created_at")
     list_filter = ("method", "valid", "stimulus__study")
     readonly_fields = [f.name for f in ExplanationAsset._meta.fields]
+
+    @admin.display(description="APEM (eps-, eps+)")
+    def apem(self, obj: ExplanationAsset) -> str:
+        return apem_text(obj)
 
     @admin.display(description="Why refused")
     def reason_text(self, obj: ExplanationAsset) -> str:

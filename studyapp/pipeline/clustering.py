@@ -159,8 +159,8 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
 
     if study.participants.exists():
         raise PipelineError("Participants have started this study; its images can no longer change.")
-    config = study.config or {}
-    per_class, n_sets, set_size = int(config.get("images_per_class", 50)), int(config.get("n_sets", 5)), int(config.get("set_size", 10))
+    config = study.parsed_config
+    per_class, n_sets, set_size = config.images_per_class, config.n_sets, config.set_size
     arrays = loading.dataset_arrays(classifier.dataset)
     rng = random.Random(f"{seed}:{label}")
     pool: list[tuple[str, int]] = []  # (split, index)
@@ -217,9 +217,8 @@ def clustering_build(
     :func:`classifier_params` (``classifier_options`` are its keyword arguments), updated with
     ``overrides[label]``.
     """
-    config = dict(study.config or {})
     ids: dict[str, dict] = {}
-    n_x = int(config.get("n_xfeatures", 7))
+    n_x = study.parsed_config.n_xfeatures
     for label, dataset in datasets.items():
         kind = "stand-in" if dataset.is_standin else "real"
         echo(f"{label}: {kind} data set '{dataset.name}' ({dataset.n_train} train / {dataset.n_test} test)")
@@ -239,14 +238,14 @@ def clustering_build(
         if not Stimulus.objects.filter(study=study, group=label).exists():
             sets_draw(study=study, label=label, classifier=classifier)
         ids[label] = {"classifier_id": classifier.pk, "xnn_id": xnn.pk}
-    study.config = {**config, "models": ids}
+    study.config = {**(study.config or {}), "models": ids}
     study.save(update_fields=["config", "updated_at"])
 
 
 def clustering_datasets(*, study, base: Dataset | None, cub_dir: str = "", cel_dir: str = "", size: int = 64) -> dict[str, Dataset]:
     """The study's data sets: real CUB/CEL where a directory is given, else digit stand-ins."""
     out: dict[str, Dataset] = {}
-    for label in (study.config or {}).get("datasets", ["CUB", "CEL"]):
+    for label in study.parsed_config.datasets:
         directory = {"CUB": cub_dir, "CEL": cel_dir}.get(label, "")
         if directory:
             importer = dataset_import_cub if label == "CUB" else dataset_import_cel

@@ -6,6 +6,22 @@ per stimulus, its files (role -> media path) and its :class:`explainers.metrics.
 :func:`precompute_job_refresh` recounts a job's progress from them. Called by the Celery tasks
 (``tasks.explain_batch``) and by tests; the web side that plans and queues the work is
 :mod:`studyapp.pipeline.precompute`.
+
+APEM on every heatmap (:data:`HEATMAP_METHODS`): each stored heatmap (each x-feature map of an
+XNN asset) is scored by :class:`explainers.apem.APEM` on the classifier it explains, in one
+batch, and ``eps_minus``, ``eps_plus``, ``apem`` (their difference) and ``apem_at_ceiling``
+(1.0 when no eps up to the ceiling flipped the prediction, so the APEM is a bound) join the
+asset's validity numbers (lists, one per x-feature, for XNN). APEM takes relevance in [0, 1]:
+a signed map (DeepLIFT, ExcitationBP) is scored as ``|map| / max |map|``, the thesis's
+``|R|`` visualisation without the pixel product, so the score is of the map as shown. With
+``apem_floor`` set, an asset whose APEM (any x-feature's, for XNN) is below it is refused with
+a reason, like the other gates. The APEM settings are part of the asset parameters.
+
+GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
+its support models fine-tuned on the data set's training images of a contrast pair: the study's
+two classes in a learning study; in a clustering study (no pair by design) the prediction and
+the classifier's runner-up for that image. Support models are cached per (classifier, pair,
+settings) in the worker process, so a job's batches train them once per pair.
 """
 
 from __future__ import annotations
@@ -28,6 +44,20 @@ CLUSTERING_METHODS = (
     ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT, ExplanationAsset.Method.XNN,
 )
 
+#: Methods whose assets are heatmaps: each gets its APEM (see the module docstring).
+HEATMAP_METHODS = (
+    ExplanationAsset.Method.GRADCAM, ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT,
+    ExplanationAsset.Method.XNN, ExplanationAsset.Method.GAD,
+)
+
+#: GAD settings (``Study.config["gad"]`` overrides them). Cheap on purpose: the support models are
+#: fine-tuned on ``n_train`` training images of the pair (half per class, seeded) for ``epochs``
+#: passes (explainers.gad's defaults); ``alphas`` are the paper's.
+GAD_DEFAULTS: dict = {
+    "method": "integrated_gradients", "keep": 0.5, "among": "nonzero", "ig_steps": 20,
+    "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
+}
+
 #: One stimulus's output: its files (role -> media path) and its validity.
 Output = tuple[dict[str, str], object]
 Compute = Callable[[list[Stimulus], dict], list[Output]]
@@ -39,18 +69,62 @@ def params_hash(params: dict) -> str:
 
 def explanation_params(*, study, method: str) -> dict:
     """Everything that determines an explanation; part of the asset's identity."""
-    config = study.config or {}
-    params: dict = {"method": method, "classifier_id": config.get("classifier_id")}
+    config = study.parsed_config
+    params: dict = {"method": method, "classifier_id": config.classifier_id}
     if method in (ExplanationAsset.Method.CDEEPEX, ExplanationAsset.Method.XGEMS):
-        params["generator_id"] = config.get("generator_id")
-        params["seed"] = int(config.get("explain_seed", 0))
-        params["cdeepex"] = config.get("cdeepex", {})
+        params["generator_id"] = config.generator_id
+        params["seed"] = config.explain_seed
+        params["cdeepex"] = config.cdeepex
     if method == ExplanationAsset.Method.GRADCAM:
-        params["target"] = config.get("gradcam_target", "prediction")
-    if method in CLUSTERING_METHODS:
+        params["target"] = config.gradcam_target
+    clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
+    if clustering:
         params.pop("classifier_id")
-        params["models"] = config.get("models", {})
+        params["models"] = config.models
+    if method == ExplanationAsset.Method.GAD:
+        parsed = study.parsed_config
+        params["gad"] = {**GAD_DEFAULTS, **parsed.gad}
+        if not clustering:
+            params["classes"] = list(study.classes)
+    if method in HEATMAP_METHODS:
+        parsed = study.parsed_config
+        params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
     return params
+
+
+# -- APEM on every heatmap -----------------------------------------------------------------------
+def _apem_numbers(classifier, images, maps, params: dict) -> list[dict[str, float]]:
+    """eps_minus, eps_plus, apem and apem_at_ceiling of each map ``(N, H, W)`` (any sign)."""
+    import torch
+
+    from explainers.apem import APEM
+
+    settings = params["apem"]
+    magnitude = maps.detach().abs().float().cpu()
+    peak = magnitude.flatten(1).amax(1).view(-1, 1, 1)
+    relevance = torch.where(peak > 0, magnitude / peak.clamp_min(1e-30), torch.zeros_like(magnitude))
+    result = APEM(classifier, ceiling=settings["ceiling"], search=settings["search"])(images.cpu(), relevance)
+    return [
+        {
+            "eps_minus": float(result.eps_minus[i]), "eps_plus": float(result.eps_plus[i]),
+            "apem": float(result.apem[i]), "apem_at_ceiling": float(result.hit_ceiling[i]),
+        }
+        for i in range(maps.shape[0])
+    ]
+
+
+def _with_apem(validities: list, numbers: list[dict], params: dict) -> list:
+    """The validities with the APEM numbers added and the APEM floor applied."""
+    from explainers import metrics
+
+    floor = params["apem"]["floor"]
+    out = []
+    for validity, apem in zip(validities, numbers, strict=True):
+        reasons = list(validity.reasons)
+        if floor is not None and apem["apem"] < floor:
+            reasons.append(f"APEM {apem['apem']:.1f} is below the floor {floor:g} (eps- {apem['eps_minus']:.0f}, eps+ {apem['eps_plus']:.0f})")
+        out.append(metrics.Validity(not reasons, reasons, {**validity.numbers, **apem}))
+    return out
 
 
 def _batch_inputs(stimuli: list[Stimulus]):
@@ -85,9 +159,10 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     classifier, images = _batch_inputs(stimuli)
     true, _ = _study_classes(stimuli)
     maps = GradCAM(classifier, classifier.features_layer)(images, ClassTarget(torch.tensor(true)))
+    validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
         ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)
-        for i, validity in enumerate(metrics.heatmap_validity(maps))
+        for i, validity in enumerate(validities)
     ]
 
 
@@ -170,9 +245,10 @@ def _heatmap_outputs(stimuli: list[Stimulus], params: dict, *, explainer: Callab
     classifier, images = _batch_inputs(stimuli)
     maps = explainer(classifier)(images, _predicted(stimuli))
     scale = _display_scale(images)
+    validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
         ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i], scale=scale), ext="png")}, validity)
-        for i, validity in enumerate(metrics.heatmap_validity(maps))
+        for i, validity in enumerate(validities)
     ]
 
 
@@ -186,14 +262,107 @@ def _xnn_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     maps = _excitation_bp(classifier).xnn_maps(xnn, images)  # (N, n, H, W)
     explanation = xnn.explain(classifier, images, _predicted(stimuli))
     scale = _display_scale(images)
+    n, k = maps.shape[:2]
+    # APEM of every x-feature map, all in one batch: each image repeated once per x-feature.
+    flat_apem = _apem_numbers(classifier, images.repeat_interleave(k, dim=0), maps.flatten(0, 1), params)
+    floor = params["apem"]["floor"]
     outputs: list[Output] = []
-    for i in range(len(stimuli)):
+    for i in range(n):
         checks = metrics.heatmap_validity(maps[i])
         reasons = [f"x-feature heatmap {j + 1}: {r}" for j, c in enumerate(checks) for r in c.reasons]
-        files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(maps.shape[1])}
+        apem = flat_apem[i * k : (i + 1) * k]
+        if floor is not None:
+            reasons += [f"x-feature heatmap {j + 1}: APEM {a['apem']:.1f} is below the floor {floor:g}" for j, a in enumerate(apem) if a["apem"] < floor]
+        files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(k)}
         numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]]}
+        numbers |= {key: [a[key] for a in apem] for key in ("eps_minus", "eps_plus", "apem", "apem_at_ceiling")}
         outputs.append((files, metrics.Validity(not reasons, reasons, numbers)))
     return outputs
+
+
+# -- GAD (both designs) ----------------------------------------------------------------------------
+#: (classifier pk, checkpoint, pair, settings) -> support models; the newest few, per worker process.
+_SUPPORTS: dict[tuple, list] = {}
+_SUPPORTS_KEPT = 4
+
+
+def _support_models(stimulus: Stimulus, classifier, pair: tuple[int, int], settings: dict) -> list:
+    """GAD's support regressions for ``pair``, fine-tuned once per classifier, pair and settings."""
+    import torch
+
+    from explainers import gad
+    from explainers.datasets.common import to_tensor
+
+    key = (stimulus.classifier_id, stimulus.classifier.checkpoint, pair, json.dumps(settings, sort_keys=True))
+    if key not in _SUPPORTS:
+        arrays = loading.dataset_arrays(stimulus.dataset)
+        labels = np.asarray(arrays["y_train"])
+        rng = np.random.default_rng(int(settings["seed"]))
+        per_class = max(1, int(settings["n_train"]) // 2)
+        rows = []
+        for c in pair:
+            candidates = np.flatnonzero(labels == c)
+            if not len(candidates):
+                raise PipelineError(f"GAD needs training images of class {c} in data set {stimulus.dataset.name}.")
+            rows.append(rng.choice(candidates, size=min(per_class, len(candidates)), replace=False))
+        idx = np.sort(np.concatenate(rows))
+        supports = gad.train_support_models(
+            classifier, to_tensor(arrays["x_train"][idx]), torch.as_tensor(labels[idx]).long(), pair[0], pair[1],
+            alphas=[float(a) for a in settings["alphas"]], epochs=int(settings["epochs"]), lr=float(settings["lr"]),
+            seed=int(settings["seed"]),
+        )
+        while len(_SUPPORTS) >= _SUPPORTS_KEPT:
+            _SUPPORTS.pop(next(iter(_SUPPORTS)))
+        _SUPPORTS[key] = supports
+    return _SUPPORTS[key]
+
+
+def _gad_pair(stimulus: Stimulus, params: dict) -> tuple[int, int]:
+    """The study's two classes, or (clustering) the prediction and the classifier's runner-up."""
+    if "classes" in params:
+        a, b = params["classes"]
+        return int(a), int(b)
+    probabilities = list(stimulus.probabilities or [])
+    ranked = sorted(range(len(probabilities)), key=lambda c: -probabilities[c])
+    runner_up = next((c for c in ranked if c != stimulus.model_prediction), None)
+    if runner_up is None:
+        raise PipelineError(f"Stimulus {stimulus.pk} has no class probabilities to find GAD's second class.")
+    return tuple(sorted((int(stimulus.model_prediction), int(runner_up))))  # type: ignore[return-value]
+
+
+def _gad_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
+    """The GAD map of the prediction, as a heatmap overlay ("overlay" in a learning study,
+    "heatmap" in a clustering one); stimuli are grouped by classifier and contrast pair."""
+    from explainers import gad, metrics, render
+
+    groups: dict[tuple, list[int]] = {}
+    for k, s in enumerate(stimuli):
+        groups.setdefault((s.classifier_id, _gad_pair(s, params)), []).append(k)
+    settings = params["gad"]
+    clustering = "classes" not in params
+    outputs: list[Output | None] = [None] * len(stimuli)
+    for (_, pair), positions in groups.items():
+        batch = [stimuli[k] for k in positions]
+        classifier, images = _batch_inputs(batch)
+        supports = _support_models(batch[0], classifier, pair, settings)
+        explainer = gad.GAD(
+            classifier, supports, method=settings["method"], keep=float(settings["keep"]),
+            among=settings["among"], ig_steps=int(settings["ig_steps"]),
+        )
+        result = explainer.explain(images, _predicted(batch))
+        maps = result.maps
+        validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
+        scale = _display_scale(images) if clustering else 8
+        role = "heatmap" if clustering else "overlay"
+        for j, (k, validity) in enumerate(zip(positions, validities, strict=True)):
+            numbers = {
+                **validity.numbers, "gad_pair": [float(c) for c in pair],
+                "gad_kept": float(result.gad_mask[j].float().mean()),
+                "gad_support_gap": [round(s.achieved_gap, 4) for s in supports],
+            }
+            files = {role: store_bytes(render.heatmap_overlay_png(images[j], maps[j], scale=scale), ext="png")}
+            outputs[k] = (files, metrics.Validity(validity.ok, list(validity.reasons), numbers))
+    return outputs  # type: ignore[return-value]
 
 
 #: method -> the function that explains a batch of its stimuli.
@@ -204,6 +373,7 @@ COMPUTE: dict[str, Compute] = {
     ExplanationAsset.Method.EXCITATION_BP: _per_classifier(partial(_heatmap_outputs, explainer=_excitation_bp)),
     ExplanationAsset.Method.DEEPLIFT: _per_classifier(partial(_heatmap_outputs, explainer=_deeplift)),
     ExplanationAsset.Method.XNN: _per_classifier(_xnn_outputs),
+    ExplanationAsset.Method.GAD: _gad_outputs,
 }
 
 

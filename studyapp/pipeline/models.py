@@ -100,6 +100,7 @@ class ExplanationAsset(models.Model):
         EXCITATION_BP = "excitation_bp", "ExcitationBP (c-MWP)"
         DEEPLIFT = "deeplift", "DeepLIFT"
         XNN = "xnn", "XNN x-feature heatmaps"
+        GAD = "gad", "GAD map (two-class contrast)"
 
     stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="explanations")
     method = models.CharField(max_length=20, choices=Method.choices)

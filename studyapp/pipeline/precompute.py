@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def plan(*, study, methods: Iterable[str]) -> list[tuple[str, list[int]]]:
     """(method, stimulus ids) batches still missing an asset for the current parameters."""
-    batch = int((study.config or {}).get("explain_batch", 16))
+    batch = study.parsed_config.explain_batch
     ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
     work = []
     for method in methods:

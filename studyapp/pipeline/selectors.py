@@ -15,7 +15,26 @@ def explanation_summary(*, study) -> list[dict]:
         .order_by("method")
     )
     total = Stimulus.objects.filter(study=study).count()
-    return [{**row, "stimuli": total} for row in rows]
+    return [{**row, "stimuli": total, **_apem_summary(study=study, method=row["method"])} for row in rows]
+
+
+def _apem_summary(*, study, method: str) -> dict:
+    """Mean and median APEM, eps- and eps+ of a method's valid heatmap assets (all x-features
+    for XNN); empty strings where none has APEM numbers."""
+    import numpy as np
+
+    values: dict[str, list[float]] = {"apem": [], "eps_minus": [], "eps_plus": []}
+    for numbers in ExplanationAsset.objects.filter(stimulus__study=study, method=method, valid=True).values_list("metrics", flat=True):
+        for key, bucket in values.items():
+            value = (numbers or {}).get(key)
+            if value is not None:
+                bucket.extend(value if isinstance(value, list) else [value])
+    if not values["apem"]:
+        return {"apem_mean": "", "apem_median": "", "eps_minus_mean": "", "eps_plus_mean": ""}
+    return {
+        "apem_mean": round(float(np.mean(values["apem"])), 1), "apem_median": round(float(np.median(values["apem"])), 1),
+        "eps_minus_mean": round(float(np.mean(values["eps_minus"])), 1), "eps_plus_mean": round(float(np.mean(values["eps_plus"])), 1),
+    }
 
 
 def invalid_explanations(*, study) -> list[ExplanationAsset]:

@@ -34,9 +34,9 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
     classes = list(study.classes)
     if len(classes) != 2:
         raise PipelineError("The study needs exactly two classes.")
-    config = study.config or {}
-    n = n or study.n_trials + int(config.get("spare_stimuli", 4))
-    wrong_share = float(config.get("wrong_share", 0.5) if wrong_share is None else wrong_share)
+    config = study.parsed_config
+    n = n or study.n_trials + config.spare_stimuli
+    wrong_share = float(config.wrong_share if wrong_share is None else wrong_share)
     if not 0 <= wrong_share <= 1:
         raise PipelineError("wrong_share must lie between 0 and 1.")
     arrays = loading.dataset_arrays(classifier.dataset)
@@ -83,6 +83,6 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
             for pos, j in enumerate(chosen)
         ]
         Stimulus.objects.bulk_create(rows)
-        study.config = {**config, "classifier_id": classifier.pk, "selection_shortfall": shortfall}
+        study.config = {**(study.config or {}), "classifier_id": classifier.pk, "selection_shortfall": shortfall}
         study.save(update_fields=["config", "updated_at"])
     return list(Stimulus.objects.filter(study=study).order_by("position"))

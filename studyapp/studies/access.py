@@ -30,6 +30,7 @@ import posixpath
 from pathlib import Path
 
 from django.conf import settings
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
@@ -55,32 +56,48 @@ class ResumeRefused(FlowError):
     code = "resume_refused"
 
 
+SESSION_PREFIX = "participant:"
+
+
 def _session_key(study: Study) -> str:
-    return f"participant:{study.pk}"
+    return f"{SESSION_PREFIX}{study.pk}"
 
 
 def access_study(slug: str) -> Study:
     return get_object_or_404(Study, slug=slug)
 
 
-def access_participant_or_none(request: HttpRequest, study: Study) -> Participant | None:
-    code = request.session.get(_session_key(study))
-    if not code:
-        return None
-    participant = Participant.objects.select_related("arm").filter(study=study, code=code)[:1]
-    participant = participant[0] if participant else None
-    if participant is None:
-        # Withdrawn or deleted: forget the stale binding.
-        request.session.pop(_session_key(study), None)
-        return None
-    participant.study = study  # already loaded by the view: no second read of its large fields
-    return participant
+def _bound_codes(request: HttpRequest) -> list[str]:
+    return [code for key, code in request.session.items() if key.startswith(SESSION_PREFIX) and isinstance(code, str)]
 
 
-def access_participant(request: HttpRequest, study: Study) -> Participant:
-    participant = access_participant_or_none(request, study)
+def access_run(request: HttpRequest, slug: str) -> QuerySet[Participant]:
+    """The run this browser is bound to in study ``slug``, as a query not made yet, with its study
+    and arm; ``NoParticipant`` at once (no query) when the session binds no run at all.
+
+    A write reads it in its own transaction, locking the row (``services._lock``): the access check
+    and the lock are then one query, and the study comes with it. The session maps
+    ``participant:<study pk>`` to a run's code and codes are unique, so "a code this session holds,
+    of a run in this study" is the binding :func:`bind_participant` made for this study.
+    """
+    codes = _bound_codes(request)
+    if not codes:
+        raise NoParticipant()
+    return Participant.objects.select_related("study", "arm").filter(study__slug=slug, code__in=codes)
+
+
+def access_participant_or_none(request: HttpRequest, slug: str) -> Participant | None:
+    """The run bound to this browser in study ``slug`` (one query, the study and arm joined), or None."""
+    try:
+        return access_run(request, slug).first()
+    except NoParticipant:
+        return None
+
+
+def access_participant(request: HttpRequest, slug: str) -> Participant:
+    participant = access_participant_or_none(request, slug)
     if participant is None:
-        raise NoParticipant("No run of this study belongs to this browser. Open the study link to start.")
+        raise NoParticipant()
     return participant
 
 
@@ -112,12 +129,21 @@ def access_resume_by_prolific_pid(
 
 
 def bind_participant(request: HttpRequest, participant: Participant) -> None:
-    request.session.cycle_key()
+    """Bind the run to this browser. A session that already exists gets a new key first (so a
+    session planted in the browser is not the one bound); a new session gets a fresh key when it
+    is first saved, so it is written once, not created and then saved again."""
+    session = request.session
+    session.keys()  # loaded: a cookie that names no stored session leaves no key
+    if session.session_key is not None:
+        session.cycle_key()
     request.session[_session_key(participant.study)] = participant.code
 
 
 def unbind_participant(request: HttpRequest, study: Study) -> None:
-    request.session.pop(_session_key(study), None)
+    """Forget this browser's binding to ``study`` (withdrawn, or a run deleted since); a session
+    without one is left unchanged (and unsaved)."""
+    if _session_key(study) in request.session:
+        del request.session[_session_key(study)]
 
 
 def access_media_file(path: str) -> Path:

@@ -132,6 +132,7 @@ class StudyAdmin(admin.ModelAdmin):
             "opts": self.model._meta,
             "readiness": selectors.study_readiness(study=study),
             "fill": selectors.arm_fill(study=study),
+            "order_fill": selectors.order_fill(study=study),
             "steps": selectors.step_histogram(study=study),
             "explanations": pipeline_selectors.explanation_summary(study=study),
             "invalid": pipeline_selectors.invalid_explanations(study=study)[:50],

@@ -55,3 +55,6 @@ class StudyFull(FlowError):
 class NoParticipant(FlowError):
     status = 403
     code = "no_participant"
+
+    def __init__(self, message: str = "No run of this study belongs to this browser. Open the study link to start.", **kw):
+        super().__init__(message, **kw)

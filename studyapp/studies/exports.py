@@ -1,6 +1,9 @@
 """Every CSV a researcher downloads: tidy, wide, groupings and interaction events.
 
 - ``tidy``: one row per trial (`tidy_rows`); the learning analysis and `importing` read it.
+  ``explanation_apem``, ``explanation_eps_minus`` and ``explanation_eps_plus`` are the APEM
+  numbers of the heatmap the trial's arm showed (its newest valid asset, as served); empty for
+  arms that show no heatmap (control, morphs) or an asset stored before APEM was measured.
 - ``wide``: one row per participant, with their questionnaire answers and per-trial columns
   (`wide_rows`); `importing` takes it as the participants file.
 - ``groupings``: one row per image placed in a grouping (Study B), in the tidy schema that
@@ -26,7 +29,7 @@ from collections.abc import Iterable
 from django.conf import settings
 
 import studyapp
-from studyapp.pipeline.models import Stimulus
+from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.studies.models import (
     Grouping,
     InteractionEvent,
@@ -35,6 +38,7 @@ from studyapp.studies.models import (
     Study,
     TrialAnswer,
 )
+from studyapp.studies.selectors import FEEDBACK_METHOD
 
 ID_MODES = ("keep", "drop", "hash")
 KINDS = ("tidy", "wide", "groupings", "events")
@@ -42,8 +46,26 @@ KINDS = ("tidy", "wide", "groupings", "events")
 TIDY_COLUMNS = [
     "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
     "true_label", "model_prediction", "correct_label", "choice", "correct", "response_ms",
-    "shown_at", "answered_at", "config_hash", "software_version",
+    "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
+    "config_hash", "software_version",
 ]
+
+_APEM_COLUMNS = {"explanation_apem": "apem", "explanation_eps_minus": "eps_minus", "explanation_eps_plus": "eps_plus"}
+
+
+def _shown_apem(study: Study) -> dict[tuple[int, str], dict]:
+    """(stimulus id, feedback) -> the APEM columns of the asset that arm shows (one query)."""
+    methods = {m: f for f, m in FEEDBACK_METHOD.items() if m}
+    out: dict[tuple[int, str], dict] = {}
+    rows = (
+        ExplanationAsset.objects.filter(stimulus__study=study, method__in=list(methods), valid=True)
+        .order_by("created_at", "pk")
+        .values_list("stimulus_id", "method", "metrics")
+    )
+    for stimulus_id, method, numbers in rows:  # newest last, so it wins (as valid_asset serves)
+        if "apem" in (numbers or {}) and not isinstance(numbers["apem"], list):
+            out[(stimulus_id, methods[method])] = {col: numbers[key] for col, key in _APEM_COLUMNS.items()}
+    return out
 
 
 def _check_ids(ids: str) -> None:
@@ -66,6 +88,8 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
         .select_related("participant", "participant__arm", "stimulus")
         .order_by("participant__started_at", "participant_id", "trial_index")
     )
+    apem = _shown_apem(study)
+    blank = dict.fromkeys(_APEM_COLUMNS, "")
     for a in answers.iterator(chunk_size=2000):
         p = a.participant
         yield {
@@ -84,6 +108,7 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             "response_ms": a.response_ms,
             "shown_at": a.shown_at.isoformat(),
             "answered_at": a.answered_at.isoformat(),
+            **apem.get((a.stimulus_id, p.arm.feedback), blank),
             "config_hash": p.config_hash,
             "software_version": studyapp.__version__,
         }

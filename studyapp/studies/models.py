@@ -112,6 +112,7 @@ class Arm(models.Model):
         GRADCAM = "gradcam", "Grad-CAM heatmap"
         CDEEPEX = "cdeepex", "CDeepEx morph animation"
         XGEMS = "xgems", "xGEMs morph animation (ablation)"
+        GAD = "gad", "GAD heatmap (what sets the two classes apart)"
         WITHIN = "within", "Within-subject stages (clustering design)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="arms")
@@ -142,6 +143,10 @@ class Participant(models.Model):
     prolific_session_id = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     plan = models.JSONField(help_text="The steps drawn for this participant, in order.")
+    order_cell = models.CharField(
+        max_length=120, blank=True, default="",
+        help_text="Clustering design: the counterbalancing cell of the plan (stage and data-set order).",
+    )
     step_index = models.PositiveIntegerField(default=0)
     step_shown_at = models.DateTimeField(null=True, blank=True)
     consent_at = models.DateTimeField(null=True, blank=True)

@@ -36,54 +36,139 @@ def learning_plan(*, study: Study, arm: Arm, stimulus_ids: list[int], seed: str)
 # ---------------------------------------------------------------------------------------------
 CONFIDENCE_SCALE = ["Zero", "Very Low", "Low", "Mediocre", "High", "Very High", "100%"]
 AGENT_SCALE = ["Very Poor", "Poor", "Slightly Poor", "Neutral or N/A", "Slightly Good", "Good", "Very Good"]
-DEFAULT_DEMOGRAPHICS = [
+COURSES_PAPER = ["No course", "1 course", "2 courses", "3 courses", "4 courses or more"]
+#: The XNN paper's appendix: its age bands and course counts. The paper reports only the answers
+#: its 30 participants gave (nobody over 60; "Female", "Male", "Trans Male"), so the last age
+#: band, the further gender options and "Prefer not to say" are ours: nobody is made to lie.
+XNN_PAPER_DEMOGRAPHICS = [
+    {"key": "age_band", "type": "choice", "label": "Your age (in years)", "options": ["18-30", "31-40", "41-50", "51-60", "Over 60", "Prefer not to say"]},
+    {"key": "gender", "type": "choice", "label": "Your gender", "options": ["Female", "Male", "Trans Female", "Trans Male", "Non-binary", "Prefer to self-describe", "Prefer not to say"]},
+    {"key": "cs_courses", "type": "choice", "label": "How many Computer Science courses have you taken?", "options": COURSES_PAPER},
+    {"key": "ai_courses", "type": "choice", "label": "How many Artificial Intelligence courses have you taken?", "options": COURSES_PAPER},
+]
+#: The questions of the site's first version (census-style age bands, grouped course counts).
+AGE_BAND_DEMOGRAPHICS = [
     {"key": "age_band", "type": "choice", "label": "Your age", "options": ["18-24", "25-34", "35-44", "45-54", "55-64", "65+", "Prefer not to say"]},
     {"key": "gender", "type": "choice", "label": "Your gender", "options": ["Female", "Male", "Non-binary", "Prefer to self-describe", "Prefer not to say"]},
     {"key": "cs_courses", "type": "choice", "label": "How many Computer Science courses have you taken?", "options": ["0", "1-2", "3-5", "6 or more"]},
     {"key": "ai_courses", "type": "choice", "label": "How many Artificial Intelligence or Machine Learning courses have you taken?", "options": ["0", "1-2", "3-5", "6 or more"]},
 ]
+#: ``config.demographics`` may name one of these instead of listing its questions.
+DEMOGRAPHIC_PRESETS = {"xnn_paper": XNN_PAPER_DEMOGRAPHICS, "age_bands": AGE_BAND_DEMOGRAPHICS}
+DEFAULT_DEMOGRAPHICS = AGE_BAND_DEMOGRAPHICS
 STAGE_NOVIS, STAGE_HEATMAP, STAGE_XNN = "NoVis", "1-Heatmap", "XNN"
+LATER_STAGE_ORDERS = ((STAGE_XNN, STAGE_HEATMAP), (STAGE_HEATMAP, STAGE_XNN))
 
 
-def clustering_plan(*, study: Study, sets: dict[str, dict[int, list[int]]], seed: str) -> list[dict]:
-    """Demographics, then three stages of two batches each, a confidence question after each stage,
-    and the final questions.
+def demographic_questions(study: Study) -> list[dict]:
+    chosen = study.parsed_config.demographics
+    if chosen is None:
+        return DEFAULT_DEMOGRAPHICS
+    return DEMOGRAPHIC_PRESETS[chosen] if isinstance(chosen, str) else chosen
 
-    - NoVis first; XNN and 1-Heatmap in random order.
-    - The first data set is random; the data sets then alternate (e.g. NoVis-CEL, NoVis-CUB,
-      XNN-CEL, XNN-CUB, 1-Heatmap-CEL, 1-Heatmap-CUB).
+
+def balanced_latin_square(n: int) -> list[list[int]]:
+    """Williams' balanced Latin square of ``n`` treatments: every treatment once in each row and
+    column, and (for even ``n``) every ordered pair of neighbours exactly once; for odd ``n`` the
+    square is followed by its mirror image, so that this holds over the ``2n`` rows.
+
+    >>> balanced_latin_square(2), balanced_latin_square(4)[1]
+    ([[0, 1], [1, 0]], [1, 2, 0, 3])
+    """
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    first = [0] + [(k + 1) // 2 if k % 2 else n - k // 2 for k in range(1, n)]
+    rows = [[(x + r) % n for x in first] for r in range(n)]
+    return rows + [row[::-1] for row in rows] if n % 2 else rows
+
+
+def order_cells(datasets: list[str] | tuple[str, ...]) -> list[str]:
+    """The counterbalancing cells of Study B, in the order that fills them evenly.
+
+    A cell is the order of the two stages after NoVis crossed with a row of the balanced Latin
+    square of the data sets (their order in every stage). The sequence alternates the stage
+    order and walks the data-set rows so that any first ``2k`` cells are balanced on both factors
+    (for two data sets: XNN second & CUB first, 1-Heatmap second & CEL first, XNN second & CEL
+    first, 1-Heatmap second & CUB first). A cell is written ``"XNN,1-Heatmap|CUB,CEL"``.
+    """
+    rows = [[datasets[i] for i in row] for row in balanced_latin_square(len(datasets))]
+    cells = []
+    for j in range(len(rows)):
+        for s, stages in enumerate(LATER_STAGE_ORDERS):
+            cells.append(",".join(stages) + "|" + ",".join(rows[(j + s) % len(rows)]))
+    return cells
+
+
+def order_of_cell(cell: str) -> tuple[list[str], list[str]]:
+    """``(the two stages after NoVis, the data sets in order)`` of a cell of `order_cells`."""
+    stages, _, datasets = cell.partition("|")
+    return stages.split(","), datasets.split(",")
+
+
+def order_label(cell: str) -> str:
+    """``"NoVis → XNN → 1-Heatmap; CUB first"`` (the status page's row)."""
+    stages, datasets = order_of_cell(cell)
+    return " → ".join([STAGE_NOVIS, *stages]) + "; " + " then ".join(datasets)
+
+
+def clustering_plan(
+    *,
+    study: Study,
+    sets: dict[str, dict[int, list[int]]],
+    seed: str,
+    order: str | None = None,
+    n_classes: dict[str, int] | None = None,
+) -> list[dict]:
+    """Demographics, then three stages of two batches each, a confidence question after each
+    batch, and the final questions.
+
+    - NoVis first; the order of XNN and 1-Heatmap and the order of the data sets are the
+      counterbalancing cell ``order`` (see `order_cells`; the caller picks the least filled one),
+      drawn at random when None.
+    - The data sets alternate in that order in every stage (e.g. NoVis-CEL, NoVis-CUB, XNN-CEL,
+      XNN-CUB, 1-Heatmap-CEL, 1-Heatmap-CUB).
     - ``sets`` are the pre-drawn sets per data set (5 of 10 images each in the paper). Each
       batch is a set picked at random; a participant never gets the same set twice within a data
       set while there are enough sets (the paper does not say; re-showing images would confound
       the later stages).
+    - Each grouping step carries its group rule, ``{"rule": "exactly" | "at_most", "n": k}``:
+      ``config.n_groups``, else the data set's number of classes (``n_classes``), at most the
+      batch size and ``config.max_groups``.
+    - Confidence is asked after each batch, key ``confidence:<stage>:<dataset>`` (Figure 5a-b
+      shows it per data set; the paper asked it per stage).
     """
     rng = random.Random(f"{study.pk}:clustering:{seed}")
     config = study.parsed_config
-    datasets = list(config.datasets)
-    missing = [d for d in datasets if len(sets.get(d, {})) == 0]
+    missing = [d for d in config.datasets if len(sets.get(d, {})) == 0]
     if missing:
         raise PlanError(f"Study '{study.slug}' has no servable image sets for {', '.join(missing)}.")
-    rng.shuffle(datasets)
-    later = [STAGE_XNN, STAGE_HEATMAP]
-    rng.shuffle(later)
+    cells = order_cells(config.datasets)
+    if order is None:
+        order = rng.choice(cells)
+    elif order not in cells:
+        raise PlanError(f"Study '{study.slug}' has no order cell {order!r}.")
+    later, datasets = order_of_cell(order)
     stages = [STAGE_NOVIS, *later]
     remaining = {d: rng.sample(sorted(sets[d]), len(sets[d])) for d in datasets}
     steps: list[dict] = [
-        {"kind": "instructions"},
-        {"kind": "questions", "key": "demographics", "title": "About you",
-         "questions": config.demographics or DEFAULT_DEMOGRAPHICS},
+        {"kind": "instructions", "order": order},
+        {"kind": "questions", "key": "demographics", "title": "About you", "questions": demographic_questions(study)},
     ]
     for stage in stages:
         for dataset in datasets:
             pool = remaining[dataset] or rng.sample(sorted(sets[dataset]), len(sets[dataset]))
             set_index = pool.pop()
             remaining[dataset] = pool
+            stimuli = list(sets[dataset][set_index])
+            k = config.n_groups or (n_classes or {}).get(dataset) or 4
+            k = max(1, min(k, len(stimuli), config.max_groups))
             steps.append({"kind": "grouping", "stage": stage, "dataset": dataset, "set_index": set_index,
-                          "stimuli": list(sets[dataset][set_index])})
-        steps.append({"kind": "questions", "key": f"confidence:{stage}", "title": "Your confidence",
-                      "questions": [{"key": f"confidence:{stage}", "type": "scale",
-                                     "label": "How confident are you in the groups you made in this part?",
-                                     "options": CONFIDENCE_SCALE, "first_value": 0}]})
+                          "stimuli": stimuli, "groups": {"rule": config.group_rule, "n": k}})
+            key = f"confidence:{stage}:{dataset}"
+            steps.append({"kind": "questions", "key": key, "title": "Your confidence",
+                          "questions": [{"key": key, "type": "scale",
+                                         "label": "How confident are you in the groups you just made?",
+                                         "options": CONFIDENCE_SCALE, "first_value": 0}]})
     steps.append({"kind": "questions", "key": "final", "title": "Last questions", "questions": [
         {"key": f"agent_rating:{STAGE_HEATMAP}", "type": "scale", "label": "How would you rate the AI agent that showed one heatmap per image?",
          "options": AGENT_SCALE, "first_value": 1},

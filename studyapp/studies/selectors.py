@@ -6,12 +6,16 @@ What the browser gets is built in `state`; the checks of submitted answers live 
 
 from __future__ import annotations
 
+import threading
+import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
+from studyapp.pipeline.storage import media_url
 from studyapp.studies import plans
 from studyapp.studies.models import Arm, Participant, Study
 
@@ -21,12 +25,13 @@ FEEDBACK_METHOD = {
     Arm.Feedback.GRADCAM: ExplanationAsset.Method.GRADCAM,
     Arm.Feedback.CDEEPEX: ExplanationAsset.Method.CDEEPEX,
     Arm.Feedback.XGEMS: ExplanationAsset.Method.XGEMS,
+    Arm.Feedback.GAD: ExplanationAsset.Method.GAD,
     Arm.Feedback.WITHIN: None,
 }
 
 
 def heatmap_method(study: Study) -> str:
-    """The 1-Heatmap baseline: ExcitationBP as in the paper, or DeepLIFT (complementary study)."""
+    """The 1-Heatmap baseline: ExcitationBP as in the paper, DeepLIFT (complementary study) or GAD."""
     return study.parsed_config.heatmap_method
 
 
@@ -59,9 +64,19 @@ def servable_sets(*, study: Study) -> dict[str, dict[int, list[int]]]:
     }
 
 
-def study_plan(*, study: Study, arm: Arm, seed: str) -> list[dict]:
+def dataset_class_counts(*, study: Study) -> dict[str, int]:
+    """Clustering design: data set -> the number of classes its images come from (true labels)."""
+    rows = Stimulus.objects.filter(study=study).values("group").annotate(n=Count("true_label", distinct=True))
+    return {r["group"]: r["n"] for r in rows.order_by()}
+
+
+def study_plan(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> list[dict]:
+    """The plan of a new participant; ``order`` is the clustering design's counterbalancing cell."""
     if study.design == Study.Design.CLUSTERING:
-        return plans.clustering_plan(study=study, sets=servable_sets(study=study), seed=seed)
+        n_classes = {} if study.parsed_config.n_groups else dataset_class_counts(study=study)
+        return plans.clustering_plan(
+            study=study, sets=servable_sets(study=study), seed=seed, order=order, n_classes=n_classes
+        )
     ids = list(servable_stimuli(study=study).values_list("pk", flat=True))
     return plans.learning_plan(study=study, arm=arm, stimulus_ids=ids, seed=seed)
 
@@ -112,6 +127,41 @@ def arm_fill(*, study: Study) -> list[dict]:
     ]
 
 
+def _holding(now, study: Study) -> Q:
+    """Participants who hold a slot (arm or order cell): completed, or active and not stale."""
+    stale_before = now - timedelta(minutes=study.dropout_minutes)
+    return Q(status=Participant.Status.COMPLETED) | Q(status=Participant.Status.ACTIVE, last_seen_at__gte=stale_before)
+
+
+def order_fill_counts(*, study: Study, now) -> dict[str, int]:
+    """Clustering design: completed plus active (not stale) participants per order cell."""
+    rows = (
+        Participant.objects.filter(study=study).filter(_holding(now, study))
+        .values("order_cell").annotate(n=Count("pk")).order_by()
+    )
+    return {r["order_cell"]: r["n"] for r in rows}
+
+
+def order_fill(*, study: Study) -> list[dict]:
+    """Clustering design: each counterbalancing cell with its completed, active and stale runs
+    (the status page; the same bookkeeping as `arm_fill`), in the Latin square's sequence."""
+    if study.design != Study.Design.CLUSTERING:
+        return []
+    stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
+    counts: dict[str, dict[str, int]] = {}
+    rows = Participant.objects.filter(study=study).values_list("order_cell", "status", "last_seen_at")
+    for cell, status, last_seen in rows:
+        kind = "completed" if status == Participant.Status.COMPLETED else ("active" if last_seen >= stale_before else "stale")
+        counts.setdefault(cell, {"completed": 0, "active": 0, "stale": 0})[kind] += 1
+    cells = plans.order_cells(study.parsed_config.datasets)
+    out = []
+    for cell in cells + sorted(set(counts) - set(cells)):
+        c = counts.get(cell, {"completed": 0, "active": 0, "stale": 0})
+        label = plans.order_label(cell) if "|" in cell else (cell or "(none recorded)")
+        out.append({"cell": cell, "label": label, **c, "holding": c["completed"] + c["active"]})
+    return out
+
+
 def step_histogram(*, study: Study) -> list[dict]:
     """How many unfinished runs are at each step, split into active and stale (idle too long)."""
     stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
@@ -126,3 +176,102 @@ def step_histogram(*, study: Study) -> list[dict]:
         row = rows.setdefault((step_index, label), {"step": step_index + 1, "label": label, "active": 0, "stale": 0})
         row["active" if last_seen >= stale_before else "stale"] += 1
     return [rows[k] for k in sorted(rows)]
+
+
+# ---------------------------------------------------------------------------------------------
+# What every participant request reads: a study's stimuli and valid assets, kept per process
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StimulusFacts:
+    """What the flow needs of a stimulus: its image's URL, and the two labels an answer is scored by."""
+
+    image_url: str
+    true_label: int
+    model_prediction: int
+
+
+@dataclass(frozen=True)
+class AssetFacts:
+    """The newest valid explanation asset of one stimulus and method: file URLs by role, metrics."""
+
+    urls: dict[str, str]
+    metrics: dict
+
+
+@dataclass(frozen=True)
+class StudyContent:
+    stimuli: dict[int, StimulusFacts]
+    assets: dict[tuple[int, str], AssetFacts]
+    loaded_at: float
+
+
+#: How long a process trusts what it read of a study's assets; a precompute run on a study that is
+#: open adds assets, and they are served after at most this long.
+CONTENT_TTL_SECONDS = 60.0
+_CONTENT_MAX_STUDIES = 32
+_content: dict[tuple, StudyContent] = {}
+_content_lock = threading.Lock()
+
+
+def _asset_facts(files: dict, metrics: dict) -> AssetFacts:
+    return AssetFacts(urls={role: media_url(path) for role, path in files.items()}, metrics=metrics or {})
+
+
+def study_content(*, study: Study, reload: bool = False) -> StudyContent:
+    """The study's stimuli and valid assets, read in two queries and kept in this process.
+
+    Kept under the study's primary key, ``updated_at`` and ``config_hash``: every edit of the
+    study (a save moves ``updated_at``; a configuration hash refreshed by ``update``) reads them
+    again. Stimuli and assets are never edited (the pipeline creates them, the admin shows them
+    read-only, a rebuild makes new rows), so what was read stays true; new assets are seen after
+    at most :data:`CONTENT_TTL_SECONDS`, and a stimulus or asset missing here is asked for (see
+    :func:`stimulus_facts` and :func:`valid_asset`).
+    """
+    key = (study.pk, study.updated_at, study.config_hash)
+    content = _content.get(key)
+    if content is not None and not reload and time.monotonic() - content.loaded_at < CONTENT_TTL_SECONDS:
+        return content
+    stimuli = {
+        pk: StimulusFacts(image_url=media_url(image), true_label=true_label, model_prediction=prediction)
+        for pk, image, true_label, prediction in Stimulus.objects.filter(study=study).values_list(
+            "pk", "image", "true_label", "model_prediction"
+        )
+    }
+    assets = {}
+    rows = ExplanationAsset.objects.filter(stimulus__study=study, valid=True).order_by("created_at", "pk")
+    for stimulus_id, method, files, metrics in rows.values_list("stimulus_id", "method", "files", "metrics"):
+        assets[(stimulus_id, method)] = _asset_facts(files, metrics)  # the newest wins
+    content = StudyContent(stimuli=stimuli, assets=assets, loaded_at=time.monotonic())
+    with _content_lock:
+        for old in [k for k in _content if k[0] == study.pk or len(_content) >= _CONTENT_MAX_STUDIES]:
+            del _content[old]
+        _content[key] = content
+    return content
+
+
+def stimulus_facts(*, study: Study, stimulus_id: int) -> StimulusFacts:
+    """A stimulus of ``study`` (``Stimulus.DoesNotExist`` if it has none with this id)."""
+    facts = study_content(study=study).stimuli.get(stimulus_id)
+    if facts is None:  # made since this process read the study: read it again, once
+        facts = study_content(study=study, reload=True).stimuli.get(stimulus_id)
+    if facts is None:
+        raise Stimulus.DoesNotExist(f"Study {study.slug} has no stimulus {stimulus_id}.")
+    return facts
+
+
+def valid_asset(*, study: Study, stimulus_id: int, method: str) -> AssetFacts | None:
+    """The newest valid asset of ``method`` for a stimulus of ``study``, or None.
+
+    A study opens only when every stimulus it shows has one, so a miss here is rare: it is asked
+    of the database, so that an asset made since the content was read is served at once.
+    """
+    facts = study_content(study=study).assets.get((stimulus_id, method))
+    if facts is None:
+        row = (
+            ExplanationAsset.objects.filter(stimulus_id=stimulus_id, stimulus__study=study, method=method, valid=True)
+            .order_by("-created_at", "-pk")
+            .values_list("files", "metrics")
+            .first()
+        )
+        facts = _asset_facts(*row) if row else None
+    return facts

@@ -13,15 +13,15 @@ import secrets
 from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, Q, QuerySet
 from django.utils import timezone
 
 from stats.clustering import purity
-from studyapp.pipeline.models import Stimulus
 from studyapp.studies import plans, selectors, validation
 from studyapp.studies.errors import (
     AlreadyAnswered,
     InvalidInput,
+    NoParticipant,
     StudyFull,
     StudyUnavailable,
     WrongStep,
@@ -95,6 +95,19 @@ def arm_choose(*, study: Study, now: datetime) -> Arm:
     return _rng.choice([a for a in open_arms if a.filled == fewest])
 
 
+def order_choose(*, study: Study, now: datetime) -> str:
+    """Clustering design: the counterbalancing cell (`plans.order_cells`: the order of XNN and
+    1-Heatmap crossed with a balanced Latin square of the data sets) with the fewest completed
+    plus active participants, the first in the square's sequence on a tie.
+
+    The bookkeeping is `arm_choose`'s: a run idle for longer than ``study.dropout_minutes`` no
+    longer holds its cell, so a dropout's cell is filled again.
+    """
+    filled = selectors.order_fill_counts(study=study, now=now)
+    cells = plans.order_cells(study.parsed_config.datasets)
+    return min(cells, key=lambda cell: (filled.get(cell, 0), cells.index(cell)))
+
+
 def participant_enroll(
     *,
     study: Study,
@@ -125,7 +138,8 @@ def participant_enroll(
             locked = Study.objects.select_for_update().get(pk=study.pk)
             arm = arm_choose(study=locked, now=now)
             code = secrets.token_urlsafe(16)
-            plan = selectors.study_plan(study=locked, arm=arm, seed=code)
+            order = order_choose(study=locked, now=now) if locked.design == Study.Design.CLUSTERING else ""
+            plan = selectors.study_plan(study=locked, arm=arm, seed=code, order=order or None)
             participant = Participant.objects.create(
                 study=locked,
                 code=code,
@@ -134,6 +148,7 @@ def participant_enroll(
                 prolific_study_id=study_id,
                 prolific_session_id=session_id,
                 plan=plan,
+                order_cell=order,
                 step_index=0,
                 step_shown_at=now,
                 consent_at=now,
@@ -154,8 +169,19 @@ def participant_enroll(
 # ---------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------
-def _lock(participant: Participant) -> Participant:
-    return Participant.objects.select_for_update().select_related("study", "arm").get(pk=participant.pk)
+def _lock(participant: Participant | QuerySet[Participant]) -> Participant:
+    """The participant's row, locked until the transaction ends, with its study and arm: one query.
+
+    ``participant`` is a row read before (read again here by primary key) or the query of the run
+    a request may act on (``access.access_run``), so that the access check and the lock are one
+    read. Only the participant's row is locked (``of=("self",)``): the study and arm rows are shared
+    by every run and are only read. ``NoParticipant`` when there is no such run (any more).
+    """
+    runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
+    p = runs.select_for_update(of=("self",)).select_related("study", "arm").first()
+    if p is None:
+        raise NoParticipant()
+    return p
 
 
 def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
@@ -168,76 +194,114 @@ def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) ->
     return step
 
 
-def _advance(p: Participant, now: datetime) -> None:
-    p.step_index = min(p.step_index + 1, len(p.plan) - 1)
-    p.step_shown_at = now
-    p.last_seen_at = now
-    fields = ["step_index", "step_shown_at", "last_seen_at"]
-    if p.current_step["kind"] == "done" and p.status != Participant.Status.COMPLETED:
-        p.status = Participant.Status.COMPLETED
-        p.finished_at = now
-        p.completion_code = p.study.prolific_completion_code or secrets.token_hex(4).upper()
-        fields += ["status", "finished_at", "completion_code"]
-    p.save(update_fields=fields)
+def _advance(p: Participant, now: datetime, *, only_if: Exists | None = None) -> bool:
+    """Move ``p`` (locked) to its next step, in one UPDATE. With ``only_if``, only where that
+    condition holds, tested by the same statement; returns whether ``p`` moved."""
+    values: dict = {"step_index": min(p.step_index + 1, len(p.plan) - 1), "step_shown_at": now, "last_seen_at": now}
+    if p.plan[values["step_index"]]["kind"] == "done" and p.status != Participant.Status.COMPLETED:
+        values.update(
+            status=Participant.Status.COMPLETED,
+            finished_at=now,
+            completion_code=p.study.prolific_completion_code or secrets.token_hex(4).upper(),
+        )
+    rows = Participant.objects.filter(pk=p.pk)
+    if only_if is not None:
+        rows = rows.filter(only_if)
+    if not rows.update(**values):
+        return False
+    for field, value in values.items():
+        setattr(p, field, value)
+    return True
 
 
-def step_continue(*, participant: Participant, step_index: int) -> Participant:
+def step_continue(*, participant: Participant | QuerySet[Participant], step_index: int) -> tuple[Participant, bool]:
     """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
 
-    Repeating the request for the step just left is harmless: nothing changes.
+    Returns ``(participant, moved)``. Repeating the request for the step just left is harmless:
+    nothing changes (``moved`` is False). A trial is left only if its answer is saved: the update
+    that moves on tests that itself.
     """
     with transaction.atomic():
         p = _lock(participant)
         if step_index == p.step_index - 1 and p.plan[step_index]["kind"] in ("instructions", "trial"):
-            return p  # replay of the request that already moved on
+            return p, False  # replay of the request that already moved on
         step = _check_step(p, step_index, ("instructions", "trial"))
-        if step["kind"] == "trial" and not p.answers.filter(trial_index=step["trial"]).exists():
+        answered = None
+        if step["kind"] == "trial":
+            answered = Exists(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=step["trial"]))
+        if not _advance(p, timezone.now(), only_if=answered):
             raise InvalidInput("Answer this trial before moving on.")
-        _advance(p, timezone.now())
-        return p
+        return p, True
 
 
-def trial_submit_answer(*, participant: Participant, step_index: int, stimulus_id: object, choice: object) -> TrialAnswer:
+def trial_submit_answer(
+    *, participant: Participant | QuerySet[Participant], step_index: int, stimulus_id: object, choice: object
+) -> TrialAnswer:
     """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
 
     An identical repeat of a saved answer returns the saved answer; a different second answer,
-    an answer to another step, or a tampered stimulus id is refused and changes nothing.
+    an answer to another step, or a tampered stimulus id is refused and changes nothing. Stored
+    exactly once: the participant's lock serialises a run's requests, and the unique constraint
+    on (participant, trial) refuses a second row, so an answer to the current trial is inserted
+    without looking first (a repeat fails the insert and is then compared with the saved one).
+    The returned answer's ``participant`` is the locked row, as the write left it.
     """
-    with transaction.atomic():
-        p = _lock(participant)
-        study = p.study
-        if not isinstance(choice, int) or isinstance(choice, bool) or choice not in study.classes:
-            raise InvalidInput("Choose one of the answers.")
-        existing = TrialAnswer.objects.filter(participant=p, trial_index=_trial_of(p, step_index)).first()
-        if existing is not None:
-            if existing.choice == choice and existing.stimulus_id == stimulus_id:
-                return existing
-            raise AlreadyAnswered("This trial is already answered.", participant=p)
-        step = _check_step(p, step_index, "trial")
-        if stimulus_id != step["stimulus"]:
-            raise InvalidInput("The image does not match the current trial.")
-        stimulus = study.stimuli.get(pk=step["stimulus"])
-        correct_label = (
-            stimulus.model_prediction
-            if study.correct_mode == Study.CorrectMode.PREDICTION
-            else stimulus.true_label
-        )
-        now = timezone.now()
-        shown_at = p.step_shown_at or now
-        answer = TrialAnswer.objects.create(
-            participant=p,
-            trial_index=step["trial"],
-            stimulus=stimulus,
-            choice=choice,
-            correct_label=correct_label,
-            correct=choice == correct_label,
-            shown_at=shown_at,
-            answered_at=now,
-            response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
-        )
-        p.last_seen_at = now
-        p.save(update_fields=["last_seen_at"])
-        return answer
+    p = None
+    try:
+        with transaction.atomic():
+            p = _lock(participant)
+            study = p.study
+            if not isinstance(choice, int) or isinstance(choice, bool) or choice not in study.classes:
+                raise InvalidInput("Choose one of the answers.")
+            step = p.current_step
+            if step_index != p.step_index or step["kind"] != "trial" or stimulus_id != step["stimulus"]:
+                existing = _saved_answer(p, step_index)
+                if existing is None:
+                    _check_step(p, step_index, "trial")
+                    raise InvalidInput("The image does not match the current trial.")
+                return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=choice)
+            stimulus = selectors.stimulus_facts(study=study, stimulus_id=step["stimulus"])
+            correct_label = (
+                stimulus.model_prediction
+                if study.correct_mode == Study.CorrectMode.PREDICTION
+                else stimulus.true_label
+            )
+            now = timezone.now()
+            shown_at = p.step_shown_at or now
+            answer = TrialAnswer.objects.create(
+                participant=p,
+                trial_index=step["trial"],
+                stimulus_id=step["stimulus"],
+                choice=choice,
+                correct_label=correct_label,
+                correct=choice == correct_label,
+                shown_at=shown_at,
+                answered_at=now,
+                response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
+            )
+            p.last_seen_at = now
+            p.save(update_fields=["last_seen_at"])
+            return answer
+    except IntegrityError:
+        # The trial has an answer already (the transaction rolled back, nothing changed): this is
+        # a repeat, or a second, different answer. Any other integrity error is re-raised.
+        existing = _saved_answer(p, step_index) if p is not None else None
+        if existing is None:
+            raise
+        return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=choice)
+
+
+def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
+    trial = _trial_of(p, step_index)
+    return None if trial is None else TrialAnswer.objects.filter(participant_id=p.pk, trial_index=trial).first()
+
+
+def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: object, choice: int) -> TrialAnswer:
+    """The saved answer if this one repeats it exactly (a double click, a retry), else refused."""
+    if existing.choice == choice and existing.stimulus_id == stimulus_id:
+        existing.participant = p
+        return existing
+    raise AlreadyAnswered("This trial is already answered.", participant=p)
 
 
 def _trial_of(p: Participant, step_index: int) -> int | None:
@@ -246,7 +310,7 @@ def _trial_of(p: Participant, step_index: int) -> int | None:
     return None
 
 
-def question_submit(*, participant: Participant, step_index: int, answers: object) -> Participant:
+def question_submit(*, participant: Participant | QuerySet[Participant], step_index: int, answers: object) -> Participant:
     """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
     with transaction.atomic():
         p = _lock(participant)
@@ -269,22 +333,26 @@ def _same_answers(p: Participant, step: dict, answers: object) -> bool:
     return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
 
 
-def grouping_submit(*, participant: Participant, step_index: int, assignment: object) -> Grouping:
+def grouping_submit(*, participant: Participant | QuerySet[Participant], step_index: int, assignment: object) -> Grouping:
     """Save a clustering of one batch, with its purity against the model's predictions, and move on.
 
     An identical repeat is harmless; a grouping for another step, with an image missing or
-    an image from elsewhere, is refused and changes nothing.
+    an image from elsewhere, is refused and changes nothing. A batch's grouping is saved and its
+    step left in one transaction, so only a step already left can have one (the current step is
+    not looked up). The returned grouping's ``participant`` is the locked row, as the write left it.
     """
     with transaction.atomic():
         p = _lock(participant)
-        existing = Grouping.objects.filter(participant=p, step_index=step_index).first()
-        if existing is not None:
-            if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
-                return existing
-            raise AlreadyAnswered("This batch is already grouped.", participant=p)
+        if step_index != p.step_index:
+            existing = Grouping.objects.filter(participant=p, step_index=step_index).first()
+            if existing is not None:
+                if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
+                    existing.participant = p
+                    return existing
+                raise AlreadyAnswered("This batch is already grouped.", participant=p)
         step = _check_step(p, step_index, "grouping")
         cleaned = validation.validate_grouping(study=p.study, step=step, assignment=assignment)
-        predicted = dict(Stimulus.objects.filter(pk__in=cleaned).values_list("pk", "model_prediction"))
+        predicted = {pk: selectors.stimulus_facts(study=p.study, stimulus_id=pk).model_prediction for pk in cleaned}
         ids = sorted(cleaned)
         now = timezone.now()
         grouping = Grouping.objects.create(

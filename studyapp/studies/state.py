@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import random
 
-from studyapp.pipeline.models import ExplanationAsset, Stimulus
-from studyapp.pipeline.storage import media_url
-from studyapp.studies.models import Arm, Participant, Study
-from studyapp.studies.selectors import FEEDBACK_METHOD, heatmap_method
+from studyapp.pipeline.models import ExplanationAsset
+from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
+from studyapp.studies.selectors import FEEDBACK_METHOD, heatmap_method, stimulus_facts, valid_asset
+from studyapp.studies.validation import group_rule, group_rule_text
 
 
 def _options(study: Study) -> list[dict]:
@@ -24,21 +24,22 @@ def _name_of(study: Study, class_id: int) -> str:
     return dict(zip(study.classes, study.class_names, strict=True)).get(class_id, str(class_id))
 
 
-def feedback_assets(*, stimulus_id: int, feedback: str) -> dict:
+def feedback_assets(*, study: Study, stimulus_id: int, feedback: str) -> dict:
     method = FEEDBACK_METHOD.get(feedback)
-    if method is None:
-        return {}
-    asset = (
-        ExplanationAsset.objects.filter(stimulus_id=stimulus_id, method=method, valid=True)
-        .order_by("-created_at")
-        .first()
-    )
-    if asset is None:
-        return {}
-    return {role: media_url(path) for role, path in asset.files.items()}
+    asset = valid_asset(study=study, stimulus_id=stimulus_id, method=method) if method else None
+    return dict(asset.urls) if asset else {}
 
 
-def participant_state(*, participant: Participant) -> dict:
+#: ``participant_state(answer=UNKNOWN)``: the current trial's answer is read from the database.
+UNKNOWN = object()
+
+
+def participant_state(*, participant: Participant, answer: TrialAnswer | None | object = UNKNOWN) -> dict:
+    """The state of ``participant`` (as read or locked, with its study and arm).
+
+    ``answer``: the current trial's saved answer when the caller's write knows it (the answer it
+    has just saved, or ``None`` for a step just moved onto); otherwise it is read.
+    """
     p = participant
     study = p.study
     step = p.current_step
@@ -59,16 +60,16 @@ def participant_state(*, participant: Participant) -> dict:
             n_trials=n_trials,
         )
     elif step["kind"] == "trial":
-        stimulus = Stimulus.objects.only("image").get(pk=step["stimulus"])
         state.update(
             trial=step["trial"],
             n_trials=n_trials,
             stimulus=step["stimulus"],
-            image_url=media_url(stimulus.image),
+            image_url=stimulus_facts(study=study, stimulus_id=step["stimulus"]).image_url,
             options=_options(study),
             question="Which symbol is this?",
         )
-        answer = p.answers.filter(trial_index=step["trial"]).first()
+        if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
+            answer = p.answers.filter(trial_index=step["trial"]).first()
         state["answered"] = answer is not None
         if answer is not None:
             state["feedback"] = trial_feedback(participant=p, answer=answer)
@@ -112,7 +113,7 @@ def trial_feedback(*, participant: Participant, answer) -> dict:
         "correct_answer": answer.correct_label,
         "correct_label": _name_of(study, answer.correct_label),
         "kind": participant.arm.feedback,
-        "assets": feedback_assets(stimulus_id=answer.stimulus_id, feedback=participant.arm.feedback),
+        "assets": feedback_assets(study=study, stimulus_id=answer.stimulus_id, feedback=participant.arm.feedback),
     }
 
 
@@ -133,24 +134,19 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
     """
     stage = step["stage"]
     study = participant.study
-    stimuli = {s.pk: s for s in Stimulus.objects.filter(pk__in=step["stimuli"]).only("pk", "image")}
     order = list(step["stimuli"])
     random.Random(f"{participant.code}:{participant.step_index}").shuffle(order)
     method = {"1-Heatmap": heatmap_method(study), "XNN": ExplanationAsset.Method.XNN}.get(stage)
-    assets = {}
-    if method:
-        for a in ExplanationAsset.objects.filter(stimulus_id__in=order, method=method, valid=True).order_by("created_at"):
-            assets[a.stimulus_id] = a
     images = []
     for pk in order:
-        item = {"id": pk, "url": media_url(stimuli[pk].image)}
-        asset = assets.get(pk)
+        item = {"id": pk, "url": stimulus_facts(study=study, stimulus_id=pk).image_url}
+        asset = valid_asset(study=study, stimulus_id=pk, method=method) if method else None
         if stage == "1-Heatmap" and asset:
-            item["heatmap"] = media_url(asset.files["heatmap"])
+            item["heatmap"] = asset.urls["heatmap"]
         elif stage == "XNN" and asset:
             n = len(asset.metrics.get("contributions", []))
             item["xfeatures"] = [
-                {"index": i, "url": media_url(asset.files[f"x{i}"]), "contribution": round(asset.metrics["contributions"][i], 3)}
+                {"index": i, "url": asset.urls[f"x{i}"], "contribution": round(asset.metrics["contributions"][i], 3)}
                 for i in range(n)
             ]
         images.append(item)
@@ -160,5 +156,15 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
         "n_batches": sum(1 for s in participant.plan if s["kind"] == "grouping"),
         "instruction": study.parsed_config.stage_text.get(stage, STAGE_TEXT[stage]),
         "images": images,
-        "max_groups": study.parsed_config.max_groups,
+        **_group_limits(study, step),
     }
+
+
+def _group_limits(study: Study, step: dict) -> dict:
+    """How many groups the board offers and accepts: ``min_groups``, ``max_groups`` and the rule
+    in words (``group_rule``; empty for a plan drawn before the rule existed)."""
+    rule = group_rule(step)
+    if rule is None:
+        return {"min_groups": 1, "max_groups": study.parsed_config.max_groups, "group_rule": ""}
+    return {"min_groups": rule["n"] if rule["rule"] == "exactly" else 1, "max_groups": rule["n"],
+            "group_rule": group_rule_text(rule)}

@@ -10,11 +10,28 @@ from studyapp.studies.errors import InvalidInput
 from studyapp.studies.models import Study
 
 
+def group_rule(step: dict) -> dict | None:
+    """The grouping step's rule ``{"rule": "exactly" | "at_most", "n": k}``; None for a plan drawn
+    before the rule existed (any number of groups up to ``max_groups``)."""
+    rule = step.get("groups")
+    return rule if isinstance(rule, dict) and rule.get("rule") in ("exactly", "at_most") else None
+
+
+def group_rule_text(rule: dict | None) -> str:
+    """The rule in words, as the board shows it and a refusal repeats it."""
+    if rule is None:
+        return ""
+    n = rule["n"]
+    return f"Make {'exactly' if rule['rule'] == 'exactly' else 'at most'} {n} group{'s' if n != 1 else ''}."
+
+
 def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[int, int]:
-    """``{stimulus id: group number}`` covering exactly the batch's images."""
+    """``{stimulus id: group number}`` covering exactly the batch's images, in as many groups as
+    the step's rule asks (`group_rule`)."""
     if not isinstance(assignment, dict) or not assignment:
         raise InvalidInput("Put every image into a group.")
-    max_groups = study.parsed_config.max_groups
+    rule = group_rule(step)
+    max_groups = max(study.parsed_config.max_groups, rule["n"] if rule else 0)
     cleaned: dict[int, int] = {}
     for key, group in assignment.items():
         try:
@@ -31,6 +48,9 @@ def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[i
     missing = expected - set(cleaned)
     if missing:
         raise InvalidInput(f"{len(missing)} image(s) are not in a group yet. Put every image into a group.")
+    used = len(set(cleaned.values()))
+    if rule is not None and (used > rule["n"] or (rule["rule"] == "exactly" and used != rule["n"])):
+        raise InvalidInput(f"{group_rule_text(rule)} These images are in {used} group{'s' if used != 1 else ''}.")
     return cleaned
 
 

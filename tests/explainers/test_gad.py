@@ -124,6 +124,13 @@ def test_importance_and_top_fraction():
     z = torch.tensor([[[1.0, 0.0], [0.0, 0.0]]])
     assert top_fraction(z, 0.5).tolist() == [[[True, False], [False, False]]]
     assert top_fraction(torch.zeros(1, 2, 2), 0.5).sum() == 0
+    # the top half of the non-zero pixels (default) or of all pixels
+    w = torch.tensor([[[4.0, 3.0], [0.0, 0.0]]])
+    assert top_fraction(w, 0.5).tolist() == [[[True, False], [False, False]]]
+    assert top_fraction(w, 0.5, among="all").tolist() == [[[True, True], [False, False]]]
+    # per map, ties at the threshold kept
+    two = torch.tensor([[[1.0, 1.0], [1.0, 0.0]], [[5.0, 4.0], [3.0, 2.0]]])
+    assert top_fraction(two, 0.5).tolist() == [[[True, True], [True, False]], [[True, True], [False, False]]]
 
 
 # --------------------------------------------------------------------------------- GAD
@@ -191,6 +198,8 @@ def test_sensitivity_by_hand():
     masks = torch.tensor([[[False, False], [False, True]], [[True, True], [False, False]]])
     # occluding pixel 3 removes 4 (one pixel); occluding pixels 0, 1 removes 3 (two pixels)
     assert sensitivity(net, x, masks, 0).tolist() == pytest.approx([4.0, 1.5])
+    # grey occlusion (fill 0.5) removes half as much from an all-ones image
+    assert sensitivity(net, x, masks, 0, fill=0.5).tolist() == pytest.approx([2.0, 0.75])
     assert torch.isnan(sensitivity(net, x[:1], torch.zeros(1, 2, 2, dtype=torch.bool), 0)).all()
 
 

@@ -84,6 +84,9 @@ def test_purity_table_per_participant_stage_dataset():
         "n_images",
         "n_clusters",
         "purity",
+        "chance_purity",
+        "ari",
+        "nmi",
     ]
     got = table.set_index(["participant", "stage", "dataset"])["purity"].to_dict()
     assert got == {
@@ -117,6 +120,131 @@ def test_purity_table_equals_purity_per_group_on_synthetic_data():
         assert table.loc[key, "purity"] == pytest.approx(
             clustering.purity(part["cluster"], part["predicted_class"])
         )
+
+
+# --------------------------------------------------------------------- chance level and agreement
+
+
+def test_chance_purity_against_a_hand_count():
+    """Labels a, a, b over groups of sizes 2 and 1. The 3 images can be dealt to the two groups
+    in 3 ways (which image is alone): {a,a}|{b} -> (2 + 1)/3 = 1; {a,b}|{a} twice -> (1 + 1)/3.
+    Mean: (1 + 2/3 + 2/3) / 3 = 7/9."""
+    assert clustering.chance_purity([2, 1], [2, 1]) == pytest.approx(7 / 9)
+    assert clustering.purity_chance(["x", "x", "y"], ["a", "b", "a"]) == pytest.approx(7 / 9)
+    # Four images a, a, b, b in two pairs: {aa}|{bb} (purity 1) in 2 of the 6 deals, else 1/2.
+    assert clustering.chance_purity([2, 2], [2, 2]) == pytest.approx((2 * 1 + 4 * 0.5) / 6)
+    # One group, or one image per group: purity is fixed, so is its chance level.
+    assert clustering.chance_purity([5], [3, 1, 1]) == pytest.approx(3 / 5)
+    assert clustering.chance_purity([1] * 5, [3, 1, 1]) == 1.0
+
+
+def test_chance_purity_is_the_mean_over_every_permutation_of_the_labels():
+    import itertools
+
+    rng = np.random.default_rng(3)
+    for _ in range(6):
+        labels = list(rng.choice(list("abcd"), size=7))
+        clusters = list(rng.integers(0, 3, size=7))
+        perms = list(itertools.permutations(labels))
+        brute = np.mean([clustering.purity(clusters, perm) for perm in perms])
+        assert clustering.purity_chance(clusters, labels) == pytest.approx(brute)
+    # and a shuffle of the labels (the permutation test's draw) averages to it
+    labels, clusters = list("aaabbbccdd"), [0, 0, 0, 0, 1, 1, 1, 2, 2, 3]
+    draws = [clustering.purity(clusters, rng.permutation(labels)) for _ in range(4000)]
+    assert np.mean(draws) == pytest.approx(clustering.purity_chance(clusters, labels), abs=0.01)
+
+
+def test_chance_purity_refuses_sizes_that_do_not_add_up():
+    with pytest.raises(AnalysisInputError):
+        clustering.chance_purity([2, 2], [3, 2])
+    with pytest.raises(AnalysisInputError):
+        clustering.chance_purity([], [])
+
+
+def test_ari_and_nmi_equal_scikit_learn_on_generated_groupings():
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+    groupings, _, _ = generate_study_b(15, seed=7)
+    groupings["batch"] = groupings.groupby(["participant", "stage", "dataset"]).ngroup()
+    table = clustering.purity_table(groupings).set_index(["participant", "stage", "dataset"])
+    for key, part in groupings.groupby(["participant", "stage", "dataset"]):
+        assert table.loc[key, "ari"] == pytest.approx(adjusted_rand_score(part["predicted_class"], part["cluster"]), abs=1e-12)
+        assert table.loc[key, "nmi"] == pytest.approx(normalized_mutual_info_score(part["predicted_class"], part["cluster"]), abs=1e-12)
+        assert table.loc[key, "chance_purity"] == pytest.approx(clustering.purity_chance(part["cluster"], part["predicted_class"]))
+    # and on random small groupings, with one group, singletons and a single class among them
+    rng = np.random.default_rng(11)
+    for _ in range(200):
+        n = int(rng.integers(1, 13))
+        clusters = rng.integers(0, int(rng.integers(1, n + 1)), size=n)
+        predicted = rng.choice(list("abcd")[: int(rng.integers(1, 5))], size=n)
+        ari, nmi = clustering.agreement(clusters, predicted)
+        assert ari == pytest.approx(adjusted_rand_score(predicted, clusters), abs=1e-12)
+        assert nmi == pytest.approx(normalized_mutual_info_score(predicted, clusters), abs=1e-12)
+
+
+def test_singletons_score_purity_one_but_no_agreement():
+    """The trick the group rule forbids: one image per group. Purity 1.0, but so is its chance
+    level, and the adjusted Rand index is 0."""
+    g = _grouping("p", "XNN", "CUB", list(range(8)), list("aabbccdd"))
+    row = clustering.purity_table(g).iloc[0]
+    assert (row["purity"], row["chance_purity"], row["n_clusters"]) == (1.0, 1.0, 8)
+    assert row["ari"] == pytest.approx(0.0)
+    good = clustering.purity_table(_grouping("p", "XNN", "CUB", [0, 0, 1, 1, 2, 2, 3, 3], list("aabbccdd"))).iloc[0]
+    assert (good["purity"], good["ari"], good["nmi"]) == (1.0, 1.0, 1.0) and good["chance_purity"] < 0.6
+
+
+def test_the_summary_reports_groups_chance_and_agreement():
+    groupings, _, _ = generate_study_b(12, seed=4)
+    purities = clustering.purity_table(groupings)
+    summary = clustering.purity_summary(purities).set_index(["dataset", "stage"])
+    for (dataset, stage), part in purities.groupby(["dataset", "stage"]):
+        row = summary.loc[(dataset, stage)]
+        assert row["mean_groups"] == pytest.approx(part["n_clusters"].mean())
+        assert row["mean_chance"] == pytest.approx(part["chance_purity"].mean())
+        assert row["mean_ari"] == pytest.approx(part["ari"].mean())
+        assert row["mean_nmi"] == pytest.approx(part["nmi"].mean())
+
+
+# --------------------------------------------------------------------- order as a factor
+
+
+def _ordered_groupings(participant, later, datasets, purities):
+    """One batch per stage x dataset in plan order; ``purities[stage]`` sets how well the batch
+    follows the predictions (4 images, 2 classes)."""
+    frames, batch = [], 0
+    for stage in ["NoVis", *later]:
+        for dataset in datasets:
+            good = purities[stage]
+            clusters = [0, 0, 1, 1] if good else [0, 1, 0, 1]
+            g = _grouping(participant, stage, dataset, clusters, list("aabb"), batch=[batch] * 4)
+            g["image_id"] = [f"{participant}{batch}-{k}" for k in range(4)]
+            frames.append(g)
+            batch += 1
+    return pd.concat(frames)
+
+
+def test_the_order_is_read_from_the_batches_and_can_be_a_factor():
+    frames = []
+    for k in range(6):
+        later = ["XNN", "1-Heatmap"] if k % 2 == 0 else ["1-Heatmap", "XNN"]
+        datasets = ["CUB", "CEL"] if k % 4 < 2 else ["CEL", "CUB"]
+        # XNN beats 1-Heatmap only when it comes second (a carry-over effect, planted)
+        quality = {"NoVis": False, "XNN": later[0] == "XNN", "1-Heatmap": False}
+        frames.append(_ordered_groupings(f"p{k}", later, datasets, quality))
+    groupings = pd.concat(frames)
+    orders = clustering.order_table(groupings).set_index("participant")
+    assert orders.loc["p0", "order"] == "XNN second, CUB first"
+    assert orders.loc["p1", "order"] == "1-Heatmap second, CUB first"
+    assert orders.loc["p2", "order"] == "XNN second, CEL first"
+    purities = clustering.purity_table(groupings)
+    summary = clustering.order_summary(purities, orders.reset_index())
+    xnn = summary[(summary["dataset"] == "CUB") & (summary["stage"] == "XNN")].set_index("order")
+    assert xnn.loc["XNN second, CUB first", "mean"] == 1.0 and xnn.loc["1-Heatmap second, CUB first", "mean"] == 0.5
+    effect = clustering.order_effect(purities, orders.reset_index()).set_index("dataset")
+    assert list(effect.index) == ["CEL", "CUB"]
+    row = effect.loc["CUB"]
+    assert (row["n1"], row["n2"], row["mean_diff1"], row["mean_diff2"]) == (3, 3, 0.5, 0.0)
+    assert row["p_u"] == pytest.approx(stats.mannwhitneyu([0.5] * 3, [0.0] * 3).pvalue)
 
 
 def test_an_image_twice_is_refused():

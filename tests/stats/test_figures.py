@@ -87,10 +87,17 @@ def test_rating_distribution(study_a, out_dir):
 def test_purity_boxplots(study_b, out_dir):
     fig = figures.purity_boxplot_figure(clustering.purity_table(study_b[0]))
     save_and_check(fig, out_dir, "xnn_fig_4_purity")
-    assert [ax.get_title() for ax in fig.axes] == ["(a) CEL (cancer cells)", "(b) CUB (gulls)"]
+    assert [ax.get_title() for ax in fig.axes] == [
+        "(a) CEL (cancer cells)", "(b) CUB (gulls)",
+        "(c) CEL (cancer cells): adjusted rand index", "(d) CUB (gulls): adjusted rand index",
+    ]
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["NoVis\n(n = 30)", "1-Heatmap\n(n = 30)", "XNN\n(n = 30)"]
     assert fig.axes[0].get_ylabel() == "Purity"
+    assert fig.axes[2].get_ylabel() == "Adjusted Rand index (0 = chance)"
+    assert legend_labels(fig) == ["chance (mean)", "mean"] or legend_labels(fig) == ["mean", "chance (mean)"]
+    # without the adjusted measure (e.g. an old table): purity alone
+    assert len(figures.purity_boxplot_figure(clustering.purity_table(study_b[0])[["participant", "stage", "dataset", "purity"]]).axes) == 2
 
 
 def test_confidence(study_b, out_dir):

@@ -110,11 +110,43 @@ class Bot:
                 answers[q["key"]] = "fine"
         return answers
 
-    def walk_clustering(self, *, group_of=None) -> dict:
-        """Take the whole clustering study; ``group_of(image_ids) -> {id: group}`` (default: random)."""
+    @staticmethod
+    def random_grouping(state: dict, rng: random.Random, n_groups: int | None = None) -> dict:
+        """A random grouping of the batch into ``n_groups`` non-empty groups (default: a number
+        the step's rule allows, ``min_groups`` .. ``max_groups``)."""
+        ids = [img["id"] for img in state["images"]]
+        n = n_groups if n_groups is not None else rng.randint(state["min_groups"], state["max_groups"])
+        order = rng.sample(ids, len(ids))
+        assignment = {i: k for k, i in enumerate(order[:n])}  # every group gets one image first
+        assignment.update({i: rng.randrange(n) for i in order[n:]})
+        return assignment
+
+    def refused_wrong_group_counts(self) -> list[dict]:
+        """Post groupings with a number of groups the step's rule refuses (one fewer than the
+        minimum, one more than the maximum, where the batch allows); each must be a 400 that
+        names the rule and leaves the participant on the same step. Returns the refusals."""
+        s = self.state
+        wrong = [n for n in (s["min_groups"] - 1, s["max_groups"] + 1) if 1 <= n <= len(s["images"])]
+        refusals = []
+        for n in wrong:
+            status, data = self.post(f"steps/{s['step']}/grouping",
+                                     {"assignment": {str(k): v for k, v in self.random_grouping(s, self.rng, n).items()}})
+            assert status == 400, (n, data)
+            assert data["error"] == "invalid" and s["group_rule"] in data["detail"] and f"in {n} group" in data["detail"], data
+            refusals.append({"step": s["step"], "n_groups": n, "detail": data["detail"]})
+        if refusals:  # nothing moved: the server still holds this batch
+            before = s
+            assert self.refresh()["step"] == before["step"] and self.state["kind"] == "grouping", self.state
+        return refusals
+
+    def walk_clustering(self, *, group_of=None, try_wrong_counts: bool = False) -> dict:
+        """Take the whole clustering study; ``group_of(image_ids) -> {id: group}`` (default: a
+        random grouping the step's rule allows). With ``try_wrong_counts`` every batch is first
+        sent with a number of groups the rule refuses (`refused_wrong_group_counts`)."""
         if self.state.get("kind") in (None, "consent"):
             status, _ = self.enter()
             assert status in (200, 201), self.state
+        self.refusals: list[dict] = []
         while self.state["kind"] != "done":
             kind = self.state["kind"]
             if kind == "instructions":
@@ -123,8 +155,10 @@ class Bot:
                 status, data = self.questions(self.default_answers(self.state, self.rng))
                 assert status == 200, data
             elif kind == "grouping":
+                if try_wrong_counts:
+                    self.refusals += self.refused_wrong_group_counts()
                 ids = [img["id"] for img in self.state["images"]]
-                assignment = group_of(ids) if group_of else {i: self.rng.randrange(4) for i in ids}
+                assignment = group_of(ids) if group_of else self.random_grouping(self.state, self.rng)
                 status, data = self.group(assignment)
                 assert status == 200, data
             else:  # pragma: no cover

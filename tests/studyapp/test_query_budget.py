@@ -1,35 +1,216 @@
+"""Query budgets of the participant requests, and the cheap paths that keep them.
+
+Counts include the transaction's own statements (SQLite's ``BEGIN IMMEDIATE`` and the
+``COMMIT`` Django logs), as in production: hence ``transaction=True``, so that a service's
+transaction is a real one and not a savepoint inside the test's. PostgreSQL issues no ``BEGIN``
+statement, so each write there counts one query less. Counted once the process has read the
+study's stimuli and assets (``selectors.study_content``, two queries per study and process).
+"""
+
+from __future__ import annotations
+
+import random
+
 import pytest
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
+from studyapp.pipeline.models import ExplanationAsset
+from studyapp.pipeline.storage import store_bytes
+from studyapp.studies import api, selectors
 from studyapp.studies.client import DjangoTransport, ParticipantClient
-from tests.studyapp.factories import learning_study
+from studyapp.studies.models import Participant, Study, TrialAnswer
+from tests.studyapp.bots import Bot
+from tests.studyapp.factories import clustering_study, learning_study, png
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+#: The issue's budgets (Study A): answer, continue, state.
+BUDGET = {"answer": 5, "continue": 4, "state": 3}
 
 
-def _counted(fn):
+def begin() -> int:
+    """The statement that opens a transaction, counted on SQLite only."""
+    return 1 if connection.vendor == "sqlite" else 0
+
+
+def participant(slug: str) -> ParticipantClient:
+    api_client = ParticipantClient(slug, DjangoTransport(Client(enforce_csrf_checks=True)))
+    assert api_client.page().status == 200
+    return api_client
+
+
+def counted(call):
     with CaptureQueriesContext(connection) as ctx:
-        r = fn()
-    return r, ctx.captured_queries
+        reply = call()
+    assert reply.status in (200, 201), reply.text[:300]
+    return reply.data, [q["sql"] for q in ctx.captured_queries]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_print_counts():
+def test_study_a_answer_continue_and_state_stay_within_their_query_budgets():
     study = learning_study()
-    api = ParticipantClient(study.slug, DjangoTransport(Client(enforce_csrf_checks=True)))
-    api.page()
-    s = api.enter(consent=True).data
-    for name, fn in [
-        ("state-instr", lambda: api.state()),
-        ("continue-instr", lambda: api.continue_(0)),
-        ("state-trial", lambda: api.state()),
-        ("answer", lambda: api.answer(1, stimulus=s2["stimulus"], choice=study.classes[0])),
-        ("state-answered", lambda: api.state()),
-        ("continue-trial", lambda: api.continue_(1)),
-    ]:
-        r, q = _counted(fn)
-        if name == "state-trial":
-            s2 = r.data
-        print(name, r.status, len(q))
-        for x in q:
-            print("   ", x["sql"][:200])
+    warm = participant(study.slug)  # reads the study's content into this process
+    warm.continue_(warm.enter(consent=True).data["step"])
+
+    p = participant(study.slug)
+    state, queries = counted(lambda: p.enter(consent=True))
+    state, queries = counted(lambda: p.continue_(state["step"]))
+    assert state["kind"] == "trial" and state["answered"] is False
+    assert len(queries) == 3 + begin() <= BUDGET["continue"], queries  # lock, update, commit
+
+    for _ in range(3):
+        state, queries = counted(p.state)
+        assert state["kind"] == "trial" and not state["answered"] and "feedback" not in state
+        assert len(queries) == 2 <= BUDGET["state"], queries  # the run with its study and arm; its answer
+
+        choice = state["options"][0]["value"]
+        state, queries = counted(lambda s=state, c=choice: p.answer(s["step"], stimulus=s["stimulus"], choice=c))
+        assert state["answered"] and state["feedback"]["choice"] == choice and state["saved"]["trial"] == state["trial"]
+        assert len(queries) == 4 + begin() <= BUDGET["answer"], queries  # lock, insert, update, commit
+
+        state, queries = counted(p.state)
+        assert state["feedback"]["choice"] == choice
+        assert len(queries) == 2 <= BUDGET["state"], queries
+
+        state, queries = counted(lambda s=state: p.continue_(s["step"]))
+        assert state["kind"] == "trial" and state["answered"] is False
+        assert len(queries) == 3 + begin() <= BUDGET["continue"], queries  # lock, update if answered, commit
+
+    run = Participant.objects.get(code=state["participant"])
+    assert run.step_index == state["step"] and run.answers.count() == 3
+
+
+def test_the_response_shows_what_the_database_holds(settings):
+    """The state built from what the write knows (and from the process's copy of the study's
+    stimuli and assets) is the state a fresh read gives."""
+    study = learning_study()
+    p = participant(study.slug)
+    state = p.continue_(p.enter(consent=True).data["step"]).data
+    answered = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1]).data
+    saved = TrialAnswer.objects.get()
+    assert answered["feedback"]["correct_answer"] == saved.correct_label and answered["feedback"]["correct"] == saved.correct
+    selectors._content.clear()
+    again = p.state().data
+    assert {k: v for k, v in answered.items() if k != "saved"} == again
+    moved = p.continue_(again["step"]).data
+    selectors._content.clear()
+    assert moved == p.state().data
+
+
+def test_a_repeated_answer_costs_no_more_than_an_answer_and_is_stored_once():
+    study = learning_study()
+    p = participant(study.slug)
+    state = p.continue_(p.enter(consent=True).data["step"]).data
+    first = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]).data
+    repeat, queries = counted(lambda: p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]))
+    assert repeat["feedback"] == first["feedback"] and repeat["saved"] == first["saved"]
+    assert len(queries) <= BUDGET["answer"] + 1, queries  # lock, insert refused, rollback, the saved answer
+    different = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1])
+    assert different.status == 409 and different.data["error"] == "already_answered"
+    assert TrialAnswer.objects.count() == 1 and TrialAnswer.objects.get().choice == study.classes[0]
+
+
+def test_study_b_grouping_and_questions():
+    study = clustering_study()
+    warm = participant(study.slug)
+    warm.continue_(warm.enter(consent=True).data["step"])
+
+    p = participant(study.slug)
+    state = p.continue_(p.enter(consent=True).data["step"]).data
+    assert state["kind"] == "questions"
+    rng = random.Random(0)
+    answers = Bot.default_answers(state, rng)
+    state, queries = counted(lambda: p.questions(state["step"], answers))
+    assert state["kind"] == "grouping" and len(state["images"]) == 10
+    assert len(queries) == 4 + begin(), queries  # lock, insert the answers, update, commit
+    for _ in range(2):
+        again, queries = counted(p.state)
+        assert again == state and len(queries) == 1, queries  # the run with its study and arm
+        assignment = Bot.random_grouping(state, rng)
+        state, queries = counted(lambda s=state, a=assignment: p.grouping(s["step"], a))
+        assert state["kind"] == "grouping"
+        assert len(queries) == 4 + begin(), "\n".join(q[:300] for q in queries)  # lock, insert the grouping, update, commit
+    run = Participant.objects.get(code=state["participant"])
+    assert run.groupings.count() == 2 and run.step_index == state["step"]
+
+
+def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
+    """The process's copy of a study's assets is read again after a study edit, or after
+    CONTENT_TTL_SECONDS; an asset missing from it is asked of the database at once."""
+    study = learning_study()
+    p = participant(study.slug)
+    p.enter(consent=True)
+    run = Participant.objects.get()
+    run.arm = study.arms.get(feedback="gradcam")
+    run.save(update_fields=["arm"])
+    state = p.continue_(0).data
+
+    def newer_overlay(seed: int) -> str:
+        path = store_bytes(png(seed), ext="png")
+        ExplanationAsset.objects.create(stimulus_id=state["stimulus"], method="gradcam", params_hash=f"new{seed}",
+                                        params={}, valid=True, files={"overlay": path})
+        return path
+
+    def overlay() -> str:
+        return p.state().data["feedback"]["assets"]["overlay"]
+
+    p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0])
+    first = overlay()
+    path = newer_overlay(1)
+    assert overlay() == first  # within the time the process trusts its copy
+    Study.objects.get(pk=study.pk).save()  # an edit of the study
+    assert overlay().endswith(path)
+    path = newer_overlay(2)
+    monkeypatch.setattr(selectors, "CONTENT_TTL_SECONDS", 0.0)
+    assert overlay().endswith(path)
+    # An asset the copy lacks entirely (none valid when it was read) is served at once.
+    monkeypatch.setattr(selectors, "CONTENT_TTL_SECONDS", 3600.0)
+    next_state = p.continue_(state["step"]).data
+    ExplanationAsset.objects.filter(stimulus_id=next_state["stimulus"], method="gradcam").update(valid=False)
+    selectors._content.clear()
+    p.state()
+    path = store_bytes(png(3), ext="png")
+    ExplanationAsset.objects.create(stimulus_id=next_state["stimulus"], method="gradcam", params_hash="late",
+                                    params={}, valid=True, files={"overlay": path})
+    answered = p.answer(next_state["step"], stimulus=next_state["stimulus"], choice=study.classes[0]).data
+    assert answered["feedback"]["assets"]["overlay"].endswith(path)
+
+
+class CountingCache:
+    """The default cache, counting the calls the throttle makes."""
+
+    def __init__(self):
+        from django.core.cache import cache
+
+        self.cache = cache
+        self.calls: list[str] = []
+
+    def __getattr__(self, name):
+        self.calls.append(name)
+        return getattr(self.cache, name)
+
+
+def test_the_participant_throttle_refuses_a_flood_with_one_cache_round_trip_per_lease(settings, monkeypatch):
+    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"entry": "1000/minute", "participant": "25/minute"}}
+    api.SessionRateThrottle._leases.clear()
+    clock = [16_666 * 60 + 20.0]  # a fixed time, 20 s into a minute
+    monkeypatch.setattr(api.SessionRateThrottle, "timer", lambda self: clock[0])
+    counting = CountingCache()
+    monkeypatch.setattr(api.SessionRateThrottle, "cache", counting)
+    study = learning_study()
+    p = participant(study.slug)
+    p.enter(consent=True)
+    statuses = [p.state().status for _ in range(30)]
+    assert statuses == [200] * 25 + [429] * 5
+    refused = p.state()
+    assert refused.status == 429 and refused.data["detail"].endswith("in 40 seconds.")
+    # 25 let through in three leases (10, 10, 5), each an add and an incr; the first refusal asks
+    # once more, the later ones in this window are answered from the process's memory.
+    assert counting.calls.count("incr") == 4 and counting.calls.count("add") == 4
+    # The next window starts afresh; another browser has its own count.
+    clock[0] += 60
+    assert p.state().status == 200
+    other = participant(study.slug)
+    other.enter(consent=True)
+    assert other.state().status == 200
