@@ -189,13 +189,25 @@ async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> 
     async def one(k: int) -> None:
         async with httpx.AsyncClient(base_url=base, timeout=30) as c:
             for _ in range(n_requests // n_clients):
-                t0 = time.perf_counter()
-                await c.get("/bare")
-                lat.append(time.perf_counter() - t0)
+                for _attempt in range(3):  # retried after a dropped connection, as for the API
+                    t0 = time.perf_counter()
+                    try:
+                        await c.get("/bare")
+                    except httpx.TransportError:
+                        continue
+                    finally:
+                        lat.append(time.perf_counter() - t0)
+                    break
 
     t0 = time.perf_counter()
     await asyncio.gather(*(one(k) for k in range(n_clients)))
     return time.perf_counter() - t0
+
+
+def progress(phase: str, measured: dict) -> None:
+    lat = measured["lat"]
+    print(f"  {phase}: {len(lat)} requests, {len(lat) / measured['elapsed']:.1f} req/s, p50 {1000 * percentile(lat, 50):.0f} ms, "
+          f"p99 {1000 * percentile(lat, 99):.0f} ms, load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 async def main_async(args, base: str, slug: str) -> dict:
@@ -206,8 +218,10 @@ async def main_async(args, base: str, slug: str) -> dict:
         t0 = time.perf_counter()
         await asyncio.gather(*(p.run() for p in people))
         out["saturation"] = {"lat": lat, "elapsed": time.perf_counter() - t0}
+        progress("saturation", out["saturation"])
         bare_lat: list[float] = []
         out["bare"] = {"lat": bare_lat, "elapsed": await bare(base, args.participants, len(lat), bare_lat)}
+        progress("bare", out["bare"])
         out["people"]["saturation"] = people
     if args.participants and args.think > 0:
         paced_lat: list[float] = []
@@ -215,6 +229,7 @@ async def main_async(args, base: str, slug: str) -> dict:
         t1 = time.perf_counter()
         await asyncio.gather(*(p.run() for p in paced))
         out["paced"] = {"lat": paced_lat, "elapsed": time.perf_counter() - t1}
+        progress("paced", out["paced"])
         out["people"]["paced"] = paced
     if args.launch:
         launch_lat: list[float] = []
@@ -228,6 +243,7 @@ async def main_async(args, base: str, slug: str) -> dict:
             run.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
         out["launch"] = {"lat": launch_lat, "elapsed": time.perf_counter() - t2}
+        progress("launch", out["launch"])
         out["people"]["launch"] = launch
     return out
 

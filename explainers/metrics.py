@@ -125,6 +125,10 @@ def cdeepex_validity(
     return out
 
 
+#: The reason :func:`heatmap_validity` gives for an all-zero map.
+BLANK_REASON = "the map is blank (all zero)"
+
+
 def heatmap_validity(
     maps: Tensor,
     *,
@@ -158,7 +162,7 @@ def heatmap_validity(
         if not finite:
             reasons.append("the map contains NaN or infinite values")
         elif peak <= blank_tol:
-            reasons.append("the map is blank (all zero)")
+            reasons.append(BLANK_REASON)
         elif numbers["std"] <= uniform_tol * peak:
             reasons.append("the map is uniform (highlights nothing)")
         out.append(Validity(ok=not reasons, reasons=reasons, numbers=numbers))

@@ -317,7 +317,7 @@ def purity_boxplot_figure(
             ax = axes[1][k]
             _boxes(ax, purities[purities["dataset"] == dataset], stages, colours, adjusted, rng, label_mean=False)
             ax.axhline(0, color=OKABE_ITO["grey"], linestyle="--", linewidth=1.5, zorder=1)
-            ax.set_title(f"({next(letter)}) {DATASET_NAMES.get(dataset, dataset)}: {adjusted_label.lower()}")
+            ax.set_title(f"({next(letter)}) {DATASET_NAMES.get(dataset, dataset)}: {adjusted_label[0].lower()}{adjusted_label[1:]}")
             ax.set_ylim(low, 1.05)
         axes[1][0].set_ylabel(f"{adjusted_label} (0 = chance)")
     fig.suptitle(title)

@@ -248,16 +248,38 @@ def clustering(res: ClusteringResult) -> dict:
     """Study B: purity, confidence, agent ratings, their paired tests and the pilot power."""
     ctx: dict = {"errors": res.errors}
     if res.purity_summary is not None:
+        nan = float("nan")
         ctx["purity"] = table(
-            ["Dataset", "Stage", "n", "Mean", "SD", "Median", "Q1", "Q3"],
-            [[cell(r.dataset), cell(r.stage), count(r.n), cell(r.mean), cell(r.sd), cell(r.median), cell(r.q1), cell(r.q3)]
+            ["Dataset", "Stage", "n", "Mean", "SD", "Median", "Q1", "Q3", "Groups used (mean)",
+             "Chance purity (mean)", "ARI (mean)", "NMI (mean)"],
+            [[cell(r.dataset), cell(r.stage), count(r.n), cell(r.mean), cell(r.sd), cell(r.median), cell(r.q1), cell(r.q3),
+              cell(getattr(r, "mean_groups", nan), 2), cell(getattr(r, "mean_chance", nan)),
+              cell(getattr(r, "mean_ari", nan)), cell(getattr(r, "mean_nmi", nan))]
              for r in res.purity_summary.itertuples()],
             name="purity",
         )
     ctx["purity_tests"] = _compact_tests(res.purity_tests, "purity-tests")
+    ctx["ari_tests"] = _compact_tests(res.ari_tests, "ari-tests")
+    if res.order_summary is not None:
+        ctx["order"] = table(
+            ["Dataset", "Stage", "Order", "n", "Mean purity", "SD"],
+            [[cell(r.dataset), cell(r.stage), cell(r.order), count(r.n), cell(r.mean), cell(r.sd)]
+             for r in res.order_summary.itertuples()],
+            name="order-summary",
+        )
+    if res.order_tests is not None and not res.order_tests.empty:
+        ctx["order_tests"] = table(
+            ["Dataset", "XNN − 1-Heatmap when", "n", "Mean difference", "vs. when", "n", "Mean difference",
+             "Welch t", "p (t)", "Mann–Whitney U", "p (U)"],
+            [[cell(r.dataset), cell(r.order1), count(r.n1), cell(r.mean_diff1), cell(r.order2), count(r.n2),
+              cell(r.mean_diff2), cell(r.t), cell(r.p_t, p=True), cell(r.u, 1), cell(r.p_u, p=True)]
+             for r in res.order_tests.itertuples()],
+            name="order-tests",
+        )
     if res.confidence_dist is not None:
         ctx["confidence"] = _distribution_table(res.confidence_dist, "stage", "confidence", CONFIDENCE_LABELS, "confidence")
     ctx["confidence_tests"] = _compact_tests(res.confidence_tests, "confidence-tests")
+    ctx["confidence_paper"] = _paper_confidence_test(res.confidence_tests)
     if res.agent_dist is not None:
         ctx["agents"] = _distribution_table(res.agent_dist, "agent", "rating", AGENT_RATING_LABELS, "agent-ratings")
     pref = res.agent_preference
@@ -273,6 +295,23 @@ def clustering(res: ClusteringResult) -> dict:
         )
     ctx["pilot"] = pilot_table(res.pilot, paired=True)
     return ctx
+
+
+#: The confidence test the XNN paper reports (section 4.1): CEL, XNN vs 1-Heatmap, p = 0.083.
+PAPER_CONFIDENCE_TEST = ("CEL", "XNN", "1-Heatmap", 0.083)
+
+
+def _paper_confidence_test(frame: pd.DataFrame | None) -> dict | None:
+    """The row of the confidence tests that the paper reports, with the paper's p beside it."""
+    if frame is None or frame.empty:
+        return None
+    dataset, stage1, stage2, paper_p = PAPER_CONFIDENCE_TEST
+    hit = frame[(frame["group"] == dataset) & (frame["stage1"] == stage1) & (frame["stage2"] == stage2)]
+    if hit.empty:
+        return None
+    r = hit.iloc[0]
+    return {"label": f"{dataset}, {stage1} vs {stage2}", "n_pairs": int(r["n_pairs"]),
+            "p_wilcoxon": cell(r["p_wilcoxon"], p=True), "p_t": cell(r["p_t"], p=True), "paper_p": paper_p}
 
 
 def participants(

@@ -269,12 +269,17 @@ def _xnn_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     outputs: list[Output] = []
     for i in range(n):
         checks = metrics.heatmap_validity(maps[i])
-        reasons = [f"x-feature heatmap {j + 1}: {r}" for j, c in enumerate(checks) for r in c.reasons]
+        # One blank x-feature map says "this concept is not in this image", which is what the
+        # XNN means, not a failure; every map blank, NaN or uniform maps are.
+        blank = [j for j, c in enumerate(checks) if c.reasons == [metrics.BLANK_REASON]]
+        reasons = [f"x-feature heatmap {j + 1}: {r}" for j, c in enumerate(checks) for r in c.reasons if j not in blank]
+        if len(blank) == k:
+            reasons.append("every x-feature heatmap is blank")
         apem = flat_apem[i * k : (i + 1) * k]
         if floor is not None:
             reasons += [f"x-feature heatmap {j + 1}: APEM {a['apem']:.1f} is below the floor {floor:g}" for j, a in enumerate(apem) if a["apem"] < floor]
         files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(k)}
-        numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]]}
+        numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]], "blank_xfeatures": blank}
         numbers |= {key: [a[key] for a in apem] for key in ("eps_minus", "eps_plus", "apem", "apem_at_ceiling")}
         outputs.append((files, metrics.Validity(not reasons, reasons, numbers)))
     return outputs

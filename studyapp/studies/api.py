@@ -118,7 +118,8 @@ class SessionRateThrottle(LiveRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": session_key}
 
     def allow_request(self, request, view) -> bool:
-        self.rate = self.get_rate()
+        self.scope = getattr(view, self.scope_attr, None)
+        self.rate = self.get_rate() if self.scope else None
         if self.rate is None:
             return True
         self.num_requests, self.duration = self.parse_rate(self.rate)

@@ -89,7 +89,7 @@ def test_purity_boxplots(study_b, out_dir):
     save_and_check(fig, out_dir, "xnn_fig_4_purity")
     assert [ax.get_title() for ax in fig.axes] == [
         "(a) CEL (cancer cells)", "(b) CUB (gulls)",
-        "(c) CEL (cancer cells): adjusted rand index", "(d) CUB (gulls): adjusted rand index",
+        "(c) CEL (cancer cells): adjusted Rand index", "(d) CUB (gulls): adjusted Rand index",
     ]
     ticks = [t.get_text() for t in fig.axes[0].get_xticklabels()]
     assert ticks == ["NoVis\n(n = 30)", "1-Heatmap\n(n = 30)", "XNN\n(n = 30)"]

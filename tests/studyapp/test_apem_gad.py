@@ -193,3 +193,20 @@ def test_the_tidy_export_has_the_apem_of_the_heatmap_each_trial_showed(db):
         assert float(row["explanation_apem"]) == 37.0
     for feedback in ("control", "cdeepex"):  # no heatmap shown: empty
         assert all(r["explanation_apem"] == r["explanation_eps_minus"] == "" for r in by_feedback[feedback])
+
+
+def test_the_admin_shows_apem_beside_the_other_numbers(admin_client):
+    study = learning_study()
+    asset = ExplanationAsset.objects.filter(method="gradcam").order_by("pk").first()
+    asset.metrics = {"max": 1.0, "eps_minus": 3.0, "eps_plus": 40.0, "apem": 37.0, "apem_at_ceiling": 0.0}
+    asset.save()
+    page = admin_client.get("/admin/pipeline/explanationasset/").content.decode()
+    assert "37.0 (eps- 3, eps+ 40)" in page
+    page = admin_client.get(f"/admin/pipeline/stimulus/{asset.stimulus_id}/change/").content.decode()
+    assert "37.0 (eps- 3, eps+ 40)" in page
+    summary = {row["method"]: row for row in explanation_summary(study=study)}
+    assert summary["gradcam"]["apem_mean"] == 37.0 and summary["cdeepex"]["apem_mean"] == ""
+    from django.urls import reverse
+
+    page = admin_client.get(reverse("admin:study-dashboard", args=[study.pk])).content.decode()
+    assert "APEM mean / median" in page and "<td>37.0 / 37.0</td>" in page

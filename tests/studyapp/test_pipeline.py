@@ -120,6 +120,11 @@ def test_train_select_and_precompute_on_a_real_worker(tmp_path):
         assert asset.valid or asset.reasons  # a refused explanation always says why
     assert assets.filter(method="gradcam", valid=True).exists()
     assert assets.filter(method="cdeepex", valid=True).exists()
+    # APEM on every heatmap asset, beside its validity numbers; none on the morphs.
+    for asset in assets:
+        assert ("apem" in asset.metrics) == (asset.method == "gradcam"), (asset.method, asset.metrics)
+        if asset.method == "gradcam":
+            assert asset.metrics["apem"] == asset.metrics["eps_plus"] - asset.metrics["eps_minus"]
 
     # Resumable and idempotent: a second run finds nothing to do.
     with transaction.atomic():
