@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The whole test suite (what CI runs): installs the test tools, then runs pytest twice:
+# The whole test suite (what CI runs): installs the test tools, runs ruff and mypy, then pytest twice:
 #   1. on the defaults: SQLite and the embedded filesystem Celery broker;
 #   2. against PostgreSQL and Redis (Debian packages, started on loopback by scripts/services.sh),
 #      for every test that touches the database, the broker or a worker.
@@ -11,6 +11,9 @@ bash scripts/install.sh --dev
 if [ -z "${KANNADA_MNIST_DIR:-}" ] && [ -d ../shared/data/kannada_mnist ]; then
   export KANNADA_MNIST_DIR="$(cd ../shared/data/kannada_mnist && pwd)"
 fi
+echo "=== Lint and types: ruff (pyproject's rules) and mypy on explainers/ and stats/"
+"$PYTHON" -m ruff check .
+"$PYTHON" -m mypy
 echo "=== Run 1/2: SQLite + embedded broker"
 "$PYTHON" -m pytest "$@"
 if [ "${STUDY_TEST_DEFAULT_ONLY:-0}" = 1 ]; then exit 0; fi

@@ -26,7 +26,7 @@ def _empty_shared_broker():
         from studyapp.celery import app
 
         app.control.purge()
-    yield
+    return
 
 
 @pytest.fixture(autouse=True)
@@ -42,7 +42,7 @@ def _isolated_media(tmp_path_factory, settings):
 
     cache.clear()
     _celery_follow_settings()
-    yield
+    return
 
 
 def _celery_follow_settings() -> None:

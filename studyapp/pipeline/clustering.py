@@ -162,7 +162,7 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
     config = study.parsed_config
     per_class, n_sets, set_size = config.images_per_class, config.n_sets, config.set_size
     arrays = loading.dataset_arrays(classifier.dataset)
-    rng = random.Random(f"{seed}:{label}")
+    rng = random.Random(f"{seed}:{label}")  # noqa: S311 - seeded for reproducible designs, not secrets
     pool: list[tuple[str, int]] = []  # (split, index)
     for c in sorted(set(arrays["y_test"].tolist()) | set(arrays["y_train"].tolist())):
         # Test images first; a class with fewer (CUB has about 30 test gulls per class) is topped

@@ -191,6 +191,9 @@ class TrialAnswer(models.Model):
             models.UniqueConstraint(fields=["participant", "trial_index"], name="answer_once_per_trial"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.participant_id} trial {self.trial_index}"
+
 
 class QuestionAnswer(models.Model):
     """Ratings, demographics, confidence, comments: one row per question and participant."""
@@ -203,6 +206,9 @@ class QuestionAnswer(models.Model):
     class Meta:
         ordering = ["participant", "answered_at"]
         constraints = [models.UniqueConstraint(fields=["participant", "key"], name="question_once")]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} {self.key}"
 
 
 class Grouping(models.Model):
@@ -223,6 +229,9 @@ class Grouping(models.Model):
             models.UniqueConstraint(fields=["participant", "step_index"], name="grouping_once_per_step"),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.participant_id} step {self.step_index} ({self.stage}, {self.dataset})"
+
 
 class InteractionEvent(models.Model):
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="events")
@@ -233,3 +242,6 @@ class InteractionEvent(models.Model):
 
     class Meta:
         ordering = ["participant", "at"]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} {self.kind} at step {self.step_index}"

@@ -23,7 +23,7 @@ def learning_plan(*, study: Study, arm: Arm, stimulus_ids: list[int], seed: str)
         )
     chosen = list(stimulus_ids[: study.n_trials])
     if study.stimulus_order == Study.StimulusOrder.SEEDED:
-        random.Random(f"{study.pk}:{seed}").shuffle(chosen)
+        random.Random(f"{study.pk}:{seed}").shuffle(chosen)  # noqa: S311 - seeded for reproducible designs, not secrets
     steps: list[dict] = [{"kind": "instructions"}]
     steps += [{"kind": "trial", "trial": i, "stimulus": sid} for i, sid in enumerate(chosen)]
     steps.append({"kind": "rating", "key": "feedback_rating"})
@@ -137,7 +137,7 @@ def clustering_plan(
     - Confidence is asked after each batch, key ``confidence:<stage>:<dataset>`` (Figure 5a-b
       shows it per data set; the paper asked it per stage).
     """
-    rng = random.Random(f"{study.pk}:clustering:{seed}")
+    rng = random.Random(f"{study.pk}:clustering:{seed}")  # noqa: S311 - seeded for reproducible designs, not secrets
     config = study.parsed_config
     missing = [d for d in config.datasets if len(sets.get(d, {})) == 0]
     if missing:

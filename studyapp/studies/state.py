@@ -135,7 +135,7 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
     stage = step["stage"]
     study = participant.study
     order = list(step["stimuli"])
-    random.Random(f"{participant.code}:{participant.step_index}").shuffle(order)
+    random.Random(f"{participant.code}:{participant.step_index}").shuffle(order)  # noqa: S311 - seeded for reproducible designs, not secrets
     method = {"1-Heatmap": heatmap_method(study), "XNN": ExplanationAsset.Method.XNN}.get(stage)
     images = []
     for pk in order:

@@ -56,7 +56,7 @@ def test_zero_difference_falls_back_to_the_gradient():
 
 
 @pytest.mark.parametrize(
-    "x, x0, expected",
+    ("x", "x0", "expected"),
     [
         # y = max(1, 3) = 3, y0 = max(2, 0) = 2: Δy = 1 goes to x's arg-max (index 1)
         ([1.0, 3.0], [2.0, 0.0], [0.0, 1.0]),
@@ -198,7 +198,7 @@ def test_unsupported_layer_is_refused():
 
 
 @pytest.mark.parametrize(
-    "images, baselines, match",
+    ("images", "baselines", "match"),
     [
         (torch.rand(2, 4), None, "shape"),
         (torch.rand(2, 1, 2, 2), torch.rand(3, 1, 2, 2), "broadcast"),

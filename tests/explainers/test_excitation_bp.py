@@ -316,7 +316,7 @@ def test_non_spatial_layer_gives_raw_mwp_but_no_map():
 
 
 @pytest.mark.parametrize(
-    "images, classes, match",
+    ("images", "classes", "match"),
     [
         (torch.rand(1, 3), None, "shape"),
         (torch.full((1, 1, 1, 3), float("nan")), None, "NaN"),

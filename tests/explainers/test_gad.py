@@ -87,7 +87,7 @@ def relu_net() -> nn.Module:
 
 
 @pytest.mark.parametrize(
-    "method, expected",
+    ("method", "expected"),
     [
         ("saliency", [2.0, 1.0]),  # |W1ᵀ (relu'(z) ⊙ (1, 1))| = |W1ᵀ (0, 1)| = (2, 1)
         ("gradient_x_input", [2.0, 2.0]),  # (2, 1) ⊙ (1, 2)

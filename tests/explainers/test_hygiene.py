@@ -265,7 +265,7 @@ def test_models_are_restored_and_runs_repeat(method, models):
         assert not a.requires_grad  # results are detached: no graph reaches the parameters
 
 
-@pytest.mark.parametrize("method, fail", FAILURES)
+@pytest.mark.parametrize(("method", "fail"), FAILURES)
 def test_models_are_restored_after_an_error(method, fail, models):
     before = snapshot(models)
     with pytest.raises(RAISES[fail]):  # the caller's exception comes through, never swallowed

@@ -128,7 +128,7 @@ def test_training_leaves_the_global_rng_alone(mnist):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
-@pytest.mark.parametrize("mode, eta", [("srae", 1.0), ("nn", 0.0), ("sae", 0.0)])
+@pytest.mark.parametrize(("mode", "eta"), [("srae", 1.0), ("nn", 0.0), ("sae", 0.0)])
 def test_every_mode_becomes_faithful(mnist, mode, eta):
     net, images = mnist
     z, logits = extract_z(net, "relu3", images)

@@ -17,7 +17,7 @@ from stats.synthetic import generate_study_b
 
 
 @pytest.mark.parametrize(
-    "clusters, predicted, expected",
+    ("clusters", "predicted", "expected"),
     [
         # every cluster holds one predicted class
         ([0, 0, 1, 1, 2], ["a", "a", "b", "b", "c"], 1.0),
@@ -43,7 +43,7 @@ def test_purity_ignores_cluster_and_class_names():
 
 
 @pytest.mark.parametrize(
-    "clusters, predicted",
+    ("clusters", "predicted"),
     [([], []), ([0, 1], ["a"]), ([0, None], ["a", "b"]), ([0, 1], ["a", float("nan")])],
 )
 def test_purity_refuses_bad_input(clusters, predicted):

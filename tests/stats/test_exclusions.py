@@ -111,7 +111,7 @@ def test_rule_columns_must_exist():
 
 
 @pytest.mark.parametrize(
-    "config, message",
+    ("config", "message"),
     [
         ({"incomplete": "yes"}, "true or false"),
         ({"min_response_ms": 300}, "together"),

@@ -255,7 +255,7 @@ def test_rescore_against_model_or_truth():
 
 
 @pytest.mark.parametrize(
-    "rows, message",
+    ("rows", "message"),
     [
         ({"p": ("Control", [1, 0])} | {"q": ("GCAM", [1])}, None),
         ([("p", "Control", 0), ("p", "Control", 2)], "gaps"),

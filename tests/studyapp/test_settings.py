@@ -15,7 +15,7 @@ from studyapp.lib import env
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("raw,expected", [("1", True), ("yes", True), ("off", False), ("0", False), ("", False)])
+@pytest.mark.parametrize(("raw", "expected"), [("1", True), ("yes", True), ("off", False), ("0", False), ("", False)])
 def test_env_bool_reads_the_usual_spellings(monkeypatch, raw, expected):
     monkeypatch.setenv("X_FLAG", raw)
     assert env.env_bool("X_FLAG", not expected) is expected

@@ -19,7 +19,7 @@ from tests.studyapp.factories import clustering_study, learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-SCREENS = Path(os.environ.get("ANALYSIS_SCREENS", "/tmp/analysis_site_screens"))
+SCREENS = Path(os.environ.get("ANALYSIS_SCREENS", "/tmp/analysis_site_screens"))  # noqa: S108 - screenshots to look at
 
 
 def logged_in_page(browser, live_server, width: int = 1280):

@@ -135,6 +135,6 @@ def test_study_b_report():
 def test_naive_time_is_refused(study_a):
     result = learning_analysis(study_a[2])
     with pytest.raises(ValueError, match="timezone"):
-        render_report(result, config_hash="h", software_version="v", generated_at=datetime(2024, 1, 1))
+        render_report(result, config_hash="h", software_version="v", generated_at=datetime(2024, 1, 1))  # noqa: DTZ001 - the naive datetime is the point
     with pytest.raises(ValueError):
         render_report(result, config_hash="h", software_version="v", image_format="gif")

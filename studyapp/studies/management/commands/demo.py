@@ -111,7 +111,7 @@ class Command(BaseCommand):
         call_command("collectstatic", interactive=False, verbosity=0)
         self.step(f"Serving with gunicorn on {base} (Ctrl-C to stop)")
         sys.stdout.flush()
-        os.execvp(sys.executable, [
+        os.execvp(sys.executable, [  # noqa: S606 - our own interpreter, fixed arguments
             sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"{opts['host']}:{opts['port']}",
             "--workers", os.environ.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-",
         ])
@@ -168,7 +168,7 @@ class Command(BaseCommand):
         if all(job.total == 0 for job in jobs):
             self.stdout.write("  every explanation is already stored")
             return
-        worker = subprocess.Popen(
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "celery", "-A", "studyapp", "worker", "-Q", f"default,{settings.CELERY_EXPLAIN_QUEUE}",
              "-c", "1", "--loglevel", "WARNING", "-n", f"demo-{secrets.token_hex(3)}@%h"],
             cwd=settings.BASE_DIR,
