@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_gad import OUT, PAIR, load_or_train_classifier, load_or_train_supports, load_splits  # noqa: E402
+from bench_gad import parse_and_start  # noqa: E402
 
 from explainers.apem import APEM, APEMResult, apem_norm, directed, loss_gradient_sign, relevance_map  # noqa: E402
 from explainers.datasets.common import to_tensor  # noqa: E402
@@ -151,12 +152,7 @@ def main() -> None:
     parser.add_argument("--ig-steps", type=int, default=32)
     parser.add_argument("--stage2", action="store_true")
     parser.add_argument("--only", default="", help="comma-separated subset of the methods")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    args, started = parse_and_start(parser)
 
     train, test = load_splits()
     net, acc = load_or_train_classifier(train, test, seed=args.seed)

@@ -54,6 +54,18 @@ PAIR = (3, 7)
 SHORT = {"saliency": "S", "deconvolution": "D", "gradient_x_input": "GxI", "guided_backprop": "GB", "integrated_gradients": "IG"}
 
 
+def parse_and_start(parser: argparse.ArgumentParser) -> tuple[argparse.Namespace, float]:
+    """Add ``--threads`` and ``--seed``, parse, set up logging and torch's threads; the
+    arguments and the start time (``time.perf_counter()``)."""
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    return args, started
+
+
 def load_splits() -> tuple[KannadaSplit, KannadaSplit]:
     return load_kannada(DATA, "train"), load_kannada(DATA, "test")
 
@@ -152,12 +164,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--among", default="nonzero", choices=("nonzero", "all"),
                         help="top 50%% of the non-zero pixels (default) or of all pixels (the paper's wording)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr)
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
+    args, started = parse_and_start(parser)
 
     train, test = load_splits()
     net, acc = load_or_train_classifier(train, test, seed=args.seed)

@@ -428,7 +428,6 @@ def first_flip(
         raise ExplainerInputError(f"search must be 'scan' or 'bisect', got {search!r}")
     n, g, s = directions.shape[:3]
     k_total = eps.numel()
-    kw = {"chunk_size": chunk_size, "clamp": clamp}
     if search == "bisect":
         lo = torch.full((n * g,), -1, dtype=torch.int64, device=x.device)  # known not to flip
         hi = torch.full((n * g,), k_total, dtype=torch.int64, device=x.device)  # known to flip
@@ -440,7 +439,7 @@ def first_flip(
             low, high = lo[open_], hi[open_]
             gallop = torch.clamp(2 * (low + 1), max=k_total - 1)
             probe = torch.where(high < k_total, (low + high) // 2, gallop)
-            flipped = _flips(model, x, directions, predicted, open_, eps[probe][:, None], **kw)[:, 0]
+            flipped = _flips(model, x, directions, predicted, open_, eps[probe][:, None], chunk_size=chunk_size, clamp=clamp)[:, 0]
             hi[open_[flipped]] = probe[flipped]
             lo[open_[~flipped]] = probe[~flipped]
             rounds += 1
@@ -453,7 +452,7 @@ def first_flip(
     while active.numel() > 0 and pos < k_total:
         block = max(1, min(k_total - pos, chunk_size // (active.numel() * s)))
         step_eps = eps[pos : pos + block].expand(active.numel(), -1)
-        flipped = _flips(model, x, directions, predicted, active, step_eps, **kw)
+        flipped = _flips(model, x, directions, predicted, active, step_eps, chunk_size=chunk_size, clamp=clamp)
         hit = flipped.any(1)
         first = flipped.to(torch.int8).argmax(1)
         result.view(-1)[active[hit]] = pos + first[hit]

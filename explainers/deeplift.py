@@ -108,14 +108,19 @@ def _ratio(num: Tensor, den: Tensor) -> tuple[Tensor, Tensor]:
     return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(den)), ok
 
 
-class _Rescale(torch.autograd.Function):
-    """Element-wise non-linearity on ``cat([x, x₀])``: backward multiplies by ``Δout/Δin``."""
+class _PairRule(torch.autograd.Function):
+    """A layer on ``cat([x, x₀])`` whose forward output ``out`` is kept and whose backward is a
+    DeepLIFT rule; ``fn`` (the layer as a function of its input) is kept on ``ctx.fn``."""
 
     @staticmethod
-    def forward(ctx: Any, inp: Tensor, out: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+    def forward(ctx: Any, inp: Tensor, out: Tensor, fn: Callable[[Tensor], Any]) -> Tensor:
         ctx.save_for_backward(inp, out)
         ctx.fn = fn
         return out.clone()
+
+
+class _Rescale(_PairRule):
+    """Element-wise non-linearity on ``cat([x, x₀])``: backward multiplies by ``Δout/Δin``."""
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
@@ -139,21 +144,16 @@ def _scatter_add_pool(values: Tensor, indices: Tensor, input_shape: torch.Size) 
     return flat.view(input_shape)
 
 
-class _MaxPool(torch.autograd.Function):
-    """Max pooling on ``cat([x, x₀])`` with captum's DeepLIFT rule (see module docstring)."""
-
-    @staticmethod
-    def forward(ctx: Any, inp: Tensor, out: Tensor, pool: Callable[[Tensor], tuple[Tensor, Tensor]]) -> Tensor:
-        ctx.save_for_backward(inp, out)
-        ctx.pool = pool
-        return out.clone()
+class _MaxPool(_PairRule):
+    """Max pooling on ``cat([x, x₀])`` with captum's DeepLIFT rule (see module docstring);
+    ``fn`` is the pooling with ``return_indices=True``."""
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         inp, out = ctx.saved_tensors
         n = inp.shape[0] // 2
         d_in = inp[:n] - inp[n:]
-        _, indices = ctx.pool(inp)
+        _, indices = ctx.fn(inp)
         y, y0 = out[:n], out[n:]
         ymax = torch.maximum(y, y0)
         g, g0 = grad[:n], grad[n:]

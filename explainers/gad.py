@@ -410,7 +410,9 @@ class GAD:
         self.method = method
         self.keep = keep
         self.among = among
-        self.kwargs = {"ig_steps": ig_steps, "baseline": baseline, "chunk_size": chunk_size}
+        self.ig_steps = ig_steps
+        self.baseline = baseline
+        self.chunk_size = chunk_size
 
     def __call__(self, images: Tensor, targets: Tensor | Sequence[int] | int | ClassTarget | None = None) -> Tensor:
         return self.explain(images, targets).maps
@@ -433,7 +435,11 @@ class GAD:
         imps = []
         with model_guard(*nets):
             for k, net in enumerate(nets):
-                imps.append(importance(attribute(self.method, net, images, labels, **self.kwargs)))
+                raw = attribute(
+                    self.method, net, images, labels,
+                    ig_steps=self.ig_steps, baseline=self.baseline, chunk_size=self.chunk_size,
+                )
+                imps.append(importance(raw))
                 if progress is not None:
                     progress({"stage": "gad", "step": k + 1, "total": len(nets), "method": self.method})
         imp = torch.stack(imps, dim=1)

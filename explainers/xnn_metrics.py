@@ -25,6 +25,8 @@ Choices (the paper is per-category one-vs-all; the study's XNN is multi-class):
   x-feature the heatmap is first normalised to sum 1 (``P(pixel | neuron)``), the part masses
   ``S_p`` are averaged over images, normalised, and ``H_n = -Σ_p s_p log s_p`` (natural log).
   Coordinates are in heatmap pixels, ``x`` = column, ``y`` = row.
+* ``region_locality`` is the Places variant (the paper's Table 2): objects come as regions, and
+  ``S_p`` is the heatmap mass inside object ``p``'s region (no Voronoi cells, no context part).
 
 Example::
 
@@ -43,7 +45,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["Locality", "Orthogonality", "f_cls", "f_reg", "locality", "orthogonality"]
+__all__ = ["Locality", "Orthogonality", "f_cls", "f_reg", "locality", "orthogonality", "region_locality"]
 
 
 def _pair(logits: Tensor, approx: Tensor) -> tuple[Tensor, Tensor]:
@@ -189,3 +191,37 @@ def locality(
     has_mass = sums[:, 0] > 0
     mean = float(entropy[has_mass].mean()) if bool(has_mass.any()) else float("nan")
     return Locality(entropy=entropy.float(), mean=mean, histogram=hist.float())
+
+
+def _entropy_of(hist: Tensor) -> Locality:
+    sums = hist.sum(1, keepdim=True)
+    prob = torch.where(sums > 0, hist / sums.clamp(min=1e-300), torch.zeros_like(hist))
+    logs = torch.where(prob > 0, prob.log(), torch.zeros_like(prob))
+    entropy = -(prob * logs).sum(1)
+    has_mass = sums[:, 0] > 0
+    mean = float(entropy[has_mass].mean()) if bool(has_mass.any()) else float("nan")
+    return Locality(entropy=entropy.float(), mean=mean, histogram=hist.float())
+
+
+def region_locality(maps: Tensor, regions: Tensor) -> Locality:
+    """Locality over object regions (the XNN paper's Places metric): ``maps (N, n, H, W)``,
+    ``regions (N, P, H, W)`` bool, region ``p`` of image ``m`` the pixels of object ``p`` (empty
+    when absent). Per image and x-feature the map is normalised to sum 1, ``S_p`` is its mass in
+    region ``p``; the ``S_p`` are averaged over images, normalised and ``H_n = -Σ_p s_p log s_p``.
+    ``histogram`` is ``(n, P)``; a pixel in two regions counts for both.
+
+    >>> m = torch.zeros(1, 1, 2, 2); m[0, 0, 0] = 1.0           # mass on the top row
+    >>> r = torch.zeros(1, 2, 2, 2, dtype=torch.bool); r[0, 0, 0] = True; r[0, 1, 1] = True
+    >>> region_locality(m, r).mean
+    0.0
+    """
+    maps = torch.as_tensor(maps).double()
+    regions = torch.as_tensor(regions).bool()
+    if maps.dim() != 4 or regions.dim() != 4 or regions.shape[0] != maps.shape[0] or regions.shape[2:] != maps.shape[2:]:
+        raise ValueError(f"need maps (N, n, H, W) and regions (N, P, H, W); got {tuple(maps.shape)}, {tuple(regions.shape)}")
+    if bool((maps < 0).any()) or not bool(torch.isfinite(maps).all()):
+        raise ValueError("maps must be finite and non-negative")
+    total = maps.flatten(2).sum(2)  # (N, n)
+    s = torch.where(total[..., None, None] > 0, maps / total.clamp(min=1e-300)[..., None, None], torch.zeros_like(maps))
+    hist = torch.einsum("mnhw,mphw->np", s, regions.double()) / maps.shape[0]
+    return _entropy_of(hist)

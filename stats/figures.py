@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 import matplotlib
 import numpy as np
@@ -211,24 +211,52 @@ def rating_distribution_figure(
     dist: pd.DataFrame, *, title: str = "How helpful was the feedback? (rating per arm)"
 ) -> Figure:
     """Figure 5.9: share of each 5-level feedback rating per arm (`learning.rating_distribution`)."""
-    require_columns(dist, ["arm", "rating", "count", "share"], name="dist")
-    arms = ordered_levels(dist["arm"], STUDY_A_ARMS)
-    fig = _new_figure(8.5, 4.6)
-    if not arms or dist["count"].sum() == 0:
-        return _empty(fig, "No ratings to show")
+    return _rating_bars_figure(
+        dist,
+        group="arm",
+        order=STUDY_A_ARMS,
+        height=4.6,
+        empty="No ratings to show",
+        scale=FEEDBACK_RATING_LABELS,
+        palette=ARM_COLOURS,
+        wrap=14,
+        legend="Arm",
+        title=title,
+    )
+
+
+def _rating_bars_figure(
+    dist: pd.DataFrame,
+    *,
+    group: str,
+    order: Iterable[str],
+    height: float,
+    empty: str,
+    scale: Mapping[int, str],
+    palette: Mapping[str, str],
+    wrap: int,
+    legend: str,
+    title: str,
+) -> Figure:
+    """Grouped bars of the share of each rating per ``group`` level (a rating distribution)."""
+    require_columns(dist, [group, "rating", "count", "share"], name="dist")
+    levels = ordered_levels(dist[group], order)
+    fig = _new_figure(8.5, height)
+    if not levels or dist["count"].sum() == 0:
+        return _empty(fig, empty)
     ax = fig.add_subplot()
     _grouped_bars(
         ax,
         dist,
-        group="arm",
+        group=group,
         value="rating",
-        scale=FEEDBACK_RATING_LABELS,
-        groups=arms,
-        colours=_colours(arms, ARM_COLOURS),
-        wrap=14,
+        scale=scale,
+        groups=levels,
+        colours=_colours(levels, palette),
+        wrap=wrap,
     )
     ax.set_xlabel("Rating")
-    ax.legend(title="Arm", frameon=False, loc="upper left")
+    ax.legend(title=legend, frameon=False, loc="upper left")
     ax.set_title(title)
     return fig
 
@@ -368,26 +396,18 @@ def agent_rating_figure(
 ) -> Figure:
     """XNN paper Figure 5c: share of each 7-level rating per agent
     (`clustering.agent_rating_distribution`)."""
-    require_columns(dist, ["agent", "rating", "count", "share"], name="dist")
-    agents = ordered_levels(dist["agent"], STUDY_B_AGENTS)
-    fig = _new_figure(8.5, 4.4)
-    if not agents or dist["count"].sum() == 0:
-        return _empty(fig, "No agent ratings to show")
-    ax = fig.add_subplot()
-    _grouped_bars(
-        ax,
+    return _rating_bars_figure(
         dist,
         group="agent",
-        value="rating",
+        order=STUDY_B_AGENTS,
+        height=4.4,
+        empty="No agent ratings to show",
         scale=AGENT_RATING_LABELS,
-        groups=agents,
-        colours=_colours(agents, STAGE_COLOURS),
+        palette=STAGE_COLOURS,
         wrap=10,
+        legend="Agent",
+        title=title,
     )
-    ax.set_xlabel("Rating")
-    ax.legend(title="Agent", frameon=False, loc="upper left")
-    ax.set_title(title)
-    return fig
 
 
 def power_curve_figure(

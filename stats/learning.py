@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -329,6 +329,41 @@ def _check_alternative(alternative: str) -> None:
         raise ValueError(f"alternative must be one of {_ALTERNATIVES}, not {alternative!r}")
 
 
+def _welch_result(
+    names: tuple[str, str],
+    alternative: Alternative,
+    arm1: tuple[float, float, int],
+    arm2: tuple[float, float, int],
+    res: Any,
+    df: float,
+    *,
+    ci_level: float,
+    ci_method: CIMethod,
+) -> WelchTest:
+    """The :class:`WelchTest` of a scipy result ``res`` on arms ``(mean, sd, n)``, with Hedges' g."""
+    (mean1, sd1, n1), (mean2, sd2, n2) = arm1, arm2
+    g, low, high = hedges_g(mean1, sd1, n1, mean2, sd2, n2, ci_level=ci_level, ci_method=ci_method)
+    return WelchTest(
+        arm1=names[0],
+        arm2=names[1],
+        alternative=alternative,
+        n1=int(n1),
+        mean1=float(mean1),
+        sd1=float(sd1),
+        n2=int(n2),
+        mean2=float(mean2),
+        sd2=float(sd2),
+        t=float(res.statistic),
+        df=df,
+        p=float(res.pvalue),
+        hedges_g=g,
+        g_ci_low=low,
+        g_ci_high=high,
+        ci_level=ci_level,
+        ci_method=ci_method,
+    )
+
+
 def welch_from_summary(
     mean1: float,
     sd1: float,
@@ -352,23 +387,13 @@ def welch_from_summary(
     res = stats.ttest_ind_from_stats(
         mean1, sd1, n1, mean2, sd2, n2, equal_var=False, alternative=alternative
     )
-    g, low, high = hedges_g(mean1, sd1, n1, mean2, sd2, n2, ci_level=ci_level, ci_method=ci_method)
-    return WelchTest(
-        arm1=names[0],
-        arm2=names[1],
-        alternative=alternative,
-        n1=int(n1),
-        mean1=float(mean1),
-        sd1=float(sd1),
-        n2=int(n2),
-        mean2=float(mean2),
-        sd2=float(sd2),
-        t=float(res.statistic),
-        df=welch_df(sd1, n1, sd2, n2),
-        p=float(res.pvalue),
-        hedges_g=g,
-        g_ci_low=low,
-        g_ci_high=high,
+    return _welch_result(
+        names,
+        alternative,
+        (mean1, sd1, n1),
+        (mean2, sd2, n2),
+        res,
+        welch_df(sd1, n1, sd2, n2),
         ci_level=ci_level,
         ci_method=ci_method,
     )
@@ -394,23 +419,13 @@ def welch_test(
         )
     res = stats.ttest_ind(xs, ys, equal_var=False, alternative=alternative)
     m1, s1, m2, s2 = xs.mean(), xs.std(ddof=1), ys.mean(), ys.std(ddof=1)
-    g, low, high = hedges_g(m1, s1, len(xs), m2, s2, len(ys), ci_level=ci_level, ci_method=ci_method)
-    return WelchTest(
-        arm1=names[0],
-        arm2=names[1],
-        alternative=alternative,
-        n1=len(xs),
-        mean1=float(m1),
-        sd1=float(s1),
-        n2=len(ys),
-        mean2=float(m2),
-        sd2=float(s2),
-        t=float(res.statistic),
-        df=float(res.df),
-        p=float(res.pvalue),
-        hedges_g=g,
-        g_ci_low=low,
-        g_ci_high=high,
+    return _welch_result(
+        names,
+        alternative,
+        (m1, s1, len(xs)),
+        (m2, s2, len(ys)),
+        res,
+        float(res.df),
         ci_level=ci_level,
         ci_method=ci_method,
     )

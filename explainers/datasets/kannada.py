@@ -516,6 +516,19 @@ def download_kannada(
             raise DatasetError(
                 f"{name}: no checksum known; pass sha256={{{name!r}: ...}} or allow_unverified=True"
             )
+
+    def report(step: int, name: str, nbytes: int) -> None:
+        if progress is not None:
+            progress(
+                {
+                    "stage": "download",
+                    "step": step,
+                    "total": len(names),
+                    "file": name,
+                    "bytes": nbytes,
+                }
+            )
+
     for step, name in enumerate(names, start=1):
         target = dest / name
         want_sha, want_md5 = sha256.get(name), md5.get(name)
@@ -524,16 +537,7 @@ def download_kannada(
             problem = _verify(name, sha, md5_hex, want_sha, want_md5)
             if problem is None and (want_sha or want_md5):
                 logger.info("%s already present and verified", target)
-                if progress is not None:
-                    progress(
-                        {
-                            "stage": "download",
-                            "step": step,
-                            "total": len(names),
-                            "file": name,
-                            "bytes": 0,
-                        }
-                    )
+                report(step, name, 0)
                 continue
             logger.warning("%s present but %s; downloading again", target, problem or "unverified")
         url = urls[name]
@@ -571,16 +575,7 @@ def download_kannada(
         finally:
             tmp.unlink(missing_ok=True)
         logger.info("saved %s (%d bytes)", target, size)
-        if progress is not None:
-            progress(
-                {
-                    "stage": "download",
-                    "step": step,
-                    "total": len(names),
-                    "file": name,
-                    "bytes": size,
-                }
-            )
+        report(step, name, size)
     return dest
 
 

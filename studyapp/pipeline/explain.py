@@ -14,7 +14,7 @@ batch, and ``eps_minus``, ``eps_plus``, ``apem`` (their difference) and ``apem_a
 asset's validity numbers (lists, one per x-feature, for XNN). APEM takes relevance in [0, 1]:
 a signed map (DeepLIFT, ExcitationBP) is scored as ``|map| / max |map|``, the thesis's
 ``|R|`` visualisation without the pixel product, so the score is of the map as shown. With
-``apem_floor`` set, an asset whose APEM (any x-feature's, for XNN) is below it is refused with
+``apem_floor`` set, an asset whose APEM (any non-blank x-feature's, for XNN) is below it is refused with
 a reason, like the other gates. The APEM settings are part of the asset parameters.
 
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
@@ -277,7 +277,7 @@ def _xnn_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
             reasons.append("every x-feature heatmap is blank")
         apem = flat_apem[i * k : (i + 1) * k]
         if floor is not None:
-            reasons += [f"x-feature heatmap {j + 1}: APEM {a['apem']:.1f} is below the floor {floor:g}" for j, a in enumerate(apem) if a["apem"] < floor]
+            reasons += [f"x-feature heatmap {j + 1}: APEM {a['apem']:.1f} is below the floor {floor:g}" for j, a in enumerate(apem) if a["apem"] < floor and j not in blank]
         files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(k)}
         numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]], "blank_xfeatures": blank}
         numbers |= {key: [a[key] for a in apem] for key in ("eps_minus", "eps_plus", "apem", "apem_at_ceiling")}
