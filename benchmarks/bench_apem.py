@@ -43,8 +43,14 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_gad import OUT, PAIR, load_or_train_classifier, load_or_train_supports, load_splits  # noqa: E402
-from bench_gad import parse_and_start  # noqa: E402
+from bench_gad import (  # noqa: E402
+    OUT,
+    PAIR,
+    load_or_train_classifier,
+    load_or_train_supports,
+    load_splits,
+    parse_and_start,
+)
 
 from explainers.apem import APEM, APEMResult, apem_norm, directed, loss_gradient_sign, relevance_map  # noqa: E402
 from explainers.datasets.common import to_tensor  # noqa: E402

@@ -132,6 +132,7 @@ class Participant:
         self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
         self.code = ""
         self.done = False
+        self.failed = ""  # why the run stopped early (no answer after the retries)
 
     @property
     def errors(self) -> int:
@@ -146,6 +147,8 @@ class Participant:
             await asyncio.sleep(delay)
         try:
             await self._walk()
+        except RuntimeError as exc:  # no answer after the retries: reported, not raised
+            self.failed = str(exc)
         finally:
             await self.http.aclose()
 
@@ -404,8 +407,9 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
               f"{sum(p.done for p in people['launch'])}/{args.launch} runs completed, {result['launch']['elapsed']:.0f} s in all")
     everybody = [p for group in people.values() for p in group]
     n_acked, lost, dup, unacked = _integrity(everybody, stored)
-    print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections retried {sum(p.dropped for p in everybody)}; "
-          f"runs completed {sum(p.done for p in everybody)}/{len(everybody)}")
+    print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections (or timeouts) retried "
+          f"{sum(p.dropped for p in everybody)}; runs completed {sum(p.done for p in everybody)}/{len(everybody)}, "
+          f"given up after 3 attempts {sum(bool(p.failed) for p in everybody)}")
     print(f"answers acknowledged {n_acked}, stored {len(stored)}, lost {lost}, duplicated {dup}, stored but never acknowledged {unacked}")
     print("queries per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -89,8 +89,8 @@ def fit_cae(
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
-            if not math.isfinite(float(loss)):
-                raise FloatingPointError(f"CAE loss became {float(loss)} at epoch {epoch}; lower lr")
+            if not math.isfinite(float(loss.detach())):
+                raise FloatingPointError(f"CAE loss became {float(loss.detach())} at epoch {epoch}; lower lr")
     xnn.eval()
     with torch.no_grad():
         e = xnn.embed(z).double()

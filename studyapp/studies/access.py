@@ -89,7 +89,7 @@ def access_run(request: HttpRequest, slug: str) -> QuerySet[Participant]:
 def access_participant_or_none(request: HttpRequest, slug: str) -> Participant | None:
     """The run bound to this browser in study ``slug`` (one query, the study and arm joined), or None."""
     try:
-        return access_run(request, slug).first()
+        return next(iter(access_run(request, slug).order_by()[:1]), None)  # at most one: codes are unique
     except NoParticipant:
         return None
 

@@ -1,5 +1,6 @@
 """Reads that cross relations: which methods a study needs, servable stimuli and sets, the plan,
-readiness, arm fill and where unfinished runs are.
+readiness, arm fill and where unfinished runs are; and what every participant request reads of a
+study's stimuli and assets, kept per process (:func:`study_content`).
 
 What the browser gets is built in `state`; the checks of submitted answers live in `validation`.
 """

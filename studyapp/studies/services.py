@@ -1,8 +1,9 @@
 """Writes of the participant flow and study lifecycle (HackSoft style: keyword-only, atomic).
 
-Every function that changes a participant's progress locks the participant row, checks the
-step it was asked about against the step the server holds, and either applies the change or
-raises a ``FlowError`` having changed nothing. An error about a step carries the participant;
+Every function that changes a participant's progress locks the participant row (the read that
+also checks the browser's binding: ``access.access_run``), checks the step it was asked about
+against the step the server holds, and either applies the change or raises a ``FlowError``
+having changed nothing. An error about a step carries the participant;
 the API's exception handler adds their current state to the response (this module never builds
 what the browser gets: that is `state`).
 """
@@ -178,7 +179,7 @@ def _lock(participant: Participant | QuerySet[Participant]) -> Participant:
     by every run and are only read. ``NoParticipant`` when there is no such run (any more).
     """
     runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
-    p = runs.select_for_update(of=("self",)).select_related("study", "arm").first()
+    p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
     if p is None:
         raise NoParticipant()
     return p
@@ -293,7 +294,9 @@ def trial_submit_answer(
 
 def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
     trial = _trial_of(p, step_index)
-    return None if trial is None else TrialAnswer.objects.filter(participant_id=p.pk, trial_index=trial).first()
+    if trial is None:
+        return None
+    return next(iter(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=trial).order_by()[:1]), None)
 
 
 def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: object, choice: int) -> TrialAnswer:

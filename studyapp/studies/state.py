@@ -69,7 +69,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             question="Which symbol is this?",
         )
         if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
-            answer = p.answers.filter(trial_index=step["trial"]).first()
+            answer = next(iter(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=step["trial"]).order_by()[:1]), None)
         state["answered"] = answer is not None
         if answer is not None:
             state["feedback"] = trial_feedback(participant=p, answer=answer)

@@ -197,6 +197,20 @@ def test_the_clustering_page_shows_purity_confidence_and_agent_ratings(owner):
     for row, r in zip(tables["purity"], summary.itertuples(), strict=True):
         assert (row[0][0], row[1][0]) == (r.dataset, r.stage)
         assert value(row[2]) == r.n == 4 and value(row[3]) == r.mean
+        # next to purity: groups used (exactly 4, the rule), the chance level and the adjusted measures
+        assert value(row[8]) == r.mean_groups == 4.0
+        assert value(row[9]) == r.mean_chance and value(row[10]) == r.mean_ari and value(row[11]) == r.mean_nmi
+    assert (purities["n_clusters"] == 4).all()
+    ari_tests = clustering.compare_stages(purities, value="ari")
+    for row, r in zip(tables["ari-tests"], ari_tests.itertuples(), strict=True):
+        assert row[1][0] == r.hypothesis and value(row[3]) == r.mean1
+    # order as a factor: each bot's order cell, read back from its batches
+    orders = clustering.order_table(groupings)
+    assert sorted(orders["order"]) == sorted(["XNN second, CUB first", "1-Heatmap second, CEL first",
+                                              "XNN second, CEL first", "1-Heatmap second, CUB first"])
+    order_summary = clustering.order_summary(purities, orders)
+    assert [r[2][0] for r in tables["order-summary"]] == list(order_summary["order"])
+    assert len(tables["order-tests"]) == 2
     tests = clustering.compare_stages(purities, value="purity")
     for row, r in zip(tables["purity-tests"], tests.itertuples(), strict=True):
         assert row[1][0] == r.hypothesis and value(row[2]) == r.n_pairs
@@ -206,8 +220,13 @@ def test_the_clustering_page_shows_purity_confidence_and_agent_ratings(owner):
     stored = Participant.objects.get(code=purities.participant.iloc[0]).groupings.all()
     assert all(0 <= g.purity <= 1 for g in stored)
     conf = frames.study_confidence(study=study)
-    assert len(conf) == 4 * 3
-    assert sum(value(c) for row in tables["confidence"] for c in row[1:]) == 12
+    assert len(conf) == 4 * 6 and set(conf["dataset"]) == {"CUB", "CEL"}  # per stage and data set
+    assert sum(value(c) for row in tables["confidence"] for c in row[1:]) == 24
+    assert len(tables["confidence"][0]) == 1 + 6  # a column per data set x stage
+    paper = clustering.compare_confidence(conf).set_index(["group", "hypothesis"]).loc[("CEL", "XNN ≠ 1-Heatmap")]
+    assert "The paper's test, CEL, XNN vs 1-Heatmap" in unescape(html) and "p = 0.083" in html
+    if paper["p_wilcoxon"] == paper["p_wilcoxon"]:
+        assert f'data-value="{float(paper["p_wilcoxon"])!r}"' in html
     agents = frames.study_agent_ratings(study=study)
     pref = clustering.agent_preference(agents)
     row = tables["agent-preference"][0]

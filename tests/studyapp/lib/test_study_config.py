@@ -33,6 +33,9 @@ def test_stored_values_are_parsed_and_unknown_keys_of_old_rows_still_load():
     ({"tests": [["CDeepEx", "Control", "bigger"]]}, "tests"),
     ({"exclusions": {"min_response_ms": 250}}, "exclusions"),
     ({"datasets": "CUB"}, "datasets"),
+    ({"group_rule": "often"}, "group_rule"),
+    ({"n_groups": 11}, "n_groups"),
+    ({"demographics": "census"}, "demographics"),
     ({"spare_stimulli": 3}, "spare_stimulli"),
 ])
 def test_a_bad_configuration_is_refused_with_the_field_named(raw, field):
