@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -116,11 +117,12 @@ class LinearReadout(nn.Module):
         # The Identity keeps the layers below the x-layer a (trivial) chain ExcitationBP accepts.
         self.encoder = nn.Sequential(nn.Identity(), nn.Linear(z_dim, n, bias=True))
         self.v = nn.Linear(n, weight.shape[0], bias=False)
+        linear = cast(nn.Linear, self.encoder[1])  # built just above
         with torch.no_grad():
-            self.encoder[1].weight.zero_()
-            self.encoder[1].bias.zero_()
+            linear.weight.zero_()
+            linear.bias.zero_()
             for i, j in enumerate(self.selected):
-                self.encoder[1].weight[i, j] = 1.0
+                linear.weight[i, j] = 1.0
             self.v.weight.copy_(torch.as_tensor(weight, dtype=torch.float32))
         self.register_buffer("bias", torch.as_tensor(bias, dtype=torch.float32).reshape(-1))
         self.layer = layer
@@ -214,5 +216,5 @@ def fit_lasso(
     if not sel:
         raise ExplainerInputError(f"the Lasso at alpha = {alpha:g} keeps no unit of Z")
     readout = LinearReadout(z.shape[1], sel, w[sel].T.float(), b.float(), layer)
-    readout.alpha = float(alpha)
+    readout.alpha = float(alpha)  # type: ignore[assignment]  # a plain attribute, not a parameter
     return readout.eval()
