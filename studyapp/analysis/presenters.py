@@ -261,12 +261,15 @@ def clustering(res: ClusteringResult) -> dict:
     ctx["purity_tests"] = _compact_tests(res.purity_tests, "purity-tests")
     ctx["ari_tests"] = _compact_tests(res.ari_tests, "ari-tests")
     if res.order_summary is not None:
-        ctx["order"] = table(
-            ["Dataset", "Stage", "Order", "n", "Mean purity", "SD"],
-            [[cell(r.dataset), cell(r.stage), cell(r.order), count(r.n), cell(r.mean), cell(r.sd)]
-             for r in res.order_summary.itertuples()],
-            name="order-summary",
-        )
+        summary = res.order_summary
+        orders = sorted(summary["order"].unique())
+        rows = []
+        for (dataset, stage), part in summary.groupby(["dataset", "stage"], sort=False):
+            by_order = part.set_index("order")
+            rows.append([cell(dataset), cell(stage)] + [
+                _group_cell(by_order.loc[o, "mean"], by_order.loc[o, "sd"], int(by_order.loc[o, "n"]))
+                if o in by_order.index else cell(None) for o in orders])
+        ctx["order"] = table(["Dataset", "Stage", *[f"{o}: mean ± SD (n)" for o in orders]], rows, name="order-summary")
     if res.order_tests is not None and not res.order_tests.empty:
         ctx["order_tests"] = table(
             ["Dataset", "XNN − 1-Heatmap when", "n", "Mean difference", "vs. when", "n", "Mean difference",

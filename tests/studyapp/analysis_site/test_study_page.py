@@ -209,7 +209,10 @@ def test_the_clustering_page_shows_purity_confidence_and_agent_ratings(owner):
     assert sorted(orders["order"]) == sorted(["XNN second, CUB first", "1-Heatmap second, CEL first",
                                               "XNN second, CEL first", "1-Heatmap second, CUB first"])
     order_summary = clustering.order_summary(purities, orders)
-    assert [r[2][0] for r in tables["order-summary"]] == list(order_summary["order"])
+    assert len(tables["order-summary"]) == 6 and len(tables["order-summary"][0]) == 2 + 4
+    for row in tables["order-summary"]:
+        part = order_summary[(order_summary["dataset"] == row[0][0]) & (order_summary["stage"] == row[1][0])]
+        assert [value(c) for c in row[2:]] == list(part.sort_values("order")["mean"])
     assert len(tables["order-tests"]) == 2
     tests = clustering.compare_stages(purities, value="purity")
     for row, r in zip(tables["purity-tests"], tests.itertuples(), strict=True):
