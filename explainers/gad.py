@@ -430,6 +430,11 @@ class GAD:
             device = model_device(self.model)
             with model_guard(self.model), torch.no_grad():
                 targets = torch.cat([self.model(images[s].to(device)).argmax(1) for s in _chunks(n, 256)])
+        else:  # the range check needs the number of outputs: one forward pass of one image
+            device = model_device(self.model)
+            with model_guard(self.model), torch.no_grad():
+                n_classes = self.model(images[:1].to(device)).shape[1]
+            targets = check_labels(_as_labels(targets, n), n, n_classes, name="targets")
         labels = _as_labels(targets, n)
         nets = [self.model, *self.supports]
         imps = []

@@ -213,6 +213,12 @@
     },
   };
 
+  // GAD answers a contrastive question (like CDeepEx): which parts tell this symbol from the other.
+  function gadCaption(s) {
+    const other = (s.options || []).map((o) => o.label).find((l) => l !== s.feedback.correct_label);
+    return "Parts that tell " + s.feedback.correct_label + " apart from " + (other || "the other symbol");
+  }
+
   function feedbackView(s) {
     const f = s.feedback;
     const out = [h("p", { class: "verdict " + (f.correct ? "ok" : "bad"), id: "verdict" }, f.correct ? "Correct!" : "Not correct."),
@@ -220,7 +226,7 @@
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
       out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: "Highlighted parts", id: "heatmap" }),
-        h("figcaption", {}, "Parts the system found important for " + f.correct_label))));
+        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : "Parts the system found important for " + f.correct_label))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
       const anim = h("img", { src, alt: "Animation of how this symbol changes towards the other symbol", id: "morph" });

@@ -46,6 +46,10 @@ def test_a_person_sees_gad_feedback(browser, live_server, shots, tmp_path):
         page.wait_for_function("document.querySelector('#heatmap').complete")
         assert page.evaluate("document.querySelector('#heatmap').naturalWidth") == 224  # 28 px x 8
         shown.append(page.get_attribute("#heatmap", "src"))
+        labels = page.locator(".options label span").all_inner_texts()
+        correct = page.inner_text("#correct-label")
+        other = next(label for label in labels if label != correct)
+        assert page.inner_text("#feedback figcaption") == f"Parts that tell {correct} apart from {other}"
         if trial == 0:
             shots(page, "gad-feedback")
         page.click("#next")

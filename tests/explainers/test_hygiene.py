@@ -5,7 +5,9 @@ seeded runs repeat exactly.
 
 Methods: Grad-CAM, contrastive Grad-CAM, DeepLIFT, ExcitationBP (class maps and XNN x-feature
 maps), XNN contributions (``XNN.explain``) and XNN training (the classifier it reads), CDeepEx
-and xGEMs. Every one runs on the same classifier, built from the layers they all support
+and xGEMs, APEM on gradient, SmoothGrad and LRP maps (LRP through Captum, which sets attributes
+on the layers), GAD's support-model training and GAD maps with a plain and a hook-based gradient
+method (guided backpropagation registers hooks on every ReLU). Every one runs on the same classifier, built from the layers they all support
 (conv, BatchNorm, ReLU, max pool, dropout, two FC layers), with a generator for CDeepEx and an
 XNN attached to the classifier's first FC layer, all three in *mixed* caller states.
 
@@ -24,6 +26,8 @@ import pytest
 import torch
 from torch import nn
 
+from explainers import gad
+from explainers.apem import APEM
 from explainers.cdeepex import CDeepExConfig, explain
 from explainers.deeplift import DeepLift
 from explainers.excitation_bp import ExcitationBP
@@ -166,6 +170,40 @@ def run_xgems(m: Models, x: torch.Tensor, fail: str | None):
     return run_cdeepex(m, x, fail, inequality=False)
 
 
+def run_apem(m: Models, x: torch.Tensor, fail: str | None, maps: str = "gradient"):
+    fail_forward(m, fail, 4)  # inside the ε scan
+    r = APEM(m.D, ceiling=6.0)(x, maps, progress=progress(fail))
+    return [r.eps_minus, r.eps_plus, r.apem, r.predicted]
+
+
+def run_apem_smoothgrad(m: Models, x: torch.Tensor, fail: str | None):
+    return run_apem(m, x, fail, "smoothgrad")
+
+
+def run_apem_lrp(m: Models, x: torch.Tensor, fail: str | None):
+    return run_apem(m, x, fail, "lrp")
+
+
+def run_gad_supports(m: Models, x: torch.Tensor, fail: str | None):
+    fail_forward(m, fail, 1)
+    supports = gad.train_support_models(
+        m.D, x, torch.tensor([0, 1, 0]), 0, 1, alphas=(2.0, 4.0), epochs=1, seed=1, progress=progress(fail),
+    )
+    return [p.detach() for s in supports for p in s.model.parameters()]
+
+
+def run_gad(m: Models, x: torch.Tensor, fail: str | None, method: str = "saliency"):
+    with torch.enable_grad():  # training needs gradients (like train_xnn); the maps must not
+        supports = gad.train_support_models(m.D, x, torch.tensor([0, 1, 0]), 0, 1, alphas=(2.0,), epochs=1, seed=1)
+    fail_forward(m, fail, 1)
+    r = gad.GAD(m.D, supports, method=method, ig_steps=4).explain(x, labels(fail), progress=progress(fail))
+    return [r.importance, r.maps, r.gad_mask]
+
+
+def run_gad_guided(m: Models, x: torch.Tensor, fail: str | None):
+    return run_gad(m, x, fail, "guided_backprop")
+
+
 Runner = Callable[..., object]
 
 #: method -> (runner, the failures it can meet)
@@ -179,9 +217,16 @@ METHODS: dict[str, tuple[Runner, tuple[str, ...]]] = {
     "train_xnn": (run_train_xnn, ("forward", "progress")),
     "cdeepex": (run_cdeepex, ("forward", "progress", "labels")),
     "xgems": (run_xgems, ("forward", "progress", "labels")),
+    "apem_gradient": (run_apem, ("forward", "progress")),
+    "apem_smoothgrad": (run_apem_smoothgrad, ("forward", "progress")),
+    "apem_lrp": (run_apem_lrp, ("forward", "progress")),
+    "gad_support_models": (run_gad_supports, ("forward", "progress")),
+    "gad_saliency": (run_gad, ("forward", "progress", "labels")),
+    "gad_guided_backprop": (run_gad_guided, ("forward", "progress", "labels")),
 }
-#: the explainers proper (train_xnn trains, so it needs gradients from its caller)
-EXPLAINERS = sorted(name for name in METHODS if name != "train_xnn")
+#: the explainers proper (train_xnn and the GAD support models train, so they need gradients
+#: from their caller)
+EXPLAINERS = sorted(name for name in METHODS if name not in ("train_xnn", "gad_support_models"))
 FAILURES = [(name, fail) for name, (_, fails) in sorted(METHODS.items()) for fail in fails]
 RAISES: dict[str, type[Exception]] = {
     "target": Boom, "forward": Boom, "progress": Boom, "labels": ValueError, "unsupported": ValueError,
