@@ -346,7 +346,11 @@ def main() -> None:
             result = asyncio.run(main_async(args, base, slug))
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # requests still stuck after 30 s
+                server.kill()
+                server.wait(timeout=30)
         load_after = os.getloadavg()
 
         check = (

@@ -60,11 +60,51 @@ image from ``seed`` and the image's bytes, so an image gets the same explanation
 any batch (the test checks this in float64 to 1e-5). Models run in eval mode with frozen
 parameters; the caller's modes and ``requires_grad`` flags are restored afterwards.
 
+**What is optimised is what is shown.** The objective sees the displayed image
+``clamp(I + G(z) - G(z0), 0, 1)`` with a *straight-through* clamp (forward clips, backward is
+the identity: a pixel pushed outside [0, 1] keeps its gradient, so the optimiser is not
+stalled by the residual's saturated pixels; measured on 16 real Kannada images: the exact
+clamp, zero gradient outside, converged 75%, the straight-through one 100%). The stopping test
+(``|h| <= eq_tol``, ``max(g, g~) <= ineq_tol``) is made on that image quantised to 8 bits, as
+the GIF/WebP stores it (``display_levels``; one extra forward of ``D`` in the same batch).
+Rounding inside the gradient (straight-through as well) was tried and dropped: the quantised
+``L_c`` is piecewise constant, the monotone step safeguard then rejects most small steps and
+convergence fell to 56%. ``frames`` and ``llh`` are of the clipped 8-bit images, so a morph
+rendered by :mod:`explainers.render` (nearest upscaling, 8-bit GIF / lossless WebP) decodes to
+the very frames whose likelihoods are reported; the pipeline's gate checks that by decoding
+the stored bytes (:func:`explainers.render.decode_animation_frames`,
+:func:`explainers.metrics.displayed_morph_validity`).
+
 **The morph.** The optimisation path z0 -> z_e (every accepted gradient step is recorded) is
-resampled to ``num_frames`` points evenly spaced in step count (linearly between consecutive
-iterates, so short paths do not repeat frames); frames are ``I + G(z_t) - G(z0)``, frame 0
-is exactly the input and the last frame is the explanation ``final``. ``difference = final -
-I``: positive = add (red), negative = remove (blue).
+evaluated at ``frame_candidates`` points per step (linear between iterates) and the frames are
+chosen by the likelihood gap ``llh[true] - llh[probe]``, not by step count
+(:func:`choose_frames_by_gap`): frame j is the first-passage point whose gap is nearest to
+``gap_0 + j/(T-1) (gap_end - gap_0)``, and no intermediate frame's gap is beyond the end
+point's. So the animation's gap shrinks monotonically to the boundary and never crosses to the
+probe side by more than the end point's ``|h| <= eq_tol``, even where the optimiser did
+(``path_overshoot`` measures how far it went; ``frame_overshoot`` what is shown). Where the
+path jumps, frames repeat (fewer distinct frames). ``frame_choice="steps"`` restores the old
+evenly-spaced-in-steps morph. Frame 0 is the (displayed) input and the last frame is the
+explanation ``final``. ``difference = final - I``: positive = add (red), negative = remove (blue).
+
+**Method of multipliers: what the fixed inner loop changes (measured).** Bertsekas §4.2
+minimises each sub-problem ``L_c(., λ_k, μ_k)`` to a tolerance before the multiplier update;
+here each sub-problem gets ``inner_steps`` safeguarded gradient steps and the multipliers are
+updated whether or not it was solved (a primal-dual scheme). Measured with
+``benchmarks/displayed_morphs.py`` on the demo's models (real Kannada, MnistNet 2 epochs +
+all-class VAE(400, 16) 12 epochs, 40 stimuli of the 3/7 pair, half model-wrong), CDeepEx::
+
+    inner x outer   converged   passes of D∘G   optimiser overshoot (median / max nats)
+    5 x 40 (default)    92.5%        54              0.045 / 8.2
+    25 x 40             40.0%       661              0.000 / 6.7
+
+Solving the sub-problems longer (closer to the textbook) makes the path more cautious (the
+median overshoot onto the probe side drops to 0) but the multipliers, updated 5x less often,
+need far more passes and most images do not reach ``|h| <= eq_tol`` in the budget; a few
+paths overshoot by several nats either way. So the fixed short inner loop stays the default,
+and overshoot is not left to the optimiser: it is removed from what is displayed by the
+gap-based frame choice (largest shown overshoot 0.20 nats, on a morph that did not converge
+and is refused) and gated on (``explainers.metrics.displayed_morph_validity``).
 
 Example::
 
@@ -98,7 +138,7 @@ from explainers.hooks import (
     model_guard,
 )
 
-__all__ = ["CDeepExConfig", "CDeepExResult", "explain", "fit_z0", "xgems"]
+__all__ = ["CDeepExConfig", "CDeepExResult", "choose_frames_by_gap", "displayed", "explain", "fit_z0", "xgems"]
 
 log = logging.getLogger(__name__)
 
@@ -131,8 +171,20 @@ class CDeepExConfig:
         c0, beta, gamma: the penalty rule (3.4): 1, 1.01, 0.24 as in the dissertation.
         eq_tol: stop when ``|llh[true] - llh[probe]| <= eq_tol`` ...
         ineq_tol: ... and ``max(g, g~) <= ineq_tol`` (so others are ``>= ε - ineq_tol`` below).
-        num_frames: points of the morph (>= 2), evenly spaced along the optimisation path.
+        num_frames: points of the morph (>= 2): chosen by the likelihood gap (``frame_choice``).
         latent_dim: latent size when it cannot be read from ``G`` (``z_dim``/``latent_dim``).
+
+    The displayed image (see "What is optimised is what is shown" in the module docstring):
+        clip: optimise and render ``clamp(I + G(z) - G(z0), 0, 1)`` (the shown image;
+            straight-through gradient).
+        display_levels: the frames, their ``llh`` and the stopping test use the image
+            quantised to this many steps per unit (255: 8-bit, as the GIF/WebP stores it);
+            ``None``: no quantisation.
+        frame_choice: ``"gap"`` (default): frames at evenly spaced values of the gap
+            ``llh[true] - llh[probe]`` along the path, never past the end point's gap (no
+            crossover, monotone); ``"steps"``: evenly spaced in step count (the old morph).
+        frame_candidates: points evaluated per accepted step (linear in between) when frames
+            are chosen by the gap.
     """
 
     z0_steps: int = 200
@@ -152,6 +204,10 @@ class CDeepExConfig:
     ineq_tol: float = 0.1
     num_frames: int = 12
     latent_dim: int | None = None
+    clip: bool = True
+    display_levels: int | None = 255
+    frame_choice: Literal["gap", "steps"] = "gap"
+    frame_candidates: int = 4
 
     def __post_init__(self) -> None:
         positive = ["z0_lr", "lr", "c0", "beta", "gamma", "eq_tol"]
@@ -168,6 +224,12 @@ class CDeepExConfig:
             raise ValueError("CDeepExConfig.num_frames must be >= 2")
         if self.epsilon < 0 or self.ineq_tol < 0:
             raise ValueError("CDeepExConfig.epsilon and ineq_tol must be >= 0")
+        if self.display_levels is not None and self.display_levels < 1:
+            raise ValueError("CDeepExConfig.display_levels must be >= 1 or None")
+        if self.frame_choice not in ("gap", "steps"):
+            raise ValueError(f"CDeepExConfig.frame_choice must be 'gap' or 'steps', got {self.frame_choice!r}")
+        if self.frame_candidates < 1:
+            raise ValueError("CDeepExConfig.frame_candidates must be >= 1")
 
 
 @dataclass
@@ -184,6 +246,12 @@ class CDeepExResult:
     pixel of ``G(z0) - I`` (the residual that had to be added); residual (N, 1, H, W) =
     ``I - G(z0)``; steps (N,) = accepted points on the path after z0; evaluations (N,) =
     forward+backward passes of ``D∘G`` spent on the image; true_labels, probe_labels (N,).
+
+    Frames are the *displayed* images (clipped and quantised, see :class:`CDeepExConfig`), and
+    ``llh`` is of those. path_overshoot (N,) = ``max(0, max (llh_probe - llh_true))`` over the
+    whole optimisation path (every candidate point evaluated when choosing frames: how far the
+    optimiser went onto the probe side); frame_overshoot (N,) = the same over the frames shown.
+    ``None`` in results made by hand.
     """
 
     z0: Tensor
@@ -203,6 +271,8 @@ class CDeepExResult:
     evaluations: Tensor
     inequality: bool = True
     config: CDeepExConfig = field(default_factory=CDeepExConfig)
+    path_overshoot: Tensor | None = None
+    frame_overshoot: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.z0.shape[0])
@@ -262,6 +332,18 @@ def _per_image_normal(images: Tensor, dim: int, seed: int, dtype: torch.dtype) -
         gen = torch.Generator().manual_seed((int(seed) * 1_000_003 + key) % (2**63))
         rows.append(torch.randn(dim, generator=gen, dtype=torch.float64))
     return torch.stack(rows).to(dtype)
+
+
+def displayed(image: Tensor, config: CDeepExConfig, *, quantise: bool = True) -> Tensor:
+    """The image as shown: clipped to [0, 1] and quantised to ``display_levels``, both with a
+    straight-through gradient (forward clips/rounds, backward is the identity)."""
+    shown = image
+    if config.clip:
+        shown = shown + (shown.clamp(0.0, 1.0) - shown).detach()
+    if quantise and config.display_levels is not None:
+        levels = float(config.display_levels)
+        shown = shown + (torch.round(shown * levels) / levels - shown).detach()
+    return shown
 
 
 def _cap_step(step: Tensor, max_step: float | None) -> Tensor:
@@ -443,27 +525,26 @@ def explain(
             config=cfg, progress=progress,
         )
 
-        # ---- the morph: each image's own path, resampled to num_frames points evenly spaced
-        # in step count (linear between consecutive iterates; exact at z0 and z_e)
+        # ---- the morph: frames chosen along each image's own path (see "The morph")
+        if cfg.frame_choice == "gap":
+            z_path, path_over = _frames_by_gap(D, G, x, g0, history, steps, true, probe, cfg)
+        else:
+            z_path, path_over = _frames_by_steps(history, steps, cfg.num_frames), None
         t = cfg.num_frames
-        frac = torch.linspace(0, 1, t, dtype=torch.float64, device=device)
-        pos = frac[None, :] * steps[:, None].to(torch.float64)  # (N, T)
-        lo = pos.floor().long().clamp_max(history.shape[1] - 1)
-        hi = (lo + 1).clamp_max(history.shape[1] - 1)
-        w = (pos - lo.to(torch.float64)).to(dtype)[:, :, None]
-        zdim = history.shape[2]
-        z_lo = history.gather(1, lo[:, :, None].expand(n, t, zdim))
-        z_hi = history.gather(1, hi[:, :, None].expand(n, t, zdim))
-        z_path = torch.where(w > 0, z_lo + w * (z_hi - z_lo), z_lo)
         with torch.no_grad():
             gen = _call_generator(G, z_path[:, 1:].flatten(0, 1), shape).view(n, t - 1, *shape)
-            frames = torch.cat([x[:, None], x[:, None] + (gen - g0[:, None])], dim=1)
+            first = displayed(x, cfg)[:, None]
+            frames = torch.cat([first, displayed(x[:, None] + (gen - g0[:, None]), cfg)], dim=1)
             llh = torch.log_softmax(D(frames.flatten(0, 1)), dim=1).view(n, t, num_classes)
         rows = torch.arange(n, device=device)
         final_llh = llh[:, -1]
         eq_res = (final_llh[rows, true] - final_llh[rows, probe]).abs()
         ineq_res = _ineq_residual(final_llh, true, probe, cfg.epsilon)
         recon = (g0 - x).pow(2).flatten(1).mean(1).sqrt()
+        l_probe = llh.gather(2, probe[:, None, None].expand(n, t, 1)).squeeze(2)
+        frame_over = (l_probe - llh.gather(2, true[:, None, None].expand(n, t, 1)).squeeze(2)).amax(1).clamp_min(0)
+        if path_over is None:
+            path_over = frame_over
     final = frames[:, -1]
     return CDeepExResult(
         z0=z0,
@@ -483,7 +564,97 @@ def explain(
         evaluations=evaluations,
         inequality=inequality,
         config=cfg,
+        path_overshoot=path_over,
+        frame_overshoot=frame_over,
     )
+
+
+def _frames_by_steps(history: Tensor, steps: Tensor, t: int) -> Tensor:
+    """The path resampled to ``t`` points evenly spaced in step count (linear in between)."""
+    n, _, zdim = history.shape
+    frac = torch.linspace(0, 1, t, dtype=torch.float64, device=history.device)
+    pos = frac[None, :] * steps[:, None].to(torch.float64)  # (N, T)
+    lo = pos.floor().long().clamp_max(history.shape[1] - 1)
+    hi = (lo + 1).clamp_max(history.shape[1] - 1)
+    w = (pos - lo.to(torch.float64)).to(history.dtype)[:, :, None]
+    z_lo = history.gather(1, lo[:, :, None].expand(n, t, zdim))
+    z_hi = history.gather(1, hi[:, :, None].expand(n, t, zdim))
+    return torch.where(w > 0, z_lo + w * (z_hi - z_lo), z_lo)
+
+
+def _at(path: Tensor, pos: Tensor) -> Tensor:
+    """Points of one path ``(S+1, Z)`` at fractional step positions ``pos`` (linear in between)."""
+    lo = pos.floor().long().clamp(0, path.shape[0] - 1)
+    hi = (lo + 1).clamp_max(path.shape[0] - 1)
+    w = (pos - lo.to(pos.dtype)).to(path.dtype)[:, None]
+    return torch.where(w > 0, path[lo] + w * (path[hi] - path[lo]), path[lo])
+
+
+def choose_frames_by_gap(gaps: np.ndarray, num_frames: int) -> list[int]:
+    """Indices (into ``gaps``, the path's candidate points in path order, the last one the end
+    point) of ``num_frames`` frames whose gap ``llh_true - llh_probe`` moves monotonically
+    from the start's to the end's, never beyond the end's.
+
+    An intermediate candidate is usable only if its gap is strictly between the start's and the
+    end's *and* strictly closer to the end's than every earlier usable one (the first-passage
+    envelope: once the optimiser has gone past a value, coming back does not count). Frame j
+    (1 <= j <= T-2) is the usable point whose gap is nearest to the evenly spaced level
+    ``gap_0 + j/(T-1) (gap_end - gap_0)``; frame 0 is the start, frame T-1 the end. Frames may
+    repeat where the path jumps (then fewer distinct frames are shown), never reverse.
+    """
+    m = len(gaps)
+    if m == 1:
+        return [0] * num_frames
+    sign = 1.0 if gaps[0] >= gaps[-1] else -1.0
+    e = sign * np.asarray(gaps, dtype=float)
+    end = e[-1]
+    usable = [0]
+    best = e[0]
+    for k in range(1, m - 1):
+        if end < e[k] < best:
+            usable.append(k)
+            best = e[k]
+    usable.append(m - 1)
+    values = e[usable]
+    chosen = [0]
+    for j in range(1, num_frames - 1):
+        level = e[0] + (end - e[0]) * j / (num_frames - 1)
+        k = int(np.argmin(np.abs(values - level)))
+        chosen.append(max(usable[k], chosen[-1]))
+    chosen.append(m - 1)
+    return chosen
+
+
+def _frames_by_gap(
+    D: nn.Module, G: Module, x: Tensor, g0: Tensor, history: Tensor, steps: Tensor,
+    true: Tensor, probe: Tensor, cfg: CDeepExConfig, chunk: int = 2048,
+) -> tuple[Tensor, Tensor]:
+    """``(z_path (N, T, Z), path_overshoot (N,))``: every image's path is evaluated (displayed
+    image, ``frame_candidates`` points per accepted step) and frames are chosen by
+    :func:`choose_frames_by_gap`."""
+    n = x.shape[0]
+    shape = tuple(x.shape[1:])
+    r = cfg.frame_candidates
+    positions = [torch.arange(int(steps[i]) * r + 1, device=x.device, dtype=torch.float64) / r for i in range(n)]
+    points = torch.cat([_at(history[i], positions[i]) for i in range(n)])
+    owner = torch.cat([torch.full((len(p),), i, dtype=torch.long, device=x.device) for i, p in enumerate(positions)])
+    gaps = torch.empty(len(points), dtype=torch.float64, device=x.device)
+    with torch.no_grad():
+        for s0 in range(0, len(points), chunk):
+            o = owner[s0 : s0 + chunk]
+            image = displayed(x[o] + (_call_generator(G, points[s0 : s0 + chunk], shape) - g0[o]), cfg)
+            llh = torch.log_softmax(D(image), dim=1)
+            rows = torch.arange(len(o), device=x.device)
+            gaps[s0 : s0 + chunk] = (llh[rows, true[o]] - llh[rows, probe[o]]).double()
+    z_path, over = [], []
+    start = 0
+    for i in range(n):
+        gi = gaps[start : start + len(positions[i])].cpu().numpy()
+        start += len(positions[i])
+        idx = choose_frames_by_gap(gi, cfg.num_frames)
+        z_path.append(_at(history[i], positions[i][idx]))
+        over.append(max(0.0, float(-gi.min())))
+    return torch.stack(z_path), torch.tensor(over, dtype=x.dtype, device=x.device)
 
 
 def xgems(D: nn.Module, G: Module, images: Tensor, **kwargs: Any) -> CDeepExResult:
@@ -573,6 +744,10 @@ def _augmented_lagrangian(
     mu_probe = torch.zeros_like(mu)
     g_acc = torch.zeros_like(mu)
     gp_acc = torch.zeros_like(mu)
+    # the constraints at the accepted point on the 8-bit image as shown: the stopping test
+    hq_acc = torch.zeros(n, dtype=dt, device=dev)
+    gq_acc = torch.zeros_like(mu)
+    quantised = cfg.display_levels is not None
 
     for step in range(total + 1):
         idx = active.nonzero().flatten()
@@ -580,9 +755,15 @@ def _augmented_lagrangian(
             break
         zs = z[idx].requires_grad_(True)
         with torch.enable_grad():
-            image = x[idx] + (_call_generator(G, zs, shape) - g0[idx])
-            llh = torch.log_softmax(D(image), dim=1)
+            raw = x[idx] + (_call_generator(G, zs, shape) - g0[idx])
+            image = displayed(raw, cfg, quantise=False)
+            if quantised:  # one pass of D over the clipped image and its 8-bit version
+                both = torch.log_softmax(D(torch.cat([image, displayed(raw.detach(), cfg)])), dim=1)
+                llh, llh_q = both[: len(idx)], both[len(idx) :].detach()
+            else:
+                llh = llh_q = torch.log_softmax(D(image), dim=1)
             h, g, g_probe = _constraints(llh, true[idx], probe[idx], others[idx], cfg.epsilon)
+            hq, gq, gpq = _constraints(llh_q.detach(), true[idx], probe[idx], others[idx], cfg.epsilon)
             terms = (zs, z0[idx], h, g, g_probe)
             loss = _lagrangian(*terms, lam[idx], mu[idx], mu_probe[idx], c[idx], others[idx], use_ineq)
         evaluations[idx] += 1
@@ -596,6 +777,8 @@ def _augmented_lagrangian(
         h_acc[acc] = h.detach()[ok]
         g_acc[acc] = g.detach()[ok]
         gp_acc[acc] = g_probe.detach()[ok]
+        hq_acc[acc] = hq[ok]
+        gq_acc[acc] = torch.maximum(gq, gpq)[ok]
         if step > 0:
             new = idx[fresh]
             steps[new] += 1
@@ -605,9 +788,9 @@ def _augmented_lagrangian(
         if step > 0 and step % cfg.inner_steps == 0:
             # ---- end of sub-problem k at the last accepted point z_k
             hk = h_acc[idx]
-            done = hk.abs() <= cfg.eq_tol
+            done = hq_acc[idx].abs() <= cfg.eq_tol
             if use_ineq:
-                done &= torch.maximum(g_acc[idx].amax(1), gp_acc[idx].amax(1)) <= cfg.ineq_tol
+                done &= gq_acc[idx].amax(1) <= cfg.ineq_tol
             ck = c[idx]
             lam[idx] = lam[idx] + ck * hk
             if use_ineq:

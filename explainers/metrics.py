@@ -13,6 +13,13 @@ CDeepEx (:func:`cdeepex_validity`), from the definition of eq. 3.2 (dissertation
   error above ``recon_threshold`` means G could not represent the image and the morph is mostly
   the fixed residual plus an unrelated generated image.
 
+The morph as displayed (:func:`displayed_morph_validity`): the same checks made on the
+likelihoods of the frames decoded from the stored GIF/WebP (what a participant's browser shows),
+plus "no crossover" and "monotone", per method: CDeepEx gets every check, xGEMs only "reaches
+the boundary" (a third class winning is xGEMs' documented failure, which the ablation arm must
+show, not filter away). Every reason comes with a stable code in ``Validity.codes``
+(:data:`REASON_CODES`), which the pipeline stores and counts.
+
 Grad-CAM (:func:`heatmap_validity`): the map is finite, not blank (all ~0: the target does not
 depend on the layer or the ReLU killed everything) and not uniform.
 
@@ -35,7 +42,31 @@ from torch import Tensor
 if TYPE_CHECKING:  # pragma: no cover
     from explainers.cdeepex import CDeepExResult
 
-__all__ = ["Validity", "cdeepex_validity", "heatmap_validity", "third_class_wins", "top2_is_pair"]
+__all__ = [
+    "REASON_CODES",
+    "Validity",
+    "cdeepex_validity",
+    "displayed_morph_validity",
+    "heatmap_validity",
+    "third_class_wins",
+    "top2_is_pair",
+]
+
+#: code -> what it means; ``Validity.codes[i]`` names the rule behind ``Validity.reasons[i]``.
+REASON_CODES: dict[str, str] = {
+    "nonfinite": "non-finite values in the explanation",
+    "off_boundary": "the last frame is not on the decision boundary (|llh_true - llh_probe| too large)",
+    "third_class": "a class other than true and probe is among the two most likely at the last frame",
+    "crossover": "a frame is on the probe side of the boundary beyond the tolerance",
+    "not_monotone": "the likelihood gap grows again along the animation beyond the tolerance",
+    "poor_fit": "the generator cannot represent the image (z0 reconstruction error too large)",
+    "small_morph": "the morph is below the study's size floor (mean absolute pixel change of the last frame)",
+    "render_mismatch": "the stored GIF and WebP do not decode to the same frames",
+    "blank": "the heatmap is blank",
+    "uniform": "the heatmap is uniform",
+    "apem_floor": "the heatmap's APEM is below the study's floor",
+    "other": "another check (see the reason text)",
+}
 
 
 @dataclass
@@ -45,6 +76,13 @@ class Validity:
     ok: bool
     reasons: list[str] = field(default_factory=list)
     numbers: dict[str, float] = field(default_factory=dict)
+    codes: list[str] = field(default_factory=list)  # one per reason (REASON_CODES); may be empty
+
+    def add(self, code: str, reason: str) -> None:
+        """Refuse with ``reason`` under ``code``."""
+        self.reasons.append(reason)
+        self.codes.append(code)
+        self.ok = False
 
 
 def top2_is_pair(result: CDeepExResult) -> Tensor:
@@ -106,23 +144,102 @@ def cdeepex_validity(
             "latent_distance": float(dist[i]),
             "difference_l1": float(diff_l1[i]),
         }
-        reasons = []
-        if not all(math.isfinite(v) for k, v in numbers.items() if k != "other_margin"):
-            reasons.append("non-finite values in the explanation")
+        v = Validity(ok=True, numbers=numbers)
+        if not all(math.isfinite(x) for k, x in numbers.items() if k != "other_margin"):
+            v.add("nonfinite", "non-finite values in the explanation")
         if not bool(pair_ok[i]):
-            reasons.append(
-                f"the two most likely classes are {{{order[0]}, {order[1]}}}, not "
-                f"{{true={t}, probe={p}}}"
-            )
+            v.add("third_class", f"the two most likely classes are {{{order[0]}, {order[1]}}}, not {{true={t}, probe={p}}}")
         if not gap < llh_tol:
-            reasons.append(f"|llh_true - llh_probe| = {gap:.3g} is not below {llh_tol:g}: not on the boundary")
+            v.add("off_boundary", f"|llh_true - llh_probe| = {gap:.3g} is not below {llh_tol:g}: not on the boundary")
         if not float(recon[i]) <= recon_threshold:
-            reasons.append(
+            v.add(
+                "poor_fit",
                 f"z0 reconstruction RMS {float(recon[i]):.3g} > {recon_threshold:g}: the generator "
-                "cannot represent this image (the morph is mostly residual)"
+                "cannot represent this image (the morph is mostly residual)",
             )
-        out.append(Validity(ok=not reasons, reasons=reasons, numbers=numbers))
+        out.append(v)
     return out
+
+
+def displayed_morph_validity(
+    llh: Tensor,
+    true: int,
+    probe: int,
+    *,
+    method: str = "cdeepex",
+    llh_tol: float = 0.05,
+    cross_tol: float = 0.05,
+    mono_tol: float = 0.05,
+    recon_error: float | None = None,
+    recon_threshold: float = 0.3,
+    pixel_change: float | None = None,
+    latent_distance: float | None = None,
+    morph_floor: float | None = None,
+) -> Validity:
+    """The gate of one morph, on the log-likelihoods ``llh (T, C)`` of its *displayed* frames
+    (decoded from the stored animation and re-classified), first frame to last.
+
+    Checks (code in brackets; CDeepEx gets all, xGEMs only those marked *):
+
+    * finite values (``nonfinite``) *;
+    * the last frame is on the boundary: ``|llh_true - llh_probe| <= llh_tol`` (``off_boundary``) *;
+    * the two most likely classes at the last frame are {true, probe} (``third_class``);
+    * no crossover: no frame has ``llh_probe - llh_true > cross_tol`` (``crossover``);
+    * monotone: the gap ``llh_true - llh_probe`` never grows by more than ``mono_tol`` from one
+      frame to the next (``not_monotone``);
+    * the z0 fit: ``recon_error <= recon_threshold`` when given (``poor_fit``);
+    * the morph is visible: ``pixel_change >= morph_floor`` when a floor is set
+      (``small_morph``) *: a researcher's display floor, applied to every morph method alike.
+
+    ``numbers``: ``llh_true``, ``llh_probe``, ``llh_gap`` (last frame, absolute), ``other_margin``,
+    ``top1``, ``top2``, ``max_probe_excess`` (largest ``llh_probe - llh_true`` over the frames,
+    >= 0: the overshoot shown), ``max_gap_increase``, ``frames`` (decoded), and
+    ``pixel_change``, ``latent_distance``, ``z0_recon_error`` when given.
+    """
+    if method not in ("cdeepex", "xgems"):
+        raise ValueError(f"method must be 'cdeepex' or 'xgems', got {method!r}")
+    if not isinstance(llh, Tensor) or llh.dim() != 2 or llh.shape[0] < 1:
+        raise ValueError(f"llh must be a tensor (T, C), got {getattr(llh, 'shape', type(llh).__name__)}")
+    ll = llh.detach().double().cpu()
+    num_classes = ll.shape[1]
+    last = ll[-1]
+    gaps = ll[:, true] - ll[:, probe]
+    order = last.argsort(descending=True).tolist()
+    others = [k for k in range(num_classes) if k not in (true, probe)]
+    best_other = max((float(last[k]) for k in others), default=-math.inf)
+    increase = float((gaps[1:] - gaps[:-1]).max()) if len(gaps) > 1 else 0.0
+    numbers = {
+        "llh_true": float(last[true]),
+        "llh_probe": float(last[probe]),
+        "llh_gap": abs(float(gaps[-1])),
+        "other_margin": min(float(last[true]), float(last[probe])) - best_other,
+        "top1": float(order[0]),
+        "top2": float(order[1]),
+        "max_probe_excess": max(0.0, float((-gaps).max())),
+        "max_gap_increase": max(0.0, increase),
+        "frames": float(ll.shape[0]),
+    }
+    for key, value in (("pixel_change", pixel_change), ("latent_distance", latent_distance), ("z0_recon_error", recon_error)):
+        if value is not None:
+            numbers[key] = float(value)
+    full = method == "cdeepex"
+    v = Validity(ok=True, numbers=numbers)
+    if not bool(torch.isfinite(ll).all()) or not all(math.isfinite(x) for k, x in numbers.items() if k != "other_margin"):
+        v.add("nonfinite", "non-finite values in the displayed morph")
+        return v
+    if not numbers["llh_gap"] <= llh_tol:
+        v.add("off_boundary", f"last frame as displayed: |llh_true - llh_probe| = {numbers['llh_gap']:.3g} > {llh_tol:g}: not on the boundary")
+    if full and set(order[:2]) != {true, probe}:
+        v.add("third_class", f"last frame as displayed: the two most likely classes are {{{order[0]}, {order[1]}}}, not {{true={true}, probe={probe}}}")
+    if full and numbers["max_probe_excess"] > cross_tol:
+        v.add("crossover", f"a displayed frame is on the probe side by {numbers['max_probe_excess']:.3g} nats (> {cross_tol:g})")
+    if full and numbers["max_gap_increase"] > mono_tol:
+        v.add("not_monotone", f"the gap grows again by {numbers['max_gap_increase']:.3g} nats between two frames (> {mono_tol:g})")
+    if full and recon_error is not None and not recon_error <= recon_threshold:
+        v.add("poor_fit", f"z0 reconstruction RMS {recon_error:.3g} > {recon_threshold:g}: the generator cannot represent this image")
+    if morph_floor is not None and pixel_change is not None and not pixel_change >= morph_floor:
+        v.add("small_morph", f"the morph changes the image by {pixel_change:.4f} per pixel on average, below the floor {morph_floor:g}")
+    return v
 
 
 #: The reason :func:`heatmap_validity` gives for an all-zero map.
@@ -158,12 +275,12 @@ def heatmap_validity(
             "std": float(row.std(unbiased=False)),
             "coverage": float((mag > 0.5 * peak).double().mean()) if finite and peak > 0 else 0.0,
         }
-        reasons = []
+        v = Validity(ok=True, numbers=numbers)
         if not finite:
-            reasons.append("the map contains NaN or infinite values")
+            v.add("nonfinite", "the map contains NaN or infinite values")
         elif peak <= blank_tol:
-            reasons.append(BLANK_REASON)
+            v.add("blank", BLANK_REASON)
         elif numbers["std"] <= uniform_tol * peak:
-            reasons.append("the map is uniform (highlights nothing)")
-        out.append(Validity(ok=not reasons, reasons=reasons, numbers=numbers))
+            v.add("uniform", "the map is uniform (highlights nothing)")
+        out.append(v)
     return out

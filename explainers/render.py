@@ -22,7 +22,7 @@ import io
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageSequence
 from torch import Tensor
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "gray_rgb",
     "heatmap_overlay_png",
     "heatmap_rgb",
+    "decode_animation_frames",
     "image_png",
     "jet",
     "morph_gif",
@@ -236,3 +237,28 @@ def morph_webp(
         hold_last_ms=hold_last_ms,
         lossless=True,
     )
+
+
+def decode_animation_frames(data: bytes, *, scale: int = 8) -> np.ndarray:
+    """The frames of an animated GIF / WebP as a browser shows them, back at the model's size.
+
+    Pillow decodes every frame (composited with the previous ones, as a browser does), each is
+    converted to grey ("L") and downsampled by ``scale``: the mean of each ``scale x scale``
+    block, the inverse of :func:`to_pil`'s nearest upscaling (exact for a morph rendered here).
+    Returns ``(T, 1, H, W)`` float32 in [0, 1] (``k / 255``). Consecutive identical frames may
+    have been merged by the encoder, so ``T`` can be smaller than the number of frames rendered.
+    """
+    if scale < 1:
+        raise ValueError(f"scale must be >= 1, got {scale}")
+    frames = []
+    with Image.open(io.BytesIO(data)) as img:
+        for frame in ImageSequence.Iterator(img):
+            a = np.asarray(frame.convert("L"), dtype=np.float64)
+            h, w = a.shape
+            if h % scale or w % scale:
+                raise ValueError(f"frame size {w}x{h} is not a multiple of scale {scale}")
+            blocks = a.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
+            frames.append(np.round(blocks).astype(np.float32) / np.float32(255.0))
+    if not frames:
+        raise ValueError("no frames in the animation")
+    return np.stack(frames)[:, None]

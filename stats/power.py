@@ -396,3 +396,236 @@ def simulate_power(
         mean_d=sum_d / n_sims,
         assumptions=assumptions,
     )
+
+
+# --------------------------------------------------------------------------- trial level
+
+
+def _z_crit(alpha: float, alternative: str) -> float:
+    _statsmodels_alternative(alternative)
+    return float(stats.norm.isf(alpha / 2 if alternative == "two-sided" else alpha))
+
+
+def _detected(z: np.ndarray, alpha: float, alternative: str) -> np.ndarray:
+    """Rejections of a z-test for z signed so that positive favours arm1 > arm2."""
+    crit = _z_crit(alpha, alternative)
+    if alternative == "greater":
+        return z >= crit
+    if alternative == "less":
+        return z <= -crit
+    return np.abs(z) >= crit
+
+
+def projected_n(mean_z: float, n_per_arm: int, *, alpha: float, power: float, alternative: str) -> float | None:
+    """n per arm at which a test whose statistic has mean `mean_z` at `n_per_arm` reaches `power`.
+
+    Assumes the statistic is roughly N(δ·sqrt(n), 1) (true for the Welch z and for a Wald z of a
+    regular estimator): n = n_per_arm · ((z_crit + z_power) / mean_z)². None when the simulated
+    effect is zero or points against a one-sided alternative.
+    """
+    if not math.isfinite(mean_z) or mean_z == 0:
+        return None
+    if (alternative == "greater" and mean_z < 0) or (alternative == "less" and mean_z > 0):
+        return None
+    target = _z_crit(alpha, alternative) + float(stats.norm.ppf(power))
+    return float(n_per_arm * (target / abs(mean_z)) ** 2)
+
+
+def _welch_z(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Welch t of x - y per row, turned into a z with the same one-sided p (positive: x > y)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = stats.ttest_ind(x, y, axis=1, equal_var=False, alternative="greater").pvalue
+    return np.asarray(stats.norm.isf(np.nan_to_num(p, nan=0.5)))
+
+
+def _chunk(n_participants: int, n_trials: int, budget_bytes: float = 8e7) -> int:
+    return max(5, int(budget_bytes / (n_participants * n_trials * 4 * 8 * 3)))
+
+
+@dataclass(frozen=True)
+class TrialLevelPower:
+    """Power of the Welch test on totals and of the trial-level model on the same simulated studies."""
+
+    arm1: str
+    arm2: str
+    n_per_arm: int
+    n_trials: int
+    n_sims: int
+    alpha: float
+    alternative: str
+    welch_power: float
+    welch_ci: tuple[float, float]
+    trial_power: float
+    trial_ci: tuple[float, float]
+    welch_mean_z: float
+    trial_mean_z: float
+    welch_n80: float | None
+    trial_n80: float | None
+    mean_total1: float
+    mean_total2: float
+    d: float
+    assumptions: tuple[str, ...]
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def simulate_answers_pair(
+    curves: Mapping[str, LearningCurve], arm1: str, arm2: str, n_per_arm: int, *, n_trials: int,
+    n_sims: int, rng: np.random.Generator, stimulus_sd: float,
+) -> np.ndarray:
+    """(n_sims, 2 n_per_arm, n_trials) answers: arm2's participants first, then arm1's."""
+    from stats.synthetic import simulate_answers
+
+    effects = rng.normal(0.0, stimulus_sd, (n_sims, n_trials)) if stimulus_sd > 0 else None
+    y2 = simulate_answers(curves[arm2], n_participants=n_per_arm, n_trials=n_trials, n_sims=n_sims,
+                          rng=rng, stimulus_effects=effects)
+    y1 = simulate_answers(curves[arm1], n_participants=n_per_arm, n_trials=n_trials, n_sims=n_sims,
+                          rng=rng, stimulus_effects=effects)
+    return np.concatenate([y2, y1], axis=1)
+
+
+def simulate_power_trial_level(
+    curves: Mapping[str, LearningCurve],
+    arm1: str,
+    arm2: str,
+    n_per_arm: int,
+    *,
+    n_trials: int = 20,
+    n_sims: int = 1000,
+    alpha: float = 0.05,
+    alternative: str = "greater",
+    power_target: float = 0.8,
+    stimulus_sd: float = 0.3,
+    seed: int = 0,
+) -> TrialLevelPower:
+    """Power of both analyses by simulation, with the platform's synthetic participants.
+
+    Each replication draws every answer (`synthetic.simulate_answers`: a learning rate per arm,
+    participant rates around it, a difficulty per stimulus met in shuffled order), then tests
+    arm1 against arm2 twice: scipy's Welch test on the totals and the common-start GEE's
+    learning-rate contrast (`trial_model.gee_batch`, the estimator of `trial_model.fit_gee`).
+    ``*_n80``: the n per arm each needs for `power_target`, projected from the mean z
+    (`projected_n`).
+    """
+    from stats.trial_model import interaction_z
+
+    _statsmodels_alternative(alternative)
+    rng = np.random.default_rng(seed)
+    arm = np.repeat([0.0, 1.0], n_per_arm)
+    wz, tz, tot1, tot2, ds = [], [], [], [], []
+    step = _chunk(2 * n_per_arm, n_trials)
+    done = 0
+    while done < n_sims:
+        k = min(step, n_sims - done)
+        y = simulate_answers_pair(curves, arm1, arm2, n_per_arm, n_trials=n_trials, n_sims=k, rng=rng,
+                                  stimulus_sd=stimulus_sd)
+        totals = y.sum(axis=2).astype(float)
+        x2, x1 = totals[:, :n_per_arm], totals[:, n_per_arm:]
+        wz.append(_welch_z(x1, x2))
+        tz.append(interaction_z(y, arm)[1])
+        tot1.append(x1.mean(axis=1))
+        tot2.append(x2.mean(axis=1))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ds.append((x1.mean(axis=1) - x2.mean(axis=1)) / np.sqrt((x1.var(axis=1, ddof=1) + x2.var(axis=1, ddof=1)) / 2))
+        done += k
+    w, t = np.concatenate(wz), np.concatenate(tz)
+    hits_w, hits_t = int(_detected(w, alpha, alternative).sum()), int(_detected(t, alpha, alternative).sum())
+    ci_w = tuple(float(v) for v in proportion_confint(hits_w, n_sims, alpha=0.05, method="wilson"))
+    ci_t = tuple(float(v) for v in proportion_confint(hits_t, n_sims, alpha=0.05, method="wilson"))
+    c1, c2 = curves[arm1], curves[arm2]
+    assumptions = (
+        f"{arm1}: p(t) = {c1.ceiling:g} - ({c1.ceiling:g} - {c1.start:g})·exp(-{c1.rate:.4g}·r·t); "
+        f"{arm2}: the same with rate {c2.rate:.4g}; log r ~ N(0, {c1.rate_sd:g}²) per participant",
+        f"a difficulty per stimulus, N(0, {stimulus_sd:g}²) on the log-odds scale, the same stimuli for "
+        "both arms in a shuffled order",
+        f"{n_trials} trials, no dropout or exclusions, {n_per_arm} per arm",
+        f"Welch test on the totals and the GEE learning-rate contrast (common start), {alternative}, "
+        f"alpha = {alpha:g}",
+        f"{n_sims} replications, seed {seed}; n for {power_target:g} power projected from the mean z",
+    )
+    return TrialLevelPower(
+        arm1=arm1, arm2=arm2, n_per_arm=n_per_arm, n_trials=n_trials, n_sims=n_sims, alpha=alpha,
+        alternative=alternative, welch_power=hits_w / n_sims, welch_ci=(ci_w[0], ci_w[1]),
+        trial_power=hits_t / n_sims, trial_ci=(ci_t[0], ci_t[1]),
+        welch_mean_z=float(np.mean(w)), trial_mean_z=float(np.mean(t)),
+        welch_n80=projected_n(float(np.mean(w)), n_per_arm, alpha=alpha, power=power_target, alternative=alternative),
+        trial_n80=projected_n(float(np.mean(t)), n_per_arm, alpha=alpha, power=power_target, alternative=alternative),
+        mean_total1=float(np.mean(np.concatenate(tot1))), mean_total2=float(np.mean(np.concatenate(tot2))),
+        d=float(np.nanmean(np.concatenate(ds))), assumptions=assumptions,
+    )
+
+
+@dataclass(frozen=True)
+class SequentialSimulation:
+    """Operating characteristics of a sequential plan on simulated studies."""
+
+    statistic: str
+    n_sims: int
+    rejection_rate: float
+    rejection_ci: tuple[float, float]
+    expected_n_per_arm: float
+    stop_efficacy: float
+    stop_futility: float
+    max_n_per_arm: int
+
+
+def simulate_sequential(
+    curves: Mapping[str, LearningCurve],
+    plan,
+    *,
+    statistic: str = "welch",
+    n_trials: int = 20,
+    n_sims: int = 1000,
+    stimulus_sd: float = 0.3,
+    seed: int = 0,
+) -> SequentialSimulation:
+    """Run a `sequential.SequentialPlan` on simulated studies of its planned comparison.
+
+    Each replication enrols ``plan.max_n_per_arm`` per arm; look k uses the first n_k of each
+    arm, with the Welch z on totals (``statistic="welch"``) or the trial model's rate-contrast z
+    (``"trial"``). The rejection rate under equal curves is the procedure's type-I error.
+    """
+    from stats.sequential import run_on_z_paths
+    from stats.trial_model import interaction_z
+
+    if statistic not in ("welch", "trial"):
+        raise ValueError("statistic must be 'welch' or 'trial'")
+    arm1, arm2, _alt = plan.comparison
+    sign = -1.0 if plan.comparison[2] == "less" else 1.0
+    rng = np.random.default_rng(seed)
+    m = plan.max_n_per_arm
+    sizes = plan.look_sizes
+    paths = []
+    step = _chunk(2 * m, n_trials)
+    done = 0
+    while done < n_sims:
+        k = min(step, n_sims - done)
+        y = simulate_answers_pair(curves, arm1, arm2, m, n_trials=n_trials, n_sims=k, rng=rng, stimulus_sd=stimulus_sd)
+        z = np.empty((k, len(sizes)))
+        for j, n in enumerate(sizes):
+            sub = np.concatenate([y[:, :n], y[:, m:m + n]], axis=1)
+            if statistic == "welch":
+                totals = sub.sum(axis=2).astype(float)
+                z[:, j] = _welch_z(totals[:, n:], totals[:, :n])
+            else:
+                z[:, j] = interaction_z(sub, np.repeat([0.0, 1.0], n))[1]
+        paths.append(sign * z)
+        done += k
+    z_paths = np.concatenate(paths)
+    rejected, stop_look = run_on_z_paths(plan, z_paths)
+    bounds = plan.boundaries()
+    stat = np.abs(z_paths) if plan.sides == 2 else z_paths
+    at_stop = stat[np.arange(n_sims), stop_look]
+    interim = stop_look < len(sizes) - 1
+    eff = interim & (at_stop >= bounds[stop_look])
+    hits = int(rejected.sum())
+    ci = proportion_confint(hits, n_sims, alpha=0.05, method="wilson")
+    return SequentialSimulation(
+        statistic=statistic, n_sims=n_sims, rejection_rate=hits / n_sims,
+        rejection_ci=(float(ci[0]), float(ci[1])),
+        expected_n_per_arm=float(np.asarray(sizes)[stop_look].mean()),
+        stop_efficacy=float(eff.mean()), stop_futility=float((interim & ~eff).mean()), max_n_per_arm=m,
+    )

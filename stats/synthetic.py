@@ -167,6 +167,83 @@ def simulate_totals(
     return (rng.random(p.shape) < p).sum(axis=2)
 
 
+#: Table 5.2's mean correct answers after 20 trials (dissertation ch. 5).
+DISSERTATION_TOTALS: dict[str, float] = {"Control": 9.714286, "GCAM": 10.333333, "CDeepEx": 10.666667}
+
+
+def _mean_total(start: float, ceiling: float, rate: float, rate_sd: float, n_trials: int) -> float:
+    """Mean of the expected total over participants' rates rate · exp(N(0, rate_sd²))."""
+    nodes, weights = np.polynomial.hermite_e.hermegauss(40)
+    rates = rate * np.exp(rate_sd * nodes)
+    t = np.arange(n_trials)
+    totals = (ceiling - (ceiling - start) * np.exp(-rates[:, None] * t[None, :])).sum(axis=1)
+    return float(weights @ totals / weights.sum())
+
+
+def rate_for_total(
+    target_total: float, *, start: float = 0.45, ceiling: float = 0.9, rate_sd: float = 0.0, n_trials: int = 20
+) -> float:
+    """The arm rate whose participants answer `target_total` of `n_trials` correctly on average."""
+    from scipy import optimize
+
+    low, high = start * n_trials, ceiling * n_trials
+    if not low < target_total < high:
+        raise ValueError(f"a mean total of {target_total} needs start·n < total < ceiling·n ({low:g}..{high:g})")
+    return float(optimize.brentq(
+        lambda r: _mean_total(start, ceiling, r, rate_sd, n_trials) - target_total, 1e-9, 50.0, xtol=1e-12
+    ))
+
+
+def dissertation_curves(
+    *, start: float = 0.45, ceiling: float = 0.9, rate_sd: float = 0.5, n_trials: int = 20,
+    totals: Mapping[str, float] = DISSERTATION_TOTALS,
+) -> dict[str, LearningCurve]:
+    """Learning curves whose mean totals after `n_trials` are Table 5.2's (a learning rate per arm).
+
+    Control's 9.71 is below chance (10 of 20), so the curves start below 0.5 (default 0.45) and
+    differ only in their rates. Independent trials cannot reproduce Table 5.2's SDs (1.6 to 1.8,
+    below the binomial SD of about 2.2 of 20 near-coin flips), so the simulated studies are
+    noisier than the published one: the same mean difference is a smaller standardised effect.
+    """
+    return {
+        arm: LearningCurve(
+            start=start, ceiling=ceiling, rate_sd=rate_sd,
+            rate=rate_for_total(total, start=start, ceiling=ceiling, rate_sd=rate_sd, n_trials=n_trials),
+        )
+        for arm, total in totals.items()
+    }
+
+
+def simulate_answers(
+    curve: LearningCurve,
+    *,
+    n_participants: int,
+    n_trials: int,
+    n_sims: int,
+    rng: np.random.Generator,
+    stimulus_effects: np.ndarray | None = None,
+) -> np.ndarray:
+    """Every answer (bool, shape ``(n_sims, n_participants, n_trials)``) of simulated studies.
+
+    The trial-level version of `simulate_totals`: participant rates as in `LearningCurve`, and
+    optionally a difficulty per stimulus, ``stimulus_effects`` of shape ``(n_sims, n_trials)``
+    on the log-odds scale, shared by every arm of a replication (the same stimuli for all arms)
+    and met in a per-participant shuffled order.
+    """
+    rates = curve.participant_rates(rng, (n_sims, n_participants, 1))
+    p = np.broadcast_to(
+        curve.probability(np.arange(n_trials)[None, None, :], rate=rates), (n_sims, n_participants, n_trials)
+    )
+    if stimulus_effects is not None:
+        order = np.argsort(rng.random((n_sims, n_participants, n_trials)), axis=2)
+        shift = np.take_along_axis(
+            np.broadcast_to(stimulus_effects[:, None, :], order.shape), order, axis=2
+        )
+        q = np.clip(p, 1e-9, 1 - 1e-9)
+        p = 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + shift)))
+    return rng.random(p.shape) < p
+
+
 def generate_study_a(
     n_per_arm: int | Mapping[str, int],
     *,
@@ -181,6 +258,7 @@ def generate_study_a(
     dropout_share: float = 0.0,
     attention_fail_share: float = 0.0,
     attention_trial: int | None = None,
+    stimulus_sd: float | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Tidy Study A data from synthetic participants: ``(trials, ratings)``.
 
@@ -195,6 +273,11 @@ def generate_study_a(
     trial (``completed`` False, no rating); `attention_fail_share` fail the attention check
     recorded on trial `attention_trial` (``attention_check`` is True/False there and missing
     elsewhere; the column is all missing when `attention_trial` is None).
+
+    `stimulus_sd` (None: off) adds a ``stimulus`` column: each participant meets stimuli
+    ``S01..S<n_trials>`` in a shuffled order, and stimulus s shifts the log-odds of a correct
+    answer by δ_s ~ N(0, stimulus_sd²), the same in every arm. Its draws come from a separate
+    stream, so the other columns are those of the same seed without it when stimulus_sd is 0.
     """
     if reference not in ("model_prediction", "true_label"):
         raise ValueError("reference must be 'model_prediction' or 'true_label'")
@@ -213,6 +296,13 @@ def generate_study_a(
     p_correct = np.vstack(
         [curves[a].probability(t, rate=r) for a, r in zip(arms, rates, strict=True)]
     )
+    stimulus_idx = None
+    if stimulus_sd is not None:
+        stim_rng = np.random.default_rng(seed_for(seed, "stimuli"))
+        effects = stim_rng.normal(0.0, stimulus_sd, n_trials)
+        stimulus_idx = np.argsort(stim_rng.random((n, n_trials)), axis=1)
+        q = np.clip(p_correct, 1e-9, 1 - 1e-9)
+        p_correct = 1.0 / (1.0 + np.exp(-(np.log(q / (1 - q)) + effects[stimulus_idx])))
     correct = rng.random((n, n_trials)) < p_correct
 
     label_arr = np.asarray(labels, dtype=object)
@@ -243,6 +333,8 @@ def generate_study_a(
             "completed": np.repeat(~dropout, n_trials),
         }
     )
+    if stimulus_idx is not None:
+        trials["stimulus"] = np.asarray([f"S{i + 1:02d}" for i in range(n_trials)], dtype=object)[stimulus_idx.ravel()]
     attention = pd.Series(pd.NA, index=trials.index, dtype="boolean")
     if attention_trial is not None:
         on_check = trials["trial_index"] == attention_trial

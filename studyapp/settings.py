@@ -172,10 +172,11 @@ CACHES = {
     }
     if env_str("CACHE_URL")
     else {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        # Django's file cache, but it lists its directory twice a minute, not on every write.
+        "BACKEND": "studyapp.lib.filecache.FileBasedCache",
         "LOCATION": str(VAR_DIR / "cache"),
-        # One entry per participant (rate limits): the default 300 would cull a third of the
-        # entries on every write once 300 people are in a study.
+        # Entries per participant (a session, rate-limit counters): the default 300 would cull a
+        # third of the entries on every write once 300 people are in a study.
         "OPTIONS": {"MAX_ENTRIES": 100_000},
     }
 }

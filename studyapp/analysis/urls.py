@@ -7,7 +7,7 @@ own pages of this app (e.g. /admin/analysis/importedresults/) fall through to th
 from django.contrib import admin
 from django.urls import path
 
-from studyapp.analysis import views
+from studyapp.analysis import preregistration, views
 
 staff = admin.site.admin_view
 
@@ -15,6 +15,8 @@ urlpatterns = [
     path("study/<int:pk>/", staff(views.study_analysis), name="analysis-study"),
     path("study/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.study_figure), name="analysis-study-figure"),
     path("study/<int:pk>/report.html", staff(views.study_report), name="analysis-study-report"),
+    path("study/<int:pk>/preregistration.md", staff(preregistration.study_preregistration),
+         name="analysis-study-preregistration"),
     path("imported/upload/", staff(views.import_upload), name="analysis-import"),
     path("imported/<int:pk>/", staff(views.imported_analysis), name="analysis-imported"),
     path("imported/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.imported_figure), name="analysis-imported-figure"),

@@ -17,7 +17,14 @@ import studyapp
 from stats import figures
 from stats.analyse import CLUSTERING, AnalysisSettings, hypothesis
 from stats.schema import AnalysisInputError
-from studyapp.analysis import importing, presenters, report, services
+from studyapp.analysis import (
+    importing,
+    presenters,
+    presenters_gate,
+    presenters_sequential,
+    report,
+    services,
+)
 from studyapp.analysis.access import access_import_upload, access_imported, access_study, can_change
 from studyapp.analysis.forms import AlphaForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
@@ -99,6 +106,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         "alpha_form": alpha_form,
         "can_change": can_change(request, source.kind),
         "power": _power_context(request, source, settings),
+        **presenters_sequential.page_context(request, source, result),
         "figures": {name.replace("-", "_"): {"png": source.url("figure", name, "png"), "svg": source.url("figure", name, "svg")}
                     for name in presenters.FIGURES},
         "figure_template": "admin/analysis/_figure.html",
@@ -107,6 +115,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
     }
     if source.kind == "study":
         ctx["exports"] = _export_links(source.obj)
+        ctx["gate_report"] = presenters_gate.gate_report(source.obj)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 
 

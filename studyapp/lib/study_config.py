@@ -8,11 +8,12 @@ default and its parsing live here and nowhere else.
 Three groups of keys:
 
 - **design** (the researcher's): ``source``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
-  ``explain_seed``, ``explain_batch``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``,
+  ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``, ``morph_floor``,
   ``apem_ceiling``, ``apem_search``, ``heatmap_method``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
   ``group_rule``, ``n_groups``, ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
-- **analysis** (pre-registered): ``exclusions``, ``tests``, ``alpha``. Their meaning is checked
+- **analysis** (pre-registered): ``exclusions``, ``tests``, ``alpha``, ``sequential`` (the
+  stopping rule, typed by :class:`SequentialConfig`). The first three's meaning is checked
   by the statistics package (``stats.exclusions.ExclusionRules`` and the planned tests), which
   is the one parser of their contents; here they are only typed as JSON;
 - **pipeline-written**: ``classifier_id``, ``generator_id``, ``models``, ``selection_shortfall``.
@@ -34,6 +35,35 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 DEFAULT_DATASETS: tuple[str, ...] = ("CUB", "CEL")
 
 
+class SequentialConfig(BaseModel):
+    """The pre-registered stopping rule (``config.sequential``; see ``stats.sequential``).
+
+    Looks after every ``look_every`` completed participants per arm up to ``max_n_per_arm``;
+    Lan–DeMets ``spending`` at ``alpha`` (one-sided for a "greater"/"less" comparison); stop for
+    futility at an interim look when z < ``futility_z`` (None: never; non-binding).
+    ``statistic``: the planned comparison's Welch test on the totals (the published analysis) or
+    the trial-level model's learning-rate contrast.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    comparison: tuple[str, str, Literal["greater", "less", "two-sided"]]
+    look_every: int = Field(ge=2)
+    max_n_per_arm: int = Field(ge=2)
+    spending: Literal["obrien_fleming", "pocock"] = "obrien_fleming"
+    alpha: float = Field(0.05, gt=0, lt=1)
+    futility_z: float | None = 0.0
+    statistic: Literal["welch", "trial"] = "welch"
+
+    @model_validator(mode="after")
+    def _looks_fit(self) -> SequentialConfig:
+        if self.max_n_per_arm < self.look_every:
+            raise ValueError("max_n_per_arm must be at least look_every")
+        if self.comparison[0] == self.comparison[1]:
+            raise ValueError("the comparison needs two different arms")
+        return self
+
+
 class StudyConfig(BaseModel):
     """The typed view of one study's configuration (defaults are the published studies')."""
 
@@ -45,6 +75,11 @@ class StudyConfig(BaseModel):
     wrong_share: float = Field(0.5, ge=0, le=1, description="share of stimuli the classifier gets wrong")
     explain_seed: int = 0
     explain_batch: int = Field(16, ge=1, description="stimuli per explain task")
+    # The classes the study's generator (VAE/WGAN) is trained on: "all" of the data set's (the
+    # default: the dissertation's generators model the whole input domain, so the inequality
+    # constraints of CDeepEx can bind and xGEMs' third-class failure can show), or only the
+    # "study"'s two classes. See studyapp.pipeline.training.generator_params.
+    generator_classes: Literal["all", "study"] = Field("all", description="classes the generator is trained on")
     cdeepex: dict[str, Any] = Field(default_factory=dict, description="CDeepExConfig overrides")
     gradcam_target: str = Field("prediction", description="recorded in the asset parameters")
     # GAD maps (Study A arm "gad", Study B heatmap_method "gad"): overrides of
@@ -55,6 +90,9 @@ class StudyConfig(BaseModel):
     apem_floor: float | None = None
     apem_ceiling: float = Field(1000.0, gt=0, description="largest eps tried (unit steps)")
     apem_search: Literal["scan", "bisect"] = Field("bisect", description="explainers.apem.APEM search")
+    # Morphs (CDeepEx, xGEMs): the gate refuses a morph whose last displayed frame differs from
+    # the input by less than this mean absolute pixel change (0..1); None: no floor (the size is stored).
+    morph_floor: float | None = Field(None, ge=0, le=1, description="smallest mean |pixel change| of a morph's last frame")
     # Study B (clustering).
     datasets: tuple[str, ...] = DEFAULT_DATASETS
     images_per_class: int = Field(50, ge=1)
@@ -82,6 +120,9 @@ class StudyConfig(BaseModel):
     exclusions: Any = None
     tests: Any = None
     alpha: Any = None
+    # The pre-registered sequential stopping rule (None: a fixed-n study). Typed here, so a
+    # malformed plan is refused on save; in ``config`` it is part of the configuration hash.
+    sequential: SequentialConfig | None = None
     # Written by the pipeline.
     classifier_id: int | None = None
     generator_id: int | None = None

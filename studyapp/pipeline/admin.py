@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db import transaction
+from django.db.models import Count
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
@@ -116,12 +117,38 @@ def apem_text(asset: ExplanationAsset) -> str:
     return one(*(numbers[k] for k in keys))
 
 
+def morph_size_text(asset: ExplanationAsset) -> str:
+    """A morph's size: mean |pixel change| of the last displayed frame and ``||z_T - z0||``."""
+    if asset.morph_pixel_change is None:
+        return "-"
+    latent = f", latent {asset.morph_latent_distance:.2f}" if asset.morph_latent_distance is not None else ""
+    return f"{asset.morph_pixel_change:.4f}{latent}"
+
+
+def refusal_counts(queryset) -> list[dict]:
+    """Refused assets per method and reason code (an asset with two reasons counts under both),
+    with the method's total: ``[{"method", "code", "count", "total"}]``, methods in order."""
+    totals = dict(queryset.values_list("method").annotate(n=Count("id")).values_list("method", "n"))
+    counts: dict[tuple[str, str], int] = {}
+    for method, codes in queryset.filter(valid=False).values_list("method", "reason_codes"):
+        for code in sorted(set(codes or [])) or ["other"]:
+            counts[(method, code)] = counts.get((method, code), 0) + 1
+    return [
+        {"method": m, "code": c, "count": n, "total": totals.get(m, 0)}
+        for (m, c), n in sorted(counts.items())
+    ]
+
+
 class ExplanationInline(admin.TabularInline):
     model = ExplanationAsset
     extra = 0
     can_delete = False
-    fields = ("method", "valid", "reasons", "apem", "metrics", "preview")
+    fields = ("method", "valid", "reasons", "reason_codes", "morph_size", "apem", "metrics", "preview")
     readonly_fields = fields
+
+    @admin.display(description="Morph size (|Δpixel|, latent)")
+    def morph_size(self, obj: ExplanationAsset) -> str:
+        return morph_size_text(obj)
 
     @admin.display(description="APEM (eps-, eps+)")
     def apem(self, obj: ExplanationAsset) -> str:
@@ -157,9 +184,26 @@ class StimulusAdmin(admin.ModelAdmin):
 
 @admin.register(ExplanationAsset)
 class ExplanationAssetAdmin(admin.ModelAdmin):
-    list_display = ("stimulus", "method", "valid", "apem", "reason_text", "created_at")
+    list_display = (
+        "stimulus", "method", "valid", "apem", "morph_pixel_change", "morph_latent_distance", "codes", "reason_text", "created_at",
+    )
     list_filter = ("method", "valid", "stimulus__study")
     readonly_fields = [f.name for f in ExplanationAsset._meta.fields]
+    change_list_template = "admin/pipeline/explanationasset/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        """Above the list: refusals per method and reason code, for the filtered assets."""
+        response = super().changelist_view(request, extra_context)
+        try:
+            queryset = response.context_data["cl"].queryset
+        except (AttributeError, KeyError):  # a redirect or an error page
+            return response
+        response.context_data["refusal_counts"] = refusal_counts(queryset)
+        return response
+
+    @admin.display(description="Reason codes")
+    def codes(self, obj: ExplanationAsset) -> str:
+        return ", ".join(obj.reason_codes or []) or "-"
 
     @admin.display(description="APEM (eps-, eps+)")
     def apem(self, obj: ExplanationAsset) -> str:

@@ -17,6 +17,18 @@ a signed map (DeepLIFT, ExcitationBP) is scored as ``|map| / max |map|``, the th
 ``apem_floor`` set, an asset whose APEM (any non-blank x-feature's, for XNN) is below it is refused with
 a reason, like the other gates. The APEM settings are part of the asset parameters.
 
+Morphs (:func:`_morph_outputs`, CDeepEx and its xGEMs ablation) are validated *as displayed*:
+the stored GIF and WebP are decoded as a browser would (Pillow), downsampled back to the
+classifier's input size (the inverse of the nearest upscaling by :data:`MORPH_SCALE`), re-run
+through the classifier, and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
+the tolerances in ``params["gate"]``) and the stored metrics are those of the decoded frames.
+The gate is per method: CDeepEx must end on the boundary with {true, probe} on top, never
+cross to the probe side, shrink the gap monotonically and fit z0; xGEMs must only end on the
+boundary (a third class winning is the failure its ablation arm shows). A researcher's
+``morph_floor`` refuses morphs whose last frame changes the image too little (both methods).
+Every refusal is stored with a reason code (``ExplanationAsset.reason_codes``) and each morph's
+size (``morph_pixel_change``, ``morph_latent_distance``).
+
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
 its support models fine-tuned on the data set's training images of a contrast pair: the study's
 two classes in a learning study; in a clustering study (no pair by design) the prediction and
@@ -28,6 +40,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable
 from functools import partial
 
@@ -58,6 +71,10 @@ GAD_DEFAULTS: dict = {
     "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
 }
 
+#: Nearest-neighbour upscaling of a morph on screen (28 px -> 224 px), and the gate's recon limit.
+MORPH_SCALE = 8
+MORPH_RECON_THRESHOLD = 0.3
+
 #: One stimulus's output: its files (role -> media path) and its validity.
 Output = tuple[dict[str, str], object]
 Compute = Callable[[list[Stimulus], dict], list[Output]]
@@ -75,6 +92,7 @@ def explanation_params(*, study, method: str) -> dict:
         params["generator_id"] = config.generator_id
         params["seed"] = config.explain_seed
         params["cdeepex"] = config.cdeepex
+        params["gate"] = morph_gate(config.cdeepex, config.morph_floor)
     if method == ExplanationAsset.Method.GRADCAM:
         params["target"] = config.gradcam_target
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
@@ -90,6 +108,18 @@ def explanation_params(*, study, method: str) -> dict:
         parsed = study.parsed_config
         params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
     return params
+
+
+def morph_gate(overrides: dict, morph_floor: float | None) -> dict:
+    """The tolerances of a morph's gate: the optimiser's own ``eq_tol`` for the boundary, the
+    crossover and the monotonicity (so a converged morph passes as displayed), and the floor."""
+    from explainers.cdeepex import CDeepExConfig
+
+    tol = float(CDeepExConfig(**overrides).eq_tol)
+    return {
+        "llh_tol": tol, "cross_tol": tol, "mono_tol": tol, "recon_threshold": MORPH_RECON_THRESHOLD,
+        "morph_floor": morph_floor, "scale": MORPH_SCALE, "decoded": "gif+webp",
+    }
 
 
 # -- APEM on every heatmap -----------------------------------------------------------------------
@@ -121,9 +151,11 @@ def _with_apem(validities: list, numbers: list[dict], params: dict) -> list:
     out = []
     for validity, apem in zip(validities, numbers, strict=True):
         reasons = list(validity.reasons)
+        codes = list(validity.codes)
         if floor is not None and apem["apem"] < floor:
             reasons.append(f"APEM {apem['apem']:.1f} is below the floor {floor:g} (eps- {apem['eps_minus']:.0f}, eps+ {apem['eps_plus']:.0f})")
-        out.append(metrics.Validity(not reasons, reasons, {**validity.numbers, **apem}))
+            codes.append("apem_floor")
+        out.append(metrics.Validity(not reasons, reasons, {**validity.numbers, **apem}, codes))
     return out
 
 
@@ -167,7 +199,8 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
 
 
 def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -> list[Output]:
-    """CDeepEx (``inequality=True``) or its xGEMs ablation: the morph from the image to the probe class."""
+    """CDeepEx (``inequality=True``) or its xGEMs ablation: the morph from the image to the probe
+    class, rendered, decoded back and gated as displayed (see the module docstring)."""
     import torch
 
     from explainers import cdeepex, metrics, render
@@ -186,14 +219,45 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
         generator_kind="vae" if encoder is not None else "gan",
         seed=params["seed"],
     )
+    gate = params.get("gate") or morph_gate(params["cdeepex"], None)
+    scale = int(gate["scale"])
+    rendered, shown = [], []
+    for i in range(len(stimuli)):
+        gif, webp = render.morph_gif(result.frames[i], scale=scale), render.morph_webp(result.frames[i], scale=scale)
+        rendered.append((gif, webp))
+        shown.append((render.decode_animation_frames(gif, scale=scale), render.decode_animation_frames(webp, scale=scale)))
+    # the classifier on every decoded GIF frame of the batch, in one pass
+    decoded = torch.from_numpy(np.concatenate([g for g, _ in shown])).to(images.dtype)
+    with torch.no_grad():
+        llh_all = torch.log_softmax(classifier.eval()(decoded), dim=1)
+    method = "cdeepex" if inequality else "xgems"
     outputs: list[Output] = []
-    for i, validity in enumerate(metrics.cdeepex_validity(result)):
-        frames = result.frames[i]
+    start = 0
+    for i, ((gif, webp), (frames_gif, frames_webp)) in enumerate(zip(rendered, shown, strict=True)):
+        llh = llh_all[start : start + len(frames_gif)]
+        start += len(frames_gif)
+        pixel_change = float(np.abs(frames_gif[-1] - frames_gif[0]).mean())
+        latent = float((result.z_path[i, -1] - result.z0[i]).norm())
+        validity = metrics.displayed_morph_validity(
+            llh, true[i], probe[i], method=method, llh_tol=gate["llh_tol"], cross_tol=gate["cross_tol"],
+            mono_tol=gate["mono_tol"], recon_error=float(result.z0_recon_error[i]),
+            recon_threshold=gate["recon_threshold"], pixel_change=pixel_change, latent_distance=latent,
+            morph_floor=gate["morph_floor"],
+        )
+        if frames_gif.shape != frames_webp.shape or not np.array_equal(frames_gif, frames_webp):
+            validity.add("render_mismatch", "the stored GIF and WebP do not decode to the same frames")
+        validity.numbers |= {
+            "converged": float(bool(result.converged[i])), "steps": float(result.steps[i]),
+            "evaluations": float(result.evaluations[i]),
+            "path_overshoot": float(result.path_overshoot[i]) if result.path_overshoot is not None else math.nan,
+            "optimiser_llh_gap": float(result.eq_residual[i]),
+        }
+        difference = torch.from_numpy(frames_gif[-1] - frames_gif[0])
         files = {
-            "gif": store_bytes(render.morph_gif(frames), ext="gif"),
-            "webp": store_bytes(render.morph_webp(frames), ext="webp"),
-            "strip": store_bytes(render.frames_strip_png(frames), ext="png"),
-            "difference": store_bytes(render.difference_png(images[i], result.difference[i]), ext="png"),
+            "gif": store_bytes(gif, ext="gif"),
+            "webp": store_bytes(webp, ext="webp"),
+            "strip": store_bytes(render.frames_strip_png(result.frames[i]), ext="png"),
+            "difference": store_bytes(render.difference_png(images[i], difference), ext="png"),
         }
         outputs.append((files, validity))
     return outputs
@@ -407,16 +471,26 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
     created = []
     with transaction.atomic():
         for stimulus, (files, validity) in zip(todo, outputs, strict=True):
+            reasons = list(validity.reasons)
+            codes = list(getattr(validity, "codes", []))[: len(reasons)]
+            codes += ["other"] * (len(reasons) - len(codes))
+            numbers = {k: (v if isinstance(v, list) else float(v)) for k, v in validity.numbers.items()}
             asset, _ = ExplanationAsset.objects.get_or_create(
                 stimulus=stimulus, method=method, params_hash=phash,
                 defaults={
-                    "params": params, "files": files, "valid": bool(validity.ok),
-                    "reasons": list(validity.reasons),
-                    "metrics": {k: (v if isinstance(v, list) else float(v)) for k, v in validity.numbers.items()},
+                    "params": params, "files": files, "valid": bool(validity.ok) and not reasons,
+                    "reasons": reasons, "reason_codes": codes,
+                    "metrics": {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in numbers.items()},
+                    "morph_pixel_change": _finite(numbers.get("pixel_change")),
+                    "morph_latent_distance": _finite(numbers.get("latent_distance")),
                 },
             )
             created.append(asset)
     return created
+
+
+def _finite(value) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
 def precompute_job_refresh(*, job_id: int, failed_batch: str = "") -> PrecomputeJob:

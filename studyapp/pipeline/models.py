@@ -109,7 +109,15 @@ class ExplanationAsset(models.Model):
     files = models.JSONField(default=dict, help_text="Role -> media path, e.g. {'gif': 'assets/ab/ab12.gif'}.")
     valid = models.BooleanField(default=False)
     reasons = models.JSONField(default=list, blank=True, help_text="Why it fails the validity metrics.")
+    reason_codes = models.JSONField(
+        default=list, blank=True,
+        help_text="One code per reason (explainers.metrics.REASON_CODES), e.g. ['crossover']: which rule of this method's gate refused it.",
+    )
     metrics = models.JSONField(default=dict, blank=True)
+    morph_pixel_change = models.FloatField(
+        null=True, blank=True, help_text="Morphs: mean absolute pixel change of the last displayed frame (0..1)."
+    )
+    morph_latent_distance = models.FloatField(null=True, blank=True, help_text="Morphs: latent distance ||z_T - z0||.")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

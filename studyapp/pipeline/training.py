@@ -49,6 +49,27 @@ def progress_writer(trained_id: int, echo: Callable[[dict], None] | None) -> Cal
     return progress
 
 
+#: Training settings of a study's generator (``generator_params``): the site's VAE (conv, latent
+#: 400) on a shuffled subset of the training images of **all** classes by default. The dissertation's
+#: generators model the whole data set; a generator of the study's two classes only never produces
+#: a third class, so CDeepEx's inequality constraints never bind and xGEMs coincides with it.
+GENERATOR_DEFAULTS: dict = {"epochs": 2, "seed": 0, "latent_dim": 400, "width": 32, "max_train": None}
+
+
+def generator_params(*, study_config, study_classes, **overrides) -> dict:
+    """The ``TrainedModel.params`` of a study's generator: :data:`GENERATOR_DEFAULTS` with
+    ``overrides``; ``classes`` is set (to the study's two classes) only when the study's
+    ``generator_classes`` is ``"study"``, else the generator is trained on every class.
+
+    ``study_config`` is a :class:`studyapp.lib.study_config.StudyConfig` (``study.parsed_config``).
+    """
+    params = {**GENERATOR_DEFAULTS, **overrides}
+    params.pop("classes", None)
+    if study_config.generator_classes == "study":
+        params["classes"] = sorted(int(c) for c in study_classes)
+    return params
+
+
 def training_subset(x: np.ndarray, y: np.ndarray, *, classes: list[int] | None, limit: int | None, seed: int):
     """The rows of ``classes`` (all when empty), at most ``limit`` of them drawn with ``seed``, in order."""
     idx = np.arange(len(y))
@@ -90,7 +111,11 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
     x_np, y_np = training_subset(arrays["x_train"], arrays["y_train"], classes=params["classes"], limit=params["max_train"], seed=params["seed"])
     x, y = to_tensor(x_np), torch.as_tensor(y_np, dtype=torch.long)
     progress = progress_writer(trained.pk, echo)
-    metadata = {"data_fingerprint": trained.dataset.fingerprint, "dataset": trained.dataset.name, "params": params}
+    metadata = {
+        "data_fingerprint": trained.dataset.fingerprint, "dataset": trained.dataset.name, "params": params,
+        # what the network saw: the classes present in its training rows, and how many rows
+        "train_classes": sorted(int(c) for c in np.unique(y_np)), "n_train_images": int(len(y_np)),
+    }
     torch.manual_seed(int(params["seed"]))  # initial weights depend on the seed only
     try:
         if trained.role == TrainedModel.Role.CLASSIFIER:

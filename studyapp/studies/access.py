@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hmac
 import posixpath
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -34,6 +35,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 
+from studyapp.lib.prepared import PreparedRead
 from studyapp.studies.errors import FlowError, NoParticipant
 from studyapp.studies.models import Participant, Study
 
@@ -71,25 +73,52 @@ def _bound_codes(request: HttpRequest) -> list[str]:
     return [code for key, code in request.session.items() if key.startswith(SESSION_PREFIX) and isinstance(code, str)]
 
 
-def access_run(request: HttpRequest, slug: str) -> QuerySet[Participant]:
-    """The run this browser is bound to in study ``slug``, as a query not made yet, with its study
-    and arm; ``NoParticipant`` at once (no query) when the session binds no run at all.
+@dataclass(frozen=True)
+class BoundRun:
+    """The run this browser is bound to in study ``slug``, not read yet: the session's ``codes``.
 
-    A write reads it in its own transaction, locking the row (``services._lock``): the access check
-    and the lock are then one query, and the study comes with it. The session maps
-    ``participant:<study pk>`` to a run's code and codes are unique, so "a code this session holds,
-    of a run in this study" is the binding :func:`bind_participant` made for this study.
+    :meth:`read` is the access check (a code this session holds, of a run in this study) and, in a
+    write's transaction, the lock of the row (``services._lock``), in one query with the study and
+    the arm joined. The session maps ``participant:<study pk>`` to a run's code and codes are
+    unique, so "a code this session holds, of a run in this study" is the binding
+    :func:`bind_participant` made for this study.
     """
+
+    slug: str
+    codes: tuple[str, ...]
+
+    def queryset(self) -> QuerySet[Participant]:
+        # Two filters, so that the SQL's parameters come in this order: the slug, then the codes.
+        return Participant.objects.select_related("study", "arm").filter(study__slug=self.slug).filter(code__in=self.codes)
+
+    def read(self, *, for_update: bool = False) -> Participant | None:
+        """The run (at most one: codes are unique), or None; ``for_update`` locks its row only."""
+
+        def build() -> QuerySet[Participant]:
+            runs = self.queryset().order_by()
+            return (runs.select_for_update(of=("self",)) if for_update else runs)[:1]
+
+        rows = _RUN_READ.fetch((len(self.codes), for_update), [self.slug, *self.codes], build)
+        return rows[0] if rows else None
+
+
+#: Every participant request reads its run this way: compiled once per thread (studyapp.lib.prepared).
+_RUN_READ: PreparedRead[Participant] = PreparedRead("bound run")
+
+
+def access_run(request: HttpRequest, slug: str) -> BoundRun:
+    """The run this browser is bound to in study ``slug``, to be read (or locked) by the service
+    that acts on it; ``NoParticipant`` at once (no query) when the session binds no run at all."""
     codes = _bound_codes(request)
     if not codes:
         raise NoParticipant()
-    return Participant.objects.select_related("study", "arm").filter(study__slug=slug, code__in=codes)
+    return BoundRun(slug=slug, codes=tuple(codes))
 
 
 def access_participant_or_none(request: HttpRequest, slug: str) -> Participant | None:
     """The run bound to this browser in study ``slug`` (one query, the study and arm joined), or None."""
     try:
-        return next(iter(access_run(request, slug).order_by()[:1]), None)  # at most one: codes are unique
+        return access_run(request, slug).read()
     except NoParticipant:
         return None
 

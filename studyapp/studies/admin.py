@@ -15,7 +15,7 @@ from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import exports, selectors, services
+from studyapp.studies import exports, looks, selectors, services
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,
@@ -142,6 +142,7 @@ class StudyAdmin(admin.ModelAdmin):
                 {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
             ],
             "participant_url": request.build_absolute_uri(reverse("study", kwargs={"slug": study.slug})),
+            "sequential": looks.dashboard_context(study=study),
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
 

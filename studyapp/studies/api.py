@@ -8,12 +8,13 @@ DRF's ``EXCEPTION_HANDLER`` in settings) turns them into ``{"error", "detail", "
 from __future__ import annotations
 
 import threading
+from functools import wraps
 
 import orjson
 from django.db import transaction
 from django.http import Http404
+from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
-from django.views.decorators.csrf import ensure_csrf_cookie
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -138,12 +139,17 @@ class SessionRateThrottle(LiveRateThrottle):
                 return True
         asked = min(self.LEASE, self.num_requests)
         shared = f"{key}:{window}"
-        self.cache.add(shared, 0, self.duration)
-        try:
+        try:  # one write per lease: the window's counter exists but for its first lease
             total = self.cache.incr(shared, asked)
-        except ValueError:  # expired between the two calls
-            self.cache.set(shared, asked, self.duration)
-            total = asked
+        except ValueError:  # the window's first lease (here or in another process, meanwhile)
+            if self.cache.add(shared, asked, self.duration):
+                total = asked
+            else:
+                try:
+                    total = self.cache.incr(shared, asked)
+                except ValueError:  # expired between the two calls
+                    self.cache.set(shared, asked, self.duration)
+                    total = asked
         granted = min(asked, self.num_requests - (total - asked))
         with self._leases_lock:
             if len(self._leases) > 50_000:  # forget leases of windows gone by
@@ -235,7 +241,22 @@ def _valid(serializer_class, request: Request) -> dict:
     return serializer.validated_data
 
 
-@method_decorator(ensure_csrf_cookie, name="get")
+def csrf_cookie_if_missing(view):
+    """``ensure_csrf_cookie`` for a browser that has no CSRF cookie yet (an API client that did not
+    load the page first). One that has it keeps it: Django's decorator would mask a new token and
+    send the cookie again on every state read, for nothing (CsrfViewMiddleware still checks every
+    write)."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if "CSRF_COOKIE" not in request.META:  # set by CsrfViewMiddleware from a valid cookie
+            get_token(request)  # a new secret; the middleware sets the cookie on the response
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+@method_decorator(csrf_cookie_if_missing, name="get")
 class StateView(ParticipantView):
     @extend_schema(parameters=RESUME_PARAMETERS, responses={200: State, **ERRORS})
     def get(self, request: Request, slug: str) -> Response:

@@ -4,6 +4,15 @@
   ``explanation_apem``, ``explanation_eps_minus`` and ``explanation_eps_plus`` are the APEM
   numbers of the heatmap the trial's arm showed (its newest valid asset, as served); empty for
   arms that show no heatmap (control, morphs) or an asset stored before APEM was measured.
+  Per-trial provenance (`PROVENANCE_COLUMNS`): the explanation asset the trial's arm showed
+  (``explanation_asset_id``; ``explanation_content_hash``, the sha256 of the JSON object
+  ``{role: sha256 of that file's bytes}`` over the asset's files, which are stored under their
+  own sha256; ``explanation_params_hash``, the hash of everything that determined it), the
+  classifier whose prediction the trial showed and, for the morph arms, the generator (ids and
+  ``*_checkpoint_sha256``, the sha256 of the checkpoint file) and ``dataset_fingerprint`` (the
+  sha256 of the imported arrays). The asset is the newest valid one of the arm's method created
+  no later than the trial was shown (what ``valid_asset`` served then), else the newest; empty
+  for the control arm.
 - ``wide``: one row per participant, with their questionnaire answers and per-trial columns
   (`wide_rows`); `importing` takes it as the participants file.
 - ``groupings``: one row per image placed in a grouping (Study B), in the tidy schema that
@@ -24,12 +33,14 @@ import csv
 import hashlib
 import io
 import json
+from bisect import bisect_right
 from collections.abc import Iterable
+from pathlib import PurePosixPath
 
 from django.conf import settings
 
 import studyapp
-from studyapp.pipeline.models import ExplanationAsset, Stimulus
+from studyapp.pipeline.models import ExplanationAsset, Stimulus, TrainedModel
 from studyapp.studies.models import (
     Grouping,
     InteractionEvent,
@@ -47,25 +58,71 @@ TIDY_COLUMNS = [
     "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
     "true_label", "model_prediction", "correct_label", "choice", "correct", "response_ms",
     "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
-    "config_hash", "software_version",
+    "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
+    "classifier_id", "classifier_checkpoint_sha256", "generator_id", "generator_checkpoint_sha256",
+    "dataset_fingerprint", "config_hash", "software_version",
 ]
 
 _APEM_COLUMNS = {"explanation_apem": "apem", "explanation_eps_minus": "eps_minus", "explanation_eps_plus": "eps_plus"}
+_ASSET_COLUMNS = (
+    *_APEM_COLUMNS, "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
+    "generator_id", "generator_checkpoint_sha256",
+)
+#: The provenance columns of a tidy row (see the module docstring).
+PROVENANCE_COLUMNS = (
+    "explanation_asset_id", "explanation_content_hash", "explanation_params_hash", "classifier_id",
+    "classifier_checkpoint_sha256", "generator_id", "generator_checkpoint_sha256", "dataset_fingerprint",
+)
 
 
-def _shown_apem(study: Study) -> dict[tuple[int, str], dict]:
-    """(stimulus id, feedback) -> the APEM columns of the asset that arm shows (one query)."""
-    methods = {m: f for f, m in FEEDBACK_METHOD.items() if m}
-    out: dict[tuple[int, str], dict] = {}
-    rows = (
-        ExplanationAsset.objects.filter(stimulus__study=study, method__in=list(methods), valid=True)
-        .order_by("created_at", "pk")
-        .values_list("stimulus_id", "method", "metrics")
-    )
-    for stimulus_id, method, numbers in rows:  # newest last, so it wins (as valid_asset serves)
-        if "apem" in (numbers or {}) and not isinstance(numbers["apem"], list):
-            out[(stimulus_id, methods[method])] = {col: numbers[key] for col, key in _APEM_COLUMNS.items()}
-    return out
+def _file_sha256(path: str) -> str:
+    """The sha256 a stored file is named by (``<folder>/<h[:2]>/<sha256>.<ext>``), or ``""``."""
+    return PurePosixPath(path).stem if path else ""
+
+
+def content_hash(files: dict) -> str:
+    """The content hash of an asset: sha256 of ``{role: sha256 of the file's bytes}`` as JSON."""
+    named = {role: _file_sha256(path) for role, path in (files or {}).items()}
+    return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
+
+
+class _ShownAssets:
+    """(stimulus id, feedback) -> the columns of the asset that arm showed (two queries)."""
+
+    def __init__(self, study: Study) -> None:
+        methods = {m: f for f, m in FEEDBACK_METHOD.items() if m}
+        rows = list(
+            ExplanationAsset.objects.filter(stimulus__study=study, method__in=list(methods), valid=True)
+            .order_by("created_at", "pk")
+            .values_list("pk", "stimulus_id", "method", "metrics", "files", "params", "params_hash", "created_at")
+        )
+        generator_ids = {p.get("generator_id") for *_, p, _h, _c in rows if isinstance(p, dict)} - {None}
+        checkpoints = dict(TrainedModel.objects.filter(pk__in=generator_ids).values_list("pk", "checkpoint")) if generator_ids else {}
+        self._by_key: dict[tuple[int, str], tuple[list, list[dict]]] = {}
+        for pk, stimulus_id, method, numbers, files, params, params_hash, created_at in rows:  # oldest first
+            numbers = numbers or {}
+            columns = dict.fromkeys(_ASSET_COLUMNS, "")
+            if "apem" in numbers and not isinstance(numbers["apem"], list):
+                columns.update({col: numbers[key] for col, key in _APEM_COLUMNS.items()})
+            generator_id = (params or {}).get("generator_id")
+            columns.update({
+                "explanation_asset_id": pk, "explanation_content_hash": content_hash(files),
+                "explanation_params_hash": params_hash,
+                "generator_id": "" if generator_id is None else generator_id,
+                "generator_checkpoint_sha256": _file_sha256(checkpoints.get(generator_id, "")),
+            })
+            times, facts = self._by_key.setdefault((stimulus_id, methods[method]), ([], []))
+            times.append(created_at)
+            facts.append(columns)
+
+    def get(self, stimulus_id: int, feedback: str, shown_at) -> dict | None:
+        """The newest valid asset created no later than ``shown_at`` (as served), else the newest."""
+        found = self._by_key.get((stimulus_id, feedback))
+        if found is None:
+            return None
+        times, facts = found
+        k = bisect_right(times, shown_at)
+        return facts[k - 1] if k else facts[-1]
 
 
 def _check_ids(ids: str) -> None:
@@ -88,10 +145,17 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
         .select_related("participant", "participant__arm", "stimulus")
         .order_by("participant__started_at", "participant_id", "trial_index")
     )
-    apem = _shown_apem(study)
-    blank = dict.fromkeys(_APEM_COLUMNS, "")
+    shown = _ShownAssets(study)
+    blank = dict.fromkeys(_ASSET_COLUMNS, "")
+    models = {  # stimulus id -> (classifier id, its checkpoint sha256, data set fingerprint)
+        pk: (classifier_id, _file_sha256(checkpoint), fingerprint)
+        for pk, classifier_id, checkpoint, fingerprint in Stimulus.objects.filter(study=study).values_list(
+            "pk", "classifier_id", "classifier__checkpoint", "dataset__fingerprint"
+        )
+    }
     for a in answers.iterator(chunk_size=2000):
         p = a.participant
+        classifier_id, classifier_sha, data_fingerprint = models.get(a.stimulus_id, ("", "", ""))
         yield {
             "participant": p.code,
             "prolific_pid": _external(p.prolific_pid, ids),
@@ -108,7 +172,10 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             "response_ms": a.response_ms,
             "shown_at": a.shown_at.isoformat(),
             "answered_at": a.answered_at.isoformat(),
-            **apem.get((a.stimulus_id, p.arm.feedback), blank),
+            **(shown.get(a.stimulus_id, p.arm.feedback, a.shown_at) or blank),
+            "classifier_id": classifier_id,
+            "classifier_checkpoint_sha256": classifier_sha,
+            "dataset_fingerprint": data_fingerprint,
             "config_hash": p.config_hash,
             "software_version": studyapp.__version__,
         }

@@ -15,10 +15,11 @@ from datetime import timedelta
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
 
+from studyapp.lib.prepared import PreparedRead
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.pipeline.storage import media_url
 from studyapp.studies import plans
-from studyapp.studies.models import Arm, Participant, Study
+from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 
 # The explanation method each feedback kind needs precomputed (None: nothing to precompute).
 FEEDBACK_METHOD = {
@@ -80,6 +81,20 @@ def study_plan(*, study: Study, arm: Arm, seed: str, order: str | None = None) -
         )
     ids = list(servable_stimuli(study=study).values_list("pk", flat=True))
     return plans.learning_plan(study=study, arm=arm, stimulus_ids=ids, seed=seed)
+
+
+_ANSWER_READ: PreparedRead[TrialAnswer] = PreparedRead("trial answer")
+
+
+def trial_answer(*, participant_id: int, trial_index: int) -> TrialAnswer | None:
+    """The saved answer of a run's trial, or None: one query, compiled once per thread (every
+    state of a trial reads it; studyapp.lib.prepared)."""
+    rows = _ANSWER_READ.fetch(
+        (),
+        [participant_id, trial_index],
+        lambda: TrialAnswer.objects.filter(participant_id=participant_id).filter(trial_index=trial_index).order_by()[:1],
+    )
+    return rows[0] if rows else None
 
 
 def study_readiness(*, study: Study) -> list[str]:

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from stats.clustering import purity
 from studyapp.studies import plans, selectors, validation
+from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
     AlreadyAnswered,
     InvalidInput,
@@ -170,16 +171,24 @@ def participant_enroll(
 # ---------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------
-def _lock(participant: Participant | QuerySet[Participant]) -> Participant:
+#: What a write of the flow acts on: a row read before, a query of runs, or the run a request is
+#: bound to (``access.access_run``).
+Runs = Participant | QuerySet[Participant] | BoundRun
+
+
+def _lock(participant: Runs) -> Participant:
     """The participant's row, locked until the transaction ends, with its study and arm: one query.
 
-    ``participant`` is a row read before (read again here by primary key) or the query of the run
-    a request may act on (``access.access_run``), so that the access check and the lock are one
+    ``participant`` is a row read before (read again here by primary key), a query, or the run a
+    request may act on (``access.access_run``), so that the access check and the lock are one
     read. Only the participant's row is locked (``of=("self",)``): the study and arm rows are shared
     by every run and are only read. ``NoParticipant`` when there is no such run (any more).
     """
-    runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
-    p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
+    if isinstance(participant, BoundRun):
+        p = participant.read(for_update=True)
+    else:
+        runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
+        p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
     if p is None:
         raise NoParticipant()
     return p
@@ -215,7 +224,7 @@ def _advance(p: Participant, now: datetime, *, only_if: Exists | None = None) ->
     return True
 
 
-def step_continue(*, participant: Participant | QuerySet[Participant], step_index: int) -> tuple[Participant, bool]:
+def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, bool]:
     """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
 
     Returns ``(participant, moved)``. Repeating the request for the step just left is harmless:
@@ -236,7 +245,7 @@ def step_continue(*, participant: Participant | QuerySet[Participant], step_inde
 
 
 def trial_submit_answer(
-    *, participant: Participant | QuerySet[Participant], step_index: int, stimulus_id: object, choice: object
+    *, participant: Runs, step_index: int, stimulus_id: object, choice: object
 ) -> TrialAnswer:
     """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
 
@@ -280,8 +289,9 @@ def trial_submit_answer(
                 answered_at=now,
                 response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
             )
-            p.last_seen_at = now
-            p.save(update_fields=["last_seen_at"])
+            if _seen_long_ago(p, now):
+                p.last_seen_at = now
+                p.save(update_fields=["last_seen_at"])
             return answer
     except IntegrityError:
         # The trial has an answer already (the transaction rolled back, nothing changed): this is
@@ -296,7 +306,7 @@ def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
     trial = _trial_of(p, step_index)
     if trial is None:
         return None
-    return next(iter(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=trial).order_by()[:1]), None)
+    return selectors.trial_answer(participant_id=p.pk, trial_index=trial)
 
 
 def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: object, choice: int) -> TrialAnswer:
@@ -313,7 +323,7 @@ def _trial_of(p: Participant, step_index: int) -> int | None:
     return None
 
 
-def question_submit(*, participant: Participant | QuerySet[Participant], step_index: int, answers: object) -> Participant:
+def question_submit(*, participant: Runs, step_index: int, answers: object) -> Participant:
     """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
     with transaction.atomic():
         p = _lock(participant)
@@ -336,7 +346,7 @@ def _same_answers(p: Participant, step: dict, answers: object) -> bool:
     return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
 
 
-def grouping_submit(*, participant: Participant | QuerySet[Participant], step_index: int, assignment: object) -> Grouping:
+def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -> Grouping:
     """Save a clustering of one batch, with its purity against the model's predictions, and move on.
 
     An identical repeat is harmless; a grouping for another step, with an image missing or
@@ -388,16 +398,21 @@ def event_log(*, participant: Participant, kind: object, payload: object) -> Int
 TOUCH_EVERY_SECONDS = 15
 
 
+def _seen_long_ago(p: Participant, now: datetime) -> bool:
+    """Whether ``last_seen_at`` is worth a write: "active" vs "stale" is judged in minutes."""
+    return not p.last_seen_at or (now - p.last_seen_at).total_seconds() >= TOUCH_EVERY_SECONDS
+
+
 def participant_touch(*, participant: Participant) -> None:
     """Record that the participant is still here (a read of their state).
 
-    At most every TOUCH_EVERY_SECONDS: "active" vs "stale" is judged in minutes, and skipping the
-    write keeps reads read-only, which matters for SQLite's single writer under load.
+    At most every TOUCH_EVERY_SECONDS (as after an answer): skipping the write keeps reads
+    read-only, which matters for SQLite's single writer under load.
     """
     now = timezone.now()
-    if participant.last_seen_at and (now - participant.last_seen_at).total_seconds() < TOUCH_EVERY_SECONDS:
-        return
-    Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+    if _seen_long_ago(participant, now):
+        Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
+        participant.last_seen_at = now
 
 
 def participant_withdraw(*, participant: Participant) -> None:

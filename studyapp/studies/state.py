@@ -12,7 +12,13 @@ import random
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
-from studyapp.studies.selectors import FEEDBACK_METHOD, heatmap_method, stimulus_facts, valid_asset
+from studyapp.studies.selectors import (
+    FEEDBACK_METHOD,
+    heatmap_method,
+    stimulus_facts,
+    trial_answer,
+    valid_asset,
+)
 from studyapp.studies.validation import group_rule, group_rule_text
 
 
@@ -69,7 +75,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             question="Which symbol is this?",
         )
         if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
-            answer = next(iter(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=step["trial"]).order_by()[:1]), None)
+            answer = trial_answer(participant_id=p.pk, trial_index=step["trial"])
         state["answered"] = answer is not None
         if answer is not None:
             state["feedback"] = trial_feedback(participant=p, answer=answer)

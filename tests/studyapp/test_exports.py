@@ -145,3 +145,75 @@ def test_every_kind_is_served_at_one_url_to_staff_who_may_view_the_study(owner):
     assert owner.get("/admin/studies/study/999999/export/tidy.csv").status_code == 404
     with pytest.raises(ValueError):
         exports.export_csv(study=study, kind="nope")
+
+
+def test_each_tidy_row_names_the_asset_models_and_data_it_showed(owner):
+    """Per-trial provenance: the asset shown (id, content hash, params hash), the classifier and
+    generator (ids, checkpoint sha256) and the data set's fingerprint, in a fixed query count."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from studyapp.pipeline.models import ExplanationAsset, TrainedModel
+    from studyapp.pipeline.storage import store_bytes
+
+    study = learning_study()
+    classifier = TrainedModel.objects.get(role="classifier")
+    classifier.checkpoint = store_bytes(b"classifier weights", ext="pt", folder="models")
+    classifier.save()
+    generator = TrainedModel.objects.create(
+        dataset=classifier.dataset, role="vae", arch="VAE", status="ready",
+        checkpoint=store_bytes(b"generator weights", ext="pt", folder="models"),
+    )
+    for asset in ExplanationAsset.objects.filter(method="cdeepex"):
+        asset.params = {"method": "cdeepex", "classifier_id": classifier.pk, "generator_id": generator.pk}
+        asset.params_hash = f"c{asset.pk}"
+        asset.save()
+    for i in range(3):
+        bot = Bot(study.slug, pid=f"Q{i}", rng=random.Random(20 + i))
+        bot.open_link()
+        bot.walk()
+    # An asset made after the trials were shown is not what they showed.
+    later = ExplanationAsset.objects.filter(method="cdeepex", valid=True).order_by("pk").first()
+    newer = ExplanationAsset.objects.create(
+        stimulus=later.stimulus, method="cdeepex", params_hash="newer", params={"generator_id": generator.pk},
+        valid=True, files={"gif": store_bytes(b"another gif", ext="gif")},
+    )
+    out = rows(owner, f"/admin/studies/study/{study.pk}/export/tidy.csv")
+    assert set(exports.PROVENANCE_COLUMNS) <= set(out[0]) and list(out[0]) == exports.TIDY_COLUMNS
+    sha = lambda path: path.rsplit("/", 1)[-1].split(".")[0]  # noqa: E731
+    assets = {
+        (a.stimulus_id, a.method): a
+        for a in ExplanationAsset.objects.filter(valid=True).exclude(pk=newer.pk).order_by("created_at", "pk")
+    }
+    seen = set()
+    for r in out:
+        assert int(r["classifier_id"]) == classifier.pk
+        assert r["classifier_checkpoint_sha256"] == sha(classifier.checkpoint) and len(r["classifier_checkpoint_sha256"]) == 64
+        assert r["dataset_fingerprint"] == classifier.dataset.fingerprint
+        seen.add(r["feedback"])
+        if r["feedback"] == "control":
+            assert r["explanation_asset_id"] == r["explanation_content_hash"] == r["generator_id"] == ""
+            continue
+        asset = assets[(int(r["stimulus_id"]), r["feedback"])]
+        assert int(r["explanation_asset_id"]) == asset.pk != newer.pk
+        assert r["explanation_params_hash"] == asset.params_hash
+        named = {role: sha(path) for role, path in asset.files.items()}
+        assert r["explanation_content_hash"] == hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
+        if r["feedback"] == "cdeepex":
+            assert int(r["generator_id"]) == generator.pk
+            assert r["generator_checkpoint_sha256"] == sha(generator.checkpoint)
+        else:  # Grad-CAM needs no generator
+            assert r["generator_id"] == r["generator_checkpoint_sha256"] == ""
+    assert seen == {"control", "gradcam", "cdeepex"}
+    # Different files, different content hash.
+    assert exports.content_hash(newer.files) != exports.content_hash(later.files)
+    # The query count does not grow with the participants.
+    with CaptureQueriesContext(connection) as few:
+        list(exports.tidy_rows(study=study))
+    for i in range(3, 6):
+        bot = Bot(study.slug, pid=f"Q{i}", rng=random.Random(20 + i))
+        bot.open_link()
+        bot.walk()
+    with CaptureQueriesContext(connection) as many:
+        assert len(list(exports.tidy_rows(study=study))) == 6 * 20
+    assert len(many) == len(few) <= 5

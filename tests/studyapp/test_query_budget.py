@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import store_bytes
-from studyapp.studies import api, selectors
+from studyapp.studies import access, api, selectors, services
 from studyapp.studies.client import DjangoTransport, ParticipantClient
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from tests.studyapp.bots import Bot
@@ -43,7 +43,11 @@ def counted(call):
     return reply.data, [q["sql"] for q in ctx.captured_queries]
 
 
-def test_study_a_answer_continue_and_state_stay_within_their_query_budgets():
+@pytest.mark.parametrize("touch", [False, True], ids=["seen-recently", "last-seen-written"])
+def test_study_a_answer_continue_and_state_stay_within_their_query_budgets(touch, monkeypatch):
+    """``last_seen_at`` is written at most every TOUCH_EVERY_SECONDS by a read or an answer (a
+    step moved on writes it anyway): counted both without and with that write."""
+    monkeypatch.setattr(services, "TOUCH_EVERY_SECONDS", 0 if touch else 3600)
     study = learning_study()
     selectors.study_content(study=Study.objects.get(pk=study.pk))  # what the first request of this process reads
 
@@ -56,16 +60,16 @@ def test_study_a_answer_continue_and_state_stay_within_their_query_budgets():
     for _ in range(3):
         state, queries = counted(p.state)
         assert state["kind"] == "trial" and not state["answered"] and "feedback" not in state
-        assert len(queries) == 2 <= BUDGET["state"], queries  # the run with its study and arm; its answer
+        assert len(queries) == 2 + touch <= BUDGET["state"], queries  # the run with its study and arm; its answer
 
         choice = state["options"][0]["value"]
         state, queries = counted(lambda s=state, c=choice: p.answer(s["step"], stimulus=s["stimulus"], choice=c))
         assert state["answered"] and state["feedback"]["choice"] == choice and state["saved"]["trial"] == state["trial"]
-        assert len(queries) == 5 <= BUDGET["answer"], queries  # begin, lock, insert, update, commit
+        assert len(queries) == 4 + touch <= BUDGET["answer"], queries  # begin, lock, insert, commit
 
         state, queries = counted(p.state)
         assert state["feedback"]["choice"] == choice
-        assert len(queries) == 2 <= BUDGET["state"], queries
+        assert len(queries) == 2 + touch <= BUDGET["state"], queries
 
         state, queries = counted(lambda s=state: p.continue_(s["step"]))
         assert state["kind"] == "trial" and state["answered"] is False
@@ -73,6 +77,10 @@ def test_study_a_answer_continue_and_state_stay_within_their_query_budgets():
 
     run = Participant.objects.get(code=state["participant"])
     assert run.step_index == state["step"] and run.answers.count() == 3
+    # The hot reads ran from their compiled SQL (studyapp.lib.prepared), not through the ORM's
+    # compiler each time: the run (read, and locked by the writes) and the trial's answer.
+    assert {(1, False), (1, True)} <= set(access._RUN_READ._local.entries)
+    assert () in selectors._ANSWER_READ._local.entries
 
 
 def test_the_response_shows_what_the_database_holds(settings):
@@ -201,9 +209,11 @@ def test_the_participant_throttle_refuses_a_flood_with_one_cache_round_trip_per_
     assert statuses == [200] * 25 + [429] * 5
     refused = p.state()
     assert refused.status == 429 and refused.data["detail"].endswith("in 40 seconds.")
-    # 25 let through in three leases (10, 10, 5), each an add and an incr; the first refusal asks
-    # once more, the later ones in this window are answered from the process's memory.
-    assert counting.calls.count("incr") == 4 and counting.calls.count("add") == 4
+    # 25 let through in three leases (10, 10, 5), each one incr (the window's first finds no
+    # counter and adds it); the first refusal asks once more, the later ones in this window are
+    # answered from the process's memory.
+    assert counting.calls.count("incr") == 4 and counting.calls.count("add") == 1
+    assert "set" not in counting.calls
     # The next window starts afresh; another browser has its own count.
     clock[0] += 60
     assert p.state().status == 200

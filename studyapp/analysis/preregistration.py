@@ -1,0 +1,144 @@
+"""The pre-registration text of a study (issue 16, item 4): Markdown, ready to paste into a
+registry form (OSF, AsPredicted): hypotheses, analysis, stopping rule, exclusion rules and the
+configuration hash. Served by `views_preregistration` at
+/admin/analysis/study/<pk>/preregistration.md; read-only, it writes nothing.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+import studyapp
+from stats.analyse import LEARNING, default_pairs, hypothesis, settings_from_config
+from stats.sequential import SPENDING_LABELS, SequentialPlan, boundary_rows
+from stats.trial_model import ASSUMPTIONS
+from studyapp.analysis.access import access_study
+from studyapp.lib.study_config import StudyConfigError
+from studyapp.studies.models import Study
+
+_RULE_TEXT = {
+    "incomplete": "exclude participants who did not complete the study",
+    "expected_trials": "a complete run has {v} trials",
+    "min_response_ms": "a response faster than {v} ms counts as too fast",
+    "max_fast_share": "exclude participants with more than {v:.0%} too-fast responses",
+    "attention_checks": "exclude participants who failed an attention check",
+}
+_SIDES = {"greater": "one-sided", "less": "one-sided", "two-sided": "two-sided"}
+
+
+def _exclusions(rules: dict) -> list[str]:
+    out = []
+    for key, value in rules.items():
+        if value in (None, False):
+            continue
+        template = _RULE_TEXT.get(key, f"{key}: {{v}}")
+        try:
+            out.append(template.format(v=value))
+        except (ValueError, TypeError):
+            out.append(f"{key}: {value}")
+    return out
+
+
+def preregistration_text(study: Study) -> str:
+    """The Markdown pre-registration of `study` under its current configuration."""
+    problems: list[str] = []
+    try:
+        config = study.parsed_config
+    except StudyConfigError as exc:
+        config = None
+        problems.append(f"The configuration does not parse: {exc}")
+    arms = list(study.arms.order_by("position", "pk"))
+    levels = [a.name for a in arms]
+    analysis = config.analysis() if config is not None else {}
+    settings, setting_problems = settings_from_config(analysis, design=study.design, levels=levels,
+                                                      n_trials=study.n_trials)
+    problems += setting_problems
+    pairs = settings.pairs or default_pairs(study.design, levels)
+    config_hash = study.config_hash or study.compute_config_hash()
+    lines = [
+        f"# Pre-registration: {study.title}",
+        "",
+        f"Study `{study.slug}`, configuration hash `{config_hash}`, platform version {studyapp.__version__}; "
+        f"generated {timezone.now():%Y-%m-%d %H:%M} UTC. Any change to the texts, arms, trials or analysis "
+        "settings changes the hash, and every exported row carries the hash it was collected under.",
+        "",
+        "## Design",
+        "",
+    ]
+    if study.design == LEARNING:
+        lines += [
+            f"- Between-subject learning study (dissertation ch. 5): each participant is randomised to one arm and "
+            f"answers {study.n_trials} trials, predicting the classifier's answer and seeing the arm's feedback after "
+            "each answer.",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()}' + (f', cap {a.cap}' if a.cap else '') + ')' for a in arms) or '(none yet)'}.",
+            f"- A correct answer is scored against: {study.get_correct_mode_display()}; stimulus order: "
+            f"{study.get_stimulus_order_display()}.",
+        ]
+    else:
+        lines += [f"- Within-subject clustering study (XNN paper §4.1), stages {', '.join(levels) or '(default)'}."]
+    lines += ["", "## Hypotheses", ""]
+    unit = "arm" if study.design == LEARNING else "stage"
+    for p in pairs:
+        lines.append(f"- H1: {hypothesis(p)} ({_SIDES[p[2]]}): the {unit} {p[0]} scores "
+                     f"{'higher than' if p[2] == 'greater' else 'lower than' if p[2] == 'less' else 'differently from'} {p[1]}.")
+    lines += ["", "## Analysis", ""]
+    if study.design == LEARNING:
+        lines += [
+            f"- Primary: Welch t-tests on the number of correct answers after {settings.n_trials or study.n_trials} "
+            f"trials, one per hypothesis, at α = {settings.alpha:g}, Holm-adjusted across the family; "
+            "effect sizes as Hedges' g with 95% confidence intervals (noncentral t).",
+            "- Secondary (exploratory, reported beside the primary tests): a trial-level model, "
+            "correct ~ trial + arm:trial (a learning rate per arm, common start), fitted by GEE with a logit link, "
+            "exchangeable working correlation within participants and robust standard errors (statsmodels); "
+            "the planned comparisons as learning-rate contrasts with 95% intervals. A GLMM (random participant "
+            "intercepts and slopes, random stimulus effects; statsmodels BinomialBayesMixedGLM) as a check.",
+            "- The trial-level model assumes: " + "; ".join(ASSUMPTIONS) + ".",
+        ]
+    else:
+        lines += [f"- Paired tests of cluster purity between stages, at α = {settings.alpha:g}."]
+    lines += ["", "## Sample size and stopping rule", ""]
+    plan = None
+    if config is not None and config.sequential is not None:
+        try:
+            plan = SequentialPlan.from_config(config.sequential.model_dump())
+        except (ValueError, KeyError) as exc:
+            problems.append(f"config.sequential: {exc}")
+    if plan is None:
+        caps = [a.cap for a in arms if a.cap]
+        lines.append("- Fixed sample size, no interim analysis" + (f": at most {max(caps)} completed participants per arm."
+                                                                   if caps else "."))
+    else:
+        statistic = "the Welch test on the totals" if plan.statistic == "welch" else "the trial-level model's learning-rate contrast"
+        lines += [
+            f"- Group-sequential design for the planned comparison {hypothesis(plan.comparison)} "
+            f"({_SIDES[plan.comparison[2]]}), tested with {statistic}.",
+            f"- Looks after every {plan.look_every} completed (and not excluded) participants per arm, at most "
+            f"{plan.max_n_per_arm} per arm ({len(plan.look_sizes)} looks).",
+            f"- Efficacy boundaries by {SPENDING_LABELS[plan.spending]} alpha spending at α = {plan.alpha:g} "
+            "(Lan & DeMets 1983).",
+            "- Futility: " + (f"stop at an interim look when z < {plan.futility_z:g} (non-binding: the efficacy "
+                              "boundaries ignore it, so the type-I error stays at most α)."
+                              if plan.futility_z is not None and plan.sides == 1 else "none."),
+            "- After stopping: the stage-wise adjusted p-value and the repeated confidence interval are reported.",
+            "",
+            "| Look | n per arm | Efficacy z ≥ | Nominal p | α spent (cumulative) |",
+            "|---:|---:|---:|---:|---:|",
+        ]
+        for b in boundary_rows(plan):
+            lines.append(f"| {b['look']} | {b['n_per_arm']} | {b['efficacy_z']:.3f} | {b['nominal_p']:.5f} | {b['alpha_spent']:.5f} |")
+    lines += ["", "## Exclusion rules", ""]
+    rules = _exclusions(settings.exclusions)
+    lines += [f"- {r}" for r in rules] or ["- None: every participant's data are analysed."]
+    lines += ["", "## Configuration", "", f"- Configuration hash: `{config_hash}`", f"- Software version: {studyapp.__version__}"]
+    if problems:
+        lines += ["", "## Problems to fix before registering", ""] + [f"- {p}" for p in problems]
+    return "\n".join(lines) + "\n"
+
+
+def study_preregistration(request: HttpRequest, pk: int) -> HttpResponse:
+    """The download (staff who may view the study)."""
+    study = access_study(request, pk)
+    response = HttpResponse(preregistration_text(study), content_type="text/markdown; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-preregistration-{(study.config_hash or "")[:8]}.md"'
+    return response

@@ -1,0 +1,71 @@
+"""studyapp.lib.prepared: a read compiled once gives what the ORM gives, or is not cached."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from studyapp.lib.prepared import PreparedRead
+from studyapp.studies import services
+from studyapp.studies.models import Participant
+from tests.studyapp.factories import learning_study
+
+pytestmark = pytest.mark.django_db
+
+
+def runs(slug: str, codes: list[str]):
+    return Participant.objects.select_related("study", "arm").filter(study__slug=slug).filter(code__in=codes).order_by("pk")
+
+
+def fields(p: Participant) -> dict:
+    return {f.attname: getattr(p, f.attname) for f in Participant._meta.concrete_fields}
+
+
+def test_a_prepared_read_gives_the_orm_rows_with_their_related_objects_and_compiles_once():
+    study = learning_study()
+    a, _ = services.participant_enroll(study=study, consent=True)
+    b, _ = services.participant_enroll(study=study, consent=True)
+    read: PreparedRead[Participant] = PreparedRead("test")
+    for codes in ([a.code], [b.code], [a.code, b.code], ["nobody"]):
+        expected = list(runs(study.slug, codes))
+        with CaptureQueriesContext(connection) as ctx:
+            got = read.fetch(len(codes), [study.slug, *codes], lambda c=codes: runs(study.slug, c))
+        assert len(ctx.captured_queries) == 1
+        assert [fields(p) for p in got] == [fields(p) for p in expected]
+        # JSON and datetimes converted as the ORM does; the joined rows are objects, not queries.
+        for p, e in zip(got, expected, strict=True):
+            assert isinstance(p.plan, list) and p.plan == e.plan and p.started_at == e.started_at
+            assert Participant.study.is_cached(p) and Participant.arm.is_cached(p)
+            assert p.study.classes == e.study.classes and p.arm.feedback == e.arm.feedback
+            assert not p._state.adding and p._state.db == "default"
+    assert sorted(read._local.entries) == [1, 2]  # one compile per shape (IN of 1 or 2 codes), in this thread
+
+
+def test_params_that_do_not_match_the_sql_or_are_not_plain_are_read_by_the_orm_uncached():
+    study = learning_study()
+    a, _ = services.participant_enroll(study=study, consent=True)
+    read: PreparedRead[Participant] = PreparedRead("test")
+    # Given in the wrong order: the compiled parameters differ, so nothing is stored.
+    got = read.fetch("swapped", [a.code, study.slug], lambda: runs(study.slug, [a.code]))
+    assert [p.pk for p in got] == [a.pk]
+    assert "swapped" not in getattr(read._local, "entries", {})
+    got = read.fetch("float", [study.slug, 1.5], lambda: runs(study.slug, [a.code]))
+    assert [p.pk for p in got] == [a.pk] and "float" not in getattr(read._local, "entries", {})
+
+
+def test_a_prepared_locking_read_locks_in_a_transaction():
+    study = learning_study()
+    a, _ = services.participant_enroll(study=study, consent=True)
+    read: PreparedRead[Participant] = PreparedRead("test")
+
+    def locked():
+        return runs(study.slug, [a.code]).select_for_update(of=("self",))
+
+    with transaction.atomic(), CaptureQueriesContext(connection) as ctx:
+        assert [p.pk for p in read.fetch("lock", [study.slug, a.code], locked)] == [a.pk]
+        assert [p.pk for p in read.fetch("lock", [study.slug, a.code], locked)] == [a.pk]
+    sql = [q["sql"] for q in ctx.captured_queries if "SELECT" in q["sql"]]
+    assert len(sql) == 2 and sql[0] == sql[1]
+    if connection.features.has_select_for_update:
+        assert all("FOR UPDATE" in s for s in sql)
