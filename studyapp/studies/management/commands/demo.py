@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 import sys
 import time
@@ -153,7 +154,13 @@ class Command(BaseCommand):
                 proc.wait(timeout=30)
 
     def serve(self, opts) -> None:
-        """gunicorn and a worker until either exits or Ctrl-C; then both are stopped."""
+        """gunicorn and a worker until either exits, Ctrl-C or SIGTERM; then both are stopped."""
+
+        def interrupted(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupted)
+        signal.signal(signal.SIGINT, interrupted)
         worker = self.start_worker()
         web = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"{opts['host']}:{opts['port']}",
