@@ -72,7 +72,9 @@ def test_the_learning_analysis_in_browser(browser, live_server):
     run_bots(study.slug, 9, seed=11, stop_after={8: 3})  # 3 per arm: at least 2 complete in each
     page.goto(f"{live_server.url}/admin/analysis/study/{study.pk}/")
     page.wait_for_selector("table[data-table=welch-tests]")
-    assert page.locator(".analysis-figure img").count() == 3  # learning curve, ratings, power curve
+    # learning curve, ratings, power curve, and the trial-level model's fitted curves
+    assert page.locator(".analysis-figure img").count() == 4
+    assert page.locator("#trial-curves-figure").count() == 1
     assert images_loaded(page) == []
     shot(page, "learning-data")
     # Change the planned tests through the form, as a researcher would.
