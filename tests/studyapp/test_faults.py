@@ -19,6 +19,7 @@ from studyapp.pipeline.datasets import dataset_import_kannada
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, TrainedModel
 from studyapp.pipeline.stimuli import stimuli_select
 from studyapp.pipeline.storage import media_path, store_bytes
+from studyapp.studies import services
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.selectors import study_methods
 from tests.studyapp.bots import Bot
@@ -135,6 +136,8 @@ def test_an_error_in_the_middle_of_an_answer_leaves_no_partial_rows(monkeypatch)
     bot.enter()
     bot.continue_()
     original = Participant.save
+    # last_seen_at is written at most every TOUCH_EVERY_SECONDS: make this answer write it
+    monkeypatch.setattr(services, "TOUCH_EVERY_SECONDS", 0)
 
     def failing_save(self, *args, **kwargs):
         if kwargs.get("update_fields") == ["last_seen_at"]:
