@@ -2,7 +2,8 @@
 # The whole test suite (what CI runs): installs the test tools, runs ruff and mypy, then pytest twice:
 #   1. on the defaults: SQLite and the embedded filesystem Celery broker;
 #   2. against PostgreSQL and Redis (Debian packages, started on loopback by scripts/services.sh),
-#      for every test that touches the database, the broker or a worker.
+#      for every test that touches the database, the broker or a worker (except the heavy model
+#      tests marked first_run_only, whose database use is generic).
 # Extra arguments go to both pytest runs. STUDY_TEST_DEFAULT_ONLY=1 skips the second run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +20,6 @@ echo "=== Run 1/2: SQLite + embedded broker"
 if [ "${STUDY_TEST_DEFAULT_ONLY:-0}" = 1 ]; then exit 0; fi
 echo "=== Run 2/2: PostgreSQL + Redis"
 eval "$(bash scripts/services.sh)"
-"$PYTHON" -m pytest tests/studyapp tests/browser "$@"
+# Heavy model tests whose database and broker use is generic (marked first_run_only) ran in run 1;
+# every flow, worker, fault and tampering test runs again here.
+"$PYTHON" -m pytest tests/studyapp tests/browser -m "not first_run_only" "$@"

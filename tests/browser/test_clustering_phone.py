@@ -15,7 +15,7 @@ from studyapp.studies.models import Grouping, InteractionEvent, Participant
 from tests.browser.test_clustering_study import answer_questions, wait_next_step
 from tests.studyapp.factories import clustering_study
 
-pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+pytestmark = [pytest.mark.browser, pytest.mark.first_run_only, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 390, "height": 844}
 ANDROID_CHROME = ("Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "

@@ -54,6 +54,7 @@ def study():
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only
 @pytest.mark.django_db
 def test_study_b_on_real_cub_and_cel_trees(tmp_path, study):
     cub_dir = build_cub(tmp_path / "cub", per_class=20, painter=painter)

@@ -47,6 +47,7 @@ def browser_frames(data: bytes, scale: int = 8) -> np.ndarray:
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only
 @pytest.mark.django_db(transaction=True)
 def test_every_served_morph_meets_its_gate_as_decoded_from_the_stored_files(tmp_path):
     from tests.conftest import kannada_dir
