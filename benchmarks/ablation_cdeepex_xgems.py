@@ -85,6 +85,22 @@ class MlpVAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
+def cached_mnistnet(path: Path, x: torch.Tensor, y: torch.Tensor, *, seed: int) -> tuple[MnistNet, float | None]:
+    """MnistNet(10) from ``path``, else trained on ``x, y`` (2 epochs, lr 2e-3) and saved there;
+    with the training seconds (``None`` when loaded)."""
+    D = MnistNet(10)
+    if path.is_file():
+        D.load_state_dict(torch.load(path, weights_only=True))
+        return D, None
+    start = time.perf_counter()
+    torch.manual_seed(seed)
+    train_classifier(D, x, y, epochs=2, lr=2e-3, seed=seed)
+    torch.save(D.state_dict(), path)
+    seconds = time.perf_counter() - start
+    log.info("trained D in %.0f s", seconds)
+    return D, seconds
+
+
 def load_splits() -> tuple[KannadaSplit, KannadaSplit]:
     return load_kannada(DATA, "train"), load_kannada(DATA, "test")
 
@@ -198,16 +214,7 @@ def load_or_train_models(generator: str = "mlp", *, seed: int = 0, classes: list
     x, y = to_tensor(train.images[idx]), torch.from_numpy(train.labels[idx])
     info: dict = {}
 
-    D = MnistNet(10)
-    path_d = OUT / "bench_D.pt"
-    if path_d.is_file():
-        D.load_state_dict(torch.load(path_d, weights_only=True))
-    else:
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        train_classifier(D, x, y, epochs=2, lr=2e-3, seed=seed)
-        torch.save(D.state_dict(), path_d)
-        log.info("trained D in %.0f s", time.perf_counter() - start)
+    D, _ = cached_mnistnet(OUT / "bench_D.pt", x, y, seed=seed)
     D.eval()
     info["D_accuracy"] = evaluate(D, x_test[:5000], y_test[:5000])
     info["D"] = f"MnistNet(10), 12000 train images x 2 epochs, test acc {info['D_accuracy']:.3f}"

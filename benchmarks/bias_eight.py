@@ -40,13 +40,13 @@ from PIL import Image, ImageDraw, ImageFont
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ablation_cdeepex_xgems import OUT, MlpVAE, generator_kwargs, load_splits  # noqa: E402
+from ablation_cdeepex_xgems import OUT, MlpVAE, cached_mnistnet, generator_kwargs, load_splits  # noqa: E402
 
 from explainers import render  # noqa: E402
 from explainers.cdeepex import CDeepExConfig, explain  # noqa: E402
 from explainers.datasets.common import to_tensor  # noqa: E402
 from explainers.gradcam import contrastive_gradcam  # noqa: E402
-from explainers.nets.classifiers import MnistNet, train_classifier  # noqa: E402
+from explainers.nets.classifiers import MnistNet  # noqa: E402
 from explainers.nets.vae import train_vae  # noqa: E402
 
 log = logging.getLogger("benchmarks")
@@ -88,18 +88,12 @@ def biased_training_data(n_train: int, seed: int) -> tuple[torch.Tensor, torch.T
 def load_or_train(n_train: int, seed: int) -> tuple[MnistNet, MlpVAE, dict]:
     OUT.mkdir(exist_ok=True)
     path_d, path_g = OUT / f"bias8_D_{n_train}.pt", OUT / f"bias8_G_{n_train}.pt"
-    D, G = MnistNet(10), MlpVAE()
+    G = MlpVAE()
     info: dict = {}
     x, y = biased_training_data(n_train, seed)
-    if path_d.is_file():
-        D.load_state_dict(torch.load(path_d, weights_only=True))
-    else:
-        start = time.perf_counter()
-        torch.manual_seed(seed)
-        train_classifier(D, x, y, epochs=2, lr=2e-3, seed=seed)
-        info["D_seconds"] = time.perf_counter() - start
-        torch.save(D.state_dict(), path_d)
-        log.info("trained D in %.0f s", info["D_seconds"])
+    D, seconds = cached_mnistnet(path_d, x, y, seed=seed)
+    if seconds is not None:
+        info["D_seconds"] = seconds
     if path_g.is_file():
         G.load_state_dict(torch.load(path_g, weights_only=True))
     else:
