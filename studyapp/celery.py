@@ -26,7 +26,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 app = Celery("studyapp")
 
 
-def _configure(app: Celery) -> None:
+def _configuration() -> dict:
+    """The Celery settings, read from Django's settings when Celery first needs its configuration
+    (``app.add_defaults`` with a callable: the app stays lazy, and nothing reads ``app.conf``
+    while it is being loaded, which would recurse)."""
     from django.conf import settings
 
     broker = settings.CELERY_BROKER_URL
@@ -43,7 +46,7 @@ def _configure(app: Celery) -> None:
             "control_folder": str(queue_dir / "control"),
             "store_processed": False,
         }
-    app.conf.update(
+    return dict(
         broker_url=broker,
         broker_transport_options=options,
         broker_connection_retry_on_startup=True,
@@ -103,5 +106,5 @@ def _stop_heartbeat(sender=None, **_):
 
 
 app.config_from_object({})
-app.on_configure.connect(lambda sender, **_: _configure(sender), weak=False)
+app.add_defaults(_configuration)
 app.autodiscover_tasks(["studyapp.pipeline"])

@@ -51,9 +51,9 @@ def _celery_follow_settings() -> None:
     or an earlier test's folder, never leaks into the next test's publishing."""
     from kombu import pools
 
-    from studyapp.celery import _configure, app
+    from studyapp.celery import _configuration, app
 
-    _configure(app)
+    app.conf.update(_configuration())
     pools.reset()  # kombu keeps pools in a global registry keyed by connection: close and forget them
     app._pool = None
     app.amqp._producer_pool = None

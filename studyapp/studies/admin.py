@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+
+from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -9,13 +13,13 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import exports, looks, selectors, services
+from studyapp.studies import exports, looks, selectors, services, versions
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,
@@ -23,6 +27,7 @@ from studyapp.studies.models import (
     Participant,
     QuestionAnswer,
     Study,
+    StudyVersion,
     TrialAnswer,
 )
 
@@ -33,21 +38,64 @@ class ArmInline(admin.TabularInline):
     fields = ("position", "name", "feedback", "instruction", "cap")
 
 
+class StudyVersionInline(admin.TabularInline):
+    """The study's frozen versions, newest first, each with what it changed (read-only)."""
+
+    model = StudyVersion
+    extra = 0
+    can_delete = False
+    ordering = ("-number",)
+    fields = ("number", "created_at", "short_hash", "n_runs", "what_changed")
+    readonly_fields = fields
+    verbose_name = "version (frozen design; runs read the version they were enrolled under)"
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Hash")
+    def short_hash(self, obj: StudyVersion) -> str:
+        return obj.config_hash[:12]
+
+    @admin.display(description="Runs")
+    def n_runs(self, obj: StudyVersion) -> int:
+        return obj.participants.count()
+
+    @admin.display(description="What changed from the previous version")
+    def what_changed(self, obj: StudyVersion) -> str:
+        if obj.number == 1:
+            return "(first version)"
+        items = format_html_join(
+            "", "<li><b>{}</b>: {} → {}</li>",
+            ((c["field"], _short(c["before"]), _short(c["after"])) for c in obj.changes),
+        )
+        return format_html("<ul style='margin:0'>{}</ul>", items) if obj.changes else "(no change)"
+
+
+def _short(value: object, limit: int = 120) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     list_display = ("title", "slug", "design", "status", "participant_link", "n_participants", "dashboard_link")
     list_filter = ("status", "design")
-    inlines = [ArmInline]
+    inlines = [ArmInline, StudyVersionInline]
     readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
     actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations"]
     fieldsets = (
-        (None, {"fields": ("title", "slug", "design", "status", "participant_link")}),
+        (None, {"fields": ("title", "slug", "language", "design", "status", "participant_link")}),
         ("Texts shown to participants", {"fields": ("consent_text", "cover_story", "instructions", "completion_text")}),
         ("Trials", {"fields": ("classes", "class_names", "n_trials", "correct_mode", "stimulus_order")}),
         ("Rating", {"fields": ("rating_question", "rating_scale")}),
         ("Completion and recruitment", {"fields": ("prolific_completion_code", "completion_redirect_url", "dropout_minutes")}),
         ("Further configuration", {"fields": ("config", "config_hash", "created_at", "updated_at")}),
     )
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "language":  # one of settings.LANGUAGES: the participant pages' language
+            return forms.ChoiceField(choices=settings.LANGUAGES, initial=db_field.default, help_text=db_field.help_text)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description="Participant link")
     def participant_link(self, obj: Study) -> str:
@@ -70,6 +118,16 @@ class StudyAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         services.study_refresh_config_hash(study=form.instance)
+        before = form.instance.versions.order_by("-number").values_list("number", flat=True).first()
+        version = versions.version_after_edit(study=form.instance)
+        if version is not None and version.number != before:
+            changed = ", ".join(c["field"] for c in version.changes) or "nothing"
+            self.message_user(
+                request,
+                f"The study has runs, so this edit made version {version.number} (changed: {changed}). "
+                "Runs already enrolled keep reading the version they started under.",
+                messages.WARNING,
+            )
 
     def get_urls(self):
         own = [

@@ -10,9 +10,9 @@
   own sha256; ``explanation_params_hash``, the hash of everything that determined it), the
   classifier whose prediction the trial showed and, for the morph arms, the generator (ids and
   ``*_checkpoint_sha256``, the sha256 of the checkpoint file) and ``dataset_fingerprint`` (the
-  sha256 of the imported arrays). The asset is the newest valid one of the arm's method created
-  no later than the trial was shown (what ``valid_asset`` served then), else the newest; empty
-  for the control arm.
+  sha256 of the imported arrays). The asset is the one the run's plan pinned at enrolment (what
+  the trial showed); for a run enrolled before assets were pinned, the newest valid one of the
+  arm's method created no later than the trial was shown, else the newest; empty for the control arm.
 - ``wide``: one row per participant, with their questionnaire answers and per-trial columns
   (`wide_rows`); `importing` takes it as the participants file.
 - ``groupings``: one row per image placed in a grouping (Study B), in the tidy schema that
@@ -23,14 +23,19 @@
 
 `export_csv` makes any of them; the admin serves them all at one URL,
 ``/admin/studies/study/<id>/export/<kind>.csv?ids=keep|hash|drop``. Each row carries the
-participant's configuration hash and the software version. External ids can be kept, dropped
-or hashed (salted with the secret key, so hashes are stable within a deployment).
+participant's configuration hash, the number of the study version the run was enrolled under
+(``study_version``: `versions`; empty for a run older than versions) and the software version.
+External ids can be kept, dropped or hashed: ``hash`` is an HMAC-SHA256 keyed with
+``EXPORT_ID_HMAC_KEY`` (by default the secret key), so hashes are stable within a deployment and
+cannot be recomputed from a guessed Prolific id without the key. Rotating the key changes every
+hash: keep it as long as exports of one study must be joined.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 from bisect import bisect_right
@@ -60,7 +65,7 @@ TIDY_COLUMNS = [
     "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
     "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
     "classifier_id", "classifier_checkpoint_sha256", "generator_id", "generator_checkpoint_sha256",
-    "dataset_fingerprint", "config_hash", "software_version",
+    "dataset_fingerprint", "config_hash", "study_version", "software_version",
 ]
 
 _APEM_COLUMNS = {"explanation_apem": "apem", "explanation_eps_minus": "eps_minus", "explanation_eps_plus": "eps_plus"}
@@ -99,6 +104,7 @@ class _ShownAssets:
         generator_ids = {p.get("generator_id") for *_, p, _h, _c in rows if isinstance(p, dict)} - {None}
         checkpoints = dict(TrainedModel.objects.filter(pk__in=generator_ids).values_list("pk", "checkpoint")) if generator_ids else {}
         self._by_key: dict[tuple[int, str], tuple[list, list[dict]]] = {}
+        self._by_pk: dict[int, dict] = {}
         for pk, stimulus_id, method, numbers, files, params, params_hash, created_at in rows:  # oldest first
             numbers = numbers or {}
             columns = dict.fromkeys(_ASSET_COLUMNS, "")
@@ -114,9 +120,13 @@ class _ShownAssets:
             times, facts = self._by_key.setdefault((stimulus_id, methods[method]), ([], []))
             times.append(created_at)
             facts.append(columns)
+            self._by_pk[pk] = columns
 
-    def get(self, stimulus_id: int, feedback: str, shown_at) -> dict | None:
-        """The newest valid asset created no later than ``shown_at`` (as served), else the newest."""
+    def get(self, stimulus_id: int, feedback: str, shown_at, pinned: int | None = None) -> dict | None:
+        """The asset the run's plan pinned (``pinned``), else the newest valid asset created no
+        later than ``shown_at`` (as served then), else the newest."""
+        if pinned in self._by_pk:
+            return self._by_pk[pinned]
         found = self._by_key.get((stimulus_id, feedback))
         if found is None:
             return None
@@ -135,14 +145,28 @@ def _external(value: str, mode: str) -> str:
     if not value or mode == "drop":
         return ""
     if mode == "hash":
-        return hashlib.sha256(f"{settings.SECRET_KEY}:{value}".encode()).hexdigest()[:16]
+        key = (settings.EXPORT_ID_HMAC_KEY or settings.SECRET_KEY).encode()
+        return hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:16]
     return value
+
+
+def _version(p: Participant) -> int | str:
+    """The number of the version the run was enrolled under (joined by the query), or ``""``."""
+    return p.version.number if p.version_id else ""
+
+
+def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None:
+    method = FEEDBACK_METHOD.get(feedback)
+    for step in p.plan or []:
+        if step.get("kind") == "trial" and step.get("trial") == trial_index:
+            return (step.get("assets") or {}).get(method)
+    return None
 
 
 def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
     answers = (
         TrialAnswer.objects.filter(participant__study=study)
-        .select_related("participant", "participant__arm", "stimulus")
+        .select_related("participant", "participant__arm", "participant__version", "stimulus")
         .order_by("participant__started_at", "participant_id", "trial_index")
     )
     shown = _ShownAssets(study)
@@ -172,18 +196,19 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             "response_ms": a.response_ms,
             "shown_at": a.shown_at.isoformat(),
             "answered_at": a.answered_at.isoformat(),
-            **(shown.get(a.stimulus_id, p.arm.feedback, a.shown_at) or blank),
+            **(shown.get(a.stimulus_id, p.arm.feedback, a.shown_at, _pinned_asset(p, a.trial_index, p.arm.feedback)) or blank),
             "classifier_id": classifier_id,
             "classifier_checkpoint_sha256": classifier_sha,
             "dataset_fingerprint": data_fingerprint,
             "config_hash": p.config_hash,
+            "study_version": _version(p),
             "software_version": studyapp.__version__,
         }
 
 
 def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]]:
     participants = list(
-        Participant.objects.filter(study=study).select_related("arm").order_by("started_at", "pk")
+        Participant.objects.filter(study=study).select_related("arm", "version").order_by("started_at", "pk")
     )
     answers: dict[int, dict[int, TrialAnswer]] = {}
     for a in TrialAnswer.objects.filter(participant__study=study):
@@ -200,7 +225,7 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
         "consent_at", "started_at", "finished_at", "n_answered", "n_correct", *keys,
     ]
     columns += [f"correct_{i + 1}" for i in range(n_trials)] + [f"rt_ms_{i + 1}" for i in range(n_trials)]
-    columns += ["config_hash", "software_version"]
+    columns += ["config_hash", "study_version", "software_version"]
     rows = []
     for p in participants:
         mine = answers.get(p.pk, {})
@@ -218,6 +243,7 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
             "n_answered": len(mine),
             "n_correct": sum(a.correct for a in mine.values()),
             "config_hash": p.config_hash,
+            "study_version": _version(p),
             "software_version": studyapp.__version__,
         }
         row.update({k: questions.get(p.pk, {}).get(k, "") for k in keys})
@@ -232,11 +258,11 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
 GROUPING_COLUMNS = [
     "participant", "prolific_pid", "arm", "batch", "stage", "dataset", "set_index", "image_id",
     "dataset_index", "cluster", "predicted_class", "true_label", "batch_purity", "shown_at",
-    "saved_at", "config_hash", "software_version",
+    "saved_at", "config_hash", "study_version", "software_version",
 ]
 EVENT_COLUMNS = [
     "participant", "prolific_pid", "arm", "step_index", "step_kind", "kind", "payload", "at",
-    "config_hash", "software_version",
+    "config_hash", "study_version", "software_version",
 ]
 
 
@@ -245,7 +271,7 @@ def grouping_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
     _check_ids(ids)
     groupings = list(
         Grouping.objects.filter(participant__study=study)
-        .select_related("participant", "participant__arm")
+        .select_related("participant", "participant__arm", "participant__version")
         .order_by("participant__started_at", "participant_id", "step_index")
     )
     stimulus_ids = {int(k) for g in groupings for k in g.assignment}
@@ -277,6 +303,7 @@ def grouping_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
                 "shown_at": g.shown_at.isoformat(),
                 "saved_at": g.saved_at.isoformat(),
                 "config_hash": p.config_hash,
+                "study_version": _version(p),
                 "software_version": version,
             }
 
@@ -286,7 +313,7 @@ def event_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
     _check_ids(ids)
     events = (
         InteractionEvent.objects.filter(participant__study=study)
-        .select_related("participant", "participant__arm")
+        .select_related("participant", "participant__arm", "participant__version")
         .order_by("participant__started_at", "participant_id", "at", "pk")
     )
     version = studyapp.__version__
@@ -304,6 +331,7 @@ def event_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             "payload": json.dumps(e.payload, sort_keys=True, separators=(",", ":")),
             "at": e.at.isoformat(),
             "config_hash": p.config_hash,
+            "study_version": _version(p),
             "software_version": version,
         }
 

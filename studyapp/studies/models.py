@@ -35,6 +35,10 @@ class Study(models.Model):
 
     slug = models.SlugField(unique=True, help_text="The participant link is /s/<slug>/.")
     title = models.CharField(max_length=200)
+    language = models.CharField(
+        max_length=10, default="en",
+        help_text="The language of the participant pages (settings.LANGUAGES); enter the study's own texts in it.",
+    )
     design = models.CharField(max_length=20, choices=Design.choices, default=Design.LEARNING)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT)
 
@@ -130,6 +134,29 @@ class Arm(models.Model):
         return f"{self.study.slug}/{self.name}"
 
 
+class StudyVersion(models.Model):
+    """A frozen copy of a study's design, made when a participant enrols under it.
+
+    Rows are never edited: an edit of the study makes the next version (with the list of what
+    changed) and runs enrolled under an earlier version keep reading theirs
+    (`studyapp.studies.versions`).
+    """
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    config_hash = models.CharField(max_length=64)
+    design = models.JSONField(help_text="The study's design fields and arms as they were.")
+    changes = models.JSONField(default=list, blank=True, help_text="What differs from the previous version.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [models.UniqueConstraint(fields=["study", "number"], name="study_version_unique_number")]
+
+    def __str__(self) -> str:
+        return f"{self.study.slug} v{self.number}"
+
+
 class Participant(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
@@ -155,6 +182,10 @@ class Participant(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     completion_code = models.CharField(max_length=40, blank=True)
     config_hash = models.CharField(max_length=64, help_text="The study configuration this run was drawn under.")
+    version = models.ForeignKey(
+        StudyVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="participants",
+        help_text="The frozen design this run reads (null only for runs enrolled before versions existed).",
+    )
 
     class Meta:
         constraints = [

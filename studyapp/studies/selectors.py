@@ -212,6 +212,7 @@ class AssetFacts:
 
     urls: dict[str, str]
     metrics: dict
+    pk: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,6 +220,7 @@ class StudyContent:
     stimuli: dict[int, StimulusFacts]
     assets: dict[tuple[int, str], AssetFacts]
     loaded_at: float
+    by_pk: dict[int, AssetFacts] | None = None
 
 
 #: How long a process trusts what it read of a study's assets; a precompute run on a study that is
@@ -229,8 +231,8 @@ _content: dict[tuple, StudyContent] = {}
 _content_lock = threading.Lock()
 
 
-def _asset_facts(files: dict, metrics: dict) -> AssetFacts:
-    return AssetFacts(urls={role: media_url(path) for role, path in files.items()}, metrics=metrics or {})
+def _asset_facts(files: dict, metrics: dict, pk: int = 0) -> AssetFacts:
+    return AssetFacts(urls={role: media_url(path) for role, path in files.items()}, metrics=metrics or {}, pk=pk)
 
 
 def study_content(*, study: Study, reload: bool = False) -> StudyContent:
@@ -253,11 +255,11 @@ def study_content(*, study: Study, reload: bool = False) -> StudyContent:
             "pk", "image", "true_label", "model_prediction"
         )
     }
-    assets = {}
+    assets, by_pk = {}, {}
     rows = ExplanationAsset.objects.filter(stimulus__study=study, valid=True).order_by("created_at", "pk")
-    for stimulus_id, method, files, metrics in rows.values_list("stimulus_id", "method", "files", "metrics"):
-        assets[(stimulus_id, method)] = _asset_facts(files, metrics)  # the newest wins
-    content = StudyContent(stimuli=stimuli, assets=assets, loaded_at=time.monotonic())
+    for pk, stimulus_id, method, files, metrics in rows.values_list("pk", "stimulus_id", "method", "files", "metrics"):
+        by_pk[pk] = assets[(stimulus_id, method)] = _asset_facts(files, metrics, pk)  # the newest wins
+    content = StudyContent(stimuli=stimuli, assets=assets, loaded_at=time.monotonic(), by_pk=by_pk)
     with _content_lock:
         for old in [k for k in _content if k[0] == study.pk or len(_content) >= _CONTENT_MAX_STUDIES]:
             del _content[old]
@@ -275,19 +277,54 @@ def stimulus_facts(*, study: Study, stimulus_id: int) -> StimulusFacts:
     return facts
 
 
-def valid_asset(*, study: Study, stimulus_id: int, method: str) -> AssetFacts | None:
-    """The newest valid asset of ``method`` for a stimulus of ``study``, or None.
+def valid_asset(*, study: Study, stimulus_id: int, method: str, pinned: int | None = None) -> AssetFacts | None:
+    """The asset a run shows for a stimulus of ``study``: the one its plan pinned at enrolment
+    (``pinned``, see :func:`pin_assets`), else the newest valid asset of ``method``, or None.
 
     A study opens only when every stimulus it shows has one, so a miss here is rare: it is asked
     of the database, so that an asset made since the content was read is served at once.
     """
-    facts = study_content(study=study).assets.get((stimulus_id, method))
+    content = study_content(study=study)
+    if pinned:
+        facts = (content.by_pk or {}).get(pinned)
+        if facts is None:  # made since this process read the study, or no longer the newest
+            row = (
+                ExplanationAsset.objects.filter(pk=pinned, stimulus_id=stimulus_id, stimulus__study=study)
+                .values_list("files", "metrics", "pk").first()
+            )
+            facts = _asset_facts(*row) if row else None
+        if facts is not None:
+            return facts
+    facts = content.assets.get((stimulus_id, method))
     if facts is None:
         row = (
             ExplanationAsset.objects.filter(stimulus_id=stimulus_id, stimulus__study=study, method=method, valid=True)
             .order_by("-created_at", "-pk")
-            .values_list("files", "metrics")
+            .values_list("files", "metrics", "pk")
             .first()
         )
         facts = _asset_facts(*row) if row else None
     return facts
+
+
+def pin_assets(*, study: Study, arm: Arm, plan: list[dict]) -> list[dict]:
+    """The plan with the explanation asset each step will show written into it (``"assets"``:
+    method -> asset id on a trial; stimulus id -> asset id on a grouping batch), so that what a
+    run is shown is fixed at enrolment: a later precompute (other parameters, new assets) does
+    not change a run in progress."""
+    stage_method = {plans.STAGE_HEATMAP: heatmap_method(study), plans.STAGE_XNN: ExplanationAsset.Method.XNN}
+    for step in plan:
+        if step["kind"] == "trial":
+            method = FEEDBACK_METHOD.get(arm.feedback)
+            asset = valid_asset(study=study, stimulus_id=step["stimulus"], method=method) if method else None
+            if asset is not None:
+                step["assets"] = {method: asset.pk}
+        elif step["kind"] == "grouping" and step.get("stage") in stage_method:
+            method = stage_method[step["stage"]]
+            pinned = {}
+            for pk in step["stimuli"]:
+                asset = valid_asset(study=study, stimulus_id=pk, method=method)
+                if asset is not None:
+                    pinned[str(pk)] = asset.pk
+            step["assets"] = pinned
+    return plan

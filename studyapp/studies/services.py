@@ -16,9 +16,10 @@ from datetime import datetime, timedelta
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Q, QuerySet
 from django.utils import timezone
+from django.utils.translation import gettext
 
 from stats.clustering import purity
-from studyapp.studies import plans, selectors, validation
+from studyapp.studies import plans, selectors, validation, versions
 from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
     AlreadyAnswered,
@@ -72,10 +73,12 @@ def _clean_external_id(value: object, name: str) -> str:
     if value is None:
         return ""
     if not isinstance(value, str):
-        raise InvalidInput(f"{name} must be a string.")
+        raise InvalidInput(gettext("%(field)s must be a string.") % {"field": name})
     value = value.strip()
     if len(value) > MAX_EXTERNAL_ID or not all(c.isalnum() or c in "-_" for c in value):
-        raise InvalidInput(f"{name} must be at most {MAX_EXTERNAL_ID} letters, digits, '-' or '_'.")
+        raise InvalidInput(
+            gettext("%(field)s must be at most %(n)d letters, digits, '-' or '_'.") % {"field": name, "n": MAX_EXTERNAL_ID}
+        )
     return value
 
 
@@ -92,7 +95,7 @@ def arm_choose(*, study: Study, now: datetime) -> Arm:
     arms = list(study.arms.annotate(filled=Count("participants", filter=holding)))
     open_arms = [a for a in arms if a.cap is None or a.filled < a.cap]
     if not open_arms:
-        raise StudyFull("This study is full. Thank you for your interest.")
+        raise StudyFull(gettext("This study is full. Thank you for your interest."))
     fewest = min(a.filled for a in open_arms)
     return _rng.choice([a for a in open_arms if a.filled == fewest])
 
@@ -130,9 +133,9 @@ def participant_enroll(
         if existing is not None:
             return existing, False
     if study.status != Study.Status.OPEN:
-        raise StudyUnavailable("This study is not open at the moment.")
+        raise StudyUnavailable(gettext("This study is not open at the moment."))
     if consent is not True:
-        raise InvalidInput("Consent is required to take part.")
+        raise InvalidInput(gettext("Consent is required to take part."))
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -142,6 +145,8 @@ def participant_enroll(
             code = secrets.token_urlsafe(16)
             order = order_choose(study=locked, now=now) if locked.design == Study.Design.CLUSTERING else ""
             plan = selectors.study_plan(study=locked, arm=arm, seed=code, order=order or None)
+            plan = selectors.pin_assets(study=locked, arm=arm, plan=plan)
+            version = versions.current_version(study=locked)
             participant = Participant.objects.create(
                 study=locked,
                 code=code,
@@ -157,6 +162,7 @@ def participant_enroll(
                 started_at=now,
                 last_seen_at=now,
                 config_hash=locked.config_hash or locked.compute_config_hash(),
+                version=version,
             )
     except IntegrityError:
         # A concurrent entry with the same PROLIFIC_PID won the race: resume that run.
@@ -197,10 +203,13 @@ def _lock(participant: Runs) -> Participant:
 def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
     kinds = (kind,) if isinstance(kind, str) else kind
     if step_index != p.step_index:
-        raise WrongStep(f"Step {step_index} is not your current step ({p.step_index}).", participant=p)
+        raise WrongStep(
+            gettext("Step %(step)d is not your current step (%(current)d).") % {"step": step_index, "current": p.step_index},
+            participant=p,
+        )
     step = p.current_step
     if step["kind"] not in kinds:
-        raise WrongStep(f"Step {step_index} is a {step['kind']} step.", participant=p)
+        raise WrongStep(gettext("Step %(step)d is a %(kind)s step.") % {"step": step_index, "kind": step["kind"]}, participant=p)
     return step
 
 
@@ -240,7 +249,7 @@ def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, b
         if step["kind"] == "trial":
             answered = Exists(TrialAnswer.objects.filter(participant_id=p.pk, trial_index=step["trial"]))
         if not _advance(p, timezone.now(), only_if=answered):
-            raise InvalidInput("Answer this trial before moving on.")
+            raise InvalidInput(gettext("Answer this trial before moving on."))
         return p, True
 
 
@@ -260,15 +269,15 @@ def trial_submit_answer(
     try:
         with transaction.atomic():
             p = _lock(participant)
-            study = p.study
+            study = versions.study_of(p)
             if not isinstance(choice, int) or isinstance(choice, bool) or choice not in study.classes:
-                raise InvalidInput("Choose one of the answers.")
+                raise InvalidInput(gettext("Choose one of the answers."))
             step = p.current_step
             if step_index != p.step_index or step["kind"] != "trial" or stimulus_id != step["stimulus"]:
                 existing = _saved_answer(p, step_index)
                 if existing is None:
                     _check_step(p, step_index, "trial")
-                    raise InvalidInput("The image does not match the current trial.")
+                    raise InvalidInput(gettext("The image does not match the current trial."))
                 return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=choice)
             stimulus = selectors.stimulus_facts(study=study, stimulus_id=step["stimulus"])
             correct_label = (
@@ -314,7 +323,7 @@ def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: 
     if existing.choice == choice and existing.stimulus_id == stimulus_id:
         existing.participant = p
         return existing
-    raise AlreadyAnswered("This trial is already answered.", participant=p)
+    raise AlreadyAnswered(gettext("This trial is already answered."), participant=p)
 
 
 def _trial_of(p: Participant, step_index: int) -> int | None:
@@ -330,7 +339,7 @@ def question_submit(*, participant: Runs, step_index: int, answers: object) -> P
         if step_index == p.step_index - 1 and _same_answers(p, p.plan[step_index], answers):
             return p
         step = _check_step(p, step_index, ("rating", "questions"))
-        cleaned = validation.validate_questions(study=p.study, step=step, answers=answers)
+        cleaned = validation.validate_questions(study=versions.study_of(p), step=step, answers=answers)
         now = timezone.now()
         QuestionAnswer.objects.bulk_create(
             [QuestionAnswer(participant=p, key=k, value=v, answered_at=now) for k, v in cleaned.items()]
@@ -362,9 +371,9 @@ def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -
                 if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
                     existing.participant = p
                     return existing
-                raise AlreadyAnswered("This batch is already grouped.", participant=p)
+                raise AlreadyAnswered(gettext("This batch is already grouped."), participant=p)
         step = _check_step(p, step_index, "grouping")
-        cleaned = validation.validate_grouping(study=p.study, step=step, assignment=assignment)
+        cleaned = validation.validate_grouping(study=versions.study_of(p), step=step, assignment=assignment)
         predicted = {pk: selectors.stimulus_facts(study=p.study, stimulus_id=pk).model_prediction for pk in cleaned}
         ids = sorted(cleaned)
         now = timezone.now()
@@ -385,11 +394,11 @@ def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -
 
 def event_log(*, participant: Participant, kind: object, payload: object) -> InteractionEvent:
     if not isinstance(kind, str) or not (1 <= len(kind) <= 40) or not kind.replace("_", "").isalnum():
-        raise InvalidInput("An event needs a short 'kind' of letters, digits and '_'.")
+        raise InvalidInput(gettext("An event needs a short 'kind' of letters, digits and '_'."))
     if payload is None:
         payload = {}
     if not isinstance(payload, dict) or len(str(payload)) > 2000:
-        raise InvalidInput("An event's payload must be an object of at most 2000 characters.")
+        raise InvalidInput(gettext("An event's payload must be an object of at most 2000 characters."))
     return InteractionEvent.objects.create(
         participant=participant, step_index=participant.step_index, kind=kind, payload=payload, at=timezone.now()
     )

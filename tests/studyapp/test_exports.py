@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import hmac
 import io
 import json
 import random
@@ -14,7 +15,7 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from django.test import Client
+from django.test import Client, override_settings
 
 import studyapp
 from studyapp.pipeline.models import Stimulus
@@ -66,8 +67,12 @@ def test_the_groupings_export_has_one_row_per_image_placed(owner):
     assert {r["software_version"] for r in out} == {studyapp.__version__}
     assert {r["prolific_pid"] for r in out} == {"PID0", "PID1"}
     hashed = rows(owner, f"/admin/studies/study/{study.pk}/export/groupings.csv?ids=hash")
-    expected = hashlib.sha256(f"{settings.SECRET_KEY}:PID0".encode()).hexdigest()[:16]
+    expected = hmac.new(settings.SECRET_KEY.encode(), b"PID0", hashlib.sha256).hexdigest()[:16]
     assert expected in {r["prolific_pid"] for r in hashed} and "PID0" not in {r["prolific_pid"] for r in hashed}
+    assert hashlib.sha256(f"{settings.SECRET_KEY}:PID0".encode()).hexdigest()[:16] not in {r["prolific_pid"] for r in hashed}
+    with override_settings(EXPORT_ID_HMAC_KEY="rotated"):
+        rotated = {r["prolific_pid"] for r in rows(owner, f"/admin/studies/study/{study.pk}/export/groupings.csv?ids=hash")}
+    assert expected not in rotated and hmac.new(b"rotated", b"PID0", hashlib.sha256).hexdigest()[:16] in rotated
     assert {r["prolific_pid"] for r in rows(owner, f"/admin/studies/study/{study.pk}/export/groupings.csv?ids=drop")} == {""}
 
 
