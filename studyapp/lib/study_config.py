@@ -12,6 +12,8 @@ Three groups of keys:
   ``apem_ceiling``, ``apem_search``, ``heatmap_method``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
   ``group_rule``, ``n_groups``, ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
+- **participant flow**: ``comprehension`` (the quiz), ``catch_trials``, ``time_limits``, ``exits``
+  (per-outcome completion codes and redirects);
 - **analysis** (pre-registered): ``exclusions``, ``tests``, ``alpha``, ``sequential`` (the
   stopping rule, typed by :class:`SequentialConfig`). The first three's meaning is checked
   by the statistics package (``stats.exclusions.ExclusionRules`` and the planned tests), which
@@ -62,6 +64,94 @@ class SequentialConfig(BaseModel):
         if self.comparison[0] == self.comparison[1]:
             raise ValueError("the comparison needs two different arms")
         return self
+
+
+class QuizQuestion(BaseModel):
+    """One comprehension question: ``answer`` is the index of the right option."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_]+$")
+    label: str = Field(min_length=1)
+    options: list[str] = Field(min_length=2)
+    answer: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _answer_is_an_option(self) -> QuizQuestion:
+        if self.answer >= len(self.options):
+            raise ValueError(f"answer {self.answer} is not an option index (0..{len(self.options) - 1})")
+        return self
+
+
+class ComprehensionConfig(BaseModel):
+    """The quiz after the instructions (``config.comprehension``): ``attempts`` tries in all; after
+    the last failure the run ends at the failed-checks exit (``"exit"``) or goes on flagged
+    (``"continue"``: the failed quiz counts as a failed attention check)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    questions: list[QuizQuestion] = Field(min_length=1)
+    attempts: int = Field(3, ge=1, le=10)
+    on_fail: Literal["exit", "continue"] = "exit"
+
+
+class CatchItem(BaseModel):
+    """An instructed-response item mixed into the trials or batches (``config.catch_trials``),
+    after the ``after``-th trial (Study A) or batch (Study B), the same for every arm.
+
+    ``options`` None (Study A only): one of the study's images with the two class names, and
+    ``answer`` is the index of the name the prompt asks for; otherwise a question with these
+    options (both designs). ``prompt`` may use ``{answer}`` for the option asked for."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: int = Field(ge=0)
+    prompt: str = ""
+    options: list[str] | None = Field(None, min_length=2)
+    answer: int = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _answer_is_an_option(self) -> CatchItem:
+        n = len(self.options) if self.options is not None else 2
+        if self.answer >= n:
+            raise ValueError(f"answer {self.answer} is not an option index (0..{n - 1})")
+        return self
+
+
+class TimeLimits(BaseModel):
+    """Optional limits (``config.time_limits``), enforced by the server: ``total_minutes`` from
+    enrolment, ``step_minutes`` per step kind (e.g. ``{"trial": 2, "grouping": 8}``); the page
+    warns ``warn_seconds`` before a limit. A run past a limit ends at the timed-out exit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    total_minutes: float | None = Field(None, gt=0)
+    step_minutes: dict[Literal["instructions", "quiz", "trial", "catch", "questions", "grouping", "rating"], float] = Field(
+        default_factory=dict
+    )
+    warn_seconds: int = Field(60, ge=0)
+
+    @model_validator(mode="after")
+    def _positive(self) -> TimeLimits:
+        bad = [k for k, v in self.step_minutes.items() if v <= 0]
+        if bad:
+            raise ValueError(f"step_minutes.{bad[0]} must be greater than 0")
+        return self
+
+
+#: How a run can end; each may have its own completion code and redirect (``config.exits``).
+OUTCOMES = ("completed", "no_consent", "full", "failed_checks", "withdrew", "timed_out")
+
+
+class ExitConfig(BaseModel):
+    """Where one outcome sends the participant: a Prolific completion code and/or a redirect URL
+    (``{code}`` in it is replaced by the code)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    code: str = Field("", max_length=40, pattern=r"^[A-Za-z0-9_-]*$")
+    redirect_url: str = Field("", max_length=500, pattern=r"^(https?://\S+)?$")
+    text: str = ""
 
 
 class StudyConfig(BaseModel):
@@ -123,6 +213,13 @@ class StudyConfig(BaseModel):
     # The pre-registered sequential stopping rule (None: a fixed-n study). Typed here, so a
     # malformed plan is refused on save; in ``config`` it is part of the configuration hash.
     sequential: SequentialConfig | None = None
+    # The participant flow (issue 14): checks, limits and exits, all frozen with the version.
+    comprehension: ComprehensionConfig | None = None
+    catch_trials: list[CatchItem] = Field(default_factory=list)
+    time_limits: TimeLimits | None = None
+    exits: dict[Literal["completed", "no_consent", "full", "failed_checks", "withdrew", "timed_out"], ExitConfig] = Field(
+        default_factory=dict
+    )
     # Written by the pipeline.
     classifier_id: int | None = None
     generator_id: int | None = None

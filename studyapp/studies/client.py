@@ -112,8 +112,13 @@ class ParticipantClient(Generic[R]):
     def continue_(self, step: int) -> R:
         return self.request("POST", f"steps/{step}/continue")
 
-    def answer(self, step: int, *, stimulus: int, choice: int) -> R:
-        return self.request("POST", f"steps/{step}/answer", {"stimulus": stimulus, "choice": choice})
+    def answer(self, step: int, *, stimulus: int, choice: int, client_ms: int | None = None) -> R:
+        body = {"stimulus": stimulus, "choice": choice, **({"client_ms": client_ms} if client_ms is not None else {})}
+        return self.request("POST", f"steps/{step}/answer", body)
+
+    def check(self, step: int, answers: Mapping[str, int]) -> R:
+        """The comprehension quiz or a catch item: question key -> option index."""
+        return self.request("POST", f"steps/{step}/check", {"answers": dict(answers)})
 
     def questions(self, step: int, answers: Mapping[str, Any]) -> R:
         return self.request("POST", f"steps/{step}/questions", {"answers": dict(answers)})
@@ -124,6 +129,10 @@ class ParticipantClient(Generic[R]):
 
     def event(self, kind: str, payload: dict | None = None) -> R:
         return self.request("POST", "events", {"kind": kind, **({"payload": payload} if payload is not None else {})})
+
+    def events(self, events: list[dict]) -> R:
+        """A batch of events ``[{kind, payload, step, t}]``, as the page sends them."""
+        return self.request("POST", "events", {"events": list(events)})
 
     def withdraw(self, *, confirm: bool) -> R:
         return self.request("POST", "withdraw", {"confirm": confirm})

@@ -161,6 +161,13 @@ class Participant(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active", "Active"
         COMPLETED = "completed", "Completed"
+        FAILED_CHECKS = "failed_checks", "Ended: failed the comprehension checks"
+        TIMED_OUT = "timed_out", "Ended: past the time limit"
+        REJECTED = "rejected", "Rejected by the researcher (data kept)"
+
+    #: The runs that hold an arm or order slot are completed or active (and not stale); the
+    #: others have ended without a usable run and free theirs.
+    ENDED = (Status.FAILED_CHECKS, Status.TIMED_OUT, Status.REJECTED)
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
     code = models.CharField(max_length=32, unique=True, help_text="Opaque, unguessable.")
@@ -168,7 +175,11 @@ class Participant(models.Model):
     prolific_pid = models.CharField(max_length=64, blank=True)
     prolific_study_id = models.CharField(max_length=64, blank=True)
     prolific_session_id = models.CharField(max_length=64, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    is_test = models.BooleanField(
+        default=False, help_text="A preview or pilot run by staff: no arm slot, left out of analyses and exports.",
+    )
+    rejected_reason = models.TextField(blank=True, help_text="Why the researcher rejected this run (data kept).")
     plan = models.JSONField(help_text="The steps drawn for this participant, in order.")
     order_cell = models.CharField(
         max_length=120, blank=True, default="",
@@ -215,6 +226,9 @@ class TrialAnswer(models.Model):
     shown_at = models.DateTimeField()
     answered_at = models.DateTimeField()
     response_ms = models.PositiveIntegerField()
+    client_response_ms = models.PositiveIntegerField(
+        null=True, blank=True, help_text="The browser's own response time (image shown to click), as it reported it.",
+    )
 
     class Meta:
         ordering = ["participant", "trial_index"]
@@ -226,12 +240,40 @@ class TrialAnswer(models.Model):
         return f"{self.participant_id} trial {self.trial_index}"
 
 
+class CheckAnswer(models.Model):
+    """One attempt at a comprehension quiz or one catch trial: what was answered and whether it
+    passed (the ``attention_check`` the exclusion rules read)."""
+
+    class Kind(models.TextChoices):
+        QUIZ = "quiz", "Comprehension quiz"
+        CATCH = "catch", "Catch trial (instructed response)"
+
+    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="checks")
+    step_index = models.PositiveSmallIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind.choices)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    answers = models.JSONField()
+    passed = models.BooleanField()
+    shown_at = models.DateTimeField()
+    answered_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["participant", "step_index", "attempt"]
+        constraints = [
+            models.UniqueConstraint(fields=["participant", "step_index", "attempt"], name="check_attempt_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant_id} {self.kind} step {self.step_index} attempt {self.attempt}"
+
+
 class QuestionAnswer(models.Model):
     """Ratings, demographics, confidence, comments: one row per question and participant."""
 
     participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="questions")
     key = models.CharField(max_length=60, help_text="e.g. 'feedback_rating', 'confidence:XNN', 'age_band'.")
     value = models.JSONField()
+    shown_at = models.DateTimeField(null=True, blank=True, help_text="When the question's step was shown.")
     answered_at = models.DateTimeField()
 
     class Meta:

@@ -28,7 +28,47 @@ def learning_plan(*, study: Study, arm: Arm, stimulus_ids: list[int], seed: str)
     steps += [{"kind": "trial", "trial": i, "stimulus": sid} for i, sid in enumerate(chosen)]
     steps.append({"kind": "rating", "key": "feedback_rating"})
     steps.append({"kind": "done"})
-    return steps
+    spare = list(stimulus_ids[study.n_trials:]) or chosen
+    return with_checks(study, steps, counted="trial", images=spare)
+
+
+def with_checks(study: Study, steps: list[dict], *, counted: str, images: list[int] | None = None) -> list[dict]:
+    """``steps`` with the study's checks put in: the comprehension quiz right after the
+    instructions (``config.comprehension``), and each catch item (``config.catch_trials``) after
+    its ``after``-th step of kind ``counted`` (a trial, or a grouping batch with the question
+    that follows it), the same positions for every arm. A catch item without options shows an
+    image: one of ``images`` (the stimuli not used as trials, else the trials'), in turn."""
+    config = study.parsed_config
+    out: list[dict] = []
+    catches = sorted(enumerate(config.catch_trials), key=lambda item: item[1].after)
+    seen, pending = 0, list(catches)
+    images = list(images or [])
+
+    def catch_step(number: int, item) -> dict:
+        step: dict = {"kind": "catch", "catch": number}
+        if item.options is None and images:
+            step["stimulus"] = images[number % len(images)]
+        return step
+
+    def flush(upto: float) -> None:
+        while pending and pending[0][1].after <= upto:
+            out.append(catch_step(*pending.pop(0)))
+
+    for i, step in enumerate(steps):
+        if step["kind"] in ("rating", "done") or step.get("key") == "final":
+            flush(float("inf"))  # an item after more steps than there are: before the last questions
+        elif step["kind"] == counted:
+            flush(seen)
+        out.append(step)
+        if step["kind"] == "instructions" and config.comprehension is not None:
+            out.append({"kind": "quiz"})
+        if step["kind"] == counted:
+            seen += 1
+        # A batch's confidence question belongs to it: an item comes after the question.
+        nxt = steps[i + 1] if i + 1 < len(steps) else {}
+        if not (step["kind"] == counted == "grouping" and nxt.get("kind") == "questions"):
+            flush(seen)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,4 +219,4 @@ def clustering_plan(
         {"key": "comments", "type": "text", "label": "Any comments? (optional)", "optional": True},
     ]})
     steps.append({"kind": "done"})
-    return steps
+    return with_checks(study, steps, counted="grouping")

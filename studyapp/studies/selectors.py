@@ -126,19 +126,23 @@ def study_readiness(*, study: Study) -> list[str]:
 
 def arm_fill(*, study: Study) -> list[dict]:
     stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
+    real = Q(participants__is_test=False)
     rows = study.arms.annotate(
-        completed=Count("participants", filter=Q(participants__status=Participant.Status.COMPLETED)),
+        completed=Count("participants", filter=real & Q(participants__status=Participant.Status.COMPLETED)),
         active=Count(
             "participants",
-            filter=Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before),
+            filter=real & Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before),
         ),
         stale=Count(
             "participants",
-            filter=Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__lt=stale_before),
+            filter=real & Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__lt=stale_before),
         ),
+        ended=Count("participants", filter=real & Q(participants__status__in=Participant.ENDED)),
+        test=Count("participants", filter=Q(participants__is_test=True)),
     )
     return [
-        {"arm": a.name, "feedback": a.feedback, "cap": a.cap, "completed": a.completed, "active": a.active, "stale": a.stale}
+        {"arm": a.name, "feedback": a.feedback, "cap": a.cap, "completed": a.completed, "active": a.active, "stale": a.stale,
+         "ended": a.ended, "test": a.test}
         for a in rows
     ]
 
@@ -146,7 +150,8 @@ def arm_fill(*, study: Study) -> list[dict]:
 def _holding(now, study: Study) -> Q:
     """Participants who hold a slot (arm or order cell): completed, or active and not stale."""
     stale_before = now - timedelta(minutes=study.dropout_minutes)
-    return Q(status=Participant.Status.COMPLETED) | Q(status=Participant.Status.ACTIVE, last_seen_at__gte=stale_before)
+    holding = Q(status=Participant.Status.COMPLETED) | Q(status=Participant.Status.ACTIVE, last_seen_at__gte=stale_before)
+    return holding & Q(is_test=False)
 
 
 def order_fill_counts(*, study: Study, now) -> dict[str, int]:
@@ -165,8 +170,10 @@ def order_fill(*, study: Study) -> list[dict]:
         return []
     stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
     counts: dict[str, dict[str, int]] = {}
-    rows = Participant.objects.filter(study=study).values_list("order_cell", "status", "last_seen_at")
+    rows = Participant.objects.filter(study=study, is_test=False).values_list("order_cell", "status", "last_seen_at")
     for cell, status, last_seen in rows:
+        if status in Participant.ENDED:
+            continue
         kind = "completed" if status == Participant.Status.COMPLETED else ("active" if last_seen >= stale_before else "stale")
         counts.setdefault(cell, {"completed": 0, "active": 0, "stale": 0})[kind] += 1
     cells = plans.order_cells(study.parsed_config.datasets)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import datetime, timedelta
+from functools import wraps
 
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Exists, Q, QuerySet
@@ -19,18 +20,21 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from stats.clustering import purity
-from studyapp.studies import plans, selectors, validation, versions
+from studyapp.studies import endings, plans, selectors, validation, versions
 from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
     AlreadyAnswered,
     InvalidInput,
     NoParticipant,
+    RunEnded,
     StudyFull,
     StudyUnavailable,
+    TimedOut,
     WrongStep,
 )
 from studyapp.studies.models import (
     Arm,
+    CheckAnswer,
     Grouping,
     InteractionEvent,
     Participant,
@@ -92,6 +96,7 @@ def arm_choose(*, study: Study, now: datetime) -> Arm:
     holding = Q(participants__status=Participant.Status.COMPLETED) | Q(
         participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before
     )
+    holding &= Q(participants__is_test=False)  # pilot runs take no slot
     arms = list(study.arms.annotate(filled=Count("participants", filter=holding)))
     open_arms = [a for a in arms if a.cap is None or a.filled < a.cap]
     if not open_arms:
@@ -197,7 +202,54 @@ def _lock(participant: Runs) -> Participant:
         p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
     if p is None:
         raise NoParticipant()
+    if p.status in Participant.ENDED:
+        raise RunEnded(gettext("This run has ended."), participant=p)
+    if p.status == Participant.Status.ACTIVE and past_time_limit(p, timezone.now()):
+        raise TimedOut(gettext("The time for this study is up."), participant=p)
     return p
+
+
+def past_time_limit(p: Participant, now: datetime) -> bool:
+    """Whether an active run is past a limit of ``config.time_limits`` (its version's)."""
+    deadline = endings.deadline(p)
+    return deadline is not None and now >= deadline[0]
+
+
+def _ending_timed_out_runs(write):
+    """A write that found its run past a time limit (``TimedOut``, raised inside its transaction,
+    which rolls back) ends the run as timed out in a transaction of its own, then refuses."""
+
+    @wraps(write)
+    def wrapped(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        except TimedOut as exc:
+            participant_end(participant=exc.participant, status=Participant.Status.TIMED_OUT)
+            raise
+
+    return wrapped
+
+
+def participant_end(*, participant: Participant, status: str, reason: str = "") -> bool:
+    """End an active run without completing it (failed checks, timed out, rejected): it frees its
+    arm or order slot and keeps its data. Returns whether the run was active and is now ended.
+    A rejection also ends a completed run (``reason`` is kept)."""
+    now = timezone.now()
+    allowed = [Participant.Status.ACTIVE] + ([Participant.Status.COMPLETED] if status == Participant.Status.REJECTED else [])
+    values: dict = {"status": status, "finished_at": participant.finished_at or now}
+    if reason:
+        values["rejected_reason"] = reason
+    exit_code = endings.exit_of(versions.study_of(participant), _OUTCOME_OF.get(status, "")).code
+    if exit_code and status != Participant.Status.REJECTED:
+        values["completion_code"] = exit_code
+    changed = Participant.objects.filter(pk=participant.pk, status__in=allowed).update(**values) > 0
+    if changed:
+        for field, value in values.items():
+            setattr(participant, field, value)
+    return changed
+
+
+_OUTCOME_OF = {Participant.Status.FAILED_CHECKS: "failed_checks", Participant.Status.TIMED_OUT: "timed_out"}
 
 
 def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
@@ -221,7 +273,7 @@ def _advance(p: Participant, now: datetime, *, only_if: Exists | None = None) ->
         values.update(
             status=Participant.Status.COMPLETED,
             finished_at=now,
-            completion_code=p.study.prolific_completion_code or secrets.token_hex(4).upper(),
+            completion_code=endings.exit_of(versions.study_of(p), "completed").code or secrets.token_hex(4).upper(),
         )
     rows = Participant.objects.filter(pk=p.pk)
     if only_if is not None:
@@ -233,6 +285,7 @@ def _advance(p: Participant, now: datetime, *, only_if: Exists | None = None) ->
     return True
 
 
+@_ending_timed_out_runs
 def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, bool]:
     """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
 
@@ -253,8 +306,9 @@ def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, b
         return p, True
 
 
+@_ending_timed_out_runs
 def trial_submit_answer(
-    *, participant: Runs, step_index: int, stimulus_id: object, choice: object
+    *, participant: Runs, step_index: int, stimulus_id: object, choice: object, client_ms: object = None
 ) -> TrialAnswer:
     """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
 
@@ -297,6 +351,7 @@ def trial_submit_answer(
                 shown_at=shown_at,
                 answered_at=now,
                 response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
+                client_response_ms=_client_ms(client_ms),
             )
             if _seen_long_ago(p, now):
                 p.last_seen_at = now
@@ -332,6 +387,7 @@ def _trial_of(p: Participant, step_index: int) -> int | None:
     return None
 
 
+@_ending_timed_out_runs
 def question_submit(*, participant: Runs, step_index: int, answers: object) -> Participant:
     """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
     with transaction.atomic():
@@ -342,7 +398,7 @@ def question_submit(*, participant: Runs, step_index: int, answers: object) -> P
         cleaned = validation.validate_questions(study=versions.study_of(p), step=step, answers=answers)
         now = timezone.now()
         QuestionAnswer.objects.bulk_create(
-            [QuestionAnswer(participant=p, key=k, value=v, answered_at=now) for k, v in cleaned.items()]
+            [QuestionAnswer(participant=p, key=k, value=v, shown_at=p.step_shown_at, answered_at=now) for k, v in cleaned.items()]
         )
         _advance(p, now)
         return p
@@ -355,6 +411,7 @@ def _same_answers(p: Participant, step: dict, answers: object) -> bool:
     return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
 
 
+@_ending_timed_out_runs
 def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -> Grouping:
     """Save a clustering of one batch, with its purity against the model's predictions, and move on.
 
@@ -392,13 +449,68 @@ def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -
         return grouping
 
 
-def event_log(*, participant: Participant, kind: object, payload: object) -> InteractionEvent:
+def _client_ms(value: object) -> int | None:
+    """The browser's response time as reported (an int of ms, at most a day), else None."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 86_400_000:
+        return value
+    return None
+
+
+@_ending_timed_out_runs
+def check_submit(*, participant: Runs, step_index: int, answers: object) -> Participant:
+    """Answer the comprehension quiz or a catch item (``answers``: key -> option index).
+
+    The quiz: a try that gets every question right moves on; a wrong one is stored and the
+    participant tries again, up to ``comprehension.attempts`` tries; after the last failure the
+    run ends at the failed-checks exit (``on_fail: "exit"``) or moves on flagged (``"continue"``).
+    Nothing tells which answer was wrong. A catch item is answered once and moves on. Each try is
+    a `CheckAnswer` (the exclusion rules' ``attention_check``). A replay of a check just passed is
+    harmless.
+    """
+    with transaction.atomic():
+        p = _lock(participant)
+        if step_index == p.step_index - 1 and p.plan[step_index]["kind"] in ("quiz", "catch"):
+            return p
+        step = _check_step(p, step_index, ("quiz", "catch"))
+        config = versions.config_of(p)
+        now = timezone.now()
+        if step["kind"] == "catch":
+            item = config.catch_trials[step["catch"]]
+            cleaned = validation.validate_choices(answers, {"catch": len(item.options or versions.study_of(p).class_names)})
+            passed = cleaned["catch"] == item.answer
+            attempt = 1
+        else:
+            quiz = config.comprehension
+            if quiz is None:  # a plan drawn with a quiz whose version has none cannot happen; refuse
+                raise InvalidInput(gettext("This step has no questions."))
+            cleaned = validation.validate_choices(answers, {q.key: len(q.options) for q in quiz.questions})
+            passed = all(cleaned[q.key] == q.answer for q in quiz.questions)
+            attempt = CheckAnswer.objects.filter(participant=p, step_index=step_index).count() + 1
+        CheckAnswer.objects.create(
+            participant=p, step_index=step_index, kind=step["kind"], attempt=attempt, answers=cleaned,
+            passed=passed, shown_at=p.step_shown_at or now, answered_at=now,
+        )
+        if step["kind"] == "quiz" and not passed:
+            if attempt < quiz.attempts:
+                return p  # try again
+            if quiz.on_fail == "exit":
+                participant_end(participant=p, status=Participant.Status.FAILED_CHECKS)
+                return p
+        _advance(p, now)
+        return p
+
+
+def _check_event(kind: object, payload: object) -> None:
     if not isinstance(kind, str) or not (1 <= len(kind) <= 40) or not kind.replace("_", "").isalnum():
         raise InvalidInput(gettext("An event needs a short 'kind' of letters, digits and '_'."))
-    if payload is None:
-        payload = {}
     if not isinstance(payload, dict) or len(str(payload)) > 2000:
         raise InvalidInput(gettext("An event's payload must be an object of at most 2000 characters."))
+
+
+def event_log(*, participant: Participant, kind: object, payload: object) -> InteractionEvent:
+    if payload is None:
+        payload = {}
+    _check_event(kind, payload)
     return InteractionEvent.objects.create(
         participant=participant, step_index=participant.step_index, kind=kind, payload=payload, at=timezone.now()
     )
@@ -419,11 +531,82 @@ def participant_touch(*, participant: Participant) -> None:
     read-only, which matters for SQLite's single writer under load.
     """
     now = timezone.now()
+    if participant.status == Participant.Status.ACTIVE and past_time_limit(participant, now):
+        participant_end(participant=participant, status=Participant.Status.TIMED_OUT)  # the server decides
+        return
     if _seen_long_ago(participant, now):
         Participant.objects.filter(pk=participant.pk).update(last_seen_at=now)
         participant.last_seen_at = now
 
 
+def events_log(*, participant: Participant, events: object) -> int:
+    """Save a batch of interaction events the page collected (at most 50 per request; each as
+    `event_log` checks it, with the step it happened on and the browser's time ``t`` in ms since
+    the page loaded). All or nothing: a bad event refuses the batch, having saved none."""
+    if not isinstance(events, list) or not 1 <= len(events) <= 50:
+        raise InvalidInput(gettext("Send between 1 and 50 events."))
+    rows = []
+    now = timezone.now()
+    for event in events:
+        if not isinstance(event, dict):
+            raise InvalidInput(gettext("Each event must be an object."))
+        kind, payload = event.get("kind"), event.get("payload") or {}
+        step = event.get("step", participant.step_index)
+        if not isinstance(step, int) or isinstance(step, bool) or not 0 <= step <= participant.step_index:
+            raise InvalidInput(gettext("An event's step must be a step this run has reached."))
+        _check_event(kind, payload)
+        if "t" in event:
+            if not isinstance(event["t"], int | float) or isinstance(event["t"], bool):
+                raise InvalidInput(gettext("An event's time must be a number."))
+            payload = {**payload, "t": event["t"]}
+        rows.append(InteractionEvent(participant=participant, step_index=step, kind=kind, payload=payload, at=now))
+    InteractionEvent.objects.bulk_create(rows)
+    return len(rows)
+
+
 def participant_withdraw(*, participant: Participant) -> None:
     """Delete the participant and everything they answered (consent withdrawn)."""
     participant.delete()
+
+
+def participant_enroll_pilot(*, study: Study, arm: Arm, order: str = "") -> Participant:
+    """A preview or pilot run for staff, in the arm (and, Study B, the order cell) they chose:
+    in a draft study too; it takes no arm slot and is left out of analyses and exports."""
+    if arm.study_id != study.pk:
+        raise InvalidInput("That arm belongs to another study.")
+    if study.design == Study.Design.CLUSTERING:
+        cells = plans.order_cells(study.parsed_config.datasets)
+        order = order or cells[0]
+        if order not in cells:
+            raise InvalidInput(f"Unknown order cell {order!r}.")
+    else:
+        order = ""
+    now = timezone.now()
+    code = secrets.token_urlsafe(16)
+    try:
+        with transaction.atomic():
+            plan = selectors.study_plan(study=study, arm=arm, seed=code, order=order or None)
+            plan = selectors.pin_assets(study=study, arm=arm, plan=plan)
+            return Participant.objects.create(
+                study=study, code=code, arm=arm, is_test=True, plan=plan, order_cell=order, step_index=0,
+                step_shown_at=now, consent_at=now, started_at=now, last_seen_at=now,
+                config_hash=study.compute_config_hash(), version=versions.current_version(study=study),
+            )
+    except plans.PlanError as exc:
+        raise StudyUnavailable(str(exc)) from exc
+
+
+def participant_reject(*, participant: Participant, reason: str) -> bool:
+    """The researcher rejects a run (e.g. a bot, a duplicate): its data are kept, it is flagged
+    ``rejected`` with the reason, frees its slot and the exclusion report lists it. Deleting is a
+    separate action. Returns whether the run was rejected now (not before)."""
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("Give a reason for the rejection.")
+    return participant_end(participant=participant, status=Participant.Status.REJECTED, reason=reason[:2000])
+
+
+def test_runs_delete(*, study: Study) -> int:
+    """Delete every preview or pilot run of ``study`` (with everything they answered)."""
+    deleted, _ = Participant.objects.filter(study=study, is_test=True).delete()
+    return Participant.objects.filter(study=study, is_test=True).count() or deleted

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import random
 
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
 from studyapp.pipeline.models import ExplanationAsset
+from studyapp.studies import endings
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 from studyapp.studies.selectors import (
     FEEDBACK_METHOD,
@@ -20,6 +24,7 @@ from studyapp.studies.selectors import (
     valid_asset,
 )
 from studyapp.studies.validation import group_rule, group_rule_text
+from studyapp.studies.versions import arm_of, config_of, study_of
 
 
 def _options(study: Study) -> list[dict]:
@@ -30,9 +35,11 @@ def _name_of(study: Study, class_id: int) -> str:
     return dict(zip(study.classes, study.class_names, strict=True)).get(class_id, str(class_id))
 
 
-def feedback_assets(*, study: Study, stimulus_id: int, feedback: str) -> dict:
+def feedback_assets(*, study: Study, stimulus_id: int, feedback: str, pinned: dict | None = None) -> dict:
+    """The files of the explanation a trial's feedback shows: the asset the run's plan pinned
+    (``pinned``: method -> asset id), else the newest valid one."""
     method = FEEDBACK_METHOD.get(feedback)
-    asset = valid_asset(study=study, stimulus_id=stimulus_id, method=method) if method else None
+    asset = valid_asset(study=study, stimulus_id=stimulus_id, method=method, pinned=(pinned or {}).get(method)) if method else None
     return dict(asset.urls) if asset else {}
 
 
@@ -47,7 +54,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
     has just saved, or ``None`` for a step just moved onto); otherwise it is read.
     """
     p = participant
-    study = p.study
+    study, arm = study_of(p), arm_of(p)
     step = p.current_step
     n_trials = sum(1 for s in p.plan if s["kind"] == "trial")
     state: dict = {
@@ -57,12 +64,24 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
         "n_steps": len(p.plan),
         "kind": step["kind"],
         "design": study.design,
+        "progress": {"done": p.step_index, "total": len(p.plan) - 1},
     }
+    if p.is_test:
+        state["test_run"] = True
+    if p.status in Participant.ENDED:
+        return {**state, **ended_state(p)}
+    if p.status == Participant.Status.ACTIVE and step["kind"] != "done":
+        limit = endings.deadline(p)
+        if limit is not None:
+            state["time_limit"] = {
+                "deadline": limit[0].isoformat(), "scope": limit[1],
+                "warn_seconds": config_of(p).time_limits.warn_seconds,  # type: ignore[union-attr]
+            }
     if step["kind"] == "instructions":
         state.update(
             cover_story=study.cover_story,
-            instructions=_instructions(study, p.arm),
-            arm_instruction=p.arm.instruction,
+            instructions=_instructions(study, arm),
+            arm_instruction=arm.instruction,
             n_trials=n_trials,
         )
     elif step["kind"] == "trial":
@@ -72,13 +91,17 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             stimulus=step["stimulus"],
             image_url=stimulus_facts(study=study, stimulus_id=step["stimulus"]).image_url,
             options=_options(study),
-            question="Which symbol is this?",
+            question=gettext("Which symbol is this?"),
         )
         if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
             answer = trial_answer(participant_id=p.pk, trial_index=step["trial"])
         state["answered"] = answer is not None
         if answer is not None:
             state["feedback"] = trial_feedback(participant=p, answer=answer)
+    elif step["kind"] == "quiz":
+        state.update(quiz_state(p, study))
+    elif step["kind"] == "catch":
+        state.update(catch_state(p, study, step))
     elif step["kind"] == "questions":
         state.update(key=step["key"], title=step.get("title", ""), questions=step["questions"])
     elif step["kind"] == "grouping":
@@ -94,7 +117,53 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             completion_text=study.completion_text,
             completion_code=p.completion_code,
             redirect_url=_redirect(study, p),
+            exit=endings.exit_info(study, "completed", code=p.completion_code),
         )
+    return state
+
+
+def ended_state(p: Participant) -> dict:
+    """A run that ended without completing: the exit of its outcome (a rejected run is told
+    only that it has ended)."""
+    study = study_of(p)
+    if p.status == Participant.Status.REJECTED:
+        return {"kind": "exit", "exit": {"outcome": "ended", "code": "", "redirect_url": "", "text": ""}}
+    outcome = {Participant.Status.FAILED_CHECKS: "failed_checks", Participant.Status.TIMED_OUT: "timed_out"}[p.status]
+    return {"kind": "exit", "exit": endings.exit_info(study, outcome, code=p.completion_code)}
+
+
+def exit_state(study: Study, outcome: str) -> dict:
+    """The state of an exit without a run (did not consent, study full, withdrew)."""
+    return {"study": study.slug, "kind": "exit", "exit": endings.exit_info(study, outcome)}
+
+
+def quiz_state(p: Participant, study: Study) -> dict:
+    """The comprehension questions (never their answers), the instructions to read again, and
+    how many tries are left; ``retry`` after a wrong try."""
+    quiz = config_of(p).comprehension
+    if quiz is None:
+        return {"questions": [], "attempts_left": 0}
+    tries = p.checks.filter(step_index=p.step_index).count()
+    return {
+        "title": gettext("Check your understanding"),
+        "questions": [{"key": q.key, "label": q.label, "options": list(q.options)} for q in quiz.questions],
+        "instructions": list(study.instructions),
+        "attempts_left": max(0, quiz.attempts - tries),
+        "retry": tries > 0,
+    }
+
+
+def catch_state(p: Participant, study: Study, step: dict) -> dict:
+    """A catch item: its prompt and options (with an image of the study for a Study A item)."""
+    item = config_of(p).catch_trials[step["catch"]]
+    options = list(item.options) if item.options is not None else list(study.class_names)
+    prompt = item.prompt or gettext("Attention check: please choose “{answer}”.")
+    state: dict = {
+        "prompt": prompt.replace("{answer}", options[item.answer]),
+        "options": [{"value": i, "label": label} for i, label in enumerate(options)],
+    }
+    if step.get("stimulus") is not None:
+        state["image_url"] = stimulus_facts(study=study, stimulus_id=step["stimulus"]).image_url
     return state
 
 
@@ -111,25 +180,29 @@ def _redirect(study: Study, p: Participant) -> str:
 
 
 def trial_feedback(*, participant: Participant, answer) -> dict:
-    study = participant.study
+    study, arm = study_of(participant), arm_of(participant)
+    step = next((s for s in participant.plan if s["kind"] == "trial" and s["trial"] == answer.trial_index), {})
     return {
         "choice": answer.choice,
         "choice_label": _name_of(study, answer.choice),
         "correct": answer.correct,
         "correct_answer": answer.correct_label,
         "correct_label": _name_of(study, answer.correct_label),
-        "kind": participant.arm.feedback,
-        "assets": feedback_assets(study=study, stimulus_id=answer.stimulus_id, feedback=participant.arm.feedback),
+        "kind": arm.feedback,
+        "assets": feedback_assets(
+            study=study, stimulus_id=answer.stimulus_id, feedback=arm.feedback, pinned=step.get("assets")
+        ),
     }
 
 
+#: The stages' default texts, in the study's language (a study's ``stage_text`` replaces them).
 STAGE_TEXT = {
-    "NoVis": "Group these images into groups of images that you think belong together.",
-    "1-Heatmap": "The AI agent uses the heatmap of each image to make its decision. Hover over an image "
-    "(or use the button) to see its heatmap, then group the images the way you think the agent would.",
-    "XNN": "The AI agent uses a combination of these heatmaps to make its decision. The number above each "
+    "NoVis": _("Group these images into groups of images that you think belong together."),
+    "1-Heatmap": _("The AI agent uses the heatmap of each image to make its decision. Hover over an image "
+    "(or use the button) to see its heatmap, then group the images the way you think the agent would."),
+    "XNN": _("The AI agent uses a combination of these heatmaps to make its decision. The number above each "
     "heatmap is how much it counts for the decision (red: for, blue: against). Group the images the way you "
-    "think the agent would.",
+    "think the agent would."),
 }
 
 
@@ -139,14 +212,15 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
     Nothing here reveals a class: images are identified by stimulus id only.
     """
     stage = step["stage"]
-    study = participant.study
+    study = study_of(participant)
+    pinned = step.get("assets", {})
     order = list(step["stimuli"])
     random.Random(f"{participant.code}:{participant.step_index}").shuffle(order)  # noqa: S311 - seeded for reproducible designs, not secrets
     method = {"1-Heatmap": heatmap_method(study), "XNN": ExplanationAsset.Method.XNN}.get(stage)
     images = []
     for pk in order:
         item = {"id": pk, "url": stimulus_facts(study=study, stimulus_id=pk).image_url}
-        asset = valid_asset(study=study, stimulus_id=pk, method=method) if method else None
+        asset = valid_asset(study=study, stimulus_id=pk, method=method, pinned=pinned.get(str(pk))) if method else None
         if stage == "1-Heatmap" and asset:
             item["heatmap"] = asset.urls["heatmap"]
         elif stage == "XNN" and asset:
@@ -160,7 +234,7 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
         "stage": stage,
         "dataset_position": sum(1 for s in participant.plan[: participant.step_index] if s["kind"] == "grouping") + 1,
         "n_batches": sum(1 for s in participant.plan if s["kind"] == "grouping"),
-        "instruction": study.parsed_config.stage_text.get(stage, STAGE_TEXT[stage]),
+        "instruction": str(study.parsed_config.stage_text.get(stage, STAGE_TEXT[stage])),
         "images": images,
         **_group_limits(study, step),
     }

@@ -1,10 +1,12 @@
 """Checks of what a participant submits: questionnaire answers and a batch's grouping.
 
 Each check returns the cleaned value or raises ``InvalidInput`` with a sentence the participant
-can act on; the services call them inside their transaction, before writing anything.
+can act on, in the study's language (activated by the view: ``studies.i18n``); the services call them inside their transaction, before writing anything.
 """
 
 from __future__ import annotations
+
+from django.utils.translation import gettext, ngettext
 
 from studyapp.studies.errors import InvalidInput
 from studyapp.studies.models import Study
@@ -22,14 +24,16 @@ def group_rule_text(rule: dict | None) -> str:
     if rule is None:
         return ""
     n = rule["n"]
-    return f"Make {'exactly' if rule['rule'] == 'exactly' else 'at most'} {n} group{'s' if n != 1 else ''}."
+    if rule["rule"] == "exactly":
+        return ngettext("Make exactly %(n)d group.", "Make exactly %(n)d groups.", n) % {"n": n}
+    return ngettext("Make at most %(n)d group.", "Make at most %(n)d groups.", n) % {"n": n}
 
 
 def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[int, int]:
     """``{stimulus id: group number}`` covering exactly the batch's images, in as many groups as
     the step's rule asks (`group_rule`)."""
     if not isinstance(assignment, dict) or not assignment:
-        raise InvalidInput("Put every image into a group.")
+        raise InvalidInput(gettext("Put every image into a group."))
     rule = group_rule(step)
     max_groups = max(study.parsed_config.max_groups, rule["n"] if rule else 0)
     cleaned: dict[int, int] = {}
@@ -37,63 +41,89 @@ def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[i
         try:
             pk = int(key)
         except (TypeError, ValueError):
-            raise InvalidInput(f"Unknown image {key!r}.") from None
+            raise InvalidInput(gettext("Unknown image %(image)r.") % {"image": key}) from None
         if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < max_groups:
-            raise InvalidInput(f"Groups are numbered 0 to {max_groups - 1}.")
+            raise InvalidInput(gettext("Groups are numbered 0 to %(last)d.") % {"last": max_groups - 1})
         cleaned[pk] = group
     expected = set(step["stimuli"])
     unknown = set(cleaned) - expected
     if unknown:
-        raise InvalidInput(f"{len(unknown)} image(s) do not belong to this batch.")
+        raise InvalidInput(
+            ngettext("%(n)d image does not belong to this batch.", "%(n)d images do not belong to this batch.", len(unknown))
+            % {"n": len(unknown)}
+        )
     missing = expected - set(cleaned)
     if missing:
-        raise InvalidInput(f"{len(missing)} image(s) are not in a group yet. Put every image into a group.")
+        raise InvalidInput(
+            ngettext(
+                "%(n)d image is not in a group yet. Put every image into a group.",
+                "%(n)d images are not in a group yet. Put every image into a group.",
+                len(missing),
+            )
+            % {"n": len(missing)}
+        )
     used = len(set(cleaned.values()))
     if rule is not None and (used > rule["n"] or (rule["rule"] == "exactly" and used != rule["n"])):
-        raise InvalidInput(f"{group_rule_text(rule)} These images are in {used} group{'s' if used != 1 else ''}.")
+        in_groups = ngettext("These images are in %(n)d group.", "These images are in %(n)d groups.", used) % {"n": used}
+        raise InvalidInput(f"{group_rule_text(rule)} {in_groups}")
     return cleaned
 
 
 def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
     if not isinstance(answers, dict):
-        raise InvalidInput("Answers must be an object of question -> value.")
+        raise InvalidInput(gettext("Answers must be an object of question -> value."))
     if step["kind"] == "questions":
         return _validate_question_list(step["questions"], answers)
     if step["kind"] == "rating":
         value = answers.get(step["key"])
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= len(study.rating_scale):
-            raise InvalidInput(f"Pick one of the {len(study.rating_scale)} options.")
+            raise InvalidInput(gettext("Pick one of the %(n)d options.") % {"n": len(study.rating_scale)})
         if set(answers) != {step["key"]}:
-            raise InvalidInput("Unexpected question in the answers.")
+            raise InvalidInput(gettext("Unexpected question in the answers."))
         return {step["key"]: value}
-    raise InvalidInput("This step takes no answers.")
+    raise InvalidInput(gettext("This step takes no answers."))
 
 
 def _validate_question_list(questions: list[dict], answers: dict) -> dict:
     keys = {q["key"] for q in questions}
     extra = set(answers) - keys
     if extra:
-        raise InvalidInput(f"Unexpected answers: {', '.join(sorted(extra))}.")
+        raise InvalidInput(gettext("Unexpected answers: %(keys)s.") % {"keys": ", ".join(sorted(extra))})
     cleaned: dict = {}
     for q in questions:
         value = answers.get(q["key"])
         if q["type"] == "text":
             if value in (None, ""):
                 if not q.get("optional"):
-                    raise InvalidInput(f"Please answer: {q['label']}")
+                    raise InvalidInput(gettext("Please answer: %(question)s") % {"question": q["label"]})
                 value = ""
             if not isinstance(value, str) or len(value) > 5000:
-                raise InvalidInput(f"{q['label']}: at most 5000 characters of text.")
+                raise InvalidInput(gettext("%(question)s: at most 5000 characters of text.") % {"question": q["label"]})
             cleaned[q["key"]] = value.strip()
         elif q["type"] == "choice":
             if value not in q["options"]:
-                raise InvalidInput(f"Please choose one option for: {q['label']}")
+                raise InvalidInput(gettext("Please choose one option for: %(question)s") % {"question": q["label"]})
             cleaned[q["key"]] = value
         elif q["type"] == "scale":
             first = int(q.get("first_value", 1))
             if not isinstance(value, int) or isinstance(value, bool) or not first <= value < first + len(q["options"]):
-                raise InvalidInput(f"Please pick one of the options for: {q['label']}")
+                raise InvalidInput(gettext("Please pick one of the options for: %(question)s") % {"question": q["label"]})
             cleaned[q["key"]] = value
         else:  # pragma: no cover - configuration error
-            raise InvalidInput(f"Unknown question type {q['type']!r}.")
+            raise InvalidInput(gettext("Unknown question type %(type)r.") % {"type": q["type"]})
+    return cleaned
+
+
+def validate_choices(answers: object, n_options: dict[str, int]) -> dict[str, int]:
+    """A quiz's or catch item's answers: exactly the keys of ``n_options``, each an option index."""
+    if not isinstance(answers, dict):
+        raise InvalidInput(gettext("Answers must be an object of question -> value."))
+    if set(answers) != set(n_options):
+        raise InvalidInput(gettext("Answer every question, and only these."))
+    cleaned = {}
+    for key, n in n_options.items():
+        value = answers[key]
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < n:
+            raise InvalidInput(gettext("Pick one of the %(n)d options.") % {"n": n})
+        cleaned[key] = value
     return cleaned

@@ -18,6 +18,7 @@ import hashlib
 import json
 import threading
 
+from studyapp.lib.study_config import StudyConfig
 from studyapp.studies.models import Arm, Participant, Study, StudyVersion
 
 #: The study fields a version freezes: everything a participant reads or an answer is scored by.
@@ -104,6 +105,25 @@ def _design(participant: Participant) -> dict:
                 _designs.clear()
             _designs[key] = design
     return design
+
+
+_configs: dict[tuple, StudyConfig] = {}
+
+
+def config_of(participant: Participant) -> StudyConfig:
+    """The parsed configuration of the run's version (the live study's for a run without one),
+    parsed once per process and version: what every request of the flow reads of it."""
+    if participant.version_id is None:
+        return participant.study.parsed_config
+    key = (participant.version_id, participant.study_id, participant.study.updated_at)
+    config = _configs.get(key)
+    if config is None:
+        config = study_of(participant).parsed_config
+        with _designs_lock:
+            if len(_configs) >= _MAX_DESIGNS:
+                _configs.clear()
+            _configs[key] = config
+    return config
 
 
 def study_of(participant: Participant) -> Study:

@@ -29,6 +29,7 @@ def every_call(client: ParticipantClient) -> dict[str, Call]:
         "api-answer": client.answer(4, stimulus=17, choice=7),
         "api-questions": client.questions(5, {"rating": 4}),
         "api-grouping": client.grouping(6, {11: 0, 12: 1}),
+        "api-check": client.check(2, {"q1": 0}),
         "api-events": client.event("replay", {"trial": 0}),
         "api-withdraw": client.withdraw(confirm=True),
     }
@@ -53,6 +54,7 @@ def test_the_client_builds_the_bodies_the_api_reads():
     assert calls["api-answer"].body == {"stimulus": 17, "choice": 7}
     assert calls["api-questions"].body == {"answers": {"rating": 4}}
     assert calls["api-grouping"].body == {"assignment": {"11": 0, "12": 1}}
+    assert calls["api-check"].body == {"answers": {"q1": 0}}
     assert calls["api-events"].body == {"kind": "replay", "payload": {"trial": 0}}
     assert calls["api-withdraw"].body == {"confirm": True}
     assert calls["api-state"].body is None

@@ -206,8 +206,9 @@ def test_consent_is_required_and_stored_with_its_time(study):
     bot = Bot(study.slug)
     bot.open_link()
     assert bot.state["kind"] == "consent" and "research study" in bot.state["consent_text"]
-    status, _ = bot.post("enter", {"consent": False})
-    assert status == 400 and Participant.objects.count() == 0
+    status, declined = bot.post("enter", {"consent": False})  # "I do not consent": its own exit, no run
+    assert status == 200 and declined["kind"] == "exit" and declined["exit"]["outcome"] == "no_consent"
+    assert Participant.objects.count() == 0
     bot.enter()
     assert Participant.objects.get().consent_at is not None
 
