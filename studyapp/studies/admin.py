@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -19,7 +19,7 @@ from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import exports, looks, selectors, services, versions
+from studyapp.studies import access, exports, looks, plans, selectors, services, versions
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,
@@ -82,7 +82,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]
     readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
-    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations"]
+    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations", "delete_test_runs"]
     fieldsets = (
         (None, {"fields": ("title", "slug", "language", "design", "status", "participant_link")}),
         ("Texts shown to participants", {"fields": ("consent_text", "cover_story", "instructions", "completion_text")}),
@@ -133,6 +133,7 @@ class StudyAdmin(admin.ModelAdmin):
         own = [
             path("<int:pk>/dashboard/", self.admin_site.admin_view(self.dashboard), name="study-dashboard"),
             path("<int:pk>/export/<str:kind>.csv", self.admin_site.admin_view(self.export), name="study-export"),
+            path("<int:pk>/pilot/", self.admin_site.admin_view(self.pilot), name="study-pilot"),
         ]
         return own + super().get_urls()
 
@@ -166,6 +167,12 @@ class StudyAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{study}: {len(chosen)} stimuli selected.", messages.SUCCESS)
             except PipelineError as exc:
                 self.message_user(request, f"{study}: {exc}", messages.ERROR)
+
+    @admin.action(description="Delete the test runs (previews and pilots)")
+    def delete_test_runs(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            n = services.test_runs_delete(study=study)
+            self.message_user(request, f"{study}: deleted {n} test run(s).", messages.SUCCESS)
 
     @admin.action(description="Precompute explanations (Celery)")
     def precompute_explanations(self, request: HttpRequest, queryset) -> None:
@@ -204,6 +211,32 @@ class StudyAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
 
+    def pilot(self, request: HttpRequest, pk: int) -> HttpResponse:
+        """Staff take the study in an arm (and order) they choose, as a test run bound to this browser."""
+        study = get_object_or_404(Study, pk=pk)
+        if not self.has_change_permission(request, study):
+            raise PermissionDenied("You may not pilot this study.")
+        error = ""
+        if request.method == "POST":
+            arm = study.arms.filter(pk=request.POST.get("arm") or 0).first()
+            try:
+                if arm is None:
+                    raise FlowError("Choose one of the study's arms.")
+                run = services.participant_enroll_pilot(study=study, arm=arm, order=request.POST.get("order", ""))
+            except FlowError as exc:
+                error = exc.message
+            else:
+                access.bind_participant(request, run)
+                return HttpResponseRedirect(reverse("study", kwargs={"slug": study.slug}))
+        orders = [(c, plans.order_label(c)) for c in plans.order_cells(study.parsed_config.datasets)] \
+            if study.design == Study.Design.CLUSTERING else []
+        context = {
+            **self.admin_site.each_context(request), "title": f"{study.title}: preview or pilot run", "study": study,
+            "opts": self.model._meta, "arms": study.arms.all(), "orders": orders, "error": error,
+            "n_test": study.participants.filter(is_test=True).count(),
+        }
+        return TemplateResponse(request, "admin/studies/study/pilot.html", context, status=400 if error else 200)
+
     def export(self, request: HttpRequest, pk: int, kind: str) -> HttpResponse:
         """Every CSV export (`exports.KINDS`), for staff who may view the study."""
         if not self.has_view_permission(request):
@@ -214,7 +247,7 @@ class StudyAdmin(admin.ModelAdmin):
             return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400)
         if kind not in exports.KINDS:
             return HttpResponse(f"Unknown export; use {', '.join(exports.KINDS)}.", status=404)
-        body = exports.export_csv(study=study, kind=kind, ids=ids)
+        body = exports.export_csv(study=study, kind=kind, ids=ids, include_test=request.GET.get("test") == "1")
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{study.slug}-{kind}-{study.config_hash[:8]}.csv"'
         return response
@@ -243,11 +276,28 @@ class QuestionInline(admin.TabularInline):
 
 @admin.register(Participant)
 class ParticipantAdmin(admin.ModelAdmin):
-    list_display = ("short_code", "study", "arm", "status", "step", "started_at", "last_seen_at", "finished_at")
-    list_filter = ("study", "arm", "status")
+    list_display = ("short_code", "study", "arm", "status", "is_test", "step", "started_at", "last_seen_at", "finished_at")
+    list_filter = ("study", "arm", "status", "is_test")
     search_fields = ("code", "prolific_pid")
     inlines = [AnswerInline, QuestionInline]
     readonly_fields = [f.name for f in Participant._meta.fields]
+    actions = ["reject_runs"]
+
+    @admin.action(description="Reject with a reason (keep the data, free the slot)")
+    def reject_runs(self, request: HttpRequest, queryset):
+        if not self.has_change_permission(request):
+            raise PermissionDenied("You may not reject runs.")
+        if "apply" in request.POST:
+            try:
+                n = sum(services.participant_reject(participant=p, reason=request.POST.get("reason", "")) for p in queryset)
+            except FlowError as exc:
+                self.message_user(request, exc.message, messages.ERROR)
+                return None
+            self.message_user(request, f"Rejected {n} run(s); their data are kept.", messages.SUCCESS)
+            return None
+        context = {**self.admin_site.each_context(request), "title": "Reject runs", "opts": self.model._meta,
+                   "runs": list(queryset.select_related("study", "arm"))}
+        return TemplateResponse(request, "admin/studies/participant/reject.html", context)
 
     @admin.display(description="Code")
     def short_code(self, obj: Participant) -> str:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.http import Http404
 from django.middleware.csrf import get_token
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -34,8 +35,8 @@ from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from studyapp.studies import access, services, state
-from studyapp.studies.errors import FlowError, NoParticipant
+from studyapp.studies import access, i18n, services, state
+from studyapp.studies.errors import FlowError, NoParticipant, StudyFull
 from studyapp.studies.models import Study
 
 
@@ -193,6 +194,16 @@ class ParticipantView(APIView):
     renderer_classes = [ORJSONRenderer]
     content_negotiation_class = JSONOnly
 
+    def dispatch(self, request, *args, **kwargs):
+        # Everything the participant reads (states, refusals, DRF's own errors) in the study's
+        # language, not the browser's (studies.i18n); rendered to bytes inside the block.
+        with i18n.study_language(kwargs.get("slug")) as language:
+            response = super().dispatch(request, *args, **kwargs)
+            if hasattr(response, "render") and not getattr(response, "is_rendered", True):
+                response.render()
+        response["Content-Language"] = language
+        return response
+
     def initial(self, request: Request, *args, **kwargs) -> None:
         super().initial(request, *args, **kwargs)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
@@ -224,6 +235,10 @@ class EnterSerializer(serializers.Serializer):
 class AnswerSerializer(serializers.Serializer):
     stimulus = serializers.IntegerField(min_value=0, max_value=2**31 - 1)
     choice = serializers.IntegerField(min_value=0, max_value=10_000)
+    client_ms = serializers.IntegerField(
+        required=False, min_value=0, max_value=86_400_000,
+        help_text="The browser's response time (image shown to click), stored beside the server's.",
+    )
 
 
 class QuestionsSerializer(serializers.Serializer):
@@ -231,8 +246,12 @@ class QuestionsSerializer(serializers.Serializer):
 
 
 class EventSerializer(serializers.Serializer):
-    kind = serializers.CharField(max_length=40)
+    kind = serializers.CharField(max_length=40, required=False)
     payload = serializers.DictField(required=False)
+    events = serializers.ListField(
+        child=serializers.DictField(), required=False, max_length=50,
+        help_text="A batch: [{kind, payload, step, t}], saved all or none.",
+    )
 
 
 def _valid(serializer_class, request: Request) -> dict:
@@ -278,7 +297,7 @@ class StateView(ParticipantView):
                     "study": study.slug,
                     "title": study.title,
                     "consent_text": study.consent_text if study.status == Study.Status.OPEN else "",
-                    "detail": "" if study.status == Study.Status.OPEN else "This study is not open at the moment.",
+                    "detail": "" if study.status == Study.Status.OPEN else gettext("This study is not open at the moment."),
                 }
             )
         services.participant_touch(participant=participant)
@@ -298,13 +317,19 @@ class EnterView(ParticipantView):
         if current is not None:
             return self.state_response(current)
         data = _valid(EnterSerializer, request)
-        participant, created = services.participant_enroll(
-            study=study,
-            consent=data["consent"],
-            prolific_pid=data.get("prolific_pid"),
-            prolific_study_id=data.get("study_id"),
-            prolific_session_id=data.get("session_id"),
-        )
+        if data["consent"] is False and study.status == Study.Status.OPEN:
+            return Response(state.exit_state(study, "no_consent"))  # "I do not consent": its own exit
+        try:
+            participant, created = services.participant_enroll(
+                study=study,
+                consent=data["consent"],
+                prolific_pid=data.get("prolific_pid"),
+                prolific_study_id=data.get("study_id"),
+                prolific_session_id=data.get("session_id"),
+            )
+        except StudyFull as full:
+            body = {"error": full.code, "detail": full.message, "state": state.exit_state(study, "full")}
+            return Response(body, status=full.status)
         if created:
             access.bind_participant(request, participant)
         else:  # the PROLIFIC_PID already has a run: resuming it needs its SESSION_ID
@@ -326,7 +351,8 @@ class AnswerView(ParticipantView):
         run = access.access_run(request, slug)
         data = _valid(AnswerSerializer, request)
         answer = services.trial_submit_answer(
-            participant=run, step_index=step, stimulus_id=data["stimulus"], choice=data["choice"]
+            participant=run, step_index=step, stimulus_id=data["stimulus"], choice=data["choice"],
+            client_ms=data.get("client_ms"),
         )
         # The feedback (and the label) is built only now, after the answer's transaction has
         # committed, from the saved answer and the participant as the write left it.
@@ -356,11 +382,31 @@ class GroupingView(ParticipantView):
         return self.state_response(grouping.participant)
 
 
+class CheckView(ParticipantView):
+    """The comprehension quiz and catch items: ``{"answers": {key: option index}}``."""
+
+    @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str, step: int) -> Response:
+        run = access.access_run(request, slug)
+        data = _valid(QuestionsSerializer, request)
+        return self.state_response(services.check_submit(participant=run, step_index=step, answers=data["answers"]))
+
+
 class EventView(ParticipantView):
+    """Interaction events, one or a batch; throttled on their own scope ("events"), so that the
+    page's timing events never use up the participant's request budget."""
+
+    throttle_scope = "events"
+
     @extend_schema(request=EventSerializer, responses={201: None, **ERRORS})
     def post(self, request: Request, slug: str) -> Response:
         participant = access.access_participant(request, slug)
         data = _valid(EventSerializer, request)
+        if "events" in data:
+            n = services.events_log(participant=participant, events=request.data.get("events"))
+            return Response({"logged": n}, status=status.HTTP_201_CREATED)
+        if "kind" not in data:
+            return Response({"error": "invalid", "detail": gettext("An event needs a 'kind'.")}, status=400)
         services.event_log(participant=participant, kind=data["kind"], payload=data.get("payload"))
         return Response({"logged": True}, status=status.HTTP_201_CREATED)
 
@@ -375,8 +421,11 @@ class WithdrawView(ParticipantView):
         participant = access.access_participant(request, slug)
         data = _valid(WithdrawSerializer, request)
         if not data["confirm"]:
-            return Response({"error": "invalid", "detail": "Confirm to withdraw."}, status=400)
+            return Response({"error": "invalid", "detail": gettext("Confirm to withdraw.")}, status=400)
         with transaction.atomic():
             services.participant_withdraw(participant=participant)
         access.unbind_participant(request, participant.study)
-        return Response({"withdrawn": True, "detail": "Your data has been deleted."})
+        return Response({
+            "withdrawn": True, "detail": gettext("Your data has been deleted."),
+            "state": state.exit_state(participant.study, "withdrew"),
+        })

@@ -21,6 +21,12 @@
 - ``events``: one row per interaction event (e.g. replaying an animation, leaving the tab),
   with the kind of step it happened on and the payload as JSON (`event_rows`).
 
+- ``checks``: one row per comprehension-quiz try and catch item, with what was answered and
+  whether it passed (`check_rows`); the wide file sums them per run (``attention_check``).
+
+Tidy rows also carry the exposure of each trial (`EXPOSURE_COLUMNS`, see `_Exposure`). Test runs
+(staff previews and pilots) are left out of every export unless asked for (``?test=1``).
+
 `export_csv` makes any of them; the admin serves them all at one URL,
 ``/admin/studies/study/<id>/export/<kind>.csv?ids=keep|hash|drop``. Each row carries the
 participant's configuration hash, the number of the study version the run was enrolled under
@@ -47,6 +53,7 @@ from django.conf import settings
 import studyapp
 from studyapp.pipeline.models import ExplanationAsset, Stimulus, TrainedModel
 from studyapp.studies.models import (
+    CheckAnswer,
     Grouping,
     InteractionEvent,
     Participant,
@@ -57,7 +64,7 @@ from studyapp.studies.models import (
 from studyapp.studies.selectors import FEEDBACK_METHOD
 
 ID_MODES = ("keep", "drop", "hash")
-KINDS = ("tidy", "wide", "groupings", "events")
+KINDS = ("tidy", "wide", "groupings", "events", "checks")
 
 TIDY_COLUMNS = [
     "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
@@ -65,8 +72,14 @@ TIDY_COLUMNS = [
     "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
     "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
     "classifier_id", "classifier_checkpoint_sha256", "generator_id", "generator_checkpoint_sha256",
-    "dataset_fingerprint", "config_hash", "study_version", "software_version",
+    "dataset_fingerprint", "client_response_ms", "cleaned_response_ms", "hidden_ms", "feedback_ms",
+    "feedback_visible_ms", "animation_completed", "replays", "config_hash", "study_version", "software_version",
 ]
+#: The exposure columns of a tidy row (see `_Exposure`).
+EXPOSURE_COLUMNS = (
+    "client_response_ms", "cleaned_response_ms", "hidden_ms", "feedback_ms", "feedback_visible_ms",
+    "animation_completed", "replays",
+)
 
 _APEM_COLUMNS = {"explanation_apem": "apem", "explanation_eps_minus": "eps_minus", "explanation_eps_plus": "eps_plus"}
 _ASSET_COLUMNS = (
@@ -163,13 +176,95 @@ def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None
     return None
 
 
-def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
+def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> dict:
+    """The filter of a study's runs: test runs (previews, pilots) only when asked for."""
+    where = {f"{prefix}study": study} if prefix else {"study": study}
+    if not include_test:
+        where[f"{prefix}is_test"] = False
+    return where
+
+
+class _Exposure:
+    """Per trial, how long and how fully its stimulus and feedback were seen (four queries):
+
+    - ``client_response_ms``: the browser's own response time, as it reported it;
+    - ``hidden_ms``: time the tab was hidden on the trial's step (the page's ``visible`` events
+      carry the hidden spell's length); ``cleaned_response_ms``: ``response_ms`` less the hidden
+      time before the answer;
+    - ``feedback_ms``: from the answer saved to the next step shown (the server's times: the next
+      step's answer row records when it was shown); ``feedback_visible_ms`` less the hidden time
+      after the answer; empty while the next step has no answer yet;
+    - ``animation_completed`` (morph arms): whether the page reported the animation's end;
+      ``replays``: how many times it was replayed.
+    """
+
+    KINDS = ("visible", "animation_end", "replay")
+
+    def __init__(self, study: Study, include_test: bool) -> None:
+        where = _runs(study, include_test)
+        self.trial_shown = {
+            (pid, trial): shown for pid, trial, shown in TrialAnswer.objects.filter(**where).values_list("participant_id", "trial_index", "shown_at")
+        }
+        self.step_shown: dict[tuple[int, int], object] = {}
+        for model in (Grouping, CheckAnswer):
+            for pid, step, shown in model.objects.filter(**where).values_list("participant_id", "step_index", "shown_at"):
+                self.step_shown.setdefault((pid, step), shown)
+        self.question_shown = {
+            (pid, key): shown for pid, key, shown in QuestionAnswer.objects.filter(**where).values_list("participant_id", "key", "shown_at")
+        }
+        self.events: dict[tuple[int, int], list[tuple[str, dict]]] = {}
+        for pid, step, kind, payload in InteractionEvent.objects.filter(kind__in=self.KINDS, **where).values_list(
+            "participant_id", "step_index", "kind", "payload"
+        ):
+            self.events.setdefault((pid, step), []).append((kind, payload or {}))
+
+    def _next_shown(self, p: Participant, step_index: int):
+        """When the step after ``step_index`` was shown, as its answer row recorded it."""
+        nxt = step_index + 1
+        if nxt >= len(p.plan):
+            return None
+        step = p.plan[nxt]
+        if step["kind"] == "trial":
+            return self.trial_shown.get((p.pk, step["trial"]))
+        if step["kind"] in ("rating", "questions"):
+            keys = [step["key"]] + [q["key"] for q in step.get("questions", [])]
+            return next((self.question_shown[(p.pk, k)] for k in keys if self.question_shown.get((p.pk, k))), None)
+        if step["kind"] == "done":
+            return p.finished_at
+        return self.step_shown.get((p.pk, nxt))
+
+    def columns(self, p: Participant, a: TrialAnswer) -> dict:
+        step_index = next((i for i, s in enumerate(p.plan) if s["kind"] == "trial" and s["trial"] == a.trial_index), None)
+        events = self.events.get((p.pk, step_index), []) if step_index is not None else []
+        hidden_before = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and not e.get("answered"))
+        hidden_after = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and e.get("answered"))
+        left = self._next_shown(p, step_index) if step_index is not None else None
+        feedback_ms = max(0, int((left - a.answered_at).total_seconds() * 1000)) if left else ""
+        morph = p.arm.feedback in ("cdeepex", "xgems")
+        return {
+            "client_response_ms": "" if a.client_response_ms is None else a.client_response_ms,
+            "cleaned_response_ms": max(0, a.response_ms - hidden_before),
+            "hidden_ms": hidden_before + hidden_after,
+            "feedback_ms": feedback_ms,
+            "feedback_visible_ms": "" if feedback_ms == "" else max(0, feedback_ms - hidden_after),
+            "animation_completed": int(any(k == "animation_end" for k, _ in events)) if morph else "",
+            "replays": sum(1 for k, _ in events if k == "replay"),
+        }
+
+
+def _ms(value: object) -> int:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0 else 0
+
+
+def tidy_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> Iterable[dict]:
+    """One row per answered trial (test runs only with ``include_test``)."""
     answers = (
-        TrialAnswer.objects.filter(participant__study=study)
+        TrialAnswer.objects.filter(**_runs(study, include_test))
         .select_related("participant", "participant__arm", "participant__version", "stimulus")
         .order_by("participant__started_at", "participant_id", "trial_index")
     )
     shown = _ShownAssets(study)
+    exposure = _Exposure(study, include_test)
     blank = dict.fromkeys(_ASSET_COLUMNS, "")
     models = {  # stimulus id -> (classifier id, its checkpoint sha256, data set fingerprint)
         pk: (classifier_id, _file_sha256(checkpoint), fingerprint)
@@ -200,29 +295,34 @@ def tidy_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             "classifier_id": classifier_id,
             "classifier_checkpoint_sha256": classifier_sha,
             "dataset_fingerprint": data_fingerprint,
+            **exposure.columns(p, a),
             "config_hash": p.config_hash,
             "study_version": _version(p),
             "software_version": studyapp.__version__,
         }
 
 
-def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]]:
+def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> tuple[list[str], list[dict]]:
     participants = list(
-        Participant.objects.filter(study=study).select_related("arm", "version").order_by("started_at", "pk")
+        Participant.objects.filter(**_runs(study, include_test, prefix="")).select_related("arm", "version").order_by("started_at", "pk")
     )
     answers: dict[int, dict[int, TrialAnswer]] = {}
-    for a in TrialAnswer.objects.filter(participant__study=study):
+    for a in TrialAnswer.objects.filter(**_runs(study, include_test)):
         answers.setdefault(a.participant_id, {})[a.trial_index] = a
+    checks: dict[int, list[CheckAnswer]] = {}
+    for c in CheckAnswer.objects.filter(**_runs(study, include_test)).order_by("step_index", "attempt"):
+        checks.setdefault(c.participant_id, []).append(c)
     questions: dict[int, dict[str, object]] = {}
     keys: list[str] = []
-    for q in QuestionAnswer.objects.filter(participant__study=study).order_by("pk"):
+    for q in QuestionAnswer.objects.filter(**_runs(study, include_test)).order_by("pk"):
         questions.setdefault(q.participant_id, {})[q.key] = q.value
         if q.key not in keys:
             keys.append(q.key)
     n_trials = max([study.n_trials] + [max(d) + 1 for d in answers.values() if d])
     columns = [
         "participant", "prolific_pid", "prolific_study_id", "prolific_session_id", "arm", "feedback", "status",
-        "consent_at", "started_at", "finished_at", "n_answered", "n_correct", *keys,
+        "is_test", "rejected_reason", "consent_at", "started_at", "finished_at", "total_seconds", "n_answered",
+        "n_correct", "quiz_attempts", "quiz_passed", "catch_passed", "catch_failed", "attention_check", *keys,
     ]
     columns += [f"correct_{i + 1}" for i in range(n_trials)] + [f"rt_ms_{i + 1}" for i in range(n_trials)]
     columns += ["config_hash", "study_version", "software_version"]
@@ -237,11 +337,16 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
             "arm": p.arm.name,
             "feedback": p.arm.feedback,
             "status": p.status,
+            "is_test": int(p.is_test),
+            "rejected_reason": p.rejected_reason,
             "consent_at": p.consent_at.isoformat() if p.consent_at else "",
             "started_at": p.started_at.isoformat(),
             "finished_at": p.finished_at.isoformat() if p.finished_at else "",
+            "total_seconds": round((p.finished_at - p.started_at).total_seconds(), 3)
+            if p.finished_at and p.status == Participant.Status.COMPLETED else "",
             "n_answered": len(mine),
             "n_correct": sum(a.correct for a in mine.values()),
+            **_check_columns(checks.get(p.pk, [])),
             "config_hash": p.config_hash,
             "study_version": _version(p),
             "software_version": studyapp.__version__,
@@ -255,6 +360,57 @@ def wide_rows(*, study: Study, ids: str = "keep") -> tuple[list[str], list[dict]
     return columns, rows
 
 
+def _check_columns(checks: list[CheckAnswer]) -> dict:
+    """A run's checks: quiz tries and whether the last passed, catch items passed and failed, and
+    ``attention_check`` (0: a failed quiz or catch item, 1: all passed, blank: no checks)."""
+    quiz = [c for c in checks if c.kind == CheckAnswer.Kind.QUIZ]
+    catch = [c for c in checks if c.kind == CheckAnswer.Kind.CATCH]
+    quiz_passed = any(c.passed for c in quiz) if quiz else None
+    failed = (quiz_passed is False) or any(not c.passed for c in catch)
+    return {
+        "quiz_attempts": len(quiz) if quiz else "",
+        "quiz_passed": "" if quiz_passed is None else int(quiz_passed),
+        "catch_passed": sum(c.passed for c in catch) if catch else "",
+        "catch_failed": sum(not c.passed for c in catch) if catch else "",
+        "attention_check": "" if not checks else int(not failed),
+    }
+
+
+CHECK_COLUMNS = [
+    "participant", "prolific_pid", "arm", "step_index", "kind", "item", "attempt", "answers", "passed",
+    "shown_at", "answered_at", "config_hash", "study_version", "software_version",
+]
+
+
+def check_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> Iterable[dict]:
+    """One row per quiz try and catch item: the ``attention_check`` data, per trial."""
+    _check_ids(ids)
+    rows = (
+        CheckAnswer.objects.filter(**_runs(study, include_test))
+        .select_related("participant", "participant__arm", "participant__version")
+        .order_by("participant__started_at", "participant_id", "step_index", "attempt")
+    )
+    for c in rows:
+        p = c.participant
+        step = p.plan[c.step_index] if 0 <= c.step_index < len(p.plan) else {}
+        yield {
+            "participant": p.code,
+            "prolific_pid": _external(p.prolific_pid, ids),
+            "arm": p.arm.name,
+            "step_index": c.step_index,
+            "kind": c.kind,
+            "item": step.get("catch", ""),
+            "attempt": c.attempt,
+            "answers": json.dumps(c.answers, sort_keys=True, separators=(",", ":")),
+            "passed": int(c.passed),
+            "shown_at": c.shown_at.isoformat(),
+            "answered_at": c.answered_at.isoformat(),
+            "config_hash": p.config_hash,
+            "study_version": _version(p),
+            "software_version": studyapp.__version__,
+        }
+
+
 GROUPING_COLUMNS = [
     "participant", "prolific_pid", "arm", "batch", "stage", "dataset", "set_index", "image_id",
     "dataset_index", "cluster", "predicted_class", "true_label", "batch_purity", "shown_at",
@@ -266,11 +422,11 @@ EVENT_COLUMNS = [
 ]
 
 
-def grouping_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
+def grouping_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> Iterable[dict]:
     """One row per image of every saved grouping; ``batch`` is the plan step of the grouping."""
     _check_ids(ids)
     groupings = list(
-        Grouping.objects.filter(participant__study=study)
+        Grouping.objects.filter(**_runs(study, include_test))
         .select_related("participant", "participant__arm", "participant__version")
         .order_by("participant__started_at", "participant_id", "step_index")
     )
@@ -308,11 +464,11 @@ def grouping_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
             }
 
 
-def event_rows(*, study: Study, ids: str = "keep") -> Iterable[dict]:
+def event_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> Iterable[dict]:
     """One row per interaction event, oldest first per participant."""
     _check_ids(ids)
     events = (
-        InteractionEvent.objects.filter(participant__study=study)
+        InteractionEvent.objects.filter(**_runs(study, include_test))
         .select_related("participant", "participant__arm", "participant__version")
         .order_by("participant__started_at", "participant_id", "at", "pk")
     )
@@ -345,16 +501,19 @@ def to_csv(columns: list[str], rows: Iterable[dict]) -> str:
     return buffer.getvalue()
 
 
-def export_csv(*, study: Study, kind: str, ids: str = "keep") -> str:
-    """The CSV text of one of `KINDS`; ``ValueError`` for an unknown kind or ids mode."""
+def export_csv(*, study: Study, kind: str, ids: str = "keep", include_test: bool = False) -> str:
+    """The CSV text of one of `KINDS`; ``ValueError`` for an unknown kind or ids mode. Test runs
+    (previews and pilots) are left out unless ``include_test``."""
     _check_ids(ids)
     if kind == "tidy":
-        return to_csv(TIDY_COLUMNS, tidy_rows(study=study, ids=ids))
+        return to_csv(TIDY_COLUMNS, tidy_rows(study=study, ids=ids, include_test=include_test))
     if kind == "wide":
-        columns, rows = wide_rows(study=study, ids=ids)
+        columns, rows = wide_rows(study=study, ids=ids, include_test=include_test)
         return to_csv(columns, rows)
     if kind == "groupings":
-        return to_csv(GROUPING_COLUMNS, grouping_rows(study=study, ids=ids))
+        return to_csv(GROUPING_COLUMNS, grouping_rows(study=study, ids=ids, include_test=include_test))
     if kind == "events":
-        return to_csv(EVENT_COLUMNS, event_rows(study=study, ids=ids))
+        return to_csv(EVENT_COLUMNS, event_rows(study=study, ids=ids, include_test=include_test))
+    if kind == "checks":
+        return to_csv(CHECK_COLUMNS, check_rows(study=study, ids=ids, include_test=include_test))
     raise ValueError(f"kind must be one of {KINDS}")

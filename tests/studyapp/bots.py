@@ -90,6 +90,13 @@ class Bot:
             self.state = data
         return status, data
 
+    def check(self, answers: dict) -> tuple[int, dict]:
+        """Answer the quiz or a catch item (key -> option index)."""
+        status, data = self._record(self.api.check(self.state["step"], answers))
+        if status == 200:
+            self.state = data
+        return status, data
+
     def group(self, assignment: dict) -> tuple[int, dict]:
         before = self.state
         status, data = self._record(self.api.grouping(before["step"], assignment))
@@ -165,12 +172,13 @@ class Bot:
                 raise AssertionError(f"unexpected step {kind}")
         return self.state
 
-    def walk(self, *, choose=None, rating: int = 4) -> dict:
-        """Take the whole study: instructions, every trial, rating. Returns the final state."""
+    def walk(self, *, choose=None, rating: int = 4, quiz=None, catch=None) -> dict:
+        """Take the whole study: instructions, every trial, rating. Returns the final state.
+        ``quiz(state)`` and ``catch(state)`` give the answers of a quiz and a catch item."""
         if self.state.get("kind") in (None, "consent"):
             status, _ = self.enter()
             assert status in (200, 201), self.state
-        while self.state["kind"] != "done":
+        while self.state["kind"] not in ("done", "exit"):
             kind = self.state["kind"]
             if kind == "instructions":
                 assert self.continue_()[0] == 200
@@ -183,6 +191,12 @@ class Bot:
                 assert self.continue_()[0] == 200
             elif kind == "rating":
                 assert self.rate(rating)[0] == 200
+            elif kind == "quiz":
+                status, data = self.check(quiz(self.state))
+                assert status == 200, data
+            elif kind == "catch":
+                status, data = self.check({"catch": catch(self.state) if catch else 0})
+                assert status == 200, data
             else:  # pragma: no cover
                 raise AssertionError(f"unexpected step {kind}")
         return self.state
