@@ -9,6 +9,7 @@ Celery worker beside it (so the admin's train and precompute actions work; Ctrl-
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -50,6 +51,8 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", 8000)))
         parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
         parser.add_argument("--no-serve", action="store_true", help="Stop after the study is ready.")
+        parser.add_argument("--serve-only", action="store_true",
+                            help="Skip the build (already done): migrate, then serve with a worker beside it.")
         parser.add_argument("--classifier-epochs", type=int, default=2)
         parser.add_argument("--classifier-max-train", type=int, default=24000)
         parser.add_argument("--vae-epochs", type=int, default=int(os.environ.get("DEMO_VAE_EPOCHS", VAE_EPOCHS)))
@@ -59,8 +62,31 @@ class Command(BaseCommand):
         parser.add_argument("--backbone-epochs", type=int, default=int(os.environ.get("DEMO_BACKBONE_EPOCHS", 12)),
                             help="Epochs of the Study B backbone on real CUB/CEL images.")
         parser.add_argument("--skip-clustering", action="store_true", help="Only build Study A.")
+        parser.add_argument("--language", default="en", choices=[code for code, _ in settings.LANGUAGES],
+                            help="The participant pages' language (Study.language); German also puts in the "
+                            "studies' own texts in German (fixtures/study_texts_de.json).")
         parser.add_argument("--gad-arm", action="store_true",
                             help="Add a fourth Study A arm whose feedback is the GAD map (not in the published design).")
+
+    def set_language(self, studies: list[Study], language: str) -> None:
+        """The studies' language and, where the demo ships them (fixtures/study_texts_<lang>.json),
+        their own texts in it; English keeps the fixtures' texts."""
+        texts_file = Path(settings.BASE_DIR) / "fixtures" / f"study_texts_{language}.json"
+        texts = json.loads(texts_file.read_text(encoding="utf-8")) if texts_file.exists() else {}
+        for study in studies:
+            own = texts.get(study.slug, {})
+            if study.language == language and not own:
+                continue
+            self.step(f"Study {study.slug}: participant pages in {dict(settings.LANGUAGES)[language]}")
+            study.language = language
+            for field in ("title", "consent_text", "cover_story", "instructions", "completion_text", "rating_question", "rating_scale"):
+                if field in own:
+                    setattr(study, field, own[field])
+            study.save()
+            for arm in study.arms.all():
+                if arm.name in own.get("arms", {}):
+                    arm.instruction = own["arms"][arm.name]
+                    arm.save(update_fields=["instruction"])
 
     def step(self, message: str) -> None:
         self.stdout.write(self.style.MIGRATE_HEADING(f"[{time.monotonic() - self.t0:6.1f}s] {message}"))
@@ -69,6 +95,10 @@ class Command(BaseCommand):
         self.t0 = time.monotonic()
         self.step("Migrating the database")
         call_command("migrate", interactive=False, verbosity=0)
+        if opts["serve_only"]:
+            self.step(f"Serving on http://{opts['host']}:{opts['port']}/ with a Celery worker (Ctrl-C stops both)")
+            self.serve(opts)
+            return
         if not Study.objects.filter(slug=SLUG).exists():
             self.step("Loading the Study A fixture (Table 5.1 arms, 20 trials, 5-level rating)")
             call_command("loaddata", str(FIXTURE), verbosity=0)
@@ -112,6 +142,7 @@ class Command(BaseCommand):
         self.step("Precomputing explanations on a real Celery worker")
         self.precompute(studies)
 
+        self.set_language(studies, opts["language"])
         for s in studies:
             if s.status != Study.Status.OPEN:
                 services.study_open(study=s)
