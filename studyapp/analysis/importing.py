@@ -2,6 +2,10 @@
 
 All or nothing: the files are parsed and checked completely before anything is stored, and a
 problem anywhere raises `ResultsImportError` listing what is wrong, by line and column.
+Besides the columns listed below (whose parsers also accept what other tools write, e.g.
+true/false or text labels), every column the data dictionary of the matching export knows
+(`studyapp.studies.codebook`: tidy, groupings, wide for the participants file) is checked
+against its entry: type, range and allowed values.
 
 Two files:
 
@@ -46,6 +50,7 @@ from stats.schema import (
     AnalysisInputError,
 )
 from studyapp.analysis.models import ImportedResults
+from studyapp.studies import codebook
 
 MAX_BYTES = 50 * 1024 * 1024
 MAX_LISTED = 20
@@ -127,12 +132,15 @@ def _optional_label(cell: str):
 
 
 def _status(cell: str):
+    """Completed or not: 'completed' is; every other status of the dictionary (active, timed out...) is not."""
     key = cell.casefold()
     if key == "completed":
         return True
-    if key in ("active", ""):
-        return False if key else None
-    raise ValueError("expected 'completed' or 'active'")
+    if not key:
+        return None
+    if key in codebook.WIDE["status"].values:
+        return False
+    raise ValueError(f"expected one of {', '.join(codebook.WIDE['status'].values)}")
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,8 @@ class Schema:
     optional: dict[str, Callable]
     #: columns whose values are labels: integers when every value is one, else text
     labels: tuple[str, ...] = ()
+    #: the export whose data dictionary (`studyapp.studies.codebook`) checks the file's other columns
+    codebook: str = ""
 
 
 LEARNING_SCHEMA = Schema(
@@ -162,6 +172,7 @@ LEARNING_SCHEMA = Schema(
         "software_version": _optional_text,
     },
     labels=("choice", "true_label", "model_prediction"),
+    codebook="tidy",
 )
 CLUSTERING_SCHEMA = Schema(
     required={
@@ -179,6 +190,7 @@ CLUSTERING_SCHEMA = Schema(
         "software_version": _optional_text,
     },
     labels=("image_id", "cluster", "predicted_class", "batch"),
+    codebook="groupings",
 )
 
 
@@ -234,6 +246,10 @@ def _parse(text: str, schema: Schema, what: str) -> pd.DataFrame:
         raise ResultsImportError([f"The {what} has a header but no data rows."])
     parsers = {**schema.required, **{k: v for k, v in schema.optional.items() if k in header}}
     position = {name: header.index(name) for name in parsers}
+    # Every other column the data dictionary knows is checked against its entry (type, range,
+    # allowed values); the parsers above accept more for the columns the analysis reads.
+    known = {name: codebook.entry(schema.codebook, name) for name in header if name not in parsers} if schema.codebook else {}
+    dictionary = {name: (header.index(name), column) for name, column in known.items() if column is not None}
     errors: list[str] = []
     values: dict[str, list] = {name: [] for name in parsers}
     for line, cells in rows:
@@ -246,6 +262,10 @@ def _parse(text: str, schema: Schema, what: str) -> pd.DataFrame:
                 values[name].append(parse(cell))
             except ValueError as exc:
                 errors.append(f"line {line}, column '{name}': {cell!r}: {exc}.")
+        for name, (at, column) in dictionary.items():
+            problem = column.check(cells[at])
+            if problem:
+                errors.append(f"line {line}, column '{name}': {cells[at]!r}: {problem} (see the data dictionary).")
     _raise(errors)
     frame = pd.DataFrame(values)
     frame.insert(0, "_line", [line for line, _ in rows])
@@ -397,7 +417,7 @@ def _merge_participants(parsed: ParsedResults, text: str) -> None:
             optional[c] = _whole(min(CONFIDENCE_LABELS), max(CONFIDENCE_LABELS), required=False)
         elif c.startswith(AGENT_PREFIX):
             optional[c] = _whole(min(AGENT_RATING_LABELS), max(AGENT_RATING_LABELS), required=False)
-    frame = _parse(text, Schema(required={"participant": _text}, optional=optional), what)
+    frame = _parse(text, Schema(required={"participant": _text}, optional=optional, codebook="wide"), what)
     errors = []
     dup = frame.loc[frame["participant"].duplicated(), "_line"].tolist()
     if dup:

@@ -8,6 +8,7 @@ served (the ``media`` URL, which checks who may see it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.urls import reverse
+from PIL import Image, ImageSequence
 
 
 def media_path(relative: str) -> Path:
@@ -49,3 +51,18 @@ def store_bytes(data: bytes, *, ext: str, folder: str = "assets") -> str:
 
 def store_file(source: Path, *, ext: str, folder: str) -> str:
     return store_bytes(Path(source).read_bytes(), ext=ext, folder=folder)
+
+
+@functools.lru_cache(maxsize=4096)
+def animation_ms(url: str) -> int | None:
+    """One loop of a stored animation (GIF or WebP), in ms: the sum of its frames' durations, read
+    once per process (stored files are named by their content, so the answer never changes).
+    ``url`` is a `media_url`; None when it names no readable animation."""
+    prefix = reverse("media", kwargs={"path": "x"})[:-1]
+    if not url.startswith(prefix):
+        return None
+    try:
+        with Image.open(media_path(url[len(prefix):])) as image:
+            return int(sum(frame.info.get("duration", 0) for frame in ImageSequence.Iterator(image)))
+    except (OSError, ValueError):
+        return None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import random
 
+from django.utils import timezone
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from studyapp.pipeline.models import ExplanationAsset
+from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import endings
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 from studyapp.studies.selectors import (
@@ -75,6 +77,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
         if limit is not None:
             state["time_limit"] = {
                 "deadline": limit[0].isoformat(), "scope": limit[1],
+                "seconds_left": max(0, round((limit[0] - timezone.now()).total_seconds())),
                 "warn_seconds": config_of(p).time_limits.warn_seconds,  # type: ignore[union-attr]
             }
     if step["kind"] == "instructions":
@@ -182,6 +185,7 @@ def _redirect(study: Study, p: Participant) -> str:
 def trial_feedback(*, participant: Participant, answer) -> dict:
     study, arm = study_of(participant), arm_of(participant)
     step = next((s for s in participant.plan if s["kind"] == "trial" and s["trial"] == answer.trial_index), {})
+    assets = feedback_assets(study=study, stimulus_id=answer.stimulus_id, feedback=arm.feedback, pinned=step.get("assets"))
     return {
         "choice": answer.choice,
         "choice_label": _name_of(study, answer.choice),
@@ -189,9 +193,8 @@ def trial_feedback(*, participant: Participant, answer) -> dict:
         "correct_answer": answer.correct_label,
         "correct_label": _name_of(study, answer.correct_label),
         "kind": arm.feedback,
-        "assets": feedback_assets(
-            study=study, stimulus_id=answer.stimulus_id, feedback=arm.feedback, pinned=step.get("assets")
-        ),
+        "assets": assets,
+        **({"animation_ms": animation_ms(assets.get("gif") or assets.get("webp", ""))} if "gif" in assets or "webp" in assets else {}),
     }
 
 

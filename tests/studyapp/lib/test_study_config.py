@@ -37,6 +37,14 @@ def test_stored_values_are_parsed_and_unknown_keys_of_old_rows_still_load():
     ({"n_groups": 11}, "n_groups"),
     ({"demographics": "census"}, "demographics"),
     ({"spare_stimulli": 3}, "spare_stimulli"),
+    ({"comprehension": {"questions": [{"key": "q", "label": "Q?", "options": ["a", "b"], "answer": 2}]}}, "comprehension.questions.0"),
+    ({"comprehension": {"questions": [], "attempts": 3}}, "comprehension.questions"),
+    ({"catch_trials": [{"after": 2, "options": ["x", "y"], "answer": 5}]}, "catch_trials.0"),
+    ({"time_limits": {"step_minutes": {"trial": 0}}}, "time_limits"),
+    ({"time_limits": {"step_minutes": {"lunch": 5}}}, "time_limits.step_minutes.lunch"),
+    ({"exits": {"full": {"code": "has space"}}}, "exits.full.code"),
+    ({"exits": {"finished": {"code": "X"}}}, "exits.finished"),
+    ({"exits": {"completed": {"redirect_url": "javascript:alert(1)"}}}, "exits.completed.redirect_url"),
 ])
 def test_a_bad_configuration_is_refused_with_the_field_named(raw, field):
     with pytest.raises(StudyConfigError, match=field):
