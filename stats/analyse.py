@@ -14,6 +14,12 @@ Analysis settings come from a study's ``config`` (or an imported result set's):
   every pair two-sided; for the clustering design `clustering.DEFAULT_STAGE_PAIRS`.
 - ``alpha``: the significance level (default 0.05; the dissertation used 0.1).
 - ``exclusions``: the rules of `exclusions.ExclusionRules`.
+
+The exclusion decision may read more than the analysed rows: ``checks`` (`CHECK_COLUMNS`, one
+row per attention check, quiz or catch trial, or one row per participant with
+``attention_check`` NaN for those without checks) is stacked under the trials (Study A) or the
+batches (Study B) for `apply_exclusions` only. The learning and clustering analyses get the kept
+trials, groupings, ratings...; never a check row.
 - ``n_trials``: the number of trials "after which" Table 5.2 counts (default: the data's longest
   sequence).
 """
@@ -45,8 +51,12 @@ from stats.schema import (
 ALTERNATIVES: tuple[Alternative, ...] = get_args(Alternative)
 SYMBOLS = {"greater": ">", "less": "<", "two-sided": "≠"}
 LEARNING, CLUSTERING = "learning", "clustering"
-#: Rules that read server-stamped response times (meaningless for bots that answer at once).
-TIMING_RULES = ("min_response_ms", "max_fast_share")
+#: Rules that read server-stamped times (meaningless for bots that answer at once).
+TIMING_RULES = ("min_response_ms", "max_fast_share", "min_total_seconds", "max_total_seconds")
+#: The columns of the ``checks`` frame (`analyse`): what the exclusion rules read of a check.
+CHECK_COLUMNS = ["participant", "arm", "attention_check", "completed", "total_seconds", "rejected_reason"]
+#: Every column an exclusion rule reads (`stats.exclusions`).
+RULE_COLUMNS = [*CHECK_COLUMNS, "trial_index", "response_ms"]
 
 
 @dataclass(frozen=True)
@@ -206,6 +216,26 @@ def _exclude(
     return kept, ExclusionResult(rules=rules, report=report, ignored=ignored)
 
 
+def exclusion_basis(frame: pd.DataFrame, checks: pd.DataFrame | None) -> pd.DataFrame:
+    """`frame` (trials or batches) with the rows of `checks` stacked under it, for the exclusion
+    decision only. Columns missing on one side are NaN on its rows (a check row has no
+    ``trial_index`` or ``response_ms``, so the per-trial rules do not see it)."""
+    if checks is None or not len(checks):
+        return frame
+    extra = checks[[c for c in CHECK_COLUMNS if c in checks.columns]]
+    if not len(frame):
+        return extra.reset_index(drop=True)
+    # Only what the rules read, as objects on both sides: no all-NA column decides (or warns
+    # about) a result dtype.
+    columns = [c for c in RULE_COLUMNS if c in frame.columns or c in extra.columns]
+    parts = [part.reindex(columns=columns).astype(object) for part in (frame, extra)]
+    basis = pd.concat(parts, ignore_index=True)
+    for col in ("trial_index", "response_ms", "total_seconds"):
+        if col in basis.columns:
+            basis[col] = pd.to_numeric(basis[col], errors="coerce")
+    return basis
+
+
 def analyse(
     *,
     design: str,
@@ -216,17 +246,20 @@ def analyse(
     batches: pd.DataFrame | None = None,
     confidence: pd.DataFrame | None = None,
     agent_ratings: pd.DataFrame | None = None,
+    checks: pd.DataFrame | None = None,
     ignore_rules: Iterable[str] = (),
 ) -> Analysis:
     """Apply the exclusions, then every analysis of the design (see the module docstring).
 
     Learning design: `trials` (and `ratings`). Clustering design: `groupings`, `batches` (one row
-    per batch, what the exclusion rules read), `confidence`, `agent_ratings`.
+    per batch, what the exclusion rules read), `confidence`, `agent_ratings`. Both: `checks`
+    (`CHECK_COLUMNS`), read by the exclusion rules only.
     `ignore_rules` names exclusion rules to leave out (reported as ignored).
     """
     if design == LEARNING:
         trials = trials if trials is not None else pd.DataFrame(columns=["participant", "arm", "trial_index", "correct"])
-        kept, excl = _exclude(trials, settings.exclusions, ignore_rules)
+        _, excl = _exclude(exclusion_basis(trials, checks), settings.exclusions, ignore_rules)
+        kept = excl.report.apply(trials) if excl.report is not None else trials
         analysis = Analysis(design, settings, excl)
         rated = ratings if ratings is not None else pd.DataFrame(columns=["participant", "arm", "rating"])
         if excl.report is not None:
@@ -236,7 +269,7 @@ def analyse(
         return analysis
     if design == CLUSTERING:
         basis = batches if batches is not None else pd.DataFrame(columns=["participant"])
-        _, excl = _exclude(basis, settings.exclusions, ignore_rules)
+        _, excl = _exclude(exclusion_basis(basis, checks), settings.exclusions, ignore_rules)
         analysis = Analysis(design, settings, excl)
         frames = {"groupings": groupings, "confidence": confidence, "agent_ratings": agent_ratings}
         for name, frame in frames.items():

@@ -11,6 +11,14 @@ Rules (all optional; unknown keys and wrongly typed values are refused):
   count either way.
 - ``"attention_checks": true`` excludes participants with any failed attention check
   (``attention_check`` is False; missing means no check on that row).
+- ``"min_total_seconds": a`` and/or ``"max_total_seconds": b`` (each optional, a <= b)
+  exclude participants whose time on the whole study, ``total_seconds`` (one value per
+  participant, repeated on their rows), is below a or above b (rule ``"total_duration"``). A
+  participant without a duration (NaN: did not finish) is not judged by them.
+
+Researcher rejections are not a configurable rule: a reject is an explicit decision. Rows whose
+``rejected_reason`` is a non-empty string exclude their participant, always, under rule
+``"rejected"`` with the reason in the report (nothing happens when the column is absent).
 
 A participant failing several rules is listed once per rule. Rules are decided before the data
 are seen and stored with the study's configuration; the report goes into the analysis report.
@@ -39,6 +47,8 @@ class ExclusionRules:
     min_response_ms: float | None = None
     max_fast_share: float | None = None
     attention_checks: bool = False
+    min_total_seconds: float | None = None
+    max_total_seconds: float | None = None
 
     @classmethod
     def from_config(cls, config: Mapping) -> ExclusionRules:
@@ -52,7 +62,10 @@ class ExclusionRules:
                 raise ValueError(
                     f"exclusion rule {key!r} must be true or false, not {config[key]!r}"
                 )
-        for key in ("min_response_ms", "max_fast_share", "expected_trials"):
+        for key in (
+            "min_response_ms", "max_fast_share", "expected_trials", "min_total_seconds",
+            "max_total_seconds",
+        ):
             value = config.get(key)
             if value is None:
                 continue
@@ -66,6 +79,11 @@ class ExclusionRules:
             raise ValueError(f"expected_trials must be a whole number >= 1, not {expected!r}")
         if (config.get("min_response_ms") is None) != (config.get("max_fast_share") is None):
             raise ValueError("min_response_ms and max_fast_share must be given together")
+        low, high = config.get("min_total_seconds"), config.get("max_total_seconds")
+        if low is not None and high is not None and low > high:
+            raise ValueError(
+                f"min_total_seconds ({low!r}) must be at most max_total_seconds ({high!r})"
+            )
         values = dict(config)
         if expected is not None:
             values["expected_trials"] = int(expected)
@@ -135,7 +153,8 @@ def apply_exclusions(
     """Apply `rules` to tidy per-trial data; return ``(kept rows, report)``.
 
     `trials` needs ``participant`` (and ``arm`` for per-arm counts) plus the columns the active
-    rules read: ``completed`` / ``trial_index``, ``response_ms``, ``attention_check``.
+    rules read: ``completed`` / ``trial_index``, ``response_ms``, ``attention_check``,
+    ``total_seconds``; ``rejected_reason`` when present.
     """
     rules = rules if isinstance(rules, ExclusionRules) else ExclusionRules.from_config(rules)
     require_columns(trials, ["participant"], name="trials")
@@ -207,6 +226,32 @@ def apply_exclusions(
             )
         by_rule["attention_check"] = len(bad)
 
+    if rules.min_total_seconds is not None or rules.max_total_seconds is not None:
+        require_columns(frame, ["total_seconds"], name="trials")
+        seconds = pd.to_numeric(frame["total_seconds"], errors="coerce")
+        total = seconds.groupby(frame["participant"], sort=False).first().dropna()
+        hits = set()
+        for participant, value in total.items():
+            if rules.min_total_seconds is not None and value < rules.min_total_seconds:
+                reason = f"took {value:.0f} s in all; minimum {rules.min_total_seconds:g} s"
+            elif rules.max_total_seconds is not None and value > rules.max_total_seconds:
+                reason = f"took {value:.0f} s in all; maximum {rules.max_total_seconds:g} s"
+            else:
+                continue
+            found.append((participant, "total_duration", reason))
+            hits.add(participant)
+        by_rule["total_duration"] = len(hits)
+
+    if "rejected_reason" in frame.columns:
+        reasons = frame["rejected_reason"].where(
+            frame["rejected_reason"].map(lambda v: isinstance(v, str) and v.strip() != "")
+        )
+        given = reasons.groupby(frame["participant"], sort=False).first().dropna()
+        for participant, reason in given.items():
+            found.append((participant, "rejected", f"rejected by the researcher: {reason.strip()}"))
+        if len(given):
+            by_rule["rejected"] = len(given)
+
     excluded = pd.DataFrame(found, columns=["participant", "rule", "reason"])
     excluded.insert(1, "arm", excluded["participant"].map(arm_of))
     excluded = excluded.sort_values(["participant", "rule"], kind="stable").reset_index(drop=True)
@@ -215,10 +260,15 @@ def apply_exclusions(
     arms = ordered_levels(arm_of.dropna(), STUDY_A_ARMS)
     before = arm_of.value_counts().reindex(arms, fill_value=0)
     out = arm_of[arm_of.index.isin(dropped)].value_counts().reindex(arms, fill_value=0)
+    # The "all" row is built in, not appended with .loc: appending to the empty frame of a study
+    # without arms is a setitem of incompatible dtype, which pandas 4 will refuse.
     counts = pd.DataFrame(
-        {"arm": arms, "n_before": before.to_numpy(), "n_excluded": out.to_numpy()}
+        {
+            "arm": pd.Series([*arms, "all"], dtype=object),
+            "n_before": [*before.to_numpy().tolist(), int(before.sum())],
+            "n_excluded": [*out.to_numpy().tolist(), int(out.sum())],
+        }
     )
-    counts.loc[len(counts)] = ["all", int(before.sum()), int(out.sum())]
     counts["n_kept"] = counts["n_before"] - counts["n_excluded"]
     counts[["n_before", "n_excluded", "n_kept"]] = counts[
         ["n_before", "n_excluded", "n_kept"]

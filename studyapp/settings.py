@@ -25,6 +25,9 @@ if not SECRET_KEY:
             "Set DJANGO_DEBUG=1 for local development, or set a long random DJANGO_SECRET_KEY."
         )
     SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105 - DEBUG only; production refuses to start without a key
+#: The key of the HMAC that hashes external ids in exports (``?ids=hash``); by default the secret
+#: key. Rotating it changes every hash: keep it while exports of one study must be joined.
+EXPORT_ID_HMAC_KEY = env_str("EXPORT_ID_HMAC_KEY", "")
 
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -106,6 +109,11 @@ AUTH_PASSWORD_VALIDATORS = [
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
+# The languages a study's participant pages can be in (Study.language); the study decides, not the
+# browser (studyapp.studies.i18n). A new one needs locale/<code>/LC_MESSAGES/django.po and
+# djangojs.po (README "Languages").
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_TZ = True
 
 STATIC_URL = "static/"
@@ -156,6 +164,9 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "entry": env_str("STUDY_ENTRY_RATE", "30/minute"),
         "participant": env_str("STUDY_PARTICIPANT_RATE", "600/minute"),
+        # The page's batched interaction events: a scope of their own, so they never use up the
+        # participant's budget above (a batch holds up to 50 events).
+        "events": env_str("STUDY_EVENT_RATE", "120/minute"),
     },
     "EXCEPTION_HANDLER": "studyapp.studies.api.exception_handler",
 }

@@ -2,6 +2,19 @@
    The server holds the step; this script never decides where a participant is. */
 (function () {
   "use strict";
+  // The interface's words come from Django's JavaScript catalog in the study's language
+  // (/jsi18n/<lang>/, linked by the page); without it the English msgids are shown.
+  const gettext = window.gettext || ((msg) => msg);
+  const ngettext = window.ngettext || ((one, many, n) => (n === 1 ? one : many));
+  const interpolate = window.interpolate || ((fmt, obj) => fmt.replace(/%\((\w+)\)s/g, (m, k) => String(obj[k])));
+  // A translated sentence with element(s) inside it: "The answer is %(label)s." -> text, node, text.
+  function fill(fmt, slots) {
+    return fmt.split(/(%\(\w+\)s)/).filter((part) => part !== "").map((part) => {
+      const m = part.match(/^%\((\w+)\)s$/);
+      return m && m[1] in slots ? slots[m[1]] : part;
+    });
+  }
+  function fmt(msg, values) { return interpolate(msg, values, true); }
   const API = window.STUDY.api;
   const app = document.getElementById("app");
   const errorBox = document.getElementById("error");
@@ -69,10 +82,10 @@
       if (r.data && r.data.state) render(r.data.state, r.seq);
       else if (r.status === 403 && r.data.error === "no_participant") await load();
       else document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
-      showError((r.data && r.data.detail) || "Something went wrong (" + r.status + "). Please try again.");
+      showError((r.data && r.data.detail) || fmt(gettext("Something went wrong (%(status)s). Please try again."), { status: r.status }));
     } catch (e) {
       document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
-      showError("Could not reach the server. Check your connection and try again; your answers so far are saved.");
+      showError(gettext("Could not reach the server. Check your connection and try again; your answers so far are saved."));
     } finally {
       busy = false;
     }
@@ -88,53 +101,53 @@
       // e.g. 403 resume_refused: the server's sentence says what to do; nothing else is shown.
       const loading = document.getElementById("loading");
       if (loading) loading.remove();
-      showError((r.data && r.data.detail) || "This study could not be loaded.");
+      showError((r.data && r.data.detail) || gettext("This study could not be loaded."));
     }
   }
 
   function setProgress(s) {
-    if (s.kind === "trial") progress.textContent = "Question " + (s.trial + 1) + " of " + s.n_trials;
-    else if (s.kind === "grouping") progress.textContent = "Part " + s.dataset_position + " of " + s.n_batches;
-    else if (s.kind === "done") progress.textContent = "Finished";
+    if (s.kind === "trial") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.trial + 1, total: s.n_trials });
+    else if (s.kind === "grouping") progress.textContent = fmt(gettext("Part %(n)s of %(total)s"), { n: s.dataset_position, total: s.n_batches });
+    else if (s.kind === "done") progress.textContent = gettext("Finished");
     else progress.textContent = "";
   }
 
   const views = {
     unavailable(s) {
-      return [h("p", {}, s.detail || "This study is not available.")];
+      return [h("p", {}, s.detail || gettext("This study is not available."))];
     },
     consent(s) {
       const box = h("input", { type: "checkbox", id: "agree", name: "agree" });
       const btn = h("button", { id: "consent-go", disabled: true, onclick: () =>
         act("POST", "enter", { consent: true, prolific_pid: prolific.prolific_pid || "",
-          study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, "Continue");
+          study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, gettext("Continue"));
       box.addEventListener("change", () => (btn.disabled = !box.checked));
-      return [h("h2", {}, "Consent"), h("div", { class: "consent" }, s.consent_text),
-        h("label", { class: "check", for: "agree" }, box, "I have read the information above and agree to take part."),
+      return [h("h2", {}, gettext("Consent")), h("div", { class: "consent" }, s.consent_text),
+        h("label", { class: "check", for: "agree" }, box, gettext("I have read the information above and agree to take part.")),
         h("div", { class: "actions" }, btn)];
     },
     instructions(s) {
       if (s.design === "clustering") {
         return [
           h("p", {}, s.cover_story),
-          h("p", {}, h("strong", {}, "How it works:")),
+          h("p", {}, h("strong", {}, gettext("How it works:"))),
           h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
-          h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, "Start")),
+          h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),
         ];
       }
       return [
         h("p", {}, s.cover_story),
         h("ul", { class: "bullets" },
-          h("li", {}, "You will be shown a picture of a symbol and asked what symbol it is."),
+          h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is.")),
           h("li", { id: "arm-instruction" }, s.arm_instruction)),
-        h("p", {}, "We are evaluating this system by measuring how much your performance gets better over the trials."),
-        h("p", {}, h("strong", {}, "Read these instructions before you begin:")),
+        h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trials.")),
+        h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
         h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
-        h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, "Start")),
+        h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),
       ];
     },
     trial(s) {
-      const img = h("img", { class: "stimulus", src: s.image_url, alt: "Symbol to classify", width: 224, height: 224 });
+      const img = h("img", { class: "stimulus", src: s.image_url, alt: gettext("Symbol to classify"), width: 224, height: 224 });
       const answered = s.answered;
       const name = "choice-" + s.step;
       const opts = h("div", { class: "options", role: "radiogroup", "aria-label": s.question },
@@ -147,13 +160,13 @@
       if (!answered) {
         parts.push(h("div", { class: "actions" }, h("button", { id: "instant", disabled: true, onclick: () => {
           const picked = document.querySelector('input[name="' + name + '"]:checked');
-          if (!picked) { showError("Choose one of the answers first."); return; }
+          if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
           act("POST", "steps/" + s.step + "/answer", { stimulus: s.stimulus, choice: Number(picked.value) });
-        } }, "Instant answer")));
+        } }, gettext("Instant answer"))));
       } else {
         parts.push(feedbackView(s));
         const last = s.trial + 1 === s.n_trials;
-        parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, last ? "Submit" : "Next")));
+        parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, last ? gettext("Submit") : gettext("Next"))));
       }
       return parts;
     },
@@ -161,9 +174,9 @@
       const name = "rating";
       const btn = h("button", { id: "submit-rating", disabled: true, onclick: () => {
         const picked = document.querySelector('input[name="rating"]:checked');
-        if (!picked) { showError("Choose one option."); return; }
+        if (!picked) { showError(gettext("Choose one option.")); return; }
         act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
-      } }, "Submit");
+      } }, gettext("Submit"));
       return [h("h2", {}, s.question),
         h("div", { class: "scale", role: "radiogroup" }, s.scale.map((o) => h("label", {},
           h("input", { type: "radio", name, value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
@@ -196,17 +209,17 @@
           if (picked) answers[q.key] = picked.dataset.int ? Number(picked.value) : picked.value;
         });
         const missing = s.questions.filter((q) => !q.optional && (answers[q.key] === undefined || answers[q.key] === ""));
-        if (missing.length) { showError("Please answer: " + missing[0].label); return; }
+        if (missing.length) { showError(fmt(gettext("Please answer: %(question)s"), { question: missing[0].label })); return; }
         act("POST", "steps/" + s.step + "/questions", { answers });
-      } }, "Continue");
-      return [h("h2", {}, s.title || "Questions"), form, h("div", { class: "actions" }, submit)];
+      } }, gettext("Continue"));
+      return [h("h2", {}, s.title || gettext("Questions")), form, h("div", { class: "actions" }, submit)];
     },
     grouping(s) { return groupingView(s); },
     done(s) {
-      const parts = [h("h2", {}, "Thank you!"), h("p", {}, s.completion_text)];
-      if (s.completion_code) parts.push(h("p", {}, "Your completion code: ", h("span", { class: "code", id: "completion-code" }, s.completion_code)));
+      const parts = [h("h2", {}, gettext("Thank you!")), h("p", {}, s.completion_text)];
+      if (s.completion_code) parts.push(h("p", {}, fill(gettext("Your completion code: %(code)s"), { code: h("span", { class: "code", id: "completion-code" }, s.completion_code) })));
       if (s.redirect_url) {
-        parts.push(h("p", {}, h("a", { href: s.redirect_url, id: "redirect" }, "Return to Prolific")));
+        parts.push(h("p", {}, h("a", { href: s.redirect_url, id: "redirect" }, gettext("Return to Prolific"))));
         setTimeout(() => { window.location.assign(s.redirect_url); }, 2500);
       }
       return parts;
@@ -216,25 +229,25 @@
   // GAD answers a contrastive question (like CDeepEx): which parts tell this symbol from the other.
   function gadCaption(s) {
     const other = (s.options || []).map((o) => o.label).find((l) => l !== s.feedback.correct_label);
-    return "Parts that tell " + s.feedback.correct_label + " apart from " + (other || "the other symbol");
+    return fmt(gettext("Parts that tell %(symbol)s apart from %(other)s"), { symbol: s.feedback.correct_label, other: other || gettext("the other symbol") });
   }
 
   function feedbackView(s) {
     const f = s.feedback;
-    const out = [h("p", { class: "verdict " + (f.correct ? "ok" : "bad"), id: "verdict" }, f.correct ? "Correct!" : "Not correct."),
-      h("p", { class: "answer" }, "The answer is ", h("strong", { id: "correct-label" }, f.correct_label), ".")];
+    const out = [h("p", { class: "verdict " + (f.correct ? "ok" : "bad"), id: "verdict" }, f.correct ? gettext("Correct!") : gettext("Not correct.")),
+      h("p", { class: "answer" }, fill(gettext("The answer is %(label)s."), { label: h("strong", { id: "correct-label" }, f.correct_label) }))];
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
-      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: "Highlighted parts", id: "heatmap" }),
-        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : "Parts the system found important for " + f.correct_label))));
+      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Highlighted parts"), id: "heatmap" }),
+        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
-      const anim = h("img", { src, alt: "Animation of how this symbol changes towards the other symbol", id: "morph" });
+      const anim = h("img", { src, alt: gettext("Animation of how this symbol changes towards the other symbol"), id: "morph" });
       let n = 0;
       const replay = h("button", { class: "secondary", id: "replay", onclick: () => {
         n += 1; anim.src = src + "?replay=" + n; logEvent("replay", { trial: s.trial });
-      } }, "Replay");
-      out.push(h("div", { class: "feedback" }, h("figure", {}, anim, h("figcaption", {}, "How this symbol turns towards the other symbol")), replay));
+      } }, gettext("Replay"));
+      out.push(h("div", { class: "feedback" }, h("figure", {}, anim, h("figcaption", {}, gettext("How this symbol turns towards the other symbol"))), replay));
     }
     return h("div", { id: "feedback" }, out);
   }
@@ -257,25 +270,25 @@
 
     function contributionChip(x) {
       const c = x.contribution;
-      return h("span", { class: "contrib " + (c >= 0 ? "pos" : "neg"), title: "Contribution to the decision" }, (c >= 0 ? "+" : "") + c.toFixed(2));
+      return h("span", { class: "contrib " + (c >= 0 ? "pos" : "neg"), title: gettext("Contribution to the decision") }, (c >= 0 ? "+" : "") + c.toFixed(2));
     }
 
     function card(img) {
       const el = h("div", { class: "card-img" + (selected.has(img.id) ? " selected" : ""), tabindex: 0,
         role: "button", "aria-pressed": selected.has(img.id) ? "true" : "false", "data-id": img.id,
-        "aria-label": "Image " + img.id + (selected.has(img.id) ? ", selected" : "") });
-      if (selected.has(img.id)) el.appendChild(h("div", { class: "banner" }, "Selected"));
-      const main = h("img", { src: img.url, alt: "Image to group", class: "thumb", draggable: "false" });
+        "aria-label": fmt(selected.has(img.id) ? gettext("Image %(id)s, selected") : gettext("Image %(id)s"), { id: img.id }) });
+      if (selected.has(img.id)) el.appendChild(h("div", { class: "banner" }, gettext("Selected")));
+      const main = h("img", { src: img.url, alt: gettext("Image to group"), class: "thumb", draggable: "false" });
       el.appendChild(main);
       if (img.heatmap) {
-        const overlay = h("img", { src: img.heatmap, alt: "Heatmap", class: "thumb heat" + (showAll ? " on" : ""), draggable: "false" });
+        const overlay = h("img", { src: img.heatmap, alt: gettext("Heatmap"), class: "thumb heat" + (showAll ? " on" : ""), draggable: "false" });
         el.appendChild(overlay);
         el.addEventListener("mouseenter", () => { overlay.classList.add("on"); logEvent("hover", { image: img.id }); });
         el.addEventListener("mouseleave", () => { if (!showAll) overlay.classList.remove("on"); });
       }
       if (img.xfeatures) {
         el.appendChild(h("div", { class: "xrow" }, img.xfeatures.filter((x) => activeX.has(x.index)).map((x) =>
-          h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: "Heatmap " + (x.index + 1), draggable: "false" })))));
+          h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: fmt(gettext("Heatmap %(n)s"), { n: x.index + 1 }), draggable: "false" })))));
       }
       el.addEventListener("click", () => toggleSelect(img.id));
       el.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggleSelect(img.id); } });
@@ -302,10 +315,10 @@
     function zone(group, title) {
       const members = s.images.filter((img) => where[img.id] === group);
       const box = h("section", { class: "zone" + (group < 0 ? " tray" : ""), "data-group": group },
-        h("header", {}, h("span", { class: "zone-title" }, title + " (" + members.length + ")"),
+        h("header", {}, h("span", { class: "zone-title" }, fmt(gettext("%(group)s (%(count)s)"), { group: title, count: members.length })),
           h("button", { class: "secondary small", "data-move": group, disabled: selected.size === 0,
-            "aria-label": "Move selected images to " + title, onclick: () => move([...selected], group, "button") },
-            "Move", h("span", { class: "wide-only" }, " selected"), " here")),
+            "aria-label": fmt(gettext("Move selected images to %(group)s"), { group: title }), onclick: () => move([...selected], group, "button") },
+            h("span", { class: "wide-only" }, gettext("Move selected here")), h("span", { class: "narrow-only" }, gettext("Move here")))),
         members.map(card));
       enableDrag(box, group);
       return box;
@@ -343,14 +356,14 @@
     function compareView() {
       const ids = [...selected];
       return h("div", { class: "compare", id: "compare" },
-        h("header", {}, h("strong", {}, "Comparing " + ids.length + " images"),
-          h("button", { class: "secondary small", onclick: () => { comparing = false; draw(); } }, "Close")),
+        h("header", {}, h("strong", {}, fmt(ngettext("Comparing %(n)s image", "Comparing %(n)s images", ids.length), { n: ids.length })),
+          h("button", { class: "secondary small", onclick: () => { comparing = false; draw(); } }, gettext("Close"))),
         ids.map((id) => {
           const img = byId[id];
-          return h("div", { class: "compare-row" }, h("img", { src: img.url, class: "thumb", alt: "Image" }),
-            img.heatmap ? h("img", { src: img.heatmap, class: "thumb", alt: "Heatmap" }) : null,
+          return h("div", { class: "compare-row" }, h("img", { src: img.url, class: "thumb", alt: gettext("Image") }),
+            img.heatmap ? h("img", { src: img.heatmap, class: "thumb", alt: gettext("Heatmap") }) : null,
             (img.xfeatures || []).filter((x) => activeX.has(x.index)).map((x) =>
-              h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: "Heatmap " + (x.index + 1) }))));
+              h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: fmt(gettext("Heatmap %(n)s"), { n: x.index + 1 }) }))));
         }));
     }
 
@@ -359,22 +372,22 @@
       const toolbar = h("div", { class: "toolbar" });
       if (s.stage === "1-Heatmap") {
         toolbar.appendChild(h("button", { class: "secondary small", id: "toggle-all", "aria-pressed": String(showAll), onclick: () => {
-          showAll = !showAll; logEvent("toggle_all", { on: showAll }); draw(); } }, showAll ? "Hide all heatmaps" : "Show all heatmaps"));
+          showAll = !showAll; logEvent("toggle_all", { on: showAll }); draw(); } }, showAll ? gettext("Hide all heatmaps") : gettext("Show all heatmaps")));
       }
       if (s.stage === "XNN" && s.images[0] && s.images[0].xfeatures) {
         s.images[0].xfeatures.forEach((x) => {
           toolbar.appendChild(h("label", { class: "xtoggle" }, h("input", { type: "checkbox", checked: activeX.has(x.index), "data-x": x.index,
             onchange: (e) => { if (e.target.checked) activeX.add(x.index); else activeX.delete(x.index);
-              logEvent("toggle_xfeature", { feature: x.index, on: e.target.checked }); draw(); } }), "Heatmap " + (x.index + 1)));
+              logEvent("toggle_xfeature", { feature: x.index, on: e.target.checked }); draw(); } }), fmt(gettext("Heatmap %(n)s"), { n: x.index + 1 })));
         });
       }
       if (s.stage !== "NoVis") {
         toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
-          comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, "Compare selected"));
+          comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, gettext("Compare selected")));
       }
       sortables.splice(0).forEach((x) => x.destroy());
       const groups = [];
-      for (let g = 0; g < nGroups; g++) groups.push(zone(g, "Group " + (g + 1)));
+      for (let g = 0; g < nGroups; g++) groups.push(zone(g, fmt(gettext("Group %(n)s"), { n: g + 1 })));
       const left = s.images.filter((img) => where[img.id] === -1).length;
       const nUsed = new Set(Object.values(where).filter((g) => g >= 0)).size;
       const fits = nUsed >= (s.min_groups || 1) && nUsed <= s.max_groups;
@@ -383,20 +396,21 @@
         const assignment = {};
         Object.entries(where).forEach(([id, g]) => (assignment[id] = used.indexOf(g)));
         act("POST", "steps/" + s.step + "/grouping", { assignment });
-      } }, left > 0 ? left + " image(s) left" : fits ? "Done" : nUsed + " of " + s.min_groups + " groups used");
+      } }, left > 0 ? fmt(ngettext("%(n)s image left", "%(n)s images left", left), { n: left })
+        : fits ? gettext("Done") : fmt(ngettext("%(used)s of %(n)s group used", "%(used)s of %(n)s groups used", s.min_groups), { used: nUsed, n: s.min_groups }));
       // The dock holds the group boxes and the buttons. Laptop: a column beside the images that
       // stays in view while the page scrolls. Phone: a bar stuck to the bottom of the screen, so
       // the groups are in reach (of a thumb, and of a dragged card) whichever image is on screen.
       const dock = h("div", { class: "dock" }, h("div", { class: "groups" }, groups),
         h("div", { class: "actions" },
-          h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, "+ New group"),
+          h("button", { class: "secondary", id: "new-group", disabled: nGroups >= s.max_groups, onclick: () => { nGroups += 1; draw(); } }, gettext("+ New group")),
           done));
       root.replaceChildren(...[
         h("p", { class: "stage-text" }, s.instruction),
         s.group_rule ? h("p", { class: "group-rule", id: "group-rule" }, s.group_rule) : null,
         toolbar,
         comparing && selected.size ? compareView() : null,
-        h("div", { class: "zones" }, zone(-1, "Not grouped yet"), dock)].filter(Boolean));
+        h("div", { class: "zones" }, zone(-1, gettext("Not grouped yet")), dock)].filter(Boolean));
     }
     draw();
     return [root];

@@ -6,19 +6,37 @@ one ``values_list`` over the answers joined to their participant, arm and stimul
 Frames, in the schema of `stats` (see `stats.learning`, `stats.clustering`, `stats.exclusions`):
 
 - `study_trials`: ``participant, arm, trial_index, correct, response_ms, choice, true_label,
-  model_prediction, completed`` (Study A, one row per answered trial; ``participant`` is the
-  opaque participant code, never a Prolific id).
+  model_prediction, completed, total_seconds, rejected_reason`` (Study A, one row per answered
+  trial; ``participant`` is the opaque participant code, never a Prolific id).
 - `study_ratings`: ``participant, arm, rating`` (the 1..5 ``feedback_rating``).
 - `study_groupings`: ``participant, arm, stage, dataset, batch, image_id, cluster,
   predicted_class`` (Study B, one row per image placed; ``batch`` is the plan step, so cluster
   numbers of different batches are kept apart).
-- `study_batches`: ``participant, arm, trial_index, response_ms, completed`` (Study B, one row
-  per grouped batch, for the exclusion rules: the time spent on a batch is its response time).
+- `study_batches`: ``participant, arm, trial_index, response_ms, completed, total_seconds,
+  rejected_reason`` (Study B, one row per grouped batch, for the exclusion rules: the time
+  spent on a batch is its response time).
 - `study_confidence`: ``participant, stage, confidence`` (0..6, keys ``confidence:<stage>``, or
   ``confidence:<stage>:<dataset>`` which adds a ``dataset`` column).
 - `study_agent_ratings`: ``participant, agent, rating`` (1..7, keys ``agent_rating:<agent>``).
 - `study_participants`: ``participant, arm, status, completed, started_at, finished_at,
-  config_hash, n_answers`` (everyone enrolled, with or without answers).
+  config_hash, n_answers, is_test`` (everyone enrolled, with or without answers).
+- `study_checks`: ``participant, arm, attention_check, completed, total_seconds,
+  rejected_reason`` (`stats.analyse.CHECK_COLUMNS`; both designs): one row per attention check
+  of a participant, or one row with ``attention_check`` None for a participant without a judged
+  check. Each catch trial is one check (its ``passed``); each comprehension quiz is one check,
+  passed when an attempt passed, failed when the last attempt failed (whatever ``on_fail`` was)
+  and not judged while the run is active with attempts left. It feeds the exclusion decision
+  only (`stats.analyse.analyse`'s ``checks``), never the learning or clustering analyses.
+
+Per participant, on every frame that has them: ``completed`` is True for a run that reached
+the end (a completed run, or one rejected after it completed); ``total_seconds`` is
+``finished_at - started_at`` for such a run, else NaN; ``rejected_reason`` is the researcher's
+reason for a rejection ("(no reason given)" for a rejected run without one), else "".
+
+Runs that ended ``failed_checks`` or ``timed_out`` (and rejected ones) stay in every frame, with
+``completed`` False: whether they are analysed is the exclusion report's decision (e.g. the rule
+``incomplete: true`` leaves them out, and a rejection always does). Test runs (``is_test``: staff
+previews and pilots) are left out of every frame unless ``include_test=True``.
 
 Answers that are not numbers where numbers are expected are dropped and counted in
 ``StudyData.problems`` rather than failing the whole page.
@@ -26,29 +44,44 @@ Answers that are not numbers where numbers are expected are dropped and counted 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pandas as pd
-from django.db.models import Count
+from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
+from django.db.models.functions import Coalesce
 
+from stats.analyse import CHECK_COLUMNS
+from studyapp.lib.study_config import StudyConfigError
 from studyapp.pipeline.models import Stimulus
-from studyapp.studies.models import Grouping, Participant, QuestionAnswer, Study, TrialAnswer
+from studyapp.studies.models import (
+    CheckAnswer,
+    Grouping,
+    Participant,
+    QuestionAnswer,
+    Study,
+    TrialAnswer,
+)
 
+#: Per-participant columns repeated on each row of the trials and batches frames.
+RUN_COLUMNS = ["completed", "total_seconds", "rejected_reason"]
 TRIAL_COLUMNS = [
     "participant", "arm", "trial_index", "correct", "response_ms", "choice", "true_label",
-    "model_prediction", "completed",
+    "model_prediction", *RUN_COLUMNS,
 ]
 RATING_COLUMNS = ["participant", "arm", "rating"]
 GROUPING_COLUMNS = [
     "participant", "arm", "stage", "dataset", "batch", "image_id", "cluster", "predicted_class",
 ]
-BATCH_COLUMNS = ["participant", "arm", "trial_index", "response_ms", "completed"]
+BATCH_COLUMNS = ["participant", "arm", "trial_index", "response_ms", *RUN_COLUMNS]
 CONFIDENCE_COLUMNS = ["participant", "stage", "confidence"]
 AGENT_COLUMNS = ["participant", "agent", "rating"]
 PARTICIPANT_COLUMNS = [
     "participant", "arm", "status", "completed", "started_at", "finished_at", "config_hash",
-    "n_answers",
+    "n_answers", "is_test",
 ]
+NO_REASON = "(no reason given)"
 
 FEEDBACK_RATING_KEY = "feedback_rating"
 CONFIDENCE_PREFIX = "confidence:"
@@ -67,7 +100,16 @@ class StudyData:
     batches: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=BATCH_COLUMNS))
     confidence: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CONFIDENCE_COLUMNS))
     agent_ratings: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=AGENT_COLUMNS))
+    checks: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=CHECK_COLUMNS))
     problems: list[str] = field(default_factory=list)
+    include_test: bool = False
+
+    @property
+    def n_test(self) -> int:
+        """Test runs among the participants (0 unless built with ``include_test=True``)."""
+        if not len(self.participants):
+            return 0
+        return int(self.participants["is_test"].sum())
 
 
 def _frame(rows, columns: list[str]) -> pd.DataFrame:
@@ -87,62 +129,169 @@ def _as_int(value) -> int | None:
     return None
 
 
-def study_participants(*, study: Study) -> pd.DataFrame:
-    """Everyone enrolled; ``n_answers`` counts trials (learning) or groupings (clustering)."""
-    answers = "groupings" if study.design == Study.Design.CLUSTERING else "answers"
+class Run(NamedTuple):
+    """What the exclusion rules read of a participant's run as a whole."""
+
+    completed: bool
+    total_seconds: float
+    rejected_reason: str
+
+
+def _people(study: Study, include_test: bool):
+    people = Participant.objects.filter(study=study)
+    return people if include_test else people.filter(is_test=False)
+
+
+def _reached_end(status: str, plan, step_index: int) -> bool:
+    if status == Participant.Status.COMPLETED:
+        return True
+    if status != Participant.Status.REJECTED or not isinstance(plan, list) or not plan:
+        return False
+    step = plan[min(step_index, len(plan) - 1)]
+    return isinstance(step, dict) and step.get("kind") == "done"
+
+
+def _run(status: str, plan, step_index: int, started, finished, reason: str) -> Run:
+    completed = _reached_end(status, plan, step_index)
+    seconds = (finished - started).total_seconds() if completed and finished and started else math.nan
+    reason = (reason or "").strip() or (NO_REASON if status == Participant.Status.REJECTED else "")
+    return Run(completed, seconds, reason)
+
+
+def _quiz_attempts(study: Study) -> int | None:
+    try:
+        quiz = study.parsed_config.comprehension
+    except StudyConfigError:
+        return None
+    return quiz.attempts if quiz is not None else None
+
+
+def _participants_and_checks(
+    study: Study, *, include_test: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Run]]:
+    """``(participants, checks, runs)`` in one query: every participant joined to their check
+    rows (a LEFT JOIN, so participants without checks come once)."""
+    answers = Grouping if study.design == Study.Design.CLUSTERING else TrialAnswer
+    n_answers = (
+        answers.objects.filter(participant=OuterRef("pk"))
+        .order_by().values("participant").annotate(n=Count("pk")).values("n")
+    )
     rows = (
-        Participant.objects.filter(study=study)
-        .annotate(n_answers=Count(answers))
+        _people(study, include_test)
+        .annotate(n_answers=Coalesce(Subquery(n_answers, output_field=IntegerField()), Value(0)))
         .order_by("started_at", "pk")
         .values_list(
-            "code", "arm__name", "status", "started_at", "finished_at", "config_hash", "n_answers"
+            "code", "arm__name", "status", "started_at", "finished_at", "config_hash", "n_answers",
+            "is_test", "rejected_reason", "step_index", "plan", "checks__kind",
+            "checks__step_index", "checks__attempt", "checks__passed",
         )
     )
-    frame = _frame(
-        (
-            (code, arm, status, status == Participant.Status.COMPLETED, started, finished, h, n)
-            for code, arm, status, started, finished, h, n in rows
-        ),
-        PARTICIPANT_COLUMNS,
-    )
-    frame["completed"] = frame["completed"].astype(bool)
+    attempts = _quiz_attempts(study)
+    people: dict[str, tuple] = {}
+    runs: dict[str, Run] = {}
+    found: dict[str, list[tuple]] = {}
+    for code, arm, status, started, finished, h, n, test, reason, step, plan, *check in rows:
+        if code not in people:
+            runs[code] = _run(status, plan, step, started, finished, reason)
+            people[code] = (code, arm, status, runs[code].completed, started, finished, h, n, bool(test))
+            found[code] = []
+        if check[0] is not None:
+            found[code].append(tuple(check))
+    checks = []
+    for code, person in people.items():
+        arm, status, run = person[1], person[2], runs[code]
+        judged: list[bool] = []
+        quizzes: dict[int, list[tuple[int, bool]]] = {}
+        for kind, step, attempt, passed in sorted(found[code], key=lambda c: (c[1], c[2])):
+            if kind == CheckAnswer.Kind.QUIZ:
+                quizzes.setdefault(step, []).append((attempt, bool(passed)))
+            else:
+                judged.append(bool(passed))
+        for tries in quizzes.values():
+            if any(passed for _, passed in tries):
+                judged.append(True)
+            elif status != Participant.Status.ACTIVE or attempts is None or len(tries) >= attempts:
+                judged.append(False)  # the last attempt failed: a failed attention check
+        # A run with neither checks nor answers gave no data: it is not a participant of the report.
+        for passed in judged or ([None] if person[7] else []):
+            checks.append((code, arm, passed, run.completed, run.total_seconds, run.rejected_reason))
+    participants = _frame(people.values(), PARTICIPANT_COLUMNS)
+    participants["completed"] = participants["completed"].astype(bool)
+    participants["is_test"] = participants["is_test"].astype(bool)
+    check_frame = _frame(checks, CHECK_COLUMNS)
+    check_frame["attention_check"] = check_frame["attention_check"].astype(object)
+    check_frame["completed"] = check_frame["completed"].astype(bool)
+    check_frame["total_seconds"] = check_frame["total_seconds"].astype(float)
+    return participants, check_frame, runs
+
+
+def study_test_runs(*, study: Study) -> int:
+    """How many test runs (staff previews and pilots) the study has."""
+    return Participant.objects.filter(study=study, is_test=True).count()
+
+
+def study_participants(*, study: Study, include_test: bool = False) -> pd.DataFrame:
+    """Everyone enrolled; ``n_answers`` counts trials (learning) or groupings (clustering)."""
+    return _participants_and_checks(study, include_test=include_test)[0]
+
+
+def study_checks(*, study: Study, include_test: bool = False) -> pd.DataFrame:
+    """The attention checks of every participant (see the module docstring), both designs."""
+    return _participants_and_checks(study, include_test=include_test)[1]
+
+
+def _runs(study: Study, include_test: bool) -> dict[str, Run]:
+    return _participants_and_checks(study, include_test=include_test)[2]
+
+
+def _with_runs(frame: pd.DataFrame, runs: dict[str, Run]) -> pd.DataFrame:
+    """Fill the per-participant ``RUN_COLUMNS`` of `frame` from `runs`."""
+    empty = Run(False, math.nan, "")
+    of = [runs.get(code, empty) for code in frame["participant"]]
+    frame["completed"] = pd.Series([r.completed for r in of], index=frame.index, dtype=bool)
+    frame["total_seconds"] = pd.Series([r.total_seconds for r in of], index=frame.index, dtype=float)
+    frame["rejected_reason"] = pd.Series([r.rejected_reason for r in of], index=frame.index, dtype=object)
     return frame
 
 
-def study_trials(*, study: Study) -> pd.DataFrame:
+def _answers_of(model, study: Study, include_test: bool):
+    rows = model.objects.filter(participant__study=study)
+    return rows if include_test else rows.filter(participant__is_test=False)
+
+
+def study_trials(
+    *, study: Study, include_test: bool = False, runs: dict[str, Run] | None = None
+) -> pd.DataFrame:
+    """`runs` (from the participants' query) saves a query; without it, one more is made."""
     rows = (
-        TrialAnswer.objects.filter(participant__study=study)
+        _answers_of(TrialAnswer, study, include_test)
         .order_by("participant__started_at", "participant_id", "trial_index")
         .values_list(
             "participant__code", "participant__arm__name", "trial_index", "correct", "response_ms",
-            "choice", "stimulus__true_label", "stimulus__model_prediction", "participant__status",
+            "choice", "stimulus__true_label", "stimulus__model_prediction",
         )
     )
-    frame = _frame(
-        (
-            (*row[:-1], row[-1] == Participant.Status.COMPLETED)
-            for row in rows.iterator(chunk_size=5000)
-        ),
-        TRIAL_COLUMNS,
-    )
+    frame = _frame(rows.iterator(chunk_size=5000), TRIAL_COLUMNS[: -len(RUN_COLUMNS)])
+    frame = _with_runs(frame, runs if runs is not None else _runs(study, include_test))
     frame["correct"] = frame["correct"].astype(bool)
-    frame["completed"] = frame["completed"].astype(bool)
     for col in ("trial_index", "response_ms", "choice", "true_label", "model_prediction"):
         frame[col] = frame[col].astype("int64")
     return frame
 
 
-def _question_rows(study: Study, **lookup):
+def _question_rows(study: Study, include_test: bool = False, **lookup):
     return (
-        QuestionAnswer.objects.filter(participant__study=study, **lookup)
+        _answers_of(QuestionAnswer, study, include_test).filter(**lookup)
         .order_by("participant__started_at", "participant_id", "key")
         .values_list("participant__code", "participant__arm__name", "key", "value")
     )
 
 
-def study_ratings(*, study: Study, problems: list[str] | None = None) -> pd.DataFrame:
+def study_ratings(
+    *, study: Study, problems: list[str] | None = None, include_test: bool = False
+) -> pd.DataFrame:
     rows, bad = [], 0
-    for code, arm, _, value in _question_rows(study, key=FEEDBACK_RATING_KEY):
+    for code, arm, _, value in _question_rows(study, include_test, key=FEEDBACK_RATING_KEY):
         number = _as_int(value)
         if number is None:
             bad += 1
@@ -155,42 +304,43 @@ def study_ratings(*, study: Study, problems: list[str] | None = None) -> pd.Data
     return frame
 
 
-def study_groupings(*, study: Study) -> tuple[pd.DataFrame, pd.DataFrame]:
+def study_groupings(
+    *, study: Study, include_test: bool = False, runs: dict[str, Run] | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``(groupings, batches)``: one row per image placed, and one row per batch."""
     groupings = list(
-        Grouping.objects.filter(participant__study=study)
+        _answers_of(Grouping, study, include_test)
         .order_by("participant__started_at", "participant_id", "step_index")
         .values_list(
-            "participant__code", "participant__arm__name", "participant__status", "stage",
+            "participant__code", "participant__arm__name", "stage",
             "dataset", "step_index", "assignment", "shown_at", "saved_at",
         )
     )
-    ids = {int(k) for g in groupings for k in g[6]}
+    ids = {int(k) for g in groupings for k in g[5]}
     predicted = dict(
         Stimulus.objects.filter(pk__in=ids).values_list("pk", "model_prediction")
     ) if ids else {}
     rows, batches = [], []
     order: dict[str, int] = {}
-    for code, arm, status, stage, dataset, step, assignment, shown, saved in groupings:
+    for code, arm, stage, dataset, step, assignment, shown, saved in groupings:
         for image_id, cluster in assignment.items():
             rows.append(
                 (code, arm, stage, dataset, step, int(image_id), cluster, predicted.get(int(image_id)))
             )
         index = order.get(code, 0)
         order[code] = index + 1
-        batches.append(
-            (code, arm, index, max(0, int((saved - shown).total_seconds() * 1000)),
-             status == Participant.Status.COMPLETED)
-        )
+        batches.append((code, arm, index, max(0, int((saved - shown).total_seconds() * 1000))))
     frame = _frame(rows, GROUPING_COLUMNS)
-    batch_frame = _frame(batches, BATCH_COLUMNS)
-    batch_frame["completed"] = batch_frame["completed"].astype(bool)
+    batch_frame = _frame(batches, BATCH_COLUMNS[: -len(RUN_COLUMNS)])
+    batch_frame = _with_runs(batch_frame, runs if runs is not None else _runs(study, include_test))
     return frame, batch_frame
 
 
-def study_confidence(*, study: Study, problems: list[str] | None = None) -> pd.DataFrame:
+def study_confidence(
+    *, study: Study, problems: list[str] | None = None, include_test: bool = False
+) -> pd.DataFrame:
     rows, bad, with_dataset = [], 0, False
-    for code, _, key, value in _question_rows(study, key__startswith=CONFIDENCE_PREFIX):
+    for code, _, key, value in _question_rows(study, include_test, key__startswith=CONFIDENCE_PREFIX):
         number = _as_int(value)
         if number is None:
             bad += 1
@@ -207,9 +357,11 @@ def study_confidence(*, study: Study, problems: list[str] | None = None) -> pd.D
     return frame
 
 
-def study_agent_ratings(*, study: Study, problems: list[str] | None = None) -> pd.DataFrame:
+def study_agent_ratings(
+    *, study: Study, problems: list[str] | None = None, include_test: bool = False
+) -> pd.DataFrame:
     rows, bad = [], 0
-    for code, _, key, value in _question_rows(study, key__startswith=AGENT_PREFIX):
+    for code, _, key, value in _question_rows(study, include_test, key__startswith=AGENT_PREFIX):
         number = _as_int(value)
         if number is None:
             bad += 1
@@ -222,18 +374,22 @@ def study_agent_ratings(*, study: Study, problems: list[str] | None = None) -> p
     return frame
 
 
-def study_data(*, study: Study) -> StudyData:
-    """All frames of `study` (the Study B frames only for the clustering design)."""
+def study_data(*, study: Study, include_test: bool = False) -> StudyData:
+    """All frames of `study` (the Study B frames only for the clustering design); test runs
+    only with ``include_test=True``."""
     problems: list[str] = []
+    participants, checks, runs = _participants_and_checks(study, include_test=include_test)
     data = StudyData(
         design=study.design,
-        trials=study_trials(study=study),
-        ratings=study_ratings(study=study, problems=problems),
-        participants=study_participants(study=study),
+        trials=study_trials(study=study, include_test=include_test, runs=runs),
+        ratings=study_ratings(study=study, problems=problems, include_test=include_test),
+        participants=participants,
+        checks=checks,
         problems=problems,
+        include_test=include_test,
     )
     if study.design == Study.Design.CLUSTERING:
-        data.groupings, data.batches = study_groupings(study=study)
-        data.confidence = study_confidence(study=study, problems=problems)
-        data.agent_ratings = study_agent_ratings(study=study, problems=problems)
+        data.groupings, data.batches = study_groupings(study=study, include_test=include_test, runs=runs)
+        data.confidence = study_confidence(study=study, problems=problems, include_test=include_test)
+        data.agent_ratings = study_agent_ratings(study=study, problems=problems, include_test=include_test)
     return data

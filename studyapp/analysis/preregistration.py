@@ -23,6 +23,8 @@ _RULE_TEXT = {
     "min_response_ms": "a response faster than {v} ms counts as too fast",
     "max_fast_share": "exclude participants with more than {v:.0%} too-fast responses",
     "attention_checks": "exclude participants who failed an attention check",
+    "min_total_seconds": "exclude participants who took less than {v:g} s for the whole study",
+    "max_total_seconds": "exclude participants who took more than {v:g} s for the whole study",
 }
 _SIDES = {"greater": "one-sided", "less": "one-sided", "two-sided": "two-sided"}
 

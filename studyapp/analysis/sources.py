@@ -35,6 +35,9 @@ class Source:
     n_trials: int | None = None
     participants: pd.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    #: Whether staff test runs (pilots, previews) are in the frames, and how many there are.
+    include_test: bool = False
+    n_test: int = 0
 
     @property
     def url_name(self) -> str:
@@ -64,11 +67,12 @@ class Source:
         return reverse("admin:studies_participant_changelist") + f"?q={code}"
 
 
-def study_source(study: Study) -> Source:
-    d = frames.study_data(study=study)
+def study_source(study: Study, *, include_test: bool = False) -> Source:
+    """A study's frames; its test runs (``is_test``) only with ``include_test=True``."""
+    d = frames.study_data(study=study, include_test=include_test)
     data = {
         "trials": d.trials, "ratings": d.ratings, "groupings": d.groupings, "batches": d.batches,
-        "confidence": d.confidence, "agent_ratings": d.agent_ratings,
+        "confidence": d.confidence, "agent_ratings": d.agent_ratings, "checks": d.checks,
     }
     if study.design == Study.Design.CLUSTERING:
         levels = analyse.levels_of(analyse.CLUSTERING, stages=d.groupings["stage"].unique())
@@ -79,8 +83,16 @@ def study_source(study: Study) -> Source:
     return Source(
         kind="study", obj=study, title=study.title, design=study.design, config=study.parsed_config.analysis(),
         config_hash=study.config_hash, frames=data, levels=levels, n_trials=n_trials,
-        participants=d.participants, notes=list(d.problems),
+        participants=d.participants, notes=_test_note(include_test, d.n_test) + list(d.problems),
+        include_test=include_test, n_test=d.n_test,
     )
+
+
+def _test_note(include_test: bool, n_test: int) -> list[str]:
+    if not include_test:
+        return []
+    runs = "test run" if n_test == 1 else "test runs"
+    return [f"This analysis is including {n_test} {runs} (staff previews and pilots, left out by default)."]
 
 
 def imported_source(imported: ImportedResults) -> Source:
@@ -136,7 +148,7 @@ def _run_analysis(source: Source, *, power_target: float | None = None) -> analy
     result = analyse.analyse(
         design=source.design, settings=settings, trials=f.get("trials"), ratings=f.get("ratings"),
         groupings=f.get("groupings"), batches=f.get("batches"), confidence=f.get("confidence"),
-        agent_ratings=f.get("agent_ratings"),
+        agent_ratings=f.get("agent_ratings"), checks=f.get("checks"),
     )
     source.notes.extend(problems)
     return result

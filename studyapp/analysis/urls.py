@@ -15,6 +15,7 @@ urlpatterns = [
     path("study/<int:pk>/", staff(views.study_analysis), name="analysis-study"),
     path("study/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.study_figure), name="analysis-study-figure"),
     path("study/<int:pk>/report.html", staff(views.study_report), name="analysis-study-report"),
+    path("study/<int:pk>/datapackage.zip", staff(views.study_datapackage), name="analysis-study-datapackage"),
     path("study/<int:pk>/preregistration.md", staff(preregistration.study_preregistration),
          name="analysis-study-preregistration"),
     path("imported/upload/", staff(views.import_upload), name="analysis-import"),

@@ -18,6 +18,8 @@ from stats import figures
 from stats.analyse import CLUSTERING, AnalysisSettings, hypothesis
 from stats.schema import AnalysisInputError
 from studyapp.analysis import (
+    datapackage,
+    frames,
     importing,
     presenters,
     presenters_gate,
@@ -29,6 +31,7 @@ from studyapp.analysis.access import access_import_upload, access_imported, acce
 from studyapp.analysis.forms import AlphaForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
+from studyapp.studies import exports
 from studyapp.studies.models import Study
 
 FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
@@ -37,10 +40,15 @@ FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
 # --------------------------------------------------------------------------- pages
 
 
+def _include_test(request: HttpRequest) -> bool:
+    """``?test=1``: the analysis also reads the staff test runs (pilots, previews)."""
+    return request.GET.get("test") == "1"
+
+
 def study_analysis(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         return _post_tests(request, study_source(access_study(request, pk, change=True)))
-    return _render_page(request, study_source(access_study(request, pk)))
+    return _render_page(request, study_source(access_study(request, pk), include_test=_include_test(request)))
 
 
 def imported_analysis(request: HttpRequest, pk: int) -> HttpResponse:
@@ -81,6 +89,7 @@ def _power_target(request: HttpRequest) -> float | None:
 def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_form=None) -> HttpResponse:
     result = run_analysis(source, power_target=_power_target(request))
     settings = result.settings
+    test_query = "?test=1" if source.include_test else ""
     if formset is None:
         formset = TestFormSet(
             initial=[{"level1": a, "level2": b, "alternative": alt} for a, b, alt in settings.pairs],
@@ -107,13 +116,19 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         "can_change": can_change(request, source.kind),
         "power": _power_context(request, source, settings),
         **presenters_sequential.page_context(request, source, result),
-        "figures": {name.replace("-", "_"): {"png": source.url("figure", name, "png"), "svg": source.url("figure", name, "svg")}
+        "figures": {name.replace("-", "_"): {"png": source.url("figure", name, "png"), "svg": source.url("figure", name, "svg"),
+                                             "query": test_query}
                     for name in presenters.FIGURES},
         "figure_template": "admin/analysis/_figure.html",
-        "report_url": source.url("report"),
+        "report_url": source.url("report") + test_query,
         "opts": (Study if source.kind == "study" else ImportedResults)._meta,
     }
     if source.kind == "study":
+        ctx["test_runs"] = {
+            "included": source.include_test,
+            "n": source.n_test if source.include_test else frames.study_test_runs(study=source.obj),
+            "url": source.url() + ("" if source.include_test else "?test=1"),
+        }
         ctx["exports"] = _export_links(source.obj)
         ctx["gate_report"] = presenters_gate.gate_report(source.obj)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
@@ -155,6 +170,8 @@ def _export_links(study: Study) -> list[dict]:
         row = {"ids": ids, "links": []}
         for kind, label in kinds:
             row["links"].append({"label": label, "url": reverse("admin:study-export", args=[study.pk, kind]) + f"?ids={ids}"})
+        row["links"].append({"label": "Data package (zip: all of these, JSON, dictionary, stimuli, report)",
+                             "url": reverse("analysis-study-datapackage", args=[study.pk]) + f"?ids={ids}"})
         links.append(row)
     return links
 
@@ -184,7 +201,8 @@ def _figure_response(source: Source, request: HttpRequest, name: str, fmt: str) 
 
 
 def study_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpResponse:
-    return _figure_response(study_source(access_study(request, pk)), request, name, fmt)
+    source = study_source(access_study(request, pk), include_test=_include_test(request))
+    return _figure_response(source, request, name, fmt)
 
 
 def imported_figure(request: HttpRequest, pk: int, name: str, fmt: str) -> HttpResponse:
@@ -210,11 +228,22 @@ def _report_response(source: Source) -> HttpResponse:
 
 
 def study_report(request: HttpRequest, pk: int) -> HttpResponse:
-    return _report_response(study_source(access_study(request, pk)))
+    return _report_response(study_source(access_study(request, pk), include_test=_include_test(request)))
 
 
 def imported_report(request: HttpRequest, pk: int) -> HttpResponse:
     return _report_response(imported_source(access_imported(request, pk)))
+
+
+def study_datapackage(request: HttpRequest, pk: int) -> HttpResponse:
+    """The study's data package (`datapackage`) as a zip; ``?ids=keep|hash|drop`` (default hash)."""
+    study = access_study(request, pk)
+    ids = request.GET.get("ids", "hash")
+    if ids not in exports.ID_MODES:
+        return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400, content_type="text/plain")
+    response = HttpResponse(datapackage.build_zip(study, ids=ids), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{study.slug}-datapackage-ids-{ids}.zip"'
+    return response
 
 
 # --------------------------------------------------------------------------- import

@@ -34,6 +34,7 @@ from django.conf import settings
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
+from django.utils.translation import gettext_lazy
 
 from studyapp.lib.prepared import PreparedRead
 from studyapp.studies.errors import FlowError, NoParticipant
@@ -44,7 +45,7 @@ from studyapp.studies.models import Participant, Study
 #: default folder). Not ``models/`` (checkpoints) or ``datasets/`` (imported images and labels).
 PARTICIPANT_MEDIA_FOLDERS = frozenset({"stimuli", "assets"})
 
-RESUME_REFUSED = (
+RESUME_REFUSED = gettext_lazy(
     "This Prolific ID has already started this study in another browser or Prolific session, so it "
     "cannot be continued from here. Please go back to the browser and the Prolific session you "
     "started in, or contact the researcher through Prolific."
@@ -137,7 +138,7 @@ def access_resume(request: HttpRequest, study: Study, participant: Participant, 
     given = session_id.strip() if isinstance(session_id, str) else ""
     enrolled = participant.prolific_session_id
     if not (enrolled and given and hmac.compare_digest(enrolled.encode(), given.encode())):
-        raise ResumeRefused(RESUME_REFUSED)
+        raise ResumeRefused(str(RESUME_REFUSED))
     participant.study = study
     bind_participant(request, participant)
     return participant

@@ -5,11 +5,16 @@ step that is not (or no longer) its current one, the participant. The API's exce
 (`studyapp.studies.api.exception_handler`) turns one into ``{"error", "detail"}`` and, when the
 error names a participant, adds ``"state"``: that participant's current state, so the client can
 go where the server says it is. The services never build that state themselves.
+
+Messages are sentences for the participant, translated when raised (``gettext``): the API view
+has activated the study's language (``studies.i18n``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
+
+from django.utils.translation import gettext
 
 if TYPE_CHECKING:
     from studyapp.studies.models import Participant
@@ -52,9 +57,25 @@ class StudyFull(FlowError):
     code = "study_full"
 
 
+class RunEnded(FlowError):
+    """A write to a run that has ended (failed checks, timed out, rejected): the state says how."""
+
+    status = 409
+    code = "run_ended"
+
+
+class TimedOut(FlowError):
+    """A write to a run past its time limit; the run is ended as timed out."""
+
+    status = 409
+    code = "timed_out"
+
+
 class NoParticipant(FlowError):
     status = 403
     code = "no_participant"
 
-    def __init__(self, message: str = "No run of this study belongs to this browser. Open the study link to start.", **kw):
+    def __init__(self, message: str | None = None, **kw):
+        if message is None:
+            message = gettext("No run of this study belongs to this browser. Open the study link to start.")
         super().__init__(message, **kw)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+from django.utils.translation import gettext, gettext_noop
+
 from studyapp.studies.models import Arm, Study
 
 
@@ -74,8 +76,12 @@ def with_checks(study: Study, steps: list[dict], *, counted: str, images: list[i
 # ---------------------------------------------------------------------------------------------
 # Clustering design (XNN paper, section 4.1)
 # ---------------------------------------------------------------------------------------------
-CONFIDENCE_SCALE = ["Zero", "Very Low", "Low", "Mediocre", "High", "Very High", "100%"]
-AGENT_SCALE = ["Very Poor", "Poor", "Slightly Poor", "Neutral or N/A", "Slightly Good", "Good", "Very Good"]
+# The scales' labels (answers are stored as numbers): English here, shown in the study's language
+# (translated when the plan is drawn, at enrolment, with the study's language active).
+CONFIDENCE_SCALE = [gettext_noop("Zero"), gettext_noop("Very Low"), gettext_noop("Low"), gettext_noop("Mediocre"),
+                    gettext_noop("High"), gettext_noop("Very High"), gettext_noop("100%")]
+AGENT_SCALE = [gettext_noop("Very Poor"), gettext_noop("Poor"), gettext_noop("Slightly Poor"), gettext_noop("Neutral or N/A"),
+               gettext_noop("Slightly Good"), gettext_noop("Good"), gettext_noop("Very Good")]
 COURSES_PAPER = ["No course", "1 course", "2 courses", "3 courses", "4 courses or more"]
 #: The XNN paper's appendix: its age bands and course counts. The paper reports only the answers
 #: its 30 participants gave (nobody over 60; "Female", "Male", "Trans Male"), so the last age
@@ -192,7 +198,7 @@ def clustering_plan(
     remaining = {d: rng.sample(sorted(sets[d]), len(sets[d])) for d in datasets}
     steps: list[dict] = [
         {"kind": "instructions", "order": order},
-        {"kind": "questions", "key": "demographics", "title": "About you", "questions": demographic_questions(study)},
+        {"kind": "questions", "key": "demographics", "title": gettext("About you"), "questions": demographic_questions(study)},
     ]
     for stage in stages:
         for dataset in datasets:
@@ -205,18 +211,19 @@ def clustering_plan(
             steps.append({"kind": "grouping", "stage": stage, "dataset": dataset, "set_index": set_index,
                           "stimuli": stimuli, "groups": {"rule": config.group_rule, "n": k}})
             key = f"confidence:{stage}:{dataset}"
-            steps.append({"kind": "questions", "key": key, "title": "Your confidence",
+            steps.append({"kind": "questions", "key": key, "title": gettext("Your confidence"),
                           "questions": [{"key": key, "type": "scale",
-                                         "label": "How confident are you in the groups you just made?",
-                                         "options": CONFIDENCE_SCALE, "first_value": 0}]})
-    steps.append({"kind": "questions", "key": "final", "title": "Last questions", "questions": [
-        {"key": f"agent_rating:{STAGE_HEATMAP}", "type": "scale", "label": "How would you rate the AI agent that showed one heatmap per image?",
-         "options": AGENT_SCALE, "first_value": 1},
-        {"key": f"agent_rating:{STAGE_XNN}", "type": "scale", "label": "How would you rate the AI agent that showed several heatmaps per image?",
-         "options": AGENT_SCALE, "first_value": 1},
-        {"key": "difficulty", "type": "scale", "label": "How difficult was the task? (0 = very easy, 7 = very hard)",
+                                         "label": gettext("How confident are you in the groups you just made?"),
+                                         "options": [gettext(t) for t in CONFIDENCE_SCALE], "first_value": 0}]})
+    agent_scale = [gettext(t) for t in AGENT_SCALE]
+    steps.append({"kind": "questions", "key": "final", "title": gettext("Last questions"), "questions": [
+        {"key": f"agent_rating:{STAGE_HEATMAP}", "type": "scale", "label": gettext("How would you rate the AI agent that showed one heatmap per image?"),
+         "options": agent_scale, "first_value": 1},
+        {"key": f"agent_rating:{STAGE_XNN}", "type": "scale", "label": gettext("How would you rate the AI agent that showed several heatmaps per image?"),
+         "options": agent_scale, "first_value": 1},
+        {"key": "difficulty", "type": "scale", "label": gettext("How difficult was the task? (0 = very easy, 7 = very hard)"),
          "options": [str(i) for i in range(8)], "first_value": 0},
-        {"key": "comments", "type": "text", "label": "Any comments? (optional)", "optional": True},
+        {"key": "comments", "type": "text", "label": gettext("Any comments? (optional)"), "optional": True},
     ]})
     steps.append({"kind": "done"})
     return with_checks(study, steps, counted="grouping")

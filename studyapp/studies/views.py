@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import hashlib
 import mimetypes
+from functools import cache
 
+from django.conf import settings
 from django.db import connection
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation.trans_real import DjangoTranslation
+from django.views.decorators.cache import cache_control
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import etag, require_GET
+from django.views.i18n import JavaScriptCatalog
 
-from studyapp.studies import access
+from studyapp.studies import access, i18n
 
 
 @require_GET
@@ -22,7 +29,60 @@ def study_page(request: HttpRequest, slug: str) -> HttpResponse:
         "study_id": request.GET.get("STUDY_ID", "")[:64],
         "session_id": request.GET.get("SESSION_ID", "")[:64],
     }
-    return render(request, "studies/study.html", {"study": study, "prolific": prolific})
+    # The study's language, not the browser's: its own texts are written in it (studies.i18n).
+    language = i18n.remember(study.slug, study.language)
+    with i18n.study_language(language=language):
+        return render(
+            request,
+            "studies/study.html",
+            {"study": study, "prolific": prolific, "catalog_version": catalog_version(language)},
+        )
+
+
+class StudyJavaScriptCatalog(JavaScriptCatalog):
+    """The participant script's catalog (locale/<lang>/LC_MESSAGES/djangojs.po) for one language
+    named in the URL, whatever the browser asks for: the page links the study's."""
+
+    domain = "djangojs"
+
+    def get(self, request, *args, **kwargs):
+        language = kwargs["lang"]
+        with translation.override(language):
+            self.translation = DjangoTranslation(
+                language, domain=self.domain, localedirs=[str(p) for p in settings.LOCALE_PATHS]
+            )
+            context = self.get_context_data(**kwargs)
+            return self.render_to_response(context)
+
+
+@cache
+def catalog_version(language: str) -> str:
+    """A hash of the language's compiled JS catalog: the page's link to the catalog carries it,
+    so a cached catalog is never served after a new one is deployed (a restart reads it again)."""
+    digest = hashlib.sha256(language.encode())
+    for folder in settings.LOCALE_PATHS:
+        mo = folder / language / "LC_MESSAGES" / "djangojs.mo"
+        if mo.exists():
+            digest.update(mo.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+_catalog_view = StudyJavaScriptCatalog.as_view()
+
+
+def _catalog_languages() -> set[str]:  # read on each call: tests override the settings
+    return {code for code, _ in settings.LANGUAGES}
+
+
+@require_GET
+@etag(lambda request, lang: catalog_version(lang) if lang in _catalog_languages() else None)
+@cache_control(public=True, max_age=60 * 60 * 24)
+def javascript_catalog(request: HttpRequest, lang: str) -> HttpResponse:
+    """``/jsi18n/<lang>/``: cacheable (public, a day, an ETag; the page's link adds ``?v=`` the
+    catalog's hash); only the languages in settings.LANGUAGES."""
+    if lang not in _catalog_languages():
+        raise Http404("No such language")
+    return _catalog_view(request, lang=lang)
 
 
 @require_GET

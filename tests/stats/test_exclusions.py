@@ -90,6 +90,15 @@ def test_no_rules_keeps_everyone():
     assert len(kept) == len(trials) and report.n_excluded == 0 and report.rules == {}
 
 
+def test_a_study_without_arms_still_gets_its_all_row():
+    """No arm on any row (a clustering study): the counts are just the "all" row. Appending that
+    row to the empty per-arm frame was a pandas-4 deprecation (an error under pyproject's filters)."""
+    trials = make_trials().assign(arm=None)
+    _, report = apply_exclusions(trials, RULES)
+    assert report.counts["arm"].tolist() == ["all"]
+    assert all(report.counts[c].dtype.kind == "i" for c in ("n_before", "n_excluded", "n_kept"))
+
+
 def test_expected_trials_without_completed_column():
     trials = make_trials().drop(columns="completed")
     _, report = apply_exclusions(trials, {"incomplete": True, "expected_trials": 4})

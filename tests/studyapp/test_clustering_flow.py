@@ -169,8 +169,8 @@ def test_invalid_groupings_are_refused_and_change_nothing():
     full = {i: k % 4 for k, i in enumerate(ids)}
     cases = [
         ({i: 0 for i in ids[:-1]}, "not in a group yet"),                      # an image missing
-        ({**full, other: 1}, "do not belong to this batch"),                   # an image from another batch
-        ({**{i: k % 4 for k, i in enumerate(ids[:-1])}, other: 0}, "do not belong"),  # swapped for an unknown one
+        ({**full, other: 1}, "1 image does not belong to this batch"),        # an image from another batch
+        ({**{i: k % 4 for k, i in enumerate(ids[:-1])}, other: 0}, "does not belong"),  # swapped for an unknown one
         ({**full, ids[0]: 99}, "numbered 0 to 9"),                             # group number out of range
         ({i: 0 for i in ids}, "Make exactly 4 groups. These images are in 1 group."),
         ({i: k % 3 for k, i in enumerate(ids)}, "Make exactly 4 groups. These images are in 3 groups."),

@@ -203,7 +203,7 @@ class Command(BaseCommand):
         settings_, problems = self._settings(study, alpha)
         result = summary.analyse(
             design=summary.LEARNING, settings=settings_, trials=d.trials, ratings=d.ratings,
-            ignore_rules=summary.TIMING_RULES,
+            checks=d.checks, ignore_rules=summary.TIMING_RULES,
         )
         n_synthetic = Participant.objects.filter(study=study, prolific_pid__startswith="synthetic-").count()
         self.stdout.write("")
