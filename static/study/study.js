@@ -63,12 +63,9 @@
 
   function showError(msg) { errorBox.textContent = msg; errorBox.hidden = !msg; }
 
-  function logEvent(kind, payload) {
-    if (!state || state.kind === "consent" || state.kind === "unavailable") return;
-    const body = JSON.stringify({ kind, payload: payload || {} });
-    fetch(API + "events", { method: "POST", credentials: "same-origin", keepalive: true,
-      headers: { "Content-Type": "application/json", "X-CSRFToken": csrf() }, body }).catch(() => {});
-  }
+  // Interaction events go through flow.js's queue: batched, retried, flushed when the page hides.
+  let flow = null;
+  function logEvent(kind, payload) { if (flow) flow.push(kind, payload); }
 
   async function act(method, path, body) {
     if (busy) return;
@@ -82,6 +79,7 @@
       if (r.data && r.data.state) render(r.data.state, r.seq);
       else if (r.status === 403 && r.data.error === "no_participant") await load();
       else document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
+      if (r.data && r.data.state && r.data.state.kind === "exit") return r.data;  // the exit page says it all
       showError((r.data && r.data.detail) || fmt(gettext("Something went wrong (%(status)s). Please try again."), { status: r.status }));
     } catch (e) {
       document.querySelectorAll("#app button").forEach((b) => (b.disabled = false));
@@ -122,9 +120,12 @@
         act("POST", "enter", { consent: true, prolific_pid: prolific.prolific_pid || "",
           study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, gettext("Continue"));
       box.addEventListener("change", () => (btn.disabled = !box.checked));
+      const decline = h("button", { class: "secondary", id: "consent-decline", onclick: () =>
+        act("POST", "enter", { consent: false, prolific_pid: prolific.prolific_pid || "",
+          study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, gettext("I do not consent"));
       return [h("h2", {}, gettext("Consent")), h("div", { class: "consent" }, s.consent_text),
         h("label", { class: "check", for: "agree" }, box, gettext("I have read the information above and agree to take part.")),
-        h("div", { class: "actions" }, btn)];
+        h("div", { class: "actions" }, decline, btn)];
     },
     instructions(s) {
       if (s.design === "clustering") {
@@ -148,6 +149,8 @@
     },
     trial(s) {
       const img = h("img", { class: "stimulus", src: s.image_url, alt: gettext("Symbol to classify"), width: 224, height: 224 });
+      // The browser's own response time starts when the image is on screen.
+      if (!s.answered) img.addEventListener("load", () => { img.dataset.shownAt = String(performance.now()); }, { once: true });
       const answered = s.answered;
       const name = "choice-" + s.step;
       const opts = h("div", { class: "options", role: "radiogroup", "aria-label": s.question },
@@ -161,7 +164,9 @@
         parts.push(h("div", { class: "actions" }, h("button", { id: "instant", disabled: true, onclick: () => {
           const picked = document.querySelector('input[name="' + name + '"]:checked');
           if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
-          act("POST", "steps/" + s.step + "/answer", { stimulus: s.stimulus, choice: Number(picked.value) });
+          const answer = { stimulus: s.stimulus, choice: Number(picked.value) };
+          if (img.dataset.shownAt) answer.client_ms = Math.max(0, Math.round(performance.now() - Number(img.dataset.shownAt)));
+          act("POST", "steps/" + s.step + "/answer", answer);
         } }, gettext("Instant answer"))));
       } else {
         parts.push(feedbackView(s));
@@ -243,6 +248,8 @@
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
       const anim = h("img", { src, alt: gettext("Animation of how this symbol changes towards the other symbol"), id: "morph" });
+      // Played to its end: one loop of visible time after it loads (a replay loads it again).
+      if (flow) flow.watchAnimation(anim, f.animation_ms, s.step, s.trial);
       let n = 0;
       const replay = h("button", { class: "secondary", id: "replay", onclick: () => {
         n += 1; anim.src = src + "?replay=" + n; logEvent("replay", { trial: s.trial });
@@ -423,8 +430,11 @@
     }
     state = s;
     setProgress(s);
-    const view = views[s.kind] || views.unavailable;
+    const view = views[s.kind] || (flow && flow.views[s.kind]) || views.unavailable;
     app.replaceChildren(...view(s));
+    const withdraw = flow && flow.withdrawControl(s);
+    if (withdraw) app.appendChild(withdraw);
+    if (flow) flow.update(s);
     app.dataset.kind = s.kind;
     app.dataset.step = s.step === undefined ? "" : String(s.step);
     if (s.kind === "trial" && s.answered) logEvent("feedback_shown", { trial: s.trial });
@@ -436,6 +446,9 @@
   history.replaceState({ study: true }, "");
   history.pushState({ study: true }, "");
   window.addEventListener("popstate", () => { history.pushState({ study: true }, ""); load(); });
-  document.addEventListener("visibilitychange", () => logEvent(document.hidden ? "hidden" : "visible", {}));
+  flow = window.StudyFlow({
+    h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, slug: window.STUDY.slug,
+    getState: () => state, render, reload: load,
+  });
   load();
 })();
