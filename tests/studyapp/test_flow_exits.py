@@ -335,3 +335,20 @@ def test_a_bad_event_batch_is_refused_whole_and_events_have_their_own_budget(set
         assert bot.post("events", {"events": [{"kind": "visible", "payload": {"hidden_ms": 1}}]})[0] == 201
     assert bot.continue_()[0] == 200  # twenty event batches used none of the participant's five requests
     assert CheckAnswer.objects.count() == 0
+
+
+def test_the_published_consent_texts_promise_the_withdrawal_the_site_offers():
+    """Withdrawal is the button on every page (and a message with the Prolific id after the end),
+    never "your completion code", which every participant of a study may share."""
+    import json
+    from pathlib import Path
+
+    fixtures = Path(__file__).resolve().parents[2] / "fixtures"
+    texts = [row["fields"]["consent_text"] for name in ("study_a_kannada.json", "study_b_clustering.json")
+             for row in json.loads((fixtures / name).read_text()) if row["model"] == "studies.study"]
+    german = [t["consent_text"] for t in json.loads((fixtures / "study_texts_de.json").read_text()).values() if isinstance(t, dict)]
+    assert len(texts) == 2 and len(german) == 2
+    for text in texts:
+        assert "completion code" not in text and "Withdraw and delete my data" in text
+    for text in german:
+        assert "Abschlusscode" not in text and "Teilnahme beenden und meine Daten löschen" in text
