@@ -8,13 +8,16 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.db import models, transaction
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
+from studyapp.lib.study_config import StudyConfig
 from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
@@ -30,6 +33,57 @@ from studyapp.studies.models import (
     StudyVersion,
     TrialAnswer,
 )
+
+
+def _type_of(schema: dict, defs: dict) -> str:
+    """A JSON Schema property in words: its type, allowed values and bounds."""
+    if "$ref" in schema:
+        return schema["$ref"].rsplit("/", 1)[-1] + " (see below)"
+    if "anyOf" in schema:
+        return " or ".join(_type_of(s, defs) for s in schema["anyOf"])
+    if "enum" in schema or "const" in schema:
+        return "one of " + ", ".join(json.dumps(v) for v in schema.get("enum", [schema.get("const")]))
+    kind = schema.get("type", "any")
+    if kind == "array":
+        return "list of " + _type_of(schema.get("items", {}), defs)
+    if kind == "object" and "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
+        keys = schema.get("propertyNames", {}).get("enum")
+        return ("object of " + (", ".join(keys) if keys else "keys") + " → "
+                + _type_of(schema["additionalProperties"], defs))
+    bounds = [f"{op} {schema[k]}" for k, op in (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"),
+                                                  ("exclusiveMaximum", "<")) if k in schema]
+    return kind + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def config_reference() -> list[dict]:
+    """Every key of ``Study.config`` and of its nested parts, from the typed model's JSON Schema."""
+    schema = StudyConfig.model_json_schema()
+    defs = schema.get("$defs", {})
+    rows = []
+
+    def add(prefix: str, properties: dict) -> None:
+        for key, prop in properties.items():
+            rows.append({
+                "key": prefix + key, "type": _type_of(prop, defs),
+                "default": json.dumps(prop["default"]) if "default" in prop else "(required)" if prefix else "",
+                "description": prop.get("description", ""),
+            })
+
+    add("", schema["properties"])
+    for name, part in defs.items():
+        add(name + ".", part.get("properties", {}))
+    return rows
+
+
+class ConfigEditor(forms.Textarea):
+    """``Study.config`` as JSON, with a reference of every key generated from the typed model
+    (`StudyConfig`); the model's check on save refuses an unknown key or a bad value, naming it."""
+
+    def render(self, name, value, attrs=None, renderer=None):
+        reference = render_to_string("admin/studies/study/config_reference.html", {
+            "reference": config_reference(), "schema_url": reverse("admin:study-config-schema"),
+        })
+        return mark_safe(super().render(name, value, attrs, renderer) + reference)  # noqa: S308 - our own template, escaped
 
 
 class ArmInline(admin.TabularInline):
@@ -92,10 +146,16 @@ class StudyAdmin(admin.ModelAdmin):
         ("Further configuration", {"fields": ("config", "config_hash", "created_at", "updated_at")}),
     )
 
+    # A URL typed without a scheme means https (Django 6's default; 5.2 warns a deprecation without it).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
+
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "language":  # one of settings.LANGUAGES: the participant pages' language
             return forms.ChoiceField(choices=settings.LANGUAGES, initial=db_field.default, help_text=db_field.help_text)
-        return super().formfield_for_dbfield(db_field, request, **kwargs)
+        field = super().formfield_for_dbfield(db_field, request, **kwargs)
+        if db_field.name == "config" and field is not None:
+            field.widget = ConfigEditor(attrs={"rows": 18, "cols": 100, "spellcheck": "false"})
+        return field
 
     @admin.display(description="Participant link")
     def participant_link(self, obj: Study) -> str:
@@ -134,6 +194,7 @@ class StudyAdmin(admin.ModelAdmin):
             path("<int:pk>/dashboard/", self.admin_site.admin_view(self.dashboard), name="study-dashboard"),
             path("<int:pk>/export/<str:kind>.csv", self.admin_site.admin_view(self.export), name="study-export"),
             path("<int:pk>/pilot/", self.admin_site.admin_view(self.pilot), name="study-pilot"),
+            path("config-schema.json", self.admin_site.admin_view(self.config_schema), name="study-config-schema"),
         ]
         return own + super().get_urls()
 
@@ -210,6 +271,10 @@ class StudyAdmin(admin.ModelAdmin):
             "sequential": looks.dashboard_context(study=study),
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
+
+    def config_schema(self, request: HttpRequest) -> HttpResponse:
+        """The JSON Schema of ``Study.config`` (the typed model's), for editors and reviewers."""
+        return JsonResponse(StudyConfig.model_json_schema(), json_dumps_params={"indent": 2})
 
     def pilot(self, request: HttpRequest, pk: int) -> HttpResponse:
         """Staff take the study in an arm (and order) they choose, as a test run bound to this browser."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -15,6 +14,7 @@ from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import store_bytes
 from studyapp.studies import versions
 from studyapp.studies.models import Participant, Study, StudyVersion
+from tests.studyapp.admin_forms import study_change_data
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import learning_study, png
 
@@ -108,27 +108,8 @@ def test_an_admin_edit_of_a_study_with_runs_makes_a_version_shown_with_its_chang
     study = learning_study()
     _gradcam_bot(study, "A1")
     study.refresh_from_db()
-    page = owner.get(f"/admin/studies/study/{study.pk}/change/")
-    assert page.status_code == 200
-    form = page.context["adminform"].form
-    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
-    for key in ("instructions", "classes", "class_names", "rating_scale", "config"):
-        data[key] = json.dumps(getattr(study, key))
+    data = study_change_data(owner, study)
     data["rating_question"] = "How useful was the feedback?"
-    arms = list(study.arms.order_by("position", "pk"))
-    data.update({
-        "arms-TOTAL_FORMS": str(len(arms)), "arms-INITIAL_FORMS": str(len(arms)),
-        "arms-MIN_NUM_FORMS": "0", "arms-MAX_NUM_FORMS": "1000",
-        "versions-TOTAL_FORMS": "1", "versions-INITIAL_FORMS": "1",
-        "versions-MIN_NUM_FORMS": "0", "versions-MAX_NUM_FORMS": "1000",
-        "versions-0-id": str(study.versions.get().pk), "versions-0-study": str(study.pk),
-    })
-    for i, arm in enumerate(arms):
-        data.update({
-            f"arms-{i}-id": str(arm.pk), f"arms-{i}-study": str(study.pk), f"arms-{i}-position": str(arm.position),
-            f"arms-{i}-name": arm.name, f"arms-{i}-feedback": arm.feedback, f"arms-{i}-instruction": arm.instruction,
-            f"arms-{i}-cap": "" if arm.cap is None else str(arm.cap),
-        })
     reply = owner.post(f"/admin/studies/study/{study.pk}/change/", data, follow=True)
     assert reply.status_code == 200
     errors = reply.context.get("errors") if reply.context else None
