@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
+from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -61,18 +62,26 @@ def config_reference() -> list[dict]:
     defs = schema.get("$defs", {})
     rows = []
 
-    def add(prefix: str, properties: dict) -> None:
-        for key, prop in properties.items():
-            rows.append({
-                "key": prefix + key, "type": _type_of(prop, defs),
-                "default": json.dumps(prop["default"]) if "default" in prop else "(required)" if prefix else "",
-                "description": prop.get("description", ""),
-            })
+    def add(prefix: str, part: dict) -> None:
+        required = set(part.get("required", []))
+        for key, prop in part.get("properties", {}).items():
+            default = json.dumps(prop["default"]) if "default" in prop else "(required)" if key in required else "(empty)"
+            rows.append({"key": prefix + key, "type": _type_of(prop, defs), "default": default,
+                         "description": prop.get("description", "")})
 
-    add("", schema["properties"])
+    add("", schema)
     for name, part in defs.items():
-        add(name + ".", part.get("properties", {}))
+        add(name + ".", part)
     return rows
+
+
+class PrettyJSONField(forms.JSONField):
+    """The configuration as indented JSON, one key a line (what is typed back is parsed as usual)."""
+
+    def prepare_value(self, value):
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False, cls=self.encoder)
 
 
 class ConfigEditor(forms.Textarea):
@@ -83,7 +92,8 @@ class ConfigEditor(forms.Textarea):
         reference = render_to_string("admin/studies/study/config_reference.html", {
             "reference": config_reference(), "schema_url": reverse("admin:study-config-schema"),
         })
-        return mark_safe(super().render(name, value, attrs, renderer) + reference)  # noqa: S308 - our own template, escaped
+        editor = super().render(name, value, {**(attrs or {}), "style": "width: 100%; font-family: monospace"}, renderer)
+        return mark_safe(f'<div class="config-editor" style="display: block; width: 100%">{editor}{reference}</div>')  # noqa: S308 - our own template, escaped
 
 
 class ArmInline(admin.TabularInline):
@@ -152,6 +162,8 @@ class StudyAdmin(admin.ModelAdmin):
     def formfield_for_dbfield(self, db_field, request, **kwargs):
         if db_field.name == "language":  # one of settings.LANGUAGES: the participant pages' language
             return forms.ChoiceField(choices=settings.LANGUAGES, initial=db_field.default, help_text=db_field.help_text)
+        if db_field.name == "config":
+            kwargs["form_class"] = PrettyJSONField
         field = super().formfield_for_dbfield(db_field, request, **kwargs)
         if db_field.name == "config" and field is not None:
             field.widget = ConfigEditor(attrs={"rows": 18, "cols": 100, "spellcheck": "false"})
