@@ -140,8 +140,26 @@ def _short(value: object, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+class StudyForm(forms.ModelForm):
+    """A study's design form: its language is fixed once runs exist (their interface must stay in
+    the language their frozen texts are written in; a new language is a new study)."""
+
+    class Meta:
+        model = Study
+        fields = "__all__"  # noqa: DJ007 - the admin's fieldsets choose what is shown
+
+    def clean_language(self):
+        language = self.cleaned_data["language"]
+        if self.instance.pk and language != self.instance.language and self.instance.participants.exists():
+            raise forms.ValidationError(
+                "Participants have started this study, so its language can no longer change: copy the study for another language."
+            )
+        return language
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
+    form = StudyForm
     list_display = ("title", "slug", "design", "status", "participant_link", "n_participants", "dashboard_link")
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]

@@ -50,3 +50,17 @@ def test_a_bad_configuration_is_refused_on_save_with_the_field_named(owner, conf
     assert reply.status_code == 200  # the form again, with the error
     assert field in reply.content.decode()
     assert Study.objects.get(pk=study.pk).config == before
+
+
+def test_the_language_of_a_study_with_runs_cannot_change(owner):
+    from tests.studyapp.bots import Bot
+
+    study = learning_study()
+    bot = Bot(study.slug, pid="L1")
+    bot.open_link()
+    bot.enter()
+    data = study_change_data(owner, study)
+    data["language"] = "de"
+    reply = owner.post(f"/admin/studies/study/{study.pk}/change/", data)
+    assert reply.status_code == 200 and "its language can no longer change" in reply.content.decode()
+    assert Study.objects.get(pk=study.pk).language == "en"
