@@ -33,3 +33,12 @@ def study_change_data(client: Client, study: Study) -> dict:
             f"arms-{i}-cap": "" if arm.cap is None else str(arm.cap),
         })
     return data
+
+
+def superuser_client(username: str = "owner") -> Client:
+    """A test client logged in as a new superuser (the researcher who owns the studies)."""
+    from django.contrib.auth import get_user_model
+
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser(username, f"{username}@example.org", "pw"))
+    return client

@@ -6,12 +6,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from studyapp.lib.study_config import StudyConfig
 from studyapp.studies.models import Study
-from tests.studyapp.admin_forms import study_change_data
+from tests.studyapp.admin_forms import study_change_data, superuser_client
 from tests.studyapp.factories import learning_study
 
 pytestmark = pytest.mark.django_db
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def owner() -> Client:
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("owner", "o@example.org", "pw"))
-    return client
+    return superuser_client()
 
 
 def test_the_change_page_lists_every_key_of_the_typed_model(owner):

@@ -10,11 +10,11 @@ import random
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from studyapp.studies import selectors
 from studyapp.studies.models import CheckAnswer, InteractionEvent, Participant, Study, TrialAnswer
+from tests.studyapp.admin_forms import superuser_client
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import clustering_study, learning_study
 
@@ -42,10 +42,7 @@ WRONG = {"arm": 0, "count": 0}
 
 @pytest.fixture
 def owner() -> Client:
-    user = get_user_model().objects.create_superuser("owner", "owner@example.org", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
+    return superuser_client()
 
 
 def configured(**config) -> Study:

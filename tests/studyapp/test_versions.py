@@ -7,14 +7,13 @@ import csv
 import io
 
 import pytest
-from django.contrib.auth import get_user_model
 from django.test import Client
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import store_bytes
 from studyapp.studies import versions
 from studyapp.studies.models import Participant, Study, StudyVersion
-from tests.studyapp.admin_forms import study_change_data
+from tests.studyapp.admin_forms import study_change_data, superuser_client
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import learning_study, png
 
@@ -23,10 +22,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def owner() -> Client:
-    user = get_user_model().objects.create_superuser("owner", "owner@example.org", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
+    return superuser_client()
 
 
 def _gradcam_bot(study: Study, pid: str) -> Bot:
