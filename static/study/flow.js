@@ -241,7 +241,8 @@
       },
       exit(s) {
         const e = s.exit || {};
-        drop();
+        // A run that ended keeps its last events (sent now); one that never was, or was deleted, has none.
+        if (["withdrew", "no_consent", "full"].includes(e.outcome)) drop(); else flush(true);
         const parts = [h("h2", { id: "exit-title", "data-outcome": e.outcome || "" }, OUTCOME_TITLES[e.outcome] || OUTCOME_TITLES.ended),
           h("p", {}, e.text || OUTCOME_TEXTS[e.outcome] || "")];
         if (e.code) parts.push(h("p", {}, fill(gettext("Your completion code: %(code)s"), { code: h("span", { class: "code", id: "completion-code" }, e.code) })));

@@ -4,6 +4,7 @@ the end of a completed run; the pilot's banner; the progress bar and the time wa
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -178,6 +179,14 @@ def test_a_completed_run_with_quiz_and_catch_ends_at_its_code(browser, live_serv
     run = Participant.objects.get(prolific_pid="ok1")
     assert run.status == Participant.Status.COMPLETED and run.checks.filter(passed=True).count() == 2
     assert run.answers.exclude(client_response_ms=None).count() == 3 and not errors
+    # The page's events went out in batches; what was still queued is sent when the page goes.
+    page.close(run_before_unload=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and run.events.filter(kind="feedback_shown").count() < 3:
+        time.sleep(0.2)
+    shown = sorted(e.payload["trial"] for e in run.events.filter(kind="feedback_shown"))
+    assert shown == [0, 1, 2]  # one per trial, none lost, none twice
+    assert all("t" in e.payload for e in run.events.all())  # each with the page's own time
     context.close()
 
 
