@@ -433,7 +433,9 @@
     const view = views[s.kind] || (flow && flow.views[s.kind]) || views.unavailable;
     app.replaceChildren(...view(s));
     const withdraw = flow && flow.withdrawControl(s);
-    if (withdraw) app.appendChild(withdraw);
+    // Under the step; above the grouping board, whose group boxes stay stuck to the bottom of a phone's screen.
+    if (withdraw && s.kind === "grouping") { withdraw.classList.add("top"); app.prepend(withdraw); }
+    else if (withdraw) app.appendChild(withdraw);
     if (flow) flow.update(s);
     app.dataset.kind = s.kind;
     app.dataset.step = s.step === undefined ? "" : String(s.step);
