@@ -52,6 +52,7 @@ from django.conf import settings
 
 import studyapp
 from studyapp.pipeline.models import ExplanationAsset, Stimulus, TrainedModel
+from studyapp.studies import plans
 from studyapp.studies.models import (
     CheckAnswer,
     Grouping,
@@ -169,11 +170,8 @@ def _version(p: Participant) -> int | str:
 
 
 def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None:
-    method = FEEDBACK_METHOD.get(feedback)
-    for step in p.plan or []:
-        if step.get("kind") == "trial" and step.get("trial") == trial_index:
-            return (step.get("assets") or {}).get(method)
-    return None
+    index = plans.trial_step(p.plan, trial_index)
+    return (p.plan[index].get("assets") or {}).get(FEEDBACK_METHOD.get(feedback)) if index is not None else None
 
 
 def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> dict:
@@ -185,7 +183,7 @@ def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> di
 
 
 class _Exposure:
-    """Per trial, how long and how fully its stimulus and feedback were seen (four queries):
+    """Per trial, how long and how fully its stimulus and feedback were seen (five queries):
 
     - ``client_response_ms``: the browser's own response time, as it reported it;
     - ``hidden_ms``: time the tab was hidden on the trial's step (the page's ``visible`` events
@@ -234,7 +232,7 @@ class _Exposure:
         return self.step_shown.get((p.pk, nxt))
 
     def columns(self, p: Participant, a: TrialAnswer) -> dict:
-        step_index = next((i for i, s in enumerate(p.plan) if s["kind"] == "trial" and s["trial"] == a.trial_index), None)
+        step_index = plans.trial_step(p.plan, a.trial_index)
         events = self.events.get((p.pk, step_index), []) if step_index is not None else []
         hidden_before = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and not e.get("answered"))
         hidden_after = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and e.get("answered"))

@@ -34,6 +34,11 @@ def learning_plan(*, study: Study, arm: Arm, stimulus_ids: list[int], seed: str)
     return with_checks(study, steps, counted="trial", images=spare)
 
 
+def trial_step(plan: list[dict], trial: int) -> int | None:
+    """The index in ``plan`` of the step of trial ``trial`` (None if it has none)."""
+    return next((i for i, s in enumerate(plan or []) if s.get("kind") == "trial" and s.get("trial") == trial), None)
+
+
 def with_checks(study: Study, steps: list[dict], *, counted: str, images: list[int] | None = None) -> list[dict]:
     """``steps`` with the study's checks put in: the comprehension quiz right after the
     instructions (``config.comprehension``), and each catch item (``config.catch_trials``) after

@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import animation_ms
-from studyapp.studies import endings
+from studyapp.studies import endings, plans
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 from studyapp.studies.selectors import (
     FEEDBACK_METHOD,
@@ -184,7 +184,8 @@ def _redirect(study: Study, p: Participant) -> str:
 
 def trial_feedback(*, participant: Participant, answer) -> dict:
     study, arm = study_of(participant), arm_of(participant)
-    step = next((s for s in participant.plan if s["kind"] == "trial" and s["trial"] == answer.trial_index), {})
+    index = plans.trial_step(participant.plan, answer.trial_index)
+    step = participant.plan[index] if index is not None else {}
     assets = feedback_assets(study=study, stimulus_id=answer.stimulus_id, feedback=arm.feedback, pinned=step.get("assets"))
     return {
         "choice": answer.choice,
