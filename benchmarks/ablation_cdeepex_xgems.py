@@ -145,17 +145,27 @@ def site_subset(n: int, y: np.ndarray, *, classes: list[int] | None, limit: int 
     return idx
 
 
-def load_or_train_demo_models(*, vae_epochs: int, vae_train: int, classes: list[int] | None) -> tuple[nn.Module, nn.Module, dict]:
-    """The demo site's classifier and VAE, trained as ``model_train`` trains them (cached)."""
+def load_or_train_demo_models(
+    *, vae_epochs: int, vae_train: int, classes: list[int] | None, vae_options: dict | None = None, classifier: dict | None = None,
+) -> tuple[nn.Module, nn.Module, dict]:
+    """The demo site's classifier and VAE, trained as ``model_train`` trains them (cached).
+
+    ``vae_options`` (``batch_size``, ``lr``, ``kl_warmup_steps``) go to ``train_vae``;
+    ``classifier`` overrides :data:`DEMO_CLASSIFIER` (``epochs``, ``max_train``, ``batch_size``,
+    ``lr``). Settings other than the defaults are cached under their own file names."""
     from explainers.nets.vae import VAE, train_vae
+
+    vae_options = dict(vae_options or {})
+    c = {**DEMO_CLASSIFIER, **(classifier or {})}
+    tag_d = "".join(f"_{k}{c[k]}" for k in sorted(c) if c[k] != DEMO_CLASSIFIER.get(k))
+    tag_g = "".join(f"_{k}{vae_options[k]}" for k in sorted(vae_options))
 
     OUT.mkdir(exist_ok=True)
     train, test = load_splits()
     x_test, y_test = to_tensor(test.images), torch.from_numpy(test.labels)
     info: dict = {}
-    c = DEMO_CLASSIFIER
     D = MnistNet(10)
-    path_d = OUT / "bench_D_demo.pt"
+    path_d = OUT / f"bench_D_demo{tag_d}.pt"
     if path_d.is_file():
         D.load_state_dict(torch.load(path_d, weights_only=True))
     else:
@@ -163,7 +173,10 @@ def load_or_train_demo_models(*, vae_epochs: int, vae_train: int, classes: list[
         torch.manual_seed(c["seed"])
         D = MnistNet(10)
         start = time.perf_counter()
-        train_classifier(D, to_tensor(train.images[idx]), torch.from_numpy(train.labels[idx]).long(), epochs=c["epochs"], seed=c["seed"])
+        train_classifier(
+            D, to_tensor(train.images[idx]), torch.from_numpy(train.labels[idx]).long(), epochs=c["epochs"], seed=c["seed"],
+            batch_size=c.get("batch_size", 128), lr=c.get("lr", 1e-3),
+        )
         info["D_seconds"] = time.perf_counter() - start
         torch.save(D.state_dict(), path_d)
     D.eval()
@@ -171,7 +184,7 @@ def load_or_train_demo_models(*, vae_epochs: int, vae_train: int, classes: list[
     info["D"] = f"MnistNet(10) as the demo trains it ({c}), test acc {info['D_accuracy']:.3f}"
     v = {**DEMO_VAE, "epochs": vae_epochs, "max_train": vae_train}
     which = "all" if not classes else "-".join(map(str, classes))
-    path_g = OUT / f"bench_G_demo_{which}_{vae_epochs}x{vae_train}.pt"
+    path_g = OUT / f"bench_G_demo_{which}_{vae_epochs}x{vae_train}{tag_g}.pt"
     torch.manual_seed(v["seed"])
     G = VAE(latent_dim=v["latent_dim"], width=v["width"])
     idx = site_subset(len(train.labels), train.labels, classes=classes, limit=v["max_train"], seed=v["seed"])
@@ -179,7 +192,7 @@ def load_or_train_demo_models(*, vae_epochs: int, vae_train: int, classes: list[
         G.load_state_dict(torch.load(path_g, weights_only=True))
     else:
         start = time.perf_counter()
-        train_vae(G, to_tensor(train.images[idx]), epochs=v["epochs"], seed=v["seed"])
+        train_vae(G, to_tensor(train.images[idx]), epochs=v["epochs"], seed=v["seed"], **vae_options)
         info["G_seconds"] = time.perf_counter() - start
         torch.save(G.state_dict(), path_g)
     G.eval()
@@ -190,7 +203,7 @@ def load_or_train_demo_models(*, vae_epochs: int, vae_train: int, classes: list[
     seconds = "".join(f", {k[0]} trained in {info[k]:.0f} s" for k in ("D_seconds", "G_seconds") if k in info)
     info["G"] = (
         f"VAE(latent_dim={v['latent_dim']}, width={v['width']}) as the demo trains it: {len(idx)} images of "
-        f"{'all classes' if not classes else f'classes {classes}'} x {v['epochs']} epochs, "
+        f"{'all classes' if not classes else f'classes {classes}'} x {v['epochs']} epochs {vae_options or ''}, "
         f"test reconstruction RMS {float(rms):.3f}{seconds}"
     )
     return D, G, info

@@ -38,7 +38,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.ablation_cdeepex_xgems import DEMO_VAE, load_or_train_demo_models, load_splits  # noqa: E402
+from benchmarks.ablation_cdeepex_xgems import (  # noqa: E402
+    DEMO_CLASSIFIER,
+    DEMO_VAE,
+    load_or_train_demo_models,
+    load_splits,
+)
 from explainers import render  # noqa: E402
 from explainers.cdeepex import CDeepExConfig, explain  # noqa: E402
 from explainers.datasets.common import to_tensor  # noqa: E402
@@ -78,19 +83,42 @@ def browser_frames(data: bytes, scale: int = 8) -> np.ndarray:
     return np.stack(out)[:, None]
 
 
+def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, title: str, scale: int = 4) -> Path:
+    """Rows of first frame | last frame | |difference| (x ``scale``, 8-bit greys as displayed)."""
+    from PIL import Image, ImageDraw
+
+    cell, pad = 28 * scale, 4
+    cols = 2
+    rows = (len(pairs) + cols - 1) // cols
+    width = cols * (3 * cell + 2 * pad) + (cols - 1) * 3 * pad
+    sheet = Image.new("L", (width, 18 + rows * (cell + pad)), 128)
+    ImageDraw.Draw(sheet).text((2, 2), title, fill=255)
+    for k, (first, last) in enumerate(pairs):
+        x0 = (k % cols) * (3 * cell + 5 * pad)
+        y0 = 18 + (k // cols) * (cell + pad)
+        for j, img in enumerate((first, last, np.abs(last - first))):
+            tile = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).resize((cell, cell), Image.NEAREST)
+            sheet.paste(tile, (x0 + j * (cell + pad), y0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    return path
+
+
 def measure(name: str, D, G, x, true, probe, config: CDeepExConfig, *, inequality: bool) -> dict:
     start = time.perf_counter()
     r = explain(D, G.decode, x, true_labels=true, probe_labels=probe, encoder=G, inequality=inequality, config=config)
     seconds = time.perf_counter() - start
     method = "cdeepex" if inequality else "xgems"
     passed, served_ok, crossings, last_gaps, size, latent, shown_over = 0, 0, 0, [], [], [], []
+    big, peak, served_pairs, served_size, served_big = [], [], [], [], []
     for i in range(len(x)):
         frames = browser_frames(render.morph_gif(r.frames[i]))
         with torch.no_grad():
             llh = torch.log_softmax(D(torch.from_numpy(frames)), 1).double()
         t, p = int(true[i]), int(probe[i])
         gap = (llh[:, t] - llh[:, p]).numpy()
-        pixel = float(np.abs(frames[-1] - frames[0]).mean())
+        change = np.abs(frames[-1] - frames[0])
+        pixel = float(change.mean())
         dist = float((r.z_path[i, -1] - r.z0[i]).norm())
         v = displayed_morph_validity(
             llh, t, p, method=method, llh_tol=TOL, cross_tol=TOL, mono_tol=TOL,
@@ -102,8 +130,13 @@ def measure(name: str, D, G, x, true, probe, config: CDeepExConfig, *, inequalit
         shown_over.append(max(0.0, float(-gap.min())))
         size.append(pixel)
         latent.append(dist)
+        big.append(int((change > 0.25).sum()))
+        peak.append(float(change.max()))
         if v.ok:
             passed += 1
+            served_pairs.append((frames[0, 0], frames[-1, 0]))
+            served_size.append(pixel)
+            served_big.append(big[-1])
             meets = abs(gap[-1]) <= TOL and (not inequality or (not crossed and set(llh[-1].topk(2).indices.tolist()) == {t, p}))
             served_ok += meets
     over = r.path_overshoot if r.path_overshoot is not None else r.frame_overshoot
@@ -112,7 +145,10 @@ def measure(name: str, D, G, x, true, probe, config: CDeepExConfig, *, inequalit
         "crossovers": crossings, "median_gap": statistics.median(last_gaps),
         "path_over_med": float(over.median()), "path_over_max": float(over.max()), "shown_over_max": max(shown_over),
         "converged": float(r.converged.double().mean()), "passes": float(r.evaluations.double().mean()),
-        "pixel_change": statistics.median(size), "latent": statistics.median(latent), "seconds": seconds,
+        "pixel_change": statistics.median(size), "served_pixel_change": statistics.median(served_size or [0.0]),
+        "px>0.25": statistics.median(big), "served_px>0.25": statistics.median(served_big or [0]),
+        "max_change": statistics.median(peak), "latent": statistics.median(latent), "seconds": seconds,
+        "_pairs": served_pairs,
     }
 
 
@@ -123,11 +159,27 @@ def main() -> None:
     parser.add_argument("--pair", type=int, nargs=2, default=(3, 7))
     parser.add_argument("--skip", nargs="*", default=[], help="rows to skip: before, cdeepex, xgems, inner25")
     parser.add_argument("--outer", type=int, default=None, help="inner25 row: outer iterations (default: 40 // 5, the same step budget)")
+    parser.add_argument("--vae-epochs", type=int, default=DEMO_VAE["epochs"])
+    parser.add_argument("--vae-train", type=int, default=DEMO_VAE["max_train"])
+    parser.add_argument("--vae-batch", type=int, default=None, help="train_vae batch_size (default: its own)")
+    parser.add_argument("--vae-lr", type=float, default=None)
+    parser.add_argument("--kl-warmup", type=int, default=None, help="train_vae kl_warmup_steps")
+    parser.add_argument("--classifier-epochs", type=int, default=DEMO_CLASSIFIER["epochs"])
+    parser.add_argument("--classifier-train", type=int, default=DEMO_CLASSIFIER["max_train"])
+    parser.add_argument("--classifier-batch", type=int, default=None)
+    parser.add_argument("--classifier-lr", type=float, default=None)
+    parser.add_argument("--sheet", type=Path, default=None, help="write a contact sheet (first | last | |diff|) of 12 served morphs per row here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    D, G, info = load_or_train_demo_models(vae_epochs=DEMO_VAE["epochs"], vae_train=DEMO_VAE["max_train"], classes=None)
+    vae_options = {k: v for k, v in (("batch_size", args.vae_batch), ("lr", args.vae_lr), ("kl_warmup_steps", args.kl_warmup)) if v is not None}
+    classifier = {"epochs": args.classifier_epochs, "max_train": args.classifier_train}
+    classifier.update({k: v for k, v in (("batch_size", args.classifier_batch), ("lr", args.classifier_lr)) if v is not None})
+    D, G, info = load_or_train_demo_models(
+        vae_epochs=args.vae_epochs, vae_train=args.vae_train, classes=None, vae_options=vae_options, classifier=classifier,
+    )
     print(info["D"])
     print(info["G"])
+    print("train seconds: " + ", ".join(f"{k} {info[k]:.0f}" for k in ("D_seconds", "G_seconds") if k in info) + " (absent: cached)")
     _, test = load_splits()
     rows = select(D, test.images, test.labels, tuple(args.pair), args.images)
     x = to_tensor(test.images[rows])
@@ -148,7 +200,12 @@ def main() -> None:
         if name in args.skip:
             continue
         results.append(measure(name, D, G, x, true, probe, config, inequality=inequality))
+        pairs = results[-1].pop("_pairs")
         print(f"  {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in results[-1].items()), flush=True)
+        if args.sheet is not None and name == "cdeepex":
+            out = args.sheet.with_name(f"{args.sheet.stem}_{name}{args.sheet.suffix}")
+            title = f"{name}: first | last | |diff|; median px change {results[-1]['served_pixel_change']:.3f}"
+            print(f"  wrote {contact_sheet(pairs[:12], out, title)}")
     cols = list(results[0])
     print()
     print(" | ".join(cols))

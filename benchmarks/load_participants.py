@@ -207,45 +207,75 @@ async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> 
     return time.perf_counter() - t0
 
 
+def server_cpu_seconds(master: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn master ``master`` and its workers, from
+    /proc (Linux); 0.0 where /proc cannot be read."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(stat.parent.name), int(fields[1])
+        if pid == master or ppid == master:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+class CpuMeter:
+    """CPU of the server (its processes) and of this client process over one phase."""
+
+    def __init__(self, master: int):
+        self.master = master
+        self.server0, self.client0 = server_cpu_seconds(master), time.process_time()
+
+    def done(self) -> dict[str, float]:
+        return {"server_cpu": server_cpu_seconds(self.master) - self.server0, "client_cpu": time.process_time() - self.client0}
+
+
 def progress(phase: str, measured: dict) -> None:
     lat = measured["lat"]
     print(f"  {phase}: {len(lat)} requests, {len(lat) / measured['elapsed']:.1f} req/s, p50 {1000 * percentile(lat, 50):.0f} ms, "
-          f"p99 {1000 * percentile(lat, 99):.0f} ms, load average {os.getloadavg()[0]:.1f}", flush=True)
+          f"p99 {1000 * percentile(lat, 99):.0f} ms, CPU per request: server {1000 * measured['server_cpu'] / len(lat):.2f} ms, "
+          f"client {1000 * measured['client_cpu'] / len(lat):.2f} ms, load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
-async def main_async(args, base: str, slug: str) -> dict:
+async def main_async(args, base: str, slug: str, master: int) -> dict:
     out: dict = {"people": {}}
-    if args.participants:
+    if args.participants and "saturation" in args.phases:
         lat: list[float] = []
         people = [Participant(base, slug, random.Random(i), lat) for i in range(args.participants)]
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), CpuMeter(master)
         await asyncio.gather(*(p.run() for p in people))
-        out["saturation"] = {"lat": lat, "elapsed": time.perf_counter() - t0}
+        out["saturation"] = {"lat": lat, "elapsed": time.perf_counter() - t0, **cpu.done()}
         progress("saturation", out["saturation"])
         bare_lat: list[float] = []
+        cpu = CpuMeter(master)
         out["bare"] = {"lat": bare_lat, "elapsed": await bare(base, args.participants, len(lat), bare_lat)}
+        out["bare"].update(cpu.done())
         progress("bare", out["bare"])
         out["people"]["saturation"] = people
-    if args.participants and args.think > 0:
+    if args.participants and args.think > 0 and "paced" in args.phases:
         paced_lat: list[float] = []
         paced = [Participant(base, slug, random.Random(10_000 + i), paced_lat, think=args.think) for i in range(args.participants)]
-        t1 = time.perf_counter()
+        t1, cpu = time.perf_counter(), CpuMeter(master)
         await asyncio.gather(*(p.run() for p in paced))
-        out["paced"] = {"lat": paced_lat, "elapsed": time.perf_counter() - t1}
+        out["paced"] = {"lat": paced_lat, "elapsed": time.perf_counter() - t1, **cpu.done()}
         progress("paced", out["paced"])
         out["people"]["paced"] = paced
-    if args.launch:
+    if args.launch and "launch" in args.phases:
         launch_lat: list[float] = []
         rng = random.Random(7)
         arrivals = sorted(rng.uniform(0, args.launch_over) for _ in range(args.launch))
         launch = [Participant(base, slug, random.Random(20_000 + i), launch_lat, think=args.launch_think) for i in range(args.launch)]
-        t2 = time.perf_counter()
+        t2, cpu = time.perf_counter(), CpuMeter(master)
         runs = [asyncio.ensure_future(p.run(delay=a)) for p, a in zip(launch, arrivals, strict=True)]
         _, unfinished = await asyncio.wait(runs, timeout=args.launch_over + args.launch_deadline)
         for run in unfinished:  # a server that cannot keep up: stop the runs still going (reported)
             run.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
-        out["launch"] = {"lat": launch_lat, "elapsed": time.perf_counter() - t2}
+        out["launch"] = {"lat": launch_lat, "elapsed": time.perf_counter() - t2, **cpu.done()}
         progress("launch", out["launch"])
         out["people"]["launch"] = launch
     return out
@@ -313,6 +343,8 @@ def main() -> None:
     parser.add_argument("--launch-think", type=float, default=3.0, help="mean seconds before each request of a launch participant")
     parser.add_argument("--launch-deadline", type=float, default=240.0,
                         help="seconds after the last arrival at which runs still going are stopped (and counted as not completed)")
+    parser.add_argument("--phases", nargs="+", default=["saturation", "paced", "launch"], choices=["saturation", "paced", "launch"],
+                        help="which phases to run (default: all three)")
     parser.add_argument("--count-queries", metavar="SLUG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.count_queries:
@@ -343,7 +375,7 @@ def main() -> None:
                         break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            result = asyncio.run(main_async(args, base, slug))
+            result = asyncio.run(main_async(args, base, slug, server.pid))
         finally:
             server.terminate()
             try:
@@ -384,7 +416,8 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     cache = "Redis" if os.environ.get("CACHE_URL", "").startswith("redis") else "file"
     print(f"\ngunicorn {args.workers} workers x {args.threads} threads, database {database}, cache {cache}; "
           f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({os.cpu_count()} cores)")
-    print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}")
+    print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}"
+          f"{'srv CPU':>9}{'cli CPU':>9}   (CPU ms per request)")
 
     def line(name: str, phase: str, people: list[Participant] | None, note: str = "") -> float:
         lat, elapsed = result[phase]["lat"], result[phase]["elapsed"]
@@ -394,8 +427,9 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
         else:
             _, lost, dup, _ = _integrity(people, stored)
             tail = f"{sum(p.errors for p in people):>5}{lost:>6}{dup:>5}"
+        cpu = f"{ms(result[phase]['server_cpu'] / len(lat)):>9}{ms(result[phase]['client_cpu'] / len(lat)):>9}"
         print(f"{name:28}{len(lat):>9}{rps:>8.1f}{ms(percentile(lat, 50)):>9}{ms(percentile(lat, 95)):>9}"
-              f"{ms(percentile(lat, 99)):>9}{ms(max(lat)):>9}{tail}{note}")
+              f"{ms(percentile(lat, 99)):>9}{ms(max(lat)):>9}{tail}{cpu}{note}")
         return rps
 
     people = result["people"]

@@ -1,0 +1,90 @@
+"""Django's SQLite backend, with write transactions queued on a lock file instead of SQLite's busy loop.
+
+SQLite lets one connection write at a time. Django opens every transaction with ``BEGIN
+IMMEDIATE`` (``transaction_mode``), so a second writer waits in SQLite's busy handler, which
+polls by sleeping 1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50 and then 100 ms at a time: the lock is
+often free while every waiter still sleeps. Under a study launch (many gunicorn threads and
+processes answering at once) that wait, not the work, set the latency tail: 0.5-1 s at the 99th
+percentile where the median was 12 ms (``benchmarks/load_participants.py``).
+
+Here a connection first takes an exclusive ``flock`` on ``<database>.writelock`` (a file beside
+the database), then runs ``BEGIN IMMEDIATE``, and gives the lock back when the transaction
+commits, rolls back or the connection closes. Waiters are woken when the lock is released rather
+than at the next step of the backoff, across threads and processes alike (web workers, Celery
+workers), because ``flock`` locks belong to each connection's own open file. A waiter polls the
+lock every 0.2-1 ms and gives up after the connection's ``timeout`` (30 s in the settings); it
+then runs ``BEGIN IMMEDIATE`` anyway, so a writer that does not take the file lock (the
+``sqlite3`` shell, another program) still gets SQLite's own locking and its "database is locked"
+error after the same timeout, as with Django's backend.
+
+Nothing else changes: reads need no lock (WAL), autocommit writes outside a transaction go
+straight to SQLite, and an in-memory database has no file to lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from django.db.backends.sqlite3 import base
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    _write_lock_fd: int | None = None
+
+    def _lock_path(self) -> str | None:
+        name = str(self.settings_dict["NAME"])
+        if self.is_in_memory_db() or not name:
+            return None
+        return name + ".writelock"
+
+    def _take_write_lock(self) -> None:
+        path = self._lock_path()
+        if path is None or self._write_lock_fd is not None:
+            return
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + float(self.settings_dict.get("OPTIONS", {}).get("timeout", 5))
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:  # leave it to SQLite's own lock and its error
+                    os.close(fd)
+                    return
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.001)
+        self._write_lock_fd = fd
+
+    def _release_write_lock(self) -> None:
+        fd, self._write_lock_fd = self._write_lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the file releases its flock
+
+    def _start_transaction_under_autocommit(self):
+        self._take_write_lock()
+        try:
+            super()._start_transaction_under_autocommit()
+        except BaseException:
+            self._release_write_lock()
+            raise
+
+    def _commit(self):
+        try:
+            return super()._commit()
+        finally:
+            self._release_write_lock()
+
+    def _rollback(self):
+        try:
+            return super()._rollback()
+        finally:
+            self._release_write_lock()
+
+    def _close(self):
+        try:
+            return super()._close()
+        finally:
+            self._release_write_lock()
