@@ -97,8 +97,7 @@ def contact_sheet(pairs: list[tuple[np.ndarray, np.ndarray]], path: Path, title:
         x0 = (k % cols) * (3 * cell + 5 * pad)
         y0 = 18 + (k // cols) * (cell + pad)
         for j, img in enumerate((first, last, np.abs(last - first))):
-            tile = Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).resize((cell, cell), Image.NEAREST)
-            sheet.paste(tile, (x0 + j * (cell + pad), y0))
+            sheet.paste(render.to_pil(img, scale=scale), (x0 + j * (cell + pad), y0))
     path.parent.mkdir(parents=True, exist_ok=True)
     sheet.save(path)
     return path
