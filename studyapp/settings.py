@@ -80,24 +80,28 @@ TEMPLATES = [
 
 # Database: SQLite by default, PostgreSQL (or anything dj-database-url knows) with DATABASE_URL.
 _database_url = env_url("DATABASE_URL", schemes={"postgres", "postgresql", "pgsql", "sqlite"})
+# SQLite: Django's backend whose writers queue on a lock file rather than in SQLite's busy-sleep loop
+# (studyapp/lib/sqlite/base.py: the latency tail under a launch), WAL, and a busy timeout so that
+# the web process and Celery workers write side by side. Also for a sqlite:// DATABASE_URL.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    "timeout": 30,
+    "transaction_mode": "IMMEDIATE",
+}
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        DATABASES["default"].update(ENGINE="studyapp.lib.sqlite", CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
-            # studyapp.lib.sqlite (writers queue on a lock file) is not the default yet: with it the
-            # real-worker tests failed in CI (stop 11); see its docstring.
-            "ENGINE": "django.db.backends.sqlite3",
+            "ENGINE": "studyapp.lib.sqlite",
             "NAME": VAR_DIR / "db.sqlite3",
             # Kept open between requests (one per web thread): no connect and PRAGMAs per request.
             "CONN_MAX_AGE": 600,
-            "OPTIONS": {
-                # WAL + a busy timeout let the web process and a Celery worker write side by side.
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-                "timeout": 30,
-                "transaction_mode": "IMMEDIATE",
-            },
+            "OPTIONS": SQLITE_OPTIONS,
             # A file (not in-memory) so that a real Celery worker process can share the test database.
             "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
         }

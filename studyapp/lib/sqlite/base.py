@@ -17,6 +17,10 @@ then runs ``BEGIN IMMEDIATE`` anyway, so a writer that does not take the file lo
 ``sqlite3`` shell, another program) still gets SQLite's own locking and its "database is locked"
 error after the same timeout, as with Django's backend.
 
+A forked child (a Celery prefork pool process, a DataLoader worker) inherits the parent's open
+file and with it a share of any lock held at the fork; the child closes its copies at once
+(``os.register_at_fork``), so the lock is given back when the parent's transaction ends.
+
 Nothing else changes: reads need no lock (WAL), autocommit writes outside a transaction go
 straight to SQLite, and an in-memory database has no file to lock.
 """
@@ -26,8 +30,23 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import weakref
 
 from django.db.backends.sqlite3 import base
+
+_holders: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: close the lock files inherited from the parent (the parent still holds them)."""
+    for holder in list(_holders):
+        fd, holder._write_lock_fd = holder._write_lock_fd, None
+        if fd is not None:
+            os.close(fd)
+    _holders.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
@@ -57,9 +76,11 @@ class DatabaseWrapper(base.DatabaseWrapper):
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.001)
         self._write_lock_fd = fd
+        _holders.add(self)
 
     def _release_write_lock(self) -> None:
         fd, self._write_lock_fd = self._write_lock_fd, None
+        _holders.discard(self)
         if fd is not None:
             os.close(fd)  # closing the file releases its flock
 

@@ -139,3 +139,25 @@ def test_an_in_memory_database_takes_no_lock(tmp_path):
     conn = wrapper(":memory:")
     conn._take_write_lock()
     assert conn._write_lock_fd is None and conn._lock_path() is None
+
+
+def test_a_forked_child_does_not_keep_the_parents_lock(db_file):
+    connections[ALIAS] = conn = wrapper(db_file)
+    transaction.atomic(using=ALIAS).__enter__()
+    conn.cursor().execute("INSERT INTO t VALUES (1)")
+    assert file_locked(db_file)
+    r, w = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child lives on (a pool process) while the parent commits
+        os.close(r)
+        os.write(w, b"1" if conn._write_lock_fd is None else b"0")
+        time.sleep(2)
+        os._exit(0)
+    try:
+        os.close(w)
+        assert os.read(r, 1) == b"1"  # the child's wrapper holds nothing
+        transaction.atomic(using=ALIAS).__exit__(None, None, None)
+        assert not file_locked(db_file)  # given back although the child still runs
+    finally:
+        os.close(r)
+        os.waitpid(child, 0)
