@@ -107,7 +107,7 @@ def load_splits() -> tuple[KannadaSplit, KannadaSplit]:
 
 GENERATORS = ("mlp", "vae", "site-vae", "site-wgan", "demo")
 #: manage.py demo's classifier and VAE training (studyapp/studies/management/commands/demo.py).
-DEMO_CLASSIFIER = {"epochs": 2, "max_train": 24000, "seed": 0}
+DEMO_CLASSIFIER = {"epochs": 8, "max_train": 24000, "seed": 0}
 DEMO_VAE = {"epochs": 6, "max_train": 8000, "seed": 0, "latent_dim": 400, "width": 16}
 
 
@@ -157,7 +157,7 @@ def load_or_train_demo_models(
 
     vae_options = dict(vae_options or {})
     c = {**DEMO_CLASSIFIER, **(classifier or {})}
-    tag_d = "".join(f"_{k}{c[k]}" for k in sorted(c) if c[k] != DEMO_CLASSIFIER.get(k))
+    tag_d = "".join(f"_{k}{c[k]}" for k in sorted(c))  # every setting in the name: no stale cache
     tag_g = "".join(f"_{k}{vae_options[k]}" for k in sorted(vae_options))
 
     OUT.mkdir(exist_ok=True)

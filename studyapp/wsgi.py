@@ -4,3 +4,10 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "studyapp.settings")
 application = get_wsgi_application()
+
+# Import the URLconf (and with it every view module: the analysis views pull in matplotlib) now,
+# while the worker boots, rather than inside the first request it serves: under a launch the first
+# requests of every fresh worker otherwise wait a second or more.
+from django.urls import get_resolver  # noqa: E402
+
+get_resolver().url_patterns  # noqa: B018
