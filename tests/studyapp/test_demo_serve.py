@@ -61,7 +61,9 @@ def test_the_demo_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "CELERY_BROKER"))}
     env.update(
-        DJANGO_DEBUG="1", STUDY_VAR_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
+        # As the demo runs (DEBUG off): pages need the static manifest that collectstatic writes.
+        DJANGO_DEBUG="0", DJANGO_SECRET_KEY="demo-serve-test-key-" + "x" * 40, DJANGO_SECURE_COOKIES="0",
+        STATIC_ROOT=str(tmp_path / "static"), STUDY_VAR_DIR=str(tmp_path), DATABASE_URL=f"sqlite:///{tmp_path / 'demo.sqlite3'}",
         CELERY_QUEUE_DIR=str(tmp_path / "celery"), MEDIA_ROOT=str(tmp_path / "media"), WEB_CONCURRENCY="1",
     )
     log = tmp_path / "demo.log"
@@ -81,6 +83,9 @@ def test_the_demo_serves_with_a_worker_and_ctrl_c_stops_both(tmp_path):
             heartbeats = tmp_path / "celery" / "heartbeats"
             _wait(healthy, 120, "gunicorn to answer /health", demo, log)
             _wait(lambda: heartbeats.exists() and any(heartbeats.iterdir()), 120, "the worker's heartbeat", demo, log)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=10) as reply:  # noqa: S310
+                page = reply.read().decode()
+            assert reply.status == 200 and "/static/admin/css/" in page  # a page with its static files, not a 500
             children = _children(demo.pid)
             assert len(children) == 2, children  # gunicorn's master and the Celery worker
             os.kill(demo.pid, signal.SIGINT)  # Ctrl-C, to the demo alone: it must stop its children itself

@@ -166,7 +166,6 @@ class Command(BaseCommand):
         self.stdout.write("")
         if opts["no_serve"]:
             return
-        call_command("collectstatic", interactive=False, verbosity=0)
         self.step(f"Serving with gunicorn on {base}, with a Celery worker beside it (Ctrl-C stops both)")
         sys.stdout.flush()
         self.serve(opts)
@@ -193,7 +192,9 @@ class Command(BaseCommand):
                 proc.wait(timeout=30)
 
     def serve(self, opts) -> None:
-        """gunicorn and a worker until either exits, Ctrl-C or SIGTERM; then both are stopped."""
+        """gunicorn and a worker until either exits, Ctrl-C or SIGTERM; then both are stopped.
+        Static files are collected first (also for ``--serve-only``: gunicorn serves the manifest)."""
+        call_command("collectstatic", interactive=False, verbosity=0)
 
         def interrupted(signum, frame):
             raise KeyboardInterrupt
