@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from stats.clustering import purity
+from studyapp.lib.prepared import insert_one
 from studyapp.studies import endings, plans, selectors, validation, versions
 from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
@@ -360,7 +361,7 @@ def trial_submit_answer(
             )
             now = timezone.now()
             shown_at = p.step_shown_at or now
-            answer = TrialAnswer.objects.create(
+            answer = insert_one(TrialAnswer(
                 participant=p,
                 trial_index=step["trial"],
                 stimulus_id=step["stimulus"],
@@ -371,7 +372,7 @@ def trial_submit_answer(
                 answered_at=now,
                 response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
                 client_response_ms=_client_ms(client_ms),
-            )
+            ))
             if _seen_long_ago(p, now):
                 p.last_seen_at = now
                 p.save(update_fields=["last_seen_at"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
 
-from studyapp.lib.prepared import PreparedRead
+from studyapp.lib.prepared import PreparedRead, insert_one
 from studyapp.studies import services
-from studyapp.studies.models import Participant
+from studyapp.studies.models import Participant, TrialAnswer
 from tests.studyapp.factories import learning_study
 
 pytestmark = pytest.mark.django_db
@@ -69,3 +70,25 @@ def test_a_prepared_locking_read_locks_in_a_transaction():
     assert len(sql) == 2 and sql[0] == sql[1]
     if connection.features.has_select_for_update:
         assert all("FOR UPDATE" in s for s in sql)
+
+
+def test_insert_one_stores_the_row_the_orm_would_in_one_query_and_a_repeat_breaks_the_constraint():
+    study = learning_study()
+    p, _ = services.participant_enroll(study=study, consent=True)
+    stimulus = study.stimuli.first()
+    now = timezone.now()
+    values = {"participant": p, "stimulus_id": stimulus.pk, "choice": 3, "correct_label": 7, "correct": False,
+              "shown_at": now, "answered_at": now, "response_ms": 1200, "client_response_ms": None}
+    with CaptureQueriesContext(connection) as ctx:
+        ours = insert_one(TrialAnswer(trial_index=0, **values))
+    assert len(ctx.captured_queries) == 1
+    theirs = TrialAnswer.objects.create(trial_index=1, **values)
+    assert ours.pk and ours.pk != theirs.pk and not ours._state.adding and ours._state.db == "default"
+    stored = {a.trial_index: {f.attname: getattr(a, f.attname) for f in TrialAnswer._meta.concrete_fields if f.name != "id"}
+              for a in TrialAnswer.objects.filter(participant=p)}
+    assert stored[0] == {**stored[1], "trial_index": 0}  # the same row as the ORM's, datetimes and all
+    with pytest.raises(IntegrityError), transaction.atomic():
+        insert_one(TrialAnswer(trial_index=0, **values))
+    assert TrialAnswer.objects.filter(participant=p).count() == 2
+    with pytest.raises(ValueError):
+        insert_one(ours)  # not a new row
