@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, connection, transaction
-from django.utils import timezone
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from studyapp.lib.prepared import PreparedRead, insert_one
 from studyapp.studies import services
