@@ -11,3 +11,11 @@ application = get_wsgi_application()
 from django.urls import get_resolver  # noqa: E402
 
 get_resolver().url_patterns  # noqa: B018
+
+# Keep what the boot created (about 270,000 objects: Django, DRF, matplotlib, the URLconf) out of
+# the garbage collector's full passes. Under load a worker's full pass otherwise walked all of
+# them, 150-370 ms with the GIL held, stalling all its threads; after the freeze they took 2-19 ms
+# (benchmarks/load_participants.py, paced phase, gc.callbacks timing).
+import gc  # noqa: E402
+
+gc.freeze()
