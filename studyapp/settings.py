@@ -101,7 +101,7 @@ else:
             "NAME": VAR_DIR / "db.sqlite3",
             # Kept open between requests (one per web thread): no connect and PRAGMAs per request.
             "CONN_MAX_AGE": 600,
-            "OPTIONS": SQLITE_OPTIONS,
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file (not in-memory) so that a real Celery worker process can share the test database.
             "TEST": {"NAME": str(VAR_DIR / f"test-db-{os.getpid()}.sqlite3")},
         }

@@ -1,4 +1,4 @@
-"""Reads whose SQL Django compiles once per thread, not on every request.
+"""Reads (and the two hot writes) whose SQL Django compiles once, not on every request.
 
 Building and compiling a query costs Django's ORM about a millisecond of CPU, more than the
 database takes to answer it; the participant API's hot reads (the run of a request, with its
@@ -28,7 +28,7 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from django.db import connections
+from django.db import connections, router
 from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
@@ -116,10 +116,15 @@ class PreparedRead(Generic[M]):
         return out
 
 
-_INSERT_SQL: dict[tuple[str, str], str] = {}
+# The hot writes' SQL, by database vendor, model and shape (built from the models' metadata).
+_WRITE_SQL: dict[tuple, str] = {}
 
 
-def insert_one(obj: M, *, using: str = "default") -> M:
+def _writer(model: type[Model], using: str | None):
+    return connections[using or router.db_for_write(model)]
+
+
+def insert_one(obj: M, *, using: str | None = None) -> M:
     """Insert the new instance ``obj`` in one statement and set its primary key, as
     ``objects.create`` would (``save(force_insert=True)``), without the ORM's per-call compile.
 
@@ -132,22 +137,59 @@ def insert_one(obj: M, *, using: str = "default") -> M:
     meta = obj._meta
     if not meta.pk.db_returning or obj.pk is not None:
         raise ValueError("insert_one is for new rows of a model with an auto-incremented key")
-    connection = connections[using]
+    connection = _writer(type(obj), using)
     fields = [f for f in meta.local_concrete_fields if f is not meta.pk]
     returning = connection.features.can_return_columns_from_insert
-    key = (connection.vendor, meta.label)
-    sql = _INSERT_SQL.get(key)
+    key = ("insert", connection.vendor, meta.label)
+    sql = _WRITE_SQL.get(key)
     if sql is None:
         qn = connection.ops.quote_name
         columns = ", ".join(qn(f.column) for f in fields)
         sql = f"INSERT INTO {qn(meta.db_table)} ({columns}) VALUES ({', '.join(['%s'] * len(fields))})"  # noqa: S608 - names from the model, values as parameters
         if returning:
             sql += f" RETURNING {qn(meta.pk.column)}"
-        _INSERT_SQL[key] = sql
+        _WRITE_SQL[key] = sql
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         obj.pk = cursor.fetchone()[0] if returning else connection.ops.last_insert_id(cursor, meta.db_table, meta.pk.column)
     obj._state.adding = False
-    obj._state.db = using
+    obj._state.db = connection.alias
     return obj
+
+
+def update_one(
+    obj: Model, values: dict[str, Any], *, if_exists: tuple[type[Model], dict[str, Any]] | None = None, using: str | None = None
+) -> bool:
+    """``type(obj).objects.filter(pk=obj.pk).update(**values)`` in one statement whose SQL is
+    built once per model, set of columns and condition; then ``values`` are set on ``obj``.
+
+    ``if_exists=(Model, {field: value})`` updates only if such a row exists, tested by the same
+    statement (``AND EXISTS (SELECT 1 ...)``). Values go through each field's
+    ``get_db_prep_save`` (``get_db_prep_value`` in the condition), as the ORM sends them. Like
+    ``update()``, no signals and no ``auto_now``. Returns whether the row was updated.
+    """
+    meta = obj._meta
+    connection = _writer(type(obj), using)
+    other, where = if_exists if if_exists is not None else (None, {})
+    key = ("update", connection.vendor, meta.label, tuple(values), other and other._meta.label, tuple(where))
+    sql = _WRITE_SQL.get(key)
+    if sql is None:
+        qn = connection.ops.quote_name
+        sets = ", ".join(f"{qn(meta.get_field(name).column)} = %s" for name in values)
+        sql = f"UPDATE {qn(meta.db_table)} SET {sets} WHERE {qn(meta.pk.column)} = %s"  # noqa: S608 - names from the models, values as parameters
+        if other is not None:
+            test = " AND ".join(f"{qn(other._meta.get_field(name).column)} = %s" for name in where)
+            sql += f" AND EXISTS (SELECT 1 FROM {qn(other._meta.db_table)} WHERE {test})"  # noqa: S608 - as above
+        _WRITE_SQL[key] = sql
+    params = [meta.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()]
+    params.append(obj.pk)
+    if other is not None:
+        params += [other._meta.get_field(name).get_db_prep_value(value, connection) for name, value in where.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if cursor.rowcount != 1:
+            return False
+    for name, value in values.items():
+        setattr(obj, name, value)
+    return True

@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from studyapp.lib.prepared import PreparedRead, insert_one
+from studyapp.lib.prepared import PreparedRead, insert_one, update_one
 from studyapp.studies import services
 from studyapp.studies.models import Participant, TrialAnswer
 from tests.studyapp.factories import learning_study
@@ -92,3 +92,20 @@ def test_insert_one_stores_the_row_the_orm_would_in_one_query_and_a_repeat_break
     assert TrialAnswer.objects.filter(participant=p).count() == 2
     with pytest.raises(ValueError):
         insert_one(ours)  # not a new row
+
+
+def test_update_one_updates_only_where_the_condition_row_exists_in_one_query_each():
+    study = learning_study()
+    p, _ = services.participant_enroll(study=study, consent=True)
+    step, now = p.step_index, timezone.now()
+    answered = (TrialAnswer, {"participant": p.pk, "trial_index": 0})
+    with CaptureQueriesContext(connection) as ctx:
+        moved = update_one(p, {"step_index": step + 1, "last_seen_at": now}, if_exists=answered)
+    assert (moved, len(ctx.captured_queries), p.step_index) == (False, 1, step)  # no answer yet: unchanged
+    TrialAnswer.objects.create(participant=p, trial_index=0, stimulus=study.stimuli.first(), choice=3, correct_label=3,
+                               correct=True, shown_at=now, answered_at=now, response_ms=5)
+    with CaptureQueriesContext(connection) as ctx:
+        moved = update_one(p, {"step_index": step + 1, "last_seen_at": now}, if_exists=answered)
+    assert (moved, len(ctx.captured_queries), p.step_index) == (True, 1, step + 1)
+    stored = Participant.objects.get(pk=p.pk)
+    assert (stored.step_index, stored.last_seen_at) == (step + 1, now)
