@@ -160,6 +160,9 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     source: str = ""
+    # Where the design departs from its source or the source is silent, and what was chosen
+    # (templates write it; shown in the admin and in the data package).
+    notes: str = ""
     # Study A (learning): stimulus selection and explanation parameters.
     spare_stimuli: int = Field(4, ge=0, description="stimuli drawn beyond n_trials, in case a gate refuses some")
     wrong_share: float = Field(0.5, ge=0, le=1, description="share of stimuli the classifier gets wrong")

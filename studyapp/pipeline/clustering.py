@@ -227,18 +227,45 @@ def clustering_build(
         if classifier is None:
             classifier = training.model_train(trained_id=training.model_create(dataset=dataset, role="classifier", params=params).pk)
         echo(f"{label}: classifier #{classifier.pk} ({classifier.arch}), test accuracy {classifier.test_accuracy:.3f}")
-        xnn = TrainedModel.objects.filter(dataset=dataset, role="xnn", status="ready", params__classifier_id=classifier.pk).first()
-        if xnn is None:
-            row = TrainedModel.objects.create(
-                dataset=dataset, role=TrainedModel.Role.XNN, arch="XNN",
-                params={"classifier_id": classifier.pk, "n_features": n_x, "epochs": xnn_epochs},
-            )
-            xnn = xnn_train(trained_id=row.pk)
-        echo(f"{label}: XNN #{xnn.pk} with {n_x} x-features")
-        if not Stimulus.objects.filter(study=study, group=label).exists():
-            sets_draw(study=study, label=label, classifier=classifier)
-        ids[label] = {"classifier_id": classifier.pk, "xnn_id": xnn.pk}
+        ids[label] = _xnn_and_sets(study=study, label=label, classifier=classifier, n_x=n_x, xnn_epochs=xnn_epochs, echo=echo)
     study.config = {**(study.config or {}), "models": ids}
+    study.save(update_fields=["config", "updated_at"])
+
+
+def _xnn_and_sets(*, study, label: str, classifier: TrainedModel, n_x: int, xnn_epochs: int, echo: Callable[[str], None]) -> dict:
+    """The XNN of ``classifier`` (trained unless one exists) and the data set's image sets
+    (drawn unless the study has them); returns the ``config.models`` entry of ``label``."""
+    xnn = TrainedModel.objects.filter(
+        dataset=classifier.dataset, role="xnn", status="ready", params__classifier_id=classifier.pk, params__n_features=n_x,
+    ).first()
+    if xnn is None:
+        row = TrainedModel.objects.create(
+            dataset=classifier.dataset, role=TrainedModel.Role.XNN, arch="XNN",
+            params={"classifier_id": classifier.pk, "n_features": n_x, "epochs": xnn_epochs},
+        )
+        echo(f"{label}: training the XNN ({n_x} x-features, {xnn_epochs} epochs)")
+        xnn = xnn_train(trained_id=row.pk)
+    echo(f"{label}: XNN #{xnn.pk} with {n_x} x-features")
+    if not Stimulus.objects.filter(study=study, group=label).exists():
+        sets_draw(study=study, label=label, classifier=classifier)
+        echo(f"{label}: drew the image sets")
+    return {"classifier_id": classifier.pk, "xnn_id": xnn.pk}
+
+
+def clustering_prepare(*, study, echo: Callable[[str], None] = log.info, xnn_epochs: int = 300) -> None:
+    """For a study made from the clustering template on chosen data sets and classifiers
+    (``config.models[label].classifier_id``): each classifier's XNN and the image sets."""
+    config = study.parsed_config
+    models = dict(config.models)
+    for label in config.datasets:
+        entry = models.get(label) or {}
+        classifier = TrainedModel.objects.filter(
+            pk=entry.get("classifier_id"), role=TrainedModel.Role.CLASSIFIER, status=TrainedModel.Status.READY,
+        ).select_related("dataset").first()
+        if classifier is None:
+            raise PipelineError(f"{label}: no ready classifier chosen (config.models.{label}.classifier_id).")
+        models[label] = _xnn_and_sets(study=study, label=label, classifier=classifier, n_x=config.n_xfeatures, xnn_epochs=xnn_epochs, echo=echo)
+    study.config = {**(study.config or {}), "models": models}
     study.save(update_fields=["config", "updated_at"])
 
 

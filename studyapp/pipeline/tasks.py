@@ -42,3 +42,15 @@ def explain_batch(self, job_id: int, method: str, stimulus_ids: list[int]) -> in
 def train_model(self, trained_id: int) -> int:
     training.model_train(trained_id=trained_id)
     return trained_id
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=1)
+def prepare_clustering(self, study_id: int) -> int:
+    """A clustering study's XNNs and image sets (``clustering.clustering_prepare``)."""
+    from django.apps import apps
+
+    from studyapp.pipeline import clustering
+
+    study = apps.get_model("studies", "Study").objects.get(pk=study_id)  # by name: pipeline sits below studies
+    clustering.clustering_prepare(study=study)
+    return study_id

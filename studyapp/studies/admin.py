@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
 from django.forms.fields import InvalidJSONInput
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,8 +22,11 @@ from studyapp.lib.study_config import StudyConfig
 from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
+from studyapp.pipeline.models import Dataset, TrainedModel
 from studyapp.pipeline.stimuli import stimuli_select
 from studyapp.studies import access, exports, looks, plans, selectors, services, versions
+from studyapp.studies.designs import TEMPLATES, TemplateError
+from studyapp.studies.designs.create import study_copy, study_from_template
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,
@@ -157,6 +160,32 @@ class StudyForm(forms.ModelForm):
         return language
 
 
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+class TemplateStudyForm(forms.Form):
+    """The choices of ``create_study`` (the same service behind both)."""
+
+    template = forms.ChoiceField(choices=[(t.name, f"{t.name}: {t.source}") for t in TEMPLATES.values()])
+    slug = forms.SlugField(help_text="The study's name in the admin (participants never see it).")
+    title = forms.CharField(required=False, help_text="Default: the template's.")
+    dataset = forms.ModelChoiceField(Dataset.objects.order_by("name"), required=False,
+                                     help_text="Your data set. Empty: the published study as published.")
+    dataset2 = forms.ModelChoiceField(Dataset.objects.order_by("name"), required=False, help_text="Clustering: a second data set.")
+    classes = forms.CharField(required=False, help_text="Learning: the two classes, by folder name or number, e.g. curl,loop.")
+    names = forms.CharField(required=False, help_text="Learning: the made-up names participants see, e.g. Ternal,Peat.")
+    classifier = forms.ModelChoiceField(TrainedModel.objects.filter(role="classifier", status="ready").select_related("dataset"),
+                                        required=False, help_text="The classifier of the data set.")
+    classifier2 = forms.ModelChoiceField(TrainedModel.objects.filter(role="classifier", status="ready").select_related("dataset"),
+                                         required=False, help_text="Clustering: the classifier of the second data set.")
+    generator = forms.ModelChoiceField(
+        TrainedModel.objects.filter(status="ready").exclude(role__in=["classifier", "xnn"]).select_related("dataset"),
+        required=False, help_text="Learning: the VAE/WGAN for the CDeepEx arm.",
+    )
+    arms = forms.CharField(required=False, help_text="Keep only these arms, e.g. Control,GCAM (default: all).")
+
+
 @admin.register(Study)
 class StudyAdmin(admin.ModelAdmin):
     form = StudyForm
@@ -164,7 +193,8 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]
     readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
-    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations", "delete_test_runs"]
+    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations", "copy_studies", "delete_test_runs"]
+    change_list_template = "admin/studies/study/change_list.html"
     fieldsets = (
         (None, {"fields": ("title", "slug", "language", "design", "status", "participant_link")}),
         ("Texts shown to participants", {"fields": ("consent_text", "cover_story", "instructions", "completion_text")}),
@@ -225,6 +255,7 @@ class StudyAdmin(admin.ModelAdmin):
             path("<int:pk>/export/<str:kind>.csv", self.admin_site.admin_view(self.export), name="study-export"),
             path("<int:pk>/pilot/", self.admin_site.admin_view(self.pilot), name="study-pilot"),
             path("config-schema.json", self.admin_site.admin_view(self.config_schema), name="study-config-schema"),
+            path("from-template/", self.admin_site.admin_view(self.from_template), name="study-from-template"),
         ]
         return own + super().get_urls()
 
@@ -244,11 +275,19 @@ class StudyAdmin(admin.ModelAdmin):
             services.study_close(study=study)
         self.message_user(request, f"Closed {queryset.count()} stud(ies).", messages.SUCCESS)
 
-    @admin.action(description="Select stimuli (balanced, same for all arms)")
+    @admin.action(description="Select stimuli (learning: same for all arms; clustering: train the XNNs, draw the sets)")
     def select_stimuli(self, request: HttpRequest, queryset) -> None:
+        from studyapp.pipeline import tasks
         from studyapp.pipeline.models import TrainedModel
 
         for study in queryset:
+            if study.design == Study.Design.CLUSTERING:
+                transaction.on_commit(lambda pk=study.pk: tasks.prepare_clustering.delay(pk))
+                self.message_user(
+                    request, f"{study}: queued on a Celery worker: each data set's XNN and image sets "
+                    "(then precompute the explanations).", messages.SUCCESS,
+                )
+                continue
             classifier = TrainedModel.objects.filter(pk=study.parsed_config.classifier_id).first()
             if classifier is None:
                 self.message_user(request, f"{study}: set config.classifier_id to a ready classifier first.", messages.ERROR)
@@ -258,6 +297,45 @@ class StudyAdmin(admin.ModelAdmin):
                 self.message_user(request, f"{study}: {len(chosen)} stimuli selected.", messages.SUCCESS)
             except PipelineError as exc:
                 self.message_user(request, f"{study}: {exc}", messages.ERROR)
+
+    @admin.action(description="Copy study (a new draft with the same design, texts and arms)")
+    def copy_studies(self, request: HttpRequest, queryset) -> None:
+        for study in queryset:
+            slug = next(s for s in (f"{study.slug}-copy{'' if n == 1 else f'-{n}'}" for n in range(1, 1000))
+                        if not Study.objects.filter(slug=s).exists())
+            copy = study_copy(study=study, slug=slug)
+            self.message_user(
+                request, format_html('{}: copied to the draft <a href="{}">{}</a> (select its stimuli and precompute).',
+                                     study, reverse("admin:studies_study_change", args=[copy.pk]), copy.slug),
+                messages.SUCCESS,
+            )
+
+    def from_template(self, request: HttpRequest) -> HttpResponse:
+        """New study from template: the same service as ``manage.py create_study``."""
+        form = TemplateStudyForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            datasets = [d for d in (data["dataset"], data["dataset2"]) if d]
+            try:
+                study = study_from_template(
+                    template=data["template"], slug=data["slug"], title=data["title"] or None, datasets=datasets,
+                    classes=_csv(data["classes"]), names=_csv(data["names"]),
+                    classifiers=[c for c in (data["classifier"], data["classifier2"]) if c],
+                    generator=data["generator"], arms=_csv(data["arms"]) or None,
+                )
+            except TemplateError as exc:
+                form.add_error(None, f"No study was made: {exc}")
+            else:
+                self.message_user(
+                    request, f"Made the draft study '{study.slug}'. Check its texts, then select its stimuli and precompute "
+                    "(actions on the study list), and open it.", messages.SUCCESS,
+                )
+                return redirect("admin:studies_study_change", study.pk)
+        context = {
+            **self.admin_site.each_context(request), "form": form, "title": "New study from template",
+            "opts": self.model._meta, "templates": TEMPLATES.values(),
+        }
+        return TemplateResponse(request, "admin/studies/study/from_template.html", context)
 
     @admin.action(description="Delete the test runs (previews and pilots)")
     def delete_test_runs(self, request: HttpRequest, queryset) -> None:

@@ -11,6 +11,8 @@ import json
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models.signals import pre_save
+from django.dispatch import receiver
 
 from studyapp.lib.study_config import StudyConfig, StudyConfigError, read_config, validate_config
 
@@ -318,3 +320,25 @@ class InteractionEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.participant_id} {self.kind} at step {self.step_index}"
+
+
+class FixtureOverwriteError(ValueError):
+    """A fixture (``loaddata``) tried to write over a study or arm that exists."""
+
+
+@receiver(pre_save, sender=Study)
+@receiver(pre_save, sender=Arm)
+def _fixtures_never_overwrite(sender, instance, raw: bool = False, **kwargs) -> None:
+    """``loaddata`` saves rows "raw" with their primary keys, which would change a running study
+    in place: refuse a taken primary key or slug (the whole fixture is then not loaded).
+    New studies are made from templates (``studyapp.studies.designs``) instead."""
+    if not raw:
+        return
+    taken = sender.objects.filter(pk=instance.pk).exists()
+    if sender is Study and not taken and Study.objects.filter(slug=instance.slug).exists():
+        raise FixtureOverwriteError(f"A study with the slug '{instance.slug}' exists already; the fixture was not loaded.")
+    if taken:
+        raise FixtureOverwriteError(
+            f"{sender._meta.verbose_name} {instance.pk} exists already; a fixture never overwrites a study "
+            "(make a new one with `manage.py create_study --template ...`). Nothing was loaded."
+        )

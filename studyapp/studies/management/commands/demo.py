@@ -1,6 +1,6 @@
 """The main job: a demo site with the Kannada-MNIST learning study ready to take.
 
-migrate -> load the Study A fixture -> import Kannada-MNIST (KANNADA_MNIST_DIR, else download,
+migrate -> make Study A from the published learning template -> import Kannada-MNIST (KANNADA_MNIST_DIR, else download,
 else the offline look-alike) -> train the classifier and the VAE (on all ten classes, unless the
 study's ``generator_classes`` is "study") -> select stimuli -> precompute
 the explanations through a real Celery worker -> open the study -> serve with gunicorn and a
@@ -30,10 +30,9 @@ from studyapp.pipeline.datasets import dataset_auto
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import PrecomputeJob, TrainedModel
 from studyapp.studies import selectors, services
+from studyapp.studies.designs.create import study_from_template
 from studyapp.studies.models import Arm, Study
 
-FIXTURE = Path(settings.BASE_DIR) / "fixtures" / "study_a_kannada.json"
-FIXTURE_B = Path(settings.BASE_DIR) / "fixtures" / "study_b_clustering.json"
 SLUG = "kannada-learning"
 SLUG_B = "xnn-clustering"
 #: The demo VAE's training (all ten classes by default): 6 epochs over 8000 images, as many image
@@ -108,8 +107,8 @@ class Command(BaseCommand):
             self.serve(opts)
             return
         if not Study.objects.filter(slug=SLUG).exists():
-            self.step("Loading the Study A fixture (Table 5.1 arms, 20 trials, 5-level rating)")
-            call_command("loaddata", str(FIXTURE), verbosity=0)
+            self.step("Making Study A from the published learning template (Table 5.1 arms, 20 trials, 5-level rating)")
+            study_from_template(template="learning", slug=SLUG)
         study = Study.objects.get(slug=SLUG)
         if opts["gad_arm"] and not study.arms.filter(feedback=Arm.Feedback.GAD).exists():
             self.step("Adding a GAD arm (feedback: the GAD map contrasting the two classes)")
@@ -238,8 +237,8 @@ class Command(BaseCommand):
         from studyapp.pipeline import clustering
 
         if not Study.objects.filter(slug=SLUG_B).exists():
-            self.step("Loading the Study B fixture (XNN paper section 4.1)")
-            call_command("loaddata", str(FIXTURE_B), verbosity=0)
+            self.step("Making Study B from the published clustering template (XNN paper section 4.1)")
+            study_from_template(template="clustering", slug=SLUG_B)
         study = Study.objects.get(slug=SLUG_B)
         real = {label: d for label, d in (("CUB", settings.CUB_DIR), ("CEL", settings.CEL_DIR)) if d}
         if real:

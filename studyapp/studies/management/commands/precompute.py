@@ -15,7 +15,7 @@ from studyapp.studies.selectors import study_methods
 
 
 class Command(BaseCommand):
-    help = "Select stimuli (if needed) and queue the study's explanations on Celery; optionally wait."
+    help = "Select stimuli (clustering: train the XNNs and draw the image sets) if needed, and queue the study's explanations on Celery; optionally wait."
     # The admin action "Precompute explanations" does the same for staff (studies/admin.py).
 
     def add_arguments(self, parser):
@@ -25,6 +25,7 @@ class Command(BaseCommand):
         parser.add_argument("--reselect", action="store_true", help="Select the stimuli again.")
         parser.add_argument("--wait", action="store_true", help="Wait for the job, printing progress.")
         parser.add_argument("--timeout", type=int, default=1800)
+        parser.add_argument("--xnn-epochs", type=int, default=300, help="Clustering: epochs of an XNN trained here.")
 
     def handle(self, *args, **opts):
         study = Study.objects.filter(slug=opts["study"]).first()
@@ -37,6 +38,26 @@ class Command(BaseCommand):
             config["classifier_id"] = opts["classifier"]
         study.config = config
         study.save(update_fields=["config", "updated_at"])
+        if study.design == Study.Design.CLUSTERING:
+            self.prepare_clustering(study, opts)
+        else:
+            self.select_stimuli(study, opts)
+        with transaction.atomic():
+            job = precompute.start(study=study, methods=study_methods(study=study))
+        self.stdout.write(f"Job {job.pk}: {job.total} explanations queued.")
+        if opts["wait"]:
+            self.wait(job, opts["timeout"])
+
+    def prepare_clustering(self, study: Study, opts) -> None:
+        """Each data set's XNN (trained here unless one exists) and image sets (drawn unless drawn)."""
+        from studyapp.pipeline.clustering import clustering_prepare
+
+        try:
+            clustering_prepare(study=study, echo=lambda m: self.stdout.write("  " + m), xnn_epochs=opts["xnn_epochs"])
+        except PipelineError as exc:
+            raise CommandError(str(exc)) from exc
+
+    def select_stimuli(self, study: Study, opts) -> None:
         classifier = TrainedModel.objects.filter(pk=study.parsed_config.classifier_id, role="classifier", status="ready").first()
         if classifier is None:
             raise CommandError("No ready classifier: pass --classifier ID (see train_models).")
@@ -46,11 +67,6 @@ class Command(BaseCommand):
             except PipelineError as exc:
                 raise CommandError(str(exc)) from exc
             self.stdout.write(f"Selected {len(chosen)} stimuli.")
-        with transaction.atomic():
-            job = precompute.start(study=study, methods=study_methods(study=study))
-        self.stdout.write(f"Job {job.pk}: {job.total} explanations queued.")
-        if opts["wait"]:
-            self.wait(job, opts["timeout"])
 
     def wait(self, job: PrecomputeJob, timeout: int) -> None:
         start = time.monotonic()
