@@ -3,6 +3,7 @@ of generated images."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -19,8 +20,10 @@ from explainers.datasets.folders import (
     images_array,
     images_tensor,
     load_image_folder,
+    load_labelled_images,
     read_image,
 )
+from tests.owndata import make_image_folders
 
 
 def write_image(path: Path, colour=(200, 30, 60), size=(12, 10), fmt=None) -> Path:
@@ -115,3 +118,144 @@ def test_crop_boxes(tmp_path):
         images_tensor([path], size=4, boxes=[(30, 30, 5, 5)])
     with pytest.raises(ValueError, match="boxes"):
         images_array([path, path], size=4, boxes=[(0, 0, 5, 5)])
+
+
+# --- a researcher's own labelled set: load_labelled_images -----------------------------------
+
+def _pixels(path: Path, mode: str) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert(mode))
+
+
+def test_class_folders_rgb_png_keep_their_size_and_hold_out_a_stratified_test_split(tmp_path):
+    root = make_image_folders(tmp_path / "own", size=32, rgb=True, limit=20)
+    data = load_labelled_images(root)
+    assert data.class_names == ("curl", "loop") and data.layout == "folders" and data.colour
+    assert data.size == 32 and not data.resized and data.test_fraction == 0.2
+    assert data.train.images.shape == (32, 32, 32, 3) and data.test.images.shape == (8, 32, 32, 3)
+    assert data.train.images.dtype == np.uint8 and data.train.labels.dtype == np.int64
+    assert np.bincount(data.train.labels).tolist() == [16, 16] and np.bincount(data.test.labels).tolist() == [4, 4]
+    # Every file is in exactly one split, pixel for pixel, with its folder's label.
+    files = {(p.parent.name, _pixels(p, "RGB").tobytes()) for p in sorted(root.glob("*/*.png"))}
+    stored = {
+        (data.class_names[label], image.tobytes())
+        for split in (data.train, data.test) for image, label in zip(split.images, split.labels, strict=True)
+    }
+    assert stored == files and len(files) == 40
+    assert data.describe() == "32x32 colour, class folders, 20% of each class held out (seed 0)"
+
+
+def test_grey_jpeg_gives_grey_arrays(tmp_path):
+    root = make_image_folders(tmp_path / "grey", size=24, rgb=False, ext="jpg", limit=10)
+    data = load_labelled_images(root, test_fraction=0.3)
+    assert not data.colour and data.train.images.shape == (14, 24, 24) and data.test.images.shape == (6, 24, 24)
+    first = sorted((root / "curl").glob("*.jpg"))[0]
+    assert any(np.array_equal(image, _pixels(first, "L")) for image in np.concatenate([data.train.images, data.test.images]))
+
+
+def test_train_test_layout_keeps_the_trees_own_split(tmp_path):
+    root = make_image_folders(tmp_path / "split", size=32, rgb=True, layout="split", limit=15)
+    data = load_labelled_images(root, test_fraction=0.5)  # not used: the tree has its own split
+    assert data.layout == "train/test" and data.test_fraction is None
+    assert np.bincount(data.train.labels).tolist() == [12, 12] and np.bincount(data.test.labels).tolist() == [3, 3]
+    test_file = sorted((root / "test" / "loop").glob("*.png"))[0]
+    assert np.array_equal(data.test.images[3], _pixels(test_file, "RGB"))
+    assert "train/ and test/ folders" in data.describe()
+
+
+def test_size_is_the_researchers_choice_else_the_shared_square_size_else_64(tmp_path):
+    root = make_image_folders(tmp_path / "s", size=32, rgb=True, limit=5)
+    small = load_labelled_images(root, size=16)
+    assert small.size == 16 and small.resized and small.train.images.shape[1:] == (16, 16, 3)
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(root / "curl" / "wide.png")  # a second size
+    mixed = load_labelled_images(root)
+    assert mixed.size == 64 and mixed.train.images.shape[1:] == (64, 64, 3)
+    flat = np.concatenate([mixed.train.images, mixed.test.images])
+    assert any((image == (10, 200, 10)).all() for image in flat)  # resized to 64x64, aspect ratio not kept
+
+
+def test_the_split_is_determined_by_the_seed(tmp_path):
+    root = make_image_folders(tmp_path / "d", size=16, rgb=False, limit=30)
+    first, again, other = (load_labelled_images(root, seed=s) for s in (0, 0, 1))
+    assert np.array_equal(first.test.images, again.test.images) and np.array_equal(first.train.labels, again.train.labels)
+    assert not np.array_equal(first.test.images, other.test.images)
+    assert np.bincount(other.test.labels).tolist() == [6, 6]
+
+
+def _break(root: Path, how: str) -> str:
+    """Break a good two-class tree on purpose; return a part of the expected message."""
+    if how == "broken file":
+        (root / "loop" / "loop_0002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+        return "loop_0002.png: not a readable image"
+    if how == "truncated file":
+        path = root / "curl" / "curl_0001.png"
+        path.write_bytes(path.read_bytes()[:-40])
+        return "curl_0001.png: not a readable image"
+    if how == "single class":
+        for p in (root / "loop").iterdir():
+            p.unlink()
+        (root / "loop").rmdir()
+        return re.escape("found one class folder ('curl'); a classifier needs at least two classes")
+    if how == "too few images":
+        for p in sorted((root / "loop").iterdir())[1:]:
+            p.unlink()
+        return "loop: class 'loop' has 1 image; each class needs at least 2"
+    if how == "class without images":
+        (root / "empty").mkdir()
+        (root / "empty" / "readme.txt").write_text("nothing here")
+        return "class 'empty' has no images"
+    if how == "mixed modes":
+        Image.new("L", (32, 32), 90).save(root / "loop" / "grey_one.png")
+        return r"grey and colour images are mixed \(grey: .*grey_one.png; colour: .*curl_0000.png\)"
+    if how == "16-bit image":
+        Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(root / "curl" / "deep.png")
+        return "deep.png: a 'I;16' image .* cannot be stored as 8-bit"
+    if how == "empty tree":
+        for p in sorted(root.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        return "the folder is empty; expected one sub-folder of images per class"
+    if how == "loose images":
+        for p in sorted(root.rglob("*.png")):
+            p.rename(root / p.name)
+        for p in [root / "curl", root / "loop"]:
+            p.rmdir()
+        return "lie directly in the folder; put them in one sub-folder per class"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", [
+    "broken file", "truncated file", "single class", "too few images", "class without images", "mixed modes",
+    "16-bit image", "empty tree", "loose images",
+])
+def test_each_refusal_names_the_file_or_folder(tmp_path, how):
+    root = make_image_folders(tmp_path / "own", size=32, rgb=True, limit=4)
+    expected = _break(root, how)
+    with pytest.raises(DatasetError, match=expected):
+        load_labelled_images(root)
+
+
+def test_split_layout_refusals(tmp_path):
+    root = make_image_folders(tmp_path / "split", size=16, rgb=True, layout="split", limit=10)
+    (root / "test" / "loop").rename(root / "test" / "hoop")
+    with pytest.raises(DatasetError, match=r"same class folders \(only in train/: loop; only in test/: hoop\)"):
+        load_labelled_images(root)
+    (root / "test" / "hoop").rename(root / "test" / "loop")
+    (root / "val").mkdir()
+    with pytest.raises(DatasetError, match="besides train/ and test/ there is a folder 'val'"):
+        load_labelled_images(root)
+    (root / "val").rmdir()
+    (root / "test").rename(root / "held")
+    with pytest.raises(DatasetError, match="found a train/ folder but no test/ folder"):
+        load_labelled_images(root)
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_labelled_images(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"test_fraction": 0.0}, "test fraction must lie between 0 and 1"),
+    ({"test_fraction": 1.5}, "test fraction must lie between 0 and 1"),
+    ({"size": 4}, "size must be between 8 and 1024 pixels, got 4"),
+])
+def test_bad_options_are_refused(tmp_path, options, message):
+    with pytest.raises(DatasetError, match=message):
+        load_labelled_images(make_image_folders(tmp_path / "o", size=16, limit=3), **options)
