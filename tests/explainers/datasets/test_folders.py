@@ -3,7 +3,6 @@ of generated images."""
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,7 @@ from explainers.datasets.folders import (
     load_labelled_images,
     read_image,
 )
-from tests.owndata import make_image_folders
+from tests.owndata import SPOILS, make_image_folders, spoil_image_folders
 
 
 def write_image(path: Path, colour=(200, 30, 60), size=(12, 10), fmt=None) -> Path:
@@ -182,54 +181,10 @@ def test_the_split_is_determined_by_the_seed(tmp_path):
     assert np.bincount(other.test.labels).tolist() == [6, 6]
 
 
-def _break(root: Path, how: str) -> str:
-    """Break a good two-class tree on purpose; return a part of the expected message."""
-    if how == "broken file":
-        (root / "loop" / "loop_0002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
-        return "loop_0002.png: not a readable image"
-    if how == "truncated file":
-        path = root / "curl" / "curl_0001.png"
-        path.write_bytes(path.read_bytes()[:-40])
-        return "curl_0001.png: not a readable image"
-    if how == "single class":
-        for p in (root / "loop").iterdir():
-            p.unlink()
-        (root / "loop").rmdir()
-        return re.escape("found one class folder ('curl'); a classifier needs at least two classes")
-    if how == "too few images":
-        for p in sorted((root / "loop").iterdir())[1:]:
-            p.unlink()
-        return "loop: class 'loop' has 1 image; each class needs at least 2"
-    if how == "class without images":
-        (root / "empty").mkdir()
-        (root / "empty" / "readme.txt").write_text("nothing here")
-        return "class 'empty' has no images"
-    if how == "mixed modes":
-        Image.new("L", (32, 32), 90).save(root / "loop" / "grey_one.png")
-        return r"grey and colour images are mixed \(grey: .*grey_one.png; colour: .*curl_0000.png\)"
-    if how == "16-bit image":
-        Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(root / "curl" / "deep.png")
-        return "deep.png: a 'I;16' image .* cannot be stored as 8-bit"
-    if how == "empty tree":
-        for p in sorted(root.rglob("*"), reverse=True):
-            p.rmdir() if p.is_dir() else p.unlink()
-        return "the folder is empty; expected one sub-folder of images per class"
-    if how == "loose images":
-        for p in sorted(root.rglob("*.png")):
-            p.rename(root / p.name)
-        for p in [root / "curl", root / "loop"]:
-            p.rmdir()
-        return "lie directly in the folder; put them in one sub-folder per class"
-    raise AssertionError(how)
-
-
-@pytest.mark.parametrize("how", [
-    "broken file", "truncated file", "single class", "too few images", "class without images", "mixed modes",
-    "16-bit image", "empty tree", "loose images",
-])
+@pytest.mark.parametrize("how", SPOILS)
 def test_each_refusal_names_the_file_or_folder(tmp_path, how):
     root = make_image_folders(tmp_path / "own", size=32, rgb=True, limit=4)
-    expected = _break(root, how)
+    expected = spoil_image_folders(root, how)
     with pytest.raises(DatasetError, match=expected):
         load_labelled_images(root)
 
