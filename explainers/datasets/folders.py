@@ -269,7 +269,7 @@ class LabelledImages:
         """One line for people, e.g. ``32x32 colour, class folders, 20% of each class held out (seed 0)``."""
         how = (
             "train/ and test/ folders (their own split)" if self.layout == "train/test"
-            else f"class folders, {self.test_fraction:.0%} of each class held out (seed {self.seed})"
+            else f"class folders, {100 * (self.test_fraction or 0):g}% of each class held out (seed {self.seed})"
         )
         return f"{self.size}x{self.size} {'colour' if self.colour else 'grey'}{' (resized)' if self.resized else ''}, {how}"
 

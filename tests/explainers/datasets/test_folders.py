@@ -144,12 +144,31 @@ def test_class_folders_rgb_png_keep_their_size_and_hold_out_a_stratified_test_sp
     assert data.describe() == "32x32 colour, class folders, 20% of each class held out (seed 0)"
 
 
-def test_grey_jpeg_gives_grey_arrays(tmp_path):
-    root = make_image_folders(tmp_path / "grey", size=24, rgb=False, ext="jpg", limit=10)
+@pytest.mark.parametrize(("rgb", "shape"), [(False, (24, 24)), (True, (24, 24, 3))])
+def test_jpeg_grey_or_colour(tmp_path, rgb, shape):
+    root = make_image_folders(tmp_path / "jpeg", size=24, rgb=rgb, ext="jpg", limit=10)
     data = load_labelled_images(root, test_fraction=0.3)
-    assert not data.colour and data.train.images.shape == (14, 24, 24) and data.test.images.shape == (6, 24, 24)
+    assert data.colour == rgb and data.train.images.shape == (14, *shape) and data.test.images.shape == (6, *shape)
     first = sorted((root / "curl").glob("*.jpg"))[0]
-    assert any(np.array_equal(image, _pixels(first, "L")) for image in np.concatenate([data.train.images, data.test.images]))
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any(np.array_equal(image, _pixels(first, "RGB" if rgb else "L")) for image in every)
+    assert "30% of each class held out" in data.describe()
+
+
+def test_grey_palette_and_grey_with_alpha_count_as_grey(tmp_path):
+    root = make_image_folders(tmp_path / "grey", size=16, rgb=False, limit=3)
+    Image.new("LA", (16, 16), (70, 128)).save(root / "curl" / "alpha.png")
+    Image.new("L", (16, 16), 200).convert("P").save(root / "loop" / "palette.png")
+    data = load_labelled_images(root)
+    assert not data.colour and data.train.images.ndim == 3
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any((image == 70).all() for image in every) and any((image == 200).all() for image in every)
+    Image.new("P", (16, 16), 0).save(root / "loop" / "red.png")  # the default palette's 0 is black, so recolour it
+    with Image.open(root / "loop" / "red.png") as img:
+        img.putpalette([255, 0, 0] * 256)
+        img.save(root / "loop" / "red.png")
+    with pytest.raises(DatasetError, match="grey and colour images are mixed .*colour: .*red.png"):
+        load_labelled_images(root)
 
 
 def test_train_test_layout_keeps_the_trees_own_split(tmp_path):
@@ -195,6 +214,11 @@ def test_split_layout_refusals(tmp_path):
     with pytest.raises(DatasetError, match=r"same class folders \(only in train/: loop; only in test/: hoop\)"):
         load_labelled_images(root)
     (root / "test" / "hoop").rename(root / "test" / "loop")
+    for path in (root / "test" / "loop").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError, match="test/loop: class 'loop' has no images"):
+        load_labelled_images(root)
+    make_image_folders(tmp_path / "split", size=16, rgb=True, layout="split", limit=10)
     (root / "val").mkdir()
     with pytest.raises(DatasetError, match="besides train/ and test/ there is a folder 'val'"):
         load_labelled_images(root)
