@@ -350,6 +350,7 @@ def load_labelled_images(
     test_fraction: float = 0.2,
     size: int | None = None,
     seed: int = 0,
+    colour: bool | None = None,
     extensions: Sequence[str] = IMAGE_EXTENSIONS,
 ) -> LabelledImages:
     """Read a researcher's labelled image tree into a training and a test split, all or nothing.
@@ -364,7 +365,9 @@ def load_labelled_images(
     Files with an image extension (``IMAGE_EXTENSIONS``: PNG, JPEG and the other formats Pillow
     reads) count; hidden files and other files are skipped. Every image must be 8-bit grey
     (``L``, ``1``, ``LA``, a grey palette) or every image colour (``RGB``, ``RGBA``, ``CMYK``,
-    a colour palette); an alpha channel is dropped. Images are resized (bilinear, aspect ratio
+    a colour palette); an alpha channel is dropped. ``colour=True`` (or ``False``) converts
+    every image to colour (grey) instead, for a caller whose network takes only that (the CEL
+    import). Images are resized (bilinear, aspect ratio
     not kept) to ``size x size``; ``size=None`` keeps the images' own size when they all share
     one square size of at most 256 pixels (``KEEP_MAX``), else :data:`DEFAULT_SIZE` (64).
 
@@ -424,18 +427,19 @@ def load_labelled_images(
 
     paths = [p for source in sources for p in source.paths]
     kinds = [_image_kind(p) for p in paths]
-    colour = [p for p, (is_colour, _) in zip(paths, kinds, strict=True) if is_colour]
-    if colour and len(colour) < len(paths):
+    in_colour = [p for p, (is_colour, _) in zip(paths, kinds, strict=True) if is_colour]
+    if colour is None and in_colour and len(in_colour) < len(paths):
         grey = next(p for p, (is_colour, _) in zip(paths, kinds, strict=True) if not is_colour)
         raise DatasetError(
-            f"{root}: grey and colour images are mixed (grey: {grey}; colour: {colour[0]}); "
+            f"{root}: grey and colour images are mixed (grey: {grey}; colour: {in_colour[0]}); "
             "save them all as grey or all as colour"
         )
+    stored_colour = bool(in_colour) if colour is None else bool(colour)
     sizes = {wh for _, wh in kinds}
     if size is None:
         shared = next(iter(sizes)) if len(sizes) == 1 else (0, 1)
         size = shared[0] if shared[0] == shared[1] and MIN_SIZE <= shared[0] <= KEEP_MAX else DEFAULT_SIZE
-    size, mode = int(size), ("RGB" if colour else "L")
+    size, mode = int(size), ("RGB" if stored_colour else "L")
 
     if layout == "train/test":
         train_set, test_set = sources
@@ -450,6 +454,6 @@ def load_labelled_images(
         test = ImageSplit(images[is_test], source.labels[is_test])
         fraction = float(test_fraction)
     return LabelledImages(
-        root=root, train=train, test=test, class_names=sources[0].class_names, size=size, colour=bool(colour),
+        root=root, train=train, test=test, class_names=sources[0].class_names, size=size, colour=stored_colour,
         layout=layout, test_fraction=fraction, seed=int(seed), resized=sizes != {(size, size)},
     )

@@ -238,3 +238,13 @@ def test_split_layout_refusals(tmp_path):
 def test_bad_options_are_refused(tmp_path, options, message):
     with pytest.raises(DatasetError, match=message):
         load_labelled_images(make_image_folders(tmp_path / "o", size=16, limit=3), **options)
+
+
+def test_colour_true_converts_every_image_as_the_cel_import_needs(tmp_path):
+    root = make_image_folders(tmp_path / "mixed", size=16, rgb=True, limit=3)
+    Image.new("L", (16, 16), 90).save(root / "loop" / "grey_one.png")  # refused without colour=True
+    data = load_labelled_images(root, colour=True, test_fraction=0.5)
+    assert data.colour and data.train.images.shape[1:] == (16, 16, 3)
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any((image == 90).all() for image in every)
+    assert load_labelled_images(root, colour=False).train.images.ndim == 3
