@@ -8,6 +8,7 @@ default (3 and 8, which people and small networks confuse), named by their folde
 Example::
 
     root = make_image_folders(tmp_path / "shapes", size=32, rgb=True)     # root/<class>/*.png
+    message = spoil_image_folders(root, "mixed modes")                   # a regex of the refusal
     split_root = make_image_folders(tmp_path / "s", layout="split")      # root/train|test/<class>
     x, y = digit_arrays(size=32, rgb=True)                               # uint8 (N, 32, 32, 3), int64
     net = train_small_cnn(x, y, epochs=3)                                # [0, 1] (N, 3, 32, 32) -> logits
@@ -15,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -70,6 +72,56 @@ def make_image_folders(
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(x[i]).save(folder / f"{name}_{j:04d}.{ext}")
     return root
+
+
+#: The ways :func:`spoil_image_folders` breaks a tree, one refusal each.
+SPOILS = (
+    "broken file", "truncated file", "single class", "too few images", "class without images", "mixed modes",
+    "16-bit image", "empty tree", "loose images",
+)
+
+
+def spoil_image_folders(root: Path, how: str) -> str:
+    """Break a good tree of :func:`make_image_folders` (flat, RGB, classes ``curl`` and ``loop``,
+    at least two images each) on purpose, in one of the ways of :data:`SPOILS`; return a regular
+    expression the refusal's message must match."""
+    if how == "broken file":
+        (root / "loop" / "loop_0002.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
+        return "loop_0002.png: not a readable image"
+    if how == "truncated file":
+        path = root / "curl" / "curl_0001.png"
+        path.write_bytes(path.read_bytes()[:-40])
+        return "curl_0001.png: not a readable image"
+    if how == "single class":
+        for p in (root / "loop").iterdir():
+            p.unlink()
+        (root / "loop").rmdir()
+        return re.escape("found one class folder ('curl'); a classifier needs at least two classes")
+    if how == "too few images":
+        for p in sorted((root / "loop").iterdir())[1:]:
+            p.unlink()
+        return "loop: class 'loop' has 1 image; each class needs at least 2"
+    if how == "class without images":
+        (root / "empty").mkdir()
+        (root / "empty" / "readme.txt").write_text("nothing here")
+        return "class 'empty' has no images"
+    if how == "mixed modes":
+        Image.new("L", (32, 32), 90).save(root / "loop" / "grey_one.png")
+        return r"grey and colour images are mixed \(grey: .*grey_one.png; colour: .*curl_0000.png\)"
+    if how == "16-bit image":
+        Image.fromarray(np.full((32, 32), 40000, np.uint16)).save(root / "curl" / "deep.png")
+        return "deep.png: a 'I;16' image .* cannot be stored as 8-bit"
+    if how == "empty tree":
+        for p in sorted(root.rglob("*"), reverse=True):
+            p.rmdir() if p.is_dir() else p.unlink()
+        return "the folder is empty; expected one sub-folder of images per class"
+    if how == "loose images":
+        for p in sorted(root.rglob("*.png")):
+            p.rename(root / p.name)
+        for p in [root / "curl", root / "loop"]:
+            p.rmdir()
+        return "lie directly in the folder; put them in one sub-folder per class"
+    raise AssertionError(how)
 
 
 class SmallCNN(nn.Module):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -12,7 +15,9 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils.html import format_html
 
-from studyapp.pipeline import datasets, tasks
+from studyapp.lib.archives import MAX_BYTES, MAX_FILES, ArchiveError, extract_zip
+from studyapp.pipeline import datasets, selectors, tasks
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import (
     Dataset,
     ExplanationAsset,
@@ -40,6 +45,36 @@ class ImportForm(forms.Form):
         return data
 
 
+class ImageImportForm(forms.Form):
+    """A researcher's own labelled images: a zip upload (small sets) or a folder on the server."""
+
+    archive = forms.FileField(
+        required=False, label="Zip of class folders",
+        help_text=f"Small sets: a zip of one folder per class (or of train/ and test/ folders), at most "
+        f"{MAX_FILES} files and {MAX_BYTES // 2**20} MiB unpacked; a single top folder is fine.",
+    )
+    directory = forms.CharField(
+        required=False, label="Or a folder on the server",
+        help_text="Large sets: e.g. /data/gulls holding gulls/herring/*.png, gulls/slaty/*.png, ...",
+    )
+    name = forms.CharField(max_length=100, help_text="The data set's name, e.g. gulls.")
+    test_fraction = forms.FloatField(
+        initial=0.2, min_value=0.01, max_value=0.99,
+        help_text="Share of each class held out for testing (class folders only; train/ and test/ keep their split).",
+    )
+    size = forms.IntegerField(
+        required=False, min_value=8, max_value=1024,
+        help_text="Store at SIZE x SIZE pixels; empty: the images' own size when all share one square size of at most 256, else 64.",
+    )
+    seed = forms.IntegerField(initial=0, help_text="Seed of the held-out draw.")
+
+    def clean(self):
+        data = super().clean()
+        if bool(data.get("archive")) == bool(data.get("directory")):
+            raise forms.ValidationError("Give either a zip to upload or a folder on the server, not both.")
+        return data
+
+
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
     list_display = ("name", "kind", "standin", "n_train", "n_test", "source", "created_at")
@@ -57,8 +92,18 @@ class DatasetAdmin(admin.ModelAdmin):
         return [path("import/", self.admin_site.admin_view(self.import_view), name="dataset-import")] + super().get_urls()
 
     def import_view(self, request):
-        form = ImportForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
+        posted = request.POST if request.method == "POST" else None
+        wants_images = posted is not None and "images-name" in posted
+        form = ImportForm(None if wants_images else posted)
+        images_form = ImageImportForm(posted if wants_images else None, request.FILES or None, prefix="images")
+        if wants_images and images_form.is_valid():
+            dataset = self._import_images(request, images_form.cleaned_data)
+            if dataset is not None:
+                self.message_user(
+                    request, f"Imported '{dataset.name}': {selectors.dataset_contents_text(dataset)}.", messages.SUCCESS,
+                )
+                return redirect("admin:pipeline_dataset_changelist")
+        elif not wants_images and posted is not None and form.is_valid():
             data = form.cleaned_data
             try:
                 if data["source"] == "directory":
@@ -72,8 +117,34 @@ class DatasetAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"Imported {dataset}: {dataset.n_train} train / {dataset.n_test} test.", messages.SUCCESS)
                 return redirect("admin:pipeline_dataset_changelist")
-        context = {**self.admin_site.each_context(request), "form": form, "title": "Import a data set", "opts": self.model._meta}
+        context = {
+            **self.admin_site.each_context(request), "form": form, "images_form": images_form,
+            "title": "Import a data set", "opts": self.model._meta,
+        }
         return TemplateResponse(request, "admin/pipeline/dataset/import.html", context)
+
+    def _import_images(self, request, data: dict) -> Dataset | None:
+        """Import from the uploaded zip (unpacked into a temporary folder, removed afterwards) or
+        the named folder; a refusal becomes an error message and None, with nothing stored."""
+        options = {"name": data["name"], "test_fraction": data["test_fraction"], "size": data["size"], "seed": data["seed"]}
+        try:
+            if data["archive"]:
+                upload = data["archive"]
+                if upload.size > MAX_BYTES:
+                    raise ArchiveError(f"the zip is larger than {MAX_BYTES // 2**20} MiB; import a set this large from a folder on the server")
+                with tempfile.TemporaryDirectory(prefix="xai-import-") as tmp:
+                    folder = Path(tmp).resolve()
+                    root = extract_zip(upload, folder)
+                    try:
+                        return datasets.dataset_import_images(directory=root, origin=f"uploaded {upload.name}", **options)
+                    except PipelineError as exc:  # name files as they are inside the zip, not the temporary folder
+                        raise PipelineError(str(exc).replace(f"{folder}/", "").replace(str(folder), "the zip")) from exc
+            return datasets.dataset_import_images(directory=data["directory"], **options)
+        except ArchiveError as exc:
+            self.message_user(request, f"Nothing was imported: {exc}.", messages.ERROR)
+        except PipelineError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+        return None
 
 
 @admin.register(TrainedModel)

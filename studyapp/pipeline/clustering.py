@@ -97,25 +97,20 @@ def dataset_import_cel(*, name: str, directory: str | Path, size: int = 64, test
     """CEL cells from a class-per-folder tree (one folder per morphology), ``size``² RGB.
 
     CEL has no official split: ``test_share`` of each class (seeded) is held out as the test
-    split, which the study's image sets are drawn from. Nothing is stored unless every image reads.
+    split, which the study's image sets are drawn from (as for any image folders:
+    :func:`explainers.datasets.folders.load_labelled_images`, in colour for the RGB backbone).
+    Nothing is stored unless every image reads.
     """
     from explainers.datasets.common import DatasetError
-    from explainers.datasets.folders import images_array, load_image_folder
+    from explainers.datasets.folders import load_labelled_images
 
     try:
-        cells = load_image_folder(directory)
-        images = images_array(cells, size=size)
+        cells = load_labelled_images(directory, test_fraction=test_share, size=size, seed=seed, colour=True)
     except (DatasetError, OSError) as exc:
         raise PipelineError(f"CEL import failed, nothing was stored: {exc}") from exc
-    rng = np.random.default_rng(seed)
-    is_train = np.ones(len(cells), bool)
-    for c in range(len(cells.class_names)):
-        idx = np.flatnonzero(cells.labels == c)
-        is_train[rng.choice(idx, size=int(round(len(idx) * test_share)), replace=False)] = False
-    train, test = _split_arrays(images, cells.labels, is_train)
     return dataset_store(
         name=name, kind=Dataset.Kind.CEL, source=str(cells.root), is_standin=False,
-        class_names=list(cells.class_names), train=train, test=test,
+        class_names=list(cells.class_names), train=cells.train, test=cells.test,
     )
 
 

@@ -1,4 +1,5 @@
-"""Writes of data sets: import Kannada-MNIST (directory or download) or generate its stand-in.
+"""Writes of data sets: import Kannada-MNIST (directory or download) or generate its stand-in,
+and import a researcher's own labelled images (class folders, from a folder or an uploaded zip).
 
 All or nothing: a data set is stored as one content-addressed npz and one row, or not at all.
 """
@@ -36,6 +37,8 @@ def dataset_store(*, name: str, kind: str, source: str, is_standin: bool, class_
     existing = Dataset.objects.filter(fingerprint=fingerprint, name=name).first()
     if existing is not None:
         return existing
+    if Dataset.objects.filter(name=name).exists():  # refused before a file is written
+        raise PipelineError(f"A different data set named '{name}' exists already; choose another name.")
     relative = store_bytes(data, ext="npz", folder="datasets")
     with transaction.atomic():
         if Dataset.objects.filter(name=name).exists():
@@ -101,3 +104,36 @@ def dataset_auto(*, name: str | None = None, echo: Callable[[str], None] = log.i
     except Exception as exc:  # offline machine: fall back, and say so
         echo(f"Download failed ({type(exc).__name__}: {exc}); generating the offline look-alike stand-in")
     return dataset_make_lookalike(name=name or "kannada-lookalike")
+
+
+def dataset_import_images(
+    *, name: str, directory: str | Path, test_fraction: float = 0.2, size: int | None = None, seed: int = 0,
+    origin: str | None = None,
+) -> Dataset:
+    """Import a researcher's own labelled images from ``directory``; all or nothing.
+
+    ``DIR/<class>/*`` (``test_fraction`` of each class held out, drawn with ``seed``) or
+    ``DIR/train/<class>/*`` and ``DIR/test/<class>/*``; PNG or JPEG, grey or colour, stored at
+    ``size x size`` (default: the images' own size when they all share one square size of at
+    most 256 pixels, else 64). See :func:`explainers.datasets.folders.load_labelled_images` for
+    every rule. Class names are the folder names. The stored size, grey or colour and the split
+    are written in ``source`` (after ``origin``, default the directory), e.g. ``/data/gulls:
+    64x64 colour (resized), class folders, 20% of each class held out (seed 0)``.
+    """
+    from explainers.datasets.common import DatasetError
+    from explainers.datasets.folders import load_labelled_images
+
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise PipelineError(f"Nothing was imported: a data set needs a name of 1 to 100 characters, got {name!r}.")
+    try:
+        data = load_labelled_images(directory, test_fraction=test_fraction, size=size, seed=seed)
+    except DatasetError as exc:
+        raise PipelineError(f"Nothing was imported: {exc}.") from exc
+    where, how = str(origin or data.root), data.describe()
+    room = 500 - len(how) - 2
+    source = f"{where if len(where) <= room else '...' + where[-(room - 3):]}: {how}"
+    return dataset_store(
+        name=name, kind=Dataset.Kind.IMAGES, source=source, is_standin=False,
+        class_names=list(data.class_names), train=data.train, test=data.test,
+    )

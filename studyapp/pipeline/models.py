@@ -12,10 +12,14 @@ class Dataset(models.Model):
         CUB = "cub", "CUB-200-2011 gulls"
         CEL = "cel", "CEL cells (class per folder)"
         DIGIT_STANDIN = "digit_standin", "Digit stand-in for CUB/CEL"
+        IMAGES = "images", "Image folders (your own)"
 
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=20, choices=Kind.choices)
-    source = models.CharField(max_length=500, help_text="Directory, URL or generator it came from.")
+    source = models.CharField(
+        max_length=500,
+        help_text="Directory, URL or generator it came from; for image folders also the stored size, grey or colour, and the split.",
+    )
     is_standin = models.BooleanField(
         default=False, help_text="Not the real data set of the published study. Shown to staff only."
     )

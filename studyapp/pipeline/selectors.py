@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
 from django.db.models import Count, Q
 
+from studyapp.pipeline import loading
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus
 
 
@@ -90,3 +92,26 @@ def study_datasets(study) -> list:
     ids = list(dict.fromkeys(Stimulus.objects.filter(study=study).order_by("position").values_list("dataset_id", flat=True)))
     by_id = Dataset.objects.in_bulk(ids)
     return [by_id[i] for i in ids]
+
+
+def dataset_contents(dataset) -> dict:
+    """What a stored data set holds, for the import command and the admin's message:
+    ``{"size": (H, W), "colour": bool, "classes": [(name, n_train, n_test), ...]}``."""
+    arrays = loading.dataset_arrays(dataset)
+    k = len(dataset.class_names)
+    train = np.bincount(arrays["y_train"], minlength=k)
+    test = np.bincount(arrays["y_test"], minlength=k)
+    images = arrays["x_train"]
+    return {
+        "size": tuple(int(v) for v in images.shape[1:3]),
+        "colour": images.ndim == 4 and images.shape[-1] == 3,
+        "classes": [(str(name), int(train[c]), int(test[c])) for c, name in enumerate(dataset.class_names)],
+    }
+
+
+def dataset_contents_text(dataset) -> str:
+    """One line: ``32x32 colour; curl 146 train / 37 test, loop 139 train / 35 test``."""
+    contents = dataset_contents(dataset)
+    height, width = contents["size"]
+    classes = ", ".join(f"{name} {n_train} train / {n_test} test" for name, n_train, n_test in contents["classes"])
+    return f"{height}x{width} {'colour' if contents['colour'] else 'grey'}; {classes}"

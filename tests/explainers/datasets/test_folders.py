@@ -19,8 +19,10 @@ from explainers.datasets.folders import (
     images_array,
     images_tensor,
     load_image_folder,
+    load_labelled_images,
     read_image,
 )
+from tests.owndata import SPOILS, make_image_folders, spoil_image_folders
 
 
 def write_image(path: Path, colour=(200, 30, 60), size=(12, 10), fmt=None) -> Path:
@@ -115,3 +117,134 @@ def test_crop_boxes(tmp_path):
         images_tensor([path], size=4, boxes=[(30, 30, 5, 5)])
     with pytest.raises(ValueError, match="boxes"):
         images_array([path, path], size=4, boxes=[(0, 0, 5, 5)])
+
+
+# --- a researcher's own labelled set: load_labelled_images -----------------------------------
+
+def _pixels(path: Path, mode: str) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img.convert(mode))
+
+
+def test_class_folders_rgb_png_keep_their_size_and_hold_out_a_stratified_test_split(tmp_path):
+    root = make_image_folders(tmp_path / "own", size=32, rgb=True, limit=20)
+    data = load_labelled_images(root)
+    assert data.class_names == ("curl", "loop") and data.layout == "folders" and data.colour
+    assert data.size == 32 and not data.resized and data.test_fraction == 0.2
+    assert data.train.images.shape == (32, 32, 32, 3) and data.test.images.shape == (8, 32, 32, 3)
+    assert data.train.images.dtype == np.uint8 and data.train.labels.dtype == np.int64
+    assert np.bincount(data.train.labels).tolist() == [16, 16] and np.bincount(data.test.labels).tolist() == [4, 4]
+    # Every file is in exactly one split, pixel for pixel, with its folder's label.
+    files = {(p.parent.name, _pixels(p, "RGB").tobytes()) for p in sorted(root.glob("*/*.png"))}
+    stored = {
+        (data.class_names[label], image.tobytes())
+        for split in (data.train, data.test) for image, label in zip(split.images, split.labels, strict=True)
+    }
+    assert stored == files and len(files) == 40
+    assert data.describe() == "32x32 colour, class folders, 20% of each class held out (seed 0)"
+
+
+@pytest.mark.parametrize(("rgb", "shape"), [(False, (24, 24)), (True, (24, 24, 3))])
+def test_jpeg_grey_or_colour(tmp_path, rgb, shape):
+    root = make_image_folders(tmp_path / "jpeg", size=24, rgb=rgb, ext="jpg", limit=10)
+    data = load_labelled_images(root, test_fraction=0.3)
+    assert data.colour == rgb and data.train.images.shape == (14, *shape) and data.test.images.shape == (6, *shape)
+    first = sorted((root / "curl").glob("*.jpg"))[0]
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any(np.array_equal(image, _pixels(first, "RGB" if rgb else "L")) for image in every)
+    assert "30% of each class held out" in data.describe()
+
+
+def test_grey_palette_and_grey_with_alpha_count_as_grey(tmp_path):
+    root = make_image_folders(tmp_path / "grey", size=16, rgb=False, limit=3)
+    Image.new("LA", (16, 16), (70, 128)).save(root / "curl" / "alpha.png")
+    Image.new("L", (16, 16), 200).convert("P").save(root / "loop" / "palette.png")
+    data = load_labelled_images(root)
+    assert not data.colour and data.train.images.ndim == 3
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any((image == 70).all() for image in every) and any((image == 200).all() for image in every)
+    Image.new("P", (16, 16), 0).save(root / "loop" / "red.png")  # the default palette's 0 is black, so recolour it
+    with Image.open(root / "loop" / "red.png") as img:
+        img.putpalette([255, 0, 0] * 256)
+        img.save(root / "loop" / "red.png")
+    with pytest.raises(DatasetError, match="grey and colour images are mixed .*colour: .*red.png"):
+        load_labelled_images(root)
+
+
+def test_train_test_layout_keeps_the_trees_own_split(tmp_path):
+    root = make_image_folders(tmp_path / "split", size=32, rgb=True, layout="split", limit=15)
+    data = load_labelled_images(root, test_fraction=0.5)  # not used: the tree has its own split
+    assert data.layout == "train/test" and data.test_fraction is None
+    assert np.bincount(data.train.labels).tolist() == [12, 12] and np.bincount(data.test.labels).tolist() == [3, 3]
+    test_file = sorted((root / "test" / "loop").glob("*.png"))[0]
+    assert np.array_equal(data.test.images[3], _pixels(test_file, "RGB"))
+    assert "train/ and test/ folders" in data.describe()
+
+
+def test_size_is_the_researchers_choice_else_the_shared_square_size_else_64(tmp_path):
+    root = make_image_folders(tmp_path / "s", size=32, rgb=True, limit=5)
+    small = load_labelled_images(root, size=16)
+    assert small.size == 16 and small.resized and small.train.images.shape[1:] == (16, 16, 3)
+    Image.new("RGB", (40, 30), (10, 200, 10)).save(root / "curl" / "wide.png")  # a second size
+    mixed = load_labelled_images(root)
+    assert mixed.size == 64 and mixed.train.images.shape[1:] == (64, 64, 3)
+    flat = np.concatenate([mixed.train.images, mixed.test.images])
+    assert any((image == (10, 200, 10)).all() for image in flat)  # resized to 64x64, aspect ratio not kept
+
+
+def test_the_split_is_determined_by_the_seed(tmp_path):
+    root = make_image_folders(tmp_path / "d", size=16, rgb=False, limit=30)
+    first, again, other = (load_labelled_images(root, seed=s) for s in (0, 0, 1))
+    assert np.array_equal(first.test.images, again.test.images) and np.array_equal(first.train.labels, again.train.labels)
+    assert not np.array_equal(first.test.images, other.test.images)
+    assert np.bincount(other.test.labels).tolist() == [6, 6]
+
+
+@pytest.mark.parametrize("how", SPOILS)
+def test_each_refusal_names_the_file_or_folder(tmp_path, how):
+    root = make_image_folders(tmp_path / "own", size=32, rgb=True, limit=4)
+    expected = spoil_image_folders(root, how)
+    with pytest.raises(DatasetError, match=expected):
+        load_labelled_images(root)
+
+
+def test_split_layout_refusals(tmp_path):
+    root = make_image_folders(tmp_path / "split", size=16, rgb=True, layout="split", limit=10)
+    (root / "test" / "loop").rename(root / "test" / "hoop")
+    with pytest.raises(DatasetError, match=r"same class folders \(only in train/: loop; only in test/: hoop\)"):
+        load_labelled_images(root)
+    (root / "test" / "hoop").rename(root / "test" / "loop")
+    for path in (root / "test" / "loop").iterdir():
+        path.unlink()
+    with pytest.raises(DatasetError, match="test/loop: class 'loop' has no images"):
+        load_labelled_images(root)
+    make_image_folders(tmp_path / "split", size=16, rgb=True, layout="split", limit=10)
+    (root / "val").mkdir()
+    with pytest.raises(DatasetError, match="besides train/ and test/ there is a folder 'val'"):
+        load_labelled_images(root)
+    (root / "val").rmdir()
+    (root / "test").rename(root / "held")
+    with pytest.raises(DatasetError, match="found a train/ folder but no test/ folder"):
+        load_labelled_images(root)
+    with pytest.raises(DatasetError, match="not a folder"):
+        load_labelled_images(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"test_fraction": 0.0}, "test fraction must lie between 0 and 1"),
+    ({"test_fraction": 1.5}, "test fraction must lie between 0 and 1"),
+    ({"size": 4}, "size must be between 8 and 1024 pixels, got 4"),
+])
+def test_bad_options_are_refused(tmp_path, options, message):
+    with pytest.raises(DatasetError, match=message):
+        load_labelled_images(make_image_folders(tmp_path / "o", size=16, limit=3), **options)
+
+
+def test_colour_true_converts_every_image_as_the_cel_import_needs(tmp_path):
+    root = make_image_folders(tmp_path / "mixed", size=16, rgb=True, limit=3)
+    Image.new("L", (16, 16), 90).save(root / "loop" / "grey_one.png")  # refused without colour=True
+    data = load_labelled_images(root, colour=True, test_fraction=0.5)
+    assert data.colour and data.train.images.shape[1:] == (16, 16, 3)
+    every = np.concatenate([data.train.images, data.test.images])
+    assert any((image == 90).all() for image in every)
+    assert load_labelled_images(root, colour=False).train.images.ndim == 3
