@@ -174,7 +174,16 @@ def _participants_and_checks(
             "checks__step_index", "checks__attempt", "checks__passed",
         )
     )
-    attempts = facts.quiz_attempts(study=study)
+    read: dict[int | None, int | None] = {}
+
+    def attempts(version: int | None):
+        """The quiz tries of the run's version, the versions read (one query) only when needed."""
+        def of() -> int | None:
+            if not read:
+                read.update(facts.quiz_attempts(study=study))
+            return read.get(version)
+        return of
+
     people: dict[str, tuple] = {}
     runs: dict[str, Run] = {}
     found: dict[str, list[tuple]] = {}
@@ -192,7 +201,7 @@ def _participants_and_checks(
     checks = []
     for code, person in people.items():
         arm, status, run = person[1], person[2], runs[code]
-        judged = facts.check_verdicts(found[code], status=status, attempts=attempts.get(versions[code]))
+        judged = facts.check_verdicts(found[code], status=status, attempts=attempts(versions[code]))
         # A run with neither checks nor answers gave no data: it is not a participant of the report.
         for passed in judged or ([None] if person[7] else []):
             checks.append((code, arm, passed, run.completed, run.total_seconds, run.rejected_reason))

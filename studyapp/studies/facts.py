@@ -24,7 +24,7 @@ all read these; none of them computes its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from django.db.models import Case, CharField, Q, Value, When
@@ -74,10 +74,13 @@ def quiz_attempts(*, study: Study) -> dict[int | None, int | None]:
 
 
 def check_verdicts(
-    checks: Iterable[tuple[str, int, int, bool]], *, status: str, attempts: int | None
+    checks: Iterable[tuple[str, int, int, bool]], *, status: str,
+    attempts: int | None | Callable[[], int | None],
 ) -> list[bool]:
     """The judged attention checks of one run, from its ``(kind, step_index, attempt, passed)``
-    rows: one per catch item and one per judged quiz (see the module docstring)."""
+    rows: one per catch item and one per judged quiz (see the module docstring). `attempts` are
+    the quiz tries the run's version allows, or a function that reads them (called only for an
+    active run with a quiz not passed, so a caller reads the versions only when it must)."""
     verdicts: list[bool] = []
     quizzes: dict[int, list[bool]] = {}
     for kind, step, _, passed in sorted(checks, key=lambda c: (c[1], c[2])):
@@ -88,7 +91,10 @@ def check_verdicts(
     for tries in quizzes.values():
         if any(tries):
             verdicts.append(True)
-        elif status != Status.ACTIVE or attempts is None or len(tries) >= attempts:
+            continue
+        if status == Status.ACTIVE and callable(attempts):
+            attempts = attempts()
+        if status != Status.ACTIVE or attempts is None or len(tries) >= attempts:  # type: ignore[operator]
             verdicts.append(False)
     return verdicts
 
