@@ -170,38 +170,28 @@ def _participants_and_checks(
         .order_by("started_at", "pk")
         .values_list(
             "code", "arm__name", "status", "started_at", "finished_at", "config_hash", "n_answers",
-            "is_test", "slot", "rejected_reason", "step_index", "plan", "version_id", "checks__kind",
+            "is_test", "slot", "rejected_reason", "step_index", "plan", facts.VERSION_QUIZ, "checks__kind",
             "checks__step_index", "checks__attempt", "checks__passed",
         )
     )
-    read: dict[int | None, int | None] = {}
-
-    def attempts(version: int | None):
-        """The quiz tries of the run's version, the versions read (one query) only when needed."""
-        def of() -> int | None:
-            if not read:
-                read.update(facts.quiz_attempts(study=study))
-            return read.get(version)
-        return of
-
     people: dict[str, tuple] = {}
     runs: dict[str, Run] = {}
     found: dict[str, list[tuple]] = {}
-    versions: dict[str, int | None] = {}
-    for code, arm, status, started, finished, h, n, test, slot, reason, step, plan, version, *check in rows:
+    quizzes: dict[str, dict | None] = {}
+    for code, arm, status, started, finished, h, n, test, slot, reason, step, plan, quiz, *check in rows:
         if code not in people:
             runs[code] = _run(status, plan, step, started, finished, reason)
             people[code] = (
                 code, arm, status, runs[code].completed, started, finished, h, n, bool(test), slot == "stale",
             )
             found[code] = []
-            versions[code] = version
+            quizzes[code] = quiz
         if check[0] is not None:
             found[code].append(tuple(check))
     checks = []
     for code, person in people.items():
         arm, status, run = person[1], person[2], runs[code]
-        judged = facts.check_verdicts(found[code], status=status, attempts=attempts(versions[code]))
+        judged = facts.check_verdicts(found[code], status=status, attempts=facts.attempts_of_quiz(study, quizzes[code]))
         # A run with neither checks nor answers gave no data: it is not a participant of the report.
         for passed in judged or ([None] if person[7] else []):
             checks.append((code, arm, passed, run.completed, run.total_seconds, run.rejected_reason))

@@ -24,8 +24,10 @@ all read these; none of them computes its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Iterable
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from django.db.models import Case, CharField, Q, Value, When
 
@@ -64,23 +66,39 @@ def _attempts_of(config: dict | None) -> int | None:
     return quiz.attempts if quiz is not None else None
 
 
+def attempts_of_quiz(study: Study, quiz: dict | None) -> int | None:
+    """The quiz tries allowed by a version's ``config.comprehension`` (`quiz`, as stored); the
+    live study's when the version names no quiz (a run older than versions, or one whose quiz
+    was added without a new version)."""
+    found = _quiz_attempts(json.dumps(quiz, sort_keys=True)) if quiz else None
+    return found if found is not None else _attempts_of(study.config)
+
+
+@lru_cache(maxsize=64)
+def _quiz_attempts(quiz: str) -> int | None:
+    """Parsed once per process and quiz (the frames ask once per participant)."""
+    return _attempts_of({"comprehension": json.loads(quiz)})
+
+
+#: The path of a version's quiz from a participant, for ``values_list`` (one JOIN, no extra query).
+VERSION_QUIZ = "version__design__config__comprehension"
+
+
 def quiz_attempts(*, study: Study) -> dict[int | None, int | None]:
-    """The quiz tries allowed, by version id (``None``: runs without a version read the live
-    study's), in one query."""
-    out: dict[int | None, int | None] = {None: _attempts_of(study.config)}
+    """The quiz tries allowed, by version id (``None``: runs without a version), in one query
+    (`attempts_of_quiz` for each)."""
+    out: dict[int | None, int | None] = {None: attempts_of_quiz(study, None)}
     for pk, design in StudyVersion.objects.filter(study=study).values_list("pk", "design"):
-        out[pk] = _attempts_of((design or {}).get("config"))
+        out[pk] = attempts_of_quiz(study, ((design or {}).get("config") or {}).get("comprehension"))
     return out
 
 
 def check_verdicts(
-    checks: Iterable[tuple[str, int, int, bool]], *, status: str,
-    attempts: int | None | Callable[[], int | None],
+    checks: Iterable[tuple[str, int, int, bool]], *, status: str, attempts: int | None
 ) -> list[bool]:
     """The judged attention checks of one run, from its ``(kind, step_index, attempt, passed)``
     rows: one per catch item and one per judged quiz (see the module docstring). `attempts` are
-    the quiz tries the run's version allows, or a function that reads them (called only for an
-    active run with a quiz not passed, so a caller reads the versions only when it must)."""
+    the quiz tries the run's version allows (`attempts_of_quiz`)."""
     verdicts: list[bool] = []
     quizzes: dict[int, list[bool]] = {}
     for kind, step, _, passed in sorted(checks, key=lambda c: (c[1], c[2])):
@@ -91,10 +109,7 @@ def check_verdicts(
     for tries in quizzes.values():
         if any(tries):
             verdicts.append(True)
-            continue
-        if status == Status.ACTIVE and callable(attempts):
-            attempts = attempts()
-        if status != Status.ACTIVE or attempts is None or len(tries) >= attempts:  # type: ignore[operator]
+        elif status != Status.ACTIVE or attempts is None or len(tries) >= attempts:
             verdicts.append(False)
     return verdicts
 
