@@ -336,7 +336,8 @@ def study_comparison_figure(
     """
     require_columns(purities, ["study", "condition", "stage", "dataset", "purity"], name="purities")
     conditions = clustering.study_conditions(purities)
-    label = {key: f"{key[1]}\n{key[0]}" for key in conditions}
+    # A tick per condition, wrapped so that six fit a panel: "1-Heatmap\n(DeepLIFT)\n[study]".
+    label = {key: key[1].replace(" (", "\n(") + "\n[" + key[0] + "]" for key in conditions}
     frame = purities.assign(stage=[label[(str(s), str(c))] for s, c in zip(purities["study"], purities["condition"], strict=True)])
     stage_of = dict(zip(purities["condition"].astype(str), purities["stage"], strict=False))
     by_condition: dict[str, str] = {}

@@ -80,8 +80,8 @@ def test_the_figure_draws_every_condition_of_every_study_per_data_set(two_studie
     assert len(top) == 2
     labels = [t.get_text().split("\n(n")[0] for t in top[0].get_xticklabels()]
     assert labels == [
-        "NoVis\nmain", "1-Heatmap (ExcitationBP)\nmain", "XNN\nmain",
-        "NoVis\ncomplementary", "1-Heatmap (DeepLIFT)\ncomplementary", "XNN\ncomplementary",
+        "NoVis\n[main]", "1-Heatmap\n(ExcitationBP)\n[main]", "XNN\n[main]",
+        "NoVis\n[complementary]", "1-Heatmap\n(DeepLIFT)\n[complementary]", "XNN\n[complementary]",
     ]
     # The same condition keeps its colour across studies; the two heatmaps differ.
     faces = [tuple(np.round(p.get_facecolor()[:3], 3)) for p in top[0].patches if p.get_facecolor()[3] > 0.3][:6]
