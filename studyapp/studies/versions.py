@@ -20,10 +20,9 @@ from studyapp.lib.study_config import StudyConfig
 from studyapp.studies import models
 from studyapp.studies.models import Arm, Participant, Study, StudyVersion
 
-# One definition of the design and its hash, in the models (`Study.design_snapshot`,
-# `config_hash_of`); the names here are kept for their callers.
+# One definition of the design and of its hash, in the models (`Study.design_snapshot`,
+# `models.config_hash_of`); the field lists are named here for this module's readers too.
 DESIGN_FIELDS, ARM_FIELDS = models.DESIGN_FIELDS, models.ARM_FIELDS
-design_hash = models.config_hash_of
 
 
 def design_of(study: Study) -> dict:
@@ -53,10 +52,10 @@ def current_version(*, study: Study) -> StudyVersion:
     """The version new runs of ``study`` are enrolled under: the latest, or a new one when the
     design has changed since (call it with the study row locked, as enrolment does)."""
     design = design_of(study)
-    digest = design_hash(design)
+    digest = models.config_hash_of(design)
     latest = StudyVersion.objects.filter(study=study).order_by("-number").first()
     # A version stored before the hash had one definition keeps its hash: it is recognised by its design.
-    if latest is not None and (latest.config_hash == digest or design_hash(latest.design) == digest):
+    if latest is not None and (latest.config_hash == digest or models.config_hash_of(latest.design) == digest):
         return latest
     return StudyVersion.objects.create(
         study=study,
