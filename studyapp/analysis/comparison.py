@@ -24,6 +24,7 @@ from stats import clustering, figures
 from stats.schema import AnalysisInputError
 from studyapp.analysis import presenters
 from studyapp.analysis.sources import run_analysis, study_source
+from studyapp.lib.study_config import StudyConfigError
 from studyapp.studies.models import Study
 
 #: How the 1-Heatmap stage is named after the method it showed (``config.heatmap_method``).
@@ -49,7 +50,10 @@ def condition_of(study: Study, stage: str) -> str:
     """What a stage showed in `study`: ``1-Heatmap (DeepLIFT)`` for its heatmap stage, else the stage."""
     if stage != HEATMAP_STAGE:
         return stage
-    method = study.parsed_config.heatmap_method
+    try:
+        method = study.parsed_config.heatmap_method
+    except StudyConfigError:  # the study's own page says what is wrong with its configuration
+        return stage
     return f"{stage} ({HEATMAP_NAMES.get(method, method)})"
 
 

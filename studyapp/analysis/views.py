@@ -257,8 +257,12 @@ def study_datapackage(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _comparison_form(request: HttpRequest) -> ComparisonForm:
+    """Bound to ``?studies=...``; unbound with ``?with=<id>`` ticked (a study page's link)."""
     access_studies(request)
-    return ComparisonForm(request.GET if "studies" in request.GET else None)
+    if "studies" in request.GET:
+        return ComparisonForm(request.GET)
+    ticked = request.GET.get("with", "")
+    return ComparisonForm(initial={"studies": [int(ticked)]} if ticked.isdigit() else None)
 
 
 def study_comparison(request: HttpRequest) -> HttpResponse:

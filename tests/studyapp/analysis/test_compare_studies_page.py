@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 from datetime import timedelta
 
 import pytest
@@ -136,6 +137,13 @@ def test_a_wrong_choice_is_said_in_a_sentence_and_staff_without_permission_are_r
     bad = owner.get("/admin/analysis/compare/figure.png?studies=" + str(main.pk))
     assert bad.status_code == 400 and bad.content.decode().startswith("This figure cannot be drawn:")
     assert owner.get("/admin/analysis/compare/").status_code == 200  # the form, nothing chosen yet
+    # A clustering study's analysis page links to the form with the study ticked.
+    link = f"/admin/analysis/compare/?with={main.pk}"
+    assert f'href="{link}"' in owner.get(f"/admin/analysis/study/{main.pk}/").content.decode()
+    form = owner.get(link)
+    boxes = {tag: "checked" in tag for tag in re.findall(r'<input type="checkbox"[^>]*>', form.content.decode())}
+    ticked = [t for t, on in boxes.items() if on]
+    assert form.status_code == 200 and len(boxes) == 3 and len(ticked) == 1 and f'value="{main.pk}"' in ticked[0]
     assert staff_without_permissions.get(_compare_url(main, other)).status_code == 403
     empty = owner.get(_compare_url(main, other)).content.decode()  # chosen right, no groupings yet: said
     assert "Fewer than two of the chosen studies have analysed groupings: nothing to compare yet." in empty
