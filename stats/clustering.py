@@ -42,6 +42,7 @@ from scipy import stats
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 from statsmodels.stats.multitest import multipletests
 
+from stats.learning import hedges_g
 from stats.schema import (
     AGENT_RATING_LABELS,
     CONFIDENCE_LABELS,
@@ -687,3 +688,100 @@ def agent_preference(
         wilcoxon_method=comp.wilcoxon_method,
         p_sign=p_sign,
     )
+
+
+# --------------------------------------------------------------------------- between studies
+
+#: The measures `compare_studies` tests: purity and its two chance-adjusted partners.
+STUDY_MEASURES = {
+    "purity": "Purity",
+    "ari": "Adjusted Rand index",
+    "above_chance": "Purity minus its chance level",
+}
+
+#: Printed with every comparison of studies (the page and the report say it too).
+BETWEEN_STUDIES_NOTE = (
+    "Each study was run with its own participants, so a comparison of studies is between groups of "
+    "people (Welch's t-test on one value per participant), not within a person as the stages of one "
+    "study are; the groups may also differ in when and where they were recruited."
+)
+
+
+def study_conditions(purities: pd.DataFrame) -> list[tuple[str, str]]:
+    """The ``(study, condition)`` pairs of a stacked purity table in drawing order: studies in
+    their order of appearance, conditions in the paper's stage order within each."""
+    require_columns(purities, ["study", "condition", "stage"], name="purities")
+    out: list[tuple[str, str]] = []
+    for study in pd.unique(purities["study"]):
+        part = purities[purities["study"] == study]
+        stage_of = dict(zip(part["condition"], part["stage"], strict=False))
+        stages = ordered_levels(part["stage"], STUDY_B_STAGES)
+        out += [(str(study), str(c)) for c in sorted(stage_of, key=lambda c: (stages.index(stage_of[c]), str(c)))]
+    return out
+
+
+def compare_studies(purities: pd.DataFrame, *, adjust: str = "holm") -> pd.DataFrame:
+    """Between-study Welch tests of clustering purity, for studies of the same design run with
+    different participants (XNN paper Fig. 4 puts the main study's NoVis, 1-Heatmap (ExcitationBP)
+    and XNN beside the complementary study's 1-Heatmap (DeepLIFT)).
+
+    `purities` is `purity_table` output of several studies stacked, with a ``study`` column
+    (its name) and a ``condition`` column (what the stage showed in that study, e.g.
+    ``"1-Heatmap (DeepLIFT)"``; the stage name when absent). Per data set, every condition of
+    one study is compared with every condition of each other study by Welch's t-test (scipy
+    ``ttest_ind(equal_var=False)``, two-sided: the paper states no direction) on one value per
+    participant, for each of `STUDY_MEASURES`: ``purity``, ``ari`` and ``above_chance`` (purity
+    minus its chance level for the participant's group sizes, from ``chance_purity``), each
+    present in the input. p-values are adjusted (`adjust`, a statsmodels ``multipletests``
+    method) within each data set and measure. A pair with fewer than two values on a side gets
+    NaN statistics (and is left out of the adjustment).
+
+    Returns ``dataset, measure, study1, condition1, study2, condition2, n1, mean1, sd1, n2,
+    mean2, sd2, difference, t, df, p, p_adjusted, hedges_g``; see `BETWEEN_STUDIES_NOTE`.
+    """
+    frame = purities.copy()
+    if "condition" not in frame.columns:
+        frame["condition"] = frame["stage"]
+    require_columns(frame, ["participant", "study", "stage", "dataset", "purity"], name="purities")
+    if frame["study"].nunique() < 2:
+        raise AnalysisInputError("a comparison of studies needs groupings of at least two studies")
+    if "chance_purity" in frame.columns:
+        frame["above_chance"] = frame["purity"] - frame["chance_purity"]
+    measures = [m for m in STUDY_MEASURES if m in frame.columns]
+    conditions = study_conditions(frame)
+    rows = []
+    for dataset in ordered_levels(frame["dataset"], STUDY_B_DATASETS):
+        part = frame[frame["dataset"] == dataset]
+        cells = {key: group for key, group in part.groupby(["study", "condition"], sort=False)}
+        empty = part.iloc[0:0]
+        for measure in measures:
+            block: list[dict[str, Any]] = []
+            for i, (s1, c1) in enumerate(conditions):
+                for s2, c2 in conditions[i + 1:]:
+                    if s1 == s2:
+                        continue
+                    a = cells.get((s1, c1), empty)[measure].dropna().to_numpy(float)
+                    b = cells.get((s2, c2), empty)[measure].dropna().to_numpy(float)
+                    row: dict[str, Any] = {
+                        "dataset": dataset, "measure": measure, "study1": s1, "condition1": c1, "study2": s2,
+                        "condition2": c2, "n1": len(a), "mean1": a.mean() if len(a) else np.nan,
+                        "sd1": a.std(ddof=1) if len(a) > 1 else np.nan, "n2": len(b),
+                        "mean2": b.mean() if len(b) else np.nan, "sd2": b.std(ddof=1) if len(b) > 1 else np.nan,
+                        "t": np.nan, "df": np.nan, "p": np.nan, "hedges_g": np.nan,
+                    }
+                    row["difference"] = row["mean1"] - row["mean2"]
+                    if len(a) > 1 and len(b) > 1 and (a.std() > 0 or b.std() > 0):
+                        res = stats.ttest_ind(a, b, equal_var=False)
+                        row.update(t=float(res.statistic), df=float(res.df), p=float(res.pvalue))
+                        row["hedges_g"] = hedges_g(  # g only: its normal interval is cheap and unused
+                            row["mean1"], row["sd1"], len(a), row["mean2"], row["sd2"], len(b), ci_method="normal",
+                        )[0]
+                    block.append(row)
+            for r, p_adjusted in zip(block, _adjust([r["p"] for r in block], adjust), strict=True):
+                r["p_adjusted"] = p_adjusted
+            rows += block
+    columns = [
+        "dataset", "measure", "study1", "condition1", "study2", "condition2", "n1", "mean1", "sd1", "n2",
+        "mean2", "sd2", "difference", "t", "df", "p", "p_adjusted", "hedges_g",
+    ]
+    return pd.DataFrame(rows, columns=columns)

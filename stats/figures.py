@@ -13,6 +13,7 @@ Every function takes the table made by the matching analysis function:
 - `learning_curve_figure`: `learning.learning_curve` (Figure 5.8);
 - `rating_distribution_figure`: `learning.rating_distribution` (Figure 5.9);
 - `purity_boxplot_figure`: `clustering.purity_table` (XNN paper, Figure 4);
+- `study_comparison_figure`: `clustering.purity_table` of several studies stacked (Figure 4 across studies);
 - `confidence_figure`: `clustering.confidence_distribution` (Figure 5a-b);
 - `agent_rating_figure`: `clustering.agent_rating_distribution` (Figure 5c);
 - `power_curve_figure`: `power.power_curve`.
@@ -30,6 +31,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from stats import clustering
 from stats.schema import (
     AGENT_RATING_LABELS,
     CONFIDENCE_LABELS,
@@ -313,17 +315,58 @@ def purity_boxplot_figure(
     (what shuffled labels would score with the same group sizes).
     """
     require_columns(purities, ["stage", "dataset", "purity"], name="purities")
+    stages = ordered_levels(purities["stage"], STUDY_B_STAGES)
+    return _purity_panels(purities, stages, _colours(stages, STAGE_COLOURS), title=title, seed=seed)
+
+
+def study_comparison_figure(
+    purities: pd.DataFrame,
+    *,
+    title: str = "Clustering purity with respect to the CNN's predictions, by study",
+    seed: int = 0,
+) -> Figure:
+    """XNN paper Figure 4 across studies: every condition of every study side by side, one
+    panel per data set (e.g. the main study's NoVis, 1-Heatmap (ExcitationBP) and XNN beside the
+    complementary study's 1-Heatmap (DeepLIFT)), studies apart by a dotted line; with ``ari``,
+    the adjusted Rand index below, as in `purity_boxplot_figure`.
+
+    `purities` is `clustering.purity_table` output of several studies stacked with ``study``
+    and ``condition`` columns (as `clustering.compare_studies` takes). A condition keeps its
+    colour in every study (the stage's colour for the first condition of each stage, else a spare).
+    """
+    require_columns(purities, ["study", "condition", "stage", "dataset", "purity"], name="purities")
+    conditions = clustering.study_conditions(purities)
+    # A tick per condition, wrapped so that six fit a panel: "1-Heatmap\n(DeepLIFT)\n[study]".
+    label = {key: key[1].replace(" (", "\n(") + "\n[" + key[0] + "]" for key in conditions}
+    frame = purities.assign(stage=[label[(str(s), str(c))] for s, c in zip(purities["study"], purities["condition"], strict=True)])
+    stage_of = dict(zip(purities["condition"].astype(str), purities["stage"], strict=False))
+    by_condition: dict[str, str] = {}
+    spare = iter(_SPARE * 3)
+    for _, condition in conditions:
+        if condition not in by_condition:
+            known = STAGE_COLOURS.get(stage_of[condition])
+            by_condition[condition] = known if known and known not in by_condition.values() else next(spare)
+    colours = {label[key]: by_condition[key[1]] for key in conditions}
+    studies = [key[0] for key in conditions]
+    separators = [i + 1.5 for i in range(len(studies) - 1) if studies[i] != studies[i + 1]]
+    return _purity_panels(frame, [label[k] for k in conditions], colours, title=title, seed=seed, separators=separators)
+
+
+def _purity_panels(
+    purities: pd.DataFrame, stages: list[str], colours: Mapping[str, str], *, title: str, seed: int,
+    separators: Iterable[float] = (),
+) -> Figure:
     datasets = ordered_levels(purities["dataset"], STUDY_B_DATASETS)
     adjusted, adjusted_label = ADJUSTED_MEASURE
     rows = 2 if adjusted in purities.columns else 1
-    fig = _new_figure(4.2 * max(len(datasets), 1) + 0.4, 4.6 + 3.6 * (rows - 1))
+    width = max(4.2, 1.3 * len(stages) + 0.5)
+    fig = _new_figure(width * max(len(datasets), 1) + 0.4, 4.6 + 3.6 * (rows - 1))
     if not datasets:
         return _empty(fig, "No groupings to show")
-    stages = ordered_levels(purities["stage"], STUDY_B_STAGES)
-    colours = _colours(stages, STAGE_COLOURS)
     axes = fig.subplots(rows, len(datasets), sharey="row", squeeze=False)
     rng = np.random.default_rng(seed)
     letter = iter("abcdefghijklmnopqrstuvwxyz")
+    separators = list(separators)
     for k, dataset in enumerate(datasets):
         ax = axes[0][k]
         part = purities[purities["dataset"] == dataset]
@@ -348,6 +391,9 @@ def purity_boxplot_figure(
             ax.set_title(f"({next(letter)}) {DATASET_NAMES.get(dataset, dataset)}: {adjusted_label[0].lower()}{adjusted_label[1:]}")
             ax.set_ylim(low, 1.05)
         axes[1][0].set_ylabel(f"{adjusted_label} (0 = chance)")
+    for ax in axes.flat:
+        for x in separators:
+            ax.axvline(x, color=OKABE_ITO["black"], linestyle=":", linewidth=1.2, zorder=1)
     fig.suptitle(title)
     return fig
 

@@ -28,6 +28,12 @@ def access_study(request: HttpRequest, pk: int, *, change: bool = False) -> Stud
     return get_object_or_404(Study, pk=pk)
 
 
+def access_studies(request: HttpRequest) -> None:
+    """Refuse anyone who may not see studies' analyses (the comparison of studies)."""
+    if not request.user.has_perm(_permission("study", change=False)):
+        raise PermissionDenied("You may not see the studies' analyses.")
+
+
 def access_imported(request: HttpRequest, pk: int, *, change: bool = False) -> ImportedResults:
     """The imported result set `request` may see (or, with `change`, whose tests it may set)."""
     if not request.user.has_perm(_permission("imported", change=change)):

@@ -82,3 +82,31 @@ class UploadForm(forms.Form):
             if f is not None and f.size > importing.MAX_BYTES:
                 self.add_error(name, f"The file is larger than {importing.MAX_BYTES // 2**20} MB.")
         return data
+
+
+class ComparisonForm(forms.Form):
+    """Two or more studies of the clustering design to compare (``?studies=<id>&studies=<id>``)."""
+
+    studies = forms.ModelMultipleChoiceField(
+        queryset=Study.objects.order_by("slug"), widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": "There is no study with id %(value)s.",
+                        "invalid_pk_value": "A study is chosen by its number; %(pk)s is not one.",
+                        "required": "Choose two or more studies of the clustering design."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["studies"].label_from_instance = lambda s: f"{s.slug} ({s.get_design_display().split(' (')[0].lower()})"
+
+    def clean_studies(self):
+        chosen = list(self.cleaned_data["studies"])
+        learning = [s.slug for s in chosen if s.design != Study.Design.CLUSTERING]
+        if learning:
+            raise forms.ValidationError(
+                "The comparison of studies is for the clustering design; "
+                f"{', '.join(learning)} {'is a learning study' if len(learning) == 1 else 'are learning studies'} "
+                "(compare its arms on its own analysis page)."
+            )
+        if len(chosen) < 2:
+            raise forms.ValidationError(f"Choose two or more studies of the clustering design; {len(chosen)} chosen.")
+        return chosen

@@ -19,19 +19,20 @@ Frames, in the schema of `stats` (see `stats.learning`, `stats.clustering`, `sta
   ``confidence:<stage>:<dataset>`` which adds a ``dataset`` column).
 - `study_agent_ratings`: ``participant, agent, rating`` (1..7, keys ``agent_rating:<agent>``).
 - `study_participants`: ``participant, arm, status, completed, started_at, finished_at,
-  config_hash, n_answers, is_test`` (everyone enrolled, with or without answers).
+  config_hash, n_answers, is_test, stale`` (everyone enrolled, with or without answers; ``stale``:
+  an active run idle past ``dropout_minutes``, `studyapp.studies.facts`).
 - `study_checks`: ``participant, arm, attention_check, completed, total_seconds,
-  rejected_reason`` (`stats.analyse.CHECK_COLUMNS`; both designs): one row per attention check
-  of a participant, or one row with ``attention_check`` None for a participant without a judged
-  check. Each catch trial is one check (its ``passed``); each comprehension quiz is one check,
-  passed when an attempt passed, failed when the last attempt failed (whatever ``on_fail`` was)
-  and not judged while the run is active with attempts left. It feeds the exclusion decision
-  only (`stats.analyse.analyse`'s ``checks``), never the learning or clustering analyses.
+  rejected_reason`` (`stats.analyse.CHECK_COLUMNS`; both designs): one row per judged attention
+  check of a participant, or one row with ``attention_check`` None for a participant without a
+  judged check (what is judged is `studyapp.studies.facts.check_verdicts`'s: a quiz with tries left
+  in an active run is not yet). It feeds the exclusion decision only (`stats.analyse.analyse`'s
+  ``checks``), never the learning or clustering analyses.
 
-Per participant, on every frame that has them: ``completed`` is True for a run that reached
-the end (a completed run, or one rejected after it completed); ``total_seconds`` is
-``finished_at - started_at`` for such a run, else NaN; ``rejected_reason`` is the researcher's
-reason for a rejection ("(no reason given)" for a rejected run without one), else "".
+Per participant, on every frame that has them, the facts of `studyapp.studies.facts` (the wide
+export reads the same): ``completed`` is True for a run that reached the end (a completed run,
+or one rejected after it completed); ``total_seconds`` is its ``finished_at - started_at``, else
+NaN; ``rejected_reason`` is the researcher's reason for a rejection ("(no reason given)" for a
+rejected run without one), else "".
 
 Runs that ended ``failed_checks`` or ``timed_out`` (and rejected ones) stay in every frame, with
 ``completed`` False: whether they are analysed is the exclusion report's decision (e.g. the rule
@@ -51,12 +52,12 @@ from typing import NamedTuple
 import pandas as pd
 from django.db.models import Count, IntegerField, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from stats.analyse import CHECK_COLUMNS
-from studyapp.lib.study_config import StudyConfigError
 from studyapp.pipeline.models import Stimulus
+from studyapp.studies import facts
 from studyapp.studies.models import (
-    CheckAnswer,
     Grouping,
     Participant,
     QuestionAnswer,
@@ -79,7 +80,7 @@ CONFIDENCE_COLUMNS = ["participant", "stage", "confidence"]
 AGENT_COLUMNS = ["participant", "agent", "rating"]
 PARTICIPANT_COLUMNS = [
     "participant", "arm", "status", "completed", "started_at", "finished_at", "config_hash",
-    "n_answers", "is_test",
+    "n_answers", "is_test", "stale",
 ]
 NO_REASON = "(no reason given)"
 
@@ -142,28 +143,12 @@ def _people(study: Study, include_test: bool):
     return people if include_test else people.filter(is_test=False)
 
 
-def _reached_end(status: str, plan, step_index: int) -> bool:
-    if status == Participant.Status.COMPLETED:
-        return True
-    if status != Participant.Status.REJECTED or not isinstance(plan, list) or not plan:
-        return False
-    step = plan[min(step_index, len(plan) - 1)]
-    return isinstance(step, dict) and step.get("kind") == "done"
-
-
 def _run(status: str, plan, step_index: int, started, finished, reason: str) -> Run:
-    completed = _reached_end(status, plan, step_index)
-    seconds = (finished - started).total_seconds() if completed and finished and started else math.nan
+    seconds = facts.total_seconds(
+        status=status, plan=plan, step_index=step_index, started_at=started, finished_at=finished
+    )
     reason = (reason or "").strip() or (NO_REASON if status == Participant.Status.REJECTED else "")
-    return Run(completed, seconds, reason)
-
-
-def _quiz_attempts(study: Study) -> int | None:
-    try:
-        quiz = study.parsed_config.comprehension
-    except StudyConfigError:
-        return None
-    return quiz.attempts if quiz is not None else None
+    return Run(facts.reached_end(status, plan, step_index), math.nan if seconds is None else seconds, reason)
 
 
 def _participants_and_checks(
@@ -178,46 +163,42 @@ def _participants_and_checks(
     )
     rows = (
         _people(study, include_test)
-        .annotate(n_answers=Coalesce(Subquery(n_answers, output_field=IntegerField()), Value(0)))
+        .annotate(
+            n_answers=Coalesce(Subquery(n_answers, output_field=IntegerField()), Value(0)),
+            slot=facts.slot_state(study, timezone.now()),
+        )
         .order_by("started_at", "pk")
         .values_list(
             "code", "arm__name", "status", "started_at", "finished_at", "config_hash", "n_answers",
-            "is_test", "rejected_reason", "step_index", "plan", "checks__kind",
+            "is_test", "slot", "rejected_reason", "step_index", "plan", facts.VERSION_QUIZ, "checks__kind",
             "checks__step_index", "checks__attempt", "checks__passed",
         )
     )
-    attempts = _quiz_attempts(study)
     people: dict[str, tuple] = {}
     runs: dict[str, Run] = {}
     found: dict[str, list[tuple]] = {}
-    for code, arm, status, started, finished, h, n, test, reason, step, plan, *check in rows:
+    quizzes: dict[str, dict | None] = {}
+    for code, arm, status, started, finished, h, n, test, slot, reason, step, plan, quiz, *check in rows:
         if code not in people:
             runs[code] = _run(status, plan, step, started, finished, reason)
-            people[code] = (code, arm, status, runs[code].completed, started, finished, h, n, bool(test))
+            people[code] = (
+                code, arm, status, runs[code].completed, started, finished, h, n, bool(test), slot == "stale",
+            )
             found[code] = []
+            quizzes[code] = quiz
         if check[0] is not None:
             found[code].append(tuple(check))
     checks = []
     for code, person in people.items():
         arm, status, run = person[1], person[2], runs[code]
-        judged: list[bool] = []
-        quizzes: dict[int, list[tuple[int, bool]]] = {}
-        for kind, step, attempt, passed in sorted(found[code], key=lambda c: (c[1], c[2])):
-            if kind == CheckAnswer.Kind.QUIZ:
-                quizzes.setdefault(step, []).append((attempt, bool(passed)))
-            else:
-                judged.append(bool(passed))
-        for tries in quizzes.values():
-            if any(passed for _, passed in tries):
-                judged.append(True)
-            elif status != Participant.Status.ACTIVE or attempts is None or len(tries) >= attempts:
-                judged.append(False)  # the last attempt failed: a failed attention check
+        judged = facts.check_verdicts(found[code], status=status, attempts=facts.attempts_of_quiz(study, quizzes[code]))
         # A run with neither checks nor answers gave no data: it is not a participant of the report.
         for passed in judged or ([None] if person[7] else []):
             checks.append((code, arm, passed, run.completed, run.total_seconds, run.rejected_reason))
     participants = _frame(people.values(), PARTICIPANT_COLUMNS)
     participants["completed"] = participants["completed"].astype(bool)
     participants["is_test"] = participants["is_test"].astype(bool)
+    participants["stale"] = participants["stale"].astype(bool)
     check_frame = _frame(checks, CHECK_COLUMNS)
     check_frame["attention_check"] = check_frame["attention_check"].astype(object)
     check_frame["completed"] = check_frame["completed"].astype(bool)

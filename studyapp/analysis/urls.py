@@ -18,6 +18,8 @@ urlpatterns = [
     path("study/<int:pk>/datapackage.zip", staff(views.study_datapackage), name="analysis-study-datapackage"),
     path("study/<int:pk>/preregistration.md", staff(preregistration.study_preregistration),
          name="analysis-study-preregistration"),
+    path("compare/", staff(views.study_comparison), name="analysis-compare"),
+    path("compare/figure.<str:fmt>", staff(views.study_comparison_figure), name="analysis-compare-figure"),
     path("imported/upload/", staff(views.import_upload), name="analysis-import"),
     path("imported/<int:pk>/", staff(views.imported_analysis), name="analysis-imported"),
     path("imported/<int:pk>/figure/<slug:name>.<str:fmt>", staff(views.imported_figure), name="analysis-imported-figure"),

@@ -14,10 +14,11 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 
 import studyapp
-from stats import figures
+from stats import clustering, figures
 from stats.analyse import CLUSTERING, AnalysisSettings, hypothesis
 from stats.schema import AnalysisInputError
 from studyapp.analysis import (
+    comparison,
     datapackage,
     frames,
     importing,
@@ -27,8 +28,14 @@ from studyapp.analysis import (
     report,
     services,
 )
-from studyapp.analysis.access import access_import_upload, access_imported, access_study, can_change
-from studyapp.analysis.forms import AlphaForm, PowerForm, TestFormSet, UploadForm
+from studyapp.analysis.access import (
+    access_import_upload,
+    access_imported,
+    access_studies,
+    access_study,
+    can_change,
+)
+from studyapp.analysis.forms import AlphaForm, ComparisonForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
 from studyapp.studies import exports
@@ -243,6 +250,59 @@ def study_datapackage(request: HttpRequest, pk: int) -> HttpResponse:
         return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400, content_type="text/plain")
     response = HttpResponse(datapackage.build_zip(study, ids=ids), content_type="application/zip")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-datapackage-ids-{ids}.zip"'
+    return response
+
+
+# --------------------------------------------------------------------------- comparison of studies
+
+
+def _comparison_form(request: HttpRequest) -> ComparisonForm:
+    """Bound to ``?studies=...``; unbound with ``?with=<id>`` ticked (a study page's link)."""
+    access_studies(request)
+    if "studies" in request.GET:
+        return ComparisonForm(request.GET)
+    ticked = request.GET.get("with", "")
+    return ComparisonForm(initial={"studies": [int(ticked)]} if ticked.isdigit() else None)
+
+
+def study_comparison(request: HttpRequest) -> HttpResponse:
+    """Two or more clustering studies side by side (``?studies=<id>&studies=<id>...``): Fig. 4
+    with every condition of every study, and the between-study tests."""
+    form = _comparison_form(request)
+    ctx = {
+        **admin.site.each_context(request),
+        "title": "Comparison of studies (clustering design)",
+        "is_nav_sidebar_enabled": False,
+        "form": form,
+        "note": clustering.BETWEEN_STUDIES_NOTE,
+    }
+    status = 200
+    if form.is_bound and form.is_valid():
+        result = comparison.compare(form.cleaned_data["studies"])
+        ctx.update(
+            comparison=result, tests=comparison.tests_table(result.tests),
+            summary=comparison.summary_table(result.purities),
+            figure={"png": reverse("analysis-compare-figure", args=["png"]),
+                    "svg": reverse("analysis-compare-figure", args=["svg"]),
+                    "query": "?" + request.GET.urlencode()},
+        )
+    elif form.is_bound:
+        status = 400
+    return TemplateResponse(request, "admin/analysis/compare.html", ctx, status=status)
+
+
+def study_comparison_figure(request: HttpRequest, fmt: str) -> HttpResponse:
+    form = _comparison_form(request)
+    if fmt not in FORMATS:
+        raise Http404("Formats: png, svg.")
+    if not form.is_valid():
+        message = " ".join(e for errors in form.errors.values() for e in errors) or "Choose two or more studies."
+        return HttpResponse(f"This figure cannot be drawn: {message}", status=400, content_type="text/plain")
+    fig = comparison.figure(comparison.compare(form.cleaned_data["studies"]))
+    body = figures.figure_png(fig) if fmt == "png" else figures.figure_svg(fig)
+    response = HttpResponse(body, content_type=FORMATS[fmt])
+    if request.GET.get("download"):
+        response["Content-Disposition"] = f'attachment; filename="comparison-purity.{fmt}"'
     return response
 
 

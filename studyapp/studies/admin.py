@@ -16,6 +16,7 @@ from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.safestring import mark_safe
 
 from studyapp.lib.study_config import StudyConfig
@@ -193,7 +194,10 @@ class StudyAdmin(admin.ModelAdmin):
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]
     readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
-    actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations", "copy_studies", "delete_test_runs"]
+    actions = [
+        "open_studies", "close_studies", "select_stimuli", "precompute_explanations", "copy_studies", "delete_test_runs",
+        "compare_studies",
+    ]
     change_list_template = "admin/studies/study/change_list.html"
     fieldsets = (
         (None, {"fields": ("title", "slug", "language", "design", "status", "participant_link")}),
@@ -342,6 +346,12 @@ class StudyAdmin(admin.ModelAdmin):
         for study in queryset:
             n = services.test_runs_delete(study=study)
             self.message_user(request, f"{study}: deleted {n} test run(s).", messages.SUCCESS)
+
+    @admin.action(description="Compare the chosen studies (clustering design: Fig. 4 and between-study tests)")
+    def compare_studies(self, request: HttpRequest, queryset) -> HttpResponse:
+        # The page is the analysis app's (`analysis-compare`); it checks the choice and says what is wrong.
+        query = urlencode([("studies", pk) for pk in queryset.order_by("pk").values_list("pk", flat=True)])
+        return redirect(reverse("analysis-compare") + "?" + query)
 
     @admin.action(description="Precompute explanations (Celery)")
     def precompute_explanations(self, request: HttpRequest, queryset) -> None:

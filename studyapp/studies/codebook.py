@@ -238,13 +238,18 @@ WIDE = _entries(
     Column("is_test", "Whether the run is a staff preview or pilot (left out of exports unless asked for).",
            type="integer", coding=((0, "real run"), (1, "test run"))),
     Column("rejected_reason", "Why the researcher rejected this run (blank: not rejected; the data are kept)."),
-    Column("total_seconds", "From enrolment to completion (blank: not completed).", type="number", unit="s", minimum=0),
+    Column("stale", "1: an active run idle for longer than the study's dropout_minutes when exported (it no longer "
+           "holds its arm slot), else 0.", type="integer", coding=((0, "not stale"), (1, "stale"))),
+    Column("total_seconds", "From enrolment to the end of a run that reached it: completed, or rejected after it "
+           "completed (blank: did not reach the end).", type="number", unit="s", minimum=0),
     Column("quiz_attempts", "Tries at the comprehension quiz (blank: no quiz).", type="integer", minimum=0),
-    Column("quiz_passed", "Whether a try at the comprehension quiz passed (blank: no quiz).", type="integer", coding=_PASSED),
+    Column("quiz_passed", "1: a try at the comprehension quiz passed; 0: the last allowed try failed, or the run "
+           "ended without a pass (blank: no quiz, or an active run with tries left).", type="integer", coding=_PASSED),
     Column("catch_passed", "Catch trials passed (blank: none).", type="integer", minimum=0),
     Column("catch_failed", "Catch trials failed (blank: none).", type="integer", minimum=0),
-    Column("attention_check", "0: a failed quiz or catch trial, 1: all passed, blank: no checks (the exclusion "
-           "rules' attention check).", type="integer", coding=((0, "failed"), (1, "passed"))),
+    Column("attention_check", "0: a failed quiz or catch trial, 1: every judged check passed, blank: none judged "
+           "(a quiz with tries left in an active run is not judged yet; the exclusion rules' attention check).",
+           type="integer", coding=((0, "failed"), (1, "passed"))),
 )
 GROUPINGS = _entries(
     *_COMMON, DATASET_INDEX, TRUE_LABEL,

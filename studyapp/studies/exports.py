@@ -24,6 +24,9 @@
 - ``checks``: one row per comprehension-quiz try and catch item, with what was answered and
   whether it passed (`check_rows`); the wide file sums them per run (``attention_check``).
 
+The facts of a run the wide file and the analysis frames share (``total_seconds``,
+``attention_check``, ``quiz_passed``, ``stale``) are `studyapp.studies.facts`'s, defined once.
+
 Tidy rows also carry the exposure of each trial (`EXPOSURE_COLUMNS`, see `_Exposure`). Test runs
 (staff previews and pilots) are left out of every export unless asked for (``?test=1``).
 
@@ -49,10 +52,11 @@ from collections.abc import Iterable
 from pathlib import PurePosixPath
 
 from django.conf import settings
+from django.utils import timezone
 
 import studyapp
 from studyapp.pipeline.models import ExplanationAsset, Stimulus, TrainedModel
-from studyapp.studies import plans
+from studyapp.studies import facts, plans
 from studyapp.studies.models import (
     CheckAnswer,
     Grouping,
@@ -302,8 +306,11 @@ def tidy_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
 
 def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -> tuple[list[str], list[dict]]:
     participants = list(
-        Participant.objects.filter(**_runs(study, include_test, prefix="")).select_related("arm", "version").order_by("started_at", "pk")
+        Participant.objects.filter(**_runs(study, include_test, prefix=""))
+        .annotate(slot=facts.slot_state(study, timezone.now()))
+        .select_related("arm", "version").order_by("started_at", "pk")
     )
+    attempts = facts.quiz_attempts(study=study)
     answers: dict[int, dict[int, TrialAnswer]] = {}
     for a in TrialAnswer.objects.filter(**_runs(study, include_test)):
         answers.setdefault(a.participant_id, {})[a.trial_index] = a
@@ -319,7 +326,7 @@ def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
     n_trials = max([study.n_trials] + [max(d) + 1 for d in answers.values() if d])
     columns = [
         "participant", "prolific_pid", "prolific_study_id", "prolific_session_id", "arm", "feedback", "status",
-        "is_test", "rejected_reason", "consent_at", "started_at", "finished_at", "total_seconds", "n_answered",
+        "is_test", "stale", "rejected_reason", "consent_at", "started_at", "finished_at", "total_seconds", "n_answered",
         "n_correct", "quiz_attempts", "quiz_passed", "catch_passed", "catch_failed", "attention_check", *keys,
     ]
     columns += [f"correct_{i + 1}" for i in range(n_trials)] + [f"rt_ms_{i + 1}" for i in range(n_trials)]
@@ -340,11 +347,13 @@ def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
             "consent_at": p.consent_at.isoformat() if p.consent_at else "",
             "started_at": p.started_at.isoformat(),
             "finished_at": p.finished_at.isoformat() if p.finished_at else "",
-            "total_seconds": round((p.finished_at - p.started_at).total_seconds(), 3)
-            if p.finished_at and p.status == Participant.Status.COMPLETED else "",
+            "stale": int(p.slot == "stale"),
+            "total_seconds": _blank(facts.total_seconds(
+                status=p.status, plan=p.plan, step_index=p.step_index, started_at=p.started_at, finished_at=p.finished_at,
+            )),
             "n_answered": len(mine),
             "n_correct": sum(a.correct for a in mine.values()),
-            **_check_columns(checks.get(p.pk, [])),
+            **_check_columns(checks.get(p.pk, []), status=p.status, attempts=attempts.get(p.version_id)),
             "config_hash": p.config_hash,
             "study_version": _version(p),
             "software_version": studyapp.__version__,
@@ -358,19 +367,25 @@ def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
     return columns, rows
 
 
-def _check_columns(checks: list[CheckAnswer]) -> dict:
-    """A run's checks: quiz tries and whether the last passed, catch items passed and failed, and
-    ``attention_check`` (0: a failed quiz or catch item, 1: all passed, blank: no checks)."""
+def _blank(value):
+    return "" if value is None else value
+
+
+def _check_columns(checks: list[CheckAnswer], *, status: str, attempts: int | None) -> dict:
+    """A run's checks: quiz tries and its verdict, catch items passed and failed, and
+    ``attention_check``, as `facts` judges them (0: a judged check failed, 1: every judged check
+    passed, blank: none judged; a quiz with tries left in an active run is not judged yet)."""
+    rows = [(c.kind, c.step_index, c.attempt, c.passed) for c in checks]
     quiz = [c for c in checks if c.kind == CheckAnswer.Kind.QUIZ]
     catch = [c for c in checks if c.kind == CheckAnswer.Kind.CATCH]
-    quiz_passed = any(c.passed for c in quiz) if quiz else None
-    failed = (quiz_passed is False) or any(not c.passed for c in catch)
+    quiz_passed = facts.quiz_verdict(rows, status=status, attempts=attempts)
+    verdict = facts.attention_check(facts.check_verdicts(rows, status=status, attempts=attempts))
     return {
         "quiz_attempts": len(quiz) if quiz else "",
         "quiz_passed": "" if quiz_passed is None else int(quiz_passed),
         "catch_passed": sum(c.passed for c in catch) if catch else "",
         "catch_failed": sum(not c.passed for c in catch) if catch else "",
-        "attention_check": "" if not checks else int(not failed),
+        "attention_check": "" if verdict is None else int(verdict),
     }
 
 

@@ -6,6 +6,7 @@ of steps drawn for them at enrolment, ``Participant.step_index`` points at the c
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 
@@ -91,25 +92,44 @@ class Study(models.Model):
         except StudyConfigError as e:
             raise ValidationError({"config": str(e)}) from None
 
-    def compute_config_hash(self) -> str:
-        """sha256 of everything that changes what a participant sees or how answers are scored."""
-        arms = [
-            {"name": a.name, "feedback": a.feedback, "instruction": a.instruction, "cap": a.cap}
-            for a in self.arms.order_by("position", "pk")
+    def design_snapshot(self) -> dict:
+        """The study's design as a version freezes it: `DESIGN_FIELDS` and its arms (with ids)."""
+        design = {field: copy.deepcopy(getattr(self, field)) for field in DESIGN_FIELDS}
+        design["arms"] = [
+            {"id": a.pk, **{field: getattr(a, field) for field in ARM_FIELDS}} for a in self.arms.order_by("position", "pk")
         ] if self.pk else []
-        payload = {
-            "design": self.design,
-            "texts": [self.consent_text, self.cover_story, self.instructions, self.rating_question],
-            "classes": self.classes,
-            "class_names": self.class_names,
-            "n_trials": self.n_trials,
-            "correct_mode": self.correct_mode,
-            "stimulus_order": self.stimulus_order,
-            "rating_scale": self.rating_scale,
-            "config": self.config,
-            "arms": arms,
-        }
-        return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+        return design
+
+    def compute_config_hash(self) -> str:
+        """The configuration hash new runs get (`config_hash_of`): the latest version's stored hash
+        when the design is still that version's (so that a run's hash names its version, also for
+        versions stored before the hash had one definition), else the hash of the design now."""
+        design = self.design_snapshot()
+        digest = config_hash_of(design)
+        if self.pk:
+            latest = self.versions.order_by("-number").values_list("config_hash", "design").first()
+            if latest is not None and (latest[0] == digest or config_hash_of(latest[1]) == digest):
+                return latest[0]
+        return digest
+
+
+#: The study fields a version freezes and the configuration hash covers: everything a participant
+#: reads or an answer is scored by.
+DESIGN_FIELDS = (
+    "design", "language", "consent_text", "cover_story", "instructions", "completion_text", "classes",
+    "class_names", "n_trials", "correct_mode", "stimulus_order", "rating_question", "rating_scale", "config",
+)
+ARM_FIELDS = ("name", "feedback", "instruction", "cap")
+
+
+def config_hash_of(design: dict) -> str:
+    """The configuration hash, the one definition: sha256 of a design (`Study.design_snapshot`,
+    a `StudyVersion.design`) as sorted JSON, over `DESIGN_FIELDS` and each arm's `ARM_FIELDS` in
+    their order, without the arms' database ids (a copied study of the same design has the same
+    hash). Fields missing from an old stored design are left out."""
+    payload = {field: design[field] for field in DESIGN_FIELDS if field in design}
+    payload["arms"] = [{field: a.get(field) for field in ARM_FIELDS} for a in design.get("arms", [])]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 class Arm(models.Model):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.db.models import Count, Exists, OuterRef, Q
 from django.utils import timezone
@@ -18,7 +17,7 @@ from django.utils import timezone
 from studyapp.lib.prepared import PreparedRead
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.pipeline.storage import media_url
-from studyapp.studies import plans
+from studyapp.studies import facts, plans
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 
 # The explanation method each feedback kind needs precomputed (None: nothing to precompute).
@@ -125,18 +124,16 @@ def study_readiness(*, study: Study) -> list[str]:
 
 
 def arm_fill(*, study: Study) -> list[dict]:
-    stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
+    """Each arm's runs by their place in the bookkeeping (`facts`: holding a slot), test runs apart."""
+    now = timezone.now()
     real = Q(participants__is_test=False)
     rows = study.arms.annotate(
         completed=Count("participants", filter=real & Q(participants__status=Participant.Status.COMPLETED)),
         active=Count(
             "participants",
-            filter=real & Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before),
+            filter=facts.holding_slot(study, now, prefix="participants__") & Q(participants__status=Participant.Status.ACTIVE),
         ),
-        stale=Count(
-            "participants",
-            filter=real & Q(participants__status=Participant.Status.ACTIVE, participants__last_seen_at__lt=stale_before),
-        ),
+        stale=Count("participants", filter=real & facts.stale(study, now, prefix="participants__")),
         ended=Count("participants", filter=real & Q(participants__status__in=Participant.ENDED)),
         test=Count("participants", filter=Q(participants__is_test=True)),
     )
@@ -147,17 +144,10 @@ def arm_fill(*, study: Study) -> list[dict]:
     ]
 
 
-def _holding(now, study: Study) -> Q:
-    """Participants who hold a slot (arm or order cell): completed, or active and not stale."""
-    stale_before = now - timedelta(minutes=study.dropout_minutes)
-    holding = Q(status=Participant.Status.COMPLETED) | Q(status=Participant.Status.ACTIVE, last_seen_at__gte=stale_before)
-    return holding & Q(is_test=False)
-
-
 def order_fill_counts(*, study: Study, now) -> dict[str, int]:
     """Clustering design: completed plus active (not stale) participants per order cell."""
     rows = (
-        Participant.objects.filter(study=study).filter(_holding(now, study))
+        Participant.objects.filter(study=study).filter(facts.holding_slot(study, now))
         .values("order_cell").annotate(n=Count("pk")).order_by()
     )
     return {r["order_cell"]: r["n"] for r in rows}
@@ -168,14 +158,15 @@ def order_fill(*, study: Study) -> list[dict]:
     (the status page; the same bookkeeping as `arm_fill`), in the Latin square's sequence."""
     if study.design != Study.Design.CLUSTERING:
         return []
-    stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
     counts: dict[str, dict[str, int]] = {}
-    rows = Participant.objects.filter(study=study, is_test=False).values_list("order_cell", "status", "last_seen_at")
-    for cell, status, last_seen in rows:
-        if status in Participant.ENDED:
-            continue
-        kind = "completed" if status == Participant.Status.COMPLETED else ("active" if last_seen >= stale_before else "stale")
-        counts.setdefault(cell, {"completed": 0, "active": 0, "stale": 0})[kind] += 1
+    rows = (
+        Participant.objects.filter(study=study, is_test=False)
+        .annotate(slot=facts.slot_state(study, timezone.now()))
+        .values("order_cell", "slot").annotate(n=Count("pk")).order_by()
+    )
+    for row in rows:
+        if row["slot"] != "ended":
+            counts.setdefault(row["order_cell"], {"completed": 0, "active": 0, "stale": 0})[row["slot"]] += row["n"]
     cells = plans.order_cells(study.parsed_config.datasets)
     out = []
     for cell in cells + sorted(set(counts) - set(cells)):
@@ -187,17 +178,16 @@ def order_fill(*, study: Study) -> list[dict]:
 
 def step_histogram(*, study: Study) -> list[dict]:
     """How many unfinished runs are at each step, split into active and stale (idle too long)."""
-    stale_before = timezone.now() - timedelta(minutes=study.dropout_minutes)
     rows: dict[tuple[int, str], dict] = {}
-    for step_index, plan, last_seen in Participant.objects.filter(
+    for step_index, plan, slot in Participant.objects.filter(
         study=study, status=Participant.Status.ACTIVE
-    ).values_list("step_index", "plan", "last_seen_at"):
+    ).annotate(slot=facts.slot_state(study, timezone.now())).values_list("step_index", "plan", "slot"):
         step = plan[step_index]
         label = step["kind"] + (f" {step['trial'] + 1}" if step["kind"] == "trial" else "") + (
             f" {step['stage']}/{step['dataset']}" if step["kind"] == "grouping" else ""
         )
         row = rows.setdefault((step_index, label), {"step": step_index + 1, "label": label, "active": 0, "stale": 0})
-        row["active" if last_seen >= stale_before else "stale"] += 1
+        row[slot] += 1
     return [rows[k] for k in sorted(rows)]
 
 

@@ -11,17 +11,17 @@ what the browser gets: that is `state`).
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import wraps
 
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
 from stats.clustering import purity
 from studyapp.lib.prepared import insert_one, update_one
-from studyapp.studies import endings, plans, selectors, validation, versions
+from studyapp.studies import endings, facts, plans, selectors, validation, versions
 from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
     AlreadyAnswered,
@@ -93,11 +93,7 @@ def arm_choose(*, study: Study, now: datetime) -> Arm:
     An unfinished run idle for longer than ``study.dropout_minutes`` no longer holds its slot.
     Arms at their cap are skipped.
     """
-    stale_before = now - timedelta(minutes=study.dropout_minutes)
-    holding = Q(participants__status=Participant.Status.COMPLETED) | Q(
-        participants__status=Participant.Status.ACTIVE, participants__last_seen_at__gte=stale_before
-    )
-    holding &= Q(participants__is_test=False)  # pilot runs take no slot
+    holding = facts.holding_slot(study, now, prefix="participants__")  # pilot runs take no slot
     arms = list(study.arms.annotate(filled=Count("participants", filter=holding)))
     open_arms = [a for a in arms if a.cap is None or a.filled < a.cap]
     if not open_arms:
@@ -167,7 +163,7 @@ def participant_enroll(
                 consent_at=now,
                 started_at=now,
                 last_seen_at=now,
-                config_hash=locked.config_hash or locked.compute_config_hash(),
+                config_hash=version.config_hash,
                 version=version,
             )
     except IntegrityError:
@@ -581,10 +577,11 @@ def participant_enroll_pilot(*, study: Study, arm: Arm, order: str = "") -> Part
         with transaction.atomic():
             plan = selectors.study_plan(study=study, arm=arm, seed=code, order=order or None)
             plan = selectors.pin_assets(study=study, arm=arm, plan=plan)
+            version = versions.current_version(study=study)
             return Participant.objects.create(
                 study=study, code=code, arm=arm, is_test=True, plan=plan, order_cell=order, step_index=0,
                 step_shown_at=now, consent_at=now, started_at=now, last_seen_at=now,
-                config_hash=study.compute_config_hash(), version=versions.current_version(study=study),
+                config_hash=version.config_hash, version=version,
             )
     except plans.PlanError as exc:
         raise StudyUnavailable(str(exc)) from exc

@@ -14,32 +14,20 @@ with other parameters, which makes new assets, never changes a run in progress.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
 import threading
 
 from studyapp.lib.study_config import StudyConfig
+from studyapp.studies import models
 from studyapp.studies.models import Arm, Participant, Study, StudyVersion
 
-#: The study fields a version freezes: everything a participant reads or an answer is scored by.
-DESIGN_FIELDS = (
-    "design", "language", "consent_text", "cover_story", "instructions", "completion_text", "classes",
-    "class_names", "n_trials", "correct_mode", "stimulus_order", "rating_question", "rating_scale", "config",
-)
-ARM_FIELDS = ("name", "feedback", "instruction", "cap")
+# One definition of the design and of its hash, in the models (`Study.design_snapshot`,
+# `models.config_hash_of`); the field lists are named here for this module's readers too.
+DESIGN_FIELDS, ARM_FIELDS = models.DESIGN_FIELDS, models.ARM_FIELDS
 
 
 def design_of(study: Study) -> dict:
     """The study's design as stored in a version: its design fields and its arms (by id)."""
-    design = {field: copy.deepcopy(getattr(study, field)) for field in DESIGN_FIELDS}
-    design["arms"] = [
-        {"id": a.pk, **{field: getattr(a, field) for field in ARM_FIELDS}} for a in study.arms.order_by("position", "pk")
-    ]
-    return design
-
-
-def design_hash(design: dict) -> str:
-    return hashlib.sha256(json.dumps(design, sort_keys=True, default=str).encode()).hexdigest()
+    return study.design_snapshot()
 
 
 def design_changes(before: dict, after: dict) -> list[dict]:
@@ -64,9 +52,10 @@ def current_version(*, study: Study) -> StudyVersion:
     """The version new runs of ``study`` are enrolled under: the latest, or a new one when the
     design has changed since (call it with the study row locked, as enrolment does)."""
     design = design_of(study)
-    digest = design_hash(design)
+    digest = models.config_hash_of(design)
     latest = StudyVersion.objects.filter(study=study).order_by("-number").first()
-    if latest is not None and latest.config_hash == digest:
+    # A version stored before the hash had one definition keeps its hash: it is recognised by its design.
+    if latest is not None and (latest.config_hash == digest or models.config_hash_of(latest.design) == digest):
         return latest
     return StudyVersion.objects.create(
         study=study,
