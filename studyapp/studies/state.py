@@ -79,6 +79,8 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
                 "deadline": limit[0].isoformat(), "scope": limit[1],
                 "seconds_left": max(0, round((limit[0] - timezone.now()).total_seconds())),
                 "warn_seconds": config_of(p).time_limits.warn_seconds,  # type: ignore[union-attr]
+                # WCAG 2.2.1: the warning offers more time while the limit allows another extension.
+                "extensions_left": endings.extensions_left(p, limit[1]),
             }
     if step["kind"] == "instructions":
         state.update(
