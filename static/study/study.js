@@ -233,6 +233,13 @@
     },
   };
 
+  // A heatmap's colour scale, with words at both ends: its meaning never rests on colour alone.
+  function legendView(url) {
+    if (!url) return null;
+    return h("div", { class: "legend", id: "legend" }, h("span", {}, gettext("less important")),
+      h("img", { src: url, alt: "", class: "legend-bar", width: 128, height: 12 }), h("span", {}, gettext("more important")));
+  }
+
   // GAD answers a contrastive question (like CDeepEx): which parts tell this symbol from the other.
   function gadCaption(s) {
     const other = (s.options || []).map((o) => o.label).find((l) => l !== s.feedback.correct_label);
@@ -246,7 +253,8 @@
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
       out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the symbol: coloured areas are the parts the system weighed"), id: "heatmap" }),
-        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
+        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label }),
+          legendView(f.legend)))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
       const anim = h("img", { src, alt: gettext("Animation: this symbol changes step by step towards the other symbol"), id: "morph" });
@@ -410,6 +418,7 @@
         toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
           comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, gettext("Compare selected")));
       }
+      if (s.legend) toolbar.appendChild(legendView(s.legend));
       sortables.splice(0).forEach((x) => x.destroy());
       const groups = [];
       for (let g = 0; g < nGroups; g++) groups.push(zone(g, fmt(gettext("Group %(n)s"), { n: g + 1 })));

@@ -156,6 +156,8 @@ def learning_walk(page, scans: Scans) -> str:
         page.wait_for_selector("#verdict")
         assert active(page, "#verdict")  # focus moves to the feedback
         feedback = "heatmap" if page.locator("#heatmap").count() else "morph" if page.locator("#morph").count() else "control"
+        # a heatmap comes with its colour scale, words at both ends (not colour alone)
+        assert page.locator("#feedback #legend").count() == (1 if feedback == "heatmap" else 0)
         scans(f"feedback-{feedback}")
         if feedback == "morph":
             press_on(page, "#replay")
@@ -313,6 +315,7 @@ def test_study_b_by_keyboard_alone_meets_wcag_aa_on_every_page(browser, live_ser
             break
         if page.locator("#done-grouping").count():
             stage = Participant.objects.get(prolific_pid=pid).current_step["stage"]
+            assert page.locator("#legend").count() == (0 if stage == "NoVis" else 1)
             scans(f"grouping-{stage}")
             if stage == "1-Heatmap":  # the keyboard's hover: a focused image shows its heatmap
                 tab_to(page, ".tray .card-img")

@@ -149,3 +149,29 @@ def test_the_researcher_sets_how_many_extensions_and_each_step_has_its_own():
     assert bot.state["time_limit"]["extensions_left"] == 2
     with pytest.raises(StudyConfigError, match="extensions"):
         validate_config({"time_limits": {"total_minutes": 5, "extensions": -1}})
+
+
+def test_a_heatmap_is_shown_with_its_colour_scale_and_words_at_both_ends():
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+
+    from explainers.colour import COLORMAPS, colormap_rgb
+
+    legends = Path(__file__).resolve().parents[2] / "static" / "study" / "legends"
+    for name in COLORMAPS:  # the static scales are the maps (regenerate them if a map changes)
+        drawn = np.asarray(Image.open(legends / f"{name}.png").convert("RGB"), float) / 255
+        np.testing.assert_allclose(drawn[0], colormap_rgb(np.linspace(0, 1, 128), name), atol=1 / 255)
+    study = learning_study()
+    seen = {}
+    for i in range(3):
+        bot = Bot(study.slug, pid=f"lg{i}")
+        bot.open_link()
+        bot.enter()
+        bot.continue_()
+        status, state = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+        seen[state["feedback"]["kind"]] = state["feedback"].get("legend", "")
+    assert seen["gradcam"].endswith("/study/legends/jet.png") and seen["cdeepex"] == seen["control"] == ""
+    script = (legends.parent / "study.js").read_text()
+    assert 'gettext("less important")' in script and 'gettext("more important")' in script
