@@ -253,8 +253,8 @@
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
       out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the symbol: coloured areas are the parts the system weighed"), id: "heatmap" }),
-        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label }),
-          legendView(f.legend)))));
+        legendView(f.legend),
+        h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
       const anim = h("img", { src, alt: gettext("Animation: this symbol changes step by step towards the other symbol"), id: "morph" });
