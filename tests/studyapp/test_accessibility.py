@@ -175,3 +175,31 @@ def test_a_heatmap_is_shown_with_its_colour_scale_and_words_at_both_ends():
     assert seen["gradcam"].endswith("/study/legends/jet.png") and seen["cdeepex"] == seen["control"] == ""
     script = (legends.parent / "study.js").read_text()
     assert 'gettext("less important")' in script and 'gettext("more important")' in script
+
+
+@pytest.mark.slow
+@pytest.mark.first_run_only
+def test_a_computed_heatmap_asset_is_drawn_in_the_studys_colour_map_and_names_it(tmp_path):
+    """The real precompute on a small trained classifier: the stored overlay is the Grad-CAM map
+    drawn in the study's colour map, byte for byte, and its parameters say which."""
+    import torch
+
+    from explainers import render
+    from explainers.datasets.common import to_tensor
+    from explainers.gradcam import GradCAM
+    from explainers.targets import ClassTarget
+    from studyapp.pipeline import loading
+    from studyapp.pipeline.models import Stimulus
+    from studyapp.pipeline.storage import media_path
+    from tests.studyapp.test_apem_gad import compute, gad_learning_study
+
+    study = gad_learning_study(tmp_path, feedbacks=("gradcam",), n_trials=2, spare=0, heatmap_colormap="cividis")
+    assets = compute(study, "gradcam")
+    assert assets and all(a.params["colormap"] == "cividis" for a in assets)
+    first = Stimulus.objects.filter(study=study).order_by("position").select_related("classifier", "dataset")[0]
+    net = loading.load_model(first.classifier)
+    image = to_tensor(loading.dataset_arrays(first.dataset)["x_test"][first.index][None])
+    cam = GradCAM(net, net.features_layer)(image, ClassTarget(torch.tensor([first.model_prediction])))
+    stored = media_path(ExplanationAsset.objects.get(stimulus=first, method="gradcam").files["overlay"]).read_bytes()
+    assert stored == render.heatmap_overlay_png(image[0], cam[0], colormap="cividis")
+    assert stored != render.heatmap_overlay_png(image[0], cam[0], colormap="jet")
