@@ -7,8 +7,11 @@ function takes ``scale``: nearest-neighbour upscaling so a 28x28 digit stays cri
 i.e. 224x224).
 
 Colour conventions follow the CDeepEx figures: the input is shown in grey, **red = add**,
-**blue = remove** (:func:`difference_png`); heatmaps use a jet colormap blended over the grey
-image (:func:`heatmap_overlay_png`).
+**blue = remove** (:func:`difference_png`); heatmaps use a colour map blended over the image
+(:func:`heatmap_overlay_png`): ``"jet"`` (the published figures; the default here) or one of
+matplotlib's perceptually ordered maps (:data:`COLORMAPS`: cividis, viridis, ...), which a study
+chooses (``config.heatmap_colormap``). :func:`simulate_cvd` shows an image as seen with a
+colour-vision deficiency (Machado et al. 2009), for the admin's preview.
 
 Example::
 
@@ -25,6 +28,10 @@ import numpy as np
 from PIL import Image, ImageSequence
 from torch import Tensor
 
+# The colour maps and the colour-vision-deficiency simulation are pure numpy (the web side's admin
+# preview uses them without torch); re-exported here, where heatmaps are drawn.
+from explainers.colour import COLORMAPS, CVD_KINDS, colormap_rgb, jet, simulate_cvd
+
 __all__ = [
     "difference_png",
     "difference_rgb",
@@ -34,7 +41,11 @@ __all__ = [
     "heatmap_rgb",
     "decode_animation_frames",
     "image_png",
+    "COLORMAPS",
+    "colormap_rgb",
+    "CVD_KINDS",
     "jet",
+    "simulate_cvd",
     "morph_gif",
     "morph_webp",
     "to_pil",
@@ -95,22 +106,15 @@ def gray_rgb(image: Tensor | np.ndarray) -> np.ndarray:
     return np.repeat(a[:, :, None], 3, axis=2)
 
 
-def jet(x: np.ndarray) -> np.ndarray:
-    """The classic jet colormap (as OpenCV's ``COLORMAP_JET``): [0, 1] -> RGB in [0, 1]."""
-    x = np.clip(x, 0.0, 1.0)[..., None]
-    r = np.clip(1.5 - np.abs(4.0 * x - 3.0), 0, 1)
-    g = np.clip(1.5 - np.abs(4.0 * x - 2.0), 0, 1)
-    b = np.clip(1.5 - np.abs(4.0 * x - 1.0), 0, 1)
-    return np.concatenate([r, g, b], axis=-1)
-
-
-def heatmap_rgb(image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Jet heatmap blended over the image (grey or colour): ``(1 - alpha) * image + alpha * jet(map)``."""
+def heatmap_rgb(
+    image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, alpha: float = 0.5, *, colormap: str = "jet"
+) -> np.ndarray:
+    """Heatmap blended over the image (grey or colour): ``(1 - alpha) * image + alpha * cmap(map)``."""
     grey = gray_rgb(image)
     h = _array(heatmap, "heatmap")
     if h.shape != grey.shape[:2]:
         raise ValueError(f"heatmap shape {h.shape} does not match image shape {grey.shape[:2]}")
-    return (1.0 - alpha) * grey + alpha * jet(h)
+    return (1.0 - alpha) * grey + alpha * colormap_rgb(h, colormap)
 
 
 def difference_rgb(
@@ -141,10 +145,10 @@ def image_png(image: Tensor | np.ndarray, *, scale: int = 8) -> bytes:
 
 
 def heatmap_overlay_png(
-    image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, *, scale: int = 8, alpha: float = 0.5
+    image: Tensor | np.ndarray, heatmap: Tensor | np.ndarray, *, scale: int = 8, alpha: float = 0.5, colormap: str = "jet"
 ) -> bytes:
-    """Grad-CAM style overlay: ``heatmap (H, W)`` in [0, 1] in jet over the (grey or colour) image."""
-    return _png(to_pil(heatmap_rgb(image, heatmap, alpha), scale))
+    """Grad-CAM style overlay: ``heatmap (H, W)`` in [0, 1] in ``colormap`` over the (grey or colour) image."""
+    return _png(to_pil(heatmap_rgb(image, heatmap, alpha, colormap=colormap), scale))
 
 
 def difference_png(

@@ -19,6 +19,7 @@ urlpatterns = [
     path("api/s/<slug:slug>/steps/<int:step>/check", api.CheckView.as_view(), name="api-check"),
     path("api/s/<slug:slug>/events", api.EventView.as_view(), name="api-events"),
     path("api/s/<slug:slug>/withdraw", api.WithdrawView.as_view(), name="api-withdraw"),
+    path("api/s/<slug:slug>/time/extend", api.TimeExtendView.as_view(), name="api-time-extend"),
     path("api/schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("media/<path:path>", views.media, name="media"),
     path("health", views.health, name="health"),

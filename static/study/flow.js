@@ -135,14 +135,24 @@
         if (limit && typeof limit.seconds_left === "number") {
           const ends = performance.now() + limit.seconds_left * 1000;
           const step = s.step;
+          // The countdown's text (role timer, not read out each second) and, while the limit
+          // allows it, a button for more time (WCAG 2.2.1); the warning is announced once.
+          const text = h("span", { id: "time-left-text" });
+          const more = limit.extensions_left > 0 ? h("button", { class: "secondary small", id: "more-time", onclick: moreTime }, gettext("More time")) : null;
+          timeBox.replaceChildren(...[text, more].filter(Boolean));
+          let warned = false;
           const show = () => {
             const left = Math.max(0, Math.round((ends - performance.now()) / 1000));
             if (left <= limit.warn_seconds) {
               timeBox.hidden = false;
               const what = limit.scope === "step" ? gettext("for this page") : gettext("for the whole study");
-              timeBox.textContent = left > 0
+              text.textContent = left > 0
                 ? fmt(gettext("Time left %(what)s: %(m)s:%(s)s"), { what, m: Math.floor(left / 60), s: String(left % 60).padStart(2, "0") })
                 : gettext("The time is up.");
+              if (!warned && left > 0) {
+                warned = true;
+                ctx.announce(text.textContent + (more ? " " + gettext("Choose More time if you need it.") : ""));
+              }
             }
             if (left <= 0) {  // the server decides: ask it where the run is now
               clearInterval(countdown); countdown = null;
@@ -153,6 +163,21 @@
           show();
           countdown = setInterval(show, 1000);
         }
+      }
+    }
+
+    // More time: the server extends the limit that ends first (if the study allows) and answers
+    // with the state, whose new deadline restarts the countdown.
+    async function moreTime() {
+      const button = document.getElementById("more-time");
+      if (button) button.disabled = true;
+      const r = await ctx.call("POST", "time/extend", {});
+      if (r.ok) {
+        ctx.render(r.data, r.seq);
+        ctx.announce(gettext("You have more time."));
+      } else {
+        if (r.data && r.data.state) ctx.render(r.data.state, r.seq);
+        ctx.showError((r.data && r.data.detail) || gettext("Could not add more time. Please try again."));
       }
     }
 

@@ -123,7 +123,9 @@
       const decline = h("button", { class: "secondary", id: "consent-decline", onclick: () =>
         act("POST", "enter", { consent: false, prolific_pid: prolific.prolific_pid || "",
           study_id: prolific.study_id || "", session_id: prolific.session_id || "" }) }, gettext("I do not consent"));
-      return [h("h2", {}, gettext("Consent")), h("div", { class: "consent" }, s.consent_text),
+      // The scroll box is focusable and named, so a keyboard reaches and scrolls it (WCAG 2.1.1).
+      return [h("h2", { id: "consent-title" }, gettext("Consent")),
+        h("div", { class: "consent", tabindex: 0, role: "region", "aria-labelledby": "consent-title" }, s.consent_text),
         h("label", { class: "check", for: "agree" }, box, gettext("I have read the information above and agree to take part.")),
         h("div", { class: "actions" }, decline, btn)];
     },
@@ -182,8 +184,8 @@
         if (!picked) { showError(gettext("Choose one option.")); return; }
         act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
       } }, gettext("Submit"));
-      return [h("h2", {}, s.question),
-        h("div", { class: "scale", role: "radiogroup" }, s.scale.map((o) => h("label", {},
+      return [h("h2", { id: "rating-q" }, s.question),
+        h("div", { class: "scale", role: "radiogroup", "aria-labelledby": "rating-q" }, s.scale.map((o) => h("label", {},
           h("input", { type: "radio", name, value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
         h("div", { class: "actions" }, btn)];
     },
@@ -231,6 +233,13 @@
     },
   };
 
+  // A heatmap's colour scale, with words at both ends: its meaning never rests on colour alone.
+  function legendView(url) {
+    if (!url) return null;
+    return h("div", { class: "legend", id: "legend" }, h("span", {}, gettext("less important")),
+      h("img", { src: url, alt: "", class: "legend-bar", width: 128, height: 12 }), h("span", {}, gettext("more important")));
+  }
+
   // GAD answers a contrastive question (like CDeepEx): which parts tell this symbol from the other.
   function gadCaption(s) {
     const other = (s.options || []).map((o) => o.label).find((l) => l !== s.feedback.correct_label);
@@ -243,11 +252,12 @@
       h("p", { class: "answer" }, fill(gettext("The answer is %(label)s."), { label: h("strong", { id: "correct-label" }, f.correct_label) }))];
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
-      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Highlighted parts"), id: "heatmap" }),
+      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the symbol: coloured areas are the parts the system weighed"), id: "heatmap" }),
+        legendView(f.legend),
         h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
       const src = a.gif || a.webp;
-      const anim = h("img", { src, alt: gettext("Animation of how this symbol changes towards the other symbol"), id: "morph" });
+      const anim = h("img", { src, alt: gettext("Animation: this symbol changes step by step towards the other symbol"), id: "morph" });
       // Played to its end: one loop of visible time after it loads (a replay loads it again).
       if (flow) flow.watchAnimation(anim, f.animation_ms, s.step, s.trial);
       let n = 0;
@@ -281,17 +291,21 @@
     }
 
     function card(img) {
+      // Its accessible name is its content (the image's alt, "Selected", the contributions), so the
+      // name holds the visible text (WCAG 2.5.3); aria-pressed says whether it is selected.
       const el = h("div", { class: "card-img" + (selected.has(img.id) ? " selected" : ""), tabindex: 0,
-        role: "button", "aria-pressed": selected.has(img.id) ? "true" : "false", "data-id": img.id,
-        "aria-label": fmt(selected.has(img.id) ? gettext("Image %(id)s, selected") : gettext("Image %(id)s"), { id: img.id }) });
+        role: "button", "aria-pressed": selected.has(img.id) ? "true" : "false", "data-id": img.id });
       if (selected.has(img.id)) el.appendChild(h("div", { class: "banner" }, gettext("Selected")));
-      const main = h("img", { src: img.url, alt: gettext("Image to group"), class: "thumb", draggable: "false" });
+      const main = h("img", { src: img.url, alt: fmt(gettext("Image %(id)s"), { id: img.id }), class: "thumb", draggable: "false" });
       el.appendChild(main);
       if (img.heatmap) {
-        const overlay = h("img", { src: img.heatmap, alt: gettext("Heatmap"), class: "thumb heat" + (showAll ? " on" : ""), draggable: "false" });
+        const overlay = h("img", { src: img.heatmap, alt: gettext("Heatmap over the image"), class: "thumb heat" + (showAll ? " on" : ""), draggable: "false" });
         el.appendChild(overlay);
         el.addEventListener("mouseenter", () => { overlay.classList.add("on"); logEvent("hover", { image: img.id }); });
         el.addEventListener("mouseleave", () => { if (!showAll) overlay.classList.remove("on"); });
+        // The keyboard's hover: a focused card shows its heatmap too (WCAG 2.1.1).
+        el.addEventListener("focus", () => { overlay.classList.add("on"); logEvent("hover", { image: img.id, via: "focus" }); });
+        el.addEventListener("blur", () => { if (!showAll) overlay.classList.remove("on"); });
       }
       if (img.xfeatures) {
         el.appendChild(h("div", { class: "xrow" }, img.xfeatures.filter((x) => activeX.has(x.index)).map((x) =>
@@ -306,6 +320,8 @@
       if (selected.has(id)) selected.delete(id); else selected.add(id);
       logEvent("select", { image: id, selected: selected.has(id) });
       draw();
+      announce(fmt(selected.has(id) ? gettext("Image %(id)s selected.") : gettext("Image %(id)s not selected."), { id })
+        + " " + fmt(ngettext("%(n)s image selected.", "%(n)s images selected.", selected.size), { n: selected.size }));
       const again = root.querySelector('.card-img[data-id="' + id + '"]');
       if (again) again.focus({ preventScroll: true });
     }
@@ -315,17 +331,27 @@
       logEvent("move", { images: ids, group, via });
       selected.clear();
       draw();
+      // Say what happened (a live region) and put the focus where the next move starts: the next
+      // image still to group, else the Done button (WCAG 2.5.7's single-pointer and keyboard path).
+      const left = s.images.filter((img) => where[img.id] === -1).length;
+      const title = group < 0 ? gettext("Not grouped yet") : fmt(gettext("Group %(n)s"), { n: group + 1 });
+      announce(fmt(ngettext("%(n)s image moved to %(group)s.", "%(n)s images moved to %(group)s.", ids.length), { n: ids.length, group: title })
+        + " " + fmt(ngettext("%(n)s image left.", "%(n)s images left.", left), { n: left }));
+      if (via !== "drag") {
+        const next = root.querySelector(".tray .card-img") || root.querySelector("#done-grouping:not([disabled])") || root.querySelector("#new-group");
+        if (next) next.focus({ preventScroll: false });
+      }
     }
 
     // The cards are direct children of the box (after its header), so that the whole box, header
     // included, is a drop target for Sortable.
     function zone(group, title) {
       const members = s.images.filter((img) => where[img.id] === group);
-      const box = h("section", { class: "zone" + (group < 0 ? " tray" : ""), "data-group": group },
-        h("header", {}, h("span", { class: "zone-title" }, fmt(gettext("%(group)s (%(count)s)"), { group: title, count: members.length })),
-          h("button", { class: "secondary small", "data-move": group, disabled: selected.size === 0,
-            "aria-label": fmt(gettext("Move selected images to %(group)s"), { group: title }), onclick: () => move([...selected], group, "button") },
-            h("span", { class: "wide-only" }, gettext("Move selected here")), h("span", { class: "narrow-only" }, gettext("Move here")))),
+      const box = h("section", { class: "zone" + (group < 0 ? " tray" : ""), "data-group": group, "aria-labelledby": "zone-title-" + group },
+        h("header", {}, h("span", { class: "zone-title", id: "zone-title-" + group }, fmt(gettext("%(group)s (%(count)s)"), { group: title, count: members.length })),
+          h("button", { class: "secondary small", "data-move": group, disabled: selected.size === 0, onclick: () => move([...selected], group, "button") },
+            h("span", { class: "wide-only" }, gettext("Move selected here")), h("span", { class: "narrow-only" }, gettext("Move here")),
+            h("span", { class: "visually-hidden" }, ": " + title))),
         members.map(card));
       enableDrag(box, group);
       return box;
@@ -367,8 +393,8 @@
           h("button", { class: "secondary small", onclick: () => { comparing = false; draw(); } }, gettext("Close"))),
         ids.map((id) => {
           const img = byId[id];
-          return h("div", { class: "compare-row" }, h("img", { src: img.url, class: "thumb", alt: gettext("Image") }),
-            img.heatmap ? h("img", { src: img.heatmap, class: "thumb", alt: gettext("Heatmap") }) : null,
+          return h("div", { class: "compare-row" }, h("img", { src: img.url, class: "thumb", alt: fmt(gettext("Image %(id)s"), { id }) }),
+            img.heatmap ? h("img", { src: img.heatmap, class: "thumb", alt: gettext("Heatmap over the image") }) : null,
             (img.xfeatures || []).filter((x) => activeX.has(x.index)).map((x) =>
               h("figure", { class: "xfeat" }, contributionChip(x), h("img", { src: x.url, alt: fmt(gettext("Heatmap %(n)s"), { n: x.index + 1 }) }))));
         }));
@@ -392,6 +418,7 @@
         toolbar.appendChild(h("button", { class: "secondary small", id: "compare-btn", disabled: selected.size < 2, onclick: () => {
           comparing = true; logEvent("compare", { images: [...selected] }); draw(); } }, gettext("Compare selected")));
       }
+      if (s.legend) toolbar.appendChild(legendView(s.legend));
       sortables.splice(0).forEach((x) => x.destroy());
       const groups = [];
       for (let g = 0; g < nGroups; g++) groups.push(zone(g, fmt(gettext("Group %(n)s"), { n: g + 1 })));
@@ -440,8 +467,28 @@
     app.dataset.kind = s.kind;
     app.dataset.step = s.step === undefined ? "" : String(s.step);
     if (s.kind === "trial" && s.answered) logEvent("feedback_shown", { trial: s.trial });
-    const first = app.querySelector("button:not([disabled]), input");
-    if (first && s.kind !== "consent") first.focus({ preventScroll: true });
+    focusNewContent(s);
+  }
+
+  // After each step the focus moves to the new content (WCAG 2.4.3): its heading or first line
+  // (made focusable for this only), so a screen reader reads the step from its start and Tab goes
+  // on to its controls; the trial's feedback starts at the verdict.
+  function focusNewContent(s) {
+    const target = (s.kind === "trial" && s.answered && app.querySelector("#verdict"))
+      || app.querySelector("h2, .prompt, .stage-text, p");
+    if (!target) return;
+    if (!target.hasAttribute("tabindex")) target.setAttribute("tabindex", "-1");
+    target.focus({ preventScroll: true });
+    if (window.scrollY > target.getBoundingClientRect().top + window.scrollY) target.scrollIntoView({ block: "start" });
+  }
+
+  // One polite live region for what changes without a new step (the grouping board's moves and
+  // selections, the time warning): screen readers say it once.
+  const announcer = h("div", { id: "announce", class: "visually-hidden", role: "status", "aria-live": "polite" });
+  document.body.appendChild(announcer);
+  function announce(text) {
+    announcer.textContent = "";
+    setTimeout(() => { announcer.textContent = text; }, 50);
   }
 
   // Keep the browser's back button inside the page: it simply shows the current step again.
@@ -450,7 +497,7 @@
   window.addEventListener("popstate", () => { history.pushState({ study: true }, ""); load(); });
   flow = window.StudyFlow({
     h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, slug: window.STUDY.slug,
-    getState: () => state, render, reload: load,
+    getState: () => state, render, reload: load, announce,
   });
   load();
 })();

@@ -109,6 +109,7 @@ def stimulus_manifest(study: Study) -> dict:
         assets.setdefault(a.stimulus_id, []).append({
             "id": a.pk, "method": a.method, "valid": a.valid, "reasons": a.reasons,
             "params_hash": a.params_hash, "params": a.params,
+            "colormap": exports.asset_colormap(a.method, a.params if isinstance(a.params, dict) else None),
             "content_hash": exports.content_hash(a.files),
             "files": {role: _sha256(path) for role, path in sorted((a.files or {}).items())},
             "metrics": a.metrics, "generator_id": generator_id, "created_at": a.created_at.isoformat(),

@@ -9,7 +9,7 @@ Three groups of keys:
 
 - **design** (the researcher's): ``source``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
   ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``, ``morph_floor``,
-  ``apem_ceiling``, ``apem_search``, ``heatmap_method``,
+  ``apem_ceiling``, ``apem_search``, ``heatmap_method``, ``heatmap_colormap``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
   ``group_rule``, ``n_groups``, ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
 - **participant flow**: ``comprehension`` (the quiz), ``catch_trials``, ``time_limits``, ``exits``
@@ -32,6 +32,10 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+#: The colour maps a study may draw its heatmaps in (``config.heatmap_colormap``); the same names
+#: as ``explainers.render.COLORMAPS`` (a test holds them equal; this module does not import torch).
+HEATMAP_COLORMAPS: tuple[str, ...] = ("cividis", "viridis", "magma", "inferno", "plasma", "jet")
 
 #: Study B's data sets, in the paper's order (XNN paper §4.1: CUB gulls and CEL cell images).
 DEFAULT_DATASETS: tuple[str, ...] = ("CUB", "CEL")
@@ -121,7 +125,12 @@ class CatchItem(BaseModel):
 class TimeLimits(BaseModel):
     """Optional limits (``config.time_limits``), enforced by the server: ``total_minutes`` from
     enrolment, ``step_minutes`` per step kind (e.g. ``{"trial": 2, "grouping": 8}``); the page
-    warns ``warn_seconds`` before a limit. A run past a limit ends at the timed-out exit."""
+    warns ``warn_seconds`` before a limit. A run past a limit ends at the timed-out exit.
+
+    WCAG 2.2.1 (Timing Adjustable): the warning offers more time, ``extensions`` times per limit,
+    each adding the limit's own length again (the default, 1, doubles it), unless the researcher
+    marks the limits ``essential`` (a time limit that is part of what the study measures); each
+    run's extensions are stored (``Participant.time_extensions``) and exported."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -130,6 +139,8 @@ class TimeLimits(BaseModel):
         default_factory=dict
     )
     warn_seconds: int = Field(60, ge=0)
+    extensions: int = Field(1, ge=0, le=10, description="times a participant may extend each limit")
+    essential: bool = Field(False, description="the limits are essential to the study: never extended")
 
     @model_validator(mode="after")
     def _positive(self) -> TimeLimits:
@@ -194,6 +205,13 @@ class StudyConfig(BaseModel):
     n_xfeatures: int = Field(7, ge=1)
     heatmap_method: Literal["excitation_bp", "deeplift", "gad"] = Field(
         "excitation_bp", description="Study B's 1-Heatmap: ExcitationBP (the paper), DeepLIFT or GAD"
+    )
+    # The colour map every heatmap asset is drawn in (explainers.render.COLORMAPS); part of the
+    # asset parameters, the stimulus manifest and the codebook. New studies: cividis, perceptually
+    # ordered and readable with red-green colour-vision deficiency; the published templates set
+    # "jet", what the papers showed.
+    heatmap_colormap: Literal["cividis", "viridis", "magma", "inferno", "plasma", "jet"] = Field(
+        "cividis", description="colour map of the heatmaps (cividis, viridis, magma, inferno, plasma or jet)"
     )
     max_groups: int = Field(10, ge=2, description="group numbers a grouping may use: 0 .. max_groups - 1")
     # How many groups a participant makes of one batch: exactly (the default) or at most

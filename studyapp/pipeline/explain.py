@@ -15,7 +15,8 @@ asset's validity numbers (lists, one per x-feature, for XNN). APEM takes relevan
 a signed map (DeepLIFT, ExcitationBP) is scored as ``|map| / max |map|``, the thesis's
 ``|R|`` visualisation without the pixel product, so the score is of the map as shown. With
 ``apem_floor`` set, an asset whose APEM (any non-blank x-feature's, for XNN) is below it is refused with
-a reason, like the other gates. The APEM settings are part of the asset parameters.
+a reason, like the other gates. The APEM settings are part of the asset parameters, and so is
+the colour map the heatmaps are drawn in (``params["colormap"]``, ``config.heatmap_colormap``).
 
 Morphs (:func:`_morph_outputs`, CDeepEx and its xGEMs ablation) are validated *as displayed*:
 the stored GIF and WebP are decoded as a browser would (Pillow), downsampled back to the
@@ -107,6 +108,7 @@ def explanation_params(*, study, method: str) -> dict:
     if method in HEATMAP_METHODS:
         parsed = study.parsed_config
         params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
+        params["colormap"] = parsed.heatmap_colormap
     return params
 
 
@@ -193,7 +195,7 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     maps = GradCAM(classifier, classifier.features_layer)(images, ClassTarget(torch.tensor(true)))
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
-        ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)
+        ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i], colormap=params["colormap"]), ext="png")}, validity)
         for i, validity in enumerate(validities)
     ]
 
@@ -311,7 +313,7 @@ def _heatmap_outputs(stimuli: list[Stimulus], params: dict, *, explainer: Callab
     scale = _display_scale(images)
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
-        ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i], scale=scale), ext="png")}, validity)
+        ({"heatmap": store_bytes(render.heatmap_overlay_png(images[i], maps[i], scale=scale, colormap=params["colormap"]), ext="png")}, validity)
         for i, validity in enumerate(validities)
     ]
 
@@ -342,7 +344,7 @@ def _xnn_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
         apem = flat_apem[i * k : (i + 1) * k]
         if floor is not None:
             reasons += [f"x-feature heatmap {j + 1}: APEM {a['apem']:.1f} is below the floor {floor:g}" for j, a in enumerate(apem) if a["apem"] < floor and j not in blank]
-        files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale), ext="png") for j in range(k)}
+        files = {f"x{j}": store_bytes(render.heatmap_overlay_png(images[i], maps[i, j], scale=scale, colormap=params["colormap"]), ext="png") for j in range(k)}
         numbers = {"contributions": [round(float(v), 4) for v in explanation.normalised[i]], "blank_xfeatures": blank}
         numbers |= {key: [a[key] for a in apem] for key in ("eps_minus", "eps_plus", "apem", "apem_at_ceiling")}
         outputs.append((files, metrics.Validity(not reasons, reasons, numbers)))
@@ -429,7 +431,7 @@ def _gad_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
                 "gad_kept": float(result.gad_mask[j].float().mean()),
                 "gad_support_gap": [round(s.achieved_gap, 4) for s in supports],
             }
-            files = {role: store_bytes(render.heatmap_overlay_png(images[j], maps[j], scale=scale), ext="png")}
+            files = {role: store_bytes(render.heatmap_overlay_png(images[j], maps[j], scale=scale, colormap=params["colormap"]), ext="png")}
             outputs[k] = (files, metrics.Validity(validity.ok, list(validity.reasons), numbers))
     return outputs  # type: ignore[return-value]
 

@@ -258,6 +258,7 @@ class StudyAdmin(admin.ModelAdmin):
             path("<int:pk>/dashboard/", self.admin_site.admin_view(self.dashboard), name="study-dashboard"),
             path("<int:pk>/export/<str:kind>.csv", self.admin_site.admin_view(self.export), name="study-export"),
             path("<int:pk>/pilot/", self.admin_site.admin_view(self.pilot), name="study-pilot"),
+            path("<int:pk>/colours/", self.admin_site.admin_view(self.colours), name="study-colours"),
             path("config-schema.json", self.admin_site.admin_view(self.config_schema), name="study-config-schema"),
             path("from-template/", self.admin_site.admin_view(self.from_template), name="study-from-template"),
         ]
@@ -389,6 +390,17 @@ class StudyAdmin(admin.ModelAdmin):
             "sequential": looks.dashboard_context(study=study),
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
+
+    def colours(self, request: HttpRequest, pk: int) -> TemplateResponse:
+        """The study's heatmap colour map as drawn and as seen with colour-vision deficiency."""
+        from studyapp.studies.colour_preview import colour_preview
+
+        study = get_object_or_404(Study, pk=pk)
+        context = {
+            **self.admin_site.each_context(request), "title": f"{study.title}: heatmap colours", "study": study,
+            "opts": self.model._meta, "preview": colour_preview(study),
+        }
+        return TemplateResponse(request, "admin/studies/study/colour_preview.html", context)
 
     def config_schema(self, request: HttpRequest) -> HttpResponse:
         """The JSON Schema of ``Study.config`` (the typed model's), for editors and reviewers."""

@@ -392,6 +392,14 @@ class CheckView(ParticipantView):
         return self.state_response(services.check_submit(participant=run, step_index=step, answers=data["answers"]))
 
 
+class TimeExtendView(ParticipantView):
+    """More time on the current limit (WCAG 2.2.1), when the study allows it."""
+
+    @extend_schema(request=None, responses={200: State, **ERRORS})
+    def post(self, request: Request, slug: str) -> Response:
+        return self.state_response(services.time_limit_extend(participant=access.access_run(request, slug)))
+
+
 class EventView(ParticipantView):
     """Interaction events, one or a batch; throttled on their own scope ("events"), so that the
     page's timing events never use up the participant's request budget."""

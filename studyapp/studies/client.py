@@ -137,6 +137,10 @@ class ParticipantClient(Generic[R]):
     def withdraw(self, *, confirm: bool) -> R:
         return self.request("POST", "withdraw", {"confirm": confirm})
 
+    def time_extend(self) -> R:
+        """More time on the limit that ends first (WCAG 2.2.1), when the study allows it."""
+        return self.request("POST", "time/extend")
+
 
 def _query(**params: str | None) -> str:
     given = {k: v for k, v in params.items() if v}

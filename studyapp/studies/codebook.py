@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from stats.schema import AGENT_RATING_LABELS, CONFIDENCE_LABELS, FEEDBACK_RATING_LABELS
+from studyapp.lib.study_config import HEATMAP_COLORMAPS
 from studyapp.studies.models import Arm, CheckAnswer, Participant, Study
 
 TYPES = ("string", "integer", "number", "datetime")
@@ -206,6 +207,8 @@ TIDY = _entries(
     Column("explanation_content_hash", "SHA-256 of the JSON object {role: sha256 of the file's bytes} over the asset's files.",
            pattern=SHA256),
     Column("explanation_params_hash", "Hash of everything that determined the asset (method, parameters, models)."),
+    Column("explanation_colormap", "The colour map the heatmap shown was drawn in (config.heatmap_colormap; blank: no "
+           "heatmap).", values=HEATMAP_COLORMAPS),
     Column("classifier_id", "The classifier whose prediction the trial showed; see stimuli.json.", type="integer", minimum=1),
     Column("classifier_checkpoint_sha256", "SHA-256 of the classifier's checkpoint file."),
     Column("generator_id", "The generator of a morph arm's animation (blank for other arms).", type="integer", minimum=1),
@@ -250,6 +253,9 @@ WIDE = _entries(
     Column("attention_check", "0: a failed quiz or catch trial, 1: every judged check passed, blank: none judged "
            "(a quiz with tries left in an active run is not judged yet; the exclusion rules' attention check).",
            type="integer", coding=((0, "failed"), (1, "passed"))),
+    Column("time_extensions", "Times the participant asked for more time at a time-limit warning (WCAG 2.2.1; "
+           "config.time_limits.extensions allows each limit that many, each adding its length again).",
+           type="integer", minimum=0),
 )
 GROUPINGS = _entries(
     *_COMMON, DATASET_INDEX, TRUE_LABEL,

@@ -2,7 +2,9 @@
 
 - Time limits (``config.time_limits`` of the run's version): the whole study from enrolment and
   each step from when it was shown. The server decides: `deadline` is what the writes check
-  (`services`) and what the page counts down to (`state`).
+  (`services`) and what the page counts down to (`state`). Each extension the participant asked
+  for (``Participant.time_extensions``, WCAG 2.2.1) adds the limit's own length once more;
+  `extensions_left` says how many the limit that ends first still allows.
 - Exits (``config.exits``): each outcome (`OUTCOMES`: completed, did not consent, study full,
   failed checks, withdrew, timed out) has its own completion code and redirect; "completed"
   falls back on the study's ``prolific_completion_code`` and ``completion_redirect_url``.
@@ -16,7 +18,7 @@ from studyapp.lib.study_config import OUTCOMES, ExitConfig, StudyConfig
 from studyapp.studies import versions
 from studyapp.studies.models import Participant, Study
 
-__all__ = ["OUTCOMES", "deadline", "exit_of", "exit_info"]
+__all__ = ["OUTCOMES", "deadline", "exit_of", "exit_info", "extensions_left", "extensions_used"]
 
 
 def config_of(p: Participant) -> StudyConfig:
@@ -31,12 +33,30 @@ def deadline(p: Participant) -> tuple[datetime, str] | None:
         return None
     found: list[tuple[datetime, str]] = []
     if limits.total_minutes is not None and p.started_at:
-        found.append((p.started_at + timedelta(minutes=limits.total_minutes), "study"))
+        times = 1 + extensions_used(p, "study")
+        found.append((p.started_at + timedelta(minutes=limits.total_minutes * times), "study"))
     kind = p.plan[p.step_index]["kind"] if 0 <= p.step_index < len(p.plan) else ""
     minutes = limits.step_minutes.get(kind)
     if minutes is not None and p.step_shown_at:
-        found.append((p.step_shown_at + timedelta(minutes=minutes), "step"))
+        times = 1 + extensions_used(p, "step")
+        found.append((p.step_shown_at + timedelta(minutes=minutes * times), "step"))
     return min(found) if found else None
+
+
+def extensions_used(p: Participant, scope: str) -> int:
+    """How often the run extended the study's limit (``"study"``) or its current step's (``"step"``)."""
+    used = p.time_extensions or {}
+    if scope == "study":
+        return int(used.get("study", 0))
+    return int((used.get("steps") or {}).get(str(p.step_index), 0))
+
+
+def extensions_left(p: Participant, scope: str) -> int:
+    """How many more extensions the limit of ``scope`` allows (0 when the limits are essential)."""
+    limits = config_of(p).time_limits
+    if limits is None or limits.essential:
+        return 0
+    return max(0, limits.extensions - extensions_used(p, scope))
 
 
 def exit_of(study: Study, outcome: str) -> ExitConfig:

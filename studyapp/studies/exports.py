@@ -75,7 +75,7 @@ TIDY_COLUMNS = [
     "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
     "true_label", "model_prediction", "correct_label", "choice", "correct", "response_ms",
     "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
-    "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
+    "explanation_asset_id", "explanation_content_hash", "explanation_params_hash", "explanation_colormap",
     "classifier_id", "classifier_checkpoint_sha256", "generator_id", "generator_checkpoint_sha256",
     "dataset_fingerprint", "client_response_ms", "cleaned_response_ms", "hidden_ms", "feedback_ms",
     "feedback_visible_ms", "animation_completed", "replays", "config_hash", "study_version", "software_version",
@@ -89,7 +89,7 @@ EXPOSURE_COLUMNS = (
 _APEM_COLUMNS = {"explanation_apem": "apem", "explanation_eps_minus": "eps_minus", "explanation_eps_plus": "eps_plus"}
 _ASSET_COLUMNS = (
     *_APEM_COLUMNS, "explanation_asset_id", "explanation_content_hash", "explanation_params_hash",
-    "generator_id", "generator_checkpoint_sha256",
+    "explanation_colormap", "generator_id", "generator_checkpoint_sha256",
 )
 #: The provenance columns of a tidy row (see the module docstring).
 PROVENANCE_COLUMNS = (
@@ -107,6 +107,16 @@ def content_hash(files: dict) -> str:
     """The content hash of an asset: sha256 of ``{role: sha256 of the file's bytes}`` as JSON."""
     named = {role: _file_sha256(path) for role, path in (files or {}).items()}
     return hashlib.sha256(json.dumps(named, sort_keys=True).encode()).hexdigest()
+
+
+def asset_colormap(method: str, params: dict | None) -> str:
+    """The colour map a heatmap asset was drawn in (its parameters say so; heatmaps made before
+    the colour map was a choice were jet), ``""`` for an asset that is not a heatmap."""
+    from studyapp.pipeline.explain import HEATMAP_METHODS
+
+    if method not in HEATMAP_METHODS:
+        return ""
+    return str((params or {}).get("colormap") or "jet")
 
 
 class _ShownAssets:
@@ -132,6 +142,7 @@ class _ShownAssets:
             columns.update({
                 "explanation_asset_id": pk, "explanation_content_hash": content_hash(files),
                 "explanation_params_hash": params_hash,
+                "explanation_colormap": asset_colormap(method, params),
                 "generator_id": "" if generator_id is None else generator_id,
                 "generator_checkpoint_sha256": _file_sha256(checkpoints.get(generator_id, "")),
             })
@@ -151,6 +162,12 @@ class _ShownAssets:
         times, facts = found
         k = bisect_right(times, shown_at)
         return facts[k - 1] if k else facts[-1]
+
+
+def _n_extensions(used: dict | None) -> int:
+    """Every extension of a time limit the run asked for (the study's and its steps')."""
+    used = used or {}
+    return int(used.get("study", 0)) + sum(int(n) for n in (used.get("steps") or {}).values())
 
 
 def _check_ids(ids: str) -> None:
@@ -327,7 +344,8 @@ def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
     columns = [
         "participant", "prolific_pid", "prolific_study_id", "prolific_session_id", "arm", "feedback", "status",
         "is_test", "stale", "rejected_reason", "consent_at", "started_at", "finished_at", "total_seconds", "n_answered",
-        "n_correct", "quiz_attempts", "quiz_passed", "catch_passed", "catch_failed", "attention_check", *keys,
+        "n_correct", "quiz_attempts", "quiz_passed", "catch_passed", "catch_failed", "attention_check",
+        "time_extensions", *keys,
     ]
     columns += [f"correct_{i + 1}" for i in range(n_trials)] + [f"rt_ms_{i + 1}" for i in range(n_trials)]
     columns += ["config_hash", "study_version", "software_version"]
@@ -344,6 +362,7 @@ def wide_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
             "status": p.status,
             "is_test": int(p.is_test),
             "rejected_reason": p.rejected_reason,
+            "time_extensions": _n_extensions(p.time_extensions),
             "consent_at": p.consent_at.isoformat() if p.consent_at else "",
             "started_at": p.started_at.isoformat(),
             "finished_at": p.finished_at.isoformat() if p.finished_at else "",

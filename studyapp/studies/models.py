@@ -215,6 +215,10 @@ class Participant(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     completion_code = models.CharField(max_length=40, blank=True)
     config_hash = models.CharField(max_length=64, help_text="The study configuration this run was drawn under.")
+    time_extensions = models.JSONField(
+        default=dict, blank=True,
+        help_text='More time the participant asked for (WCAG 2.2.1): {"study": n, "steps": {"<step index>": n}}.',
+    )
     version = models.ForeignKey(
         StudyVersion, on_delete=models.PROTECT, null=True, blank=True, related_name="participants",
         help_text="The frozen design this run reads (null only for runs enrolled before versions existed).",

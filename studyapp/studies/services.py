@@ -439,6 +439,35 @@ def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -
         return grouping
 
 
+@_ending_timed_out_runs
+def time_limit_extend(*, participant: Runs) -> Participant:
+    """More time (WCAG 2.2.1 Timing Adjustable): extend the limit that ends first, the study's or
+    the current step's, by its own length once more, if the configuration allows another
+    extension of it (``time_limits.extensions``) and the limits are not marked ``essential``.
+    Stored per run (``Participant.time_extensions``). A run already past its limit has timed out."""
+    with transaction.atomic():
+        p = _lock(participant)
+        limit = endings.deadline(p)
+        if limit is None:
+            raise InvalidInput(gettext("This page has no time limit."))
+        scope = limit[1]
+        limits = endings.config_of(p).time_limits
+        if limits is None or limits.essential:
+            raise InvalidInput(gettext("This time limit is part of the study and cannot be extended."))
+        if endings.extensions_left(p, scope) <= 0:
+            raise InvalidInput(gettext("You have already had all the extra time this study allows."))
+        used = dict(p.time_extensions or {})
+        if scope == "study":
+            used["study"] = int(used.get("study", 0)) + 1
+        else:
+            steps = dict(used.get("steps") or {})
+            steps[str(p.step_index)] = int(steps.get(str(p.step_index), 0)) + 1
+            used["steps"] = steps
+        p.time_extensions = used
+        p.save(update_fields=["time_extensions"])
+        return p
+
+
 def _client_ms(value: object) -> int | None:
     """The browser's response time as reported (an int of ms, at most a day), else None."""
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 86_400_000:

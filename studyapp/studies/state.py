@@ -79,6 +79,8 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
                 "deadline": limit[0].isoformat(), "scope": limit[1],
                 "seconds_left": max(0, round((limit[0] - timezone.now()).total_seconds())),
                 "warn_seconds": config_of(p).time_limits.warn_seconds,  # type: ignore[union-attr]
+                # WCAG 2.2.1: the warning offers more time while the limit allows another extension.
+                "extensions_left": endings.extensions_left(p, limit[1]),
             }
     if step["kind"] == "instructions":
         state.update(
@@ -195,8 +197,20 @@ def trial_feedback(*, participant: Participant, answer) -> dict:
         "correct_label": _name_of(study, answer.correct_label),
         "kind": arm.feedback,
         "assets": assets,
+        **({"legend": legend_url(config_of(participant).heatmap_colormap)} if arm.feedback in HEATMAP_FEEDBACK and assets else {}),
         **({"animation_ms": animation_ms(assets.get("gif") or assets.get("webp", ""))} if "gif" in assets or "webp" in assets else {}),
     }
+
+
+#: The arms whose feedback is a heatmap (its colour scale is shown beside it, with words at both ends).
+HEATMAP_FEEDBACK = ("gradcam", "gad")
+
+
+def legend_url(colormap: str) -> str:
+    """The colour scale of ``colormap``, low to high (static/study/legends/, made by explainers.colour)."""
+    from django.templatetags.static import static
+
+    return static(f"study/legends/{colormap}.png")
 
 
 #: The stages' default texts, in the study's language (a study's ``stage_text`` replaces them).
@@ -239,6 +253,7 @@ def grouping_state(*, participant: Participant, step: dict) -> dict:
         "dataset_position": sum(1 for s in participant.plan[: participant.step_index] if s["kind"] == "grouping") + 1,
         "n_batches": sum(1 for s in participant.plan if s["kind"] == "grouping"),
         "instruction": str(study.parsed_config.stage_text.get(stage, STAGE_TEXT[stage])),
+        **({"legend": legend_url(config_of(participant).heatmap_colormap)} if method else {}),
         "images": images,
         **_group_limits(study, step),
     }

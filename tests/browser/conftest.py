@@ -24,3 +24,32 @@ def shots(request):
         return path
 
     return take
+
+
+def participant_url(live_server, study, query: str = "") -> str:
+    """The link a participant is given for ``study`` (the one place browser tests spell it)."""
+    return f"{live_server.url}/s/{study.slug}/" + (f"?{query}" if query else "")
+
+
+# axe-core 4.14.1 from the npm registry (`npm install axe-core@4.14.1`), vendored with its licence
+# (MPL-2.0, tests/browser/vendor/axe-core/LICENSE): CI runs on a fresh clone that may have no npm
+# and no network, and one pinned file keeps every run's rules the same. To update: install the new
+# version with npm and copy its axe.min.js and LICENSE here.
+AXE_JS = Path(__file__).resolve().parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22a", "wcag22aa"]
+
+
+def axe_violations(page, *, impacts=("serious", "critical")) -> list[dict]:
+    """Run axe-core on the page as it is now (WCAG 2.0/2.1/2.2 A and AA rules) and return the
+    violations of the given impacts, each with its rule id, impact, help and offending nodes."""
+    if not page.evaluate("() => typeof window.axe !== 'undefined'"):
+        page.add_script_tag(content=AXE_JS.read_text(encoding="utf-8"))
+    result = page.evaluate(
+        "async (tags) => await axe.run(document, {runOnly: {type: 'tag', values: tags}, resultTypes: ['violations']})",
+        AXE_TAGS,
+    )
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"],
+         "nodes": [n["html"][:160] for n in v["nodes"]][:5]}
+        for v in result["violations"] if v["impact"] in impacts
+    ]

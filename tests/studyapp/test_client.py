@@ -32,6 +32,7 @@ def every_call(client: ParticipantClient) -> dict[str, Call]:
         "api-check": client.check(2, {"q1": 0}),
         "api-events": client.event("replay", {"trial": 0}),
         "api-withdraw": client.withdraw(confirm=True),
+        "api-time-extend": client.time_extend(),
     }
 
 
@@ -57,6 +58,7 @@ def test_the_client_builds_the_bodies_the_api_reads():
     assert calls["api-check"].body == {"answers": {"q1": 0}}
     assert calls["api-events"].body == {"kind": "replay", "payload": {"trial": 0}}
     assert calls["api-withdraw"].body == {"confirm": True}
+    assert calls["api-time-extend"].label == "POST time/extend" and calls["api-time-extend"].body is None
     assert calls["api-state"].body is None
     assert calls["api-state"].method == "GET"
 

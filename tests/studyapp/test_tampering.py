@@ -200,7 +200,7 @@ def test_deep_oversized_and_malformed_bodies_are_4xx_on_every_endpoint_and_chang
         b'{"kind": "\xff\xfe"}': (400, "not valid utf-8"),
     }
     endpoints = ["enter", f"steps/{step}/answer", f"steps/{step}/continue", f"steps/{step}/questions",
-                 f"steps/{step}/grouping", "events", "withdraw"]
+                 f"steps/{step}/grouping", "events", "withdraw", "time/extend"]
     for endpoint in endpoints:
         for body, (expected, words) in bodies.items():
             r = bot.client.post(f"/api/s/{study.slug}/{endpoint}", data=body, content_type="application/json",

@@ -117,6 +117,14 @@ def _clustering_choices(*, datasets: Sequence[Dataset], classifiers: Sequence[Tr
     return {"config": {"datasets": labels, "models": models}}
 
 
+#: The published templates draw heatmaps in jet, as the papers showed (issue 26).
+JET_NOTE = (
+    "Heatmaps are drawn in jet (config heatmap_colormap), as in the published study; jet is not perceptually "
+    "ordered and is hard to read with red-green colour-vision deficiency: set heatmap_colormap to cividis "
+    "(the default of new studies) unless the study must show what the paper showed."
+)
+
+
 @transaction.atomic
 def study_from_template(
     *, template: str, slug: str | None = None, title: str | None = None, datasets: Sequence[Dataset] = (),
@@ -166,6 +174,8 @@ def study_from_template(
             for arm in design["arms"]:
                 arm["instruction"] = arm_texts.get(arm["name"], arm["instruction"])
         notes.append("Data: " + ", ".join(f"'{d.name}' ({d.get_kind_display()})" for d in datasets) + ".")
+    if config.get("heatmap_colormap") == "jet":
+        notes.append(JET_NOTE)
     if title:
         fields["title"] = title
     if language:
