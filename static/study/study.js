@@ -449,7 +449,7 @@
   history.pushState({ study: true }, "");
   window.addEventListener("popstate", () => { history.pushState({ study: true }, ""); load(); });
   flow = window.StudyFlow({
-    h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, slug: window.STUDY.slug,
+    h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, code: window.STUDY.code,
     getState: () => state, render, reload: load,
   });
   load();

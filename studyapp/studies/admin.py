@@ -191,7 +191,7 @@ class StudyAdmin(admin.ModelAdmin):
     def participant_link(self, obj: Study) -> str:
         if not obj.pk:
             return "-"
-        url = reverse("study", kwargs={"slug": obj.slug})
+        url = reverse("study", kwargs={"study_code": obj.public_code})
         return format_html('<a href="{}" target="_blank">{}</a>', url, url)
 
     @admin.display(description="Participants")
@@ -297,7 +297,7 @@ class StudyAdmin(admin.ModelAdmin):
             "participants": [
                 {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
             ],
-            "participant_url": request.build_absolute_uri(reverse("study", kwargs={"slug": study.slug})),
+            "participant_url": request.build_absolute_uri(reverse("study", kwargs={"study_code": study.public_code})),
             "sequential": looks.dashboard_context(study=study),
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
@@ -322,7 +322,7 @@ class StudyAdmin(admin.ModelAdmin):
                 error = exc.message
             else:
                 access.bind_participant(request, run)
-                return HttpResponseRedirect(reverse("study", kwargs={"slug": study.slug}))
+                return HttpResponseRedirect(reverse("study", kwargs={"study_code": study.public_code}))
         orders = [(c, plans.order_label(c)) for c in plans.order_cells(study.parsed_config.datasets)] \
             if study.design == Study.Design.CLUSTERING else []
         context = {

@@ -73,7 +73,7 @@ def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
     if not isinstance(answers, dict):
         raise InvalidInput(gettext("Answers must be an object of question -> value."))
     if step["kind"] == "questions":
-        return _validate_question_list(step["questions"], answers)
+        return _validate_question_list(step["questions"], from_browser_keys(step["questions"], answers))
     if step["kind"] == "rating":
         value = answers.get(step["key"])
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= len(study.rating_scale):
@@ -82,6 +82,20 @@ def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
             raise InvalidInput(gettext("Unexpected question in the answers."))
         return {step["key"]: value}
     raise InvalidInput(gettext("This step takes no answers."))
+
+
+def browser_key(position: int) -> str:
+    """The key the browser gets for the question at ``position`` of a questions step (``q0``...)."""
+    return f"q{position}"
+
+
+def from_browser_keys(questions: list[dict], answers: dict) -> dict:
+    """``answers`` keyed by the browser's keys (``q0``...: `browser_key`) keyed by the stored
+    keys instead; answers keyed by the stored keys (an API client of the server's own) as they are."""
+    by_position = {browser_key(i): q["key"] for i, q in enumerate(questions)}
+    if answers and set(answers) <= set(by_position) and not set(answers) & {q["key"] for q in questions}:
+        return {by_position[k]: v for k, v in answers.items()}
+    return answers
 
 
 def _validate_question_list(questions: list[dict], answers: dict) -> dict:

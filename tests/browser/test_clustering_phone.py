@@ -156,7 +156,7 @@ def test_a_person_groups_images_with_a_finger_on_a_phone(browser, live_server, s
     cdp = context.new_cdp_session(page)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=thumb")
+    page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=thumb")
     assert page.evaluate("'ontouchstart' in window && typeof window.Sortable === 'function'")
     page.locator("#agree").tap()
     page.locator("#consent-go").tap()

@@ -30,7 +30,7 @@ def test_bots_take_the_clustering_study_and_purity_matches_hand_counts():
     study = clustering_study()
     predicted = dict(Stimulus.objects.values_list("pk", "model_prediction"))
     for seed in range(4):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         # One bot groups by the model's prediction (purity 1), the others at random; every bot
         # first sends each batch in 3 and in 5 groups, which the rule (exactly 4) refuses.
@@ -62,7 +62,7 @@ def test_the_order_follows_the_protocol_and_is_stored():
     study = clustering_study()
     orders = []
     for seed in range(8):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.enter()
         participant = Participant.objects.get(code=bot.state["participant"])
@@ -156,7 +156,7 @@ def test_the_status_page_shows_the_fill_of_each_order_cell(admin_client):
 
 def test_invalid_groupings_are_refused_and_change_nothing():
     study = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -196,7 +196,7 @@ def test_invalid_groupings_are_refused_and_change_nothing():
 
 def test_heatmaps_follow_the_stage_and_nothing_reveals_a_class():
     study = clustering_study()
-    bot = Bot(study.slug, rng=random.Random(3))
+    bot = Bot(study.public_code, rng=random.Random(3))
     bot.open_link()
     bot.enter()
     seen = {}
@@ -217,7 +217,7 @@ def test_heatmaps_follow_the_stage_and_nothing_reveals_a_class():
 
 def test_questions_are_validated():
     study = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -232,7 +232,7 @@ def test_a_set_with_a_refused_heatmap_is_never_served():
     study = clustering_study(invalid=1)
     refused = set(Stimulus.objects.filter(group="CUB", set_index=0).values_list("pk", flat=True))
     for seed in range(6):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.enter()
         plan = Participant.objects.get(code=bot.state["participant"]).plan
@@ -247,7 +247,7 @@ def test_at_most_k_groups_when_configured():
     study.clean()  # the configuration check the admin makes on save
     study.save()
     services.study_open(study=study)
-    bot = Bot(study.slug, rng=random.Random(2))
+    bot = Bot(study.public_code, rng=random.Random(2))
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -265,7 +265,7 @@ def test_a_run_drawn_before_the_group_rule_keeps_its_old_rule():
     """A plan drawn before the rule existed has no ``groups`` in its steps: it is not refused
     mid-run (any number of groups up to max_groups, as when it started)."""
     study = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     p = Participant.objects.get(code=bot.state["participant"])
@@ -284,7 +284,7 @@ def test_the_demographics_can_name_a_preset(preset):
     study.clean()  # the configuration check the admin makes on save
     study.save()
     services.study_open(study=study)
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()

@@ -33,12 +33,12 @@ def load_schema():
 @pytest.mark.django_db
 def test_participant_api_never_answers_5xx():
     study = learning_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
     stranger = Client(raise_request_exception=False)
-    stranger.get(f"/s/{study.slug}/")
+    stranger.get(f"/s/{study.public_code}/")
     schema, _ = load_schema()
     failures: list[str] = []
     checked = 0

@@ -30,7 +30,7 @@ def _gradcam_bot(study: Study, pid: str) -> Bot:
     for arm in study.arms.all():
         arm.cap = None if arm.feedback == "gradcam" else 0
         arm.save()
-    bot = Bot(study.slug, pid=pid)
+    bot = Bot(study.public_code, pid=pid)
     bot.open_link()
     assert bot.enter()[0] in (200, 201)
     return bot

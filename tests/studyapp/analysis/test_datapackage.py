@@ -42,7 +42,7 @@ def owner(db) -> Client:
 def _learning_with_bots(n: int = 3):
     study = learning_study()
     for i in range(n):
-        bot = Bot(study.slug, pid=f"P{i}", rng=random.Random(10 + i))
+        bot = Bot(study.public_code, pid=f"P{i}", rng=random.Random(10 + i))
         bot.open_link()
         bot.walk(rating=i + 2)
     bot.post("events", {"kind": "replay", "payload": {"n": 1}})
@@ -162,7 +162,7 @@ def test_the_stimulus_manifest_holds_the_files_true_hashes(owner, tmp_path):
 def test_the_clustering_package_validates_and_codes_its_scales(owner, tmp_path):
     study = clustering_study()
     for seed in range(2):
-        bot = Bot(study.slug, pid=f"C{seed}", rng=random.Random(seed))
+        bot = Bot(study.public_code, pid=f"C{seed}", rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
     files = _download(owner, study, tmp_path, ids="drop")

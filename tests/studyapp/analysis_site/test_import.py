@@ -39,7 +39,7 @@ def test_a_learning_export_round_trips_to_identical_statistics(owner):
         config={**study.config, "exclusions": {"incomplete": True, "min_response_ms": 0, "max_fast_share": 1}}
     )
     study.refresh_from_db()
-    run_bots(study.slug, 7, seed=5, stop_after={6: 4})
+    run_bots(study.public_code, 7, seed=5, stop_after={6: 4})
     tidy = owner.get(f"/admin/studies/study/{study.pk}/export/tidy.csv?ids=hash").content
     wide = owner.get(f"/admin/studies/study/{study.pk}/export/wide.csv?ids=drop").content
 
@@ -78,7 +78,7 @@ def test_a_learning_export_round_trips_to_identical_statistics(owner):
 def test_a_clustering_export_round_trips_to_identical_statistics(owner):
     study = clustering_study()
     for seed in range(3):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
     groupings = owner.get(f"/admin/studies/study/{study.pk}/export/groupings.csv").content
