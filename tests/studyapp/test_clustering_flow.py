@@ -222,8 +222,11 @@ def test_questions_are_validated():
     bot.enter()
     bot.continue_()
     good = Bot.default_answers(bot.state, random.Random(1))
-    for bad in ({**good, "age_band": "200"}, {k: v for k, v in good.items() if k != "gender"}, {**good, "extra": 1}):
-        assert bot.questions(bad)[0] == 400
+    # The browser gets the questions' positions as keys (q0: age, q1: gender), not the stored keys.
+    assert [q["key"] for q in bot.state["questions"]] == ["q0", "q1", "q2", "q3"]
+    for bad in ({**good, "q0": "200"}, {k: v for k, v in good.items() if k != "q1"}, {**good, "extra": 1},
+                {**good, "age_band": good["q0"]}):
+        assert bot.questions(bad)[0] == 400, bad
     assert QuestionAnswer.objects.count() == 0
     assert bot.questions(good)[0] == 200
 
@@ -288,7 +291,8 @@ def test_the_demographics_can_name_a_preset(preset):
     bot.open_link()
     bot.enter()
     bot.continue_()
-    assert bot.state["questions"] == plans.DEMOGRAPHIC_PRESETS[preset]
+    shown = plans.DEMOGRAPHIC_PRESETS[preset]  # with the positions as keys (the browser sees no stored key)
+    assert bot.state["questions"] == [{**q, "key": f"q{i}"} for i, q in enumerate(shown)]
     ages = {"xnn_paper": ["18-30", "31-40", "41-50", "51-60"], "age_bands": ["18-24", "25-34", "35-44"]}[preset]
     assert set(ages) <= set(bot.state["questions"][0]["options"])
 

@@ -240,7 +240,7 @@ def test_a_german_learning_study_speaks_german_at_every_step_and_refusal():
     # Refusals: a step that is not the current one, a stimulus of another trial, a body DRF refuses.
     status, data = bot.post(f"steps/{bot.state['step'] + 5}/continue", {})
     assert status == 409 and data["detail"].startswith("Schritt "), data
-    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": 10**6, "choice": study.classes[0]})
+    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": 10**6, "choice": 0})
     assert status == 400, data
     status, data = bot.post(f"steps/{bot.state['step']}/answer", {"choice": "x"})
     assert status == 400 and "Dieses Feld ist zwingend erforderlich." in data["stimulus"], data

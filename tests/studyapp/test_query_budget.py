@@ -89,9 +89,9 @@ def test_the_response_shows_what_the_database_holds(settings):
     study = learning_study()
     p = participant(study.public_code)
     state = p.continue_(p.enter(consent=True).data["step"]).data
-    answered = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1]).data
+    answered = p.answer(state["step"], stimulus=state["stimulus"], choice=1).data
     saved = TrialAnswer.objects.get()
-    assert answered["feedback"]["correct_answer"] == saved.correct_label and answered["feedback"]["correct"] == saved.correct
+    assert study.classes[answered["feedback"]["correct_answer"]] == saved.correct_label and answered["feedback"]["correct"] == saved.correct
     selectors._content.clear()
     again = p.state().data
     assert {k: v for k, v in answered.items() if k != "saved"} == again
@@ -104,11 +104,11 @@ def test_a_repeated_answer_costs_no_more_than_an_answer_and_is_stored_once():
     study = learning_study()
     p = participant(study.public_code)
     state = p.continue_(p.enter(consent=True).data["step"]).data
-    first = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]).data
-    repeat, queries = counted(lambda: p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]))
+    first = p.answer(state["step"], stimulus=state["stimulus"], choice=0).data
+    repeat, queries = counted(lambda: p.answer(state["step"], stimulus=state["stimulus"], choice=0))
     assert repeat["feedback"] == first["feedback"] and repeat["saved"] == first["saved"]
     assert len(queries) <= BUDGET["answer"] + 1, queries  # begin, lock, insert refused, rollback, the saved answer
-    different = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1])
+    different = p.answer(state["step"], stimulus=state["stimulus"], choice=1)
     assert different.status == 409 and different.data["error"] == "already_answered"
     assert TrialAnswer.objects.count() == 1 and TrialAnswer.objects.get().choice == study.classes[0]
 
@@ -162,7 +162,7 @@ def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
     def overlay() -> str:
         return p.state().data["feedback"]["assets"]["overlay"]
 
-    p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0])
+    p.answer(state["step"], stimulus=state["stimulus"], choice=0)
     first = overlay()
     path = newer_overlay(1)
     assert overlay() == first  # within the time the process trusts its copy
@@ -180,7 +180,7 @@ def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
     path = store_bytes(png(3), ext="png")
     ExplanationAsset.objects.create(stimulus_id=next_state["stimulus"], method="gradcam", params_hash="late",
                                     params={}, valid=True, files={"overlay": path})
-    answered = p.answer(next_state["step"], stimulus=next_state["stimulus"], choice=study.classes[0]).data
+    answered = p.answer(next_state["step"], stimulus=next_state["stimulus"], choice=0).data
     assert answered["feedback"]["assets"]["overlay"].endswith(path)
 
 
