@@ -23,7 +23,7 @@ from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import access, exports, looks, plans, selectors, services, versions
+from studyapp.studies import access, disclosure, exports, looks, plans, selectors, services, versions
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,
@@ -208,6 +208,9 @@ class StudyAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         services.study_refresh_config_hash(study=form.instance)
+        # A warning, not a refusal: the study is saved as written (a study may mean to say so).
+        for warning in disclosure.disclosure_warnings(form.instance):
+            self.message_user(request, f"Check what participants learn: {warning}", messages.WARNING)
         before = form.instance.versions.order_by("-number").values_list("number", flat=True).first()
         version = versions.version_after_edit(study=form.instance)
         if version is not None and version.number != before:
