@@ -200,7 +200,8 @@
         } else {
           const first = q.first_value === undefined ? 1 : q.first_value;
           field = h("div", { class: "scale scale-row", role: "radiogroup", "aria-labelledby": name + "-label" },
-            q.options.map((o, i) => h("label", {}, h("input", { type: "radio", name, value: first + i, "data-key": q.key, "data-int": "1" }), o)));
+            // q.values: each option's code in the order shown (e.g. the paper's 'Very Good' first, coded 7)
+            q.options.map((o, i) => h("label", {}, h("input", { type: "radio", name, value: q.values ? q.values[i] : first + i, "data-key": q.key, "data-int": "1" }), o)));
         }
         form.appendChild(h("fieldset", { class: "question" },
           h("legend", { id: name + "-label" }, q.label + (q.optional ? "" : " *")), field));

@@ -131,6 +131,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         }
         ctx["exports"] = _export_links(source.obj)
         ctx["gate_report"] = presenters_gate.gate_report(source.obj)
+        ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 
 

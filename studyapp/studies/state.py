@@ -94,7 +94,9 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
         state.update(
             cover_story=study.cover_story,
             instructions=_instructions(study, arm),
-            arm_instruction=arm.instruction,
+            # A within-subject study's one "arm" describes the design (stages, counterbalancing):
+            # only a learning study's arm bullet is for participants.
+            arm_instruction=arm.instruction if study.design == Study.Design.LEARNING else "",
             n_trials=n_trials,
         )
     elif step["kind"] == "trial":

@@ -27,7 +27,7 @@ def hand_purity(assignment: dict[int, int], predicted: dict[int, int]) -> float:
 
 
 def test_bots_take_the_clustering_study_and_purity_matches_hand_counts():
-    study = clustering_study()
+    study = clustering_study(group_rule="exactly")  # the fixed-number rule, an option for new studies
     predicted = dict(Stimulus.objects.values_list("pk", "model_prediction"))
     for seed in range(4):
         bot = Bot(study.public_code, rng=random.Random(seed))
@@ -59,7 +59,7 @@ def test_bots_take_the_clustering_study_and_purity_matches_hand_counts():
 
 
 def test_the_order_follows_the_protocol_and_is_stored():
-    study = clustering_study()
+    study = clustering_study(group_rule="exactly")
     orders = []
     for seed in range(8):
         bot = Bot(study.public_code, rng=random.Random(seed))
@@ -155,7 +155,7 @@ def test_the_status_page_shows_the_fill_of_each_order_cell(admin_client):
 
 
 def test_invalid_groupings_are_refused_and_change_nothing():
-    study = clustering_study()
+    study = clustering_study(group_rule="exactly")
     bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
@@ -192,6 +192,39 @@ def test_invalid_groupings_are_refused_and_change_nothing():
     assert status == 200 and Grouping.objects.count() == 1  # identical repeat: harmless
     status, _ = bot.post(f"steps/{state['step']}/grouping", {"assignment": {str(k): v for k, v in full.items()}})
     assert status == 409 and Grouping.objects.get().assignment == saved
+
+
+def test_the_published_template_does_not_tell_the_number_and_takes_any_number_of_groups():
+    """Issue 23 item 3: the paper measured the purity of the groupings people made and says
+    nothing of telling them how many categories there are."""
+    study = clustering_study()
+    assert study.parsed_config.group_rule == "free"
+    told = " ".join([study.cover_story, *study.instructions]).lower()
+    assert not any(word in told for word in ("four", " 4 ", "number of categories", "exactly")), told
+    predicted = dict(Stimulus.objects.values_list("pk", "model_prediction"))
+    bot = Bot(study.public_code, rng=random.Random(1))
+    bot.open_link()
+    bot.enter()
+    counts = iter([1, 2, 3, 7, 10, 5])
+    while bot.state["kind"] != "done":
+        kind = bot.state["kind"]
+        if kind == "instructions":
+            assert bot.continue_()[0] == 200
+        elif kind == "questions":
+            assert bot.questions(bot.default_answers(bot.state, bot.rng))[0] == 200
+        else:
+            state = bot.state
+            assert (state["min_groups"], state["max_groups"], state["group_rule"]) == (1, 10, "")
+            ids = [img["id"] for img in state["images"]]
+            status, data = bot.post(f"steps/{state['step']}/grouping", {"assignment": {str(i): 10 for i in ids}})
+            assert status == 400 and "numbered 0 to 9" in data["detail"], data  # the board's maximum holds
+            n = next(counts)
+            status, data = bot.group({i: k % n for k, i in enumerate(ids)})
+            assert status == 200, (n, data)
+    saved = Grouping.objects.filter(participant__code=bot.state["participant"]).order_by("step_index")
+    assert [len(set(g.assignment.values())) for g in saved] == [1, 2, 3, 7, 10, 5]
+    for g in saved:
+        assert g.purity == pytest.approx(hand_purity({int(k): v for k, v in g.assignment.items()}, predicted))
 
 
 def test_heatmaps_follow_the_stage_and_nothing_reveals_a_class():

@@ -261,7 +261,7 @@ def test_a_german_learning_study_speaks_german_at_every_step_and_refusal():
 
 @pytest.mark.django_db
 def test_a_german_clustering_study_speaks_german_in_its_groupings_and_refusals():
-    study = german(clustering_study(n_sets=3, set_size=8))
+    study = german(clustering_study(n_sets=3, set_size=8, group_rule="exactly"))  # a rule that is told
     bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
