@@ -219,6 +219,7 @@ def _report_response(source: Source) -> HttpResponse:
         html = report.render_report(
             result, config_hash=presenters.config_hash_line(source.config_hash, source.data_hashes),
             software_version=studyapp.__version__, levels=source.levels, notes=source.notes,
+            study_notes=source.obj.parsed_config.notes if source.kind == "study" else "",
             title=f"{source.title}: analysis report",
         )
     except (AnalysisInputError, ValueError) as exc:

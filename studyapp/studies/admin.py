@@ -163,7 +163,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ("title", "slug", "design", "status", "participant_link", "n_participants", "dashboard_link")
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]
-    readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
+    readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link", "study_notes")
     actions = ["open_studies", "close_studies", "select_stimuli", "precompute_explanations", "delete_test_runs"]
     fieldsets = (
         (None, {"fields": ("title", "slug", "language", "design", "status", "participant_link")}),
@@ -171,7 +171,7 @@ class StudyAdmin(admin.ModelAdmin):
         ("Trials", {"fields": ("classes", "class_names", "n_trials", "correct_mode", "stimulus_order")}),
         ("Rating", {"fields": ("rating_question", "rating_scale")}),
         ("Completion and recruitment", {"fields": ("prolific_completion_code", "completion_redirect_url", "dropout_minutes")}),
-        ("Further configuration", {"fields": ("config", "config_hash", "created_at", "updated_at")}),
+        ("Further configuration", {"fields": ("study_notes", "config", "config_hash", "created_at", "updated_at")}),
     )
 
     # A URL typed without a scheme means https (Django 6's default; 5.2 warns a deprecation without it).
@@ -193,6 +193,11 @@ class StudyAdmin(admin.ModelAdmin):
             return "-"
         url = reverse("study", kwargs={"study_code": obj.public_code})
         return format_html('<a href="{}" target="_blank">{}</a>', url, url)
+
+    @admin.display(description="The study's notes")
+    def study_notes(self, obj: Study) -> str:
+        """``config.notes``: where the published design is silent and what was chosen (edit it in the configuration)."""
+        return obj.parsed_config.notes or "(none: add \"notes\" to the configuration)"
 
     @admin.display(description="Participants")
     def n_participants(self, obj: Study) -> int:

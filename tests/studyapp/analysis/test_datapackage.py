@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import random
@@ -167,6 +168,11 @@ def test_the_clustering_package_validates_and_codes_its_scales(owner, tmp_path):
         bot.walk_clustering()
     files = _download(owner, study, tmp_path, ids="drop")
     _assert_valid(tmp_path)
+    # The study's notes (where the paper is silent and what was chosen) in the README and the report.
+    notes = study.parsed_config.notes
+    assert "does not say it told them how many categories" in notes
+    assert f"## The study's notes\n\nWhere the published design is silent, and what this study chose:\n\n{notes}" in files["README.md"].decode()
+    assert html.escape(notes, quote=True) in files["report.html"].decode()
     package = json.loads(files["datapackage.json"])
     fields = {f["name"]: f for r in package["resources"] if r["name"] == "wide" for f in r["schema"]["fields"]}
     confidence = [n for n in fields if n.startswith("confidence:")]
