@@ -23,7 +23,16 @@ from studyapp.pipeline import precompute
 from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import access, disclosure, exports, looks, plans, selectors, services, versions
+from studyapp.studies import (
+    access,
+    disclosure,
+    exports,
+    looks,
+    plans,
+    selectors,
+    services,
+    versions,
+)
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
     Arm,

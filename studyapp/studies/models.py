@@ -16,7 +16,6 @@ from django.db import models
 
 from studyapp.lib.study_config import StudyConfig, StudyConfigError, read_config, validate_config
 
-
 #: The alphabet of a study's public code: lower-case letters and digits (a URL slug's characters).
 PUBLIC_CODE_ALPHABET = string.ascii_lowercase + string.digits
 PUBLIC_CODE_LENGTH = 16  # 36**16: about 82 bits, not guessable

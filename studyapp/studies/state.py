@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import animation_ms
-from studyapp.studies import endings, plans
+from studyapp.studies import endings, plans, validation
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 from studyapp.studies.selectors import (
     FEEDBACK_METHOD,
@@ -25,7 +25,6 @@ from studyapp.studies.selectors import (
     trial_answer,
     valid_asset,
 )
-from studyapp.studies import validation
 from studyapp.studies.validation import group_rule, group_rule_text
 from studyapp.studies.versions import arm_of, config_of, study_of
 
