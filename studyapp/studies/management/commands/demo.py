@@ -136,7 +136,7 @@ class Command(BaseCommand):
         study.save(update_fields=["config", "updated_at"])
 
         if not study.stimuli.exists():
-            self.step("Selecting stimuli (balanced over the two classes and model-correct / model-wrong)")
+            self.step("Selecting stimuli (half from each class, at random: the model's own right/wrong mix)")
             try:
                 chosen = stimuli.stimuli_select(study=study, classifier=classifier)
             except PipelineError as exc:
