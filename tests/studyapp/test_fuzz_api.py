@@ -51,8 +51,8 @@ def test_participant_api_never_answers_5xx():
         def run(case):
             nonlocal checked
             params = dict(case.path_parameters or {})
-            if "slug" in params:
-                params["slug"] = study.slug  # the real study, so requests reach the flow code
+            if "study_code" in params:
+                params["study_code"] = study.public_code  # the real study, so requests reach the flow code
             if "step" in params and isinstance(params["step"], int) and params["step"] % 2 == 0:
                 params["step"] = Bot.current_step(bot)
             path = operation.path.format(**params)  # noqa: B023 - run() is called within this iteration
