@@ -144,7 +144,9 @@ class Command(BaseCommand):
     # -- the run -------------------------------------------------------------------------------
     def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str]) -> None:
         scored_on = "model_prediction" if study.correct_mode == Study.CorrectMode.PREDICTION else "true_label"
-        correct_of = dict(Stimulus.objects.filter(study=study).values_list("pk", scored_on))
+        # The browser's option values are positions in the study's class list (state.answer_options).
+        position = {int(c): i for i, c in enumerate(study.classes)}
+        correct_of = {pk: position.get(label, -1) for pk, label in Stimulus.objects.filter(study=study).values_list("pk", scored_on)}
         self.stdout.write(f"Sending {n} synthetic participant(s) through {API_ROOT.format(code=study.public_code)} ...")
         done = 0
         for i in range(n):
