@@ -66,7 +66,7 @@ def prepare(env: dict[str, str]) -> str:
     subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     code = (
         "from tests.studyapp.factories import learning_study, clustering_study; "
-        "s = learning_study(invalid=0); s.arms.update(cap=None); clustering_study(); print(s.slug)"
+        "s = learning_study(invalid=0); s.arms.update(cap=None); clustering_study(); print(s.public_code)"
     )
     out = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return out.stdout.strip().splitlines()[-1]
@@ -317,7 +317,7 @@ def count_queries(learning_slug: str) -> dict[str, int]:
         state = counted("continue (trial)", lambda s=state: api.continue_(s["step"]))
 
     clustering = Study.objects.get(design=Study.Design.CLUSTERING)
-    api = ParticipantClient(clustering.slug, DjangoTransport(Client(enforce_csrf_checks=True)))
+    api = ParticipantClient(clustering.public_code, DjangoTransport(Client(enforce_csrf_checks=True)))
     api.page()
     state = api.enter(consent=True).data
     state = api.continue_(state["step"]).data

@@ -144,7 +144,7 @@ def main() -> None:
                 return send(call)
 
             transport.send = labelled  # type: ignore[method-assign]
-            return ParticipantClient(study.slug, transport)
+            return ParticipantClient(study.public_code, transport)
 
         for _ in range(args.warmup):
             walk(client(None), rng)

@@ -12,7 +12,7 @@
     // ---- interaction events: batched, kept across a reload, retried, flushed when the page hides.
     // They go to the API's "events" scope, which has its own rate limit: they never use up the
     // participant's requests, and a batch the server did not take is sent again.
-    const storeKey = "study-events:" + ctx.slug;
+    const storeKey = "study-events:" + ctx.code;
     let queue = [];
     try { queue = JSON.parse(sessionStorage.getItem(storeKey) || "[]"); } catch (e) { queue = []; }
     let sending = false;

@@ -143,7 +143,7 @@
         h("ul", { class: "bullets" },
           h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is.")),
           h("li", { id: "arm-instruction" }, s.arm_instruction)),
-        h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trials.")),
+        h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial.")),
         h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
         h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
         h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),
@@ -202,7 +202,8 @@
         } else {
           const first = q.first_value === undefined ? 1 : q.first_value;
           field = h("div", { class: "scale scale-row", role: "radiogroup", "aria-labelledby": name + "-label" },
-            q.options.map((o, i) => h("label", {}, h("input", { type: "radio", name, value: first + i, "data-key": q.key, "data-int": "1" }), o)));
+            // q.values: each option's code in the order shown (e.g. the paper's 'Very Good' first, coded 7)
+            q.options.map((o, i) => h("label", {}, h("input", { type: "radio", name, value: q.values ? q.values[i] : first + i, "data-key": q.key, "data-int": "1" }), o)));
         }
         form.appendChild(h("fieldset", { class: "question" },
           h("legend", { id: name + "-label" }, q.label + (q.optional ? "" : " *")), field));
@@ -496,7 +497,7 @@
   history.pushState({ study: true }, "");
   window.addEventListener("popstate", () => { history.pushState({ study: true }, ""); load(); });
   flow = window.StudyFlow({
-    h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, slug: window.STUDY.slug,
+    h, gettext, ngettext, fmt, fill, API, csrf, call, act, showError, code: window.STUDY.code,
     getState: () => state, render, reload: load, announce,
   });
   load();

@@ -155,7 +155,7 @@ def report_html(study: Study) -> tuple[str | None, str]:
         html = report.render_report(
             run_analysis(source), config_hash=presenters.config_hash_line(source.config_hash, source.data_hashes),
             software_version=studyapp.__version__, levels=source.levels, notes=source.notes,
-            title=f"{source.title}: analysis report",
+            study_notes=study.parsed_config.notes, title=f"{source.title}: analysis report",
         )
     except (AnalysisInputError, ValueError) as exc:
         return None, str(exc)
@@ -197,6 +197,8 @@ def _readme(study: Study, files: Iterable[str], *, ids: str, report_problem: str
         "- `report.html`: the analysis report." if not report_problem else
         f"- No `report.html`: the data cannot be analysed yet ({report_problem}).",
         "", "Files:", "", *[f"- `{f}`" for f in files], "",
+        *(["## The study's notes", "", "Where the published design is silent, and what this study chose:", "",
+           study.parsed_config.notes, ""] if study.parsed_config.notes else []),
     ]
     return "\n".join(lines)
 

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 from collections import Counter
 
+from django.db.models import Count, F, Q
+
 from studyapp.pipeline.explain import explanation_params, params_hash
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.studies import selectors
+from studyapp.studies.models import TrialAnswer
 
 
 def _cell(stimulus: Stimulus) -> tuple[int, str]:
@@ -67,3 +70,26 @@ def gate_report(study) -> dict | None:
     ]
     shares = {round(row["share"], 6) for row in served}
     return {"methods": methods, "rows": rows, "served": served, "changed": len(shares) > 1}
+
+
+def stimulus_mix(study, *, include_test: bool = False) -> dict | None:
+    """The mix of images each arm saw (issue 23, item 4): per arm, the answered trials whose
+    image the model classifies right (prediction = true label) and wrong, and the share wrong.
+
+    ``{"drawn": "at random" | "balanced, wrong_share 0.5", "rows": [{"arm", "right", "wrong",
+    "share_wrong"}]}``; ``None`` for a clustering study. Test runs only with ``include_test``.
+    """
+    if study.design != "learning":
+        return None
+    answers = TrialAnswer.objects.filter(participant__study=study)
+    if not include_test:
+        answers = answers.filter(participant__is_test=False)
+    counts = (answers.values("participant__arm__name", "participant__arm__position")
+              .annotate(right=Count("pk", filter=Q(stimulus__true_label=F("stimulus__model_prediction"))),
+                        total=Count("pk"))
+              .order_by("participant__arm__position", "participant__arm__name"))
+    rows = [{"arm": c["participant__arm__name"], "right": c["right"], "wrong": c["total"] - c["right"],
+             "share_wrong": (c["total"] - c["right"]) / c["total"] if c["total"] else 0.0} for c in counts]
+    share = study.parsed_config.wrong_share
+    drawn = "at random from the two classes' test images" if share is None else f"balanced, wrong_share {share:g}"
+    return {"drawn": drawn, "rows": rows}

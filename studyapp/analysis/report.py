@@ -57,6 +57,7 @@ def render_report(
     software_version: str,
     levels: Sequence[str] = (),
     notes: Sequence[str] = (),
+    study_notes: str = "",
     title: str = "Analysis report",
     generated_at: datetime | None = None,
     image_format: str = "png",
@@ -65,7 +66,8 @@ def render_report(
 
     `config_hash` is the text shown for the configuration (e.g. `presenters.config_hash_line`),
     `levels` the arms or stages in the order the tables show them, `notes` any problems with the
-    analysis settings. `generated_at` must be timezone-aware; default now (UTC).
+    analysis settings, `study_notes` the study's own notes (``config.notes``: where the published
+    design is silent and what was chosen). `generated_at` must be timezone-aware; default now (UTC).
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
@@ -82,6 +84,7 @@ def render_report(
             ("Libraries", f"Python {platform.python_version()}, pandas {pd.__version__}, scipy {scipy.__version__}, "
                           f"statsmodels {statsmodels.__version__}, matplotlib {matplotlib.__version__}"),
             ("Alpha", f"{settings.alpha:g}"),
+            *([("The study's notes", study_notes)] if study_notes else []),
         ],
         "notes": list(notes),
         "design": result.design,

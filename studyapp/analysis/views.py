@@ -138,6 +138,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         }
         ctx["exports"] = _export_links(source.obj)
         ctx["gate_report"] = presenters_gate.gate_report(source.obj)
+        ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 
 
@@ -225,6 +226,7 @@ def _report_response(source: Source) -> HttpResponse:
         html = report.render_report(
             result, config_hash=presenters.config_hash_line(source.config_hash, source.data_hashes),
             software_version=studyapp.__version__, levels=source.levels, notes=source.notes,
+            study_notes=source.obj.parsed_config.notes if source.kind == "study" else "",
             title=f"{source.title}: analysis report",
         )
     except (AnalysisInputError, ValueError) as exc:

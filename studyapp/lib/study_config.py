@@ -7,7 +7,7 @@ default and its parsing live here and nowhere else.
 
 Three groups of keys:
 
-- **design** (the researcher's): ``source``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
+- **design** (the researcher's): ``source``, ``notes``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
   ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``, ``morph_floor``,
   ``apem_ceiling``, ``apem_search``, ``heatmap_method``, ``heatmap_colormap``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
@@ -171,12 +171,18 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     source: str = ""
-    # Where the design departs from its source or the source is silent, and what was chosen
-    # (templates write it; shown in the admin and in the data package).
-    notes: str = ""
     # Study A (learning): stimulus selection and explanation parameters.
     spare_stimuli: int = Field(4, ge=0, description="stimuli drawn beyond n_trials, in case a gate refuses some")
-    wrong_share: float = Field(0.5, ge=0, le=1, description="share of stimuli the classifier gets wrong")
+    # None (the dissertation's "images from the two pre-selected classes"): drawn at random from
+    # the test images of each class, so the model's accuracy sets the right/wrong mix; a number
+    # balances the draw (that share of each class's images are ones the model gets wrong).
+    wrong_share: float | None = Field(
+        None, ge=0, le=1, description="share of stimuli the classifier gets wrong; null: drawn at random (the model's own mix)",
+    )
+    # Where the published design is silent and what was chosen (shown in the admin, the data
+    # package's README and the report; templates add where the study came from): the
+    # researcher's words, not read by any code.
+    notes: str = Field("", description="where the source is silent and what this study chose")
     explain_seed: int = 0
     explain_batch: int = Field(16, ge=1, description="stimuli per explain task")
     # The classes the study's generator (VAE/WGAN) is trained on: "all" of the data set's (the
@@ -217,7 +223,9 @@ class StudyConfig(BaseModel):
     # How many groups a participant makes of one batch: exactly (the default) or at most
     # ``n_groups``; None: as many as the data set has classes (4 in the paper), counted when the
     # plan is drawn. The rule is stored in each grouping step of the plan.
-    group_rule: Literal["exactly", "at_most"] = "exactly"
+    # "free": any number from 1 up to the batch size (at most max_groups), and the number is not
+    # told (the published design: the paper says nothing of telling it).
+    group_rule: Literal["exactly", "at_most", "free"] = "exactly"
     n_groups: int | None = Field(None, ge=2)
     stage_text: dict[str, str] = Field(default_factory=dict)
     # The questions asked first: a list of questions, or the name of a preset in

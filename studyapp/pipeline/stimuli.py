@@ -1,4 +1,4 @@
-"""Writes of a learning study's stimuli: the fixed, balanced image sequence every arm shows."""
+"""Writes of a learning study's stimuli: the fixed image sequence every arm shows."""
 
 from __future__ import annotations
 
@@ -17,13 +17,49 @@ log = logging.getLogger(__name__)
 STIMULUS_SCALE = 8
 
 
+def draw_indices(
+    *, labels: np.ndarray, predictions: np.ndarray, classes: list[int], n: int, wrong_share: float | None, seed: int = 0,
+) -> tuple[list[int], list[str]]:
+    """Positions in ``labels`` of the ``n`` drawn images, in the order shown, and the shortfalls.
+
+    Half of ``n`` from each class (the first class gets the odd one), among the images predicted
+    as one of ``classes``. ``wrong_share`` None: drawn at random, whatever the model made of
+    them (the mix its accuracy gives); a number: that share of each class's images are ones the
+    model gets wrong (a shortfall is named when there are too few).
+    """
+    rng = random.Random(seed)  # noqa: S311 - seeded for reproducible designs, not secrets
+    chosen: list[int] = []
+    shortfall = []
+    per_class = [n // 2 + (1 if k < n % 2 else 0) for k in range(2)]
+    ok = np.isin(predictions, classes)
+    for k, cls in enumerate(classes):
+        in_class = labels == cls
+        right = [int(i) for i in np.flatnonzero(in_class & ok & (predictions == cls))]
+        wrong = [int(i) for i in np.flatnonzero(in_class & ok & (predictions != cls))]
+        if wrong_share is None:  # at random: the mix the model's accuracy gives
+            pool = sorted(right + wrong)
+            rng.shuffle(pool)
+            chosen += pool[: per_class[k]]
+            continue
+        rng.shuffle(right)
+        rng.shuffle(wrong)
+        n_wrong = min(len(wrong), round(per_class[k] * wrong_share))
+        if n_wrong < round(per_class[k] * wrong_share):
+            shortfall.append(f"class {cls}: only {len(wrong)} model-wrong images")
+        chosen += wrong[:n_wrong] + right[: per_class[k] - n_wrong]
+    rng.shuffle(chosen)
+    return chosen, shortfall
+
+
 def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wrong_share: float | None = None, seed: int = 0) -> list[Stimulus]:
     """Pick the study's stimuli from the test split: the same set for all arms.
 
-    Balanced over the study's two classes and over model-correct / model-wrong (``wrong_share``
-    of each class's images are ones the model gets wrong; default from the study config, 0.5).
-    Only images whose prediction is one of the two classes qualify, so "correct" is always one
-    of the two answers a participant can give. A few spares beyond ``n_trials`` absorb
+    Half from each of the study's two classes. Within a class, drawn at random from its test
+    images (``wrong_share`` None, the default and the published design: the model's accuracy
+    gives the right/wrong mix), or balanced (``wrong_share`` of each class's images are ones the
+    model gets wrong; from the argument, else the study config). Only images whose prediction
+    is one of the two classes qualify, so "correct" is always one of the two answers a
+    participant can give (see `draw_indices`). A few spares beyond ``n_trials`` absorb
     explanations that fail the validity gate. Refused once participants have answered.
     """
     from explainers.datasets.common import to_tensor
@@ -36,35 +72,20 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
         raise PipelineError("The study needs exactly two classes.")
     config = study.parsed_config
     n = n or study.n_trials + config.spare_stimuli
-    wrong_share = float(config.wrong_share if wrong_share is None else wrong_share)
-    if not 0 <= wrong_share <= 1:
+    if wrong_share is None:
+        wrong_share = config.wrong_share
+    if wrong_share is not None and not 0 <= wrong_share <= 1:
         raise PipelineError("wrong_share must lie between 0 and 1.")
     arrays = loading.dataset_arrays(classifier.dataset)
     x, y = arrays["x_test"], arrays["y_test"]
     idx = np.flatnonzero(np.isin(y, classes))
     pred, probs = predict(loading.load_model(classifier), to_tensor(x[idx]))
     pred, probs = np.asarray(pred), np.asarray(probs)
-    rng = random.Random(seed)  # noqa: S311 - seeded for reproducible designs, not secrets
-    chosen: list[int] = []
-    shortfall = []
-    per_class = [n // 2 + (1 if k < n % 2 else 0) for k in range(2)]
-    for k, cls in enumerate(classes):
-        in_class = y[idx] == cls
-        ok = np.isin(pred, classes)
-        right = list(np.flatnonzero(in_class & ok & (pred == cls)))
-        wrong = list(np.flatnonzero(in_class & ok & (pred != cls)))
-        rng.shuffle(right)
-        rng.shuffle(wrong)
-        n_wrong = min(len(wrong), round(per_class[k] * wrong_share))
-        if n_wrong < round(per_class[k] * wrong_share):
-            shortfall.append(f"class {cls}: only {len(wrong)} model-wrong images")
-        picks = wrong[:n_wrong] + right[: per_class[k] - n_wrong]
-        chosen += picks
+    chosen, shortfall = draw_indices(labels=y[idx], predictions=pred, classes=classes, n=n, wrong_share=wrong_share, seed=seed)
     if len(chosen) < n:
         raise PipelineError(f"Only {len(chosen)} usable test images for classes {classes}; need {n}.")
     if shortfall:
         log.warning("Stimulus selection short of model-wrong images: %s", "; ".join(shortfall))
-    rng.shuffle(chosen)
     with transaction.atomic():
         Stimulus.objects.filter(study=study).delete()
         rows = [

@@ -66,8 +66,9 @@ def _session_key(study: Study) -> str:
     return f"{SESSION_PREFIX}{study.pk}"
 
 
-def access_study(slug: str) -> Study:
-    return get_object_or_404(Study, slug=slug)
+def access_study(study_code: str) -> Study:
+    """The study of a participant URL: by its opaque public code (the slug is the admin's only)."""
+    return get_object_or_404(Study, public_code=study_code)
 
 
 def _bound_codes(request: HttpRequest) -> list[str]:
@@ -76,7 +77,7 @@ def _bound_codes(request: HttpRequest) -> list[str]:
 
 @dataclass(frozen=True)
 class BoundRun:
-    """The run this browser is bound to in study ``slug``, not read yet: the session's ``codes``.
+    """The run this browser is bound to in the study of public code ``study_code``, not read yet: the session's ``codes``.
 
     :meth:`read` is the access check (a code this session holds, of a run in this study) and, in a
     write's transaction, the lock of the row (``services._lock``), in one query with the study and
@@ -85,12 +86,13 @@ class BoundRun:
     :func:`bind_participant` made for this study.
     """
 
-    slug: str
+    study_code: str
     codes: tuple[str, ...]
 
     def queryset(self) -> QuerySet[Participant]:
-        # Two filters, so that the SQL's parameters come in this order: the slug, then the codes.
-        return Participant.objects.select_related("study", "arm").filter(study__slug=self.slug).filter(code__in=self.codes)
+        # Two filters, so that the SQL's parameters come in this order: the study's code, then the runs'.
+        return (Participant.objects.select_related("study", "arm")
+                .filter(study__public_code=self.study_code).filter(code__in=self.codes))
 
     def read(self, *, for_update: bool = False) -> Participant | None:
         """The run (at most one: codes are unique), or None; ``for_update`` locks its row only."""
@@ -99,7 +101,7 @@ class BoundRun:
             runs = self.queryset().order_by()
             return (runs.select_for_update(of=("self",)) if for_update else runs)[:1]
 
-        rows = _RUN_READ.fetch((len(self.codes), for_update), [self.slug, *self.codes], build)
+        rows = _RUN_READ.fetch((len(self.codes), for_update), [self.study_code, *self.codes], build)
         return rows[0] if rows else None
 
 
@@ -107,25 +109,25 @@ class BoundRun:
 _RUN_READ: PreparedRead[Participant] = PreparedRead("bound run")
 
 
-def access_run(request: HttpRequest, slug: str) -> BoundRun:
-    """The run this browser is bound to in study ``slug``, to be read (or locked) by the service
+def access_run(request: HttpRequest, study_code: str) -> BoundRun:
+    """The run this browser is bound to in study ``study_code`` (its public code), to be read (or locked) by the service
     that acts on it; ``NoParticipant`` at once (no query) when the session binds no run at all."""
     codes = _bound_codes(request)
     if not codes:
         raise NoParticipant()
-    return BoundRun(slug=slug, codes=tuple(codes))
+    return BoundRun(study_code=study_code, codes=tuple(codes))
 
 
-def access_participant_or_none(request: HttpRequest, slug: str) -> Participant | None:
-    """The run bound to this browser in study ``slug`` (one query, the study and arm joined), or None."""
+def access_participant_or_none(request: HttpRequest, study_code: str) -> Participant | None:
+    """The run bound to this browser in study ``study_code`` (one query, the study and arm joined), or None."""
     try:
-        return access_run(request, slug).read()
+        return access_run(request, study_code).read()
     except NoParticipant:
         return None
 
 
-def access_participant(request: HttpRequest, slug: str) -> Participant:
-    participant = access_participant_or_none(request, slug)
+def access_participant(request: HttpRequest, study_code: str) -> Participant:
+    participant = access_participant_or_none(request, study_code)
     if participant is None:
         raise NoParticipant()
     return participant

@@ -25,7 +25,16 @@ from studyapp.pipeline import selectors as pipeline_selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset, TrainedModel
 from studyapp.pipeline.stimuli import stimuli_select
-from studyapp.studies import access, exports, looks, plans, selectors, services, versions
+from studyapp.studies import (
+    access,
+    disclosure,
+    exports,
+    looks,
+    plans,
+    selectors,
+    services,
+    versions,
+)
 from studyapp.studies.designs import TEMPLATES, TemplateError
 from studyapp.studies.designs.create import study_copy, study_from_template
 from studyapp.studies.errors import FlowError
@@ -193,7 +202,7 @@ class StudyAdmin(admin.ModelAdmin):
     list_display = ("title", "slug", "design", "status", "participant_link", "n_participants", "dashboard_link")
     list_filter = ("status", "design")
     inlines = [ArmInline, StudyVersionInline]
-    readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link")
+    readonly_fields = ("config_hash", "created_at", "updated_at", "participant_link", "study_notes")
     actions = [
         "open_studies", "close_studies", "select_stimuli", "precompute_explanations", "copy_studies", "delete_test_runs",
         "compare_studies",
@@ -205,7 +214,7 @@ class StudyAdmin(admin.ModelAdmin):
         ("Trials", {"fields": ("classes", "class_names", "n_trials", "correct_mode", "stimulus_order")}),
         ("Rating", {"fields": ("rating_question", "rating_scale")}),
         ("Completion and recruitment", {"fields": ("prolific_completion_code", "completion_redirect_url", "dropout_minutes")}),
-        ("Further configuration", {"fields": ("config", "config_hash", "created_at", "updated_at")}),
+        ("Further configuration", {"fields": ("study_notes", "config", "config_hash", "created_at", "updated_at")}),
     )
 
     # A URL typed without a scheme means https (Django 6's default; 5.2 warns a deprecation without it).
@@ -225,8 +234,13 @@ class StudyAdmin(admin.ModelAdmin):
     def participant_link(self, obj: Study) -> str:
         if not obj.pk:
             return "-"
-        url = reverse("study", kwargs={"slug": obj.slug})
+        url = reverse("study", kwargs={"study_code": obj.public_code})
         return format_html('<a href="{}" target="_blank">{}</a>', url, url)
+
+    @admin.display(description="The study's notes")
+    def study_notes(self, obj: Study) -> str:
+        """``config.notes``: where the published design is silent and what was chosen (edit it in the configuration)."""
+        return obj.parsed_config.notes or "(none: add \"notes\" to the configuration)"
 
     @admin.display(description="Participants")
     def n_participants(self, obj: Study) -> int:
@@ -242,6 +256,9 @@ class StudyAdmin(admin.ModelAdmin):
     def save_related(self, request, form, formsets, change):
         super().save_related(request, form, formsets, change)
         services.study_refresh_config_hash(study=form.instance)
+        # A warning, not a refusal: the study is saved as written (a study may mean to say so).
+        for warning in disclosure.disclosure_warnings(form.instance):
+            self.message_user(request, f"Check what participants learn: {warning}", messages.WARNING)
         before = form.instance.versions.order_by("-number").values_list("number", flat=True).first()
         version = versions.version_after_edit(study=form.instance)
         if version is not None and version.number != before:
@@ -386,7 +403,7 @@ class StudyAdmin(admin.ModelAdmin):
             "participants": [
                 {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
             ],
-            "participant_url": request.build_absolute_uri(reverse("study", kwargs={"slug": study.slug})),
+            "participant_url": request.build_absolute_uri(reverse("study", kwargs={"study_code": study.public_code})),
             "sequential": looks.dashboard_context(study=study),
         }
         return TemplateResponse(request, "admin/studies/study/dashboard.html", context)
@@ -422,7 +439,7 @@ class StudyAdmin(admin.ModelAdmin):
                 error = exc.message
             else:
                 access.bind_participant(request, run)
-                return HttpResponseRedirect(reverse("study", kwargs={"slug": study.slug}))
+                return HttpResponseRedirect(reverse("study", kwargs={"study_code": study.public_code}))
         orders = [(c, plans.order_label(c)) for c in plans.order_cells(study.parsed_config.datasets)] \
             if study.design == Study.Design.CLUSTERING else []
         context = {

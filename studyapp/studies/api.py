@@ -197,7 +197,7 @@ class ParticipantView(APIView):
     def dispatch(self, request, *args, **kwargs):
         # Everything the participant reads (states, refusals, DRF's own errors) in the study's
         # language, not the browser's (studies.i18n); rendered to bytes inside the block.
-        with i18n.study_language(kwargs.get("slug")) as language:
+        with i18n.study_language(kwargs.get("study_code")) as language:
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                 response.render()
@@ -213,9 +213,9 @@ class ParticipantView(APIView):
             request.data  # noqa: B018
 
     def handle_exception(self, exc):
-        if isinstance(exc, NoParticipant) and "slug" in self.kwargs:
+        if isinstance(exc, NoParticipant) and "study_code" in self.kwargs:
             try:  # an unknown study is a 404, whether or not this browser is bound to a run elsewhere
-                access.access_study(self.kwargs["slug"])
+                access.access_study(self.kwargs["study_code"])
             except Http404 as missing:
                 exc = missing
         return super().handle_exception(exc)
@@ -278,10 +278,10 @@ def csrf_cookie_if_missing(view):
 @method_decorator(csrf_cookie_if_missing, name="get")
 class StateView(ParticipantView):
     @extend_schema(parameters=RESUME_PARAMETERS, responses={200: State, **ERRORS})
-    def get(self, request: Request, slug: str) -> Response:
-        participant = access.access_participant_or_none(request, slug)
+    def get(self, request: Request, study_code: str) -> Response:
+        participant = access.access_participant_or_none(request, study_code)
         if participant is None:
-            study = access.access_study(slug)
+            study = access.access_study(study_code)
             access.unbind_participant(request, study)  # a binding left by a withdrawn or deleted run
             # A new browser resumes a run only with the SESSION_ID it was enrolled with.
             participant = access.access_resume_by_prolific_pid(
@@ -294,7 +294,7 @@ class StateView(ParticipantView):
             return Response(
                 {
                     "kind": "consent" if study.status == Study.Status.OPEN else "unavailable",
-                    "study": study.slug,
+                    "study": study.public_code,
                     "title": study.title,
                     "consent_text": study.consent_text if study.status == Study.Status.OPEN else "",
                     "detail": "" if study.status == Study.Status.OPEN else gettext("This study is not open at the moment."),
@@ -311,9 +311,9 @@ class EnterView(ParticipantView):
     throttle_classes = [LiveRateThrottle]
 
     @extend_schema(request=EnterSerializer, responses={200: State, 201: State, **ERRORS})
-    def post(self, request: Request, slug: str) -> Response:
-        study = access.access_study(slug)
-        current = access.access_participant_or_none(request, slug)
+    def post(self, request: Request, study_code: str) -> Response:
+        study = access.access_study(study_code)
+        current = access.access_participant_or_none(request, study_code)
         if current is not None:
             return self.state_response(current)
         data = _valid(EnterSerializer, request)
@@ -339,16 +339,16 @@ class EnterView(ParticipantView):
 
 class ContinueView(ParticipantView):
     @extend_schema(request=None, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str, step: int) -> Response:
-        participant, moved = services.step_continue(participant=access.access_run(request, slug), step_index=step)
+    def post(self, request: Request, study_code: str, step: int) -> Response:
+        participant, moved = services.step_continue(participant=access.access_run(request, study_code), step_index=step)
         # A step just moved onto has nothing saved yet; a replay is read as it is.
         return self.state_response(participant, answer=None if moved else state.UNKNOWN)
 
 
 class AnswerView(ParticipantView):
     @extend_schema(request=AnswerSerializer, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str, step: int) -> Response:
-        run = access.access_run(request, slug)
+    def post(self, request: Request, study_code: str, step: int) -> Response:
+        run = access.access_run(request, study_code)
         data = _valid(AnswerSerializer, request)
         answer = services.trial_submit_answer(
             participant=run, step_index=step, stimulus_id=data["stimulus"], choice=data["choice"],
@@ -363,8 +363,8 @@ class AnswerView(ParticipantView):
 
 class QuestionsView(ParticipantView):
     @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str, step: int) -> Response:
-        run = access.access_run(request, slug)
+    def post(self, request: Request, study_code: str, step: int) -> Response:
+        run = access.access_run(request, study_code)
         data = _valid(QuestionsSerializer, request)
         return self.state_response(services.question_submit(participant=run, step_index=step, answers=data["answers"]))
 
@@ -375,8 +375,8 @@ class GroupingSerializer(serializers.Serializer):
 
 class GroupingView(ParticipantView):
     @extend_schema(request=GroupingSerializer, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str, step: int) -> Response:
-        run = access.access_run(request, slug)
+    def post(self, request: Request, study_code: str, step: int) -> Response:
+        run = access.access_run(request, study_code)
         data = _valid(GroupingSerializer, request)
         grouping = services.grouping_submit(participant=run, step_index=step, assignment=data["assignment"])
         return self.state_response(grouping.participant)
@@ -386,8 +386,8 @@ class CheckView(ParticipantView):
     """The comprehension quiz and catch items: ``{"answers": {key: option index}}``."""
 
     @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str, step: int) -> Response:
-        run = access.access_run(request, slug)
+    def post(self, request: Request, study_code: str, step: int) -> Response:
+        run = access.access_run(request, study_code)
         data = _valid(QuestionsSerializer, request)
         return self.state_response(services.check_submit(participant=run, step_index=step, answers=data["answers"]))
 
@@ -396,8 +396,8 @@ class TimeExtendView(ParticipantView):
     """More time on the current limit (WCAG 2.2.1), when the study allows it."""
 
     @extend_schema(request=None, responses={200: State, **ERRORS})
-    def post(self, request: Request, slug: str) -> Response:
-        return self.state_response(services.time_limit_extend(participant=access.access_run(request, slug)))
+    def post(self, request: Request, study_code: str) -> Response:
+        return self.state_response(services.time_limit_extend(participant=access.access_run(request, study_code)))
 
 
 class EventView(ParticipantView):
@@ -407,8 +407,8 @@ class EventView(ParticipantView):
     throttle_scope = "events"
 
     @extend_schema(request=EventSerializer, responses={201: None, **ERRORS})
-    def post(self, request: Request, slug: str) -> Response:
-        participant = access.access_participant(request, slug)
+    def post(self, request: Request, study_code: str) -> Response:
+        participant = access.access_participant(request, study_code)
         data = _valid(EventSerializer, request)
         if "events" in data:
             n = services.events_log(participant=participant, events=request.data.get("events"))
@@ -425,8 +425,8 @@ class WithdrawSerializer(serializers.Serializer):
 
 class WithdrawView(ParticipantView):
     @extend_schema(request=WithdrawSerializer, responses={200: OpenApiResponse(description="Deleted"), **ERRORS})
-    def post(self, request: Request, slug: str) -> Response:
-        participant = access.access_participant(request, slug)
+    def post(self, request: Request, study_code: str) -> Response:
+        participant = access.access_participant(request, study_code)
         data = _valid(WithdrawSerializer, request)
         if not data["confirm"]:
             return Response({"error": "invalid", "detail": gettext("Confirm to withdraw.")}, status=400)

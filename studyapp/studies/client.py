@@ -6,7 +6,7 @@ gets its root from ``window.STUDY.api``) knows the paths in ``studyapp/urls.py``
 sends one :class:`Call` and returns a :class:`Reply`; the client does not care whether that is
 Django's test ``Client`` in this process or httpx against a server, sync or async::
 
-    client = ParticipantClient("kannada-learning", DjangoTransport(Client(enforce_csrf_checks=True)))
+    client = ParticipantClient(study.public_code, DjangoTransport(Client(enforce_csrf_checks=True)))
     client.page()                            # sets the CSRF cookie, as a browser's first visit does
     state = client.enter(consent=True).data  # {"kind": "instructions", "step": 0, ...}
     state = client.continue_(state["step"]).data
@@ -32,8 +32,8 @@ from functools import cached_property
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
-API_ROOT = "/api/s/{slug}/"
-PAGE = "/s/{slug}/"
+API_ROOT = "/api/s/{code}/"
+PAGE = "/s/{code}/"
 CSRF_COOKIE = "csrftoken"
 CSRF_HEADER = "X-CSRFToken"
 
@@ -82,10 +82,11 @@ class Transport(Protocol[R]):
 class ParticipantClient(Generic[R]):
     """The participant API of one study, as one participant (one cookie jar) sees it."""
 
-    def __init__(self, slug: str, transport: Transport[R]):
-        self.slug = slug
+    def __init__(self, code: str, transport: Transport[R]):
+        """``code``: the study's public code (``Study.public_code``, the participant link's), not its slug."""
+        self.code = code
         self.transport = transport
-        self.root = API_ROOT.format(slug=slug)
+        self.root = API_ROOT.format(code=code)
 
     def request(self, method: str, endpoint: str, body: dict | None = None, *, csrf: bool = True) -> R:
         """Any request below the API root (``endpoint`` like ``"steps/3/answer"``), e.g. a tampered one."""
@@ -97,7 +98,7 @@ class ParticipantClient(Generic[R]):
     def page(self, *, prolific_pid: str | None = None, study_id: str | None = None, session_id: str | None = None) -> R:
         """The study's page (HTML), with Prolific's query parameters as a recruitment link has them."""
         query = _query(PROLIFIC_PID=prolific_pid, STUDY_ID=study_id, SESSION_ID=session_id)
-        return self.transport.send(Call("GET", PAGE.format(slug=self.slug) + query, "GET page"))
+        return self.transport.send(Call("GET", PAGE.format(code=self.code) + query, "GET page"))
 
     def state(self, *, prolific_pid: str | None = None, session_id: str | None = None) -> R:
         """Where the participant is; a known ``prolific_pid`` resumes that participant's run when

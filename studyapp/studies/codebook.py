@@ -368,7 +368,11 @@ def question_column(question: Mapping) -> Column:
             described = f"{make(match).description} Asked: {label}"
     if kind == "scale":
         first = int(question.get("first_value", 1))
-        coding = tuple((first + i, str(option)) for i, option in enumerate(question.get("options", [])))
+        options = [str(o) for o in question.get("options", [])]
+        # ``values``: each option's code in the order shown (the agent rating shows 'Very Good'
+        # first, coded 7); the coding is listed by code, lowest first.
+        codes = question.get("values") or range(first, first + len(options))
+        coding = tuple(sorted(zip((int(c) for c in codes), options, strict=True)))
         return Column(key, described, type="integer", coding=coding)
     if kind == "choice":
         return Column(key, described, values=tuple(str(o) for o in question.get("options", [])))

@@ -5,8 +5,8 @@ language, so the interface around them (buttons, prompts, errors, progress) must
 too: the page view and every participant API request activate it with :func:`study_language`.
 The browser's Accept-Language is never read (no ``LocaleMiddleware``).
 
-The API knows only the slug when a request starts, and its query budgets have no room for a read
-of the study: the language is kept in this process per slug, written by the page view (which reads
+The API knows only the study's public code (its URL) when a request starts, and its query budgets
+have no room for a read of the study: the language is kept in this process per public code, written by the page view (which reads
 the study anyway) and by every save of a study in this process, and read again from the database
 at most every :data:`LANGUAGE_TTL_SECONDS` (a change made in another process shows after that).
 """
@@ -37,46 +37,46 @@ def supported(code: str | None) -> str:
     return translation.get_supported_language_variant(settings.LANGUAGE_CODE)
 
 
-def remember(slug: str, language: str) -> str:
-    """Keep ``slug``'s language (as read with its study) in this process; returns it, supported."""
+def remember(code: str, language: str) -> str:
+    """Keep study ``code``'s language (as read with its study) in this process; returns it, supported."""
     language = supported(language)
     with _lock:
-        if len(_languages) >= _MAX_STUDIES and slug not in _languages:
+        if len(_languages) >= _MAX_STUDIES and code not in _languages:
             _languages.clear()
-        _languages[slug] = (language, time.monotonic())
+        _languages[code] = (language, time.monotonic())
     return language
 
 
-def language_of(slug: str | None) -> str:
-    """The language of study ``slug``: kept, or read (one query) when not kept or too old."""
-    if not slug:
+def language_of(code: str | None) -> str:
+    """The language of the study of public code ``code``: kept, or read (one query) when not kept or too old."""
+    if not code:
         return supported(None)
-    kept = _languages.get(slug)
+    kept = _languages.get(code)
     if kept is not None and time.monotonic() - kept[1] < LANGUAGE_TTL_SECONDS:
         return kept[0]
     from studyapp.studies.models import Study
 
-    found = Study.objects.filter(slug=slug).values_list("language", flat=True).first()
+    found = Study.objects.filter(public_code=code).values_list("language", flat=True).first()
     if found is None:  # an unknown study (its 404 is the view's): not kept
         return supported(None)
-    return remember(slug, found)
+    return remember(code, found)
 
 
 @contextmanager
-def study_language(slug: str | None = None, *, language: str | None = None) -> Iterator[str]:
-    """Activate the language of study ``slug`` (or ``language``, given) for the block."""
-    code = supported(language) if language is not None else language_of(slug)
+def study_language(study_code: str | None = None, *, language: str | None = None) -> Iterator[str]:
+    """Activate the language of the study of public code ``study_code`` (or ``language``, given) for the block."""
+    code = supported(language) if language is not None else language_of(study_code)
     with translation.override(code):
         yield code
 
 
 def _study_saved(sender, instance, **kwargs) -> None:
-    remember(instance.slug, instance.language)
+    remember(instance.public_code, instance.language)
 
 
 def _study_deleted(sender, instance, **kwargs) -> None:
     with _lock:
-        _languages.pop(instance.slug, None)
+        _languages.pop(instance.public_code, None)
 
 
 post_save.connect(_study_saved, sender="studies.Study", dispatch_uid="studies.i18n.saved")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import secrets
+import string
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,6 +18,15 @@ from django.db.models.signals import pre_save
 from django.dispatch import receiver
 
 from studyapp.lib.study_config import StudyConfig, StudyConfigError, read_config, validate_config
+
+#: The alphabet of a study's public code: lower-case letters and digits (a URL slug's characters).
+PUBLIC_CODE_ALPHABET = string.ascii_lowercase + string.digits
+PUBLIC_CODE_LENGTH = 16  # 36**16: about 82 bits, not guessable
+
+
+def new_public_code() -> str:
+    """A fresh random public code (the participant link is ``/s/<code>/``)."""
+    return "".join(secrets.choice(PUBLIC_CODE_ALPHABET) for _ in range(PUBLIC_CODE_LENGTH))
 
 
 class Study(models.Model):
@@ -36,7 +47,13 @@ class Study(models.Model):
         FIXED = "fixed", "The same fixed sequence for everyone"
         SEEDED = "seeded", "A per-participant shuffled order (seeded by participant)"
 
-    slug = models.SlugField(unique=True, help_text="The participant link is /s/<slug>/.")
+    slug = models.SlugField(
+        unique=True, help_text="The researcher's name for the study (admin, exports); participants never see it.",
+    )
+    public_code = models.CharField(
+        max_length=32, unique=True, default=new_public_code, editable=False,
+        help_text="Random and opaque: the participant link is /s/<public code>/ (it names nothing about the study).",
+    )
     title = models.CharField(max_length=200)
     language = models.CharField(
         max_length=10, default="en",

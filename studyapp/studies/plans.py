@@ -83,10 +83,20 @@ def with_checks(study: Study, steps: list[dict], *, counted: str, images: list[i
 # ---------------------------------------------------------------------------------------------
 # The scales' labels (answers are stored as numbers): English here, shown in the study's language
 # (translated when the plan is drawn, at enrolment, with the study's language active).
+#: The XNN paper's words (§4.1, "Confidence Levels" and "Performance Comparison"), in its order.
+CONFIDENCE_QUESTION = gettext_noop("What is your confidence level that the answers you picked will group all the samples correctly?")
 CONFIDENCE_SCALE = [gettext_noop("Zero"), gettext_noop("Very Low"), gettext_noop("Low"), gettext_noop("Mediocre"),
                     gettext_noop("High"), gettext_noop("Very High"), gettext_noop("100%")]
+#: The agent rating's labels, lowest first: stored as codes 1 (Very Poor) .. 7 (Very Good) and
+#: shown in the paper's order, 'Very Good' first (``agent_rating_question``).
 AGENT_SCALE = [gettext_noop("Very Poor"), gettext_noop("Poor"), gettext_noop("Slightly Poor"), gettext_noop("Neutral or N/A"),
                gettext_noop("Slightly Good"), gettext_noop("Good"), gettext_noop("Very Good")]
+#: The paper asked participants "to rate the performance of the 2 different AI agents ... in
+#: distinguishing images from each other"; it does not quote its question, so these are worded from it.
+AGENT_QUESTIONS = {
+    "1-Heatmap": gettext_noop("Rate the performance of the AI agent that showed one heatmap per image in distinguishing images from each other."),
+    "XNN": gettext_noop("Rate the performance of the AI agent that showed several heatmaps per image in distinguishing images from each other."),
+}
 COURSES_PAPER = ["No course", "1 course", "2 courses", "3 courses", "4 courses or more"]
 #: The XNN paper's appendix: its age bands and course counts. The paper reports only the answers
 #: its 30 participants gave (nobody over 60; "Female", "Male", "Trans Male"), so the last age
@@ -109,6 +119,14 @@ DEMOGRAPHIC_PRESETS = {"xnn_paper": XNN_PAPER_DEMOGRAPHICS, "age_bands": AGE_BAN
 DEFAULT_DEMOGRAPHICS = AGE_BAND_DEMOGRAPHICS
 STAGE_NOVIS, STAGE_HEATMAP, STAGE_XNN = "NoVis", "1-Heatmap", "XNN"
 LATER_STAGE_ORDERS = ((STAGE_XNN, STAGE_HEATMAP), (STAGE_HEATMAP, STAGE_XNN))
+
+
+def agent_rating_question(stage: str) -> dict:
+    """The rating of a stage's AI agent: the paper's seven labels in the paper's order ('Very Good'
+    first), each with its code (``values``: 7 .. 1, so that codes go up with the rating)."""
+    return {"key": f"agent_rating:{stage}", "type": "scale", "label": gettext(AGENT_QUESTIONS[stage]),
+            "options": [gettext(t) for t in reversed(AGENT_SCALE)],
+            "values": list(range(len(AGENT_SCALE), 0, -1)), "first_value": 1}
 
 
 def demographic_questions(study: Study) -> list[dict]:
@@ -182,9 +200,10 @@ def clustering_plan(
       batch is a set picked at random; a participant never gets the same set twice within a data
       set while there are enough sets (the paper does not say; re-showing images would confound
       the later stages).
-    - Each grouping step carries its group rule, ``{"rule": "exactly" | "at_most", "n": k}``:
+    - Each grouping step carries its group rule, ``{"rule": "exactly" | "at_most" | "free", "n": k}``:
       ``config.n_groups``, else the data set's number of classes (``n_classes``), at most the
-      batch size and ``config.max_groups``.
+      batch size and ``config.max_groups``; for "free" (the published design: the number is not
+      told) ``n`` is the most the board allows (the batch size, at most ``max_groups``).
     - Confidence is asked after each batch, key ``confidence:<stage>:<dataset>`` (Figure 5a-b
       shows it per data set; the paper asked it per stage).
     """
@@ -211,21 +230,20 @@ def clustering_plan(
             set_index = pool.pop()
             remaining[dataset] = pool
             stimuli = list(sets[dataset][set_index])
-            k = config.n_groups or (n_classes or {}).get(dataset) or 4
-            k = max(1, min(k, len(stimuli), config.max_groups))
+            if config.group_rule == "free":  # the number is not told: 1 .. as many as the board allows
+                k = min(len(stimuli), config.max_groups)
+            else:
+                k = config.n_groups or (n_classes or {}).get(dataset) or 4
+                k = max(1, min(k, len(stimuli), config.max_groups))
             steps.append({"kind": "grouping", "stage": stage, "dataset": dataset, "set_index": set_index,
                           "stimuli": stimuli, "groups": {"rule": config.group_rule, "n": k}})
             key = f"confidence:{stage}:{dataset}"
             steps.append({"kind": "questions", "key": key, "title": gettext("Your confidence"),
                           "questions": [{"key": key, "type": "scale",
-                                         "label": gettext("How confident are you in the groups you just made?"),
+                                         "label": gettext(CONFIDENCE_QUESTION),
                                          "options": [gettext(t) for t in CONFIDENCE_SCALE], "first_value": 0}]})
-    agent_scale = [gettext(t) for t in AGENT_SCALE]
     steps.append({"kind": "questions", "key": "final", "title": gettext("Last questions"), "questions": [
-        {"key": f"agent_rating:{STAGE_HEATMAP}", "type": "scale", "label": gettext("How would you rate the AI agent that showed one heatmap per image?"),
-         "options": agent_scale, "first_value": 1},
-        {"key": f"agent_rating:{STAGE_XNN}", "type": "scale", "label": gettext("How would you rate the AI agent that showed several heatmaps per image?"),
-         "options": agent_scale, "first_value": 1},
+        agent_rating_question(STAGE_HEATMAP), agent_rating_question(STAGE_XNN),
         {"key": "difficulty", "type": "scale", "label": gettext("How difficult was the task? (0 = very easy, 7 = very hard)"),
          "options": [str(i) for i in range(8)], "first_value": 0},
         {"key": "comments", "type": "text", "label": gettext("Any comments? (optional)"), "optional": True},

@@ -10,6 +10,7 @@ what the browser gets: that is `state`).
 
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 from functools import wraps
@@ -44,6 +45,7 @@ from studyapp.studies.models import (
     TrialAnswer,
 )
 
+logger = logging.getLogger(__name__)
 _rng = secrets.SystemRandom()
 MAX_EXTERNAL_ID = 64
 
@@ -172,7 +174,10 @@ def participant_enroll(
             return Participant.objects.get(study=study, prolific_pid=pid), False
         raise
     except plans.PlanError as exc:
-        raise StudyUnavailable(str(exc)) from exc
+        # The reason names the study and its data sets: the researcher's log has it, the
+        # participant only that the study is not open (nothing in the browser names the data).
+        logger.error("Enrolment in study %s refused: %s", study.pk, exc)
+        raise StudyUnavailable(gettext("This study is not open at the moment.")) from exc
     return participant, True
 
 
@@ -308,21 +313,26 @@ def trial_submit_answer(
     on (participant, trial) refuses a second row, so an answer to the current trial is inserted
     without looking first (a repeat fails the insert and is then compared with the saved one).
     The returned answer's ``participant`` is the locked row, as the write left it.
+
+    ``choice`` is what the browser sent: an option's position in the study's class list (0, 1...;
+    the browser never sees a class id, see ``state.answer_options``); the answer stores the class id.
     """
     p = None
+    class_id: int | None = None
     try:
         with transaction.atomic():
             p = _lock(participant)
             study = versions.study_of(p)
-            if not isinstance(choice, int) or isinstance(choice, bool) or choice not in study.classes:
+            if not isinstance(choice, int) or isinstance(choice, bool) or not 0 <= choice < len(study.classes):
                 raise InvalidInput(gettext("Choose one of the answers."))
+            class_id = int(study.classes[choice])
             step = p.current_step
             if step_index != p.step_index or step["kind"] != "trial" or stimulus_id != step["stimulus"]:
                 existing = _saved_answer(p, step_index)
                 if existing is None:
                     _check_step(p, step_index, "trial")
                     raise InvalidInput(gettext("The image does not match the current trial."))
-                return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=choice)
+                return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=class_id)
             stimulus = selectors.stimulus_facts(study=study, stimulus_id=step["stimulus"])
             correct_label = (
                 stimulus.model_prediction
@@ -335,9 +345,9 @@ def trial_submit_answer(
                 participant=p,
                 trial_index=step["trial"],
                 stimulus_id=step["stimulus"],
-                choice=choice,
+                choice=class_id,
                 correct_label=correct_label,
-                correct=choice == correct_label,
+                correct=class_id == correct_label,
                 shown_at=shown_at,
                 answered_at=now,
                 response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
@@ -351,9 +361,9 @@ def trial_submit_answer(
         # The trial has an answer already (the transaction rolled back, nothing changed): this is
         # a repeat, or a second, different answer. Any other integrity error is re-raised.
         existing = _saved_answer(p, step_index) if p is not None else None
-        if existing is None:
+        if existing is None or class_id is None:
             raise
-        return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=choice)
+        return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=class_id)
 
 
 def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
@@ -364,7 +374,8 @@ def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
 
 
 def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: object, choice: int) -> TrialAnswer:
-    """The saved answer if this one repeats it exactly (a double click, a retry), else refused."""
+    """The saved answer if this one repeats it exactly (a double click, a retry), else refused
+    (``choice``: the class id the browser's option stands for)."""
     if existing.choice == choice and existing.stimulus_id == stimulus_id:
         existing.participant = p
         return existing
@@ -397,6 +408,8 @@ def question_submit(*, participant: Runs, step_index: int, answers: object) -> P
 def _same_answers(p: Participant, step: dict, answers: object) -> bool:
     if not isinstance(answers, dict) or step["kind"] not in ("rating", "questions"):
         return False
+    if step["kind"] == "questions":
+        answers = validation.from_browser_keys(step["questions"], answers)
     saved = dict(p.questions.values_list("key", "value"))
     return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
 

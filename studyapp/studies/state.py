@@ -16,7 +16,7 @@ from django.utils.translation import gettext_lazy as _
 
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.pipeline.storage import animation_ms
-from studyapp.studies import endings, plans
+from studyapp.studies import endings, plans, validation
 from studyapp.studies.models import Arm, Participant, Study, TrialAnswer
 from studyapp.studies.selectors import (
     FEEDBACK_METHOD,
@@ -29,12 +29,21 @@ from studyapp.studies.validation import group_rule, group_rule_text
 from studyapp.studies.versions import arm_of, config_of, study_of
 
 
-def _options(study: Study) -> list[dict]:
-    return [{"value": c, "label": n} for c, n in zip(study.classes, study.class_names, strict=True)]
+def answer_options(study: Study) -> list[dict]:
+    """A trial's answer options as the browser gets them: the made-up name and, as the value, the
+    option's position in the study's class list (0, 1, ...), never the data set's class id
+    (``services.trial_submit_answer`` maps the position back; the stored answer has the id).
+    The position is the same for every run, so the options' order on the page is the study's."""
+    return [{"value": i, "label": n} for i, n in enumerate(study.class_names)]
+
+
+def option_of(study: Study, class_id: int) -> int | None:
+    """The browser's option value (position) of a data-set class id; None for a class outside the study."""
+    return study.classes.index(class_id) if class_id in study.classes else None
 
 
 def _name_of(study: Study, class_id: int) -> str:
-    return dict(zip(study.classes, study.class_names, strict=True)).get(class_id, str(class_id))
+    return dict(zip(study.classes, study.class_names, strict=True)).get(class_id, "")
 
 
 def feedback_assets(*, study: Study, stimulus_id: int, feedback: str, pinned: dict | None = None) -> dict:
@@ -60,7 +69,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
     step = p.current_step
     n_trials = sum(1 for s in p.plan if s["kind"] == "trial")
     state: dict = {
-        "study": study.slug,
+        "study": study.public_code,
         "participant": p.code,
         "step": p.step_index,
         "n_steps": len(p.plan),
@@ -86,7 +95,9 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
         state.update(
             cover_story=study.cover_story,
             instructions=_instructions(study, arm),
-            arm_instruction=arm.instruction,
+            # A within-subject study's one "arm" describes the design (stages, counterbalancing):
+            # only a learning study's arm bullet is for participants.
+            arm_instruction=arm.instruction if study.design == Study.Design.LEARNING else "",
             n_trials=n_trials,
         )
     elif step["kind"] == "trial":
@@ -95,7 +106,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             n_trials=n_trials,
             stimulus=step["stimulus"],
             image_url=stimulus_facts(study=study, stimulus_id=step["stimulus"]).image_url,
-            options=_options(study),
+            options=answer_options(study),
             question=gettext("Which symbol is this?"),
         )
         if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
@@ -108,7 +119,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
     elif step["kind"] == "catch":
         state.update(catch_state(p, study, step))
     elif step["kind"] == "questions":
-        state.update(key=step["key"], title=step.get("title", ""), questions=step["questions"])
+        state.update(key="questions", title=step.get("title", ""), questions=browser_questions(step["questions"]))
     elif step["kind"] == "grouping":
         state.update(grouping_state(participant=p, step=step))
     elif step["kind"] == "rating":
@@ -127,6 +138,13 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
     return state
 
 
+def browser_questions(questions: list[dict]) -> list[dict]:
+    """A questions step as the browser gets it: each question's key is its position (``q0``,
+    ``q1``...), since the stored keys name the design (``confidence:XNN:CUB`` names a stage and a
+    data set); ``validation.validate_questions`` maps the positions back."""
+    return [{**q, "key": validation.browser_key(i)} for i, q in enumerate(questions)]
+
+
 def ended_state(p: Participant) -> dict:
     """A run that ended without completing: the exit of its outcome (a rejected run is told
     only that it has ended)."""
@@ -139,7 +157,7 @@ def ended_state(p: Participant) -> dict:
 
 def exit_state(study: Study, outcome: str) -> dict:
     """The state of an exit without a run (did not consent, study full, withdrew)."""
-    return {"study": study.slug, "kind": "exit", "exit": endings.exit_info(study, outcome)}
+    return {"study": study.public_code, "kind": "exit", "exit": endings.exit_info(study, outcome)}
 
 
 def quiz_state(p: Participant, study: Study) -> dict:
@@ -190,10 +208,10 @@ def trial_feedback(*, participant: Participant, answer) -> dict:
     step = participant.plan[index] if index is not None else {}
     assets = feedback_assets(study=study, stimulus_id=answer.stimulus_id, feedback=arm.feedback, pinned=step.get("assets"))
     return {
-        "choice": answer.choice,
+        "choice": option_of(study, answer.choice),
         "choice_label": _name_of(study, answer.choice),
         "correct": answer.correct,
-        "correct_answer": answer.correct_label,
+        "correct_answer": option_of(study, answer.correct_label),
         "correct_label": _name_of(study, answer.correct_label),
         "kind": arm.feedback,
         "assets": assets,

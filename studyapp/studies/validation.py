@@ -13,15 +13,17 @@ from studyapp.studies.models import Study
 
 
 def group_rule(step: dict) -> dict | None:
-    """The grouping step's rule ``{"rule": "exactly" | "at_most", "n": k}``; None for a plan drawn
-    before the rule existed (any number of groups up to ``max_groups``)."""
+    """The grouping step's rule ``{"rule": "exactly" | "at_most" | "free", "n": k}``; None for a plan
+    drawn before the rule existed (any number of groups up to ``max_groups``). "free": any number
+    from 1 to ``n`` (the most the board allows), and nothing is told."""
     rule = step.get("groups")
-    return rule if isinstance(rule, dict) and rule.get("rule") in ("exactly", "at_most") else None
+    return rule if isinstance(rule, dict) and rule.get("rule") in ("exactly", "at_most", "free") else None
 
 
 def group_rule_text(rule: dict | None) -> str:
-    """The rule in words, as the board shows it and a refusal repeats it."""
-    if rule is None:
+    """The rule in words, as the board shows it and a refusal repeats it (none for "free": the
+    number is not told)."""
+    if rule is None or rule["rule"] == "free":
         return ""
     n = rule["n"]
     if rule["rule"] == "exactly":
@@ -65,7 +67,7 @@ def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[i
     used = len(set(cleaned.values()))
     if rule is not None and (used > rule["n"] or (rule["rule"] == "exactly" and used != rule["n"])):
         in_groups = ngettext("These images are in %(n)d group.", "These images are in %(n)d groups.", used) % {"n": used}
-        raise InvalidInput(f"{group_rule_text(rule)} {in_groups}")
+        raise InvalidInput(f"{group_rule_text(rule)} {in_groups}".strip())
     return cleaned
 
 
@@ -73,7 +75,7 @@ def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
     if not isinstance(answers, dict):
         raise InvalidInput(gettext("Answers must be an object of question -> value."))
     if step["kind"] == "questions":
-        return _validate_question_list(step["questions"], answers)
+        return _validate_question_list(step["questions"], from_browser_keys(step["questions"], answers))
     if step["kind"] == "rating":
         value = answers.get(step["key"])
         if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= len(study.rating_scale):
@@ -82,6 +84,20 @@ def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
             raise InvalidInput(gettext("Unexpected question in the answers."))
         return {step["key"]: value}
     raise InvalidInput(gettext("This step takes no answers."))
+
+
+def browser_key(position: int) -> str:
+    """The key the browser gets for the question at ``position`` of a questions step (``q0``...)."""
+    return f"q{position}"
+
+
+def from_browser_keys(questions: list[dict], answers: dict) -> dict:
+    """``answers`` keyed by the browser's keys (``q0``...: `browser_key`) keyed by the stored
+    keys instead; answers keyed by the stored keys (an API client of the server's own) as they are."""
+    by_position = {browser_key(i): q["key"] for i, q in enumerate(questions)}
+    if answers and set(answers) <= set(by_position) and not set(answers) & {q["key"] for q in questions}:
+        return {by_position[k]: v for k, v in answers.items()}
+    return answers
 
 
 def _validate_question_list(questions: list[dict], answers: dict) -> dict:
@@ -106,7 +122,9 @@ def _validate_question_list(questions: list[dict], answers: dict) -> dict:
             cleaned[q["key"]] = value
         elif q["type"] == "scale":
             first = int(q.get("first_value", 1))
-            if not isinstance(value, int) or isinstance(value, bool) or not first <= value < first + len(q["options"]):
+            # ``values``: each option's code, in the order shown (the paper's order may run downward)
+            codes = q.get("values") or range(first, first + len(q["options"]))
+            if not isinstance(value, int) or isinstance(value, bool) or value not in codes:
                 raise InvalidInput(gettext("Please pick one of the options for: %(question)s") % {"question": q["label"]})
             cleaned[q["key"]] = value
         else:  # pragma: no cover - configuration error

@@ -1,4 +1,4 @@
-"""Participant pages (one link per study) and the asset view. Thin: the JS talks to the API."""
+"""Participant pages (one link per study, ``/s/<public code>/``: the code names nothing) and the asset view. Thin: the JS talks to the API."""
 
 from __future__ import annotations
 
@@ -22,15 +22,15 @@ from studyapp.studies import access, i18n
 
 @require_GET
 @ensure_csrf_cookie
-def study_page(request: HttpRequest, slug: str) -> HttpResponse:
-    study = access.access_study(slug)
+def study_page(request: HttpRequest, study_code: str) -> HttpResponse:
+    study = access.access_study(study_code)
     prolific = {
         "prolific_pid": request.GET.get("PROLIFIC_PID", "")[:64],
         "study_id": request.GET.get("STUDY_ID", "")[:64],
         "session_id": request.GET.get("SESSION_ID", "")[:64],
     }
     # The study's language, not the browser's: its own texts are written in it (studies.i18n).
-    language = i18n.remember(study.slug, study.language)
+    language = i18n.remember(study.public_code, study.language)
     with i18n.study_language(language=language):
         return render(
             request,

@@ -28,7 +28,7 @@ def shots(request):
 
 def participant_url(live_server, study, query: str = "") -> str:
     """The link a participant is given for ``study`` (the one place browser tests spell it)."""
-    return f"{live_server.url}/s/{study.slug}/" + (f"?{query}" if query else "")
+    return f"{live_server.url}/s/{study.public_code}/" + (f"?{query}" if query else "")
 
 
 # axe-core 4.14.1 from the npm registry (`npm install axe-core@4.14.1`), vendored with its licence

@@ -121,8 +121,12 @@ def group_batch(page, cdp, shots, n: int, stage: str) -> dict[int, int]:
     if n == 0:
         swipe_scrolls(page, cdp)
     expected: dict[int, int] = {}
-    # Tap one card, then "Move selected here" (the path without dragging).
+    # The published template does not tell the number of groups: the board starts with two boxes
+    # and "+ New group" adds one (four here, as many as the classes).
     page.evaluate("window.scrollTo(0, 0)")
+    while page.locator(".dock .zone").count() < N_GROUPS:
+        page.locator("#new-group").tap()
+    # Tap one card, then "Move selected here" (the path without dragging).
     page.locator(f'.tray .card-img[data-id="{ids[0]}"]').tap()
     page.wait_for_selector(f'.tray .card-img.selected[data-id="{ids[0]}"]')
     page.locator('.dock [data-move="3"]').tap()
@@ -156,7 +160,7 @@ def test_a_person_groups_images_with_a_finger_on_a_phone(browser, live_server, s
     cdp = context.new_cdp_session(page)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=thumb")
+    page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=thumb")
     assert page.evaluate("'ontouchstart' in window && typeof window.Sortable === 'function'")
     page.locator("#agree").tap()
     page.locator("#consent-go").tap()

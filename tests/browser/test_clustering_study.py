@@ -95,7 +95,7 @@ def test_a_person_takes_the_clustering_study(browser, live_server, shots, viewpo
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=clusterer")
+    page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=clusterer")
     page.check("#agree")
     page.click("#consent-go")
     page.wait_for_selector("#start")

@@ -74,7 +74,7 @@ def exit_outcome(page) -> tuple[str, str]:
 
 def test_each_exit_has_its_own_page_code_and_redirect(browser, live_server, shots):
     study = study_with_flow()
-    url = f"{live_server.url}/s/{study.slug}/"
+    url = f"{live_server.url}/s/{study.public_code}/"
 
     # "I do not consent": no run, its own code, then Prolific.
     context, page, errors = new_page(browser)
@@ -152,7 +152,7 @@ def test_each_exit_has_its_own_page_code_and_redirect(browser, live_server, shot
 def test_a_completed_run_with_quiz_and_catch_ends_at_its_code(browser, live_server, shots):
     study = study_with_flow()
     context, page, errors = new_page(browser)
-    consent(page, f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=ok1&STUDY_ID=s&SESSION_ID=x")
+    consent(page, f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=ok1&STUDY_ID=s&SESSION_ID=x")
     page.click("#start")
     answer_quiz(page, right=True)
     widths = []

@@ -31,7 +31,7 @@ def test_a_person_sees_gad_feedback(browser, live_server, shots, tmp_path):
     page = context.new_page()
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=gad1&STUDY_ID=s1&SESSION_ID=x1")
+    page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=gad1&STUDY_ID=s1&SESSION_ID=x1")
     page.check("#agree")
     page.click("#consent-go")
     page.wait_for_selector("#start")

@@ -29,7 +29,7 @@ def test_a_person_takes_a_german_study_in_german(browser, live_server, shots, vi
         shots(page, f"{viewport}-{name}")
         seen.append((name, page.inner_text("body")))
 
-    page.goto(f"{live_server.url}/s/{study.slug}/?PROLIFIC_PID=de-{viewport}&STUDY_ID=s1&SESSION_ID=x1")
+    page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=de-{viewport}&STUDY_ID=s1&SESSION_ID=x1")
     page.wait_for_selector("#consent-go")
     assert page.evaluate("document.documentElement.lang") == "de"
     assert page.inner_text("#app h2") == "Einwilligung"

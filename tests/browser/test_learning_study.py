@@ -59,7 +59,7 @@ def take_study(page, base: str, shots, tag: str, *, pid: str) -> dict:
 @pytest.mark.parametrize("viewport", ["laptop", "phone"])
 def test_a_person_takes_the_study_in_every_arm(browser, live_server, shots, viewport):
     study = learning_study()
-    base = f"{live_server.url}/s/{study.slug}/"
+    base = f"{live_server.url}/s/{study.public_code}/"
     by_arm = {}
     for i in range(3):
         context = browser.new_context(viewport=VIEWPORTS[viewport])

@@ -14,11 +14,12 @@ LEAK_KEYS = ("feedback", "correct", "correct_label", "correct_answer", "true_lab
 
 
 class Bot:
-    def __init__(self, slug: str, *, pid: str = "", rng: random.Random | None = None, client: Client | None = None):
-        self.slug = slug
+    def __init__(self, code: str, *, pid: str = "", rng: random.Random | None = None, client: Client | None = None):
+        """``code``: the study's public code (its participant link ``/s/<code>/``), not its slug."""
+        self.code = code
         self.pid = pid
         self.client = client or Client(enforce_csrf_checks=True)
-        self.api = ParticipantClient(slug, DjangoTransport(self.client))
+        self.api = ParticipantClient(code, DjangoTransport(self.client))
         self.rng = rng or random.Random(0)
         self.responses: list[tuple[str, int, str]] = []
         self.actions: list[dict] = []

@@ -84,12 +84,18 @@ def dump(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
-def clustering_study(*, n_sets: int = 5, set_size: int = 10, n_xfeatures: int = 7, invalid: int = 0, open_it: bool = True) -> Study:
+def clustering_study(*, n_sets: int = 5, set_size: int = 10, n_xfeatures: int = 7, invalid: int = 0, open_it: bool = True,
+                     group_rule: str | None = None) -> Study:
     """Study B from its fixture: per data set, ``n_sets`` sets of ``set_size`` images with
     4 predicted classes, each with a 1-Heatmap and ``n_xfeatures`` XNN heatmaps.
-    The first ``invalid`` images of CUB set 0 get an XNN asset refused by the validity gate."""
+    The first ``invalid`` images of CUB set 0 get an XNN asset refused by the validity gate.
+    ``group_rule``: another rule than the published template's ("free": the number not told),
+    e.g. "exactly" (as many groups as classes, told)."""
     call_command("loaddata", str(FIXTURES / "study_b_clustering.json"), verbosity=0)
     study = Study.objects.get(slug="xnn-clustering")
+    if group_rule is not None:
+        study.config = {**study.config, "group_rule": group_rule}
+        study.save(update_fields=["config"])
     position = 0
     for dataset_name in study.config["datasets"]:
         dataset = Dataset.objects.create(

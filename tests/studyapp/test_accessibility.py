@@ -56,12 +56,12 @@ def test_tidy_export_manifest_and_codebook_name_the_colour_map_shown():
     study = learning_study()
     ExplanationAsset.objects.filter(stimulus__study=study, method="gradcam").update(params={"colormap": "cividis"})
     ExplanationAsset.objects.filter(stimulus__study=study, method="gradcam", stimulus__position=0).update(params={})
-    bots = [Bot(study.slug, pid=f"cm{i}") for i in range(3)]
+    bots = [Bot(study.public_code, pid=f"cm{i}") for i in range(3)]
     for bot in bots:
         bot.open_link()
         bot.enter()
         bot.continue_()
-        bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+        bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
     rows = csv_rows(study, "tidy")
     by_feedback = {(r["feedback"], r["explanation_colormap"]) for r in rows}
     assert {f for f, _ in by_feedback} == {"control", "gradcam", "cdeepex"}
@@ -105,7 +105,7 @@ def timed(**limits) -> tuple[Study, Bot]:
     study = learning_study()
     study.config = {**study.config, "time_limits": {"step_minutes": {"trial": 2}, "warn_seconds": 60, **limits}}
     study.save()
-    bot = Bot(study.slug, pid="T1")
+    bot = Bot(study.public_code, pid="T1")
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -126,7 +126,7 @@ def test_a_participant_extends_a_time_limit_once_by_default_and_it_is_exported()
     assert status == 400 and "all the extra time" in refused["detail"]
     # Three minutes on the trial: past the limit, but not past the extended one.
     Participant.objects.filter(pk=run.pk).update(step_shown_at=run.step_shown_at - timedelta(minutes=3))
-    status, _ = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+    status, _ = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
     assert status == 200
     wide = {r["participant"]: r for r in csv_rows(study, "wide")}
     assert wide[run.code]["time_extensions"] == "1"
@@ -145,7 +145,7 @@ def test_the_researcher_sets_how_many_extensions_and_each_step_has_its_own():
     study, bot = timed(extensions=2)
     assert bot.post("time/extend")[0] == 200 and bot.post("time/extend")[0] == 200
     assert bot.post("time/extend")[0] == 400
-    bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+    bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
     bot.continue_()  # the next trial: its own limit, its own extensions
     assert bot.state["time_limit"]["extensions_left"] == 2
     with pytest.raises(StudyConfigError, match="extensions"):
@@ -167,11 +167,11 @@ def test_a_heatmap_is_shown_with_its_colour_scale_and_words_at_both_ends():
     study = learning_study()
     seen = {}
     for i in range(3):
-        bot = Bot(study.slug, pid=f"lg{i}")
+        bot = Bot(study.public_code, pid=f"lg{i}")
         bot.open_link()
         bot.enter()
         bot.continue_()
-        status, state = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+        status, state = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
         seen[state["feedback"]["kind"]] = state["feedback"].get("legend", "")
     assert seen["gradcam"].endswith("/study/legends/jet.png") and seen["cdeepex"] == seen["control"] == ""
     script = (legends.parent / "study.js").read_text()

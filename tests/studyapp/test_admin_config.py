@@ -53,7 +53,7 @@ def test_the_language_of_a_study_with_runs_cannot_change(owner):
     from tests.studyapp.bots import Bot
 
     study = learning_study()
-    bot = Bot(study.slug, pid="L1")
+    bot = Bot(study.public_code, pid="L1")
     bot.open_link()
     bot.enter()
     data = study_change_data(owner, study)

@@ -176,7 +176,7 @@ def test_the_tidy_export_has_the_apem_of_the_heatmap_each_trial_showed(db):
         asset.metrics = {"max": 1.0, "eps_minus": 3.0 + k, "eps_plus": 40.0 + k, "apem": 37.0, "apem_at_ceiling": 0.0}
         asset.save()
     for seed in range(3):
-        bot = Bot(study.slug, pid=f"P{seed}", rng=random.Random(seed))
+        bot = Bot(study.public_code, pid=f"P{seed}", rng=random.Random(seed))
         bot.open_link()
         bot.walk()
     out = list(csv.DictReader(io.StringIO(exports.export_csv(study=study, kind="tidy"))))

@@ -26,7 +26,7 @@ def every_call(client: ParticipantClient) -> dict[str, Call]:
         "api-state": client.state(prolific_pid="P1"),
         "api-enter": client.enter(consent=True, prolific_pid="P1"),
         "api-continue": client.continue_(3),
-        "api-answer": client.answer(4, stimulus=17, choice=7),
+        "api-answer": client.answer(4, stimulus=17, choice=1),
         "api-questions": client.questions(5, {"rating": 4}),
         "api-grouping": client.grouping(6, {11: 0, 12: 1}),
         "api-check": client.check(2, {"q1": 0}),
@@ -37,22 +37,22 @@ def every_call(client: ParticipantClient) -> dict[str, Call]:
 
 
 def test_every_participant_route_is_reachable_through_the_client():
-    calls = every_call(ParticipantClient("my-study", Recorder()))
+    calls = every_call(ParticipantClient("k3x9q2", Recorder()))  # a study's public code
     for name, call in calls.items():
         match = resolve(urlsplit(call.path).path)
         assert match.url_name == name, call
-        assert match.kwargs["slug"] == "my-study"
+        assert match.kwargs["study_code"] == "k3x9q2"
     routes = {name for name in get_resolver().reverse_dict if isinstance(name, str) and name.startswith("api-")}
     assert routes - {"api-schema"} == set(calls) - {"study"}
 
 
 def test_the_client_builds_the_bodies_the_api_reads():
-    calls = every_call(ParticipantClient("my-study", Recorder()))
-    assert calls["study"].path == "/s/my-study/?PROLIFIC_PID=P+1%262&STUDY_ID=S1&SESSION_ID=X1"
-    assert calls["api-state"].path == "/api/s/my-study/state?PROLIFIC_PID=P1"
+    calls = every_call(ParticipantClient("k3x9q2", Recorder()))  # a study's public code
+    assert calls["study"].path == "/s/k3x9q2/?PROLIFIC_PID=P+1%262&STUDY_ID=S1&SESSION_ID=X1"
+    assert calls["api-state"].path == "/api/s/k3x9q2/state?PROLIFIC_PID=P1"
     assert calls["api-continue"].label == "POST steps/3/continue"
     assert calls["api-enter"].body == {"consent": True, "prolific_pid": "P1"}
-    assert calls["api-answer"].body == {"stimulus": 17, "choice": 7}
+    assert calls["api-answer"].body == {"stimulus": 17, "choice": 1}
     assert calls["api-questions"].body == {"answers": {"rating": 4}}
     assert calls["api-grouping"].body == {"assignment": {"11": 0, "12": 1}}
     assert calls["api-check"].body == {"answers": {"q1": 0}}

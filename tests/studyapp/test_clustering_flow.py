@@ -27,10 +27,10 @@ def hand_purity(assignment: dict[int, int], predicted: dict[int, int]) -> float:
 
 
 def test_bots_take_the_clustering_study_and_purity_matches_hand_counts():
-    study = clustering_study()
+    study = clustering_study(group_rule="exactly")  # the fixed-number rule, an option for new studies
     predicted = dict(Stimulus.objects.values_list("pk", "model_prediction"))
     for seed in range(4):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         # One bot groups by the model's prediction (purity 1), the others at random; every bot
         # first sends each batch in 3 and in 5 groups, which the rule (exactly 4) refuses.
@@ -59,10 +59,10 @@ def test_bots_take_the_clustering_study_and_purity_matches_hand_counts():
 
 
 def test_the_order_follows_the_protocol_and_is_stored():
-    study = clustering_study()
+    study = clustering_study(group_rule="exactly")
     orders = []
     for seed in range(8):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.enter()
         participant = Participant.objects.get(code=bot.state["participant"])
@@ -155,8 +155,8 @@ def test_the_status_page_shows_the_fill_of_each_order_cell(admin_client):
 
 
 def test_invalid_groupings_are_refused_and_change_nothing():
-    study = clustering_study()
-    bot = Bot(study.slug)
+    study = clustering_study(group_rule="exactly")
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -194,9 +194,42 @@ def test_invalid_groupings_are_refused_and_change_nothing():
     assert status == 409 and Grouping.objects.get().assignment == saved
 
 
+def test_the_published_template_does_not_tell_the_number_and_takes_any_number_of_groups():
+    """Issue 23 item 3: the paper measured the purity of the groupings people made and says
+    nothing of telling them how many categories there are."""
+    study = clustering_study()
+    assert study.parsed_config.group_rule == "free"
+    told = " ".join([study.cover_story, *study.instructions]).lower()
+    assert not any(word in told for word in ("four", " 4 ", "number of categories", "exactly")), told
+    predicted = dict(Stimulus.objects.values_list("pk", "model_prediction"))
+    bot = Bot(study.public_code, rng=random.Random(1))
+    bot.open_link()
+    bot.enter()
+    counts = iter([1, 2, 3, 7, 10, 5])
+    while bot.state["kind"] != "done":
+        kind = bot.state["kind"]
+        if kind == "instructions":
+            assert bot.continue_()[0] == 200
+        elif kind == "questions":
+            assert bot.questions(bot.default_answers(bot.state, bot.rng))[0] == 200
+        else:
+            state = bot.state
+            assert (state["min_groups"], state["max_groups"], state["group_rule"]) == (1, 10, "")
+            ids = [img["id"] for img in state["images"]]
+            status, data = bot.post(f"steps/{state['step']}/grouping", {"assignment": {str(i): 10 for i in ids}})
+            assert status == 400 and "numbered 0 to 9" in data["detail"], data  # the board's maximum holds
+            n = next(counts)
+            status, data = bot.group({i: k % n for k, i in enumerate(ids)})
+            assert status == 200, (n, data)
+    saved = Grouping.objects.filter(participant__code=bot.state["participant"]).order_by("step_index")
+    assert [len(set(g.assignment.values())) for g in saved] == [1, 2, 3, 7, 10, 5]
+    for g in saved:
+        assert g.purity == pytest.approx(hand_purity({int(k): v for k, v in g.assignment.items()}, predicted))
+
+
 def test_heatmaps_follow_the_stage_and_nothing_reveals_a_class():
     study = clustering_study()
-    bot = Bot(study.slug, rng=random.Random(3))
+    bot = Bot(study.public_code, rng=random.Random(3))
     bot.open_link()
     bot.enter()
     seen = {}
@@ -217,13 +250,16 @@ def test_heatmaps_follow_the_stage_and_nothing_reveals_a_class():
 
 def test_questions_are_validated():
     study = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
     good = Bot.default_answers(bot.state, random.Random(1))
-    for bad in ({**good, "age_band": "200"}, {k: v for k, v in good.items() if k != "gender"}, {**good, "extra": 1}):
-        assert bot.questions(bad)[0] == 400
+    # The browser gets the questions' positions as keys (q0: age, q1: gender), not the stored keys.
+    assert [q["key"] for q in bot.state["questions"]] == ["q0", "q1", "q2", "q3"]
+    for bad in ({**good, "q0": "200"}, {k: v for k, v in good.items() if k != "q1"}, {**good, "extra": 1},
+                {**good, "age_band": good["q0"]}):
+        assert bot.questions(bad)[0] == 400, bad
     assert QuestionAnswer.objects.count() == 0
     assert bot.questions(good)[0] == 200
 
@@ -232,7 +268,7 @@ def test_a_set_with_a_refused_heatmap_is_never_served():
     study = clustering_study(invalid=1)
     refused = set(Stimulus.objects.filter(group="CUB", set_index=0).values_list("pk", flat=True))
     for seed in range(6):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.enter()
         plan = Participant.objects.get(code=bot.state["participant"]).plan
@@ -247,7 +283,7 @@ def test_at_most_k_groups_when_configured():
     study.clean()  # the configuration check the admin makes on save
     study.save()
     services.study_open(study=study)
-    bot = Bot(study.slug, rng=random.Random(2))
+    bot = Bot(study.public_code, rng=random.Random(2))
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -265,7 +301,7 @@ def test_a_run_drawn_before_the_group_rule_keeps_its_old_rule():
     """A plan drawn before the rule existed has no ``groups`` in its steps: it is not refused
     mid-run (any number of groups up to max_groups, as when it started)."""
     study = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     p = Participant.objects.get(code=bot.state["participant"])
@@ -284,11 +320,12 @@ def test_the_demographics_can_name_a_preset(preset):
     study.clean()  # the configuration check the admin makes on save
     study.save()
     services.study_open(study=study)
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
-    assert bot.state["questions"] == plans.DEMOGRAPHIC_PRESETS[preset]
+    shown = plans.DEMOGRAPHIC_PRESETS[preset]  # with the positions as keys (the browser sees no stored key)
+    assert bot.state["questions"] == [{**q, "key": f"q{i}"} for i, q in enumerate(shown)]
     ages = {"xnn_paper": ["18-30", "31-40", "41-50", "51-60"], "age_bands": ["18-24", "25-34", "35-44"]}[preset]
     assert set(ages) <= set(bot.state["questions"][0]["options"])
 

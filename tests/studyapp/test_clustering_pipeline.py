@@ -54,7 +54,7 @@ def test_study_b_is_built_from_digit_stand_ins_and_can_be_taken(tmp_path):
 
     assert selectors.study_readiness(study=study) == [], selectors.study_readiness(study=study)
     study_services.study_open(study=study)
-    bot = Bot(study.slug, rng=random.Random(0))
+    bot = Bot(study.public_code, rng=random.Random(0))
     bot.open_link()
     assert bot.walk_clustering()["kind"] == "done"
     assert Grouping.objects.count() == 6

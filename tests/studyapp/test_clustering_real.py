@@ -103,7 +103,7 @@ def test_study_b_on_real_cub_and_cel_trees(tmp_path, study):
     invalid = list(ExplanationAsset.objects.filter(valid=False).values_list("method", "reasons"))
     assert selectors.study_readiness(study=study) == [], (selectors.study_readiness(study=study), invalid[:5])
     study_services.study_open(study=study)
-    bot = Bot(study.slug, rng=random.Random(1))
+    bot = Bot(study.public_code, rng=random.Random(1))
     bot.open_link()
     assert bot.walk_clustering()["kind"] == "done"
     assert Grouping.objects.count() == 6

@@ -57,7 +57,8 @@ def test_every_served_morph_meets_its_gate_as_decoded_from_the_stored_files(tmp_
     study = Study.objects.get(slug="kannada-learning")
     cdeepex = {"outer_iterations": 30, "num_frames": 8}
     Study.objects.filter(pk=study.pk).update(
-        n_trials=6, config={**study.config, "spare_stimuli": 2, "explain_batch": 8, "cdeepex": cdeepex}
+        # balanced (wrong_share), so that model-wrong images are there to be gated
+        n_trials=6, config={**study.config, "spare_stimuli": 2, "explain_batch": 8, "cdeepex": cdeepex, "wrong_share": 0.5}
     )
     study.refresh_from_db()
     dataset = datasets.dataset_import_kannada(name="k", directory=write_official_npz(tmp_path / "k", n_train=3000, n_test=600))

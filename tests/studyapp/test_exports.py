@@ -49,7 +49,7 @@ def test_the_groupings_export_has_one_row_per_image_placed(owner):
     study = clustering_study()
     bots = []
     for seed in range(2):
-        bot = Bot(study.slug, pid=f"PID{seed}", rng=random.Random(seed))
+        bot = Bot(study.public_code, pid=f"PID{seed}", rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
         bots.append(bot)
@@ -78,7 +78,7 @@ def test_the_groupings_export_has_one_row_per_image_placed(owner):
 
 def test_the_events_export_lists_every_event_with_its_step(owner):
     study = learning_study()
-    bot = Bot(study.slug, pid="EV1")
+    bot = Bot(study.public_code, pid="EV1")
     bot.open_link()
     bot.enter()
     assert bot.post("events", {"kind": "tab_hidden", "payload": {"ms": 1200}})[0] == 201
@@ -106,7 +106,7 @@ def test_the_tidy_and_wide_exports_match_what_the_bots_did(owner):
     study = learning_study()
     bots = []
     for i in range(3):
-        bot = Bot(study.slug, pid=f"P{i}", rng=random.Random(10 + i))
+        bot = Bot(study.public_code, pid=f"P{i}", rng=random.Random(10 + i))
         bot.open_link()
         bot.walk(rating=i + 2)
         bots.append(bot)
@@ -118,8 +118,8 @@ def test_the_tidy_and_wide_exports_match_what_the_bots_did(owner):
         mine = [r for r in out if r["participant"] == bot.state["participant"]]
         assert [int(r["trial_index"]) for r in mine] == list(range(20))
         for r, act in zip(mine, bot.actions, strict=True):
-            assert int(r["stimulus_id"]) == act["stimulus"] and int(r["choice"]) == act["choice"]
-            assert bool(int(r["correct"])) == act["correct"] and int(r["correct_label"]) == act["correct_answer"]
+            assert int(r["stimulus_id"]) == act["stimulus"] and int(r["choice"]) == study.classes[act["choice"]]
+            assert bool(int(r["correct"])) == act["correct"] and int(r["correct_label"]) == study.classes[act["correct_answer"]]
             assert r["config_hash"] == study.config_hash and int(r["response_ms"]) >= 0
         assert mine[0]["prolific_pid"] == bot.pid
     hashed = rows(owner, f"/admin/studies/study/{study.pk}/export/tidy.csv?ids=hash")
@@ -174,7 +174,7 @@ def test_each_tidy_row_names_the_asset_models_and_data_it_showed(owner):
         asset.params_hash = f"c{asset.pk}"
         asset.save()
     for i in range(3):
-        bot = Bot(study.slug, pid=f"Q{i}", rng=random.Random(20 + i))
+        bot = Bot(study.public_code, pid=f"Q{i}", rng=random.Random(20 + i))
         bot.open_link()
         bot.walk()
     # An asset made after the trials were shown is not what they showed.
@@ -216,7 +216,7 @@ def test_each_tidy_row_names_the_asset_models_and_data_it_showed(owner):
     with CaptureQueriesContext(connection) as few:
         list(exports.tidy_rows(study=study))
     for i in range(3, 6):
-        bot = Bot(study.slug, pid=f"Q{i}", rng=random.Random(20 + i))
+        bot = Bot(study.public_code, pid=f"Q{i}", rng=random.Random(20 + i))
         bot.open_link()
         bot.walk()
     with CaptureQueriesContext(connection) as many:

@@ -112,7 +112,7 @@ def test_broker_down_participants_still_take_the_study_and_the_admin_says_why(mo
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # Celery reads the variable before its conf
     monkeypatch.setattr(celery_app.conf, "broker_url", "redis://127.0.0.1:9/0")
     monkeypatch.setattr(celery_app.conf, "broker_connection_timeout", 0.5)
-    bot = Bot(study.slug, rng=random.Random(0))
+    bot = Bot(study.public_code, rng=random.Random(0))
     bot.open_link()
     assert bot.walk()["kind"] == "done"
     page = admin_client.get(f"/admin/studies/study/{study.pk}/dashboard/").content.decode()
@@ -131,7 +131,7 @@ def test_broker_down_participants_still_take_the_study_and_the_admin_says_why(mo
 @pytest.mark.django_db(transaction=True)
 def test_an_error_in_the_middle_of_an_answer_leaves_no_partial_rows(monkeypatch):
     study = learning_study()
-    bot = Bot(study.slug, client=Client(enforce_csrf_checks=True, raise_request_exception=False))
+    bot = Bot(study.public_code, client=Client(enforce_csrf_checks=True, raise_request_exception=False))
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -145,11 +145,11 @@ def test_an_error_in_the_middle_of_an_answer_leaves_no_partial_rows(monkeypatch)
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Participant, "save", failing_save)
-    status, _ = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+    status, _ = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
     assert status == 500
     assert TrialAnswer.objects.count() == 0
     monkeypatch.setattr(Participant, "save", original)
-    assert bot.answer(study.classes[0])[0] == 200
+    assert bot.answer(0)[0] == 200
     assert TrialAnswer.objects.count() == 1
 
 

@@ -61,7 +61,7 @@ def csv_rows(owner: Client, study: Study, kind: str, query: str = "") -> list[di
 def test_every_outcome_ends_at_its_own_exit_with_its_own_code():
     study = configured(comprehension=QUIZ)
     # Did not consent: no run, the no-consent exit.
-    bot = Bot(study.slug, pid="NC1")
+    bot = Bot(study.public_code, pid="NC1")
     bot.open_link()
     status, declined = bot.post("enter", {"consent": False})
     assert status == 200 and declined["exit"] == {
@@ -69,13 +69,13 @@ def test_every_outcome_ends_at_its_own_exit_with_its_own_code():
         "redirect_url": "https://app.prolific.com/submissions/complete?cc=NOCONS", "text": "",
     }
     # Completed: its code and redirect.
-    done = Bot(study.slug, pid="OK1", rng=random.Random(1))
+    done = Bot(study.public_code, pid="OK1", rng=random.Random(1))
     done.open_link()
     final = done.walk(quiz=lambda s: RIGHT)
     assert final["kind"] == "done" and final["exit"]["outcome"] == "completed" and final["exit"]["code"] == "DONE01"
     assert final["exit"]["redirect_url"].endswith("cc=DONE01")
     # Failed the quiz three times: the failed-checks exit; writes are refused with that state.
-    failing = Bot(study.slug, pid="QZ1")
+    failing = Bot(study.public_code, pid="QZ1")
     failing.open_link()
     failing.enter()
     failing.continue_()
@@ -93,7 +93,7 @@ def test_every_outcome_ends_at_its_own_exit_with_its_own_code():
     assert status == 409 and refused["state"]["exit"]["outcome"] == "failed_checks"
     assert failing.refresh()["kind"] == "exit"
     # Withdrew: the data deleted, the withdrew exit.
-    leaving = Bot(study.slug, pid="WD1")
+    leaving = Bot(study.public_code, pid="WD1")
     leaving.open_link()
     leaving.enter()
     status, gone = leaving.post("withdraw", {"confirm": True})
@@ -101,7 +101,7 @@ def test_every_outcome_ends_at_its_own_exit_with_its_own_code():
     assert not Participant.objects.filter(prolific_pid="WD1").exists()
     # Study full: the full exit instead of a dead end.
     study.arms.update(cap=0)
-    late = Bot(study.slug, pid="FL1")
+    late = Bot(study.public_code, pid="FL1")
     late.open_link()
     status, full = late.enter()
     assert status == 403 and full["error"] == "study_full"
@@ -114,7 +114,7 @@ def test_every_outcome_ends_at_its_own_exit_with_its_own_code():
 
 def test_a_quiz_failed_with_on_fail_continue_goes_on_flagged(owner):
     study = configured(comprehension={**QUIZ, "on_fail": "continue", "attempts": 2})
-    bot = Bot(study.slug, pid="QC1", rng=random.Random(2))
+    bot = Bot(study.public_code, pid="QC1", rng=random.Random(2))
     bot.open_link()
     final = bot.walk(quiz=lambda s: WRONG)
     assert final["kind"] == "done"
@@ -133,7 +133,7 @@ def test_catch_trials_sit_at_their_positions_in_every_arm_and_are_scored(owner):
     names = list(study.class_names)
     plans = []
     for i, wrong in enumerate((False, True, False)):
-        bot = Bot(study.slug, pid=f"CT{i}", rng=random.Random(i))
+        bot = Bot(study.public_code, pid=f"CT{i}", rng=random.Random(i))
         bot.open_link()
         seen = []
 
@@ -171,7 +171,7 @@ def test_catch_items_go_between_the_batches_of_study_b():
     study = clustering_study()
     study.config = {**study.config, "catch_trials": [{"after": 1, "options": ["Yes", "No"], "answer": 0}]}
     study.save()
-    bot = Bot(study.slug, pid="CB1", rng=random.Random(3))
+    bot = Bot(study.public_code, pid="CB1", rng=random.Random(3))
     bot.open_link()
     bot.enter()
     plan = Participant.objects.get(prolific_pid="CB1").plan
@@ -189,13 +189,13 @@ def test_a_pilot_run_takes_no_slot_is_marked_and_left_out_of_the_exports(owner):
     page = owner.get(f"/admin/studies/study/{study.pk}/pilot/")
     assert page.status_code == 200 and "Start a test run" in page.content.decode()
     reply = owner.post(f"/admin/studies/study/{study.pk}/pilot/", {"arm": gradcam.pk})
-    assert reply.status_code == 302 and reply["Location"] == f"/s/{study.slug}/"
-    state = owner.get(f"/api/s/{study.slug}/state").json()
+    assert reply.status_code == 302 and reply["Location"] == f"/s/{study.public_code}/"
+    state = owner.get(f"/api/s/{study.public_code}/state").json()
     assert state["kind"] == "instructions" and state["test_run"] is True
     pilot = Participant.objects.get(is_test=True)
     assert pilot.arm == gradcam
     # The staff browser walks the pilot like a participant.
-    bot = Bot(study.slug, client=owner, rng=random.Random(4))
+    bot = Bot(study.public_code, client=owner, rng=random.Random(4))
     bot.state = state
     assert bot.walk()["kind"] == "done"
     assert all(a["completed"] == 0 for a in selectors.arm_fill(study=study))
@@ -206,7 +206,7 @@ def test_a_pilot_run_takes_no_slot_is_marked_and_left_out_of_the_exports(owner):
     for arm in study.arms.exclude(pk=gradcam.pk):
         arm.cap = 0
         arm.save()
-    real = Bot(study.slug, pid="R1")
+    real = Bot(study.public_code, pid="R1")
     real.open_link()
     assert real.enter()[0] == 201  # the gradcam arm's cap is None; a pilot never fills a capped arm either
     gradcam.cap = 1
@@ -225,11 +225,11 @@ def test_a_rejected_run_keeps_its_data_frees_its_slot_and_is_flagged(owner):
     study.arms.update(cap=1)
     runs = []
     for i in range(3):
-        bot = Bot(study.slug, pid=f"RJ{i}", rng=random.Random(i))
+        bot = Bot(study.public_code, pid=f"RJ{i}", rng=random.Random(i))
         bot.open_link()
         bot.walk()
         runs.append(Participant.objects.get(prolific_pid=f"RJ{i}"))
-    late = Bot(study.slug, pid="RJ9")
+    late = Bot(study.public_code, pid="RJ9")
     late.open_link()
     assert late.enter()[0] == 403  # every arm is full
     victim = runs[0]
@@ -249,7 +249,7 @@ def test_a_rejected_run_keeps_its_data_frees_its_slot_and_is_flagged(owner):
 
 def test_time_limits_are_enforced_by_the_server_and_end_at_the_timed_out_exit():
     study = configured(time_limits={"total_minutes": 30, "step_minutes": {"trial": 2}, "warn_seconds": 45})
-    bot = Bot(study.slug, pid="TL1")
+    bot = Bot(study.public_code, pid="TL1")
     bot.open_link()
     bot.enter()
     assert bot.state["time_limit"]["scope"] == "study" and bot.state["time_limit"]["warn_seconds"] == 45
@@ -258,7 +258,7 @@ def test_time_limits_are_enforced_by_the_server_and_end_at_the_timed_out_exit():
     run = Participant.objects.get(prolific_pid="TL1")
     # The trial has been on screen for three minutes: the next write is refused, the run times out.
     Participant.objects.filter(pk=run.pk).update(step_shown_at=run.step_shown_at - timedelta(minutes=3))
-    status, refused = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": study.classes[0]})
+    status, refused = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": bot.state["stimulus"], "choice": 0})
     assert status == 409 and refused["error"] == "timed_out"
     assert refused["state"]["kind"] == "exit" and refused["state"]["exit"] == {
         "outcome": "timed_out", "code": "TIMEUP", "redirect_url": "", "text": "",
@@ -268,7 +268,7 @@ def test_time_limits_are_enforced_by_the_server_and_end_at_the_timed_out_exit():
     assert selectors.arm_fill(study=study)[0]["ended"] + selectors.arm_fill(study=study)[1]["ended"] \
         + selectors.arm_fill(study=study)[2]["ended"] == 1
     # A run past the whole study's limit times out on a mere read of its state.
-    other = Bot(study.slug, pid="TL2")
+    other = Bot(study.public_code, pid="TL2")
     other.open_link()
     other.enter()
     Participant.objects.filter(prolific_pid="TL2").update(started_at=run.started_at - timedelta(minutes=31))
@@ -280,7 +280,7 @@ def test_the_exposure_columns_follow_what_a_bot_did_with_a_known_timing(owner):
     for arm in study.arms.all():
         arm.cap = None if arm.feedback == "cdeepex" else 0
         arm.save()
-    bot = Bot(study.slug, pid="EX1")
+    bot = Bot(study.public_code, pid="EX1")
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -290,7 +290,7 @@ def test_the_exposure_columns_follow_what_a_bot_did_with_a_known_timing(owner):
         {"kind": "hidden", "step": first["step"], "t": 100},
         {"kind": "visible", "step": first["step"], "t": 500, "payload": {"hidden_ms": 400, "answered": False}},
     ]})[0] == 201
-    status, answered = bot._record(bot.api.answer(first["step"], stimulus=first["stimulus"], choice=study.classes[0], client_ms=1234))
+    status, answered = bot._record(bot.api.answer(first["step"], stimulus=first["stimulus"], choice=0, client_ms=1234))
     assert status == 200
     bot.state = answered
     assert bot.post("events", {"events": [
@@ -301,7 +301,7 @@ def test_the_exposure_columns_follow_what_a_bot_did_with_a_known_timing(owner):
     ]})[0] == 201
     bot.continue_()
     second = bot.state
-    bot.answer(study.classes[0])
+    bot.answer(0)
     # The known timing: the first answer saved at T, the second trial shown at T + 2.5 s.
     run = Participant.objects.get(prolific_pid="EX1")
     a0 = TrialAnswer.objects.get(participant=run, trial_index=0)
@@ -319,7 +319,7 @@ def test_the_exposure_columns_follow_what_a_bot_did_with_a_known_timing(owner):
 
 def test_a_bad_event_batch_is_refused_whole_and_events_have_their_own_budget(settings):
     study = configured()
-    bot = Bot(study.slug, pid="EV1")
+    bot = Bot(study.public_code, pid="EV1")
     bot.open_link()
     bot.enter()
     status, body = bot.post("events", {"events": [{"kind": "ok"}, {"kind": "bad kind!"}]})

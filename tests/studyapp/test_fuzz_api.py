@@ -33,12 +33,12 @@ def load_schema():
 @pytest.mark.django_db
 def test_participant_api_never_answers_5xx():
     study = learning_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
     stranger = Client(raise_request_exception=False)
-    stranger.get(f"/s/{study.slug}/")
+    stranger.get(f"/s/{study.public_code}/")
     schema, _ = load_schema()
     failures: list[str] = []
     checked = 0
@@ -51,8 +51,8 @@ def test_participant_api_never_answers_5xx():
         def run(case):
             nonlocal checked
             params = dict(case.path_parameters or {})
-            if "slug" in params:
-                params["slug"] = study.slug  # the real study, so requests reach the flow code
+            if "study_code" in params:
+                params["study_code"] = study.public_code  # the real study, so requests reach the flow code
             if "step" in params and isinstance(params["step"], int) and params["step"] % 2 == 0:
                 params["step"] = Bot.current_step(bot)
             path = operation.path.format(**params)  # noqa: B023 - run() is called within this iteration

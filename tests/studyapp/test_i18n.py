@@ -229,8 +229,8 @@ def german(study: Study) -> Study:
 @pytest.mark.django_db
 def test_a_german_learning_study_speaks_german_at_every_step_and_refusal():
     study = german(learning_study())
-    bot = Bot(study.slug)
-    page = bot.client.get(f"/s/{study.slug}/", HTTP_ACCEPT_LANGUAGE="en")
+    bot = Bot(study.public_code)
+    page = bot.client.get(f"/s/{study.public_code}/", HTTP_ACCEPT_LANGUAGE="en")
     html = page.content.decode()
     assert '<html lang="de">' in html and "/jsi18n/de/?v=" in html and "Wird geladen" in html
     bot.open_link()
@@ -240,7 +240,7 @@ def test_a_german_learning_study_speaks_german_at_every_step_and_refusal():
     # Refusals: a step that is not the current one, a stimulus of another trial, a body DRF refuses.
     status, data = bot.post(f"steps/{bot.state['step'] + 5}/continue", {})
     assert status == 409 and data["detail"].startswith("Schritt "), data
-    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": 10**6, "choice": study.classes[0]})
+    status, data = bot.post(f"steps/{bot.state['step']}/answer", {"stimulus": 10**6, "choice": 0})
     assert status == 400, data
     status, data = bot.post(f"steps/{bot.state['step']}/answer", {"choice": "x"})
     assert status == 400 and "Dieses Feld ist zwingend erforderlich." in data["stimulus"], data
@@ -250,19 +250,19 @@ def test_a_german_learning_study_speaks_german_at_every_step_and_refusal():
     assert final["kind"] == "done"
     status, data = bot.post("withdraw", {"confirm": False})
     assert status == 400 and data["detail"].startswith("Bitte bestätigen Sie")
-    stranger = Bot(study.slug)
+    stranger = Bot(study.public_code)
     assert stranger.open_link()["kind"] == "consent"
     status, data = stranger.post("steps/0/continue", {})
     assert status == 403 and data["detail"].startswith("In diesem Browser"), data
-    reply = bot.client.get(f"/api/s/{study.slug}/state")
+    reply = bot.client.get(f"/api/s/{study.public_code}/state")
     assert reply["Content-Language"] == "de"
     assert_no_english([("PAGE", html)] + [(label, body) for label, _, body in bot.responses + stranger.responses])
 
 
 @pytest.mark.django_db
 def test_a_german_clustering_study_speaks_german_in_its_groupings_and_refusals():
-    study = german(clustering_study(n_sets=3, set_size=8))
-    bot = Bot(study.slug)
+    study = german(clustering_study(n_sets=3, set_size=8, group_rule="exactly"))  # a rule that is told
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     while bot.state["kind"] != "grouping":
@@ -286,12 +286,12 @@ def test_a_german_clustering_study_speaks_german_in_its_groupings_and_refusals()
 @pytest.mark.django_db
 def test_the_study_decides_not_the_browser():
     study = learning_study()  # English
-    bot = Bot(study.slug, client=Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="de"))
+    bot = Bot(study.public_code, client=Client(enforce_csrf_checks=True, HTTP_ACCEPT_LANGUAGE="de"))
     bot.open_link()
     bot.enter()
     bot.continue_()
     assert bot.state["question"] == "Which symbol is this?"
-    html = bot.client.get(f"/s/{study.slug}/").content.decode()
+    html = bot.client.get(f"/s/{study.public_code}/").content.decode()
     assert '<html lang="en">' in html and "/jsi18n/en/" in html and "Loading" in html
     with translation.override("de"):  # the default texts are lazy: the active language at use
         assert str(state.STAGE_TEXT["NoVis"]).startswith("Ordnen Sie")
@@ -300,7 +300,7 @@ def test_the_study_decides_not_the_browser():
 @pytest.mark.django_db
 def test_a_language_change_is_seen_by_the_api_of_this_process():
     study = learning_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()

@@ -51,7 +51,7 @@ def test_study_a_answer_continue_and_state_stay_within_their_query_budgets(touch
     study = learning_study()
     selectors.study_content(study=Study.objects.get(pk=study.pk))  # what the first request of this process reads
 
-    p = participant(study.slug)
+    p = participant(study.public_code)
     state, queries = counted(lambda: p.enter(consent=True))
     state, queries = counted(lambda: p.continue_(state["step"]))
     assert state["kind"] == "trial" and state["answered"] is False
@@ -87,11 +87,11 @@ def test_the_response_shows_what_the_database_holds(settings):
     """The state built from what the write knows (and from the process's copy of the study's
     stimuli and assets) is the state a fresh read gives."""
     study = learning_study()
-    p = participant(study.slug)
+    p = participant(study.public_code)
     state = p.continue_(p.enter(consent=True).data["step"]).data
-    answered = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1]).data
+    answered = p.answer(state["step"], stimulus=state["stimulus"], choice=1).data
     saved = TrialAnswer.objects.get()
-    assert answered["feedback"]["correct_answer"] == saved.correct_label and answered["feedback"]["correct"] == saved.correct
+    assert study.classes[answered["feedback"]["correct_answer"]] == saved.correct_label and answered["feedback"]["correct"] == saved.correct
     selectors._content.clear()
     again = p.state().data
     assert {k: v for k, v in answered.items() if k != "saved"} == again
@@ -102,13 +102,13 @@ def test_the_response_shows_what_the_database_holds(settings):
 
 def test_a_repeated_answer_costs_no_more_than_an_answer_and_is_stored_once():
     study = learning_study()
-    p = participant(study.slug)
+    p = participant(study.public_code)
     state = p.continue_(p.enter(consent=True).data["step"]).data
-    first = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]).data
-    repeat, queries = counted(lambda: p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0]))
+    first = p.answer(state["step"], stimulus=state["stimulus"], choice=0).data
+    repeat, queries = counted(lambda: p.answer(state["step"], stimulus=state["stimulus"], choice=0))
     assert repeat["feedback"] == first["feedback"] and repeat["saved"] == first["saved"]
     assert len(queries) <= BUDGET["answer"] + 1, queries  # begin, lock, insert refused, rollback, the saved answer
-    different = p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[1])
+    different = p.answer(state["step"], stimulus=state["stimulus"], choice=1)
     assert different.status == 409 and different.data["error"] == "already_answered"
     assert TrialAnswer.objects.count() == 1 and TrialAnswer.objects.get().choice == study.classes[0]
 
@@ -117,7 +117,7 @@ def test_study_b_grouping_and_questions_stay_within_the_same_budgets():
     study = clustering_study()
     selectors.study_content(study=Study.objects.get(pk=study.pk))
 
-    p = participant(study.slug)
+    p = participant(study.public_code)
     state = p.continue_(p.enter(consent=True).data["step"]).data
     rng = random.Random(0)
     counts: dict[str, set[int]] = {"questions": set(), "state (grouping)": set(), "grouping": set()}
@@ -143,7 +143,7 @@ def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
     """The process's copy of a study's assets is read again after a study edit, or after
     CONTENT_TTL_SECONDS; an asset missing from it is asked of the database at once."""
     study = learning_study()
-    p = participant(study.slug)
+    p = participant(study.public_code)
     p.enter(consent=True)
     run = Participant.objects.get()
     run.arm = study.arms.get(feedback="gradcam")
@@ -162,7 +162,7 @@ def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
     def overlay() -> str:
         return p.state().data["feedback"]["assets"]["overlay"]
 
-    p.answer(state["step"], stimulus=state["stimulus"], choice=study.classes[0])
+    p.answer(state["step"], stimulus=state["stimulus"], choice=0)
     first = overlay()
     path = newer_overlay(1)
     assert overlay() == first  # within the time the process trusts its copy
@@ -180,7 +180,7 @@ def test_a_new_asset_or_a_study_edit_is_seen(monkeypatch):
     path = store_bytes(png(3), ext="png")
     ExplanationAsset.objects.create(stimulus_id=next_state["stimulus"], method="gradcam", params_hash="late",
                                     params={}, valid=True, files={"overlay": path})
-    answered = p.answer(next_state["step"], stimulus=next_state["stimulus"], choice=study.classes[0]).data
+    answered = p.answer(next_state["step"], stimulus=next_state["stimulus"], choice=0).data
     assert answered["feedback"]["assets"]["overlay"].endswith(path)
 
 
@@ -206,7 +206,7 @@ def test_the_participant_throttle_refuses_a_flood_with_one_cache_round_trip_per_
     counting = CountingCache()
     monkeypatch.setattr(api.SessionRateThrottle, "cache", counting)
     study = learning_study()
-    p = participant(study.slug)
+    p = participant(study.public_code)
     p.enter(consent=True)
     statuses = [p.state().status for _ in range(30)]
     assert statuses == [200] * 25 + [429] * 5
@@ -220,6 +220,6 @@ def test_the_participant_throttle_refuses_a_flood_with_one_cache_round_trip_per_
     # The next window starts afresh; another browser has its own count.
     clock[0] += 60
     assert p.state().status == 200
-    other = participant(study.slug)
+    other = participant(study.public_code)
     other.enter(consent=True)
     assert other.state().status == 200

@@ -26,7 +26,7 @@ def test_floods_of_new_entries_are_rate_limited(study, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"entry": "5/minute", "participant": "1000/minute"}}
     statuses = []
     for i in range(8):
-        bot = Bot(study.slug, rng=random.Random(i))
+        bot = Bot(study.public_code, rng=random.Random(i))
         bot.open_link()
         statuses.append(bot.enter()[0])
     assert statuses[:5] == [201] * 5 and set(statuses[5:]) == {429}
@@ -34,19 +34,19 @@ def test_floods_of_new_entries_are_rate_limited(study, settings):
 
 
 def test_guessed_codes_give_nothing(study):
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     stranger = Client(enforce_csrf_checks=True)
-    stranger.get(f"/s/{study.slug}/")
+    stranger.get(f"/s/{study.public_code}/")
     token = stranger.cookies["csrftoken"].value
     for _ in range(20):
         code = secrets.token_urlsafe(16)
-        r = stranger.post(f"/api/s/{study.slug}/steps/0/continue", data={"participant": code}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
+        r = stranger.post(f"/api/s/{study.public_code}/steps/0/continue", data={"participant": code}, content_type="application/json", HTTP_X_CSRFTOKEN=token)
         assert r.status_code == 403
         # A session cookie guessed or copied from a code does not bind either.
         stranger.cookies["sessionid"] = code
-        assert stranger.get(f"/api/s/{study.slug}/state").json()["kind"] == "consent"
+        assert stranger.get(f"/api/s/{study.public_code}/state").json()["kind"] == "consent"
     assert Participant.objects.get().step_index == 0
 
 
@@ -54,29 +54,29 @@ def test_a_participant_cannot_act_on_another_study(study):
     from tests.studyapp.factories import clustering_study
 
     other = clustering_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
-    r = bot.client.post(f"/api/s/{other.slug}/steps/0/continue", data="{}", content_type="application/json", HTTP_X_CSRFTOKEN=bot.csrf())
+    r = bot.client.post(f"/api/s/{other.public_code}/steps/0/continue", data="{}", content_type="application/json", HTTP_X_CSRFTOKEN=bot.csrf())
     assert r.status_code == 403
     assert not Participant.objects.filter(study=other).exists()
 
 
 def test_unknown_study_and_malformed_bodies_are_4xx(study):
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     assert bot.client.get("/api/s/nope/state").status_code == 404
     bot.enter()
     bot.continue_()
     step = bot.state["step"]
     for body in ("not json", "[]", '{"stimulus": "1", "choice": []}', '{"stimulus": -1, "choice": 3}', "{}"):
-        r = bot.client.post(f"/api/s/{study.slug}/steps/{step}/answer", data=body, content_type="application/json", HTTP_X_CSRFTOKEN=bot.csrf())
+        r = bot.client.post(f"/api/s/{study.public_code}/steps/{step}/answer", data=body, content_type="application/json", HTTP_X_CSRFTOKEN=bot.csrf())
         assert 400 <= r.status_code < 500, body
     assert TrialAnswer.objects.count() == 0
 
 
 def test_no_ip_address_or_user_agent_is_stored(study):
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.client.defaults.update(REMOTE_ADDR="203.0.113.7", HTTP_USER_AGENT="SecretBrowser/1.0")
     bot.open_link()
     bot.walk()
@@ -92,11 +92,11 @@ def test_no_ip_address_or_user_agent_is_stored(study):
 
 def half_way(study, pid: str = "VICTIM") -> Bot:
     """A Prolific participant (SESSION_ID X1) who has answered the first trial."""
-    bot = Bot(study.slug, pid=pid)
+    bot = Bot(study.public_code, pid=pid)
     bot.open_link()
     bot.enter()
     bot.continue_()
-    bot.answer(study.classes[0])
+    bot.answer(0)
     return bot
 
 
@@ -104,8 +104,8 @@ def test_a_known_prolific_id_alone_does_not_take_over_a_run(study):
     victim = half_way(study)
     before = Participant.objects.values_list("code", "step_index", "last_seen_at").get()
     for session in ("", "&SESSION_ID=", "&SESSION_ID=X2", "&SESSION_ID=x1", "&SESSION_ID=X10"):
-        attacker = Bot(study.slug)  # a fresh browser that knows the victim's PROLIFIC_PID
-        assert attacker.client.get(f"/s/{study.slug}/?PROLIFIC_PID=VICTIM{session}").status_code == 200
+        attacker = Bot(study.public_code)  # a fresh browser that knows the victim's PROLIFIC_PID
+        assert attacker.client.get(f"/s/{study.public_code}/?PROLIFIC_PID=VICTIM{session}").status_code == 200
         status, data = attacker.get(f"state?PROLIFIC_PID=VICTIM{session}")
         assert status == 403 and data["error"] == "resume_refused", session
         assert "another browser or Prolific session" in data["detail"] and "state" not in data and "participant" not in data
@@ -124,12 +124,12 @@ def test_a_known_prolific_id_alone_does_not_take_over_a_run(study):
 
 
 def test_a_run_enrolled_without_a_session_id_resumes_only_in_its_own_browser(study):
-    owner = Bot(study.slug)
+    owner = Bot(study.public_code)
     owner.open_link()
     status, _ = owner.post("enter", {"consent": True, "prolific_pid": "NOSESSION"})
     assert status == 201
     for query in ("PROLIFIC_PID=NOSESSION", "PROLIFIC_PID=NOSESSION&SESSION_ID=", "PROLIFIC_PID=NOSESSION&SESSION_ID=X1"):
-        stranger = Bot(study.slug)
+        stranger = Bot(study.public_code)
         stranger.open_link()
         status, data = stranger.get(f"state?{query}")
         assert status == 403 and data["error"] == "resume_refused", query
@@ -138,7 +138,7 @@ def test_a_run_enrolled_without_a_session_id_resumes_only_in_its_own_browser(stu
 
 def test_a_run_resumes_in_a_new_browser_with_its_session_id_which_may_then_withdraw(study):
     victim = half_way(study)
-    again = Bot(study.slug, pid="VICTIM")
+    again = Bot(study.public_code, pid="VICTIM")
     state = again.open_link()  # the same recruitment link: PROLIFIC_PID and SESSION_ID X1
     assert state["participant"] == victim.state["participant"] and state["step"] == victim.state["step"]
     status, data = again.post("withdraw", {"confirm": True})
@@ -160,7 +160,7 @@ def test_media_serves_participants_only_what_they_are_shown(study, settings, dja
     hidden = str(Path(stimulus.image).with_name(".tmp-half-written.png"))
     tampered = [*private, "secret.txt", hidden, f"stimuli/../{checkpoint}", f"assets/%2e%2e/{dataset}",
                 f"stimuli/..%2f{checkpoint}", "stimuli", "stimuli/", "assets/00", "stimuli/x%00.png"]
-    participant = Bot(study.slug)
+    participant = Bot(study.public_code)
     participant.open_link()
     participant.enter()
     staff = Client()
@@ -179,7 +179,7 @@ def test_media_serves_participants_only_what_they_are_shown(study, settings, dja
 
 
 def test_deep_oversized_and_malformed_bodies_are_4xx_on_every_endpoint_and_change_nothing(study, settings):
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.enter()
     bot.continue_()
@@ -189,10 +189,10 @@ def test_deep_oversized_and_malformed_bodies_are_4xx_on_every_endpoint_and_chang
     bodies = {
         deep: (400, "nested too deeply"),
         '{"a":' * 5000 + "1" + "}" * 5000: (400, "nested too deeply"),
-        f'{{"stimulus": {stimulus}, "choice": {study.classes[0]}, "x": {deep}}}': (400, "nested too deeply"),
+        f'{{"stimulus": {stimulus}, "choice": 0, "x": {deep}}}': (400, "nested too deeply"),
         f'{{"answers": {{"feedback_rating": {deep}}}}}': (400, "nested too deeply"),
         f'{{"kind": "hover", "payload": {{"a": {deep}}}}}': (400, "nested too deeply"),
-        f'{{"stimulus": {stimulus}, "choice": {study.classes[0]}, "pad": "' + "x" * settings.STUDY_API_MAX_BODY_BYTES + '"}':
+        f'{{"stimulus": {stimulus}, "choice": 0, "pad": "' + "x" * settings.STUDY_API_MAX_BODY_BYTES + '"}':
             (413, "too large"),
         "[" * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 1): (413, "too large"),
         f'{{"stimulus": {stimulus}, "choice": NaN}}': (400, "not valid json"),
@@ -203,7 +203,7 @@ def test_deep_oversized_and_malformed_bodies_are_4xx_on_every_endpoint_and_chang
                  f"steps/{step}/grouping", "events", "withdraw", "time/extend"]
     for endpoint in endpoints:
         for body, (expected, words) in bodies.items():
-            r = bot.client.post(f"/api/s/{study.slug}/{endpoint}", data=body, content_type="application/json",
+            r = bot.client.post(f"/api/s/{study.public_code}/{endpoint}", data=body, content_type="application/json",
                                 HTTP_X_CSRFTOKEN=bot.csrf())
             assert r.status_code == expected, (endpoint, body[:40])
             assert words in r.json()["detail"].lower(), (endpoint, r.json())
@@ -215,10 +215,10 @@ def test_deep_oversized_and_malformed_bodies_are_4xx_on_every_endpoint_and_chang
         return '{"choice": "x", "pad": ' + "[" * (levels - 1) + "]" * (levels - 1) + "}"
 
     for body in (json.dumps({"stimulus": stimulus, "choice": "[" * 5000}), nested(MAX_JSON_DEPTH)):
-        r = bot.client.post(f"/api/s/{study.slug}/steps/{step}/answer", data=body, content_type="application/json",
+        r = bot.client.post(f"/api/s/{study.public_code}/steps/{step}/answer", data=body, content_type="application/json",
                             HTTP_X_CSRFTOKEN=bot.csrf())
         assert r.status_code == 400 and "choice" in r.json(), r.json()
-    r = bot.client.post(f"/api/s/{study.slug}/steps/{step}/answer", data=nested(MAX_JSON_DEPTH + 1),
+    r = bot.client.post(f"/api/s/{study.public_code}/steps/{step}/answer", data=nested(MAX_JSON_DEPTH + 1),
                         content_type="application/json", HTTP_X_CSRFTOKEN=bot.csrf())
     assert r.status_code == 400 and "nested too deeply" in r.json()["detail"]
     participant = Participant.objects.get()

@@ -70,7 +70,7 @@ def test_the_published_template_is_the_published_study():
 
 def test_loading_the_published_templates_on_a_running_study_changes_nothing():
     study = factories.learning_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.walk()
     assert Participant.objects.filter(study=study).exists()
@@ -186,7 +186,7 @@ def test_a_clustering_study_on_two_own_data_sets():
 
 def test_copy_makes_a_new_draft_and_leaves_the_study_alone():
     study = factories.learning_study()
-    bot = Bot(study.slug)
+    bot = Bot(study.public_code)
     bot.open_link()
     bot.walk()
     before = snapshot(study)

@@ -202,7 +202,7 @@ def study_copy(*, study: Study, slug: str, title: str | None = None) -> Study:
     """
     _check_slug(slug)
     fields = {name: getattr(study, name) for name in DESIGN_FIELDS}
-    fields["config"] = {k: v for k, v in (study.config or {}).items() if k not in PIPELINE_KEYS}
+    fields["config"] = {k: v for k, v in dict(study.config).items() if k not in PIPELINE_KEYS}
     fields["title"] = title or f"{study.title} (copy)"
     copy = Study.objects.create(slug=slug, status=Study.Status.DRAFT, **fields)
     for arm in study.arms.order_by("position", "pk"):

@@ -16,7 +16,8 @@ from PIL import Image
 
 from stats.clustering import BETWEEN_STUDIES_NOTE, purity
 from studyapp.pipeline.models import Stimulus
-from studyapp.studies.models import Arm, Grouping, Participant, Study
+from studyapp.studies.designs.create import study_copy
+from studyapp.studies.models import Grouping, Participant, Study
 from tests.studyapp.analysis_site.conftest import (  # noqa: F401 (the personas)
     owner,
     page_tables,
@@ -34,13 +35,10 @@ DEEPLIFT = {"NoVis": 0.3, "1-Heatmap": 0.05, "XNN": 0.9}
 
 
 def _complementary(main: Study) -> Study:
-    """A second study of the same design with the DeepLIFT heatmap (a copy of the main one's fields)."""
-    copy = Study.objects.get(pk=main.pk)
-    copy.pk, copy.slug, copy.title = None, "xnn-deeplift", "Complementary: DeepLIFT"
-    copy.config = {**main.config, "heatmap_method": "deeplift"}
+    """A second study of the same design with the DeepLIFT heatmap: a copy, as the admin makes it."""
+    copy = study_copy(study=main, slug="xnn-deeplift", title="Complementary: DeepLIFT")
+    copy.config = {**copy.config, "heatmap_method": "deeplift"}
     copy.save()
-    for arm in main.arms.all():
-        Arm.objects.create(study=copy, name=arm.name, feedback=arm.feedback, instruction=arm.instruction)
     return copy
 
 

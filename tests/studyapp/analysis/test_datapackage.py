@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import io
 import json
 import random
@@ -42,7 +43,7 @@ def owner(db) -> Client:
 def _learning_with_bots(n: int = 3):
     study = learning_study()
     for i in range(n):
-        bot = Bot(study.slug, pid=f"P{i}", rng=random.Random(10 + i))
+        bot = Bot(study.public_code, pid=f"P{i}", rng=random.Random(10 + i))
         bot.open_link()
         bot.walk(rating=i + 2)
     bot.post("events", {"kind": "replay", "payload": {"n": 1}})
@@ -162,11 +163,16 @@ def test_the_stimulus_manifest_holds_the_files_true_hashes(owner, tmp_path):
 def test_the_clustering_package_validates_and_codes_its_scales(owner, tmp_path):
     study = clustering_study()
     for seed in range(2):
-        bot = Bot(study.slug, pid=f"C{seed}", rng=random.Random(seed))
+        bot = Bot(study.public_code, pid=f"C{seed}", rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
     files = _download(owner, study, tmp_path, ids="drop")
     _assert_valid(tmp_path)
+    # The study's notes (where the paper is silent and what was chosen) in the README and the report.
+    notes = study.parsed_config.notes
+    assert "does not say it told them how many categories" in notes
+    assert f"## The study's notes\n\nWhere the published design is silent, and what this study chose:\n\n{notes}" in files["README.md"].decode()
+    assert html.escape(notes, quote=True) in files["report.html"].decode()
     package = json.loads(files["datapackage.json"])
     fields = {f["name"]: f for r in package["resources"] if r["name"] == "wide" for f in r["schema"]["fields"]}
     confidence = [n for n in fields if n.startswith("confidence:")]

@@ -53,7 +53,7 @@ def endings():
     who: dict[str, str] = {}
 
     def bot(name: str) -> Bot:
-        b = Bot(study.slug, pid=f"P{name}")
+        b = Bot(study.public_code, pid=f"P{name}")
         b.open_link()
         b.enter()
         b.continue_()
@@ -91,7 +91,7 @@ def endings():
     services.participant_reject(participant=runs.get(code=who["rejected"]), reason="answered at random")
     # One run passes the study's 30 minutes and is ended by the server on its next read.
     runs.filter(code=who["timed_out"]).update(started_at=timezone.now() - timedelta(minutes=31))
-    timed = Bot(study.slug, pid="Ptimed_out")
+    timed = Bot(study.public_code, pid="Ptimed_out")
     timed.open_link()
     assert timed.state["kind"] == "exit" and timed.state["exit"]["outcome"] == "timed_out"
     # One is idle for longer than dropout_minutes: active, but no longer holding its slot.

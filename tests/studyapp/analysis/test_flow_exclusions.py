@@ -51,7 +51,7 @@ def flow_study():
     study = learning_study()
     who: dict[str, Participant] = {}
     for i, name in enumerate(["ada", "amy", "bo", "cy", "di", "test"]):
-        bot = Bot(study.slug, pid=f"F{i}", rng=random.Random(40 + i))
+        bot = Bot(study.public_code, pid=f"F{i}", rng=random.Random(40 + i))
         bot.open_link()
         bot.walk(rating=1 + i % 5)
         who[name] = Participant.objects.get(code=bot.state["participant"])

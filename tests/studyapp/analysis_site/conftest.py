@@ -51,11 +51,11 @@ def outsider() -> Client:
     return Client()
 
 
-def run_bots(slug: str, n: int, *, seed: int = 0, choose=None, rating=None, stop_after: dict | None = None) -> list[Bot]:
+def run_bots(study_code: str, n: int, *, seed: int = 0, choose=None, rating=None, stop_after: dict | None = None) -> list[Bot]:
     """`n` bots take the learning study; ``stop_after[i] = k`` makes bot i leave after k trials."""
     bots = []
     for i in range(n):
-        bot = Bot(slug, pid=f"B{seed}x{i}", rng=random.Random(seed * 1000 + i))
+        bot = Bot(study_code, pid=f"B{seed}x{i}", rng=random.Random(seed * 1000 + i))
         bot.open_link()
         if stop_after and i in stop_after:
             bot.enter()

@@ -69,7 +69,7 @@ def test_the_learning_analysis_in_browser(browser, live_server):
     assert images_loaded(page) == []
     shot(page, "learning-empty")
 
-    run_bots(study.slug, 9, seed=11, stop_after={8: 3})  # 3 per arm: at least 2 complete in each
+    run_bots(study.public_code, 9, seed=11, stop_after={8: 3})  # 3 per arm: at least 2 complete in each
     page.goto(f"{live_server.url}/admin/analysis/study/{study.pk}/")
     page.wait_for_selector("table[data-table=welch-tests]")
     # learning curve, ratings, power curve, and the trial-level model's fitted curves
@@ -99,7 +99,7 @@ def test_the_learning_analysis_in_browser(browser, live_server):
 def test_the_clustering_analysis_and_an_import_in_browser(browser, live_server, tmp_path):
     study = clustering_study()
     for seed in range(4):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
     page, errors = logged_in_page(browser, live_server)

@@ -39,7 +39,7 @@ def test_study_analysis_and_status_pages(browser, live_server):
     Study.objects.filter(pk=study.pk).update(config={
         **study.config, "exclusions": {"incomplete": True, "min_response_ms": 0, "max_fast_share": 1}, "sequential": PLAN})
     study.refresh_from_db()
-    run_bots(study.slug, 9, seed=7)
+    run_bots(study.public_code, 9, seed=7)
     page, errors = logged_in_page(browser, live_server)
     page.goto(f"{live_server.url}/admin/analysis/study/{study.pk}/?tp-n=30&tp-d=0.4&tp-alpha=0.05&tp-sims=100")
     assert page.locator("#trial-model h2").is_visible()

@@ -42,7 +42,7 @@ def test_a_learning_export_round_trips_to_identical_statistics(owner):
     study.refresh_from_db()
     # As an admin edit does: the study's hash is its design's, the hash its runs will carry.
     services.study_refresh_config_hash(study=study)
-    run_bots(study.slug, 7, seed=5, stop_after={6: 4})
+    run_bots(study.public_code, 7, seed=5, stop_after={6: 4})
     tidy = owner.get(f"/admin/studies/study/{study.pk}/export/tidy.csv?ids=hash").content
     wide = owner.get(f"/admin/studies/study/{study.pk}/export/wide.csv?ids=drop").content
 
@@ -81,7 +81,7 @@ def test_a_learning_export_round_trips_to_identical_statistics(owner):
 def test_a_clustering_export_round_trips_to_identical_statistics(owner):
     study = clustering_study()
     for seed in range(3):
-        bot = Bot(study.slug, rng=random.Random(seed))
+        bot = Bot(study.public_code, rng=random.Random(seed))
         bot.open_link()
         bot.walk_clustering()
     groupings = owner.get(f"/admin/studies/study/{study.pk}/export/groupings.csv").content

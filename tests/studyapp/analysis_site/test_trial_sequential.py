@@ -40,7 +40,7 @@ def _kept_trials(study: Study):
 
 def test_analysis_page_shows_the_trial_model_and_the_look(owner):
     study = _study()
-    run_bots(study.slug, 7, seed=3, stop_after={6: 4})
+    run_bots(study.public_code, 7, seed=3, stop_after={6: 4})
     html = owner.get(f"/admin/analysis/study/{study.pk}/").content.decode()
     assert 'id="trial-model"' in html and 'id="trial-curves-figure"' in html
     assert 'src="data:image/png;base64,' in html
@@ -70,7 +70,7 @@ def test_analysis_page_shows_the_trial_model_and_the_look(owner):
 
 def test_glmm_is_fitted_on_request(owner):
     study = _study(plan=None)
-    run_bots(study.slug, 6, seed=4)
+    run_bots(study.public_code, 6, seed=4)
     html = owner.get(f"/admin/analysis/study/{study.pk}/").content.decode()
     assert 'id="glmm-link"' in html and 'id="no-sequential"' in html
     html = owner.get(f"/admin/analysis/study/{study.pk}/?glmm=1").content.decode()
@@ -99,7 +99,7 @@ def test_status_page_says_continue_or_stop(owner):
     study = _study()
     before = owner.get(f"/admin/studies/study/{study.pk}/dashboard/").content.decode()
     assert 'id="look-decision" data-verdict="continue"' in before and "Before the first look" in unescape(before)
-    run_bots(study.slug, 6, seed=5)
+    run_bots(study.public_code, 6, seed=5)
     html = owner.get(f"/admin/studies/study/{study.pk}/dashboard/").content.decode()
     plan = sequential.SequentialPlan.from_config(PLAN)
     report = sequential.look_from_trials(plan, _kept_trials(study), n_trials=20)

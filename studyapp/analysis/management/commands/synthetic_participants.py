@@ -46,7 +46,7 @@ def _host() -> str:
 class ApiParticipant:
     """One synthetic participant's browser: a cookie jar that talks JSON to the participant API."""
 
-    def __init__(self, slug: str, *, address: str):
+    def __init__(self, study_code: str, *, address: str):
         host = _host()
         secure = bool(settings.SECURE_SSL_REDIRECT)
         scheme = "https" if secure else "http"
@@ -54,7 +54,7 @@ class ApiParticipant:
             enforce_csrf_checks=True, REMOTE_ADDR=address, HTTP_HOST=host,
             HTTP_ORIGIN=f"{scheme}://{host}", **({"wsgi.url_scheme": "https"} if secure else {}),
         )
-        self.api = ParticipantClient(slug, DjangoTransport(client, secure=secure))
+        self.api = ParticipantClient(study_code, DjangoTransport(client, secure=secure))
         self.state: dict = {}
 
     def send(self, reply: Reply) -> dict:
@@ -144,11 +144,13 @@ class Command(BaseCommand):
     # -- the run -------------------------------------------------------------------------------
     def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str]) -> None:
         scored_on = "model_prediction" if study.correct_mode == Study.CorrectMode.PREDICTION else "true_label"
-        correct_of = dict(Stimulus.objects.filter(study=study).values_list("pk", scored_on))
-        self.stdout.write(f"Sending {n} synthetic participant(s) through {API_ROOT.format(slug=study.slug)} ...")
+        # The browser's option values are positions in the study's class list (state.answer_options).
+        position = {int(c): i for i, c in enumerate(study.classes)}
+        correct_of = {pk: position.get(label, -1) for pk, label in Stimulus.objects.filter(study=study).values_list("pk", scored_on)}
+        self.stdout.write(f"Sending {n} synthetic participant(s) through {API_ROOT.format(code=study.public_code)} ...")
         done = 0
         for i in range(n):
-            bot = ApiParticipant(study.slug, address=f"198.18.{i // 250}.{i % 250 + 1}")
+            bot = ApiParticipant(study.public_code, address=f"198.18.{i // 250}.{i % 250 + 1}")
             state = bot.send(bot.api.state())
             if state.get("kind") == "unavailable":
                 raise CommandError(f"After {done} participant(s): {state.get('detail')}")

@@ -135,7 +135,7 @@ class Command(BaseCommand):
         study.save(update_fields=["config", "updated_at"])
 
         if not study.stimuli.exists():
-            self.step("Selecting stimuli (balanced over the two classes and model-correct / model-wrong)")
+            self.step("Selecting stimuli (half from each class, at random: the model's own right/wrong mix)")
             try:
                 chosen = stimuli.stimuli_select(study=study, classifier=classifier)
             except PipelineError as exc:
@@ -156,12 +156,12 @@ class Command(BaseCommand):
         password = self.admin_login()
         base = f"http://{opts['host']}:{opts['port']}"
         self.step("Ready")
-        self.stdout.write(self.style.SUCCESS(f"\n  Participant link: {base}/s/{SLUG}/"))
+        self.stdout.write(self.style.SUCCESS(f"\n  Participant link: {base}/s/{study.public_code}/"))
         self.stdout.write(self.style.SUCCESS(f"  Admin:            {base}/admin/   user 'admin', password '{password}'"))
         self.stdout.write(f"  Study status:     {base}/admin/studies/study/{study.pk}/dashboard/")
         if len(studies) > 1:
             kinds = ", ".join(f"{d.name}{' (stand-in)' if d.is_standin else ''}" for d in selectors_pipeline.study_datasets(studies[1]))
-            self.stdout.write(self.style.SUCCESS(f"  Clustering study: {base}/s/{SLUG_B}/  ({kinds})"))
+            self.stdout.write(self.style.SUCCESS(f"  Clustering study: {base}/s/{studies[1].public_code}/  ({kinds})"))
         self.stdout.write("")
         if opts["no_serve"]:
             return
