@@ -11,12 +11,17 @@ likely class, default ``CDeepExConfig``):
 
 Goals (printed, never asserted): batched >= 30x the loop at 64; share >= 50%.
 
-    python benchmarks/bench_cdeepex.py [--threads 1] [--generator mlp|vae]
+    python benchmarks/bench_cdeepex.py [--threads 1] [--generator mlp|vae] [--sizes 64] [--no-loop]
+
+``--no-loop`` skips the per-image loop (its columns show ``nan``): the share of the limit alone.
+``--repeats k`` alternates k batched runs with k bare-limit runs and prints the medians (the share
+is the median of the k ratios): on a shared machine the load changes between the two timings.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -68,6 +73,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--generator", choices=("mlp", "vae", "site-vae"), default="mlp")
     parser.add_argument("--sizes", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--no-loop", action="store_true", help="skip the per-image loop")
+    parser.add_argument("--repeats", type=int, default=1, help="batched and bare runs, alternating; medians shown")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -91,19 +98,23 @@ def main() -> None:
     per_image: dict[int, float] = {}
     for n in args.sizes:
         x = x_all[:n]
+        batch_times, bare_times, shares = [], [], []
+        for _ in range(args.repeats):  # batched and bare alternate: a busy machine slows both alike
+            start = time.perf_counter()
+            r = run(x)
+            batch_times.append(time.perf_counter() - start)
+            bare, per_image[n] = bare_limit(D, G, x, int(r.evaluations.sum()), config)
+            bare_times.append(bare)
+            shares.append(bare / batch_times[-1])
+        t_batch, t_bare, share = (float(statistics.median(v)) for v in (batch_times, bare_times, shares))
         start = time.perf_counter()
-        r = run(x)
-        t_batch = time.perf_counter() - start
-        start = time.perf_counter()
-        for i in range(n):
+        for i in range(n if not args.no_loop else 0):
             run(x[i : i + 1])
-        t_loop = time.perf_counter() - start
-        passes = int(r.evaluations.sum())
-        t_bare, per_image[n] = bare_limit(D, G, x, passes, config)
+        t_loop = time.perf_counter() - start if not args.no_loop else float("nan")
         print(
             f"| {n:5d} | {t_batch:9.2f} | {60 * n / t_batch:8.0f} | {t_loop:6.2f} | {60 * n / t_loop:15.0f} | "
             f"{t_loop / t_batch:7.1f}x | {float(r.converged.double().mean()):9.0%} | "
-            f"{float(r.evaluations.double().mean()):9.1f} | {t_bare:12.2f} | {t_bare / t_batch:14.0%} |"
+            f"{float(r.evaluations.double().mean()):9.1f} | {t_bare:12.2f} | {share:14.0%} |"
         )
     lo, hi = min(per_image), max(per_image)
     print()
