@@ -75,11 +75,7 @@ class DCGANGenerator(nn.Module):
         self.z_dim = z_dim
         self.channels, self.size = channels, size
         w = width
-        last = (
-            nn.ConvTranspose2d(w, channels, 4, stride=2, padding=1)  # 32 -> 64
-            if size == 64
-            else nn.ConvTranspose2d(w, channels, 3, padding=1)  # 32 -> 32
-        )
+        # (modules are created in the order of the 28 px network: same seed, same initial weights)
         self.net = nn.Sequential(
             nn.ConvTranspose2d(z_dim, 8 * w, 4, bias=False),  # 1 -> 4
             nn.BatchNorm2d(8 * w),
@@ -93,7 +89,11 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),  # 16 -> 32
             nn.BatchNorm2d(w),
             nn.ReLU(),
-            last,
+            (
+                nn.ConvTranspose2d(w, channels, 4, stride=2, padding=1)  # 32 -> 64
+                if size == 64
+                else nn.ConvTranspose2d(w, channels, 3, padding=1)  # 32 -> 32
+            ),
             nn.Tanh(),
         )
 

@@ -95,3 +95,14 @@ def test_a_colour_vae_and_wgan_round_trip_through_a_checkpoint_and_train(tmp_pat
     assert G.eval()(torch.randn(2, 5)).shape == (2, 3, 32, 32)
     with pytest.raises(ValueError, match=r"VAE.encode expects \(N, 3, 32, 32\)"):
         vae.encode(torch.rand(2, 1, 28, 28))
+
+
+def test_the_default_networks_start_from_the_same_weights_as_before():
+    """Same seed, same initial weights as the 1x28x28-only code (module creation order kept)."""
+    torch.manual_seed(0)
+    G = DCGANGenerator(z_dim=5, width=2)
+    torch.manual_seed(0)
+    vae = VAE(latent_dim=4, width=2)
+    with np.load(DATA / "legacy_init_28.npz") as data:
+        assert all(np.array_equal(v.numpy(), data[f"G.{k}"]) for k, v in G.state_dict().items())
+        assert all(np.array_equal(v.numpy(), data[f"vae.{k}"]) for k, v in vae.state_dict().items())
