@@ -1,10 +1,18 @@
 """Rendering at the edge: tensors in, PNG / GIF / WebP bytes out (Pillow only).
 
 Everything else in :mod:`explainers` returns tensors; this is the only module that makes
-bytes. Images are ``(1, H, W)`` (or ``(H, W)``) floats in [0, 1], white symbol on black;
+bytes. Images are grey ``(1, H, W)`` (or ``(H, W)``) or colour ``(3, H, W)`` floats in [0, 1];
 values outside [0, 1] (CDeepEx frames carry the residual unclamped) are clipped here. Every
 function takes ``scale``: nearest-neighbour upscaling so a 28x28 digit stays crisp (default 8,
 i.e. 224x224).
+
+Colour morphs (frames ``(T, 3, H, W)``): a GIF holds at most 256 colours, so the frames are
+quantised once, with one palette shared by all frames of the morph (Pillow's median cut over
+all frames together, no dithering: dithering would add noise that changes from frame to
+frame), and the lossless WebP is written from the same quantised frames. Both files then decode
+to the same pixels, and a gate that re-classifies the decoded frames judges what is shown
+(:func:`quantise_frames` gives those frames without encoding). Grey morphs need no palette and
+are written as before.
 
 Colour conventions follow the CDeepEx figures: the input is shown in grey, **red = add**,
 **blue = remove** (:func:`difference_png`); heatmaps use a jet colormap blended over the grey
@@ -37,6 +45,7 @@ __all__ = [
     "jet",
     "morph_gif",
     "morph_webp",
+    "quantise_frames",
     "to_pil",
 ]
 
@@ -52,15 +61,33 @@ def _array(x: Tensor | np.ndarray, name: str) -> np.ndarray:
     return a
 
 
+def _colour(x: Tensor | np.ndarray, name: str) -> np.ndarray:
+    """``(3, H, W)`` -> ``(H, W, 3)`` floats (unclipped), finite."""
+    a = x.detach().cpu().double().numpy() if isinstance(x, Tensor) else np.asarray(x, float)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return a.transpose(1, 2, 0)
+
+
+def _is_colour(frames: Tensor | np.ndarray | Sequence[Tensor]) -> bool:
+    first = frames[0]
+    return first.ndim == 3 and first.shape[0] == 3
+
+
 def _frames(frames: Tensor | np.ndarray | Sequence[Tensor]) -> list[np.ndarray]:
+    """Grey frames as ``(H, W)`` arrays, colour frames ``(T, 3, H, W)`` as ``(H, W, 3)`` arrays."""
     if isinstance(frames, Tensor | np.ndarray):
         if frames.ndim not in (3, 4):
-            raise ValueError(f"frames must be (T, 1, H, W) or (T, H, W), got {tuple(frames.shape)}")
+            raise ValueError(
+                f"frames must be (T, 1, H, W), (T, 3, H, W) or (T, H, W), got {tuple(frames.shape)}"
+            )
         items = list(frames)
     else:
         items = list(frames)
     if not items:
         raise ValueError("frames is empty")
+    if _is_colour(items):
+        return [_colour(f, "frame") for f in items]
     return [_array(f, "frame") for f in items]
 
 
@@ -122,10 +149,14 @@ def difference_rgb(
 ) -> np.ndarray:
     """Grey input with red where ``difference > 0`` (add) and blue where ``< 0`` (remove).
 
-    The colour strength is ``|d| / max|d|`` (``normalize=True``) or ``|d|`` clipped to 1; the
+    A colour image is shown as it is (dimmed), and a colour difference ``(3, H, W)`` is reduced
+    to its mean over the channels, the change of brightness (red = lighter, blue = darker; not
+    in the dissertation, whose images are grey). The colour strength is ``|d| / max|d|`` (``normalize=True``) or ``|d|`` clipped to 1; the
     grey image is dimmed to ``dim`` so that red and blue stand out over white strokes.
     """
     grey = gray_rgb(image) * dim
+    if difference.ndim == 3 and difference.shape[0] == 3:
+        difference = _colour(difference, "difference").mean(axis=2)
     d = _array(difference, "difference")
     if d.shape != grey.shape[:2]:
         raise ValueError(f"difference shape {d.shape} does not match image shape {grey.shape[:2]}")
@@ -136,7 +167,9 @@ def difference_rgb(
 
 
 def image_png(image: Tensor | np.ndarray, *, scale: int = 8) -> bytes:
-    """A grey image ``(1, H, W)`` in [0, 1] as PNG."""
+    """A grey ``(1, H, W)`` or colour ``(3, H, W)`` image in [0, 1] as PNG."""
+    if image.ndim == 3 and image.shape[0] == 3:
+        return _png(to_pil(_colour(image, "image"), scale))
     return _png(to_pil(_array(image, "image"), scale))
 
 
@@ -161,12 +194,13 @@ def difference_png(
 def frames_strip_png(
     frames: Tensor | np.ndarray | Sequence[Tensor], *, scale: int = 8, gap: int = 1
 ) -> bytes:
-    """Frames ``(T, 1, H, W)`` side by side (left to right) with ``gap`` grey pixels between."""
+    """Frames ``(T, 1, H, W)`` or ``(T, 3, H, W)`` side by side (left to right) with ``gap``
+    grey pixels between."""
     arrays = _frames(frames)
-    h, w = arrays[0].shape
-    if any(a.shape != (h, w) for a in arrays):
+    h, w = arrays[0].shape[:2]
+    if any(a.shape != arrays[0].shape for a in arrays):
         raise ValueError("all frames must have the same shape")
-    strip = np.full((h, len(arrays) * (w + gap) - gap), 0.35)
+    strip = np.full((h, len(arrays) * (w + gap) - gap, *arrays[0].shape[2:]), 0.35)
     for k, a in enumerate(arrays):
         strip[:, k * (w + gap) : k * (w + gap) + w] = a
     return _png(to_pil(strip, scale))
@@ -182,7 +216,7 @@ def _animation(
     hold_last_ms: int,
     **kwargs: object,
 ) -> bytes:
-    images = [to_pil(a, scale) for a in _frames(frames)]
+    images = _colour_frames(frames, scale) if _is_colour(frames) else [to_pil(a, scale) for a in _frames(frames)]
     durations = [duration_ms] * len(images)
     durations[0] = max(duration_ms, hold_first_ms)
     durations[-1] = max(duration_ms, hold_last_ms)
@@ -199,6 +233,32 @@ def _animation(
     return buf.getvalue()
 
 
+def _quantised(frames: Tensor | np.ndarray | Sequence[Tensor]) -> list[Image.Image]:
+    """Colour frames as palette images at the model's size, all with one shared palette."""
+    arrays = [_u8(a) for a in _frames(frames)]
+    h, w = arrays[0].shape[:2]
+    mosaic = Image.fromarray(np.concatenate(arrays, axis=0), mode="RGB")  # frames stacked vertically
+    shared = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    return [shared.crop((0, k * h, w, (k + 1) * h)) for k in range(len(arrays))]
+
+
+def _colour_frames(frames: Tensor | np.ndarray | Sequence[Tensor], scale: int) -> list[Image.Image]:
+    """The quantised colour frames as RGB, nearest-upscaled (both GIF and WebP are written from these)."""
+    out = []
+    for img in _quantised(frames):
+        rgb = img.convert("RGB")
+        out.append(rgb.resize((rgb.width * scale, rgb.height * scale), Image.Resampling.NEAREST) if scale != 1 else rgb)
+    return out
+
+
+def quantise_frames(frames: Tensor | np.ndarray | Sequence[Tensor]) -> np.ndarray:
+    """Colour frames ``(T, 3, H, W)`` as the morph's GIF and WebP show them: quantised to one
+    shared 256-colour palette, as float32 ``(T, 3, H, W)`` multiples of 1/255."""
+    return np.stack(
+        [np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) for img in _quantised(frames)]
+    ) / np.float32(255.0)
+
+
 def morph_gif(
     frames: Tensor | np.ndarray | Sequence[Tensor],
     *,
@@ -207,7 +267,8 @@ def morph_gif(
     hold_first_ms: int = 700,
     hold_last_ms: int = 1200,
 ) -> bytes:
-    """Looping animated GIF of a morph ``(T, 1, H, W)``; the first and last frames are held."""
+    """Looping animated GIF of a morph ``(T, 1, H, W)`` or ``(T, 3, H, W)`` (one shared palette,
+    see the module docstring); the first and last frames are held."""
     return _animation(
         frames,
         "GIF",
@@ -227,7 +288,8 @@ def morph_webp(
     hold_first_ms: int = 700,
     hold_last_ms: int = 1200,
 ) -> bytes:
-    """Looping animated lossless WebP of a morph ``(T, 1, H, W)``."""
+    """Looping animated lossless WebP of a morph ``(T, 1, H, W)``, or ``(T, 3, H, W)`` written
+    from the same palette-quantised frames as the GIF."""
     return _animation(
         frames,
         "WEBP",
@@ -239,26 +301,35 @@ def morph_webp(
     )
 
 
-def decode_animation_frames(data: bytes, *, scale: int = 8) -> np.ndarray:
+def decode_animation_frames(data: bytes, *, scale: int = 8, channels: int | None = None) -> np.ndarray:
     """The frames of an animated GIF / WebP as a browser shows them, back at the model's size.
 
     Pillow decodes every frame (composited with the previous ones, as a browser does), each is
-    converted to grey ("L") and downsampled by ``scale``: the mean of each ``scale x scale``
-    block, the inverse of :func:`to_pil`'s nearest upscaling (exact for a morph rendered here).
-    Returns ``(T, 1, H, W)`` float32 in [0, 1] (``k / 255``). Consecutive identical frames may
-    have been merged by the encoder, so ``T`` can be smaller than the number of frames rendered.
+    converted to grey ("L") or kept in colour ("RGB") and downsampled by ``scale``: the mean of
+    each ``scale x scale`` block, the inverse of :func:`to_pil`'s nearest upscaling (exact for a
+    morph rendered here). ``channels`` 1 or 3 chooses; ``None`` decides from the pixels (colour
+    as soon as one pixel of one frame is not grey). Returns ``(T, C, H, W)`` float32 in [0, 1]
+    (``k / 255``). Consecutive identical frames may have been merged by the encoder, so ``T``
+    can be smaller than the number of frames rendered.
     """
     if scale < 1:
         raise ValueError(f"scale must be >= 1, got {scale}")
-    frames = []
+    if channels not in (None, 1, 3):
+        raise ValueError(f"channels must be 1, 3 or None, got {channels}")
+    decoded = []
     with Image.open(io.BytesIO(data)) as img:
         for frame in ImageSequence.Iterator(img):
-            a = np.asarray(frame.convert("L"), dtype=np.float64)
-            h, w = a.shape
-            if h % scale or w % scale:
-                raise ValueError(f"frame size {w}x{h} is not a multiple of scale {scale}")
-            blocks = a.reshape(h // scale, scale, w // scale, scale).mean(axis=(1, 3))
-            frames.append(np.round(blocks).astype(np.float32) / np.float32(255.0))
-    if not frames:
+            decoded.append(np.asarray(frame.convert("RGB"), dtype=np.float64))
+    if not decoded:
         raise ValueError("no frames in the animation")
-    return np.stack(frames)[:, None]
+    if channels is None:
+        channels = 3 if any((a != a[..., :1]).any() for a in decoded) else 1
+    frames = []
+    for rgb in decoded:
+        h, w = rgb.shape[:2]
+        if h % scale or w % scale:
+            raise ValueError(f"frame size {w}x{h} is not a multiple of scale {scale}")
+        a = rgb if channels == 3 else np.asarray(Image.fromarray(rgb.astype(np.uint8), "RGB").convert("L"), dtype=np.float64)[..., None]
+        blocks = a.reshape(h // scale, scale, w // scale, scale, channels).mean(axis=(1, 3))
+        frames.append((np.round(blocks).astype(np.float32) / np.float32(255.0)).transpose(2, 0, 1))
+    return np.stack(frames)
