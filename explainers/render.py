@@ -70,6 +70,8 @@ def _colour(x: Tensor | np.ndarray, name: str) -> np.ndarray:
 
 
 def _is_colour(frames: Tensor | np.ndarray | Sequence[Tensor]) -> bool:
+    if len(frames) == 0:
+        return False
     first = frames[0]
     return first.ndim == 3 and first.shape[0] == 3
 
