@@ -103,8 +103,10 @@ def main() -> None:
     parser.add_argument("--stimuli", type=int, default=24)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sheet", default=str(ROOT / "docs" / "images" / "rgb_morphs_sheet.png"))
+    parser.add_argument("--reuse", default="", help="The folder of an earlier run: its trained models are reused.")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="rgb-morphs-"))
+    tmp = Path(args.reuse) if args.reuse else Path(tempfile.mkdtemp(prefix="rgb-morphs-"))
+    print(f"working folder {tmp}", flush=True)
     setup(tmp, args.threads)
 
     import torch
@@ -124,16 +126,26 @@ def main() -> None:
         name="own-colour", kind=Dataset.Kind.DIGIT_STANDIN, source="tests/owndata.py", is_standin=True,
         class_names=["curl", "loop"], train=split(~test), test=split(test),
     )
-    classifier, c_wall, c_cpu = timed(lambda: training.model_train(
-        trained_id=training.model_create(dataset=dataset, role="classifier", params={}).pk, echo=echo))
-    vae, v_wall, v_cpu = timed(lambda: training.model_train(
-        trained_id=training.model_create(dataset=dataset, role="vae", params={}).pk, echo=echo))
+    from studyapp.pipeline.models import TrainedModel
+
+    def ready(role: str):
+        old = TrainedModel.objects.filter(dataset=dataset, role=role, status="ready").first()
+        if old is not None:
+            return old
+        return training.model_train(trained_id=training.model_create(dataset=dataset, role=role, params={}).pk, echo=echo)
+
+    classifier, c_wall, c_cpu = timed(lambda: ready("classifier"))
+    vae, v_wall, v_cpu = timed(lambda: ready("vae"))
     print(f"images {x.shape} ({int((~test).sum())} train / {int(test.sum())} test), torch threads {args.threads}")
     print(f"classifier {classifier.arch}: test accuracy {classifier.test_accuracy:.3f}, {c_wall:.0f} s wall, {c_cpu:.0f} s CPU ({classifier.metadata['params']})")
     print(f"VAE: {v_wall:.0f} s wall, {v_cpu:.0f} s CPU ({vae.metadata['params']})")
 
-    call_command("loaddata", str(ROOT / "fixtures" / "study_a_kannada.json"), verbosity=0)
+    if not Study.objects.filter(slug="kannada-learning").exists():
+        call_command("loaddata", str(ROOT / "fixtures" / "study_a_kannada.json"), verbosity=0)
     study = Study.objects.get(slug="kannada-learning")
+    from studyapp.pipeline.models import ExplanationAsset
+
+    ExplanationAsset.objects.filter(stimulus__study=study).delete()  # a rerun computes them again
     config = {**study.config, "spare_stimuli": 0, "classifier_id": classifier.pk, "generator_id": vae.pk}
     Study.objects.filter(pk=study.pk).update(classes=[0, 1], n_trials=args.stimuli, config=config)
     study.refresh_from_db()
@@ -141,7 +153,10 @@ def main() -> None:
     assets, e_wall, e_cpu = timed(lambda: explain.explanations_compute(stimulus_ids=[s.pk for s in stimuli], method="cdeepex"))
     D = loading.load_model(classifier).eval()
     served, crossovers, changes, rows, reasons = 0, 0, [], [], []
+    options = {}
     for asset in sorted(assets, key=lambda a: a.stimulus.position):
+        option = asset.metrics.get("palette_option")
+        options[option] = options.get(option, 0) + 1
         gate = asset.params["gate"]
         frames = browser_frames(media_path(asset.files["gif"]).read_bytes(), gate["scale"])
         with torch.no_grad():
@@ -157,7 +172,7 @@ def main() -> None:
         rows.append((frames[0], frames[-1]))
     print(f"CDeepEx: {len(assets)} morphs in {e_wall:.0f} s wall ({e_cpu:.0f} s CPU), scale {assets[0].params['gate']['scale']}")
     print(f"pass (served) {served}/{len(assets)} = {served / len(assets):.0%}; refused: {sorted(set(reasons)) or 'none'}")
-    print(f"crossovers among served (decoded): {crossovers}")
+    print(f"crossovers among served (decoded): {crossovers}; palette option shown (render.COLOUR_OPTIONS index): {options}")
     if changes:
         print(f"mean |Δpixel| of served morphs: {np.mean(changes):.4f} (median {np.median(changes):.4f}, min {min(changes):.4f}, max {max(changes):.4f})")
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)

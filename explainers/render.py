@@ -7,16 +7,13 @@ function takes ``scale``: nearest-neighbour upscaling so a 28x28 digit stays cri
 i.e. 224x224).
 
 Colour morphs (frames ``(T, 3, H, W)``): a GIF holds at most 256 colours, so the frames are
-quantised once, with one palette shared by all frames of the morph (Pillow's median cut over
-all frames together, no dithering: dithering would add noise that changes from frame to
-frame), and the lossless WebP is written from the same quantised frames. Both files then decode
-to the same pixels, and a gate that re-classifies the decoded frames judges what is shown
-(:func:`quantise_frames` gives those frames without encoding). Grey morphs need no palette and
-are written as before.
-
-Colour conventions follow the CDeepEx figures: the input is shown in grey, **red = add**,
-**blue = remove** (:func:`difference_png`); heatmaps use a jet colormap blended over the grey
-image (:func:`heatmap_overlay_png`).
+quantised once, with one palette shared by all frames of the morph (Pillow's median cut), and
+the lossless WebP is written from the same quantised frames. Both files then decode to the same
+pixels, and a gate that re-classifies the decoded frames judges what is shown
+(:func:`quantise_frames` gives those frames without encoding). The palette is made over all
+frames alike or with the last frame weighted, with or without Floyd-Steinberg error diffusion
+(:data:`COLOUR_OPTIONS`; diffusion keeps regional mean colours but adds a grain that varies
+between frames). Grey morphs need no palette and are written as before.
 
 Example::
 
@@ -45,6 +42,7 @@ __all__ = [
     "jet",
     "morph_gif",
     "morph_webp",
+    "COLOUR_OPTIONS",
     "quantise_frames",
     "to_pil",
 ]
@@ -216,9 +214,14 @@ def _animation(
     duration_ms: int,
     hold_first_ms: int,
     hold_last_ms: int,
+    palette: str = "shared",
+    dither: bool = False,
     **kwargs: object,
 ) -> bytes:
-    images = _colour_frames(frames, scale) if _is_colour(frames) else [to_pil(a, scale) for a in _frames(frames)]
+    if _is_colour(frames):
+        images = _colour_frames(frames, scale, palette, dither)
+    else:
+        images = [to_pil(a, scale) for a in _frames(frames)]
     durations = [duration_ms] * len(images)
     durations[0] = max(duration_ms, hold_first_ms)
     durations[-1] = max(duration_ms, hold_last_ms)
@@ -235,29 +238,53 @@ def _animation(
     return buf.getvalue()
 
 
-def _quantised(frames: Tensor | np.ndarray | Sequence[Tensor]) -> list[Image.Image]:
-    """Colour frames as palette images at the model's size, all with one shared palette."""
+#: The ways a colour morph may be put on its one shared palette, tried in this order by callers
+#: that judge what is shown (studyapp's gate): the palette by median cut over all frames alike;
+#: over all frames with the last frame weighted as much as all the others together (refined by 3
+#: k-means passes), so the frame that ends on the decision boundary keeps its colours best; and
+#: both with Floyd-Steinberg error diffusion, which keeps each region's mean colour at the price
+#: of a fine, frame-varying grain.
+COLOUR_OPTIONS: tuple[tuple[str, bool], ...] = (("shared", False), ("last", False), ("shared", True), ("last", True))
+
+
+def _quantised(
+    frames: Tensor | np.ndarray | Sequence[Tensor], palette: str = "shared", dither: bool = False
+) -> list[Image.Image]:
+    """Colour frames as palette images at the model's size, all on one shared palette."""
+    if palette not in ("shared", "last"):
+        raise ValueError(f"palette must be 'shared' or 'last', got {palette!r}")
     arrays = [_u8(a) for a in _frames(frames)]
     h, w = arrays[0].shape[:2]
-    mosaic = Image.fromarray(np.concatenate(arrays, axis=0), mode="RGB")  # frames stacked vertically
-    shared = mosaic.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    return [shared.crop((0, k * h, w, (k + 1) * h)) for k in range(len(arrays))]
+    weighted = arrays + [arrays[-1]] * (len(arrays) - 1) if palette == "last" else arrays
+    mosaic = Image.fromarray(np.concatenate(weighted, axis=0), mode="RGB")  # frames stacked vertically
+    shared = mosaic.quantize(
+        colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE, kmeans=3 if palette == "last" else 0
+    )
+    if palette == "shared" and not dither:
+        return [shared.crop((0, k * h, w, (k + 1) * h)) for k in range(len(arrays))]
+    mode = Image.Dither.FLOYDSTEINBERG if dither else Image.Dither.NONE
+    return [Image.fromarray(a, mode="RGB").quantize(palette=shared, dither=mode) for a in arrays]
 
 
-def _colour_frames(frames: Tensor | np.ndarray | Sequence[Tensor], scale: int) -> list[Image.Image]:
+def _colour_frames(
+    frames: Tensor | np.ndarray | Sequence[Tensor], scale: int, palette: str = "shared", dither: bool = False
+) -> list[Image.Image]:
     """The quantised colour frames as RGB, nearest-upscaled (both GIF and WebP are written from these)."""
     out = []
-    for img in _quantised(frames):
+    for img in _quantised(frames, palette, dither):
         rgb = img.convert("RGB")
         out.append(rgb.resize((rgb.width * scale, rgb.height * scale), Image.Resampling.NEAREST) if scale != 1 else rgb)
     return out
 
 
-def quantise_frames(frames: Tensor | np.ndarray | Sequence[Tensor]) -> np.ndarray:
+def quantise_frames(
+    frames: Tensor | np.ndarray | Sequence[Tensor], *, palette: str = "shared", dither: bool = False
+) -> np.ndarray:
     """Colour frames ``(T, 3, H, W)`` as the morph's GIF and WebP show them: quantised to one
-    shared 256-colour palette, as float32 ``(T, 3, H, W)`` multiples of 1/255."""
+    shared 256-colour palette (see :data:`COLOUR_OPTIONS`), as float32 ``(T, 3, H, W)``
+    multiples of 1/255."""
     return np.stack(
-        [np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) for img in _quantised(frames)]
+        [np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) for img in _quantised(frames, palette, dither)]
     ) / np.float32(255.0)
 
 
@@ -268,9 +295,12 @@ def morph_gif(
     duration_ms: int = 120,
     hold_first_ms: int = 700,
     hold_last_ms: int = 1200,
+    palette: str = "shared",
+    dither: bool = False,
 ) -> bytes:
     """Looping animated GIF of a morph ``(T, 1, H, W)`` or ``(T, 3, H, W)`` (one shared palette,
-    see the module docstring); the first and last frames are held."""
+    see the module docstring; ``palette`` and ``dither``: :data:`COLOUR_OPTIONS`, ignored for
+    grey frames); the first and last frames are held."""
     return _animation(
         frames,
         "GIF",
@@ -278,6 +308,8 @@ def morph_gif(
         duration_ms=duration_ms,
         hold_first_ms=hold_first_ms,
         hold_last_ms=hold_last_ms,
+        palette=palette,
+        dither=dither,
         disposal=1,
     )
 
@@ -289,9 +321,11 @@ def morph_webp(
     duration_ms: int = 120,
     hold_first_ms: int = 700,
     hold_last_ms: int = 1200,
+    palette: str = "shared",
+    dither: bool = False,
 ) -> bytes:
     """Looping animated lossless WebP of a morph ``(T, 1, H, W)``, or ``(T, 3, H, W)`` written
-    from the same palette-quantised frames as the GIF."""
+    from the same palette-quantised frames as the GIF (same ``palette`` and ``dither``)."""
     return _animation(
         frames,
         "WEBP",
@@ -299,6 +333,8 @@ def morph_webp(
         duration_ms=duration_ms,
         hold_first_ms=hold_first_ms,
         hold_last_ms=hold_last_ms,
+        palette=palette,
+        dither=dither,
         lossless=True,
     )
 

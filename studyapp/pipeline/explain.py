@@ -121,7 +121,11 @@ def _classifier_image_shape(classifier_id: int | None) -> tuple[int, int, int]:
 
 
 #: How colour morphs are written (recorded in the gate of colour morphs): see explainers.render.
-COLOUR_RENDERING = "one 256-colour palette shared by all frames (median cut, no dithering); WebP lossless from the same frames"
+COLOUR_RENDERING = (
+    "one 256-colour palette shared by all frames (median cut); WebP lossless from the same frames; "
+    "palette options tried in turn until the shown morph passes: all frames alike, last frame weighted, "
+    "each again with Floyd-Steinberg diffusion (explainers.render.COLOUR_OPTIONS; metrics.palette_option)"
+)
 
 
 def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple[int, int, int] = (1, 28, 28)) -> dict:
@@ -243,24 +247,17 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
     gate = params.get("gate") or morph_gate(params["cdeepex"], None, image_shape=tuple(images.shape[1:]))
     scale = int(gate["scale"])
     channels = int(images.shape[1])  # colour frames are decoded in colour (one shared palette, see render)
-    rendered, shown = [], []
-    for i in range(len(stimuli)):
-        gif, webp = render.morph_gif(result.frames[i], scale=scale), render.morph_webp(result.frames[i], scale=scale)
-        rendered.append((gif, webp))
-        shown.append((
-            render.decode_animation_frames(gif, scale=scale, channels=channels),
-            render.decode_animation_frames(webp, scale=scale, channels=channels),
-        ))
-    # the classifier on every decoded GIF frame of the batch, in one pass
-    decoded = torch.from_numpy(np.concatenate([g for g, _ in shown])).to(images.dtype)
-    with torch.no_grad():
-        llh_all = torch.log_softmax(classifier.eval()(decoded), dim=1)
-    method = "cdeepex" if inequality else "xgems"
-    outputs: list[Output] = []
-    start = 0
-    for i, ((gif, webp), (frames_gif, frames_webp)) in enumerate(zip(rendered, shown, strict=True)):
-        llh = llh_all[start : start + len(frames_gif)]
-        start += len(frames_gif)
+    # colour: the palette options to try in turn until the shown morph passes (render.COLOUR_OPTIONS)
+    options: tuple = render.COLOUR_OPTIONS if channels == 3 else (None,)
+
+    def shown(i: int, option) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+        how = {} if option is None else {"palette": option[0], "dither": option[1]}
+        gif = render.morph_gif(result.frames[i], scale=scale, **how)
+        webp = render.morph_webp(result.frames[i], scale=scale, **how)
+        decode = partial(render.decode_animation_frames, scale=scale, channels=channels)
+        return gif, webp, decode(gif), decode(webp)
+
+    def judge(i: int, frames_gif: np.ndarray, frames_webp: np.ndarray, llh):
         pixel_change = float(np.abs(frames_gif[-1] - frames_gif[0]).mean())
         latent = float((result.z_path[i, -1] - result.z0[i]).norm())
         validity = metrics.displayed_morph_validity(
@@ -271,12 +268,38 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
         )
         if frames_gif.shape != frames_webp.shape or not np.array_equal(frames_gif, frames_webp):
             validity.add("render_mismatch", "the stored GIF and WebP do not decode to the same frames")
+        return validity
+
+    def llh_of(frames: np.ndarray):
+        with torch.no_grad():
+            return torch.log_softmax(classifier.eval()(torch.from_numpy(frames).to(images.dtype)), dim=1)
+
+    first = [shown(i, options[0]) for i in range(len(stimuli))]
+    # the classifier on every decoded GIF frame of the batch, in one pass
+    llh_all = llh_of(np.concatenate([f[2] for f in first]))
+    method = "cdeepex" if inequality else "xgems"
+    outputs: list[Output] = []
+    start = 0
+    for i, (gif, webp, frames_gif, frames_webp) in enumerate(first):
+        llh = llh_all[start : start + len(frames_gif)]
+        start += len(frames_gif)
+        validity = judge(i, frames_gif, frames_webp, llh)
+        used = 0
+        for k in range(1, len(options)):
+            if validity.ok:
+                break
+            candidate = shown(i, options[k])
+            tried = judge(i, candidate[2], candidate[3], llh_of(candidate[2]))
+            if tried.ok:
+                (gif, webp, frames_gif, frames_webp), validity, used = candidate, tried, k
         validity.numbers |= {
             "converged": float(bool(result.converged[i])), "steps": float(result.steps[i]),
             "evaluations": float(result.evaluations[i]),
             "path_overshoot": float(result.path_overshoot[i]) if result.path_overshoot is not None else math.nan,
             "optimiser_llh_gap": float(result.eq_residual[i]),
         }
+        if options[0] is not None:  # colour: which palette option is shown (render.COLOUR_OPTIONS)
+            validity.numbers["palette_option"] = float(used)
         difference = torch.from_numpy(frames_gif[-1] - frames_gif[0])
         files = {
             "gif": store_bytes(gif, ext="gif"),
