@@ -143,6 +143,20 @@ def test_colour_gif_and_webp_decode_to_the_same_pixels_from_one_shared_palette(c
         assert img.format == "WEBP" and img.is_animated and img.info.get("loop") == 0
 
 
+@pytest.mark.parametrize(("palette", "dither"), render.COLOUR_OPTIONS)
+def test_every_palette_option_shows_the_same_pixels_in_gif_and_webp(colour_morph, palette, dither):
+    how = {"palette": palette, "dither": dither}
+    from_gif = render.decode_animation_frames(render.morph_gif(colour_morph, scale=2, **how), scale=2)
+    from_webp = render.decode_animation_frames(render.morph_webp(colour_morph, scale=2, **how), scale=2)
+    assert np.array_equal(from_gif, from_webp)
+    assert np.array_equal(from_gif, render.quantise_frames(colour_morph, **how))
+    exact = np.round(colour_morph.clamp(0, 1).numpy() * 255) / 255
+    error = np.abs(from_gif - exact).mean(axis=(1, 2, 3))
+    if palette == "last" and not dither:  # the last frame's colours are kept best
+        plain = np.abs(render.quantise_frames(colour_morph) - exact).mean(axis=(1, 2, 3))
+        assert error[-1] < plain[-1]
+
+
 def test_colour_strip_difference_and_image_pngs(colour_morph):
     strip = open_png(render.frames_strip_png(colour_morph, scale=2, gap=1))
     assert strip.size == ((12 * 32 + 11) * 2, 64) and strip.mode == "RGB"
