@@ -95,6 +95,7 @@ def test_cdeepex_on_a_colour_set_passes_the_displayed_frame_gate_as_decoded():
     for asset in assets:
         gate = asset.params["gate"]
         assert gate["scale"] == 7 and "palette" in gate["colour"]  # how it was shown is recorded
+        assert asset.metrics["palette_option"] in (0, 1, 2, 3)
         frames = browser_frames(media_path(asset.files["gif"]).read_bytes(), gate["scale"])
         webp = browser_frames(media_path(asset.files["webp"]).read_bytes(), gate["scale"])
         assert frames.shape[1:] == (3, SIZE, SIZE) and np.array_equal(frames, webp)
