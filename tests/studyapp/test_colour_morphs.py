@@ -91,7 +91,7 @@ def test_cdeepex_on_a_colour_set_passes_the_displayed_frame_gate_as_decoded():
     assets = explain.explanations_compute(stimulus_ids=[s.pk for s in stimuli], method="cdeepex")
     assert len(assets) == len(stimuli) == 10
     D = loading.load_model(classifier).eval()
-    passed = 0
+    passed, changes = 0, []
     for asset in assets:
         gate = asset.params["gate"]
         assert gate["scale"] == 7 and "palette" in gate["colour"]  # how it was shown is recorded
@@ -112,7 +112,9 @@ def test_cdeepex_on_a_colour_set_passes_the_displayed_frame_gate_as_decoded():
             passed += 1
             assert abs(gap[-1]) <= tol + 1e-6 and float(-gap.min()) <= tol + 1e-6, gap
             assert float(np.diff(gap).max(initial=0.0)) <= tol + 1e-6, gap
-            assert asset.morph_pixel_change > 0.005  # the image changes
+            changes.append(asset.morph_pixel_change)
+            assert asset.morph_pixel_change > 0.005 or abs(gap[0]) <= tol  # it changes, unless it starts on the boundary
     refused = [a.reasons for a in assets if not a.valid]
     assert passed >= 0.9 * len(assets), refused
+    assert np.mean(changes) > 0.01  # the served morphs show a change
     assert ExplanationAsset.objects.filter(stimulus__study=study, method="cdeepex").count() == len(assets)
