@@ -52,6 +52,7 @@ class CheckpointError(ValueError):
 #: arch name -> "module:callable" building the model from ``arch_kwargs``.
 _ARCHITECTURES: dict[str, str | Callable[..., nn.Module]] = {
     "MnistNet": "explainers.nets.classifiers:MnistNet",
+    "ConvNet": "explainers.nets.classifiers:ConvNet",
     "torchvision": "explainers.nets.classifiers:build_torchvision",
     "BackboneClassifier": "explainers.nets.classifiers:BackboneClassifier",
     "VAE": "explainers.nets.vae:VAE",

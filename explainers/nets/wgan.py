@@ -17,20 +17,27 @@ Choices and deviations:
   Tanh output is mapped to [0, 1] by ``(t + 1) / 2`` and the 32x32 image is centre-cropped to
   28x28 (the DCGAN layout doubles the size at each step, 28 is not a power of two).
 - Channel widths (``width``, default 32: 256-128-64-32) are smaller than DCGAN's for speed.
+- Colour and larger images (not in the dissertation): ``channels`` 1 or 3 and square ``size``
+  28, 32 or 64. At 32 nothing is cropped; at 64 the fifth ConvTranspose doubles the size
+  (32 -> 64, DCGAN's own 64x64 layout) and the critic gets a fourth strided convolution.
+  ``DCGANGenerator()`` and ``WGANCritic()`` are the 1x28x28 networks as before, and checkpoints
+  saved without ``channels``/``size`` load as those.
 - The critic has no BatchNorm (the gradient penalty is defined per sample, Gulrajani et al.
   section 4); it is four strided convolutions with LeakyReLU.
 - After training, the generator's BatchNorm running statistics are re-estimated on fresh
   latents, so ``G.eval()`` (how CDeepEx uses it) produces the same kind of images as training
   mode did.
 
-Shapes (docs/CONTRACTS.md): ``G: (N, z_dim) -> (N, 1, 28, 28)`` in [0, 1]; critic:
-``(N, 1, 28, 28) -> (N,)`` scores.
+Shapes (docs/CONTRACTS.md): ``G: (N, z_dim) -> (N, C, S, S)`` in [0, 1]; critic:
+``(N, C, S, S) -> (N,)`` scores (``(N, 1, 28, 28)`` by default).
 
 Example::
 
     >>> G = DCGANGenerator(z_dim=100, width=8).eval()
     >>> G(torch.zeros(2, 100)).shape
     torch.Size([2, 1, 28, 28])
+    >>> DCGANGenerator(z_dim=100, width=8, channels=3, size=64).eval()(torch.zeros(2, 100)).shape
+    torch.Size([2, 3, 64, 64])
 """
 
 from __future__ import annotations
@@ -43,21 +50,32 @@ import torch
 from torch import nn
 
 from explainers.hooks import Progress, as_images, model_device, model_guard
+from explainers.nets.vae import check_image_shape
 
 logger = logging.getLogger(__name__)
 
 IMAGE_SIZE = 28
+#: Square image sizes the generator and critic take.
+WGAN_SIZES = (28, 32, 64)
 
 
 class DCGANGenerator(nn.Module):
-    """DCGAN generator, latent ``(N, z_dim)`` -> images ``(N, 1, 28, 28)`` in [0, 1]."""
+    """DCGAN generator, latent ``(N, z_dim)`` -> images ``(N, C, S, S)`` in [0, 1].
 
-    def __init__(self, z_dim: int = 100, width: int = 32) -> None:
+    ConvTranspose z->8w 1->4, 8w->4w 4->8, 4w->2w 8->16, 2w->w 16->32 (each BatchNorm/ReLU),
+    then the fifth ConvTranspose to C channels with Tanh: 3x3 stride 1 (32 -> 32, centre-cropped
+    to 28 for ``size=28``) or 4x4 stride 2 (32 -> 64 for ``size=64``).
+    """
+
+    def __init__(self, z_dim: int = 100, width: int = 32, channels: int = 1, size: int = IMAGE_SIZE) -> None:
         super().__init__()
         if z_dim < 1 or width < 1:
             raise ValueError("z_dim and width must be positive")
+        check_image_shape(channels, size, WGAN_SIZES, what="WGAN")
         self.z_dim = z_dim
+        self.channels, self.size = channels, size
         w = width
+        # (modules are created in the order of the 28 px network: same seed, same initial weights)
         self.net = nn.Sequential(
             nn.ConvTranspose2d(z_dim, 8 * w, 4, bias=False),  # 1 -> 4
             nn.BatchNorm2d(8 * w),
@@ -71,7 +89,11 @@ class DCGANGenerator(nn.Module):
             nn.ConvTranspose2d(2 * w, w, 4, stride=2, padding=1, bias=False),  # 16 -> 32
             nn.BatchNorm2d(w),
             nn.ReLU(),
-            nn.ConvTranspose2d(w, 1, 3, padding=1),  # 32 -> 32
+            (
+                nn.ConvTranspose2d(w, channels, 4, stride=2, padding=1)  # 32 -> 64
+                if size == 64
+                else nn.ConvTranspose2d(w, channels, 3, padding=1)  # 32 -> 32
+            ),
             nn.Tanh(),
         )
 
@@ -81,25 +103,33 @@ class DCGANGenerator(nn.Module):
                 f"DCGANGenerator expects (N, {self.z_dim}) latents, got {tuple(z.shape)}"
             )
         out = self.net(z[:, :, None, None])
-        border = (out.shape[-1] - IMAGE_SIZE) // 2
-        out = out[:, :, border : border + IMAGE_SIZE, border : border + IMAGE_SIZE]
+        border = (out.shape[-1] - self.size) // 2
+        out = out[:, :, border : border + self.size, border : border + self.size]
         return (out + 1) / 2
 
 
 class WGANCritic(nn.Module):
-    """Wasserstein critic, images ``(N, 1, 28, 28)`` -> unbounded scores ``(N,)``.
+    """Wasserstein critic, images ``(N, C, S, S)`` -> unbounded scores ``(N,)``.
 
-    Conv(1->w, 4, s2) 28->14, Conv(w->2w, 4, s2) 14->7, Conv(2w->4w, 3, s2) 7->4 with
-    LeakyReLU(0.2), then Conv(4w->1, 4) 4->1.
+    At 28: Conv(C->w, 4, s2) 28->14, Conv(w->2w, 4, s2) 14->7, Conv(2w->4w, 3, s2) 7->4 with
+    LeakyReLU(0.2), then Conv(4w->1, 4) 4->1. At 32 the same (32->16->8->4->1); at 64 a first
+    Conv(C->w, 4, s2) 64->32 comes before, the others one step wider (w->2w->4w->8w).
     """
 
-    def __init__(self, width: int = 32) -> None:
+    def __init__(self, width: int = 32, channels: int = 1, size: int = IMAGE_SIZE) -> None:
         super().__init__()
         if width < 1:
             raise ValueError("width must be positive")
+        check_image_shape(channels, size, WGAN_SIZES, what="WGAN critic")
+        self.channels, self.size = channels, size
         w = width
+        first: list[nn.Module] = []
+        if size == 64:
+            first = [nn.Conv2d(channels, w, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            channels, w = w, 2 * w
         self.net = nn.Sequential(
-            nn.Conv2d(1, w, 4, stride=2, padding=1),
+            *first,
+            nn.Conv2d(channels, w, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2),
             nn.Conv2d(w, 2 * w, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2),
@@ -109,8 +139,9 @@ class WGANCritic(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.ndim != 4 or tuple(x.shape[1:]) != (1, IMAGE_SIZE, IMAGE_SIZE):
-            raise ValueError(f"WGANCritic expects (N, 1, 28, 28), got {tuple(x.shape)}")
+        shape = (self.channels, self.size, self.size)
+        if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+            raise ValueError(f"WGANCritic expects (N, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
         return self.net(x).flatten()
 
 
@@ -184,7 +215,8 @@ def train_wgan(
     ``critic`` are restored afterwards.
 
     Args:
-        x: float images ``(N, 1, 28, 28)`` in [0, 1] (or uint8 ``(N, 28, 28)`` numpy).
+        x: float images ``(N, C, S, S)`` in [0, 1] matching ``G`` and ``critic`` (or uint8
+            ``(N, S, S)`` / ``(N, S, S, 3)`` numpy).
         lr: default 1e-4 (gp, Adam betas (0.5, 0.9)) or 5e-5 (clip, RMSprop).
         progress: called after every generator update with ``{"stage": "train_wgan", "step",
             "total", "critic_loss", "generator_loss", "wasserstein"}`` where ``wasserstein`` is

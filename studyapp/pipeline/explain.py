@@ -20,7 +20,8 @@ the colour map the heatmaps are drawn in (``params["colormap"]``, ``config.heatm
 
 Morphs (:func:`_morph_outputs`, CDeepEx and its xGEMs ablation) are validated *as displayed*:
 the stored GIF and WebP are decoded as a browser would (Pillow), downsampled back to the
-classifier's input size (the inverse of the nearest upscaling by :data:`MORPH_SCALE`), re-run
+classifier's input size (the inverse of the nearest upscaling by ``gate["scale"]``: 8 at 28 px,
+about 224 px on screen for other sizes), colour morphs in colour (one shared palette), re-run
 through the classifier, and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
 the tolerances in ``params["gate"]``) and the stored metrics are those of the decoded frames.
 The gate is per method: CDeepEx must end on the boundary with {true, probe} on top, never
@@ -51,7 +52,7 @@ from django.db import transaction
 from studyapp.pipeline import loading
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus, TrainedModel
-from studyapp.pipeline.storage import store_bytes
+from studyapp.pipeline.storage import media_path, store_bytes
 
 #: Study B's methods: stimuli are explained per data set, each with its own classifier.
 CLUSTERING_METHODS = (
@@ -72,7 +73,8 @@ GAD_DEFAULTS: dict = {
     "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
 }
 
-#: Nearest-neighbour upscaling of a morph on screen (28 px -> 224 px), and the gate's recon limit.
+#: Nearest-neighbour upscaling of a 28 px morph on screen (224 px; other sizes: about 224 px,
+#: ``loading.display_scale``), and the gate's recon limit.
 MORPH_SCALE = 8
 MORPH_RECON_THRESHOLD = 0.3
 
@@ -93,7 +95,7 @@ def explanation_params(*, study, method: str) -> dict:
         params["generator_id"] = config.generator_id
         params["seed"] = config.explain_seed
         params["cdeepex"] = config.cdeepex
-        params["gate"] = morph_gate(config.cdeepex, config.morph_floor)
+        params["gate"] = morph_gate(config.cdeepex, config.morph_floor, image_shape=_classifier_image_shape(config.classifier_id))
     if method == ExplanationAsset.Method.GRADCAM:
         params["target"] = config.gradcam_target
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
@@ -112,16 +114,40 @@ def explanation_params(*, study, method: str) -> dict:
     return params
 
 
-def morph_gate(overrides: dict, morph_floor: float | None) -> dict:
+def _classifier_image_shape(classifier_id: int | None) -> tuple[int, int, int]:
+    """The images of the study's classifier's data set (28x28 grey until a classifier is chosen)."""
+    row = TrainedModel.objects.select_related("dataset").filter(pk=classifier_id).first() if classifier_id else None
+    if row is None or not media_path(row.dataset.file).is_file():  # no data yet: the published studies' images
+        return (1, 28, 28)
+    return loading.dataset_image_shape(row.dataset)
+
+
+#: How colour morphs are written (recorded in the gate of colour morphs): see explainers.render.
+COLOUR_RENDERING = (
+    "256-colour palettes (median cut); WebP lossless from the same quantised frames; palette options tried "
+    "in turn until the shown morph passes: one palette per frame, one shared by all frames, shared with the "
+    "last frame weighted, the shared ones again with Floyd-Steinberg diffusion "
+    "(explainers.render.COLOUR_OPTIONS; metrics.palette_option)"
+)
+
+
+def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple[int, int, int] = (1, 28, 28)) -> dict:
     """The tolerances of a morph's gate: the optimiser's own ``eq_tol`` for the boundary, the
-    crossover and the monotonicity (so a converged morph passes as displayed), and the floor."""
+    crossover and the monotonicity (so a converged morph passes as displayed), and the floor;
+    with how the morph is shown: its upscaling (about 224 px on screen, :data:`MORPH_SCALE` at
+    28 px) and, for colour images, the palette (so colour assets record how they were judged).
+    The gate of 28x28 grey morphs is the same dict as before colour existed (same hash)."""
     from explainers.cdeepex import CDeepExConfig
 
     tol = float(CDeepExConfig(**overrides).eq_tol)
-    return {
+    channels, size = image_shape[0], image_shape[-1]
+    gate = {
         "llh_tol": tol, "cross_tol": tol, "mono_tol": tol, "recon_threshold": MORPH_RECON_THRESHOLD,
-        "morph_floor": morph_floor, "scale": MORPH_SCALE, "decoded": "gif+webp",
+        "morph_floor": morph_floor, "scale": loading.display_scale(size), "decoded": "gif+webp",
     }
+    if channels == 3:
+        gate["colour"] = COLOUR_RENDERING
+    return gate
 
 
 # -- APEM on every heatmap -----------------------------------------------------------------------
@@ -221,23 +247,20 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
         generator_kind="vae" if encoder is not None else "gan",
         seed=params["seed"],
     )
-    gate = params.get("gate") or morph_gate(params["cdeepex"], None)
+    gate = params.get("gate") or morph_gate(params["cdeepex"], None, image_shape=tuple(images.shape[1:]))
     scale = int(gate["scale"])
-    rendered, shown = [], []
-    for i in range(len(stimuli)):
-        gif, webp = render.morph_gif(result.frames[i], scale=scale), render.morph_webp(result.frames[i], scale=scale)
-        rendered.append((gif, webp))
-        shown.append((render.decode_animation_frames(gif, scale=scale), render.decode_animation_frames(webp, scale=scale)))
-    # the classifier on every decoded GIF frame of the batch, in one pass
-    decoded = torch.from_numpy(np.concatenate([g for g, _ in shown])).to(images.dtype)
-    with torch.no_grad():
-        llh_all = torch.log_softmax(classifier.eval()(decoded), dim=1)
-    method = "cdeepex" if inequality else "xgems"
-    outputs: list[Output] = []
-    start = 0
-    for i, ((gif, webp), (frames_gif, frames_webp)) in enumerate(zip(rendered, shown, strict=True)):
-        llh = llh_all[start : start + len(frames_gif)]
-        start += len(frames_gif)
+    channels = int(images.shape[1])  # colour frames are decoded in colour (one shared palette, see render)
+    # colour: the palette options to try in turn until the shown morph passes (render.COLOUR_OPTIONS)
+    options: tuple = render.COLOUR_OPTIONS if channels == 3 else (None,)
+
+    def shown(i: int, option) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
+        how = {} if option is None else {"palette": option[0], "dither": option[1]}
+        gif = render.morph_gif(result.frames[i], scale=scale, **how)
+        webp = render.morph_webp(result.frames[i], scale=scale, **how)
+        decode = partial(render.decode_animation_frames, scale=scale, channels=channels)
+        return gif, webp, decode(gif), decode(webp)
+
+    def judge(i: int, frames_gif: np.ndarray, frames_webp: np.ndarray, llh):
         pixel_change = float(np.abs(frames_gif[-1] - frames_gif[0]).mean())
         latent = float((result.z_path[i, -1] - result.z0[i]).norm())
         validity = metrics.displayed_morph_validity(
@@ -248,18 +271,44 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
         )
         if frames_gif.shape != frames_webp.shape or not np.array_equal(frames_gif, frames_webp):
             validity.add("render_mismatch", "the stored GIF and WebP do not decode to the same frames")
+        return validity
+
+    def llh_of(frames: np.ndarray):
+        with torch.no_grad():
+            return torch.log_softmax(classifier.eval()(torch.from_numpy(frames).to(images.dtype)), dim=1)
+
+    first = [shown(i, options[0]) for i in range(len(stimuli))]
+    # the classifier on every decoded GIF frame of the batch, in one pass
+    llh_all = llh_of(np.concatenate([f[2] for f in first]))
+    method = "cdeepex" if inequality else "xgems"
+    outputs: list[Output] = []
+    start = 0
+    for i, (gif, webp, frames_gif, frames_webp) in enumerate(first):
+        llh = llh_all[start : start + len(frames_gif)]
+        start += len(frames_gif)
+        validity = judge(i, frames_gif, frames_webp, llh)
+        used = 0
+        for k in range(1, len(options)):
+            if validity.ok:
+                break
+            candidate = shown(i, options[k])
+            tried = judge(i, candidate[2], candidate[3], llh_of(candidate[2]))
+            if tried.ok:
+                (gif, webp, frames_gif, frames_webp), validity, used = candidate, tried, k
         validity.numbers |= {
             "converged": float(bool(result.converged[i])), "steps": float(result.steps[i]),
             "evaluations": float(result.evaluations[i]),
             "path_overshoot": float(result.path_overshoot[i]) if result.path_overshoot is not None else math.nan,
             "optimiser_llh_gap": float(result.eq_residual[i]),
         }
+        if options[0] is not None:  # colour: which palette option is shown (render.COLOUR_OPTIONS)
+            validity.numbers["palette_option"] = float(used)
         difference = torch.from_numpy(frames_gif[-1] - frames_gif[0])
         files = {
             "gif": store_bytes(gif, ext="gif"),
             "webp": store_bytes(webp, ext="webp"),
-            "strip": store_bytes(render.frames_strip_png(result.frames[i]), ext="png"),
-            "difference": store_bytes(render.difference_png(images[i], difference), ext="png"),
+            "strip": store_bytes(render.frames_strip_png(result.frames[i], scale=scale), ext="png"),
+            "difference": store_bytes(render.difference_png(images[i], difference, scale=scale), ext="png"),
         }
         outputs.append((files, validity))
     return outputs

@@ -39,6 +39,19 @@ def dataset_arrays(dataset: Dataset) -> dict[str, np.ndarray]:
     return _dataset_arrays(str(media_path(dataset.file)))
 
 
+def dataset_image_shape(dataset: Dataset) -> tuple[int, int, int]:
+    """``(channels, height, width)`` of a data set's images (grey ``(N, H, W)`` or colour ``(N, H, W, 3)``)."""
+    x = dataset_arrays(dataset)["x_train"]
+    if x.ndim == 4 and x.shape[-1] == 3:
+        return (3, int(x.shape[1]), int(x.shape[2]))
+    return (1, int(x.shape[1]), int(x.shape[2]))
+
+
+def display_scale(size: int) -> int:
+    """Nearest-neighbour upscaling that shows an image of ``size`` pixels at about 224 px (28 -> 8)."""
+    return max(1, round(224 / size))
+
+
 @lru_cache(maxsize=16)
 def _load_checkpoint(path: str):
     import explainers.xnn  # noqa: F401  (importing it registers the "XNN" architecture)

@@ -14,6 +14,8 @@ from studyapp.pipeline.models import Stimulus, TrainedModel
 from studyapp.pipeline.storage import store_bytes
 
 log = logging.getLogger(__name__)
+#: Nearest-neighbour upscaling of a 28x28 stimulus (224 px on screen); other sizes follow
+#: :func:`studyapp.pipeline.loading.display_scale` (about 224 px).
 STIMULUS_SCALE = 8
 
 
@@ -78,6 +80,7 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
         raise PipelineError("wrong_share must lie between 0 and 1.")
     arrays = loading.dataset_arrays(classifier.dataset)
     x, y = arrays["x_test"], arrays["y_test"]
+    scale = loading.display_scale(int(x.shape[1]))  # STIMULUS_SCALE at 28 px
     idx = np.flatnonzero(np.isin(y, classes))
     pred, probs = predict(loading.load_model(classifier), to_tensor(x[idx]))
     pred, probs = np.asarray(pred), np.asarray(probs)
@@ -95,7 +98,7 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
                 split="test",
                 index=int(idx[j]),
                 position=pos,
-                image=store_bytes(loading.png_of(x[idx[j]], scale=STIMULUS_SCALE), ext="png", folder="stimuli"),
+                image=store_bytes(loading.png_of(x[idx[j]], scale=scale), ext="png", folder="stimuli"),
                 true_label=int(y[idx[j]]),
                 model_prediction=int(pred[j]),
                 probabilities=[round(float(p), 6) for p in probs[j]],

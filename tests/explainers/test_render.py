@@ -95,3 +95,75 @@ def test_bad_shapes_are_rejected(digit):
         render.image_png(torch.full((1, 28, 28), float("nan")))
     with pytest.raises(ValueError, match="scale"):
         render.image_png(digit, scale=0)
+
+
+def test_grey_output_is_byte_identical_to_before_colour_existed():
+    """sha256 prefixes of the bytes the grey-only renderer wrote (commit 4a5531f), same input."""
+    import hashlib
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 28, 28, generator=g)
+    frames = torch.stack([base * (1 - k / 7) + k / 7 * torch.rand(1, 28, 28, generator=g) for k in range(8)])
+    frames[3] += 0.2  # outside [0, 1]: clipped
+
+    def h(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()[:16]
+
+    assert h(render.morph_gif(frames)) == "42adec77260c97a2"
+    assert h(render.morph_webp(frames)) == "fe92eeab83943db6"
+    assert h(render.frames_strip_png(frames)) == "95bbc2349e28f3fc"
+    assert h(render.difference_png(frames[0], frames[-1] - frames[0])) == "9de8a054131717f9"
+    assert h(render.image_png(frames[0])) == "7db6b1834e78a2ea"
+    decoded = render.decode_animation_frames(render.morph_gif(frames))
+    assert decoded.shape == (8, 1, 28, 28)  # grey morphs decode grey
+
+
+@pytest.fixture
+def colour_morph() -> torch.Tensor:
+    """12 frames (T, 3, 32, 32): a coloured noisy image fading into another, one frame past [0, 1]."""
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.rand(3, 32, 32, generator=g), torch.rand(3, 32, 32, generator=g)
+    frames = torch.stack([a * (1 - k / 11) + b * k / 11 for k in range(12)])
+    frames[5] += 0.3
+    return frames
+
+
+def test_colour_gif_and_webp_decode_to_the_same_pixels_from_one_shared_palette(colour_morph):
+    gif, webp = render.morph_gif(colour_morph, scale=3), render.morph_webp(colour_morph, scale=3)
+    from_gif = render.decode_animation_frames(gif, scale=3)
+    from_webp = render.decode_animation_frames(webp, scale=3)
+    assert from_gif.shape == (12, 3, 32, 32)  # colour morphs decode in colour
+    assert np.array_equal(from_gif, from_webp)
+    assert np.array_equal(from_gif, render.quantise_frames(colour_morph))  # what the gate may compute without encoding
+    shown = np.concatenate([f.reshape(3, -1).T for f in from_gif])
+    assert len(np.unique(shown, axis=0)) <= 256  # one palette over all frames, not 256 per frame
+    exact = np.round(colour_morph.clamp(0, 1).numpy() * 255) / 255
+    assert np.abs(from_gif - exact).mean() < 16 / 255  # near the 8-bit frames even on uniform random colours
+    with Image.open(io.BytesIO(webp)) as img:
+        assert img.format == "WEBP" and img.is_animated and img.info.get("loop") == 0
+
+
+@pytest.mark.parametrize(("palette", "dither"), render.COLOUR_OPTIONS)
+def test_every_palette_option_shows_the_same_pixels_in_gif_and_webp(colour_morph, palette, dither):
+    how = {"palette": palette, "dither": dither}
+    from_gif = render.decode_animation_frames(render.morph_gif(colour_morph, scale=2, **how), scale=2)
+    from_webp = render.decode_animation_frames(render.morph_webp(colour_morph, scale=2, **how), scale=2)
+    assert np.array_equal(from_gif, from_webp)
+    assert np.array_equal(from_gif, render.quantise_frames(colour_morph, **how))
+    exact = np.round(colour_morph.clamp(0, 1).numpy() * 255) / 255
+    error = np.abs(from_gif - exact).mean(axis=(1, 2, 3))
+    if palette == "last" and not dither:  # the last frame's colours are kept best
+        plain = np.abs(render.quantise_frames(colour_morph) - exact).mean(axis=(1, 2, 3))
+        assert error[-1] < plain[-1]
+
+
+def test_colour_strip_difference_and_image_pngs(colour_morph):
+    strip = open_png(render.frames_strip_png(colour_morph, scale=2, gap=1))
+    assert strip.size == ((12 * 32 + 11) * 2, 64) and strip.mode == "RGB"
+    brighter = torch.zeros(3, 32, 32)
+    brighter[:, 2, 2] = 0.8
+    brighter[:, 5, 5] = -0.8
+    a = np.asarray(open_png(render.difference_png(colour_morph[0], brighter, scale=1)).convert("RGB")).astype(int)
+    assert a[2, 2, 0] > 200 and a[5, 5, 2] > 200  # lighter = red (add), darker = blue (remove)
+    img = open_png(render.image_png(colour_morph[0], scale=7))
+    assert img.size == (224, 224) and img.mode == "RGB"

@@ -304,3 +304,25 @@ def test_backbone_classifier_loads_imagenet_features_and_folds_the_normalisation
         backbone_classifier("vgg11", 4, weights_path=tmp_path / "alexnet.pth")
     with pytest.raises(ValueError, match="no `features` chain"):
         BackboneClassifier("resnet18", 4)
+
+
+def test_convnet_takes_colour_images_of_its_size_and_round_trips_a_checkpoint(tmp_path):
+    from explainers.gradcam import GradCAM
+    from explainers.nets.checkpoints import load_checkpoint, save_checkpoint
+    from explainers.nets.classifiers import ConvNet
+    from explainers.targets import ClassTarget
+
+    torch.manual_seed(0)
+    net = ConvNet(2, channels=3, size=32)
+    x = torch.rand(4, 3, 32, 32)
+    assert net(x).shape == (4, 2) and net.features_layer is net.conv3
+    maps = GradCAM(net, net.features_layer)(x, ClassTarget(torch.zeros(4, dtype=torch.long)))
+    assert maps.shape == (4, 32, 32)
+    save_checkpoint(tmp_path / "c.pt", net, arch="ConvNet", arch_kwargs={"num_classes": 2, "channels": 3, "size": 32})
+    again, _ = load_checkpoint(tmp_path / "c.pt")
+    with torch.no_grad():
+        assert torch.equal(again(x), net.eval()(x))
+    with pytest.raises(ValueError, match=r"ConvNet expects \(N, 3, 32, 32\) images, got shape \(4, 1, 32, 32\)"):
+        net(torch.rand(4, 1, 32, 32))
+    with pytest.raises(ValueError, match="at least 16x16 pixels, got 3 channels at 8x8"):
+        ConvNet(2, channels=3, size=8)

@@ -5,6 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.pipeline import training
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset
 
 
@@ -14,7 +15,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--dataset", required=True, help="Data set name.")
         parser.add_argument("--role", choices=["classifier", "vae", "wgan"], default="classifier")
-        parser.add_argument("--epochs", type=int, default=2)
+        parser.add_argument(
+            "--epochs", type=int, default=None,
+            help="Passes over the training images (default: 2 on 28x28 grey images; on other images "
+            "10 for a classifier and, for a VAE or WGAN, enough for 300 steps).",
+        )
         parser.add_argument("--max-train", type=int, default=None, help="Train on a random subset of this size.")
         parser.add_argument("--classes", default="", help="Comma-separated class ids (default: all).")
         parser.add_argument("--seed", type=int, default=0)
@@ -29,9 +34,13 @@ class Command(BaseCommand):
         except json.JSONDecodeError as exc:
             raise CommandError(f"--params is not JSON: {exc}") from exc
         params = {"epochs": opts["epochs"], "seed": opts["seed"], "max_train": opts["max_train"], **extra}
+        params = {k: v for k, v in params.items() if v is not None}  # unset: the defaults for these images
         if opts["classes"]:
             params["classes"] = [int(c) for c in opts["classes"].split(",")]
-        trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
+        try:
+            trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
+        except PipelineError as exc:
+            raise CommandError(str(exc)) from exc
         trained = training.model_train(trained_id=trained.pk, echo=self._echo)
         self.stdout.write("")
         acc = f", test accuracy {trained.test_accuracy:.4f}" if trained.test_accuracy is not None else ""
