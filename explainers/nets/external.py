@@ -163,7 +163,7 @@ def load_network(
 
 
 def _load_torchvision(path: Path, found: str, arch: str, num_classes: int | None) -> nn.Module:
-    from explainers.nets.classifiers import build_torchvision
+    from explainers.nets.classifiers import _torchvision_builder, build_torchvision
 
     if found != "state_dict":
         raise ExternalModelError(
@@ -179,24 +179,39 @@ def _load_torchvision(path: Path, found: str, arch: str, num_classes: int | None
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ExternalModelError(f"Expected a state dict (names to tensors) in {path.name}, but found a {type(state).__name__} of other things.")
     try:
+        imagenet = _torchvision_builder(arch)(weights=None)
+    except ValueError:
+        raise ExternalModelError(f"Expected a torchvision model name (e.g. resnet18, vgg11_bn), but found {arch!r}.") from None
+    try:
+        imagenet.load_state_dict(state, strict=True)
+    except RuntimeError:
+        pass  # not the 1000-class original: built for num_classes below
+    else:
+        if num_classes not in (None, 1000):
+            raise ExternalModelError(
+                f"Expected weights with {num_classes} outputs, one per class of the data set, but the state dict in "
+                f"{path.name} has torchvision's 1000-class ImageNet head; train the network on the data set first."
+            )
+    try:
         return build_torchvision(arch, int(num_classes or 1000), state)
     except ValueError as exc:
-        if "unknown torchvision model" in str(exc):
-            raise ExternalModelError(f"Expected a torchvision model name (e.g. resnet18, vgg11_bn), but found {arch!r}.") from None
         raise ExternalModelError(f"Expected weights of torchvision's {arch}, but {path.name} does not fit it ({exc}).") from None
-    except RuntimeError as exc:
-        missing = sorted(k for k in _own_keys(arch) if k not in state)[:3]
-        unexpected = sorted(k for k in state if k not in _own_keys(arch))[:3]
-        detail = f"missing {missing}, unexpected {unexpected}" if missing or unexpected else str(exc).splitlines()[0]
+    except RuntimeError:
+        own = set(imagenet.state_dict())
+        missing, unexpected = sorted(own - set(state))[:3], sorted(set(state) - own)[:3]
+        if missing or unexpected:
+            raise ExternalModelError(
+                f"Expected the weights of torchvision's {arch}, but the state dict in {path.name} is of another "
+                f"architecture (missing {missing}, unexpected {unexpected})."
+            ) from None
+        shaped = build_torchvision(arch, int(num_classes or 1000)).state_dict()
+        key = next((k for k in state if k in shaped and shaped[k].shape != state[k].shape), None)
+        found = f"{key} has shape {tuple(state[key].shape)}" if key else "its shapes differ"
+        expected = tuple(shaped[key].shape) if key else ""
         raise ExternalModelError(
-            f"Expected the weights of torchvision's {arch}, but the state dict in {path.name} is of another architecture ({detail})."
+            f"Expected the weights of torchvision's {arch} with {num_classes} outputs (one per class of the data set; "
+            f"{key} of shape {expected}), but in {path.name} {found}."
         ) from None
-
-
-def _own_keys(arch: str) -> set[str]:
-    from explainers.nets.classifiers import build_torchvision
-
-    return set(build_torchvision(arch, 1000).state_dict())
 
 
 def _check_dynamic_batch(program: torch.export.ExportedProgram, name: str) -> None:
@@ -361,6 +376,9 @@ class ExternalClassifier(nn.Module):
     Shapes: ``(N, channels, H0, W0)`` in [0, 1] -> logits ``(N, K)``.
     """
 
+    mean: Tensor
+    std: Tensor
+
     def __init__(
         self,
         net: nn.Module,
@@ -437,7 +455,7 @@ class ExternalClassifier(nn.Module):
             return layer, None
         if self._chain is not None:
             for unit in reversed(self._chain):
-                if _contains_conv(unit.module):
+                if unit.name and _contains_conv(unit.module):  # a layer, not the whole network
                     return unit.name, None
             return None, self._not_on_chain(None)
         found = last_conv_layer(self.net, prepared[:2])
@@ -447,7 +465,7 @@ class ExternalClassifier(nn.Module):
 
     def _not_on_chain(self, layer: str | None) -> str:
         what = f"layer {layer!r}" if layer else "its last convolution"
-        units = [u.name for u in self._chain or [] if _contains_conv(u.module)]
+        units = [u.name for u in self._chain or [] if u.name and _contains_conv(u.module)]
         choice = f" or name one of the layers on the chain ({', '.join(units)})" if units else ""
         return (
             f"Grad-CAM cannot read {what} in this TorchScript file: TorchScript modules take no forward hooks, and "
