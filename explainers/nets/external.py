@@ -40,6 +40,8 @@ Example (``x``: float images (N, 3, 32, 32) in [0, 1]; not run as a doctest)::
 from __future__ import annotations
 
 import contextlib
+import copy
+import io
 import logging
 import os
 import warnings
@@ -372,6 +374,9 @@ class ExternalClassifier(nn.Module):
             with: it receives ``(x - mean) / std``.
         layer: the Grad-CAM layer's dotted name in ``net`` (None: the last convolution).
         sample: a few of the data set's images, to find the layer and, for TorchScript, the chain.
+        program: the ``.pt2`` file's bytes (format ``"export"``): ``copy.deepcopy`` (GAD's support
+            models are fine-tuned copies) reloads the program from them, because an unflattened
+            program's graphs hold fake tensors that cannot be deep-copied.
 
     Shapes: ``(N, channels, H0, W0)`` in [0, 1] -> logits ``(N, K)``.
     """
@@ -390,11 +395,13 @@ class ExternalClassifier(nn.Module):
         std: Sequence[float] | None,
         sample: Tensor,
         layer: str | None = None,
+        program: bytes | None = None,
     ) -> None:
         super().__init__()
         if fmt not in FORMATS:
             raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
         self.net, self.fmt, self.channels = net, fmt, channels
+        self._program = program
         self.input_size = tuple(input_size) if input_size is not None else None
         self.register_buffer("mean", _channel_values(mean, channels, 0.0, "mean"))
         self.register_buffer("std", _channel_values(std, channels, 1.0, "std"))
@@ -409,6 +416,14 @@ class ExternalClassifier(nn.Module):
         self.gradcam_layer_name, self.gradcam_refusal = self._choose_layer(layer, prepared)
         if self._chain is not None and self.gradcam_layer_name is not None:
             self._split = next(k for k, u in enumerate(self._chain) if u.name == self.gradcam_layer_name)
+
+    def __deepcopy__(self, memo: dict) -> ExternalClassifier:
+        """A deep copy; an exported network is reloaded from its bytes with the current weights."""
+        if self.fmt == "export":
+            if self._program is None:
+                raise ExternalModelError("Expected the program's bytes to copy a torch.export network, but none were given.")
+            memo[id(self.net)] = _reload_program(self._program, self.net)
+        return copy._reconstruct(self, memo, *self.__reduce_ex__(4))  # type: ignore[attr-defined]
 
     # -- the forward pass
 
@@ -505,6 +520,7 @@ class _ClassifierView(ExternalClassifier):
     def __init__(self, base: ExternalClassifier, layer: str) -> None:
         nn.Module.__init__(self)
         self.net, self.fmt, self.channels, self.input_size = base.net, base.fmt, base.channels, base.input_size
+        self._program = base._program
         self.register_buffer("mean", base.mean)
         self.register_buffer("std", base.std)
         self.tap = nn.Identity()
@@ -513,6 +529,18 @@ class _ClassifierView(ExternalClassifier):
         self.gradcam_layer_name, self.gradcam_refusal = self._choose_layer(layer, torch.empty(0))
         if self._chain is not None and self.gradcam_layer_name is not None:
             self._split = next(k for k, u in enumerate(self._chain) if u.name == self.gradcam_layer_name)
+
+
+def _reload_program(program: bytes, like: nn.Module) -> nn.Module:
+    """A fresh unflattened network from ``program`` with ``like``'s weights, flags and mode."""
+    fresh = torch.export.unflatten(torch.export.load(io.BytesIO(program)))
+    with torch.no_grad():
+        for old, new in zip(like.parameters(), fresh.parameters(), strict=True):
+            new.copy_(old)
+            new.requires_grad_(old.requires_grad)
+        for old_buffer, new_buffer in zip(like.buffers(), fresh.buffers(), strict=True):
+            new_buffer.copy_(old_buffer)
+    return fresh.train(like.training)
 
 
 def gradcam_view(model: nn.Module, sample: Tensor, layer: str | None = None) -> tuple[nn.Module, nn.Module, str]:

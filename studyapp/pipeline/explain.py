@@ -95,6 +95,9 @@ def explanation_params(*, study, method: str) -> dict:
         params["gate"] = morph_gate(config.cdeepex, config.morph_floor)
     if method == ExplanationAsset.Method.GRADCAM:
         params["target"] = config.gradcam_target
+        layer = _gradcam_layer(config)
+        if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
+            params["layer"] = layer
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
     if clustering:
         params.pop("classifier_id")
@@ -108,6 +111,24 @@ def explanation_params(*, study, method: str) -> dict:
         parsed = study.parsed_config
         params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
     return params
+
+
+def _gradcam_layer(config) -> str | None:
+    """The study's ``gradcam_layer``, else the layer its classifier was registered with (None: the
+    classifier's own ``features_layer`` or the last convolution, found by the worker)."""
+    if config.gradcam_layer is not None:
+        return config.gradcam_layer
+    if config.classifier_id is None:
+        return None
+    metadata = TrainedModel.objects.filter(pk=config.classifier_id).values_list("metadata", flat=True).first() or {}
+    return metadata.get("gradcam_layer")
+
+
+def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
+    """No files and one reason per stimulus: the method cannot run on this classifier."""
+    from explainers import metrics
+
+    return [({}, metrics.Validity(False, [reason], {}, ["unsupported"])) for _ in stimuli]
 
 
 def morph_gate(overrides: dict, morph_floor: float | None) -> dict:
@@ -188,9 +209,15 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     from explainers.gradcam import GradCAM
     from explainers.targets import ClassTarget
 
+    from explainers.nets.external import ExternalModelError, gradcam_view
+
     classifier, images = _batch_inputs(stimuli)
     true, _ = _study_classes(stimuli)
-    maps = GradCAM(classifier, classifier.features_layer)(images, ClassTarget(torch.tensor(true)))
+    try:  # the layer: the study's, the classifier's own, or its last convolution
+        model, layer, _ = gradcam_view(classifier, images, params.get("layer"))
+    except ExternalModelError as exc:
+        return _refused(stimuli, f"Grad-CAM refused: {str(exc).rstrip('.')}.")
+    maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
         ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)
@@ -305,9 +332,19 @@ def _deeplift(classifier):
 def _heatmap_outputs(stimuli: list[Stimulus], params: dict, *, explainer: Callable) -> list[Output]:
     """The 1-Heatmap from the prediction, by ``explainer(classifier)(images, classes)``."""
     from explainers import metrics, render
+    from explainers.deeplift import DeepLiftError
+    from explainers.excitation_bp import ExcitationBPError
 
     classifier, images = _batch_inputs(stimuli)
-    maps = explainer(classifier)(images, _predicted(stimuli))
+    name = params["method"]
+    label = ExplanationAsset.Method(name).label if name in ExplanationAsset.Method.values else name
+    refusal = getattr(classifier, "layerwise_refusal", lambda method: None)(label)
+    if refusal is not None:  # a whole-model file: its layer types are not known
+        return _refused(stimuli, f"{refusal}.")
+    try:
+        maps = explainer(classifier)(images, _predicted(stimuli))
+    except (ExcitationBPError, DeepLiftError) as exc:  # the architecture does not allow it (e.g. a ResNet)
+        return _refused(stimuli, f"{label} refused for this classifier: {exc}.")
     scale = _display_scale(images)
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [

@@ -11,6 +11,7 @@ import json
 import logging
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +70,7 @@ def _load_registered(path: str, role: str, settings: str, layer: str | None, dat
     return external.ExternalClassifier(
         net, fmt=fmt, channels=int(meta["channels"]), input_size=tuple(meta["input_size"]),
         mean=meta["mean"], std=meta["std"], sample=sample, layer=layer,
+        program=Path(path).read_bytes() if fmt == "export" else None,
     )
 
 

@@ -171,10 +171,10 @@ def test_a_torchvision_state_dict_is_registered_with_resizing_and_normalisation(
 
     trained, out = _register(
         "--dataset", "shapes", "--arch", "resnet18", "--weights", str(lab.files.resnet),
-        "--input-size", "64", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
+        "--input-size", "48", "--mean", "0.485,0.456,0.406", "--std", "0.229,0.224,0.225",
     )
     meta = trained.metadata
-    assert meta["format"] == "torchvision" and meta["input_size"] == [64, 64]
+    assert meta["format"] == "torchvision" and meta["input_size"] == [48, 48]
     assert meta["gradcam_layer"] == "layer4.1.conv2"  # the last convolution the forward pass runs
 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
@@ -186,7 +186,7 @@ def test_a_torchvision_state_dict_is_registered_with_resizing_and_normalisation(
             self.net = lab.resnet
 
         def forward(self, x):
-            x = F.interpolate(x, size=(64, 64), mode="bilinear", align_corners=False, antialias=False)
+            x = F.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False, antialias=False)
             return self.net((x - mean) / std)
 
     reference = Reference().eval()
@@ -278,8 +278,8 @@ def test_a_wrong_channel_count_or_input_shape_is_refused(shapes, tmp_path):
 @pytest.mark.django_db
 def test_a_state_dict_of_another_architecture_is_refused(lab, shapes):
     _refused(
-        r"Expected the weights of torchvision's vgg11, but the state dict in resnet18_state.pt is of another architecture",
-        "--arch", "vgg11", "--weights", str(lab.files.resnet),
+        r"Expected the weights of torchvision.s mobilenet_v3_small, but the state dict in resnet18_state.pt is of another architecture",
+        "--arch", "mobilenet_v3_small", "--weights", str(lab.files.resnet),
     )
     _refused(r"Expected a torchvision model name .* but found 'resnet-eighteen'", "--arch", "resnet-eighteen", "--weights", str(lab.files.resnet))
     _refused(r"holds only weights \(a state dict\); give its torchvision architecture", "--file", str(lab.files.resnet))
@@ -324,3 +324,63 @@ def test_the_admin_registers_an_upload_and_shows_a_refusal_as_a_message(lab, sha
     accuracy, _ = _direct(lab.net, lab.test)
     assert trained.test_accuracy == pytest.approx(accuracy) and trained.metadata["gradcam_layer"] == "body.3"
     assert f"accuracy {accuracy:.4f}" in response.content.decode()
+
+
+# -- the pipeline on registered classifiers --------------------------------------------------------
+
+
+def _study_on(classifier: TrainedModel, **config):
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.studies.models import Study
+    from tests.studyapp.factories import FIXTURES
+
+    call_command("loaddata", str(FIXTURES / "study_a_kannada.json"), verbosity=0)
+    study = Study.objects.get(slug="kannada-learning")
+    Study.objects.filter(pk=study.pk).update(
+        classes=[0, 1], n_trials=2, config={**study.config, "spare_stimuli": 1, "classifier_id": classifier.pk, **config},
+    )
+    study.refresh_from_db()
+    stimuli_select(study=study, classifier=classifier)
+    return study
+
+
+def _compute(study, method: str):
+    from studyapp.pipeline import explain
+    from studyapp.pipeline.models import Stimulus
+
+    ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
+    return explain.explanations_compute(stimulus_ids=ids, method=method)
+
+
+@pytest.mark.django_db
+def test_the_pipeline_explains_a_registered_torchscript_file_at_its_layer_and_refuses_layer_rules(lab, shapes):
+    trained, _ = _register("--dataset", "shapes", "--file", str(lab.files.ts))
+    study = _study_on(trained, wrong_share=0.0)  # the lab's network is right on almost every image
+    assets = _compute(study, "gradcam")
+    assert len(assets) == 3 and all(a.params["layer"] == "body.3" for a in assets)
+    assert all(a.files.get("overlay") and "apem" in a.metrics for a in assets)
+    assert sum(a.valid for a in assets) >= 2  # heatmaps of a trained network: not blank, not uniform
+    # ExcitationBP and DeepLIFT need layer types a TorchScript file does not tell: refused with the reason
+    for method in ("excitation_bp", "deeplift"):
+        refused = _compute(study, method)
+        assert len(refused) == 3 and not any(a.valid for a in refused)
+        assert all(a.reason_codes == ["unsupported"] and "--arch NAME --weights FILE" in a.reasons[0] for a in refused)
+    # the study names another layer: part of the parameters, so new assets
+    from studyapp.studies.models import Study
+
+    Study.objects.filter(pk=study.pk).update(config={**study.config, "gradcam_layer": "body.0"})
+    study.refresh_from_db()
+    again = _compute(study, "gradcam")
+    assert {a.params["layer"] for a in again} == {"body.0"} and {a.pk for a in again}.isdisjoint({a.pk for a in assets})
+
+
+@pytest.mark.django_db
+def test_the_pipeline_runs_layer_rules_where_the_architecture_allows_and_says_why_not(lab, shapes):
+    trained, _ = _register("--dataset", "shapes", "--arch", "resnet18", "--weights", str(lab.files.resnet))
+    study = _study_on(trained, wrong_share=1.0)  # untrained: it calls every image "loop", wrong on each "curl"
+    refused = _compute(study, "excitation_bp")  # a ResNet's residual sums duplicate probability
+    assert not any(a.valid for a in refused)
+    assert all(a.reason_codes == ["unsupported"] and a.reasons[0].startswith("ExcitationBP (c-MWP) refused for this classifier") for a in refused)
+    from studyapp.pipeline.explain import explanation_params
+
+    assert explanation_params(study=study, method="gradcam")["layer"] == "layer4.1.conv2"
