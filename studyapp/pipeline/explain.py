@@ -207,9 +207,8 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
 
     from explainers import metrics, render
     from explainers.gradcam import GradCAM
-    from explainers.targets import ClassTarget
-
     from explainers.nets.external import ExternalModelError, gradcam_view
+    from explainers.targets import ClassTarget
 
     classifier, images = _batch_inputs(stimuli)
     true, _ = _study_classes(stimuli)
