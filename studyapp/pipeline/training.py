@@ -29,7 +29,37 @@ def model_create(*, dataset: Dataset, role: str, params: dict | None = None) -> 
         raise PipelineError(f"Unknown model role {role!r}; expected one of {sorted(ROLE_ARCH)}.")
     params = params or {}
     arch = "BackboneClassifier" if role == TrainedModel.Role.CLASSIFIER and params.get("backbone") else ROLE_ARCH[role]
+    if arch == "BackboneClassifier":
+        _check_backbone(dataset, params)
     return TrainedModel.objects.create(dataset=dataset, role=role, arch=arch, params=params)
+
+
+def _check_backbone(dataset: Dataset, params: dict) -> None:
+    """Refuse, before any row exists, a backbone that cannot take the data set's images (a grey
+    image is repeated to three channels inside the network; a VGG needs at least 32 pixels)."""
+    import torch
+
+    from explainers.datasets.common import to_tensor
+    from explainers.nets.classifiers import BackboneClassifier
+
+    name = str(params["backbone"])
+    try:
+        net = BackboneClassifier(name, max(2, len(dataset.class_names)), int(params.get("hidden", 256)))
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(
+            f"Expected a torchvision backbone with a `features` chain (a VGG or AlexNet, e.g. vgg11_bn), but found {name!r} ({exc})."
+        ) from None
+    images = to_tensor(loading.dataset_arrays(dataset)["x_train"][:2])
+    try:
+        with torch.no_grad():
+            net.eval()(images)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise PipelineError(
+            f"Expected images that backbone {name} can take, but data set {dataset.name}'s images are "
+            f"{tuple(images.shape[1:])} (channels, height, width) and it fails on them ({reason}); "
+            "import the images at a larger size, or train the default classifier without a backbone."
+        ) from None
 
 
 def progress_writer(trained_id: int, echo: Callable[[dict], None] | None) -> Callable[[dict], None]:

@@ -384,3 +384,26 @@ def test_the_pipeline_runs_layer_rules_where_the_architecture_allows_and_says_wh
     from studyapp.pipeline.explain import explanation_params
 
     assert explanation_params(study=study, method="gradcam")["layer"] == "layer4.1.conv2"
+
+
+# -- train_models with a torchvision backbone on grey images (was a raw traceback and a FAILED row) --
+
+
+@pytest.mark.django_db
+def test_a_backbone_on_grey_images_trains_or_is_refused_up_front_with_no_row():
+    from studyapp.pipeline.datasets import dataset_store
+
+    def grey_set(name: str, size: int) -> None:
+        train, test = _split(*digit_arrays(size=size, rgb=False))
+        dataset_store(name=name, kind=Dataset.Kind.CEL, source="tests", is_standin=False, class_names=list(CLASS_NAMES), train=train, test=test)
+
+    grey_set("grey28", 28)
+    with pytest.raises(CommandError, match=r"Expected images that backbone vgg11 can take, but data set grey28's images are \(1, 28, 28\)"):
+        call_command("train_models", "--dataset", "grey28", "--params", '{"backbone": "vgg11"}')
+    with pytest.raises(CommandError, match=r"Expected a torchvision backbone with a `features` chain .* found 'resnet18'"):
+        call_command("train_models", "--dataset", "grey28", "--params", '{"backbone": "resnet18"}')
+    assert TrainedModel.objects.count() == 0
+    grey_set("grey32", 32)  # 32 pixels: VGG's five poolings fit; the grey channel is repeated to three
+    call_command("train_models", "--dataset", "grey32", "--epochs", "1", "--max-train", "16", "--params", '{"backbone": "vgg11", "hidden": 8}')
+    trained = TrainedModel.objects.get()
+    assert trained.status == "ready" and trained.arch == "BackboneClassifier" and trained.test_accuracy is not None

@@ -5,6 +5,7 @@ import json
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.pipeline import training
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import Dataset
 
 
@@ -31,7 +32,10 @@ class Command(BaseCommand):
         params = {"epochs": opts["epochs"], "seed": opts["seed"], "max_train": opts["max_train"], **extra}
         if opts["classes"]:
             params["classes"] = [int(c) for c in opts["classes"].split(",")]
-        trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
+        try:
+            trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
+        except PipelineError as exc:
+            raise CommandError(f"Nothing was trained: {exc}") from exc
         trained = training.model_train(trained_id=trained.pk, echo=self._echo)
         self.stdout.write("")
         acc = f", test accuracy {trained.test_accuracy:.4f}" if trained.test_accuracy is not None else ""
