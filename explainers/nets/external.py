@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from explainers.hooks import LayerCapture
+
 __all__ = [
     "FORMATS",
     "ChainUnit",
@@ -416,6 +418,20 @@ class ExternalClassifier(nn.Module):
         self.gradcam_layer_name, self.gradcam_refusal = self._choose_layer(layer, prepared)
         if self._chain is not None and self.gradcam_layer_name is not None:
             self._split = next(k for k, u in enumerate(self._chain) if u.name == self.gradcam_layer_name)
+        if layer is not None and self.gradcam_layer_name is not None:
+            self._check_layer_output(sample[:2])
+
+    def _check_layer_output(self, sample: Tensor) -> None:
+        """A named layer must give Grad-CAM a feature map ``(N, K, h, w)``."""
+        model, module, name = self.gradcam_view()
+        with LayerCapture(model, module) as capture, torch.no_grad():
+            model(sample)
+        shape = tuple(capture.activation.shape) if capture.activation is not None else None
+        if shape is None or len(shape) != 4:
+            raise ExternalModelError(
+                f"Expected --layer to name a layer with a feature map (N, channels, height, width) for Grad-CAM, "
+                f"but {name!r} gives {shape if shape is not None else 'nothing'}."
+            )
 
     def __deepcopy__(self, memo: dict) -> ExternalClassifier:
         """A deep copy; an exported network is reloaded from its bytes with the current weights."""

@@ -207,16 +207,19 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
 
     from explainers import metrics, render
     from explainers.gradcam import GradCAM
+    from explainers.hooks import ExplainerInputError
     from explainers.nets.external import ExternalModelError, gradcam_view
     from explainers.targets import ClassTarget
 
     classifier, images = _batch_inputs(stimuli)
     true, _ = _study_classes(stimuli)
     try:  # the layer: the study's, the classifier's own, or its last convolution
-        model, layer, _ = gradcam_view(classifier, images, params.get("layer"))
+        model, layer, name = gradcam_view(classifier, images, params.get("layer"))
+        maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))
     except ExternalModelError as exc:
-        return _refused(stimuli, f"Grad-CAM refused: {str(exc).rstrip('.')}.")
-    maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))
+        return _refused(stimuli, f"{str(exc).rstrip('.')}.")
+    except ExplainerInputError as exc:  # e.g. a configured layer whose output is not (N, K, h, w)
+        return _refused(stimuli, f"Grad-CAM cannot use layer {name!r} of this classifier: {exc}.")
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
         ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i]), ext="png")}, validity)

@@ -152,6 +152,16 @@ def test_gradcam_and_input_gradients_through_the_registered_file_equal_the_origi
         _gradcam_of(classifier, images, labels, "body.0"), GradCAM(lab.net, lab.net.body[0])(images, ClassTarget(labels)),
         rtol=1e-4, atol=1e-5,
     )
+    # contrastive Grad-CAM (CDeepEx §3.2.1) through the same view
+    from explainers.gradcam import contrastive_gradcam
+    from explainers.nets.external import gradcam_view
+
+    model, module, _ = gradcam_view(classifier, images)
+    weights = torch.tensor([0.25, 1.0, 2.0])
+    torch.testing.assert_close(
+        contrastive_gradcam(model, module, images, labels, 1 - labels, weights),
+        contrastive_gradcam(lab.net, lab.net.body[3], images, labels, 1 - labels, weights), rtol=1e-4, atol=1e-5,
+    )
     # input gradients (CDeepEx, APEM, GAD) on the registered file
     x = images.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(classifier(x)[:, 1].sum(), x)
@@ -159,6 +169,14 @@ def test_gradcam_and_input_gradients_through_the_registered_file_equal_the_origi
     (grad_ref,) = torch.autograd.grad(lab.net(x_ref)[:, 1].sum(), x_ref)
     assert float(grad_ref.abs().sum()) > 0
     torch.testing.assert_close(grad, grad_ref, rtol=1e-4, atol=1e-6)
+    # GAD fine-tunes copies of the classifier (an exported network is reloaded to be copied)
+    from explainers import gad
+
+    before = [p.clone() for p in classifier.parameters()]
+    supports = gad.train_support_models(classifier, images, labels, 0, 1, alphas=[2.0], epochs=1, seed=0)
+    maps = gad.GAD(classifier, supports).explain(images[:4], labels[:4]).maps
+    assert maps.shape == (4, 32, 32) and bool(torch.isfinite(maps).all()) and float(maps.abs().max()) > 0
+    assert all(torch.equal(a, b) and not b.requires_grad for a, b in zip(before, classifier.parameters(), strict=True))
 
 
 @pytest.mark.django_db
@@ -407,3 +425,9 @@ def test_a_backbone_on_grey_images_trains_or_is_refused_up_front_with_no_row():
     call_command("train_models", "--dataset", "grey32", "--epochs", "1", "--max-train", "16", "--params", '{"backbone": "vgg11", "hidden": 8}')
     trained = TrainedModel.objects.get()
     assert trained.status == "ready" and trained.arch == "BackboneClassifier" and trained.test_accuracy is not None
+
+
+@pytest.mark.django_db
+def test_a_grad_cam_layer_that_is_missing_or_not_a_feature_map_is_refused(lab, shapes):
+    _refused(r"Expected --layer to name a layer of the network \(its convolutions: body.0, body.3\), but found 'body.9'\.", "--file", str(lab.files.pt2), "--layer", "body.9")
+    _refused(r"Expected --layer to name a layer with a feature map .* but 'head.1' gives \(2, 2\)\.", "--file", str(lab.files.ts), "--layer", "head.1")
