@@ -42,7 +42,7 @@ def _script(net: nn.Module, path: Path) -> Path:
 
 
 def _export(net: nn.Module, example: torch.Tensor, path: Path, *, dynamic: bool = True) -> Path:
-    shapes = {"x": {0: torch.export.Dim("batch", min=1)}} if dynamic else None
+    shapes = ({0: torch.export.Dim("batch", min=1)},) if dynamic else None
     torch.export.save(torch.export.export(net, (example,), dynamic_shapes=shapes), path)
     return path
 
@@ -263,6 +263,33 @@ def test_a_registered_generator_is_checked_against_the_data_sets_images(shapes, 
     with pytest.raises(CommandError, match=r"latent vectors of shape \(N, 5\)"):
         _register("--dataset", "shapes", "--file", str(path), "--role", "generator", "--latent", "5")
     assert TrainedModel.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_cdeepex_runs_on_a_registered_classifier_with_a_registered_generator_as_a_gan(lab, shapes, tmp_path):
+    from explainers import cdeepex
+    from explainers.datasets.common import to_tensor
+
+    class Decoder(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 3 * 32 * 32)
+
+        def forward(self, z):
+            return torch.sigmoid(self.fc(z)).view(-1, 3, 32, 32)
+
+    torch.manual_seed(0)
+    generator_row, _ = _register("--dataset", "shapes", "--file", str(_export(Decoder().eval(), torch.zeros(2, 8), tmp_path / "g.pt2")), "--role", "generator", "--latent", "8")
+    classifier_row, _ = _register("--dataset", "shapes", "--file", str(lab.files.ts))
+    classifier, generator = loading.load_model(classifier_row), loading.load_model(generator_row)
+    images = to_tensor(lab.test.images[:2])
+    true = classifier(images).argmax(1)
+    result = cdeepex.explain(
+        classifier, generator, images, true_labels=true, probe_labels=1 - true, encoder=None, generator_kind="gan", seed=0,
+        config=cdeepex.CDeepExConfig(z0_steps=5, outer_iterations=2, inner_steps=3),
+    )
+    assert result.frames.shape[0] == 2 and tuple(result.frames.shape[2:]) == (3, 32, 32)
+    assert float((result.z_path[:, -1] - result.z0).norm()) > 0  # the latent moved: gradients reached z through both files
 
 
 # -- bad inputs: a sentence, nothing stored ------------------------------------------------------
