@@ -29,6 +29,14 @@ boundary (a third class winning is the failure its ablation arm shows). A resear
 Every refusal is stored with a reason code (``ExplanationAsset.reason_codes``) and each morph's
 size (``morph_pixel_change``, ``morph_latent_distance``).
 
+Grad-CAM (:func:`_gradcam_outputs`) reads the study's ``gradcam_layer``, else the layer its
+classifier was registered with, else the classifier's own (MnistNet's ``conv2``) or the last
+convolution its forward pass runs (:func:`explainers.nets.external.gradcam_view`); a named layer
+is part of the asset parameters. Where a method cannot run on the classifier (Grad-CAM on a
+TorchScript file whose layer is not on a verified chain, ExcitationBP or DeepLIFT on a whole-model
+file or on a ResNet), every asset of the batch is stored refused with the reason and the code
+``unsupported``, and the job goes on.
+
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
 its support models fine-tuned on the data set's training images of a contrast pair: the study's
 two classes in a learning study; in a clustering study (no pair by design) the prediction and
