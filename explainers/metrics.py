@@ -65,6 +65,7 @@ REASON_CODES: dict[str, str] = {
     "blank": "the heatmap is blank",
     "uniform": "the heatmap is uniform",
     "apem_floor": "the heatmap's APEM is below the study's floor",
+    "unsupported": "the method cannot run on this classifier (the reason says why, e.g. no layer it can read)",
     "other": "another check (see the reason text)",
 }
 

@@ -295,7 +295,7 @@ class BackboneClassifier(nn.Module):
     ExcitationBP. The head replaces VGG's 2 x 4096 units, which would not train on 2 CPU cores:
     ``features -> AdaptiveAvgPool2d(1) -> Flatten -> Linear(C, hidden) -> ReLU -> Linear(hidden, n)``.
 
-    Input: RGB ``(N, 3, H, W)`` in [0, 1], *not* ImageNet-normalised, so that pixel-level
+    Input: RGB ``(N, 3, H, W)`` in [0, 1] (grey ``(N, 1, H, W)`` is repeated to three channels), *not* ImageNet-normalised, so that pixel-level
     ExcitationBP (which needs non-negative inputs) applies. When ImageNet weights are loaded
     (:func:`backbone_classifier`), the normalisation is folded into the first convolution
     (``w' = w / σ_c``, ``b' = b - Σ w μ_c / σ_c``); this is exact away from the border, where
@@ -313,8 +313,10 @@ class BackboneClassifier(nn.Module):
         features = getattr(_torchvision_builder(name)(weights=None), "features", None)
         if not isinstance(features, nn.Sequential):
             raise ValueError(f"{name}: no `features` chain (take a VGG or AlexNet backbone)")
-        channels = [m.out_channels for m in features.modules() if isinstance(m, nn.Conv2d)][-1]
+        convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
+        channels = convs[-1].out_channels
         self.name, self.num_classes = name, num_classes
+        self.in_channels = convs[0].in_channels
         self.features = features
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.head = nn.Sequential(
@@ -322,6 +324,8 @@ class BackboneClassifier(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1 and self.in_channels == 3:  # a grey image: the same grey in R, G and B
+            x = x.expand(-1, 3, -1, -1)
         return self.head(self.pool(self.features(x)))
 
 

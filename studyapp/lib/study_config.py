@@ -8,7 +8,7 @@ default and its parsing live here and nowhere else.
 Three groups of keys:
 
 - **design** (the researcher's): ``source``, ``notes``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
-  ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gad``, ``apem_floor``, ``morph_floor``,
+  ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gradcam_layer``, ``gad``, ``apem_floor``, ``morph_floor``,
   ``apem_ceiling``, ``apem_search``, ``heatmap_method``, ``heatmap_colormap``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
   ``group_rule``, ``n_groups``, ``stage_text``, ``demographics``, ``cub_classes``, ``cel_classes``;
@@ -192,6 +192,10 @@ class StudyConfig(BaseModel):
     generator_classes: Literal["all", "study"] = Field("all", description="classes the generator is trained on")
     cdeepex: dict[str, Any] = Field(default_factory=dict, description="CDeepExConfig overrides")
     gradcam_target: str = Field("prediction", description="recorded in the asset parameters")
+    # The layer Grad-CAM reads, by its dotted name in the classifier (e.g. "body.3", "layer4.1");
+    # None: the classifier's own (the layer named at registration, MnistNet's conv2) or else the
+    # last convolution its forward pass runs (explainers.nets.external.gradcam_view).
+    gradcam_layer: str | None = Field(None, min_length=1, description="Grad-CAM layer (dotted name); None: the classifier's own")
     # GAD maps (Study A arm "gad", Study B heatmap_method "gad"): overrides of
     # studyapp.pipeline.explain.GAD_DEFAULTS (method, keep, ig_steps, n_train, epochs, lr, alphas).
     gad: dict[str, Any] = Field(default_factory=dict, description="GAD settings overrides")

@@ -16,7 +16,7 @@ from django.urls import path
 from django.utils.html import format_html
 
 from studyapp.lib.archives import MAX_BYTES, MAX_FILES, ArchiveError, extract_zip
-from studyapp.pipeline import datasets, selectors, tasks
+from studyapp.pipeline import datasets, registry, selectors, tasks
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import (
     Dataset,
@@ -147,12 +147,51 @@ class DatasetAdmin(admin.ModelAdmin):
         return None
 
 
+class RegisterForm(forms.Form):
+    """A model trained elsewhere (see ``registry.model_register`` and ``manage.py register_model``)."""
+
+    dataset = forms.ModelChoiceField(queryset=Dataset.objects.order_by("name"))
+    role = forms.ChoiceField(choices=[("classifier", "Classifier"), ("generator", "Generator (decoder, no encoder)")])
+    file = forms.FileField(help_text="A torch.export program (.pt2, dynamic batch), a TorchScript file, or a state dict with the architecture below.")
+    arch = forms.CharField(required=False, help_text="torchvision architecture of a state dict, e.g. resnet18 (blank for a whole-model file).")
+    input_size = forms.IntegerField(required=False, min_value=1, help_text="Side in pixels the network expects (blank: the data set's).")
+    mean = forms.CharField(required=False, help_text="Input normalisation mean: one value or one per channel, e.g. 0.485,0.456,0.406.")
+    std = forms.CharField(required=False, help_text="Input normalisation std, the same way.")
+    layer = forms.CharField(required=False, help_text="Grad-CAM layer's dotted name (blank: the last convolution).")
+    latent = forms.IntegerField(required=False, min_value=1, help_text="Generator: its latent size.")
+
+
 @admin.register(TrainedModel)
 class TrainedModelAdmin(admin.ModelAdmin):
     list_display = ("pk", "role", "arch", "dataset", "status", "progress_text", "test_accuracy", "updated_at")
     list_filter = ("role", "status")
     readonly_fields = ("checkpoint", "metadata", "test_accuracy", "status", "progress", "error", "created_at", "updated_at")
     actions = ["train"]
+    change_list_template = "admin/pipeline/trainedmodel/change_list.html"
+
+    def get_urls(self):
+        return [path("register/", self.admin_site.admin_view(self.register_view), name="trainedmodel-register")] + super().get_urls()
+
+    def register_view(self, request):
+        """Upload a model trained elsewhere; a refusal is an error message and changes nothing."""
+        form = RegisterForm(request.POST or None, request.FILES or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            upload = data["file"]
+            try:
+                trained = registry.model_register(
+                    dataset=data["dataset"], data=upload.read(), filename=upload.name, role=data["role"],
+                    arch=data["arch"] or None, input_size=data["input_size"],
+                    mean=registry.parse_floats(data["mean"], what="the mean"), std=registry.parse_floats(data["std"], what="the std"),
+                    layer=data["layer"] or None, latent_dim=data["latent"],
+                )
+            except PipelineError as exc:
+                self.message_user(request, f"Nothing was registered: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, registered_text(trained), messages.SUCCESS)
+                return redirect("admin:pipeline_trainedmodel_changelist")
+        context = {**self.admin_site.each_context(request), "form": form, "title": "Register a trained model", "opts": self.model._meta}
+        return TemplateResponse(request, "admin/pipeline/trainedmodel/register.html", context)
 
     @admin.display(description="Progress")
     def progress_text(self, obj: TrainedModel) -> str:
@@ -171,6 +210,17 @@ class TrainedModelAdmin(admin.ModelAdmin):
                 TrainedModel.objects.filter(pk=trained.pk).update(status=TrainedModel.Status.PENDING, progress={})
                 transaction.on_commit(lambda pk=trained.pk: tasks.train_model.delay(pk))
         self.message_user(request, f"Queued {queryset.count()} training job(s).", messages.SUCCESS)
+
+
+def registered_text(trained: TrainedModel) -> str:
+    """One line on a registered model: what it is, and for a classifier its test accuracy,
+    confusion matrix (rows: true class) and Grad-CAM layer or why Grad-CAM is refused."""
+    meta = trained.metadata
+    head = f"Registered {trained.get_role_display().lower()} #{trained.pk} ({meta['format']}, sha256 {meta['sha256'][:12]}…)"
+    if trained.role == TrainedModel.Role.GENERATOR:
+        return f"{head}: latent size {meta['latent_dim']}, images {tuple(meta['output_shape'])}."
+    layer = f"Grad-CAM layer {meta['gradcam_layer']}" if meta["gradcam_layer"] else f"Grad-CAM refused: {meta['gradcam_refusal']}"
+    return f"{head}: test accuracy {meta['test_accuracy']:.4f}, confusion matrix {meta['confusion']}; {layer}."
 
 
 def apem_text(asset: ExplanationAsset) -> str:

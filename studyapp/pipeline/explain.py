@@ -31,6 +31,14 @@ boundary (a third class winning is the failure its ablation arm shows). A resear
 Every refusal is stored with a reason code (``ExplanationAsset.reason_codes``) and each morph's
 size (``morph_pixel_change``, ``morph_latent_distance``).
 
+Grad-CAM (:func:`_gradcam_outputs`) reads the study's ``gradcam_layer``, else the layer its
+classifier was registered with, else the classifier's own (MnistNet's ``conv2``) or the last
+convolution its forward pass runs (:func:`explainers.nets.external.gradcam_view`); a named layer
+is part of the asset parameters. Where a method cannot run on the classifier (Grad-CAM on a
+TorchScript file whose layer is not on a verified chain, ExcitationBP or DeepLIFT on a whole-model
+file or on a ResNet), every asset of the batch is stored refused with the reason and the code
+``unsupported``, and the job goes on.
+
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
 its support models fine-tuned on the data set's training images of a contrast pair: the study's
 two classes in a learning study; in a clustering study (no pair by design) the prediction and
@@ -98,6 +106,9 @@ def explanation_params(*, study, method: str) -> dict:
         params["gate"] = morph_gate(config.cdeepex, config.morph_floor, image_shape=_classifier_image_shape(config.classifier_id))
     if method == ExplanationAsset.Method.GRADCAM:
         params["target"] = config.gradcam_target
+        layer = _gradcam_layer(config)
+        if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
+            params["layer"] = layer
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
     if clustering:
         params.pop("classifier_id")
@@ -129,6 +140,24 @@ COLOUR_RENDERING = (
     "last frame weighted, the shared ones again with Floyd-Steinberg diffusion "
     "(explainers.render.COLOUR_OPTIONS; metrics.palette_option)"
 )
+
+
+def _gradcam_layer(config) -> str | None:
+    """The study's ``gradcam_layer``, else the layer its classifier was registered with (None: the
+    classifier's own ``features_layer`` or the last convolution, found by the worker)."""
+    if config.gradcam_layer is not None:
+        return config.gradcam_layer
+    if config.classifier_id is None:
+        return None
+    metadata = TrainedModel.objects.filter(pk=config.classifier_id).values_list("metadata", flat=True).first() or {}
+    return metadata.get("gradcam_layer")
+
+
+def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
+    """No files and one reason per stimulus: the method cannot run on this classifier."""
+    from explainers import metrics
+
+    return [({}, metrics.Validity(False, [reason], {}, ["unsupported"])) for _ in stimuli]
 
 
 def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple[int, int, int] = (1, 28, 28)) -> dict:
@@ -214,11 +243,19 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
 
     from explainers import metrics, render
     from explainers.gradcam import GradCAM
+    from explainers.hooks import ExplainerInputError
+    from explainers.nets.external import ExternalModelError, gradcam_view
     from explainers.targets import ClassTarget
 
     classifier, images = _batch_inputs(stimuli)
     true, _ = _study_classes(stimuli)
-    maps = GradCAM(classifier, classifier.features_layer)(images, ClassTarget(torch.tensor(true)))
+    try:  # the layer: the study's, the classifier's own, or its last convolution
+        model, layer, name = gradcam_view(classifier, images, params.get("layer"))
+        maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))
+    except ExternalModelError as exc:
+        return _refused(stimuli, f"{str(exc).rstrip('.')}.")
+    except ExplainerInputError as exc:  # e.g. a configured layer whose output is not (N, K, h, w)
+        return _refused(stimuli, f"Grad-CAM cannot use layer {name!r} of this classifier: {exc}.")
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [
         ({"overlay": store_bytes(render.heatmap_overlay_png(images[i], maps[i], colormap=params["colormap"]), ext="png")}, validity)
@@ -356,9 +393,19 @@ def _deeplift(classifier):
 def _heatmap_outputs(stimuli: list[Stimulus], params: dict, *, explainer: Callable) -> list[Output]:
     """The 1-Heatmap from the prediction, by ``explainer(classifier)(images, classes)``."""
     from explainers import metrics, render
+    from explainers.deeplift import DeepLiftError
+    from explainers.excitation_bp import ExcitationBPError
 
     classifier, images = _batch_inputs(stimuli)
-    maps = explainer(classifier)(images, _predicted(stimuli))
+    name = params["method"]
+    label = ExplanationAsset.Method(name).label if name in ExplanationAsset.Method.values else name
+    refusal = getattr(classifier, "layerwise_refusal", lambda method: None)(label)
+    if refusal is not None:  # a whole-model file: its layer types are not known
+        return _refused(stimuli, f"{refusal}.")
+    try:
+        maps = explainer(classifier)(images, _predicted(stimuli))
+    except (ExcitationBPError, DeepLiftError) as exc:  # the architecture does not allow it (e.g. a ResNet)
+        return _refused(stimuli, f"{label} refused for this classifier: {exc}.")
     scale = _display_scale(images)
     validities = _with_apem(metrics.heatmap_validity(maps), _apem_numbers(classifier, images, maps, params), params)
     return [

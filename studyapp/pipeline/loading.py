@@ -7,9 +7,11 @@ command) and cached per checkpoint, never in a forking parent.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import threading
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
@@ -64,13 +66,54 @@ def _load_checkpoint(path: str):
     return model, metadata
 
 
+@lru_cache(maxsize=8)
+def _load_registered(path: str, role: str, settings: str, layer: str | None, dataset_file: str):
+    """A registered file behind its adapter (:mod:`explainers.nets.external`), with the settings
+    its registration stored (``settings``: their JSON, so that the cache key is hashable)."""
+    from explainers.datasets.common import to_tensor
+    from explainers.nets import external
+
+    meta = json.loads(settings)
+    if role == TrainedModel.Role.GENERATOR:
+        net, fmt = external.load_network(path)
+        return external.ExternalGenerator(net, latent_dim=int(meta["latent_dim"]), fmt=fmt)
+    arch = meta.get("torchvision_arch")
+    net, fmt = external.load_network(path, arch=arch, num_classes=len(meta["confusion"]))
+    sample = to_tensor(_dataset_arrays(dataset_file)["x_test"][:REGISTERED_SAMPLE])
+    return external.ExternalClassifier(
+        net, fmt=fmt, channels=int(meta["channels"]), input_size=tuple(meta["input_size"]),
+        mean=meta["mean"], std=meta["std"], sample=sample, layer=layer,
+        program=Path(path).read_bytes() if fmt == "export" else None,
+    )
+
+
+#: Test images a registered classifier's adapter is built with (Grad-CAM layer, TorchScript chain);
+#: the same at registration (studyapp.pipeline.registry) and at load.
+REGISTERED_SAMPLE = 64
+
+
 def load_model(trained: TrainedModel):
-    """The trained network in eval mode (cached per checkpoint path)."""
+    """The trained network in eval mode (cached per checkpoint path).
+
+    A registered model (``metadata["registered"]``, see :mod:`studyapp.pipeline.registry`) comes
+    behind its adapter: an ``ExternalClassifier`` taking the data set's images, or an
+    ``ExternalGenerator``.
+    """
     if trained.status != TrainedModel.Status.READY or not trained.checkpoint:
         raise ValueError(f"{trained} is not ready (status {trained.status}).")
     with _lock:
         configure_torch()
-        return _load_checkpoint(str(media_path(trained.checkpoint)))[0]
+        path = str(media_path(trained.checkpoint))
+        meta = trained.metadata or {}
+        if meta.get("registered"):
+            layer = meta.get("gradcam_layer") or (trained.params or {}).get("layer")
+            settings = json.dumps({k: meta.get(k) for k in REGISTERED_KEYS}, sort_keys=True)
+            return _load_registered(path, trained.role, settings, layer, str(media_path(trained.dataset.file)))
+        return _load_checkpoint(path)[0]
+
+
+#: What a registered model's adapter is rebuilt from (its ``metadata``).
+REGISTERED_KEYS = ("torchvision_arch", "channels", "input_size", "mean", "std", "confusion", "latent_dim")
 
 
 def png_of(image_uint8: np.ndarray, scale: int = 1) -> bytes:

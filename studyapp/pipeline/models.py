@@ -40,6 +40,7 @@ class TrainedModel(models.Model):
         VAE = "vae", "VAE generator"
         WGAN = "wgan", "WGAN generator"
         XNN = "xnn", "XNN / SRAE"
+        GENERATOR = "generator", "Registered generator (decoder, no encoder)"
 
     class Status(models.TextChoices):
         PENDING = "pending", "Pending"

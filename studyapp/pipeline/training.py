@@ -69,6 +69,7 @@ def model_create(*, dataset: Dataset, role: str, params: dict | None = None) -> 
     if role == TrainedModel.Role.CLASSIFIER:
         if params.get("backbone"):
             arch = "BackboneClassifier"
+            _check_backbone(dataset, params)
         elif shape != MNIST_SHAPE:
             if shape[1] != shape[2] or shape[1] < 16:
                 raise PipelineError(
@@ -98,6 +99,34 @@ def training_params(trained: TrainedModel, shape: tuple[int, int, int], n_rows: 
         else:
             params["epochs"] = 2
     return params
+
+
+def _check_backbone(dataset: Dataset, params: dict) -> None:
+    """Refuse, before any row exists, a backbone that cannot take the data set's images (a grey
+    image is repeated to three channels inside the network; a VGG needs at least 32 pixels)."""
+    import torch
+
+    from explainers.datasets.common import to_tensor
+    from explainers.nets.classifiers import BackboneClassifier
+
+    name = str(params["backbone"])
+    try:
+        net = BackboneClassifier(name, max(2, len(dataset.class_names)), int(params.get("hidden", 256)))
+    except (ValueError, TypeError) as exc:
+        raise PipelineError(
+            f"Expected a torchvision backbone with a `features` chain (a VGG or AlexNet, e.g. vgg11_bn), but found {name!r} ({exc})."
+        ) from None
+    images = to_tensor(loading.dataset_arrays(dataset)["x_train"][:2])
+    try:
+        with torch.no_grad():
+            net.eval()(images)
+    except Exception as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise PipelineError(
+            f"Expected images that backbone {name} can take, but data set {dataset.name}'s images are "
+            f"{tuple(images.shape[1:])} (channels, height, width) and it fails on them ({reason}); "
+            "import the images at a larger size, or train the default classifier without a backbone."
+        ) from None
 
 
 def progress_writer(trained_id: int, echo: Callable[[dict], None] | None) -> Callable[[dict], None]:

@@ -40,7 +40,7 @@ class Command(BaseCommand):
         try:
             trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
         except PipelineError as exc:
-            raise CommandError(str(exc)) from exc
+            raise CommandError(f"Nothing was trained: {exc}") from exc
         trained = training.model_train(trained_id=trained.pk, echo=self._echo)
         self.stdout.write("")
         acc = f", test accuracy {trained.test_accuracy:.4f}" if trained.test_accuracy is not None else ""
