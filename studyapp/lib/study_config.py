@@ -7,7 +7,7 @@ default and its parsing live here and nowhere else.
 
 Three groups of keys:
 
-- **design** (the researcher's): ``source``, ``notes``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
+- **design** (the researcher's): ``source``, ``notes``, ``trial_question``, ``datasets``, ``spare_stimuli``, ``wrong_share``,
   ``explain_seed``, ``explain_batch``, ``generator_classes``, ``cdeepex``, ``gradcam_target``, ``gradcam_layer``, ``gad``, ``apem_floor``, ``morph_floor``,
   ``apem_ceiling``, ``apem_search``, ``heatmap_method``, ``heatmap_colormap``,
   ``images_per_class``, ``n_sets``, ``set_size``, ``n_xfeatures``, ``max_groups``,
@@ -183,6 +183,9 @@ class StudyConfig(BaseModel):
     # package's README and the report; templates add where the study came from): the
     # researcher's words, not read by any code.
     notes: str = Field("", description="where the source is silent and what this study chose")
+    # The question above each trial's image (Study A); empty: the interface's own, "Which symbol is this?"
+    # in the study's language (the published wording). A study on other images words its own.
+    trial_question: str = Field("", description="the question shown above a trial's image; empty: 'Which symbol is this?'")
     explain_seed: int = 0
     explain_batch: int = Field(16, ge=1, description="stimuli per explain task")
     # The classes the study's generator (VAE/WGAN) is trained on: "all" of the data set's (the

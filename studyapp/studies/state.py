@@ -107,7 +107,7 @@ def participant_state(*, participant: Participant, answer: TrialAnswer | None | 
             stimulus=step["stimulus"],
             image_url=stimulus_facts(study=study, stimulus_id=step["stimulus"]).image_url,
             options=answer_options(study),
-            question=gettext("Which symbol is this?"),
+            question=study.parsed_config.trial_question or gettext("Which symbol is this?"),
         )
         if answer is UNKNOWN or (answer is not None and answer.trial_index != step["trial"]):
             answer = trial_answer(participant_id=p.pk, trial_index=step["trial"])

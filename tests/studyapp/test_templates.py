@@ -118,6 +118,9 @@ def test_a_learning_study_on_own_data_takes_class_names_models_and_neutral_texts
         assert "symbol" not in text.lower() and "baghali" not in text.lower()
     assert "'shapes'" in config.notes and "neutral" not in out.lower() or "pictures" in config.notes
     assert [a.name for a in study.arms.all()] == ["Control", "GCAM", "CDeepEx"]
+    # A new study: a colour-vision-safe heatmap map and its own trial question, said in the notes.
+    assert (config.heatmap_colormap, config.trial_question) == ("cividis", "Which kind of picture is this?")
+    assert "cividis" in config.notes
 
 
 def test_the_published_kind_keeps_the_published_texts():
@@ -126,6 +129,7 @@ def test_the_published_kind_keeps_the_published_texts():
     study, _ = create("--template", "learning", "--slug", "again", "--dataset", dataset.name, "--classes", "0,1",
                       "--names", "A,B", "--classifier", str(classifier.pk), "--generator", str(vae.pk))
     assert study.cover_story == template_design("learning")["study"]["cover_story"]
+    assert study.parsed_config.heatmap_colormap == "jet" and study.parsed_config.trial_question == ""
 
 
 def test_arms_may_be_left_out_and_then_no_generator_is_needed():
