@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from studyapp.pipeline.models import Dataset, PrecomputeJob, TrainedModel
-from studyapp.studies.models import Study
+from studyapp.studies.models import Participant, Study
 from tests.browser.conftest import participant_url
 from tests.owndata import digit_arrays, make_image_folders, train_small_cnn
 from tests.studyapp.worker import celery_worker
@@ -105,18 +105,29 @@ def test_a_researcher_makes_and_opens_an_own_study_in_the_admin(browser, live_se
     study.refresh_from_db()
     assert study.status == "open", page.inner_text(".messagelist")
 
-    participant = browser.new_page(viewport={"width": 1280, "height": 800})
-    participant.goto(participant_url(live_server, study, "PROLIFIC_PID=own1&STUDY_ID=s1&SESSION_ID=x1"))
-    participant.check("#agree")
-    participant.click("#consent-go")
-    participant.wait_for_selector("#start")
-    participant.click("#start")
-    participant.wait_for_selector("#instant")
-    shots(participant, "participant-trial")
-    assert "Ternal" in participant.inner_text(".options") and "curl" not in participant.content()
-    assert "Which kind of picture is this?" in participant.content()  # the template's neutral wording
-    participant.locator(".options label").nth(0).click()
-    participant.click("#instant")
-    participant.wait_for_selector("#verdict")
-    participant.wait_for_function("() => { const i = document.querySelector('#heatmap'); return i && i.complete && i.naturalWidth > 0; }")
-    shots(participant, "participant-feedback")
+    # Two participants: the arms are balanced, so one sees each arm's feedback.
+    arms = set()
+    for pid in ("own1", "own2"):
+        participant = browser.new_page(viewport={"width": 1280, "height": 800})
+        participant.goto(participant_url(live_server, study, f"PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x1"))
+        participant.check("#agree")
+        participant.click("#consent-go")
+        participant.wait_for_selector("#start")
+        participant.click("#start")
+        participant.wait_for_selector("#instant")
+        arm = Participant.objects.get(study=study, prolific_pid=pid).arm.name
+        arms.add(arm)
+        shots(participant, f"participant-trial-{arm}")
+        assert "Ternal" in participant.inner_text(".options") and "curl" not in participant.content()
+        assert "Which kind of picture is this?" in participant.content()  # the template's neutral wording
+        participant.locator(".options label").nth(0).click()
+        participant.click("#instant")
+        participant.wait_for_selector("#verdict")
+        if arm == "GCAM":  # the heatmap as the browser gets it: a PNG that loads
+            participant.wait_for_function(
+                "() => { const i = document.querySelector('#heatmap'); return i && i.complete && i.naturalWidth > 0; }"
+            )
+        else:
+            assert participant.locator("#heatmap").count() == 0
+        shots(participant, f"participant-feedback-{arm}")
+    assert arms == {"Control", "GCAM"}
