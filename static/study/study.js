@@ -253,7 +253,7 @@
       h("p", { class: "answer" }, fill(gettext("The answer is %(label)s."), { label: h("strong", { id: "correct-label" }, f.correct_label) }))];
     const a = f.assets || {};
     if ((f.kind === "gradcam" || f.kind === "gad") && a.overlay) {
-      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the symbol: coloured areas are the parts the system weighed"), id: "heatmap" }),
+      out.push(h("div", { class: "feedback" }, h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
         legendView(f.legend),
         h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
