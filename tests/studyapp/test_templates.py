@@ -121,6 +121,7 @@ def test_a_learning_study_on_own_data_takes_class_names_models_and_neutral_texts
     # A new study: a colour-vision-safe heatmap map and its own trial question, said in the notes.
     assert (config.heatmap_colormap, config.trial_question) == ("cividis", "Which kind of picture is this?")
     assert "cividis" in config.notes
+    assert "dissertation's made-up names" not in config.notes  # the published notes speak of the published texts
 
 
 def test_the_published_kind_keeps_the_published_texts():

@@ -171,6 +171,8 @@ def study_from_template(
             arm_texts = texts.pop("arms", {})
             notes.append(texts.pop("notes", ""))
             config.update(texts.pop("config", {}))  # a new study's settings: e.g. a colour-vision-safe map
+            # The published notes speak of the published texts and images, which this study does not show.
+            config["notes"] = ""
             fields.update({k: v for k, v in texts.items() if k in fields})
             for arm in design["arms"]:
                 arm["instruction"] = arm_texts.get(arm["name"], arm["instruction"])
