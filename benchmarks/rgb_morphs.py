@@ -62,18 +62,6 @@ def timed(fn):
     return out, time.perf_counter() - wall, time.process_time() - cpu
 
 
-def browser_frames(data: bytes, scale: int) -> np.ndarray:
-    from PIL import Image
-
-    out = []
-    with Image.open(io.BytesIO(data)) as img:
-        for k in range(getattr(img, "n_frames", 1)):
-            img.seek(k)
-            rgb = np.asarray(img.convert("RGB"), dtype=np.float32)
-            out.append(rgb[::scale, ::scale].transpose(2, 0, 1) / 255.0)
-    return np.stack(out)
-
-
 def contact_sheet(rows: list[tuple[np.ndarray, np.ndarray]], per_line: int = 4, gap: int = 2) -> bytes:
     """first | last | |difference| per morph, ``per_line`` morphs side by side; uint8 PNG."""
     from PIL import Image
@@ -112,6 +100,7 @@ def main() -> None:
     import torch
     from django.core.management import call_command
 
+    from explainers import render
     from studyapp.pipeline import datasets, explain, loading, training
     from studyapp.pipeline.models import Dataset
     from studyapp.pipeline.stimuli import stimuli_select
@@ -158,7 +147,7 @@ def main() -> None:
         option = asset.metrics.get("palette_option")
         options[option] = options.get(option, 0) + 1
         gate = asset.params["gate"]
-        frames = browser_frames(media_path(asset.files["gif"]).read_bytes(), gate["scale"])
+        frames = render.decode_animation_frames(media_path(asset.files["gif"]).read_bytes(), scale=gate["scale"], channels=3)
         with torch.no_grad():
             llh = torch.log_softmax(D(torch.from_numpy(frames)), 1).double()
         true = asset.stimulus.model_prediction
