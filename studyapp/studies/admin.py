@@ -35,7 +35,7 @@ from studyapp.studies import (
     services,
     versions,
 )
-from studyapp.studies.designs import TEMPLATES, TemplateError
+from studyapp.studies.designs import TEMPLATES, TemplateError, comma_list
 from studyapp.studies.designs.create import study_copy, study_from_template
 from studyapp.studies.errors import FlowError
 from studyapp.studies.models import (
@@ -168,10 +168,6 @@ class StudyForm(forms.ModelForm):
                 "Participants have started this study, so its language can no longer change: copy the study for another language."
             )
         return language
-
-
-def _csv(value: str) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 class TemplateStudyForm(forms.Form):
@@ -341,9 +337,9 @@ class StudyAdmin(admin.ModelAdmin):
             try:
                 study = study_from_template(
                     template=data["template"], slug=data["slug"], title=data["title"] or None, datasets=datasets,
-                    classes=_csv(data["classes"]), names=_csv(data["names"]),
+                    classes=comma_list(data["classes"]), names=comma_list(data["names"]),
                     classifiers=[c for c in (data["classifier"], data["classifier2"]) if c],
-                    generator=data["generator"], arms=_csv(data["arms"]) or None,
+                    generator=data["generator"], arms=comma_list(data["arms"]) or None,
                 )
             except TemplateError as exc:
                 form.add_error(None, f"No study was made: {exc}")
@@ -459,7 +455,7 @@ class StudyAdmin(admin.ModelAdmin):
             return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400)
         if kind not in exports.KINDS:
             return HttpResponse(f"Unknown export; use {', '.join(exports.KINDS)}.", status=404)
-        body = exports.export_csv(study=study, kind=kind, ids=ids, include_test=request.GET.get("test") == "1")
+        body = exports.exportcomma_list(study=study, kind=kind, ids=ids, include_test=request.GET.get("test") == "1")
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{study.slug}-{kind}-{study.config_hash[:8]}.csv"'
         return response

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-__all__ = ["TEMPLATES", "Template", "TemplateError", "neutral_texts", "template_design"]
+__all__ = ["TEMPLATES", "Template", "TemplateError", "comma_list", "neutral_texts", "template_design"]
 
 
 class TemplateError(ValueError):
@@ -84,3 +84,8 @@ def neutral_texts(name: str) -> dict:
     """The texts of template ``name`` for images other than the published ones (study fields,
     ``arms``: arm name -> instruction, and ``notes``)."""
     return copy.deepcopy(json.loads(_read("template_texts.json")).get(name, {}))
+
+
+def comma_list(value: str | None) -> list[str]:
+    """``"curl, loop"`` -> ``["curl", "loop"]``: how the command and the admin form take lists."""
+    return [part.strip() for part in (value or "").split(",") if part.strip()]

@@ -3,13 +3,9 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from studyapp.pipeline.models import Dataset, TrainedModel
-from studyapp.studies.designs import TEMPLATES, TemplateError
+from studyapp.studies.designs import TEMPLATES, TemplateError, comma_list
 from studyapp.studies.designs.create import study_copy, study_from_template
 from studyapp.studies.models import Study
-
-
-def _csv(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
 
 
 class Command(BaseCommand):
@@ -67,8 +63,8 @@ class Command(BaseCommand):
             raise TemplateError("Models and classes belong to a data set: give --dataset too.")
         return study_from_template(
             template=opts["template"], slug=opts["slug"], title=opts["title"], datasets=datasets,
-            classes=_csv(opts["classes"]), names=_csv(opts["names"]), classifiers=classifiers, generator=generator,
-            arms=_csv(opts["arms"]) or None, language=opts["language"],
+            classes=comma_list(opts["classes"]), names=comma_list(opts["names"]), classifiers=classifiers, generator=generator,
+            arms=comma_list(opts["arms"]) or None, language=opts["language"],
         )
 
     @staticmethod
