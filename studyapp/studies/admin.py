@@ -455,7 +455,7 @@ class StudyAdmin(admin.ModelAdmin):
             return HttpResponse(f"ids must be one of {', '.join(exports.ID_MODES)}", status=400)
         if kind not in exports.KINDS:
             return HttpResponse(f"Unknown export; use {', '.join(exports.KINDS)}.", status=404)
-        body = exports.exportcomma_list(study=study, kind=kind, ids=ids, include_test=request.GET.get("test") == "1")
+        body = exports.export_csv(study=study, kind=kind, ids=ids, include_test=request.GET.get("test") == "1")
         response = HttpResponse(body, content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{study.slug}-{kind}-{study.config_hash[:8]}.csv"'
         return response
