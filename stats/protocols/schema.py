@@ -67,3 +67,22 @@ def model_subsets(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """`frame` whole and split by ``MODEL_CORRECT``: {"all": ..., "model correct": ..., "model wrong": ...}."""
     correct = as_bool(frame[MODEL_CORRECT], name=MODEL_CORRECT)
     return {ALL_ITEMS: frame, MODEL_RIGHT: frame[correct], MODEL_WRONG: frame[~correct]}
+
+
+def answers_equal(a: pd.Series, b: pd.Series) -> pd.Series:
+    """Element-wise a == b for answers that may be stored as numbers or text (1, 1.0 and "1" agree)."""
+    na, nb = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
+    numeric = na.notna() & nb.notna()
+    text = a.astype(str).str.strip() == b.astype(str).str.strip()
+    return (numeric & (na == nb)) | (~numeric & text)
+
+
+def sort_levels(frame: pd.DataFrame, orders: dict[str, list[str]]) -> pd.DataFrame:
+    """`frame` sorted stably by the given columns, each in its listed order (others after)."""
+    keys = list(orders)
+
+    def key(col: pd.Series) -> pd.Series:
+        order = {v: i for i, v in enumerate(orders[str(col.name)])}
+        return col.map(lambda v: order.get(v, len(order)))
+
+    return frame.sort_values(keys, key=key, kind="stable").reset_index(drop=True)
