@@ -71,6 +71,8 @@ def model_subsets(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def answers_equal(a: pd.Series, b: pd.Series) -> pd.Series:
     """Element-wise a == b for answers that may be stored as numbers or text (1, 1.0 and "1" agree)."""
+    if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
+        return (a == b) & a.notna() & b.notna()
     na, nb = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
     numeric = na.notna() & nb.notna()
     text = a.astype(str).str.strip() == b.astype(str).str.strip()
