@@ -61,14 +61,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from stats.protocols.estimates import Estimate, ProtocolPower, mean_ci, power_by_simulation, welch_diff
+from stats.protocols.estimates import (
+    Estimate,
+    ProtocolPower,
+    mean_ci,
+    power_by_simulation,
+    welch_diff,
+)
 from stats.protocols.schema import (
     ALL_ITEMS,
     ARM,
     ITEM,
     MODEL_CORRECT,
     MODEL_RIGHT,
-    MODEL_WRONG,
     PARTICIPANT,
     PHASE,
     SUBSETS,
