@@ -263,7 +263,7 @@ def power_at_paper_n(*, task: str = DISTINCTION, plan: HivePlan | None = None, n
             f = simulate_participants(plan, seed=rng)
             return HiveResult(agreement(f), pd.DataFrame()).difference(plan.arm)
         planted, measure = plan.planted_difference(), "confidence correct - wrong (1-4 scale)"
-        design = f"{plan.n_per_arm} participants, {plan.n_agreement} agreement items each (half model-correct)"
+        design = f"{plan.n_per_arm} participants, {plan.n_agreement} agreement items each"
     else:
         raise ValueError(f"task must be {AGREEMENT!r} or {DISTINCTION!r}")
     return power_by_simulation(one, planted=planted, protocol="hive", measure=measure, design=design,

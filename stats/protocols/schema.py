@@ -70,13 +70,14 @@ def model_subsets(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 
 def answers_equal(a: pd.Series, b: pd.Series) -> pd.Series:
-    """Element-wise a == b for answers that may be stored as numbers or text (1, 1.0 and "1" agree)."""
+    """Element-wise a == b for answers stored as numbers or text (1, 1.0 and "1" agree; so do "a" and "a ")."""
     if pd.api.types.is_numeric_dtype(a) and pd.api.types.is_numeric_dtype(b):
         return (a == b) & a.notna() & b.notna()
     na, nb = pd.to_numeric(a, errors="coerce"), pd.to_numeric(b, errors="coerce")
     numeric = na.notna() & nb.notna()
     text = a.astype(str).str.strip() == b.astype(str).str.strip()
-    return (numeric & (na == nb)) | (~numeric & text)
+    present = a.notna() & b.notna()  # a missing answer equals nothing, not even another missing one
+    return present & ((numeric & (na == nb)) | (~numeric & text))
 
 
 def sort_levels(frame: pd.DataFrame, orders: dict[str, list[str]]) -> pd.DataFrame:
