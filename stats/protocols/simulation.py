@@ -12,9 +12,9 @@ Papers and measures:
   a changed input whose model answer the participant predicts; scored separately.
 - Colin, Fel, Cadène & Serre, "What I Cannot Predict, I Do Not Understand: A Human-Centered
   Evaluation Framework for Explainability Methods", NeurIPS 2022. *Utility* of an explanation
-  method: its test accuracy relative to the no-explanation baseline arm. We give it as the
-  ratio post-accuracy(arm) / post-accuracy(control) (1 = no gain) and, alongside, the
-  difference.
+  method: its test accuracy relative to the no-explanation baseline arm. We read it as the
+  ratio post-accuracy(arm) / post-accuracy(control) (1 = no gain) and give the difference
+  alongside, so that either reading is at hand.
 
 Deviations: the papers' intervals are bootstrap intervals; here every interval is a t interval
 over participants (per-participant accuracies first: a person's answers are not independent),
@@ -28,7 +28,7 @@ column               meaning
 ===================  ===========================================================================
 ``participant``      participant id
 ``arm``              the participant's arm (``control_arm`` names the no-explanation arm)
-``item``             item id (test items must be apart from learning items: not checked here)
+``item``             item id; an item a participant saw while learning may not test them
 ``phase``            ``"pre"``, ``"learn"`` or ``"post"``; ``"learn"`` rows are not scored
 ``item_kind``        ``"forward"`` or ``"counterfactual"``
 ``model_correct``    bool: the model's answer on this input equals the ground truth
@@ -101,12 +101,15 @@ class SimulationResult:
     the control's change, Welch) and Colin's utility (post ratio and post difference to control)
     (columns ``item_kind, subset, arm, effect, effect_low, effect_high, effect_p, utility,
     utility_low, utility_high, utility_p, post_gain, post_gain_low, post_gain_high``).
+    ``balance``: per item kind and test phase, the number of answers and the share on
+    model-correct items (the papers balance it at 0.5; reported, not enforced).
     """
 
     accuracy: pd.DataFrame
     effects: pd.DataFrame
     control_arm: str
     n_participants: int
+    balance: pd.DataFrame
 
     def effect(self, arm: str, *, item_kind: str = FORWARD, subset: str = ALL_ITEMS) -> Estimate:
         """The explanation effect of `arm` as an `Estimate` (the protocol's main number)."""
@@ -128,6 +131,11 @@ def _scored(frame: pd.DataFrame) -> pd.DataFrame:
         raise AnalysisInputError(f"participant(s) {list(arms_per_person[arms_per_person > 1].index[:5])} "
                                  "appear in more than one arm")
     test = frame[frame[PHASE] != LEARN].copy()
+    learned = set(zip(frame.loc[frame[PHASE] == LEARN, PARTICIPANT], frame.loc[frame[PHASE] == LEARN, ITEM],
+                      strict=True))
+    overlap = sorted({str(i) for p, i in zip(test[PARTICIPANT], test[ITEM], strict=True) if (p, i) in learned})
+    if overlap:  # Hase & Bansal's first design rule: a participant's explained instances are never tested
+        raise AnalysisInputError(f"item(s) {overlap[:5]} appear both in the learning phase and as test items")
     if test[ANSWER].isna().any() or test[MODEL_ANSWER].isna().any():
         raise AnalysisInputError("pre/post rows need both an answer and the model's answer")
     dup = test.duplicated([PARTICIPANT, ITEM, PHASE])
@@ -191,8 +199,10 @@ def analyse(frame: pd.DataFrame, *, control_arm: str = "Control", level: float =
                                               "effect_p", "utility", "utility_low", "utility_high", "utility_p",
                                               "post_gain", "post_gain_low", "post_gain_high"])
     accuracy = sort_levels(accuracy, {ITEM_KIND: list(ITEM_KINDS), "subset": list(SUBSETS), ARM: arms})
+    balance = (test.groupby([ITEM_KIND, PHASE])[MODEL_CORRECT].agg(["size", "mean"])
+               .rename(columns={"size": "n_answers", "mean": "share_model_correct"}).reset_index())
     return SimulationResult(accuracy=accuracy, effects=effects, control_arm=control_arm,
-                            n_participants=int(test[PARTICIPANT].nunique()))
+                            n_participants=int(test[PARTICIPANT].nunique()), balance=balance)
 
 
 def explanation_effect(frame: pd.DataFrame, arm: str, *, control_arm: str = "Control", item_kind: str = FORWARD,

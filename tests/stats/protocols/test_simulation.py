@@ -50,6 +50,7 @@ def test_hand_computed_accuracies_change_effect_and_utility():
     assert eff["post_gain"] == pytest.approx(0.375)
     assert r.effect("Explained").estimate == pytest.approx(0.625)
     assert "counterfactual" not in set(r.accuracy["item_kind"])  # no such items, no rows
+    assert r.balance["share_model_correct"].tolist() == [0.5, 0.5] and r.balance["n_answers"].tolist() == [16, 16]
 
 
 def test_answers_stored_as_numbers_or_text_compare_equal():
@@ -107,6 +108,7 @@ def test_power_at_paper_n_detects_planted_and_keeps_alpha_under_null():
         (lambda f: f.assign(model_correct="maybe"), "non-boolean"),
         (lambda f: f[f["arm"] != "Control"], "control arm"),
         (lambda f: f.iloc[0:0], "no rows"),
+        (lambda f: f.assign(item=f["item"].replace({"L0": "post0"})), "both in the learning phase"),
     ],
 )
 def test_malformed_frames_are_refused(mutate, message):
