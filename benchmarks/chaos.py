@@ -26,6 +26,7 @@ The benchmark's usual check then says whether any acknowledged answer was lost o
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -62,6 +63,7 @@ class Log:
     failures: list[Failure] = field(default_factory=list)
     retries: int = 0  # requests sent again after a failure (the person's "try again")
     gave_up: int = 0  # requests still failing after MAX_CLICKS
+    rerendered: int = 0  # repeats refused with the current state (the first try had gone through)
 
 
 LOG = Log()
@@ -90,6 +92,14 @@ class BrowserRetry:
             for _ in range(self.inner.dropped - dropped0):
                 self.log.failures.append(Failure(t0, call.label, "connection dropped"))
             if reply is not None and reply.status < 500:
+                retried = click > 0 or self.inner.dropped > dropped0
+                if retried and 400 <= reply.status < 500 and isinstance(reply.data.get("state"), dict) and "answer" not in call.label:
+                    # The first try went through but its reply was lost, so the repeat is refused
+                    # ("you are past that step") with the current state, which the page renders
+                    # (study.js act()). Handed on as the step's reply. Never for an answer: the
+                    # benchmark counts a 200 to an answer as an acknowledgement.
+                    self.log.rerendered += 1
+                    return Reply(call, 200, json.dumps(reply.data["state"]))
                 return reply
             if reply is not None:
                 self.log.failures.append(Failure(t0, call.label, f"HTTP {reply.status}"))
@@ -224,7 +234,8 @@ def report(log: Log, launch_people, lost: int, duplicated: int, resumable_counts
     print(f"  runs: {done} completed, {ok} not completed but resumable, {bad} neither, "
           f"{len(launch_people) - started} never entered, of {len(launch_people)}")
     print(f"  requests sent again after a failure (the page's 'try again'): {log.retries}; "
-          f"given up after {MAX_CLICKS} tries: {log.gave_up}")
+          f"given up after {MAX_CLICKS} tries: {log.gave_up}; repeats refused with the current state "
+          f"(the first try had gone through; the page shows that state): {log.rerendered}")
     by: dict[tuple[str, str], int] = {}
     for f in log.failures:
         key = (blame(f, log.events), f.kind)

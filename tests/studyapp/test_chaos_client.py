@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -40,6 +41,8 @@ class Network:
         if step == "drop":
             self.dropped += 3
             raise RuntimeError("no answer after 3 attempts")
+        if isinstance(step, tuple):  # (status, body)
+            return Reply(call, step[0], json.dumps(step[1]))
         return Reply(call, step, "{}")
 
 
@@ -78,3 +81,17 @@ def test_failures_are_blamed_on_the_event_they_followed(chaos):
     assert chaos.blame(chaos.Failure(131.0, "x", "HTTP 500"), events) == "database restart"
     assert chaos.blame(chaos.Failure(98.5, "x", "HTTP 500"), events) == "unexplained"  # before any event
     assert chaos.blame(chaos.Failure(200.0, "x", "HTTP 500"), events) == "unexplained"
+
+
+def test_a_repeat_refused_with_the_state_shows_that_state_but_never_acknowledges_an_answer(chaos):
+    state = {"kind": "trial", "step": 4, "answered": False}
+    refused = (409, {"error": "wrong_step", "state": state})
+    log = chaos.Log()
+    cont = Call("POST", "/api/s/x/steps/3/continue", "POST steps/3/continue", None)
+    reply = asyncio.run(chaos.BrowserRetry(Network([500, refused]), log).send(cont))
+    assert (reply.status, reply.data) == (200, state) and log.rerendered == 1
+    # the same refusal of a repeated answer stays a 409: the benchmark must not count it as stored
+    reply = asyncio.run(chaos.BrowserRetry(Network([500, refused]), log).send(CALL))
+    assert reply.status == 409 and log.rerendered == 1
+    # and a first try refused is the walk's business, untouched
+    assert asyncio.run(chaos.BrowserRetry(Network([refused]), log).send(cont)).status == 409
