@@ -52,7 +52,7 @@ BLAME_WINDOW = 15.0
 class Failure:
     t: float  # time.monotonic() when the failed attempt started
     label: str
-    kind: str  # "connection dropped" or "HTTP <status>"
+    kind: str  # "dropped: <httpx exception>" or "HTTP <status>"
 
 
 @dataclass
@@ -79,18 +79,33 @@ class BrowserRetry:
     def __init__(self, inner, log: Log = LOG):
         self.inner = inner
         self.log = log
+        self.raised: list[str] = []  # what each dropped attempt raised (httpx's exception class)
+        client = getattr(inner, "client", None)
+        if isinstance(client, httpx.AsyncClient):  # record the drops' exceptions, which inner swallows
+            request = client.request
+
+            async def recorded(*args, **kwargs):
+                try:
+                    return await request(*args, **kwargs)
+                except httpx.TransportError as exc:
+                    self.raised.append(type(exc).__name__)
+                    raise
+
+            client.request = recorded  # type: ignore[method-assign]
 
     async def send(self, call: Call) -> Reply:
         for click in range(MAX_CLICKS):
             if click:
                 self.log.retries += 1
             t0, dropped0 = time.monotonic(), self.inner.dropped
+            self.raised.clear()
             try:
                 reply = await self.inner.send(call)
             except RuntimeError:  # every attempt of the inner transport dropped
                 reply = None
-            for _ in range(self.inner.dropped - dropped0):
-                self.log.failures.append(Failure(t0, call.label, "connection dropped"))
+            for k in range(self.inner.dropped - dropped0):
+                why = self.raised[k] if k < len(self.raised) else "?"
+                self.log.failures.append(Failure(t0, call.label, f"dropped: {why}"))
             if reply is not None and reply.status < 500:
                 retried = click > 0 or self.inner.dropped > dropped0
                 if retried and 400 <= reply.status < 500 and isinstance(reply.data.get("state"), dict) and "answer" not in call.label:
@@ -240,9 +255,10 @@ def report(log: Log, launch_people, lost: int, duplicated: int, resumable_counts
     for f in log.failures:
         key = (blame(f, log.events), f.kind)
         by[key] = by.get(key, 0) + 1
-    print(f"  failed attempts by cause (the chaos event within {BLAME_WINDOW:.0f} s before; connection dropped = the worker "
-          "died with the request, HTTP 5xx = the server answered with an error):")
+    print(f"  failed attempts by cause (the chaos event within {BLAME_WINDOW:.0f} s before; dropped = no HTTP reply: "
+          "RemoteProtocolError/ReadError when the worker died with the request or closed an idle keep-alive connection "
+          "as the request went out; HTTP 5xx = the server answered with an error):")
     for (cause, kind), n in sorted(by.items()):
-        print(f"    {cause:18} {kind:20} {n:6}")
+        print(f"    {cause:18} {kind:32} {n:6}")
     if not by:
         print("    none")
