@@ -95,3 +95,39 @@ def test_a_repeat_refused_with_the_state_shows_that_state_but_never_acknowledges
     assert reply.status == 409 and log.rerendered == 1
     # and a first try refused is the walk's business, untouched
     assert asyncio.run(chaos.BrowserRetry(Network([refused]), log).send(cont)).status == 409
+
+
+def test_a_dropped_attempt_is_named_by_the_exception_httpx_raised(chaos):
+    """Over a real httpx client whose network (MockTransport) resets the first connection."""
+    import httpx
+
+    calls = {"n": 0}
+
+    def network(request):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+        return httpx.Response(200, json={"kind": "done"})
+
+    class Measured:  # the benchmark's transport in miniature: retries a drop, counts it
+        def __init__(self, client):
+            self.client, self.dropped = client, 0
+
+        async def send(self, call):
+            for _ in range(3):
+                try:
+                    response = await self.client.request(call.method, call.path)
+                except httpx.TransportError:
+                    self.dropped += 1
+                    continue
+                return Reply(call, response.status_code, response.text)
+            raise RuntimeError("no answer")
+
+    async def go():
+        async with httpx.AsyncClient(transport=httpx.MockTransport(network), base_url="http://test") as client:
+            log = chaos.Log()
+            reply = await chaos.BrowserRetry(Measured(client), log).send(CALL)
+            return reply, log
+
+    reply, log = asyncio.run(go())
+    assert reply.status == 200 and [f.kind for f in log.failures] == ["dropped: RemoteProtocolError"]
