@@ -50,7 +50,7 @@ BLAME_WINDOW = 15.0
 
 @dataclass
 class Failure:
-    t: float  # time.monotonic() when the failed attempt started
+    t: float  # time.monotonic() when the failed attempt ended (its think time and quick retries are before)
     label: str
     kind: str  # "dropped: <httpx exception>" or "HTTP <status>"
 
@@ -97,15 +97,16 @@ class BrowserRetry:
         for click in range(MAX_CLICKS):
             if click:
                 self.log.retries += 1
-            t0, dropped0 = time.monotonic(), self.inner.dropped
+            dropped0 = self.inner.dropped
             self.raised.clear()
             try:
                 reply = await self.inner.send(call)
             except RuntimeError:  # every attempt of the inner transport dropped
                 reply = None
+            seen = time.monotonic()  # a failure is blamed from when it is seen: the attempt began with a think time
             for k in range(self.inner.dropped - dropped0):
                 why = self.raised[k] if k < len(self.raised) else "?"
-                self.log.failures.append(Failure(t0, call.label, f"dropped: {why}"))
+                self.log.failures.append(Failure(seen, call.label, f"dropped: {why}"))
             if reply is not None and reply.status < 500:
                 retried = click > 0 or self.inner.dropped > dropped0
                 if retried and 400 <= reply.status < 500 and isinstance(reply.data.get("state"), dict) and "answer" not in call.label:
@@ -117,7 +118,7 @@ class BrowserRetry:
                     return Reply(call, 200, json.dumps(reply.data["state"]))
                 return reply
             if reply is not None:
-                self.log.failures.append(Failure(t0, call.label, f"HTTP {reply.status}"))
+                self.log.failures.append(Failure(seen, call.label, f"HTTP {reply.status}"))
         self.log.gave_up += 1
         raise RuntimeError(f"{call.label}: still failing after {MAX_CLICKS} clicks")
 
@@ -210,7 +211,7 @@ class Chaos:
 
 def blame(failure: Failure, events: list[tuple[float, str]]) -> str:
     """The chaos event a failure followed (within BLAME_WINDOW s), else "unexplained"."""
-    before = [(t, what) for t, what in events if t <= failure.t + 1.0]  # the attempt may have started just before
+    before = [(t, what) for t, what in events if t <= failure.t]
     if before and failure.t - before[-1][0] <= BLAME_WINDOW:
         what = before[-1][1]
         return "database restart" if what.startswith("PostgreSQL") else "worker SIGKILL"

@@ -77,9 +77,10 @@ def test_the_person_gives_up_after_a_bounded_number_of_clicks(chaos):
 def test_failures_are_blamed_on_the_event_they_followed(chaos):
     events = [(100.0, "worker SIGKILL (pid 7)"), (130.0, "PostgreSQL 15/x immediate restart (1.0 s)")]
     assert chaos.blame(chaos.Failure(101.0, "x", "dropped: ReadError"), events) == "worker SIGKILL"
-    assert chaos.blame(chaos.Failure(129.5, "x", "HTTP 500"), events) == "database restart"  # started just before
-    assert chaos.blame(chaos.Failure(131.0, "x", "HTTP 500"), events) == "database restart"
-    assert chaos.blame(chaos.Failure(98.5, "x", "HTTP 500"), events) == "unexplained"  # before any event
+    assert chaos.blame(chaos.Failure(110.0, "x", "HTTP 500"), events) == "worker SIGKILL"
+    assert chaos.blame(chaos.Failure(129.5, "x", "HTTP 500"), events) == "unexplained"  # 29.5 s after the kill, before the restart
+    assert chaos.blame(chaos.Failure(131.0, "x", "HTTP 500"), events) == "database restart"  # the latest event wins
+    assert chaos.blame(chaos.Failure(99.5, "x", "HTTP 500"), events) == "unexplained"  # before any event
     assert chaos.blame(chaos.Failure(200.0, "x", "HTTP 500"), events) == "unexplained"
 
 
