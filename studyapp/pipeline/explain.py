@@ -19,10 +19,12 @@ a reason, like the other gates. The APEM settings are part of the asset paramete
 the colour map the heatmaps are drawn in (``params["colormap"]``, ``config.heatmap_colormap``).
 
 Morphs (:func:`_morph_outputs`, CDeepEx and its xGEMs ablation) are validated *as displayed*:
-the stored GIF and WebP are decoded as a browser would (Pillow), downsampled back to the
+the files the page shows are decoded as a browser would (Pillow), downsampled back to the
 classifier's input size (the inverse of the nearest upscaling by ``gate["scale"]``: 8 at 28 px,
-about 224 px on screen for other sizes), colour morphs in colour (one shared palette), re-run
-through the classifier, and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
+about 224 px on screen for other sizes) and re-run through the classifier: grey morphs from
+their GIF (shown) and WebP, which must decode alike; colour morphs from their only file, a
+lossless WebP of the unquantised 8-bit frames (a GIF's 256 colours would move the last frame
+off the boundary), and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
 the tolerances in ``params["gate"]``) and the stored metrics are those of the decoded frames.
 The gate is per method: CDeepEx must end on the boundary with {true, probe} on top, never
 cross to the probe side, shrink the gap monotonically and fit z0; xGEMs must only end on the
@@ -133,12 +135,10 @@ def _classifier_image_shape(classifier_id: int | None) -> tuple[int, int, int]:
     return loading.dataset_image_shape(row.dataset)
 
 
-#: How colour morphs are written (recorded in the gate of colour morphs): see explainers.render.
+#: How colour morphs are shown and judged (recorded in the gate of colour morphs): see explainers.render.
 COLOUR_RENDERING = (
-    "256-colour palettes (median cut); WebP lossless from the same quantised frames; palette options tried "
-    "in turn until the shown morph passes: one palette per frame, one shared by all frames, shared with the "
-    "last frame weighted, the shared ones again with Floyd-Steinberg diffusion "
-    "(explainers.render.COLOUR_OPTIONS; metrics.palette_option)"
+    "lossless animated WebP of the unquantised 8-bit frames (explainers.render.morph_webp, palette=None), "
+    "the only file shown; no GIF (256 colours move the last frame off the boundary)"
 )
 
 
@@ -164,7 +164,7 @@ def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple
     """The tolerances of a morph's gate: the optimiser's own ``eq_tol`` for the boundary, the
     crossover and the monotonicity (so a converged morph passes as displayed), and the floor;
     with how the morph is shown: its upscaling (about 224 px on screen, :data:`MORPH_SCALE` at
-    28 px) and, for colour images, the palette (so colour assets record how they were judged).
+    28 px) and, for colour images, the file shown (so colour assets record how they were judged).
     The gate of 28x28 grey morphs is the same dict as before colour existed (same hash)."""
     from explainers.cdeepex import CDeepExConfig
 
@@ -175,7 +175,7 @@ def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple
         "morph_floor": morph_floor, "scale": loading.display_scale(size), "decoded": "gif+webp",
     }
     if channels == 3:
-        gate["colour"] = COLOUR_RENDERING
+        gate |= {"decoded": "webp", "colour": COLOUR_RENDERING}
     return gate
 
 
@@ -286,68 +286,54 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
     )
     gate = params.get("gate") or morph_gate(params["cdeepex"], None, image_shape=tuple(images.shape[1:]))
     scale = int(gate["scale"])
-    channels = int(images.shape[1])  # colour frames are decoded in colour (one shared palette, see render)
-    # colour: the palette options to try in turn until the shown morph passes (render.COLOUR_OPTIONS)
-    options: tuple = render.COLOUR_OPTIONS if channels == 3 else (None,)
+    channels = int(images.shape[1])
+    method = "cdeepex" if inequality else "xgems"
+    decoded = partial(render.decode_animation_frames, scale=scale, channels=channels)
 
-    def shown(i: int, option) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
-        how = {} if option is None else {"palette": option[0], "dither": option[1]}
-        gif = render.morph_gif(result.frames[i], scale=scale, **how)
-        webp = render.morph_webp(result.frames[i], scale=scale, **how)
-        decode = partial(render.decode_animation_frames, scale=scale, channels=channels)
-        return gif, webp, decode(gif), decode(webp)
+    def shown(i: int) -> tuple[dict[str, bytes], np.ndarray]:
+        """The files the page may show (role -> bytes, the one it shows first) and the frames the
+        browser decodes from the first.
+        Grey: GIF and WebP, both exact (the page shows the GIF); both are decoded and must agree.
+        Colour: only the lossless WebP of the 8-bit frames, no palette (a GIF's 256 colours move
+        the last frame off the boundary), so what is judged is what the optimiser stopped on."""
+        if channels == 3:
+            webp = render.morph_webp(result.frames[i], scale=scale, palette=None)
+            return {"webp": webp}, decoded(webp)
+        gif = render.morph_gif(result.frames[i], scale=scale)
+        return {"gif": gif, "webp": render.morph_webp(result.frames[i], scale=scale)}, decoded(gif)
 
-    def judge(i: int, frames_gif: np.ndarray, frames_webp: np.ndarray, llh):
-        pixel_change = float(np.abs(frames_gif[-1] - frames_gif[0]).mean())
-        latent = float((result.z_path[i, -1] - result.z0[i]).norm())
+    rendered = [shown(i) for i in range(len(stimuli))]
+    with torch.no_grad():  # the classifier on every decoded frame of the batch, in one pass
+        frames_all = torch.from_numpy(np.concatenate([frames for _, frames in rendered])).to(images.dtype)
+        llh_all = torch.log_softmax(classifier.eval()(frames_all), dim=1)
+    outputs: list[Output] = []
+    start = 0
+    for i, (files, frames) in enumerate(rendered):
+        llh = llh_all[start : start + len(frames)]
+        start += len(frames)
         validity = metrics.displayed_morph_validity(
             llh, true[i], probe[i], method=method, llh_tol=gate["llh_tol"], cross_tol=gate["cross_tol"],
             mono_tol=gate["mono_tol"], recon_error=float(result.z0_recon_error[i]),
-            recon_threshold=gate["recon_threshold"], pixel_change=pixel_change, latent_distance=latent,
-            morph_floor=gate["morph_floor"],
+            recon_threshold=gate["recon_threshold"], pixel_change=float(np.abs(frames[-1] - frames[0]).mean()),
+            latent_distance=float((result.z_path[i, -1] - result.z0[i]).norm()), morph_floor=gate["morph_floor"],
         )
-        if frames_gif.shape != frames_webp.shape or not np.array_equal(frames_gif, frames_webp):
-            validity.add("render_mismatch", "the stored GIF and WebP do not decode to the same frames")
-        return validity
-
-    def llh_of(frames: np.ndarray):
-        with torch.no_grad():
-            return torch.log_softmax(classifier.eval()(torch.from_numpy(frames).to(images.dtype)), dim=1)
-
-    first = [shown(i, options[0]) for i in range(len(stimuli))]
-    # the classifier on every decoded GIF frame of the batch, in one pass
-    llh_all = llh_of(np.concatenate([f[2] for f in first]))
-    method = "cdeepex" if inequality else "xgems"
-    outputs: list[Output] = []
-    start = 0
-    for i, (gif, webp, frames_gif, frames_webp) in enumerate(first):
-        llh = llh_all[start : start + len(frames_gif)]
-        start += len(frames_gif)
-        validity = judge(i, frames_gif, frames_webp, llh)
-        used = 0
-        for k in range(1, len(options)):
-            if validity.ok:
-                break
-            candidate = shown(i, options[k])
-            tried = judge(i, candidate[2], candidate[3], llh_of(candidate[2]))
-            if tried.ok:
-                (gif, webp, frames_gif, frames_webp), validity, used = candidate, tried, k
+        for role, data in list(files.items())[1:]:  # any other file the page may show decodes to them too
+            other = decoded(data)
+            if other.shape != frames.shape or not np.array_equal(other, frames):
+                validity.add("render_mismatch", f"the stored {role.upper()} does not decode to the frames judged")
         validity.numbers |= {
             "converged": float(bool(result.converged[i])), "steps": float(result.steps[i]),
             "evaluations": float(result.evaluations[i]),
             "path_overshoot": float(result.path_overshoot[i]) if result.path_overshoot is not None else math.nan,
             "optimiser_llh_gap": float(result.eq_residual[i]),
         }
-        if options[0] is not None:  # colour: which palette option is shown (render.COLOUR_OPTIONS)
-            validity.numbers["palette_option"] = float(used)
-        difference = torch.from_numpy(frames_gif[-1] - frames_gif[0])
-        files = {
-            "gif": store_bytes(gif, ext="gif"),
-            "webp": store_bytes(webp, ext="webp"),
+        difference = torch.from_numpy(frames[-1] - frames[0])
+        stored = {role: store_bytes(data, ext=role) for role, data in files.items()}
+        stored |= {
             "strip": store_bytes(render.frames_strip_png(result.frames[i], scale=scale), ext="png"),
             "difference": store_bytes(render.difference_png(images[i], difference, scale=scale), ext="png"),
         }
-        outputs.append((files, validity))
+        outputs.append((stored, validity))
     return outputs
 
 
