@@ -4,8 +4,10 @@
 per stimulus, its files (role -> media path) and its :class:`explainers.metrics.Validity`.
 :func:`explanations_compute` turns those into :class:`ExplanationAsset` rows and
 :func:`precompute_job_refresh` recounts a job's progress from them. Called by the Celery tasks
-(``tasks.explain_batch``) and by tests; the web side that plans and queues the work is
-:mod:`studyapp.pipeline.precompute`.
+(``tasks.explain_batch``, with the parameters the job planned) and by tests; the web side that
+plans and queues the work is :mod:`studyapp.pipeline.precompute`, and the parameters and their
+hash are :mod:`studyapp.pipeline.params` (no torch there; torch is imported here only inside the
+functions that compute).
 
 APEM on every heatmap (:data:`HEATMAP_METHODS`): each stored heatmap (each x-feature map of an
 XNN asset) is scored by :class:`explainers.apem.APEM` on the classifier it explains, in one
@@ -50,7 +52,6 @@ settings) in the worker process, so a job's batches train them once per pair.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -59,98 +60,26 @@ from functools import partial
 import numpy as np
 from django.db import transaction
 
-from studyapp.pipeline import loading
+from studyapp.pipeline import loading, selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus, TrainedModel
-from studyapp.pipeline.storage import media_path, store_bytes
 
-#: Study B's methods: stimuli are explained per data set, each with its own classifier.
-CLUSTERING_METHODS = (
-    ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT, ExplanationAsset.Method.XNN,
+# The parameters are the web side's (studyapp.pipeline.params, no torch); these names stay
+# importable from here for callers outside the pipeline.
+from studyapp.pipeline.params import (  # noqa: F401
+    CLUSTERING_METHODS,
+    GAD_DEFAULTS,
+    HEATMAP_METHODS,
+    MORPH_SCALE,
+    explanation_params,
+    morph_gate,
+    params_hash,
 )
-
-#: Methods whose assets are heatmaps: each gets its APEM (see the module docstring).
-HEATMAP_METHODS = (
-    ExplanationAsset.Method.GRADCAM, ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT,
-    ExplanationAsset.Method.XNN, ExplanationAsset.Method.GAD,
-)
-
-#: GAD settings (``Study.config["gad"]`` overrides them). Cheap on purpose: the support models are
-#: fine-tuned on ``n_train`` training images of the pair (half per class, seeded) for ``epochs``
-#: passes (explainers.gad's defaults); ``alphas`` are the paper's.
-GAD_DEFAULTS: dict = {
-    "method": "integrated_gradients", "keep": 0.5, "among": "nonzero", "ig_steps": 20,
-    "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
-}
-
-#: Nearest-neighbour upscaling of a 28 px morph on screen (224 px; other sizes: about 224 px,
-#: ``loading.display_scale``), and the gate's recon limit.
-MORPH_SCALE = 8
-MORPH_RECON_THRESHOLD = 0.3
+from studyapp.pipeline.storage import store_bytes
 
 #: One stimulus's output: its files (role -> media path) and its validity.
 Output = tuple[dict[str, str], object]
 Compute = Callable[[list[Stimulus], dict], list[Output]]
-
-
-def params_hash(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-
-
-def explanation_params(*, study, method: str) -> dict:
-    """Everything that determines an explanation; part of the asset's identity."""
-    config = study.parsed_config
-    params: dict = {"method": method, "classifier_id": config.classifier_id}
-    if method in (ExplanationAsset.Method.CDEEPEX, ExplanationAsset.Method.XGEMS):
-        params["generator_id"] = config.generator_id
-        params["seed"] = config.explain_seed
-        params["cdeepex"] = config.cdeepex
-        params["gate"] = morph_gate(config.cdeepex, config.morph_floor, image_shape=_classifier_image_shape(config.classifier_id))
-    if method == ExplanationAsset.Method.GRADCAM:
-        params["target"] = config.gradcam_target
-        layer = _gradcam_layer(config)
-        if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
-            params["layer"] = layer
-    clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
-    if clustering:
-        params.pop("classifier_id")
-        params["models"] = config.models
-    if method == ExplanationAsset.Method.GAD:
-        parsed = study.parsed_config
-        params["gad"] = {**GAD_DEFAULTS, **parsed.gad}
-        if not clustering:
-            params["classes"] = list(study.classes)
-    if method in HEATMAP_METHODS:
-        parsed = study.parsed_config
-        params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
-        params["colormap"] = parsed.heatmap_colormap
-    return params
-
-
-def _classifier_image_shape(classifier_id: int | None) -> tuple[int, int, int]:
-    """The images of the study's classifier's data set (28x28 grey until a classifier is chosen)."""
-    row = TrainedModel.objects.select_related("dataset").filter(pk=classifier_id).first() if classifier_id else None
-    if row is None or not media_path(row.dataset.file).is_file():  # no data yet: the published studies' images
-        return (1, 28, 28)
-    return loading.dataset_image_shape(row.dataset)
-
-
-#: How colour morphs are shown and judged (recorded in the gate of colour morphs): see explainers.render.
-COLOUR_RENDERING = (
-    "lossless animated WebP of the unquantised 8-bit frames (explainers.render.morph_webp, palette=None), "
-    "the only file shown; no GIF (256 colours move the last frame off the boundary)"
-)
-
-
-def _gradcam_layer(config) -> str | None:
-    """The study's ``gradcam_layer``, else the layer its classifier was registered with (None: the
-    classifier's own ``features_layer`` or the last convolution, found by the worker)."""
-    if config.gradcam_layer is not None:
-        return config.gradcam_layer
-    if config.classifier_id is None:
-        return None
-    metadata = TrainedModel.objects.filter(pk=config.classifier_id).values_list("metadata", flat=True).first() or {}
-    return metadata.get("gradcam_layer")
 
 
 def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
@@ -158,25 +87,6 @@ def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
     from explainers import metrics
 
     return [({}, metrics.Validity(False, [reason], {}, ["unsupported"])) for _ in stimuli]
-
-
-def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple[int, int, int] = (1, 28, 28)) -> dict:
-    """The tolerances of a morph's gate: the optimiser's own ``eq_tol`` for the boundary, the
-    crossover and the monotonicity (so a converged morph passes as displayed), and the floor;
-    with how the morph is shown: its upscaling (about 224 px on screen, :data:`MORPH_SCALE` at
-    28 px) and, for colour images, the file shown (so colour assets record how they were judged).
-    The gate of 28x28 grey morphs is the same dict as before colour existed (same hash)."""
-    from explainers.cdeepex import CDeepExConfig
-
-    tol = float(CDeepExConfig(**overrides).eq_tol)
-    channels, size = image_shape[0], image_shape[-1]
-    gate = {
-        "llh_tol": tol, "cross_tol": tol, "mono_tol": tol, "recon_threshold": MORPH_RECON_THRESHOLD,
-        "morph_floor": morph_floor, "scale": loading.display_scale(size), "decoded": "gif+webp",
-    }
-    if channels == 3:
-        gate |= {"decoded": "webp", "colour": COLOUR_RENDERING}
-    return gate
 
 
 # -- APEM on every heatmap -----------------------------------------------------------------------
@@ -530,8 +440,13 @@ COMPUTE: dict[str, Compute] = {
 }
 
 
-def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[ExplanationAsset]:
+def explanations_compute(*, stimulus_ids: list[int], method: str, params: dict | None = None) -> list[ExplanationAsset]:
     """Compute, render, validate and store one method's explanations for a batch of stimuli.
+
+    ``params``: the parameters the job was planned with (the Celery task passes them, from the
+    job's plan: ``selectors.job_params``), so a job's work is stored under its own hash even when
+    the study's configuration changed since; None: the study's current ones (tests, the
+    clustering preparation, benchmarks).
 
     Idempotent: stimuli that already have an asset for these parameters are skipped, and files
     are content-addressed, so a retried or re-delivered task produces no duplicate.
@@ -539,12 +454,12 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
     stimuli = list(Stimulus.objects.filter(pk__in=stimulus_ids).select_related("study", "classifier", "dataset").order_by("position"))
     if not stimuli:
         return []
-    study = stimuli[0].study
-    params = explanation_params(study=study, method=method)
+    if params is None:
+        params = explanation_params(study=stimuli[0].study, method=method)
+    elif params.get("method") != method:
+        raise PipelineError(f"The parameters given are those of {params.get('method')!r}, not of {method!r}.")
     phash = params_hash(params)
-    done = set(
-        ExplanationAsset.objects.filter(stimulus__in=stimuli, method=method, params_hash=phash).values_list("stimulus_id", flat=True)
-    )
+    done = selectors.stimuli_with_asset(method=method, params_hash=phash, stimulus_ids=[s.pk for s in stimuli])
     todo = [s for s in stimuli if s.pk not in done]
     if not todo:
         return list(ExplanationAsset.objects.filter(stimulus__in=stimuli, method=method, params_hash=phash))
@@ -581,11 +496,7 @@ def precompute_job_refresh(*, job_id: int, failed_batch: str = "") -> Precompute
     """Recount a job's progress from the assets that exist (so a re-delivered task never double-counts)."""
     with transaction.atomic():
         job = PrecomputeJob.objects.select_for_update().get(pk=job_id)
-        done = 0
-        for batch in job.plan:
-            done += ExplanationAsset.objects.filter(
-                stimulus_id__in=batch["stimuli"], method=batch["method"], params_hash=batch["params_hash"]
-            ).count()
+        done = selectors.job_done(plan=job.plan)
         job.done = done
         if failed_batch and failed_batch not in job.message:
             job.failed += 1
