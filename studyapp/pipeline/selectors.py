@@ -18,7 +18,7 @@ def stimuli_with_asset(*, method: str, params_hash: str, study=None, stimulus_id
     asset for ``(method, params_hash)``, valid or refused: the one question of planning a job,
     resuming it, skipping done work in the worker and counting a job's progress."""
     if (study is None) == (stimulus_ids is None):
-        raise TypeError("stimuli_with_asset takes a study or stimulus ids, not both")
+        raise TypeError("stimuli_with_asset takes either a study or stimulus ids")
     assets = ExplanationAsset.objects.filter(method=method, params_hash=params_hash)
     assets = assets.filter(stimulus__study=study) if study is not None else assets.filter(stimulus_id__in=list(stimulus_ids or ()))
     return set(assets.values_list("stimulus_id", flat=True))
