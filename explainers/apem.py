@@ -183,24 +183,20 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _class_gradient(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
-        logits = model(leaf)
-        score = logits.gather(1, labels[:, None].to(logits.device)).sum()
-        (grad,) = torch.autograd.grad(score, leaf)
-    return grad.detach()
-
-
 def gradient(model: nn.Module, images: Tensor, labels: Tensor, *, chunk_size: int = 256) -> Tensor:
-    """Raw gradient relevance ``∂ logit_label / ∂x`` (Simonyan et al. 2013), ``(N, C, H, W)``."""
+    """Raw gradient relevance ``∂ logit_label / ∂x`` (Simonyan et al. 2013) by Captum's
+    ``Saliency`` (``abs=False``: the signed gradient), ``(N, C, H, W)``."""
+    from captum.attr import Saliency
+
     check_images(images)
     labels = check_labels(labels, images.shape[0], name="labels")
     device = model_device(model)
-    with model_guard(model):
-        parts = [
-            _class_gradient(model, images[s].to(device), labels[s]) for s in _chunks(images.shape[0], chunk_size)
-        ]
+    saliency = Saliency(model)
+    parts = []
+    with model_guard(model), torch.enable_grad():
+        for s in _chunks(images.shape[0], chunk_size):
+            x = images[s].detach().to(device)
+            parts.append(saliency.attribute(x, target=labels[s].to(device).tolist(), abs=False).detach())
     return torch.cat(parts).to(images.device)
 
 
@@ -214,36 +210,39 @@ def smoothgrad(
     seed: int = 0,
     chunk_size: int = 1024,
 ) -> Tensor:
-    """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies.
+    """SmoothGrad (Smilkov et al. 2017) by Captum's ``NoiseTunnel`` over ``Saliency``: the mean
+    gradient over ``samples`` noisy copies ``x + N(0, (σ · (max x - min x))²)`` of each image
+    (thesis: n = 100, σ = 0.2). Returns the raw mean gradient ``(N, C, H, W)``.
 
-    ``x + N(0, (σ · (max x - min x))²)`` per image (thesis: n = 100, σ = 0.2). The noise comes from a
-    CPU generator seeded with ``seed``, in image order, so the result depends neither on the device
-    nor on ``chunk_size``. Returns the raw mean gradient ``(N, C, H, W)``.
+    Captum takes one σ per call, so each image is one call with its own σ (its ``samples`` copies
+    in passes of at most ``chunk_size``). Captum draws the noise from torch's global generator on
+    the input's device; the images stay on the CPU for it (the model runs on its own device), and
+    the CPU generator is seeded with ``seed`` and restored afterwards (``fork_rng``). So image i
+    gets the i-th draw of the seeded CPU stream, whatever the device and (for
+    ``chunk_size >= samples``) the chunk size.
     """
+    from captum.attr import NoiseTunnel, Saliency
+
     check_images(images)
     n = images.shape[0]
     labels = check_labels(labels, n, name="labels")
     if samples < 1:
         raise ExplainerInputError(f"samples must be at least 1, got {samples}")
     device = model_device(model)
-    generator = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, chunk_size // samples)
+    tunnel = NoiseTunnel(Saliency(lambda v: model(v.to(device))))
+    x = images.detach().cpu()
+    spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).clamp_min(1e-12) * sigma
     out = []
-    with model_guard(model):
-        for s in _chunks(n, per_chunk):
-            x = images[s].detach().cpu()
-            spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).clamp_min(1e-12) * sigma
-            # one draw per image, so the noise of image i never depends on the chunking
-            noise = torch.stack(
-                [torch.randn((samples, *x.shape[1:]), generator=generator, dtype=x.dtype) for _ in range(x.shape[0])]
+    with model_guard(model), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # the CPU generator only (torch.manual_seed seeds CUDA too)
+        for i in range(n):
+            out.append(
+                tunnel.attribute(
+                    x[i : i + 1], nt_type="smoothgrad", nt_samples=samples,
+                    nt_samples_batch_size=min(samples, chunk_size), stdevs=float(spread[i]),
+                    target=int(labels[i]), abs=False,
+                ).detach()
             )
-            noisy = x[:, None] + noise * spread.view(-1, 1, 1, 1, 1)
-            flat = noisy.flatten(0, 1).to(device)
-            rep = labels[s].repeat_interleave(samples)
-            grads = torch.cat(
-                [_class_gradient(model, flat[c], rep[c]) for c in _chunks(flat.shape[0], chunk_size)]
-            )
-            out.append(grads.view(x.shape[0], samples, *x.shape[1:]).mean(1))
     return torch.cat(out).to(images.device)
 
 

