@@ -324,10 +324,6 @@ class XNN(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         return self.v(self.embed(z))
 
-    def reconstruct(self, z: Tensor) -> Tensor:
-        """``Z̃`` ``(N, S_z)``."""
-        return self.decoder(self.embed(z))
-
     def contributions(self, z: Tensor, classes: Tensor | Sequence[int] | int | None = None) -> Tensor:
         """``v_ci · E_i`` ``(N, n)`` for class ``c = classes[m]`` of each image (default: the
         XNN's own prediction ``argmax vᵀE``). Rows sum to the approximated logit of that class."""
