@@ -13,13 +13,8 @@ The metric. A relevance map ``R`` in [0, 1] (one value per pixel, 1 = important)
     ε⁺      = the same for the irrelevance map R⁻ = 1 - R (normalised and directed the same way)
     APEM    = mean over images of (ε⁺ - ε⁻)                   higher = a more reliable map
 
-Because ``R_dir`` has unit L1 norm, ε is the L1 size of the perturbation: a map that puts its
-mass on the pixels the model really uses flips the prediction with a small ε⁻, and its
-irrelevance map (which then avoids those pixels) needs a large ε⁺.
-
-Normalised APEM (§5.2). Each map is shuffled (a random permutation of its pixels) ``shuffles``
-times (the thesis: 10); for a given ε the shuffled maps are tried together and the first ε at which
-*any* of them flips the prediction is ε-shuffle⁻ (ε-shuffle⁺ for ``1 - shuffled R``)::
+Normalised APEM (§5.2). Each map is shuffled ``shuffles`` times (the thesis: 10); the first ε at
+which *any* shuffled map flips the prediction is ε-shuffle⁻ (ε-shuffle⁺ for ``1 - shuffled R``)::
 
     APEM_norm = mean over images of (ε⁺ / ε-shuffle⁺  -  ε⁻ / ε-shuffle⁻)
 
@@ -27,42 +22,32 @@ Explanation Filter (Algorithm 2). Repeatedly zero the pixels that hold the small
 relevance and recompute the image's APEM (ε⁺ - ε⁻); stop when it drops below the best so far and
 return the last map before the drop.
 
-Relevance methods (thesis §4.2). :func:`gradient` (∂ logit_y / ∂x), :func:`smoothgrad` (n = 100,
-σ = 0.2 in the thesis) and :func:`lrp` (ε-rule with ε = 1; Captum's ``LRP``) give raw relevances;
-:func:`visualise` applies the thesis's visualisation: ``|R|``, clipped at its 99th percentile,
-multiplied by the pixel values (the "step 3" maps of Tables 4.2 and 5.1; ``pixels=None`` gives
-the "step 2" map), summed over channels, divided by its maximum. Any other heatmap method of the
-project can be scored too: pass its maps ``(N, H, W)`` in [0, 1], or a callable
-``(images, predicted) -> maps`` such as ``DeepLift(net)``, ``ExcitationBP(net, "relu1")`` or
-``GradCAM(net, net.features_layer)``.
+Relevance methods (thesis §4.2). :func:`gradient` (∂ logit_y / ∂x, Captum's ``Saliency``),
+:func:`smoothgrad` (n = 100, σ = 0.2; Captum's ``NoiseTunnel``) and :func:`lrp` (ε-rule with
+ε = 1; Captum's ``LRP``) give raw relevances; :func:`visualise` turns them into the thesis's maps
+(``|R|`` clipped at its 99th percentile, times the pixels, summed over channels, divided by its
+maximum). Any other heatmap method can be scored: maps ``(N, H, W)`` in [0, 1], or a callable
+``(images, predicted) -> maps`` such as ``DeepLift(net)`` or ``GradCAM(net, net.features_layer)``.
 
-Choices where the thesis is silent (all configurable):
+Choices where the thesis is silent (all configurable; the reasons: docs/DECISIONS.md, "APEM"):
 
-* the ε grid: unit steps (``step=1``) as in Fig. 3.3, up to ``ceiling=1000``, which for 28x28
-  images in [0, 1] is an L1 budget of about 1.3 per pixel: beyond the pixel range everywhere.
-  An image whose prediction never changes gets ε = ``ceiling`` and its ``*_at_ceiling`` flag;
-  its APEM is then a bound, not a value;
-* the perturbed image is **not** clipped to the pixel range (the thesis's formula has no clip);
-  ``clamp=(0, 1)`` clips it;
-* a map with one value per pixel ``(N, H, W)`` is broadcast over the image's channels and then
-  L1-normalised, so ``ε`` is the L1 size of the whole perturbation; an all-zero map gives no
-  perturbation (ε at the ceiling);
-* the label is always the model's prediction (the thesis uses the label of correctly classified
-  images, and the prediction for the misclassified ones of §5.3: the same thing);
-* SmoothGrad's σ is relative to each image's range (Smilkov et al.'s ``σ / (x_max - x_min)``),
-  its noise drawn from a seeded CPU generator, so the maps do not depend on the device;
-* :func:`visualise` divides by the maximum (not min-max), so a zero relevance stays 0 and its
-  irrelevance is 1;
-* the Explanation Filter stops when no positive relevance would be left (a zero map has no
-  direction); ``levels`` optionally rounds the map to that many grey levels first (as a stored
-  8-bit image), which bounds the number of iterations.
+* the ε grid: unit steps (``step=1``) up to ``ceiling=1000``; an image whose prediction never
+  changes gets ε = ``ceiling`` and its ``*_at_ceiling`` flag (its APEM is then a bound);
+* the perturbed image is not clipped (``clamp=(0, 1)`` clips it);
+* a map ``(N, H, W)`` is broadcast over the channels, then L1-normalised; an all-zero map gives
+  no perturbation (ε at the ceiling);
+* the label is the model's prediction;
+* SmoothGrad's σ is relative to each image's range, its noise from a seeded CPU generator;
+* :func:`visualise` divides by the maximum (not min-max);
+* the Explanation Filter stops when no positive relevance would be left; ``levels`` rounds the
+  map to that many grey levels first.
 
-Batching. All images, both maps (and all shuffles) and a block of consecutive ε values go through
-the model together, in forward passes of at most ``chunk_size`` images; an image leaves as soon as
-its ε are found, so the block of ε values grows as the batch empties. The result does not depend
-on ``chunk_size``. The scan costs up to ``ceiling / step`` forward passes per image and map;
-``search="bisect"`` (galloping, then bisection on the same grid) needs about 20, and returns the
-same ε whenever a prediction that has changed along ``x + ε R_dir`` stays changed for larger ε.
+``search="scan"`` walks the ε grid in order (the thesis's procedure); ``search="bisect"``
+(galloping, then bisection) needs about 20 forward passes per image and map, and returns the
+same ε whenever a changed prediction stays changed for larger ε. ``chunk_size`` bounds memory
+only; the result does not depend on it.
+
+Shapes: images ``(N, C, H, W)``; maps ``(N, H, W)`` or ``(N, 1|C, H, W)``; results ``(N,)``.
 
 Example::
 
@@ -71,7 +56,6 @@ Example::
     >>> maps = visualise(gradient(net, x, pred), pixels=x)             # doctest: +SKIP
     >>> res = scorer(x, maps)                                          # doctest: +SKIP
     >>> res.mean(), res.median(), res.eps_minus, res.eps_plus          # doctest: +SKIP
-    >>> scorer(x, DeepLift(net)).mean()                                # any heatmap method
     >>> shuffled = scorer.shuffled(x, maps, shuffles=10)               # doctest: +SKIP
     >>> apem_norm(res, shuffled).mean()                                # doctest: +SKIP
     >>> scorer.filter(x, maps).maps                                    # Algorithm 2
