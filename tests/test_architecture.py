@@ -4,7 +4,8 @@
 
 - ``pure-libraries``: ``explainers`` and ``stats`` import nothing of ``studyapp``, Django, DRF or Celery.
 - ``apps-downwards``: ``analysis -> studies -> pipeline -> {lib, celery, settings}``.
-- ``no-cycles``: no module or package imports a sibling that imports it back, at any depth.
+- ``no-cycles``: no module or package imports a sibling that imports it back (ten package levels
+  deep, import-linter's default), so a cycle between two packages counts even without one between files.
 
 import-linter's graph (grimp) holds every ``import`` and ``from ... import`` wherever it stands:
 at the top, inside a function, under ``if TYPE_CHECKING:``, in a ``try``; migrations included. Two
