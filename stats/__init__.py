@@ -17,4 +17,6 @@ Modules:
 - ``synthetic``: seeded synthetic participants with a planted learning effect.
 - ``figures``: matplotlib figures (no pyplot state) and PNG/SVG bytes.
 - ``analyse``: one whole analysis of a study's frames under its analysis settings.
+- ``protocols/``: the field's other XAI user-study protocols (issue 25), one module per protocol
+  (simulation, reliance, HIVE, bias, metrics versus people); see its own index.
 """
