@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from studyapp.lib.study_config import OUTCOMES, ExitConfig, StudyConfig
 from studyapp.studies import versions
 from studyapp.studies.models import Participant, Study
+from studyapp.studies.steps.base import kind_of
 
 __all__ = ["OUTCOMES", "deadline", "exit_of", "exit_info", "extensions_left", "extensions_used"]
 
@@ -35,7 +36,7 @@ def deadline(p: Participant) -> tuple[datetime, str] | None:
     if limits.total_minutes is not None and p.started_at:
         times = 1 + extensions_used(p, "study")
         found.append((p.started_at + timedelta(minutes=limits.total_minutes * times), "study"))
-    kind = p.plan[p.step_index]["kind"] if 0 <= p.step_index < len(p.plan) else ""
+    kind = kind_of(p.plan[p.step_index]) if 0 <= p.step_index < len(p.plan) else ""
     minutes = limits.step_minutes.get(kind)
     if minutes is not None and p.step_shown_at:
         times = 1 + extensions_used(p, "step")

@@ -33,6 +33,7 @@ from django.db.models import Case, CharField, Q, Value, When
 
 from studyapp.lib.study_config import StudyConfigError, read_config
 from studyapp.studies.models import CheckAnswer, Participant, Study, StudyVersion
+from studyapp.studies.steps.base import ends_run
 
 Status = Participant.Status
 
@@ -44,8 +45,7 @@ def reached_end(status: str, plan, step_index: int) -> bool:
         return True
     if status != Status.REJECTED or not isinstance(plan, list) or not plan:
         return False
-    step = plan[min(step_index, len(plan) - 1)]
-    return isinstance(step, dict) and step.get("kind") == "done"
+    return ends_run(plan[min(step_index, len(plan) - 1)])
 
 
 def total_seconds(

@@ -1,0 +1,18 @@
+"""The designs a study can have, by ``Study.design``, and the plan of a new participant."""
+
+from __future__ import annotations
+
+from studyapp.studies.designs import clustering, learning
+from studyapp.studies.designs.base import Design
+from studyapp.studies.models import Arm, Study
+from studyapp.studies.steps import registry
+
+DESIGNS: dict[str, Design] = {d.name: d for d in (learning.DESIGN, clustering.DESIGN)}
+
+
+def draw_plan(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> list[dict]:
+    """The plan of a new participant, as stored, with the explanation assets it shows pinned
+    (``order``: the clustering design's counterbalancing cell). ``PlanError`` when the study
+    cannot make one."""
+    steps = DESIGNS[study.design].draw(study=study, arm=arm, seed=seed, order=order)
+    return registry.pin_assets(study=study, arm=arm, plan=registry.dump_plan(steps))
