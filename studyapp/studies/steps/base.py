@@ -186,6 +186,10 @@ def register(cls: type[Step]) -> type[Step]:
     return cls
 
 
+def unregister(kind: str) -> None:
+    _KINDS.pop(kind, None)
+
+
 def kinds() -> dict[str, type[Step]]:
     return dict(_KINDS)
 

@@ -48,6 +48,7 @@ from studyapp.studies.steps.base import (
     step_of,
 )
 from studyapp.studies.steps.base import register as _register
+from studyapp.studies.steps.base import unregister as _unregister
 
 if TYPE_CHECKING:
     from studyapp.studies.codebook import Column
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BUILT_IN", "ShownTimes", "Step", "class_of", "dump_plan", "ends_run", "kind_of", "kinds", "load_plan",
-    "pin_assets", "register", "step_at", "step_histogram", "step_of", "study_entries", "trial_step", "wrong_step",
+    "pin_assets", "register", "step_at", "step_histogram", "step_of", "study_entries", "trial_step", "unregister", "wrong_step",
 ]
 
 #: The kinds every study may use, one module each.
@@ -75,6 +76,13 @@ def register(cls: type[Step]) -> type[Step]:
     _register(cls)
     _adapter = None
     return cls
+
+
+def unregister(kind: str) -> None:
+    """Forget a registered kind (a test's own, when the test is over)."""
+    global _adapter
+    _unregister(kind)
+    _adapter = None
 
 
 def _plan_adapter() -> TypeAdapter:
