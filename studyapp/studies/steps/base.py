@@ -144,9 +144,10 @@ class Step(BaseModel):
         step already left: the replay rule) and move on. Raises a ``FlowError`` having changed nothing."""
         raise InvalidInput(gettext("This step takes no answers."))
 
-    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted:
-        """An answer refused by a unique constraint (the transaction has rolled back)."""
-        raise InvalidInput(gettext("This step is already answered."))
+    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
+        """An answer refused by a unique constraint (the transaction has rolled back): the response
+        to a repeat of the saved answer, or a ``FlowError``; None: not a repeat (the error stands)."""
+        return None
 
     def pin_assets(self, study: Study, arm: Arm) -> dict | None:
         """The explanation assets this step will show, fixed at enrolment (stored as ``assets``);
