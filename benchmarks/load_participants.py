@@ -397,9 +397,9 @@ def main() -> None:
         load_after = os.getloadavg()
 
         check = (
-            "import json; from studyapp.studies.models import TrialAnswer; from studyapp.studies.state import option_of; "
+            "import json; from studyapp.studies.models import TrialAnswer; "
             "from studyapp.studies.versions import study_of; "  # stored: the class id; the client sent its option position
-            "print(json.dumps([[a.participant.code, a.trial_index, option_of(study_of(a.participant), a.choice)] "
+            "print(json.dumps([[a.participant.code, a.trial_index, study_of(a.participant).classes.index(a.choice)] "
             "for a in TrialAnswer.objects.select_related('participant', 'participant__study')]))"
         )
         out = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
