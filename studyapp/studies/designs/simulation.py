@@ -1,6 +1,7 @@
 """The forward-simulation design (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): a pre-test
 (predict the model's answer, no explanation), a learning phase (the image, the model's answer and
-the arm's explanation), a post-test on other images; between subjects (one arm per run).
+the arm's explanation), a post-test on other images, then a rating of what was shown while learning; between subjects
+(one arm per run).
 
 ``Study.n_trials`` is the number of test items per phase (n); the learning phase has as many items
 (m = n). The test items are drawn balanced on model correctness (half on which the model is right,
@@ -20,6 +21,7 @@ from studyapp.studies.plans import PlanError
 from studyapp.studies.steps.base import Step
 from studyapp.studies.steps.done import Done
 from studyapp.studies.steps.instructions import Instructions
+from studyapp.studies.steps.rating import Rating
 from studyapp.studies.steps.simulation import LearningItem, SimulationItem
 
 
@@ -54,7 +56,7 @@ def simulation_plan(*, study: Study, arm: Arm, stimuli: list[tuple[int, bool]], 
     units += [[SimulationItem(trial=n + i, stimulus=sid, phase="post")] for i, sid in enumerate(post)]
     used = set(pre) | set(post) | set(learn)
     spare = [pk for pk, _ in stimuli if pk not in used] or pre
-    return with_checks(study, intro=[Instructions()], units=units, closing=[Done()], images=spare)
+    return with_checks(study, intro=[Instructions()], units=units, closing=[Rating(key="feedback_rating"), Done()], images=spare)
 
 
 def _draw(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> list[Step]:
@@ -64,4 +66,4 @@ def _draw(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> lis
     return simulation_plan(study=study, arm=arm, stimuli=[(pk, pred == true) for pk, pred, true in rows], seed=seed)
 
 
-DESIGN = Design(name=Study.Design.SIMULATION, steps=(Instructions, SimulationItem, LearningItem, Done), analysis=LEARNING, draw=_draw)
+DESIGN = Design(name=Study.Design.SIMULATION, steps=(Instructions, SimulationItem, LearningItem, Rating, Done), analysis=LEARNING, draw=_draw)

@@ -49,11 +49,11 @@ class SimulationItem(Trial):
 
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
-        items = [s for s in p.plan if s.get("kind") == self.KIND and s.get("phase") == self.phase]
+        items = [p.plan[i] for i in SimulationItem.positions_in(p.plan) if p.plan[i].get("phase") == self.phase]
         return {
             "trial": self.trial,
             "phase": self.phase,
-            "item": next((i for i, s in enumerate(items) if s.get("trial") == self.trial), 0),
+            "item": next((i for i, item in enumerate(items) if item.get("trial") == self.trial), 0),
             "n_items": len(items),
             "stimulus": self.stimulus,
             "image_url": stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,

@@ -13,7 +13,17 @@ from studyapp.studies import versions
 from studyapp.studies.errors import AlreadyAnswered, InvalidInput
 from studyapp.studies.models import Study, TrialAnswer
 from studyapp.studies.selectors import FEEDBACK_METHOD, stimulus_facts, trial_answer, valid_asset
-from studyapp.studies.steps.base import UNKNOWN, Flow, Seen, ShownTimes, Step, Submitted, kind_of, kinds, register
+from studyapp.studies.steps.base import (
+    UNKNOWN,
+    Flow,
+    Seen,
+    ShownTimes,
+    Step,
+    Submitted,
+    kind_of,
+    kinds,
+    register,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
