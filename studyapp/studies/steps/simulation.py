@@ -33,9 +33,6 @@ from studyapp.studies.steps.trial import (
 if TYPE_CHECKING:
     from studyapp.studies.models import Arm, Study
 
-#: The question of a test item (the study's ``trial_question`` is the learning design's).
-SIMULATION_QUESTION = "What will the AI system answer?"
-
 
 @register
 class SimulationItem(Trial):
@@ -58,7 +55,7 @@ class SimulationItem(Trial):
             "stimulus": self.stimulus,
             "image_url": stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,
             "options": answer_options(study),
-            "question": gettext(SIMULATION_QUESTION),
+            "question": gettext("What will the AI system answer?"),  # the study's trial_question is the learning design's
             "answered": False,
         }
 
