@@ -114,6 +114,25 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
     rows = list(exports.tidy_rows(study=study))
     assert len(rows) == 24 * 2 * N
 
+    # the analysis page shows the section, with the GCAM effect's row
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+    page = admin.get(f"/admin/analysis/study/{study.pk}/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert 'id="simulation"' in html and 'data-table="simulation-effects"' in html and "no-simulation" not in html
+    assert f'data-value="{effect.estimate!r}"' in html
+
+
+def test_the_analysis_section_says_why_when_there_is_nothing_yet():
+    from studyapp.analysis.presenters_simulation import simulation_section
+
+    section = simulation_section(simulation_study())
+    assert "no rows" in section["error"] and "accuracy" not in section
+
 
 def take_entered(study: Study, bot: Bot, *, skill: dict[str, float], rng: random.Random) -> Bot:
     learned: list[dict] = []
