@@ -181,3 +181,25 @@ def test_bad_input_is_refused_and_a_repeat_is_stored_once():
     assert first[0] == 200 and again[0] == 200 and 400 <= other[0] < 500, (first, again, other)
     assert first[1]["step"] == s["step"] + 1 and "feedback" not in first[1]
     assert TrialAnswer.objects.filter(participant__study=study).count() == 1
+
+
+def test_create_study_makes_the_simulation_template_on_a_kannada_data_set_with_its_classifier():
+    import io
+
+    from django.core.management import call_command
+
+    dataset = Dataset.objects.create(
+        name="kannada", kind=Dataset.Kind.KANNADA, source="test", file="none.npz", fingerprint="1" * 64,
+        class_names=[str(i) for i in range(10)], n_train=0, n_test=0,
+    )
+    classifier = TrainedModel.objects.create(dataset=dataset, role="classifier", arch="MnistNet", status="ready")
+    out = io.StringIO()
+    call_command("create_study", "--template", "simulation", "--slug", "sim-kannada", "--dataset", "kannada",
+                 "--classes", "3,7", "--names", "Ternal,Peat", "--classifier", str(classifier.pk),
+                 "--arms", "Control,GCAM", stdout=out)
+    study = Study.objects.get(slug="sim-kannada")
+    assert study.design == Study.Design.SIMULATION and study.correct_mode == Study.CorrectMode.PREDICTION
+    assert study.classes == [3, 7] and study.class_names == ["Ternal", "Peat"]
+    assert study.parsed_config.wrong_share == 0.5 and study.config["classifier_id"] == classifier.pk
+    assert [a.feedback for a in study.arms.order_by("position")] == ["control", "gradcam"]
+    assert "Forward simulation" in out.getvalue()
