@@ -125,6 +125,8 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
     html = page.content.decode()
     assert 'id="simulation"' in html and 'data-table="simulation-effects"' in html and "no-simulation" not in html
     assert f'data-value="{effect.estimate!r}"' in html
+    prereg = admin.get(f"/admin/analysis/study/{study.pk}/preregistration.md").content.decode()
+    assert "forward-simulation" in prereg and "clustering" not in prereg and "the arm GCAM" in prereg
 
 
 def test_the_analysis_section_says_why_when_there_is_nothing_yet():
