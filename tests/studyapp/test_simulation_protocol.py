@@ -205,3 +205,49 @@ def test_create_study_makes_the_simulation_template_on_a_kannada_data_set_with_i
     assert study.parsed_config.wrong_share == 0.5 and study.config["classifier_id"] == classifier.pk
     assert [a.feedback for a in study.arms.order_by("position")] == ["control", "gradcam"]
     assert "Forward simulation" in out.getvalue()
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_on_kannada_data_with_a_trained_classifier_the_template_runs_from_stimuli_to_a_balanced_plan(tmp_path):
+    """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the
+    template's balanced stimulus selection, Grad-CAM precomputed on a real worker, a bot's run."""
+    from django.db import transaction
+
+    from studyapp.pipeline import datasets, precompute, training
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.studies import selectors
+    from tests.studyapp.test_pipeline import write_official_npz
+    from tests.studyapp.worker import celery_worker, wait_for
+
+    dataset = datasets.dataset_import_kannada(name="kannada", directory=write_official_npz(tmp_path / "k", n_train=3000, n_test=600))
+    classifier = training.model_create(dataset=dataset, role="classifier", params={"epochs": 1, "seed": 0, "lr": 3e-3, "batch_size": 64})
+    classifier = training.model_train(trained_id=classifier.pk)
+    study = study_from_template(template="simulation", slug="sim-real", datasets=[dataset], classes=[3, 7],
+                                names=["Ternal", "Peat"], classifiers=[classifier], arms=["Control", "GCAM"])
+    Study.objects.filter(pk=study.pk).update(n_trials=4, config={**study.config, "spare_stimuli": 10, "explain_batch": 8})
+    study.refresh_from_db()
+    chosen = stimuli_select(study=study, classifier=classifier)
+    assert len(chosen) == 14
+    with transaction.atomic():
+        job = precompute.start(study=study, methods=selectors.study_methods(study=study))
+    with celery_worker(name="precompute-sim") as proc:
+        wait_for(lambda: job.__class__.objects.get(pk=job.pk).status in ("done", "failed"), timeout=600, proc=proc, what="precompute")
+    job.refresh_from_db()
+    assert job.status == "done", job.message
+    services.study_open(study=study)
+    study.refresh_from_db()
+    bot = Bot(study.public_code, pid="R1")
+    bot.open_link()
+    assert bot.enter()[0] in (200, 201)
+    plan = Participant.objects.get(study=study).plan
+    correct = dict(Stimulus.objects.filter(study=study).values_list("pk", "model_prediction"))
+    truth = dict(Stimulus.objects.filter(study=study).values_list("pk", "true_label"))
+    for phase in ("pre", "post"):
+        ids = [s["stimulus"] for s in plan if s["kind"] == "simulation_test" and s["phase"] == phase]
+        assert len(ids) == 4 and sum(correct[i] != truth[i] for i in ids) == 2, (phase, ids)
+    tested = {s["stimulus"] for s in plan if s["kind"] == "simulation_test"}
+    learned = {s["stimulus"] for s in plan if s["kind"] == "simulation_learn"}
+    assert len(tested) == 8 and len(learned) == 4 and not tested & learned
+    status, data = bot.post(f"steps/{bot.state['step']}/continue")
+    assert status == 200 and data["kind"] == "simulation_test" and "model_answer" not in data
