@@ -33,6 +33,8 @@ from django.db.models import Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
 
+from studyapp.lib.perf import switches
+
 M = TypeVar("M", bound=Model)
 
 
@@ -60,7 +62,7 @@ class PreparedRead(Generic[M]):
     def fetch(self, key: Hashable, params: Sequence[object], build: Callable[[], QuerySet[M]], *, using: str = "default") -> list[M]:
         """The rows of ``build()`` (a query whose SQL parameters are ``params``, in order)."""
         connection = connections[using]
-        if not all(type(p) in (str, int) for p in params):
+        if not switches.PREPARED or not all(type(p) in (str, int) for p in params):
             return list(build())
         entries: dict = self._local.__dict__.setdefault("entries", {})
         entry = entries.get(key)
@@ -135,6 +137,9 @@ def insert_one(obj: M, *, using: str | None = None) -> M:
     error (the unique constraint of a repeated answer) is raised as Django's own.
     """
     meta = obj._meta
+    if not switches.PREPARED:
+        obj.save(force_insert=True, using=using)
+        return obj
     if not meta.pk.db_returning or obj.pk is not None:
         raise ValueError("insert_one is for new rows of a model with an auto-incremented key")
     connection = _writer(type(obj), using)
@@ -170,6 +175,16 @@ def update_one(
     ``update()``, no signals and no ``auto_now``. Returns whether the row was updated.
     """
     meta = obj._meta
+    if not switches.PREPARED:
+        from django.db.models import Exists
+        rows = type(obj)._default_manager.using(using).filter(pk=obj.pk)
+        if if_exists is not None:
+            rows = rows.filter(Exists(if_exists[0]._default_manager.filter(**if_exists[1])))
+        if rows.update(**values) != 1:
+            return False
+        for name, value in values.items():
+            setattr(obj, name, value)
+        return True
     connection = _writer(type(obj), using)
     other, where = if_exists if if_exists is not None else (None, {})
     key = ("update", connection.vendor, meta.label, tuple(values), other and other._meta.label, tuple(where))

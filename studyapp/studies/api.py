@@ -120,6 +120,9 @@ class SessionRateThrottle(LiveRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": session_key}
 
     def allow_request(self, request, view) -> bool:
+        from studyapp.lib.perf import switches
+        if not switches.LEASED_THROTTLE:
+            return super().allow_request(request, view)
         self.scope = getattr(view, self.scope_attr, None)
         self.rate = self.get_rate() if self.scope else None
         if self.rate is None:

@@ -51,7 +51,8 @@ def language_of(code: str | None) -> str:
     """The language of the study of public code ``code``: kept, or read (one query) when not kept or too old."""
     if not code:
         return supported(None)
-    kept = _languages.get(code)
+    from studyapp.lib.perf import switches
+    kept = _languages.get(code) if switches.PROCESS_CACHES else None
     if kept is not None and time.monotonic() - kept[1] < LANGUAGE_TTL_SECONDS:
         return kept[0]
     from studyapp.studies.models import Study

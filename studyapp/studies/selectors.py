@@ -244,7 +244,8 @@ def study_content(*, study: Study, reload: bool = False) -> StudyContent:
     """
     key = (study.pk, study.updated_at, study.config_hash)
     content = _content.get(key)
-    if content is not None and not reload and time.monotonic() - content.loaded_at < CONTENT_TTL_SECONDS:
+    from studyapp.lib.perf import switches
+    if switches.PROCESS_CACHES and content is not None and not reload and time.monotonic() - content.loaded_at < CONTENT_TTL_SECONDS:
         return content
     stimuli = {
         pk: StimulusFacts(image_url=media_url(image), true_label=true_label, model_prediction=prediction)

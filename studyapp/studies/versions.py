@@ -86,7 +86,8 @@ def _design(participant: Participant) -> dict:
     `selectors.study_content` is), so a reused primary key (a test database rolled back) is
     never mistaken for another study's version."""
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
-    design = _designs.get(key)
+    from studyapp.lib.perf import switches
+    design = _designs.get(key) if switches.PROCESS_CACHES else None
     if design is None:
         design = StudyVersion.objects.values_list("design", flat=True).get(pk=participant.version_id)
         with _designs_lock:
@@ -105,7 +106,8 @@ def config_of(participant: Participant) -> StudyConfig:
     if participant.version_id is None:
         return participant.study.parsed_config
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
-    config = _configs.get(key)
+    from studyapp.lib.perf import switches
+    config = _configs.get(key) if switches.PROCESS_CACHES else None
     if config is None:
         config = study_of(participant).parsed_config
         with _designs_lock:
