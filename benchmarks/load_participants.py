@@ -385,9 +385,11 @@ def main() -> None:
                 server.wait(timeout=30)
         load_after = os.getloadavg()
 
+        # The browser answers with an option's position in the study's classes; the row stores the class id.
         check = (
             "import json; from studyapp.studies.models import TrialAnswer; "
-            "print(json.dumps([[a.participant.code, a.trial_index, a.choice] for a in TrialAnswer.objects.select_related('participant')]))"
+            "print(json.dumps([[a.participant.code, a.trial_index, [int(c) for c in a.participant.study.classes].index(a.choice)] "
+            "for a in TrialAnswer.objects.select_related('participant__study')]))"
         )
         out = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
         rows = json.loads(out.stdout.strip().splitlines()[-1])

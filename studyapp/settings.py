@@ -11,8 +11,8 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from studyapp.lib.perf import switches
 from studyapp.lib.env import env_bool, env_int, env_list, env_str, env_url
+from studyapp.lib.perf import switches
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STUDY_VAR_DIR", str(BASE_DIR / "var")))
@@ -82,9 +82,9 @@ TEMPLATES = [
 # Database: SQLite by default, PostgreSQL (or anything dj-database-url knows) with DATABASE_URL.
 _database_url = env_url("DATABASE_URL", schemes={"postgres", "postgresql", "pgsql", "sqlite"})
 # SQLite: Django's backend whose writers queue on a lock file rather than in SQLite's busy-sleep loop
-# (studyapp/lib/sqlite/base.py: the latency tail under a launch), WAL, and a busy timeout so that
+# (studyapp/lib/perf/sqlite/base.py: the latency tail under a launch), WAL, and a busy timeout so that
 # the web process and Celery workers write side by side. Also for a sqlite:// DATABASE_URL.
-_SQLITE_ENGINE = "studyapp.lib.sqlite" if switches.SQLITE_LOCK_FILE else "django.db.backends.sqlite3"
+_SQLITE_ENGINE = "studyapp.lib.perf.sqlite" if switches.SQLITE_LOCK_FILE else "django.db.backends.sqlite3"
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "timeout": 30,
@@ -192,7 +192,7 @@ CACHES = {
     if env_str("CACHE_URL")
     else {
         # Django's file cache, but it lists its directory twice a minute, not on every write.
-        "BACKEND": "studyapp.lib.filecache.FileBasedCache" if switches.FILE_CACHE_CULL else "django.core.cache.backends.filebased.FileBasedCache",
+        "BACKEND": "studyapp.lib.perf.filecache.FileBasedCache" if switches.FILE_CACHE_CULL else "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(VAR_DIR / "cache"),
         # Entries per participant (a session, rate-limit counters): the default 300 would cull a
         # third of the entries on every write once 300 people are in a study.

@@ -21,9 +21,9 @@ from django.utils import timezone
 from django.utils.translation import gettext
 
 from stats.clustering import purity
-from studyapp.lib.prepared import insert_one, update_one
+from studyapp.lib.perf import prepared
+from studyapp.lib.perf.prepared import insert_one, update_one
 from studyapp.studies import endings, facts, plans, selectors, validation, versions
-from studyapp.studies.access import BoundRun
 from studyapp.studies.errors import (
     AlreadyAnswered,
     InvalidInput,
@@ -184,24 +184,20 @@ def participant_enroll(
 # ---------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------
-#: What a write of the flow acts on: a row read before, a query of runs, or the run a request is
-#: bound to (``access.access_run``).
-Runs = Participant | QuerySet[Participant] | BoundRun
+@prepared.read
+def _locked_run(pk: int) -> QuerySet[Participant]:
+    return Participant.objects.select_for_update(of=("self",)).select_related("study", "arm").filter(pk=pk).order_by()[:1]
 
 
-def _lock(participant: Runs) -> Participant:
-    """The participant's row, locked until the transaction ends, with its study and arm: one query.
-
-    ``participant`` is a row read before (read again here by primary key), a query, or the run a
-    request may act on (``access.access_run``), so that the access check and the lock are one
-    read. Only the participant's row is locked (``of=("self",)``): the study and arm rows are shared
-    by every run and are only read. ``NoParticipant`` when there is no such run (any more).
+def _lock(participant: Participant | int) -> Participant:
+    """The participant's row (``participant``: a row read before, or its primary key, e.g. the
+    run a request is bound to, ``access.access_run``), locked until the transaction ends, with its
+    study and arm: one query. Only the participant's row is locked (``of=("self",)``): the study
+    and arm rows are shared by every run and are only read. ``NoParticipant`` when there is no
+    such run (any more).
     """
-    if isinstance(participant, BoundRun):
-        p = participant.read(for_update=True)
-    else:
-        runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
-        p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
+    rows = _locked_run(participant if isinstance(participant, int) else participant.pk)
+    p = rows[0] if rows else None
     if p is None:
         raise NoParticipant()
     if p.status in Participant.ENDED:
@@ -268,8 +264,7 @@ def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) ->
 
 
 def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None) -> bool:
-    """Move ``p`` (locked) to its next step, in one UPDATE (SQL built once: ``prepared.update_one``).
-    With ``answered_trial``, only if that trial's answer is saved, tested by the same statement;
+    """Move ``p`` (locked) to its next step, in one UPDATE. With ``answered_trial``, only if that trial's answer is saved, tested by the same statement;
     returns whether ``p`` moved."""
     values: dict = {"step_index": min(p.step_index + 1, len(p.plan) - 1), "step_shown_at": now, "last_seen_at": now}
     if p.plan[values["step_index"]]["kind"] == "done" and p.status != Participant.Status.COMPLETED:
@@ -283,7 +278,7 @@ def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None
 
 
 @_ending_timed_out_runs
-def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, bool]:
+def step_continue(*, participant: Participant | int, step_index: int) -> tuple[Participant, bool]:
     """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
 
     Returns ``(participant, moved)``. Repeating the request for the step just left is harmless:
@@ -303,7 +298,7 @@ def step_continue(*, participant: Runs, step_index: int) -> tuple[Participant, b
 
 @_ending_timed_out_runs
 def trial_submit_answer(
-    *, participant: Runs, step_index: int, stimulus_id: object, choice: object, client_ms: object = None
+    *, participant: Participant | int, step_index: int, stimulus_id: object, choice: object, client_ms: object = None
 ) -> TrialAnswer:
     """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
 
@@ -389,7 +384,7 @@ def _trial_of(p: Participant, step_index: int) -> int | None:
 
 
 @_ending_timed_out_runs
-def question_submit(*, participant: Runs, step_index: int, answers: object) -> Participant:
+def question_submit(*, participant: Participant | int, step_index: int, answers: object) -> Participant:
     """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
     with transaction.atomic():
         p = _lock(participant)
@@ -415,7 +410,7 @@ def _same_answers(p: Participant, step: dict, answers: object) -> bool:
 
 
 @_ending_timed_out_runs
-def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -> Grouping:
+def grouping_submit(*, participant: Participant | int, step_index: int, assignment: object) -> Grouping:
     """Save a clustering of one batch, with its purity against the model's predictions, and move on.
 
     An identical repeat is harmless; a grouping for another step, with an image missing or
@@ -453,7 +448,7 @@ def grouping_submit(*, participant: Runs, step_index: int, assignment: object) -
 
 
 @_ending_timed_out_runs
-def time_limit_extend(*, participant: Runs) -> Participant:
+def time_limit_extend(*, participant: Participant | int) -> Participant:
     """More time (WCAG 2.2.1 Timing Adjustable): extend the limit that ends first, the study's or
     the current step's, by its own length once more, if the configuration allows another
     extension of it (``time_limits.extensions``) and the limits are not marked ``essential``.
@@ -489,7 +484,7 @@ def _client_ms(value: object) -> int | None:
 
 
 @_ending_timed_out_runs
-def check_submit(*, participant: Runs, step_index: int, answers: object) -> Participant:
+def check_submit(*, participant: Participant | int, step_index: int, answers: object) -> Participant:
     """Answer the comprehension quiz or a catch item (``answers``: key -> option index).
 
     The quiz: a try that gets every question right moves on; a wrong one is stored and the

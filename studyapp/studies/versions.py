@@ -14,8 +14,8 @@ with other parameters, which makes new assets, never changes a run in progress.
 from __future__ import annotations
 
 import copy
-import threading
 
+from studyapp.lib.perf.caches import ProcessCache
 from studyapp.lib.study_config import StudyConfig
 from studyapp.studies import models
 from studyapp.studies.models import Arm, Participant, Study, StudyVersion
@@ -75,9 +75,8 @@ def version_after_edit(*, study: Study) -> StudyVersion | None:
 
 
 # What a run reads of its study ---------------------------------------------------------------
-_designs: dict[tuple, dict] = {}
-_designs_lock = threading.Lock()
-_MAX_DESIGNS = 256
+_designs: ProcessCache[tuple, dict] = ProcessCache("version designs", maxsize=256)
+_configs: ProcessCache[tuple, StudyConfig] = ProcessCache("version configurations", maxsize=256)
 
 
 def _design(participant: Participant) -> dict:
@@ -86,18 +85,10 @@ def _design(participant: Participant) -> dict:
     `selectors.study_content` is), so a reused primary key (a test database rolled back) is
     never mistaken for another study's version."""
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
-    from studyapp.lib.perf import switches
-    design = _designs.get(key) if switches.PROCESS_CACHES else None
+    design = _designs.get(key)
     if design is None:
-        design = StudyVersion.objects.values_list("design", flat=True).get(pk=participant.version_id)
-        with _designs_lock:
-            if len(_designs) >= _MAX_DESIGNS:
-                _designs.clear()
-            _designs[key] = design
+        design = _designs.put(key, StudyVersion.objects.values_list("design", flat=True).get(pk=participant.version_id))
     return design
-
-
-_configs: dict[tuple, StudyConfig] = {}
 
 
 def config_of(participant: Participant) -> StudyConfig:
@@ -106,14 +97,9 @@ def config_of(participant: Participant) -> StudyConfig:
     if participant.version_id is None:
         return participant.study.parsed_config
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
-    from studyapp.lib.perf import switches
-    config = _configs.get(key) if switches.PROCESS_CACHES else None
+    config = _configs.get(key)
     if config is None:
-        config = study_of(participant).parsed_config
-        with _designs_lock:
-            if len(_configs) >= _MAX_DESIGNS:
-                _configs.clear()
-            _configs[key] = config
+        config = _configs.put(key, study_of(participant).parsed_config)
     return config
 
 
