@@ -24,17 +24,23 @@ def frozen_like_a_worker():
     try:
         yield gc.get_freeze_count()
     finally:
-        gc.unfreeze()
+        unfreeze()
+
+
+unfreeze = gc.unfreeze  # the real one (the test replaces the module's to see whether anything calls it)
 
 
 def test_opening_an_analysis_page_leaves_the_collector_frozen(owner, frozen_like_a_worker, monkeypatch):
-    study = learning_study(open_it=False)
+    study = learning_study()
     run_bots(study.public_code, 3, seed=4)
-    analysed = []
+    analysed, thawed = [], []
+    monkeypatch.setattr(gc, "unfreeze", lambda: thawed.append(1))
     run = sources._run_analysis
     monkeypatch.setattr(sources, "_run_analysis", lambda *a, **k: analysed.append(1) or run(*a, **k))
     for url in (f"/admin/analysis/study/{study.pk}/", f"/admin/analysis/study/{study.pk}/report.html"):
         assert owner.get(url).status_code == 200, url
     assert analysed  # the pages ran the analysis
-    assert frozen_like_a_worker > 0
-    assert gc.get_freeze_count() == frozen_like_a_worker
+    assert not thawed
+    # Objects the boot froze may still be freed (reference counts), so the count may fall a
+    # little; an unfreeze would have emptied it.
+    assert frozen_like_a_worker > 0 and gc.get_freeze_count() > 0.9 * frozen_like_a_worker

@@ -58,7 +58,7 @@ def test_params_that_do_not_match_the_sql_or_are_not_plain_are_read_by_the_orm_u
 
 
 @prepared.read
-def runs_of(slug: str, code: str) -> QuerySet[Participant]:
+def runs_of(code: str, slug: str) -> QuerySet[Participant]:
     return Participant.objects.select_related("study", "arm").filter(code=code, study__slug=slug)
 
 
@@ -70,12 +70,12 @@ def test_a_function_of_plain_orm_is_read_from_its_sql_compiled_once_per_thread()
     for code in (a.code, b.code, "nobody"):
         expected = list(Participant.objects.select_related("study", "arm").filter(code=code, study__slug=study.slug))
         with CaptureQueriesContext(connection) as ctx:
-            got = runs_of(study.slug, code)
+            got = runs_of(code, study.slug)
         assert len(ctx.captured_queries) == 1
         assert [fields(p) for p in got] == [fields(p) for p in expected]
         assert all(Participant.study.is_cached(p) and p.study.pk == study.pk for p in got)
     assert list(runs_of.prepared._local.entries) == [2]  # compiled once, for two arguments
-    assert [p.pk for p in runs_of(study.slug, code=a.code)] == [a.pk]  # keywords: the ORM, uncached
+    assert [p.pk for p in runs_of(a.code, slug=study.slug)] == [a.pk]  # keywords: the ORM, uncached
 
 
 def test_a_prepared_locking_read_locks_in_a_transaction():
