@@ -61,6 +61,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if switches.TIMING:  # per-request stage times in a Server-Timing header (the load benchmark)
+    MIDDLEWARE.insert(0, "studyapp.lib.perf.timing.StageTimingMiddleware")
+
 ROOT_URLCONF = "studyapp.urls"
 WSGI_APPLICATION = "studyapp.wsgi.application"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from rest_framework.throttling import ScopedRateThrottle
 
-from studyapp.lib.perf import switches
+from studyapp.lib.perf import switches, timing
 from studyapp.lib.perf.caches import ProcessCache
 
 
@@ -44,6 +44,10 @@ class SessionRateThrottle(LiveRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": session_key}
 
     def allow_request(self, request, view) -> bool:
+        with timing.stage("throttle"):
+            return self._allow(request, view)
+
+    def _allow(self, request, view) -> bool:
         if not switches.LEASED_THROTTLE:
             return super().allow_request(request, view)
         self.scope = getattr(view, self.scope_attr, None)
