@@ -13,13 +13,8 @@ The metric. A relevance map ``R`` in [0, 1] (one value per pixel, 1 = important)
     ε⁺      = the same for the irrelevance map R⁻ = 1 - R (normalised and directed the same way)
     APEM    = mean over images of (ε⁺ - ε⁻)                   higher = a more reliable map
 
-Because ``R_dir`` has unit L1 norm, ε is the L1 size of the perturbation: a map that puts its
-mass on the pixels the model really uses flips the prediction with a small ε⁻, and its
-irrelevance map (which then avoids those pixels) needs a large ε⁺.
-
-Normalised APEM (§5.2). Each map is shuffled (a random permutation of its pixels) ``shuffles``
-times (the thesis: 10); for a given ε the shuffled maps are tried together and the first ε at which
-*any* of them flips the prediction is ε-shuffle⁻ (ε-shuffle⁺ for ``1 - shuffled R``)::
+Normalised APEM (§5.2). Each map is shuffled ``shuffles`` times (the thesis: 10); the first ε at
+which *any* shuffled map flips the prediction is ε-shuffle⁻ (ε-shuffle⁺ for ``1 - shuffled R``)::
 
     APEM_norm = mean over images of (ε⁺ / ε-shuffle⁺  -  ε⁻ / ε-shuffle⁻)
 
@@ -27,42 +22,32 @@ Explanation Filter (Algorithm 2). Repeatedly zero the pixels that hold the small
 relevance and recompute the image's APEM (ε⁺ - ε⁻); stop when it drops below the best so far and
 return the last map before the drop.
 
-Relevance methods (thesis §4.2). :func:`gradient` (∂ logit_y / ∂x), :func:`smoothgrad` (n = 100,
-σ = 0.2 in the thesis) and :func:`lrp` (ε-rule with ε = 1; Captum's ``LRP``) give raw relevances;
-:func:`visualise` applies the thesis's visualisation: ``|R|``, clipped at its 99th percentile,
-multiplied by the pixel values (the "step 3" maps of Tables 4.2 and 5.1; ``pixels=None`` gives
-the "step 2" map), summed over channels, divided by its maximum. Any other heatmap method of the
-project can be scored too: pass its maps ``(N, H, W)`` in [0, 1], or a callable
-``(images, predicted) -> maps`` such as ``DeepLift(net)``, ``ExcitationBP(net, "relu1")`` or
-``GradCAM(net, net.features_layer)``.
+Relevance methods (thesis §4.2). :func:`gradient` (∂ logit_y / ∂x, Captum's ``Saliency``),
+:func:`smoothgrad` (n = 100, σ = 0.2; Captum's ``NoiseTunnel``) and :func:`lrp` (ε-rule with
+ε = 1; Captum's ``LRP``) give raw relevances; :func:`visualise` turns them into the thesis's maps
+(``|R|`` clipped at its 99th percentile, times the pixels, summed over channels, divided by its
+maximum). Any other heatmap method can be scored: maps ``(N, H, W)`` in [0, 1], or a callable
+``(images, predicted) -> maps`` such as ``DeepLift(net)`` or ``GradCAM(net, net.features_layer)``.
 
-Choices where the thesis is silent (all configurable):
+Choices where the thesis is silent (all configurable; the reasons: docs/DECISIONS.md, "APEM"):
 
-* the ε grid: unit steps (``step=1``) as in Fig. 3.3, up to ``ceiling=1000``, which for 28x28
-  images in [0, 1] is an L1 budget of about 1.3 per pixel: beyond the pixel range everywhere.
-  An image whose prediction never changes gets ε = ``ceiling`` and its ``*_at_ceiling`` flag;
-  its APEM is then a bound, not a value;
-* the perturbed image is **not** clipped to the pixel range (the thesis's formula has no clip);
-  ``clamp=(0, 1)`` clips it;
-* a map with one value per pixel ``(N, H, W)`` is broadcast over the image's channels and then
-  L1-normalised, so ``ε`` is the L1 size of the whole perturbation; an all-zero map gives no
-  perturbation (ε at the ceiling);
-* the label is always the model's prediction (the thesis uses the label of correctly classified
-  images, and the prediction for the misclassified ones of §5.3: the same thing);
-* SmoothGrad's σ is relative to each image's range (Smilkov et al.'s ``σ / (x_max - x_min)``),
-  its noise drawn from a seeded CPU generator, so the maps do not depend on the device;
-* :func:`visualise` divides by the maximum (not min-max), so a zero relevance stays 0 and its
-  irrelevance is 1;
-* the Explanation Filter stops when no positive relevance would be left (a zero map has no
-  direction); ``levels`` optionally rounds the map to that many grey levels first (as a stored
-  8-bit image), which bounds the number of iterations.
+* the ε grid: unit steps (``step=1``) up to ``ceiling=1000``; an image whose prediction never
+  changes gets ε = ``ceiling`` and its ``*_at_ceiling`` flag (its APEM is then a bound);
+* the perturbed image is not clipped (``clamp=(0, 1)`` clips it);
+* a map ``(N, H, W)`` is broadcast over the channels, then L1-normalised; an all-zero map gives
+  no perturbation (ε at the ceiling);
+* the label is the model's prediction;
+* SmoothGrad's σ is relative to each image's range, its noise from a seeded CPU generator;
+* :func:`visualise` divides by the maximum (not min-max);
+* the Explanation Filter stops when no positive relevance would be left; ``levels`` rounds the
+  map to that many grey levels first.
 
-Batching. All images, both maps (and all shuffles) and a block of consecutive ε values go through
-the model together, in forward passes of at most ``chunk_size`` images; an image leaves as soon as
-its ε are found, so the block of ε values grows as the batch empties. The result does not depend
-on ``chunk_size``. The scan costs up to ``ceiling / step`` forward passes per image and map;
-``search="bisect"`` (galloping, then bisection on the same grid) needs about 20, and returns the
-same ε whenever a prediction that has changed along ``x + ε R_dir`` stays changed for larger ε.
+``search="scan"`` walks the ε grid in order (the thesis's procedure); ``search="bisect"``
+(galloping, then bisection) needs about 20 forward passes per image and map, and returns the
+same ε whenever a changed prediction stays changed for larger ε. ``chunk_size`` bounds memory
+only; the result does not depend on it.
+
+Shapes: images ``(N, C, H, W)``; maps ``(N, H, W)`` or ``(N, 1|C, H, W)``; results ``(N,)``.
 
 Example::
 
@@ -71,7 +56,6 @@ Example::
     >>> maps = visualise(gradient(net, x, pred), pixels=x)             # doctest: +SKIP
     >>> res = scorer(x, maps)                                          # doctest: +SKIP
     >>> res.mean(), res.median(), res.eps_minus, res.eps_plus          # doctest: +SKIP
-    >>> scorer(x, DeepLift(net)).mean()                                # any heatmap method
     >>> shuffled = scorer.shuffled(x, maps, shuffles=10)               # doctest: +SKIP
     >>> apem_norm(res, shuffled).mean()                                # doctest: +SKIP
     >>> scorer.filter(x, maps).maps                                    # Algorithm 2
@@ -183,24 +167,20 @@ def _chunks(n: int, size: int) -> list[slice]:
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
-def _class_gradient(model: nn.Module, x: Tensor, labels: Tensor) -> Tensor:
-    with torch.enable_grad():
-        leaf = x.detach().requires_grad_(True)
-        logits = model(leaf)
-        score = logits.gather(1, labels[:, None].to(logits.device)).sum()
-        (grad,) = torch.autograd.grad(score, leaf)
-    return grad.detach()
-
-
 def gradient(model: nn.Module, images: Tensor, labels: Tensor, *, chunk_size: int = 256) -> Tensor:
-    """Raw gradient relevance ``∂ logit_label / ∂x`` (Simonyan et al. 2013), ``(N, C, H, W)``."""
+    """Raw gradient relevance ``∂ logit_label / ∂x`` (Simonyan et al. 2013) by Captum's
+    ``Saliency`` (``abs=False``: the signed gradient), ``(N, C, H, W)``."""
+    from captum.attr import Saliency
+
     check_images(images)
     labels = check_labels(labels, images.shape[0], name="labels")
     device = model_device(model)
-    with model_guard(model):
-        parts = [
-            _class_gradient(model, images[s].to(device), labels[s]) for s in _chunks(images.shape[0], chunk_size)
-        ]
+    saliency = Saliency(model)
+    parts = []
+    with model_guard(model), torch.enable_grad():
+        for s in _chunks(images.shape[0], chunk_size):
+            x = images[s].detach().to(device)
+            parts.append(saliency.attribute(x, target=labels[s].to(device).tolist(), abs=False).detach())
     return torch.cat(parts).to(images.device)
 
 
@@ -214,36 +194,39 @@ def smoothgrad(
     seed: int = 0,
     chunk_size: int = 1024,
 ) -> Tensor:
-    """SmoothGrad (Smilkov et al. 2017): the mean gradient over ``samples`` noisy copies.
+    """SmoothGrad (Smilkov et al. 2017) by Captum's ``NoiseTunnel`` over ``Saliency``: the mean
+    gradient over ``samples`` noisy copies ``x + N(0, (σ · (max x - min x))²)`` of each image
+    (thesis: n = 100, σ = 0.2). Returns the raw mean gradient ``(N, C, H, W)``.
 
-    ``x + N(0, (σ · (max x - min x))²)`` per image (thesis: n = 100, σ = 0.2). The noise comes from a
-    CPU generator seeded with ``seed``, in image order, so the result depends neither on the device
-    nor on ``chunk_size``. Returns the raw mean gradient ``(N, C, H, W)``.
+    Captum takes one σ per call, so each image is one call with its own σ (its ``samples`` copies
+    in passes of at most ``chunk_size``). Captum draws the noise from torch's global generator on
+    the input's device; the images stay on the CPU for it (the model runs on its own device), and
+    the CPU generator is seeded with ``seed`` and restored afterwards (``fork_rng``). So image i
+    gets the i-th draw of the seeded CPU stream, whatever the device and (for
+    ``chunk_size >= samples``) the chunk size.
     """
+    from captum.attr import NoiseTunnel, Saliency
+
     check_images(images)
     n = images.shape[0]
     labels = check_labels(labels, n, name="labels")
     if samples < 1:
         raise ExplainerInputError(f"samples must be at least 1, got {samples}")
     device = model_device(model)
-    generator = torch.Generator().manual_seed(seed)
-    per_chunk = max(1, chunk_size // samples)
+    tunnel = NoiseTunnel(Saliency(lambda v: model(v.to(device))))
+    x = images.detach().cpu()
+    spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).clamp_min(1e-12) * sigma
     out = []
-    with model_guard(model):
-        for s in _chunks(n, per_chunk):
-            x = images[s].detach().cpu()
-            spread = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).clamp_min(1e-12) * sigma
-            # one draw per image, so the noise of image i never depends on the chunking
-            noise = torch.stack(
-                [torch.randn((samples, *x.shape[1:]), generator=generator, dtype=x.dtype) for _ in range(x.shape[0])]
+    with model_guard(model), torch.enable_grad(), torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)  # the CPU generator only (torch.manual_seed seeds CUDA too)
+        for i in range(n):
+            out.append(
+                tunnel.attribute(
+                    x[i : i + 1], nt_type="smoothgrad", nt_samples=samples,
+                    nt_samples_batch_size=min(samples, chunk_size), stdevs=float(spread[i]),
+                    target=int(labels[i]), abs=False,
+                ).detach()
             )
-            noisy = x[:, None] + noise * spread.view(-1, 1, 1, 1, 1)
-            flat = noisy.flatten(0, 1).to(device)
-            rep = labels[s].repeat_interleave(samples)
-            grads = torch.cat(
-                [_class_gradient(model, flat[c], rep[c]) for c in _chunks(flat.shape[0], chunk_size)]
-            )
-            out.append(grads.view(x.shape[0], samples, *x.shape[1:]).mean(1))
     return torch.cat(out).to(images.device)
 
 

@@ -5,11 +5,9 @@ answer is the smallest move in the latent space of a generator ``G`` that makes 
 confused between the two classes, rendered as a morph from ``I`` to that point.
 
 **Procedure 2 (z0).** Gradient descent from ``z0 ~ N(0, 1)`` on
-``ℓ(z) = ||G(z) - I||² + κ · CE(D(G(z)), true)`` (``κ > 0`` only for a GAN: "a bit of the
-misclassification cost"); a VAE's encoder mean is used directly when an encoder is given. The
-residual ``r = I - G(z0)`` is kept fixed and every image below is ``I_z = I + (G(z) - G(z0))``
-(= ``G(z) + r``), so ``I_{z0} == I`` exactly. (The text writes ``Δ = G(z0) - I`` with both
-signs; what matters is that the residual term reproduces ``I`` at ``z0``.)
+``ℓ(z) = ||G(z) - I||² + κ · CE(D(G(z)), true)`` (``κ > 0`` only for a GAN); a VAE's encoder
+mean is used directly when an encoder is given. The residual ``r = I - G(z0)`` is kept fixed and
+every image below is ``I_z = I + (G(z) - G(z0))``, so ``I_{z0} == I`` exactly.
 
 **Equation 3.2**, with ``llh = log_softmax(D(I_z))``::
 
@@ -18,103 +16,39 @@ signs; what matters is that the residual term reproduces ``I`` at ``z0``.)
             g_y'(z)  = llh[y'] - llh[true]  + ε <= 0      for every y' ∉ {true, probe}
             g~_y'(z) = llh[y'] - llh[probe] + ε <= 0
 
-*Deviation (documented inversion):* the printed inequalities are ``llh[true] - llh[y'] <= ε``,
-which would *push true and probe down*. The text's intent ("the class produced by D and the
-probe class remain the most likely") is implemented: every other class stays at least ``ε``
-nats below both. xGEMs (Joshi et al. 2018, as implemented in the dissertation) is the same
-program without the inequalities: ``explain(..., inequality=False)``.
-
 **Equation 3.3**, the augmented Lagrangian (Bertsekas 1999, §4.2), per image::
 
     L_c(z) = ||z - z0||² + λ h + c/2 h²
              + 1/(2c) Σ_y' [ max(0, μ_y' + c g_y')² - μ_y'² ]
              + 1/(2c) Σ_y' [ max(0, μ~_y' + c g~_y')² - μ~_y'² ]
 
-minimised by ``inner_steps`` of plain gradient descent (no momentum; see "Deviations"), then
-the textbook multiplier updates
-``λ <- λ + c h``, ``μ <- max(0, μ + c g)``, ``μ~ <- max(0, μ~ + c g~)`` and the penalty rule
-(3.4) ``c <- β c if |h_k| > γ |h_{k-1}|`` (``γ = 0.24, β = 1.01, c0 = 1``). An image stops (and
-never changes again) at the first outer iteration where ``|h| <= eq_tol`` and, with
-inequalities, ``max(g, g~) <= ineq_tol``; otherwise it runs ``outer_iterations`` and is
-reported as not converged.
+then ``λ <- λ + c h``, ``μ <- max(0, μ + c g)``, ``μ~ <- max(0, μ~ + c g~)`` and (3.4)
+``c <- β c if |h_k| > γ |h_{k-1}|`` (``γ = 0.24, β = 1.01, c0 = 1``). An image stops at the
+first outer iteration with ``|h| <= eq_tol`` (and ``max(g, g~) <= ineq_tol``), else it runs
+``outer_iterations`` and is reported as not converged. xGEMs (Joshi et al. 2018) is the same
+program without the inequalities: ``explain(..., inequality=False)``.
 
-**Deviations (safeguards of plain gradient descent).** The dissertation gives no step size.
-A gradient step is capped at ``max_step`` in latent norm, and inside a sub-problem a step that
-increases ``L_c`` is undone and that image's step size halved (grown back by 1.25 per accepted
-step). Without these, plain GD with a fixed step bounces across the sharp class boundary of a
-trained classifier and rarely meets ``eq_tol`` (measured: 78% vs 100% of 32 Kannada images).
-Convergence with ``c0 = 1, β = 1.01`` is slow when ``|∇_z h|`` is small (a weak classifier or
-a poor generator): the method of multipliers then contracts ``h`` by only about
-``1 / (1 + c |∇h|² / 2)`` per outer iteration. Such images end ``converged=False`` and are
-flagged by :func:`explainers.metrics.cdeepex_validity`; a better trained G/D (or a larger
-``c0``, a deviation from the paper) fixes it.
+**Deviations** (the reasons and measurements: docs/DECISIONS.md, "CDeepEx"):
 
-**Cost.** One forward+backward of ``D∘G`` per running image per iteration; with MnistNet and
-a small VAE, real Kannada images need ~20-35 such passes on average (``result.evaluations``),
-so a batch of 32 takes a few seconds on one CPU core.
+* the printed inequalities ``llh[true] - llh[y'] <= ε`` would push true and probe down; the
+  text's intent is implemented: every other class stays at least ``ε`` nats below both;
+* each sub-problem gets ``inner_steps`` of plain gradient descent, a step capped at ``max_step``
+  in latent norm, a step that increases ``L_c`` undone and that image's step halved (grown back
+  by 1.25 per accepted step); the multipliers are updated whether or not it was solved;
+* the objective sees the displayed image ``clamp(I + G(z) - G(z0), 0, 1)`` through a
+  straight-through clamp, and the stopping test is made on that image quantised to 8 bits
+  (``display_levels``), as the GIF/WebP stores it; ``frames`` and ``llh`` are of those images;
+* the morph's frames are chosen along the optimisation path by the gap ``llh[true] - llh[probe]``
+  (:func:`choose_frames_by_gap`), no frame beyond the end point's; ``frame_choice="steps"``
+  spaces them evenly in steps instead.
 
-**Batching.** N images are one tensor program: latents, multipliers, penalties ``c`` and
-convergence masks are per row, the loss is the *sum* of per-image losses (no batch means), and
-finished rows are dropped from the computation. The random start of Procedure 2 is seeded per
-image from ``seed`` and the image's bytes, so an image gets the same explanation alone or in
-any batch (the test checks this in float64 to 1e-5). Models run in eval mode with frozen
-parameters; the caller's modes and ``requires_grad`` flags are restored afterwards.
+**Batching.** N images are one tensor program with per-row latents, multipliers, penalties and
+convergence masks; the random start is seeded per image from ``seed`` and the image's bytes, so
+an image gets the same explanation alone or in any batch.
 
-**What is optimised is what is shown.** The objective sees the displayed image
-``clamp(I + G(z) - G(z0), 0, 1)`` with a *straight-through* clamp (forward clips, backward is
-the identity: a pixel pushed outside [0, 1] keeps its gradient, so the optimiser is not
-stalled by the residual's saturated pixels; measured on 16 real Kannada images: the exact
-clamp, zero gradient outside, converged 75%, the straight-through one 100%). The stopping test
-(``|h| <= eq_tol``, ``max(g, g~) <= ineq_tol``) is made on that image quantised to 8 bits, as
-the GIF/WebP stores it (``display_levels``): at the end of each sub-problem, one forward of
-``D`` without a graph over the accepted points whose clipped image passes the test within
-0.1 nats (8-bit rounding moved a log-likelihood by at most 0.027 nats on the benchmark's
-models; a row it moves further just runs on).
-Rounding inside the gradient (straight-through as well) was tried and dropped: the quantised
-``L_c`` is piecewise constant, the monotone step safeguard then rejects most small steps and
-convergence fell to 56%. ``frames`` and ``llh`` are of the clipped 8-bit images, so a morph
-rendered by :mod:`explainers.render` (nearest upscaling, 8-bit GIF / lossless WebP) decodes to
-the very frames whose likelihoods are reported; the pipeline's gate checks that by decoding
-the stored bytes (:func:`explainers.render.decode_animation_frames`,
-:func:`explainers.metrics.displayed_morph_validity`).
-
-**The morph.** The optimisation path z0 -> z_e (every accepted gradient step is recorded,
-with the gap ``llh[true] - llh[probe]`` the objective saw there) gives the candidates, and the
-frames are chosen by that gap, not by step count (:func:`choose_frames_by_gap`): frame j is the
-first-passage point whose gap is nearest to ``gap_0 + j/(T-1) (gap_end - gap_0)``, and no
-intermediate frame's gap is beyond the end point's. The accepted points are not evaluated
-again; between them lies a grid of ``frame_candidates`` points per step (linear), and for each
-level only the grid point that linear interpolation of the gap puts nearest to it is evaluated
-(at most ``T - 2`` new points per image, one batch, no graph; measured on 64 real Kannada
-images: 5.8 new points per image where the whole grid was 57, the same morphs: 9.3 distinct
-frames of 12 against 9.4, frame gaps as far from their levels). The frames shown are then
-classified once more as 8-bit images, and a frame whose rounding moved its gap back or past
-the end's shows the previous frame instead: the animation's gap shrinks monotonically to the
-boundary and never crosses to the probe side by more than the end point's ``|h| <= eq_tol``,
-exactly on the frames returned, even where the optimiser went further (``path_overshoot``
-measures how far it went; ``frame_overshoot`` what is shown). Where the path jumps, frames
-repeat (fewer distinct frames). ``frame_choice="steps"`` restores the old
-evenly-spaced-in-steps morph. Frame 0 is the (displayed) input and the last frame is the
-explanation ``final``. ``difference = final - I``: positive = add (red), negative = remove (blue).
-
-**Method of multipliers: what the fixed inner loop changes (measured).** Bertsekas §4.2
-minimises each sub-problem ``L_c(., λ_k, μ_k)`` to a tolerance before the multiplier update;
-here each sub-problem gets ``inner_steps`` safeguarded gradient steps and the multipliers are
-updated whether or not it was solved (a primal-dual scheme). Measured with
-``benchmarks/displayed_morphs.py`` on the demo's models (real Kannada, MnistNet 2 epochs +
-all-class VAE(400, 16) 12 epochs, 40 stimuli of the 3/7 pair, half model-wrong), CDeepEx::
-
-    inner x outer   converged   passes of D∘G   optimiser overshoot (median / max nats)
-    5 x 40 (default)    92.5%        54              0.045 / 8.2
-    25 x 40             40.0%       661              0.000 / 6.7
-
-Solving the sub-problems longer (closer to the textbook) makes the path more cautious (the
-median overshoot onto the probe side drops to 0) but the multipliers, updated 5x less often,
-need far more passes and most images do not reach ``|h| <= eq_tol`` in the budget; a few
-paths overshoot by several nats either way. So the fixed short inner loop stays the default,
-and overshoot is not left to the optimiser: it is removed from what is displayed by the
-gap-based frame choice (largest shown overshoot 0.20 nats, on a morph that did not converge
-and is refused) and gated on (``explainers.metrics.displayed_morph_validity``).
+**Shapes.** ``D``: ``(N, 1, H, W)`` -> logits ``(N, C)``; ``G``: ``(N, Z)`` -> ``(N, 1, H, W)``;
+images in [0, 1]; labels int ``(N,)``. Result: ``frames (N, T, 1, H, W)`` from the input
+(frame 0) to the explanation ``final``; ``difference = final - I`` (positive = add, red).
 
 Example::
 

@@ -22,16 +22,12 @@ logits (``ClassTarget``, ``ContrastTarget``); :class:`DeepLiftResult` reports th
 the modules above (non-linear functional calls such as ``F.relu`` inside ``forward`` fall back to
 the gradient and show up in ``delta``).
 
-Implementation. One forward pass on ``cat([x, x₀])``; forward hooks swap each non-linear
-module's output for an autograd function that gives the same values and back-propagates the
-DeepLIFT multiplier. Each *call* is handled on its own, so a module instance used several times
-in one forward (one ``nn.ReLU`` for two layers, as in torchvision's ResNet blocks; captum's
-backward hooks break there) is fine, and in-place modules get a copy of their input first so
-the pre-activation is not lost. Any other leaf module that is not known to be linear raises
-:class:`DeepLiftError`. Hooks are removed and the model's modes and ``requires_grad`` flags are
-restored in ``finally``. Checked against captum 0.9: identical attributions on networks without
-max pooling; with max pooling captum's own summation gap was ~4e-2 on a toy conv net where
-ours is ~1e-8, so the two differ there.
+Implementation: one forward pass on ``cat([x, x₀])``; forward hooks swap each non-linear
+module's output for an autograd function that back-propagates the DeepLIFT multiplier, per call.
+Hand-written rather than captum's ``DeepLift``, whose backward hooks break on a module used
+twice in one forward (one ``nn.ReLU`` for two layers, as in torchvision's ResNet blocks); the
+details and the comparison with captum: docs/DECISIONS.md, "DeepLIFT". Any other leaf module
+that is not known to be linear raises :class:`DeepLiftError`.
 
 Shapes: images ``(N, C, H, W)``; baselines broadcastable to it (default zeros: black for
 MnistNet, the mean colour for ImageNet-normalised inputs) -> attributions ``(N, C, H, W)``.

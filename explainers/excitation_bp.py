@@ -25,22 +25,17 @@ bilinearly to the image size and **normalised per neuron and image so that its m
 (an all-zero map stays zero). ``layer=None`` takes the MWP down to the input pixels.
 
 Supported models (walked with forward hooks, so any ``forward`` built from these modules works,
-also MnistNet's functional ``F.interpolate`` / ``torch.flatten``, which are linear maps with
-non-negative weights and pass the probability on like a gradient):
+also functional ``F.interpolate`` / ``torch.flatten``, passed on like a gradient):
 
 * excitation rule: ``nn.Linear``, ``nn.Conv1d``, ``nn.Conv2d``, ``nn.AvgPool1d/2d``,
   ``nn.AdaptiveAvgPool1d/2d``;
 * passed on as a gradient (probability routing): ``nn.ReLU`` (also in-place), ``nn.MaxPool1d/2d``
   (winner takes all), ``nn.Flatten``, ``nn.Unflatten``, ``nn.Dropout`` (eval mode),
   ``nn.Identity``;
-* skipped (``P_in = P_out``): ``nn.BatchNorm1d/2d``. This equals folding the BatchNorm into the
-  preceding conv when its scales ``γ/σ`` are positive (the usual case): the rule is normalised per
-  output neuron, so positive per-channel scales cancel; the shift never enters the rule.
+* skipped (``P_in = P_out``): ``nn.BatchNorm1d/2d`` (docs/DECISIONS.md, "ExcitationBP").
 
-Any other leaf module raises :class:`ExcitationBPError`. Functional ops that merge branches
-(residual ``x + f(x)``) would duplicate probability; every call checks that the MWP mass that
-reaches the chosen layer is at most 1 and raises :class:`ExcitationBPError` otherwise (so e.g.
-ResNets are refused with a clear message instead of giving wrong maps).
+Any other leaf module raises :class:`ExcitationBPError`, and so does a call whose MWP mass at the
+chosen layer exceeds 1 (branches merged functionally, e.g. a ResNet's ``x + f(x)``).
 
 Deviations and choices:
 

@@ -29,34 +29,23 @@ Metrics (§5), with the hull ``CH`` of a set of pixels taken over the pixels' co
 for the GAD mask ``M_GAD`` and the *supplementary* mask ``M_orig - M_GAD``; the paper expects
 ``RS(GAD) > RS(Sup.)`` (:func:`gad_metrics`).
 
-Choices where the paper is silent (all written here so a reader can change them):
+Choices where the paper is silent (the reasons and measurements: docs/DECISIONS.md, "GAD"):
 
-* a pixel's importance is ``|Σ_c A_c|``, the absolute value of the attribution summed over
-  channels (Captum's ``absolute_value`` visualisation);
-* "top 50 %" is the top half of the pixels with **non-zero** importance (``among="nonzero"``),
-  never a pixel of importance 0. On natural images almost every pixel has some attribution and
-  this is the paper's top half of all pixels. On Kannada-MNIST gradient x input and integrated
-  gradients are exactly 0 on the black background (about 80 % of the image), so the top half of
-  *all* pixels (``among="all"``) holds every stroke pixel in every map, and GAD returns the
-  original map unchanged (benchmarks/bench_gad.py shows both);
-* ``RC`` compares the GAD mask with the original map's top-50 % mask, which contains it, so
-  ``RC <= 1``; ``RC = 1`` (same hull: typical of saliency's scattered maps) counts for the original
-  method as in the paper's Table 1 (``RC >= 1``); an empty GAD mask gives ``RC = 0``, an empty
-  original mask ``NaN``;
-* hulls over pixel corners make a single pixel a unit square (area 1), so a hull is never
-  degenerate; a pixel is in the mask when its centre is inside or on the hull;
-* ``N_a`` is the original classifier's logit ``a`` (pre-softmax, like the paper's distancing);
-  occlusion sets the pixels to 0 (``I ⊙ (1 - M)``; ``fill`` sets them to another value, e.g.
-  grey: occluding a black background with black changes nothing); ``RS`` is ``NaN`` for an empty
-  mask and means skip ``NaN``;
-* the support models are fine-tuned on the outputs of *all* classes (the pair's logits shifted,
-  the others as the classifier gives them), in train mode, seeded; the paper's Adam with
-  lr 4e-5 for 10 epochs on whole data sets is replaced by defaults that run on two CPU cores
-  (a few hundred images, ``epochs=3``, ``lr=1e-3``: on 300 Kannada-MNIST training images of 3
-  and 7 this moves MnistNet's pair apart by 1.7 for α = 2 and 7.1 for α = 8, where lr 4e-5 for
-  5 epochs reaches 1.4 for α = 8); :class:`SupportModel` records how far each model moved the
-  pair apart (``achieved_gap``), so a too-cheap fine-tuning shows;
+* a pixel's importance is ``|Σ_c A_c|``; "top 50 %" is the top half of the pixels with non-zero
+  importance (``among="nonzero"``; ``among="all"`` is the top half of all pixels);
+* ``RC`` compares the GAD mask with the original map's top-50 % mask; ``RC = 1`` counts for the
+  original method; an empty GAD mask gives ``RC = 0``, an empty original mask ``NaN``;
+* hulls are over pixel corners (a single pixel is a unit square); a pixel is in the mask when its
+  centre is inside or on the hull;
+* ``N_a`` is the original classifier's logit ``a``; occlusion sets pixels to ``fill`` (0);
+  ``RS`` is ``NaN`` for an empty mask and means skip ``NaN``;
+* the support models are fine-tuned on the outputs of all classes, in train mode, seeded, with
+  cheaper defaults than the paper's (``epochs=3``, ``lr=1e-3``); :class:`SupportModel` records
+  the gap each one achieved (``achieved_gap``);
 * the GAD map for display is ``importance ⊙ gad_mask`` divided by its maximum, in [0, 1].
+
+Shapes: images ``(N, C, H, W)``, labels ``(N,)``; ``masks`` ``(N, 1 + S, H, W)`` (the original
+model and S support models), ``gad_mask`` and ``maps`` ``(N, H, W)``.
 
 Example::
 

@@ -12,48 +12,29 @@ classifier. It embeds ``Z`` into a few *x-features* ``E`` and predicts the class
 
 where ``E_l`` is the column of x-feature ``l`` over the training examples. The baselines of the
 paper's ablation (section 4.2, Table 1) are ``mode="nn"`` (no reconstruction term) and
-``mode="sae"`` (plain reconstruction, ``β · 1/S_z Σ_k Q_k``). The pull-away term is SRAE's; the
-paper's NN and SAE have none, so pass ``eta=0`` for them (``mode`` does not change ``eta``).
-These settings, and the optimiser's, are the fields of :class:`XNNConfig`.
+``mode="sae"`` (plain reconstruction, ``β · 1/S_z Σ_k Q_k``); pass ``eta=0`` for them (the
+paper's NN and SAE have no pull-away term). Settings: :class:`XNNConfig`.
 
-Architecture (paper section 4.2: "800, 100, n hidden units"): encoder
-``S_z -> 800 -> ReLU -> 100 -> ReLU -> n -> softplus`` (the x-features), ``v``: ``n -> C`` linear
-*without bias* (so the contributions add up to the approximated logit exactly), decoder
+Architecture (section 4.2, "800, 100, n hidden units"): encoder
+``S_z -> 800 -> ReLU -> 100 -> ReLU -> n -> softplus``, ``v``: ``n -> C`` linear *without bias*
+(the contributions add up to the approximated logit exactly), decoder
 ``n -> 100 -> ReLU -> 800 -> ReLU -> S_z``.
 
-Choices the paper leaves open (documented here):
+Choices the paper leaves open (the reasons: docs/DECISIONS.md, "XNN"):
 
-* **E is non-negative**: the x-layer ends in a softplus (``x_activation="softplus"``, the
-  default), so ``E > 0``. An x-feature is a concept present to some degree, its heatmap is an
-  excitation of a neuron, and the sign of a contribution ``v_ci E_i`` is the sign of ``v_ci``.
-  The paper's "800, 100, n hidden units" suggests a ReLU on the x-layer too
-  (``x_activation="relu"``), but in our runs on the Kannada stand-in (SRAE, 7 x-features,
-  4 classes) 1-2 ReLU x-features died in most seeds (zero on every image, hence never updated
-  again), even with the start described next; softplus keeps ``E >= 0`` without dead features.
-  ``x_activation="linear"`` gives a signed x-layer.
-* Start: every encoder layer followed by a ReLU is rescaled on the training ``Z`` (median 0,
-  standard deviation 1 per unit) and ``v`` starts at zero, so no unit starts dead and the first
-  steps do not push x-features off before ``v`` has learned which way they point.
-* ``Q_k`` and the pull-away cosines are estimated on each mini-batch (``batch_size=None``:
-  the whole training set, exact as in the paper). ``Z`` is used in its own units (no
-  standardisation), so ``q`` is in units of ``1/Z²``.
-* Defaults ``beta = q = eta = 1``, Adam with ``lr = 1e-3``, 1000 full-batch epochs: the paper
-  tuned its weights by cross-validation and prints none. They suit logits of magnitude ~5 (a
-  trained MnistNet); the faithfulness term scales with the logits², so for much smaller logits
-  lower ``eta`` (the pull-away term otherwise wins over faithfulness).
-* Adam, full determinism: the XNN is initialised and shuffled from ``seed`` inside
-  ``torch.random.fork_rng`` (the caller's RNG is untouched).
-* ``Z`` with more than two dims (e.g. a pooled conv output ``(N, 512, 1, 1)``) is flattened.
+* the x-layer ends in a softplus (``x_activation="softplus"``), so ``E > 0``; ``"relu"`` and
+  ``"linear"`` are there too;
+* every encoder layer followed by a ReLU is rescaled on the training ``Z`` (median 0, standard
+  deviation 1 per unit) and ``v`` starts at zero;
+* ``Q_k`` and the pull-away cosines are estimated per mini-batch (``batch_size=None``: the whole
+  set, as in the paper); ``Z`` in its own units, so ``q`` is in ``1/Z²``;
+* defaults ``beta = q = eta = 1``, Adam ``lr = 1e-3``, 1000 full-batch epochs, seeded inside
+  ``torch.random.fork_rng``; ``Z`` with more than two dims is flattened.
 
-The layer ``Z`` is named like a submodule (``"relu3"``: its output) or as ``"name:input"`` (the
-input of that submodule, e.g. ``"fc:input"`` for a torchvision ResNet's penultimate features).
-:func:`penultimate_layer` gives the input of the last ``nn.Linear``. For MnistNet,
-``"relu3"`` / ``"fc2:input"`` are the 50 post-ReLU units of ``fc1``; ``"fc1"`` is the same layer
-before its ReLU (also works; ExcitationBP then only passes probability through positive units).
-
-Contribution display: :func:`normalise_contributions` divides ``v_ci E_i`` by ``Σ_i |v_ci E_i|``
-per image, so the shown numbers keep their sign (red positive, blue negative in the study) and
-their absolute values add up to 1 (all zeros if every contribution is 0).
+The layer ``Z`` is named like a submodule (``"relu3"``: its output) or ``"name:input"`` (e.g.
+``"fc:input"`` for a torchvision ResNet); :func:`penultimate_layer` gives the input of the last
+``nn.Linear``. :func:`normalise_contributions` divides ``v_ci E_i`` by ``Σ_i |v_ci E_i|`` per
+image (signs kept, absolute values add up to 1).
 
 Shapes: ``Z`` ``(N, S_z)``, logits ``(N, C)``, ``E`` ``(N, n)``, contributions ``(N, n)``.
 
@@ -323,10 +304,6 @@ class XNN(nn.Module):
 
     def forward(self, z: Tensor) -> Tensor:
         return self.v(self.embed(z))
-
-    def reconstruct(self, z: Tensor) -> Tensor:
-        """``Z̃`` ``(N, S_z)``."""
-        return self.decoder(self.embed(z))
 
     def contributions(self, z: Tensor, classes: Tensor | Sequence[int] | int | None = None) -> Tensor:
         """``v_ci · E_i`` ``(N, n)`` for class ``c = classes[m]`` of each image (default: the

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole test suite (what CI runs): installs the test tools, runs ruff and mypy, then pytest twice:
+# The whole test suite (what CI runs): installs the test tools, runs ruff, mypy and import-linter
+# (lint-imports: the layer contracts in pyproject.toml), then pytest twice:
 #   1. on the defaults: SQLite and the embedded filesystem Celery broker;
 #   2. against PostgreSQL and Redis (Debian packages, started on loopback by scripts/services.sh),
 #      for every test that touches the database, the broker or a worker (except the heavy model
@@ -15,6 +16,8 @@ fi
 echo "=== Lint and types: ruff (pyproject's rules) and mypy on explainers/ and stats/"
 "$PYTHON" -m ruff check .
 "$PYTHON" -m mypy
+echo "=== Layers: import-linter's contracts (pyproject.toml, docs/LAYERS.md)"
+lint-imports --no-logo
 echo "=== Run 1/2: SQLite + embedded broker"
 "$PYTHON" -m pytest "$@"
 if [ "${STUDY_TEST_DEFAULT_ONLY:-0}" = 1 ]; then exit 0; fi

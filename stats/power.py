@@ -4,24 +4,8 @@ Analytic: `sample_size` solves statsmodels ``TTestIndPower`` for the participant
 needed to detect a standardised difference (Cohen's d) with a given alpha and power.
 `sample_size_from_pilot` takes d from pilot data (difference of means over the pooled SD).
 
-The dissertation's "about 90 subjects per group" (CDeepEx vs GCAM, section 5.1). From
-Table 5.2, d = (10.666667 - 10.333333) / sqrt((1.588650² + 1.759329²) / 2) = 0.199. The
-thesis gives no alpha or power. Per arm:
-
-=============================  =========  =========
-one-sided alpha                power 0.5  power 0.8
-=============================  =========  =========
-0.10 (the thesis's threshold)  84         229
-0.05                           138        314
-=============================  =========  =========
-
-Only alpha = 0.10 one-sided (equivalently 0.20 two-sided) with power 0.5 comes near 90. That
-is the reading "if the same trend holds": the n at which the observed means and SDs would just
-give p = 0.10. The Welch test on Table 5.2's numbers first reaches p <= 0.10 at n = 84 per arm
-(`n_until_significant`). With d taken over GCAM's SD alone (0.189) the same rule gives 92.
-Either way, "about 90" gives only a coin-flip chance (power 0.52 at n = 90) of p <= 0.10 if d
-really is 0.199. The conventional 80% power needs about 229 per arm at one-sided alpha 0.10 and
-314 at 0.05.
+The dissertation's "about 90 subjects per group" (CDeepEx vs GCAM, section 5.1) and what alpha
+and power it implies: docs/DECISIONS.md, "Power".
 """
 
 from __future__ import annotations

@@ -35,18 +35,15 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
 
 import numpy as np
 from scipy import optimize, stats
 
-Spending = Literal["obrien_fleming", "pocock"]
 SPENDING_RULES: tuple[str, ...] = ("obrien_fleming", "pocock")
 SPENDING_LABELS = {
     "obrien_fleming": "O'Brien–Fleming-type (Lan–DeMets)",
     "pocock": "Pocock-type (Lan–DeMets)",
 }
-Decision = Literal["continue", "stop_efficacy", "stop_futility", "final_reject", "final_accept"]
 DECISION_TEXT = {
     "continue": "continue",
     "stop_efficacy": "stop for efficacy",

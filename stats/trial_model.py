@@ -1,32 +1,19 @@
 """Study A at the trial level: correct ~ arm × trial, reported beside the Welch tests.
 
-The Welch tests compare the number of correct answers after n trials: one number per person. This
-module models every answer, in order: the log-odds of a correct answer at 0-based trial t in arm a
-is β_a + γ_a · t, so γ_a is arm a's **learning rate** (log-odds per trial) and the arm × trial
-contrasts γ_a1 - γ_a2 say which arm learns faster. Two fits, both statsmodels:
+The log-odds of a correct answer at 0-based trial t in arm a is β_a + γ_a · t, so γ_a is arm a's
+**learning rate** (log-odds per trial) and the arm × trial contrasts γ_a1 - γ_a2 say which arm
+learns faster. Two fits, both statsmodels:
 
-- **GEE** (``fit_gee``; statsmodels ``GEE``, binomial family, logit link, exchangeable working
-  correlation within a participant, robust "sandwich" standard errors). This is the model of the
-  reported intervals and tests and of the power simulations. Why GEE: its interval for the arm ×
-  trial contrast stays valid when the working correlation is wrong (participants differ in level
-  and in learning rate; the sandwich absorbs that), it is fast (tens of milliseconds on a study,
-  and `gee_batch` fits a thousand simulated studies at once with the same estimator), and it has
-  no convergence troubles on small studies. Its coefficients are population-averaged: the curve
-  of the average participant's *probability*, which is what the learning-curve figure shows.
-- **GLMM** (``fit_glmm``; statsmodels ``BinomialBayesMixedGLM``, variational Bayes): a random
-  intercept and a random slope on trial per participant, and a random intercept per stimulus
-  (crossed), the model the issue names. statsmodels has no maximum-likelihood binomial GLMM;
-  its Bayesian one gives posterior means and SDs of the same fixed effects, on the
-  participant-specific (conditional) scale, whose values are larger in magnitude than GEE's by
-  the usual attenuation factor. Reported as a check of the GEE conclusions, not as the test.
+- **GEE** (``fit_gee``; ``GEE``, binomial family, logit link, exchangeable working correlation
+  within a participant, robust "sandwich" standard errors): the model of the reported intervals
+  and tests and of the power simulations (`gee_batch` fits many simulated studies at once).
+  Its coefficients are population-averaged.
+- **GLMM** (``fit_glmm``; ``BinomialBayesMixedGLM``, variational Bayes): a random intercept and
+  slope on trial per participant and a random intercept per stimulus (crossed; when the trials
+  carry a ``stimulus`` column). Conditional scale; a check of the GEE conclusions, not the test.
 
-Stimulus effects: when the trials carry a ``stimulus`` column, the GLMM has a random effect per
-stimulus; GEE cannot hold crossed effects, so it leaves stimuli out (with a shuffled stimulus
-order they are balanced across trials and arms and only add noise; with a fixed order a
-stimulus's difficulty is confounded with its trial position in every arm alike, which leaves the
-arm × trial contrasts unbiased but the curves' shape partly stimulus-made).
-
-The Welch tests stay the primary, published analysis unless the study pre-registers otherwise.
+Why GEE, and what leaving stimuli out of it means: docs/DECISIONS.md, "Trial model". The Welch
+tests stay the primary, published analysis unless the study pre-registers otherwise.
 """
 
 from __future__ import annotations

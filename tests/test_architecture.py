@@ -1,212 +1,110 @@
-"""The tree's layering, checked on every import statement (docs/LAYERS.md).
+"""The tree's layering (docs/LAYERS.md), checked by import-linter's contracts in pyproject.toml.
 
-Every ``import`` and ``from ... import`` of every module under ``explainers/``, ``stats/`` and
-``studyapp/`` (migrations included) counts, wherever it stands: at the top, inside a function
-(a lazy import), under ``if TYPE_CHECKING:`` or in a ``try``. So does ``import_module("...")``
-with a literal name. Two rules:
+``lint-imports`` runs in scripts/test.sh beside ruff and mypy; the contracts are:
 
-- Imports run downwards only: ``analysis -> studies -> pipeline -> {lib, celery, settings}``, and
-  the two pure libraries (``explainers``, ``stats``) import nothing of ``studyapp``, Django or
-  Celery.
-- No file imports a file that imports it back, over any number of steps: the module graph has
-  no strongly connected component larger than one file. A package's ``__init__`` is a file like
-  any other, so ``pkg/__init__.py`` importing ``pkg.a`` while ``pkg/a.py`` does
-  ``from pkg import x`` is a cycle. Importing ``pkg.a`` does not by itself count as importing
-  ``pkg/__init__.py`` (Python runs it, but it cannot import back what is being imported).
+- ``pure-libraries``: ``explainers`` and ``stats`` import nothing of ``studyapp``, Django, DRF or Celery.
+- ``apps-downwards``: ``analysis -> studies -> pipeline -> {lib, celery, settings}``.
+- ``no-cycles``: no module or package imports a sibling that imports it back (ten package levels
+  deep, import-linter's default), so a cycle between two packages counts even without one between files.
+
+import-linter's graph (grimp) holds every ``import`` and ``from ... import`` wherever it stands:
+at the top, inside a function, under ``if TYPE_CHECKING:``, in a ``try``; migrations included. Two
+things the contracts do not see are checked here with the same graph or the syntax tree:
+
+- a cycle through a package's ``__init__`` (``pkg/__init__.py`` imports ``pkg.a`` while
+  ``pkg/a.py`` does ``from pkg import x``): ``acyclic_siblings`` compares a package's children,
+  and the package's own ``__init__`` is not one of them;
+- ``importlib.import_module("literal")``: grimp reads import statements only. The tree has none
+  with a literal name, and a test keeps it so (the one dynamic import, the checkpoint registry's
+  ``module:attr`` factory, takes its name from data).
+
+Each check is also run on a small tree made to break it, so none can quietly pass.
 """
 
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 import textwrap
-from dataclasses import dataclass, field
+import tomllib
 from pathlib import Path
+
+import grimp
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("explainers", "stats", "studyapp")
-
-FRAMEWORKS = ("studyapp", "django", "rest_framework", "drf_spectacular", "celery", "kombu")
-APPS = ("studyapp.pipeline", "studyapp.studies", "studyapp.analysis")
-
-#: (layer, what it must not import, why). A layer is a module or package and all below it.
-RULES: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("explainers", FRAMEWORKS, "explainers/ is pure torch"),
-    ("stats", FRAMEWORKS, "the stats package is pure pandas/scipy"),
-    ("studyapp.lib", APPS, "lib is below every app"),
-    ("studyapp.settings", APPS, "settings are configuration only"),
-    ("studyapp.celery", APPS, "the Celery app is configuration only; hooks connect in an app's ready()"),
-    ("studyapp.pipeline", ("studyapp.studies", "studyapp.analysis"), "pipeline is below studies and analysis"),
-    ("studyapp.studies", ("studyapp.analysis",), "studies is below analysis"),
-)
+CONTRACT_IDS = {"pure-libraries", "apps-downwards", "no-cycles"}
 
 
-@dataclass(frozen=True)
-class Import:
-    source: str  # the importing module
-    target: str  # the dotted name as written (resolved if relative), e.g. "studyapp.studies.models.Study"
-    line: int
-    module: str | None  # the file it reaches in the scanned tree, if any
+def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
+    """``lint-imports`` with the project's contracts on the packages under ``root``.
+
+    A subprocess, so that ``root``'s packages (not the ones this test process imported) are found.
+    """
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports_command as c; sys.exit(c())",
+         "--config", str(root / "pyproject.toml"), "--no-cache", "--no-logo"],
+        cwd=root, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
 
 
-@dataclass
-class Tree:
-    root: Path
-    files: dict[str, Path] = field(default_factory=dict)  # module -> file
-    imports: list[Import] = field(default_factory=list)
-
-    def where(self, imp: Import) -> str:
-        return f"{self.files[imp.source].relative_to(self.root)}:{imp.line}"
-
-
-def module_name(root: Path, path: Path) -> str:
-    parts = list(path.relative_to(root).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-def scan(root: Path, packages: tuple[str, ...] = PACKAGES) -> Tree:
-    """Every module under ``root/<package>`` (packages that do not exist are skipped) and its imports."""
-    tree = Tree(root)
-    for package in packages:
-        if (root / package).is_dir():
-            for path in sorted((root / package).rglob("*.py")):
-                tree.files[module_name(root, path)] = path
-    for name, path in tree.files.items():
-        is_package = path.name == "__init__.py"
-        for target, line in _imports_of(ast.parse(path.read_text(), str(path)), name, is_package):
-            tree.imports.append(Import(name, target, line, _resolve(tree.files, target)))
-    return tree
-
-
-def _imports_of(node: ast.AST, module: str, is_package: bool):
-    """(dotted target, line) for every import anywhere in the module, lazy ones included."""
-    for n in ast.walk(node):
-        if isinstance(n, ast.Import):
-            for alias in n.names:
-                yield alias.name, n.lineno
-        elif isinstance(n, ast.ImportFrom):
-            base = n.module or ""
-            if n.level:
-                package = module.split(".") if is_package else module.split(".")[:-1]
-                package = package[: len(package) - (n.level - 1)]
-                base = ".".join(package + ([n.module] if n.module else []))
-            for alias in n.names:
-                yield (f"{base}.{alias.name}" if alias.name != "*" else base), n.lineno
-        elif (
-            isinstance(n, ast.Call)
-            and (getattr(n.func, "id", None) == "import_module" or getattr(n.func, "attr", None) == "import_module")
-            and n.args
-            and isinstance(n.args[0], ast.Constant)
-            and isinstance(n.args[0].value, str)
-            and not n.args[0].value.startswith(".")
-        ):
-            yield n.args[0].value, n.lineno
-
-
-def _resolve(files: dict[str, Path], target: str) -> str | None:
-    """The scanned module a target reaches: itself, or the module that defines the imported name."""
-    parts = target.split(".")
-    for end in range(len(parts), 0, -1):
-        candidate = ".".join(parts[:end])
-        if candidate in files:
-            return candidate
-    return None
-
-
-def _within(name: str, prefix: str) -> bool:
-    return name == prefix or name.startswith(prefix + ".")
-
-
-def layer_violations(tree: Tree, rules=RULES) -> list[str]:
+def package_init_cycles(graph: grimp.ImportGraph) -> list[str]:
+    """Each import from a package's ``__init__`` to a module that imports that ``__init__`` back."""
     found = []
-    for imp in tree.imports:
-        for layer, forbidden, why in rules:
-            if _within(imp.source, layer):
-                hit = next((f for f in forbidden if _within(imp.target, f)), None)
-                if hit is not None:
-                    found.append(f"{tree.where(imp)} {imp.source} imports {imp.target} ({why})")
+    for package in sorted(m for m in graph.modules if graph.find_children(m)):
+        for imported in sorted(graph.find_modules_directly_imported_by(package)):
+            chain = graph.find_shortest_chain(imported, package, as_packages=False)
+            if chain:
+                found.append(f"{package} -> " + " -> ".join(chain))
     return found
 
 
-def import_cycles(tree: Tree) -> list[list[str]]:
-    """Strongly connected components of more than one module (Tarjan, iterative)."""
-    graph: dict[str, set[str]] = {name: set() for name in tree.files}
-    for imp in tree.imports:
-        if imp.module is not None and imp.module != imp.source:
-            graph[imp.source].add(imp.module)
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    on_stack: set[str] = set()
-    stack: list[str] = []
-    components: list[list[str]] = []
-    for start in sorted(graph):
-        if start in index:
-            continue
-        work = [(start, iter(sorted(graph[start])))]
-        index[start] = low[start] = len(index)
-        stack.append(start)
-        on_stack.add(start)
-        while work:
-            node, children = work[-1]
-            child = next(children, None)
-            if child is not None:
-                if child not in index:
-                    index[child] = low[child] = len(index)
-                    stack.append(child)
-                    on_stack.add(child)
-                    work.append((child, iter(sorted(graph[child]))))
-                elif child in on_stack:
-                    low[node] = min(low[node], index[child])
-                continue
-            work.pop()
-            if work:
-                low[work[-1][0]] = min(low[work[-1][0]], low[node])
-            if low[node] == index[node]:
-                component = []
-                while True:
-                    member = stack.pop()
-                    on_stack.discard(member)
-                    component.append(member)
-                    if member == node:
-                        break
-                if len(component) > 1:
-                    components.append(sorted(component))
-    return sorted(components)
-
-
-def describe_cycle(tree: Tree, component: list[str]) -> str:
-    members = set(component)
-    edges = sorted(
-        {f"    {tree.where(i)} {i.source} -> {i.module}" for i in tree.imports
-         if i.source in members and i.module in members and i.module != i.source}
-    )
-    return "cycle between " + ", ".join(component) + ":\n" + "\n".join(edges)
+def literal_import_module_calls(root: Path, packages=PACKAGES) -> list[str]:
+    """``import_module("name")`` calls with a literal name: imports that grimp cannot see."""
+    found = []
+    for package in packages:
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if (
+                    isinstance(node, ast.Call)
+                    and "import_module" in (getattr(node.func, "id", None), getattr(node.func, "attr", None))
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    found.append(f"{path.relative_to(root)}:{node.lineno}")
+    return found
 
 
 # -- the real tree ---------------------------------------------------------------------------------
 
 
-def test_the_scan_sees_the_real_tree():
-    """Not vacuous: the scan reaches every layer and sees the imports it must judge."""
-    tree = scan(ROOT)
-    assert {"explainers", "studyapp", "studyapp.studies.api", "studyapp.pipeline.models"} <= set(tree.files)
-    assert any(i.source == "studyapp.studies.api" and i.module == "studyapp.studies.services" for i in tree.imports)
-    assert any(i.source.startswith("studyapp.studies.migrations.") for i in tree.imports)
+def test_the_contracts_cover_the_layers():
+    """The configuration names the three contracts over all three packages."""
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    assert set(config["root_packages"]) == set(PACKAGES)
+    assert {c["id"] for c in config["contracts"]} == CONTRACT_IDS
 
 
-def test_no_import_runs_from_a_lower_layer_to_a_higher_one():
-    violations = layer_violations(scan(ROOT))
-    assert not violations, "\n".join(violations)
+def test_the_real_tree_keeps_the_contracts():
+    result = lint_imports(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
 
 
-def test_no_import_cycles_between_files():
-    tree = scan(ROOT)
-    cycles = import_cycles(tree)
-    assert not cycles, "\n".join(describe_cycle(tree, c) for c in cycles)
+def test_no_import_cycle_runs_through_a_package_init():
+    graph = grimp.build_graph(*PACKAGES, cache_dir=None)
+    assert "studyapp.studies.api" in graph.modules  # not vacuous: the graph holds the tree
+    assert package_init_cycles(graph) == []
 
 
-# -- the checker itself, on a tree made to break the rules ----------------------------------------
+def test_no_import_by_literal_name():
+    assert literal_import_module_calls(ROOT) == []
+
+
+# -- the checks themselves, on a tree made to break them -------------------------------------------
 
 
 def _write(root: Path, files: dict[str, str]) -> None:
@@ -216,8 +114,14 @@ def _write(root: Path, files: dict[str, str]) -> None:
         path.write_text(textwrap.dedent(text))
 
 
-def test_the_checker_reports_violations_and_cycles(tmp_path):
+def _contracts_only() -> str:
+    text = (ROOT / "pyproject.toml").read_text()
+    return text[text.index("[tool.importlinter]"):]
+
+
+def test_the_contracts_break_on_a_tree_made_to_break_them(tmp_path):
     _write(tmp_path, {
+        "pyproject.toml": _contracts_only(),
         "explainers/__init__.py": "",
         "explainers/clean.py": "import torch\nfrom . import lazy\n",
         "explainers/lazy.py": """
@@ -225,8 +129,13 @@ def test_the_checker_reports_violations_and_cycles(tmp_path):
                 from django.conf import settings  # a lazy import counts
                 return settings
         """,
+        "stats/__init__.py": "",
+        "stats/typed.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import celery\n",
         "studyapp/__init__.py": "from studyapp.celery import app\n",  # package importing its submodule: fine
         "studyapp/celery.py": "import celery\napp = celery.Celery()\n",
+        "studyapp/settings.py": "from studyapp.lib import env\n",  # siblings of the lowest layer: fine
+        "studyapp/lib/__init__.py": "",
+        "studyapp/lib/env.py": "",
         "studyapp/pipeline/__init__.py": "",
         "studyapp/pipeline/services.py": """
             from typing import TYPE_CHECKING
@@ -238,47 +147,34 @@ def test_the_checker_reports_violations_and_cycles(tmp_path):
             def run():
                 from studyapp.pipeline.services import compute  # lazy, and a cycle with services
         """,
-        "studyapp/studies/__init__.py": "from studyapp.studies.state import present\n",
-        "studyapp/studies/state.py": "from studyapp.studies import helper\n",  # back to its own __init__
+        "studyapp/studies/__init__.py": "",
         "studyapp/studies/models.py": "from django.db import models\n",
         "studyapp/analysis/__init__.py": "",
         "studyapp/analysis/views.py": "from studyapp.studies.models import Study\nfrom ..pipeline import tasks\n",
     })
-    tree = scan(tmp_path)  # no stats/ here: skipped, not an error
-    assert "stats" not in {name.split(".")[0] for name in tree.files}
-
-    violations = layer_violations(tree)
-    assert len(violations) == 2, violations
-    assert violations[0].startswith("explainers/lazy.py:3 explainers.lazy imports django.conf.settings")
-    assert violations[1].startswith(
-        "studyapp/pipeline/services.py:5 studyapp.pipeline.services imports studyapp.studies.models.Study"
-    )
-
-    cycles = import_cycles(tree)
-    assert cycles == [
-        ["studyapp.pipeline.services", "studyapp.pipeline.tasks"],
-        ["studyapp.studies", "studyapp.studies.state"],
-    ]
-    assert "studyapp/pipeline/tasks.py:3 studyapp.pipeline.tasks -> studyapp.pipeline.services" in describe_cycle(
-        tree, cycles[0]
-    )
+    result = lint_imports(tmp_path)
+    out = " ".join(result.stdout.split())  # rich wraps long lines
+    assert result.returncode == 1, out
+    assert "Contracts: 0 kept, 3 broken." in out
+    assert "explainers.lazy -> django (l.3)" in out
+    assert "stats.typed -> celery (l.3)" in out
+    assert "studyapp.pipeline is not allowed to import studyapp.studies" in out
+    assert "studyapp.pipeline.services -> studyapp.studies.models (l.5)" in out
+    assert "No cycles are allowed in studyapp.pipeline" in out and ".tasks -> .services" in out
+    # The allowed imports were not reported.
+    assert "studyapp.analysis.views ->" not in out and "studyapp.settings ->" not in out
 
 
-def test_relative_and_dynamic_imports_resolve(tmp_path):
+def test_a_cycle_through_a_package_init_is_found(tmp_path, monkeypatch):
+    # A package name of its own, so that grimp finds this tree and not one this process imported.
     _write(tmp_path, {
-        "studyapp/__init__.py": "",
-        "studyapp/studies/__init__.py": "from . import api\n",
-        "studyapp/studies/api.py": "from .. import lib\nfrom .services import enroll\n",
-        "studyapp/studies/services.py": "",
-        "studyapp/lib/__init__.py": "",
-        "studyapp/lib/env.py": "import importlib\nimportlib.import_module('studyapp.analysis.views')\n",
+        "toy_cycles/__init__.py": "from toy_cycles.state import present\n",
+        "toy_cycles/state.py": "from toy_cycles import helper\n",  # a name of its own __init__: back to it
+        "toy_cycles/fine/__init__.py": "from . import leaf\n",
+        "toy_cycles/fine/leaf.py": "import json\n",
+        "toy_cycles/loader.py": "import importlib\nimportlib.import_module('toy_cycles.state')\n",
     })
-    tree = scan(tmp_path)
-    reached = {(i.source, i.target, i.module) for i in tree.imports}
-    assert ("studyapp.studies", "studyapp.studies.api", "studyapp.studies.api") in reached
-    assert ("studyapp.studies.api", "studyapp.lib", "studyapp.lib") in reached
-    assert ("studyapp.studies.api", "studyapp.studies.services.enroll", "studyapp.studies.services") in reached
-    assert layer_violations(tree) == [
-        "studyapp/lib/env.py:2 studyapp.lib.env imports studyapp.analysis.views (lib is below every app)"
-    ]
-    assert import_cycles(tree) == []
+    monkeypatch.syspath_prepend(str(tmp_path))
+    graph = grimp.build_graph("toy_cycles", cache_dir=None)
+    assert package_init_cycles(graph) == ["toy_cycles -> toy_cycles.state -> toy_cycles"]
+    assert literal_import_module_calls(tmp_path, ("toy_cycles",)) == ["toy_cycles/loader.py:2"]

@@ -18,10 +18,11 @@ Frames, in the schema of `stats` (see `stats.learning`, `stats.clustering`, `sta
 - `study_confidence`: ``participant, stage, confidence`` (0..6, keys ``confidence:<stage>``, or
   ``confidence:<stage>:<dataset>`` which adds a ``dataset`` column).
 - `study_agent_ratings`: ``participant, agent, rating`` (1..7, keys ``agent_rating:<agent>``).
-- `study_participants`: ``participant, arm, status, completed, started_at, finished_at,
+- ``participants`` (of `study_data`): ``participant, arm, status, completed, started_at, finished_at,
   config_hash, n_answers, is_test, stale`` (everyone enrolled, with or without answers; ``stale``:
-  an active run idle past ``dropout_minutes``, `studyapp.studies.facts`).
-- `study_checks`: ``participant, arm, attention_check, completed, total_seconds,
+  an active run idle past ``dropout_minutes``, `studyapp.studies.facts`; ``n_answers`` counts
+  trials (learning) or groupings (clustering)).
+- ``checks`` (of `study_data`): ``participant, arm, attention_check, completed, total_seconds,
   rejected_reason`` (`stats.analyse.CHECK_COLUMNS`; both designs): one row per judged attention
   check of a participant, or one row with ``attention_check`` None for a participant without a
   judged check (what is judged is `studyapp.studies.facts.check_verdicts`'s: a quiz with tries left
@@ -209,16 +210,6 @@ def _participants_and_checks(
 def study_test_runs(*, study: Study) -> int:
     """How many test runs (staff previews and pilots) the study has."""
     return Participant.objects.filter(study=study, is_test=True).count()
-
-
-def study_participants(*, study: Study, include_test: bool = False) -> pd.DataFrame:
-    """Everyone enrolled; ``n_answers`` counts trials (learning) or groupings (clustering)."""
-    return _participants_and_checks(study, include_test=include_test)[0]
-
-
-def study_checks(*, study: Study, include_test: bool = False) -> pd.DataFrame:
-    """The attention checks of every participant (see the module docstring), both designs."""
-    return _participants_and_checks(study, include_test=include_test)[1]
 
 
 def _runs(study: Study, include_test: bool) -> dict[str, Run]:

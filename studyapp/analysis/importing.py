@@ -2,10 +2,11 @@
 
 All or nothing: the files are parsed and checked completely before anything is stored, and a
 problem anywhere raises `ResultsImportError` listing what is wrong, by line and column.
-Besides the columns listed below (whose parsers also accept what other tools write, e.g.
-true/false or text labels), every column the data dictionary of the matching export knows
-(`studyapp.studies.codebook`: tidy, groupings, wide for the participants file) is checked
-against its entry: type, range and allowed values.
+The csv module reads the file; frictionless validates every cell against a Table Schema: the
+data dictionary's field (`studyapp.studies.codebook`, the descriptor ``datapackage.json``
+carries: type, range, allowed values, pattern) of the matching export (tidy, groupings, wide for
+the participants file), except for the columns listed below, whose fields also accept what other
+tools write (true/false, text labels, ``900.0``). Columns no dictionary knows are ignored.
 
 Two files:
 
@@ -33,22 +34,19 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import re
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import frictionless
 import numpy as np
 import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
 from stats import clustering, learning
-from stats.schema import (
-    AGENT_RATING_LABELS,
-    CONFIDENCE_LABELS,
-    FEEDBACK_RATING_LABELS,
-    AnalysisInputError,
-)
+from stats.schema import AnalysisInputError
 from studyapp.analysis.models import ImportedResults
 from studyapp.studies import codebook
 
@@ -66,131 +64,96 @@ class ResultsImportError(ValueError):
         super().__init__("; ".join(self.errors[:3]) + (" ..." if len(self.errors) > 3 else ""))
 
 
-# --------------------------------------------------------------------------- cell parsers
-# Each takes the stripped cell text ("" = blank) and returns a value or raises ValueError with
-# what was expected.
+# --------------------------------------------------------------------------- the Table Schema
+# Every column is validated by frictionless against a Table Schema field: the data dictionary's
+# (`codebook.Column.field`, the same descriptor `datapackage.json` carries), except for the columns
+# the analysis reads, where the import accepts what other tools write (true/false, text labels).
 
-_TRUE = {"1", "true", "t", "yes", "y"}
-_FALSE = {"0", "false", "f", "no", "n"}
-
-
-def _text(cell: str):
-    if not cell:
-        raise ValueError("a value is required")
-    if len(cell) > 200:
-        raise ValueError("at most 200 characters")
-    return cell
+_TRUE, _FALSE = ("1", "true", "t", "yes", "y"), ("0", "false", "f", "no", "n")
+_WHOLE_FLOAT = re.compile(r"[+-]?[0-9]+\.0*")  # "900.0": pandas writes whole numbers so in a column with blanks
 
 
-def _optional_text(cell: str):
-    return cell or None
+def _cases(words: tuple[str, ...]) -> list[str]:
+    return sorted({v for w in words for v in (w, w.upper(), w.title())})
 
 
-def _whole(minimum: int | None = 0, maximum: int | None = None, *, required: bool = True):
-    def parse(cell: str):
-        if not cell:
-            if required:
-                raise ValueError("a whole number is required")
-            return None
-        try:
-            number = float(cell)
-        except ValueError:
-            number = float("nan")
-        if not np.isfinite(number) or not number.is_integer():
-            raise ValueError("not a whole number")
-        number = int(number)
-        if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-            bounds = f"{minimum}..{maximum}" if maximum is not None else f">= {minimum}"
-            raise ValueError(f"outside {bounds}")
-        return number
-
-    return parse
+def _boolean(name: str, *, required: bool = False) -> dict:
+    return {"name": name, "type": "boolean", "trueValues": _cases(_TRUE), "falseValues": _cases(_FALSE),
+            "constraints": {"required": required}}
 
 
-def _boolean(*, required: bool):
-    def parse(cell: str):
-        key = cell.casefold()
-        if key in _TRUE:
-            return True
-        if key in _FALSE:
-            return False
-        if not cell and not required:
-            return None
-        raise ValueError("expected 0/1 or true/false")
-
-    return parse
+def _text(name: str, *, required: bool = True) -> dict:
+    return {"name": name, "type": "string", "constraints": {"required": required, "maxLength": 200}}
 
 
-def _label(cell: str):
-    if not cell:
-        raise ValueError("a value is required")
-    return cell
+def _label(name: str, *, required: bool = True) -> dict:
+    """A class or group label: a whole number or text (`_labels` types the column afterwards)."""
+    return {"name": name, "type": "string", "constraints": {"required": required}}
 
 
-def _optional_label(cell: str):
-    return cell or None
-
-
-def _status(cell: str):
-    """Completed or not: 'completed' is; every other status of the dictionary (active, timed out...) is not."""
-    key = cell.casefold()
-    if key == "completed":
-        return True
-    if not key:
-        return None
-    if key in codebook.WIDE["status"].values:
-        return False
-    raise ValueError(f"expected one of {', '.join(codebook.WIDE['status'].values)}")
+def _dictionary(kind: str, name: str, *, rename: str = "", required: bool | None = None) -> dict:
+    """The data dictionary's field of `name` in export `kind`, renamed and its `required` changed."""
+    column = codebook.entry(kind, name)
+    assert column is not None, (kind, name)  # noqa: S101 - a name of this module's own schemas
+    field = column.field()
+    if rename:
+        field["name"] = rename
+    if required is not None:
+        field["constraints"] = {**field.get("constraints", {}), "required": required}
+    return field
 
 
 @dataclass(frozen=True)
 class Schema:
-    required: dict[str, Callable]
-    optional: dict[str, Callable]
+    """The columns the analysis reads (name -> Table Schema field); the file's other columns are
+    checked against the data dictionary of export `codebook` and otherwise ignored."""
+
+    required: dict[str, dict]
+    optional: dict[str, dict]
     #: columns whose values are labels: integers when every value is one, else text
     labels: tuple[str, ...] = ()
     #: the export whose data dictionary (`studyapp.studies.codebook`) checks the file's other columns
     codebook: str = ""
 
 
+def _fields(*fields: dict) -> dict[str, dict]:
+    return {f["name"]: f for f in fields}
+
+
 LEARNING_SCHEMA = Schema(
-    required={
-        "participant": _text,
-        "arm": _text,
-        "trial_index": _whole(0),
-        "correct": _boolean(required=True),
-    },
-    optional={
-        "response_ms": _whole(0, required=False),
-        "choice": _optional_label,
-        "true_label": _optional_label,
-        "model_prediction": _optional_label,
-        "completed": _boolean(required=False),
-        "attention_check": _boolean(required=False),
-        "rating": _whole(min(FEEDBACK_RATING_LABELS), max(FEEDBACK_RATING_LABELS), required=False),
-        "config_hash": _optional_text,
-        "software_version": _optional_text,
-    },
+    required=_fields(
+        _text("participant"), _text("arm"), _dictionary("tidy", "trial_index"), _boolean("correct", required=True),
+    ),
+    optional=_fields(
+        _dictionary("tidy", "response_ms"),
+        _label("choice", required=False), _label("true_label", required=False),
+        _label("model_prediction", required=False),
+        _boolean("completed"), _boolean("attention_check"),
+        _dictionary("wide", "feedback_rating", rename="rating"),
+        _dictionary("tidy", "config_hash"), _dictionary("tidy", "software_version"),
+    ),
     labels=("choice", "true_label", "model_prediction"),
     codebook="tidy",
 )
 CLUSTERING_SCHEMA = Schema(
-    required={
-        "participant": _text,
-        "stage": _text,
-        "dataset": _text,
-        "image_id": _label,
-        "cluster": _label,
-        "predicted_class": _label,
-    },
-    optional={
-        "batch": _optional_label,
-        "arm": _optional_text,
-        "config_hash": _optional_text,
-        "software_version": _optional_text,
-    },
+    required=_fields(
+        _text("participant"), _text("stage"), _text("dataset"),
+        _label("image_id"), _label("cluster"), _label("predicted_class"),
+    ),
+    optional=_fields(
+        _label("batch", required=False), _text("arm", required=False),
+        _dictionary("groupings", "config_hash"), _dictionary("groupings", "software_version"),
+    ),
     labels=("image_id", "cluster", "predicted_class", "batch"),
     codebook="groupings",
+)
+PARTICIPANTS_SCHEMA = Schema(
+    required=_fields(_text("participant")),
+    optional=_fields(
+        _text("arm", required=False), _dictionary("wide", "status", required=False), _boolean("completed"),
+        _dictionary("wide", "feedback_rating"), _dictionary("wide", "feedback_rating", rename="rating"),
+    ),
+    codebook="wide",
 )
 
 
@@ -235,7 +198,36 @@ def _rows(text: str, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]
     return header, rows
 
 
-def _parse(text: str, schema: Schema, what: str) -> pd.DataFrame:
+def _problem(error: frictionless.errors.CellError, field: dict) -> str:
+    """A frictionless cell error in the words of the upload page."""
+    if error.type == "type-error":
+        return {
+            "integer": "not a whole number", "number": "not a number", "boolean": "expected 0/1 or true/false",
+            "datetime": "not an ISO 8601 date and time (e.g. 2026-01-31T14:05:00+00:00)",
+        }.get(field["type"], f"not a {field['type']}")
+    constraints = field.get("constraints", {})
+    match = re.match(r'constraint "(\w+)"', error.note)
+    constraint = match[1] if match else ""
+    if constraint == "required":
+        return "a value is required"
+    if constraint in ("minimum", "maximum"):
+        low, high = constraints.get("minimum"), constraints.get("maximum")
+        return f"outside {low:g}..{high:g}" if low is not None and high is not None else (
+            f"outside >= {low:g}" if low is not None else f"outside <= {high:g}")
+    if constraint == "enum":
+        shown = [f"{c['value']} ({c['label']})" for c in field["categories"]] if field.get("categories") else [
+            str(v) for v in constraints["enum"]]
+        return f"not one of the allowed values: {', '.join(shown)}"
+    if constraint == "pattern":
+        return f"does not match the pattern {constraints['pattern']}"
+    if constraint == "maxLength":
+        return f"at most {constraints['maxLength']} characters"
+    return error.note
+
+
+def _parse(text: str, schema: Schema, what: str, *, more: Mapping[str, dict] | None = None) -> pd.DataFrame:
+    """The file's columns that `schema` (and `more`) name, typed, after frictionless validated every
+    column; `ResultsImportError` lists each problem by line and column."""
     header, rows = _rows(text, what)
     missing = [c for c in schema.required if c not in header]
     if missing:
@@ -244,31 +236,35 @@ def _parse(text: str, schema: Schema, what: str) -> pd.DataFrame:
         )
     if not rows:
         raise ResultsImportError([f"The {what} has a header but no data rows."])
-    parsers = {**schema.required, **{k: v for k, v in schema.optional.items() if k in header}}
-    position = {name: header.index(name) for name in parsers}
-    # Every other column the data dictionary knows is checked against its entry (type, range,
-    # allowed values); the parsers above accept more for the columns the analysis reads.
-    known = {name: codebook.entry(schema.codebook, name) for name in header if name not in parsers} if schema.codebook else {}
-    dictionary = {name: (header.index(name), column) for name, column in known.items() if column is not None}
+    read = {**schema.required, **schema.optional, **(more or {})}
+    fields = []
+    for name in header:
+        column = codebook.entry(schema.codebook, name) if name not in read and schema.codebook else None
+        fields.append(read.get(name) or (column.field() if column is not None else {"name": name, "type": "any"}))
     errors: list[str] = []
-    values: dict[str, list] = {name: [] for name in parsers}
+    data, lines = [header], []
     for line, cells in rows:
         if len(cells) != len(header):
             errors.append(f"line {line}: {len(cells)} fields, but the header has {len(header)}.")
             continue
-        for name, parse in parsers.items():
-            cell = cells[position[name]]
-            try:
-                values[name].append(parse(cell))
-            except ValueError as exc:
-                errors.append(f"line {line}, column '{name}': {cell!r}: {exc}.")
-        for name, (at, column) in dictionary.items():
-            problem = column.check(cells[at])
-            if problem:
-                errors.append(f"line {line}, column '{name}': {cells[at]!r}: {problem} (see the data dictionary).")
+        data.append([
+            cell.split(".")[0] if field["type"] == "integer" and _WHOLE_FLOAT.fullmatch(cell) else cell
+            for field, cell in zip(fields, cells, strict=True)
+        ])
+        lines.append(line)
+    by_name = {f["name"]: f for f in fields}
+    values: dict[str, list] = {name: [] for name in header if name in read}
+    resource = frictionless.Resource(data=data, schema=frictionless.Schema.from_descriptor({"fields": fields}))
+    with resource:
+        for line, row in zip(lines, resource.row_stream, strict=True):
+            for error in row.errors:
+                errors.append(f"line {line}, column '{error.field_name}': {error.cell!r}: "
+                              f"{_problem(error, by_name[error.field_name])}.")
+            for name in values:
+                values[name].append(row[name])
     _raise(errors)
     frame = pd.DataFrame(values)
-    frame.insert(0, "_line", [line for line, _ in rows])
+    frame.insert(0, "_line", lines)
     for name in schema.labels:
         if name in frame.columns:
             frame[name] = _labels(frame[name])
@@ -408,16 +404,14 @@ def _merge_participants(parsed: ParsedResults, text: str) -> None:
     """Add ratings, completion, confidence and agent ratings from a one-row-per-participant file."""
     what = "participants file"
     header, _ = _rows(text, what)
-    optional: dict[str, Callable] = {"arm": _optional_text, "status": _status, "completed": _boolean(required=False)}
     rating_cols = [c for c in ("feedback_rating", "rating") if c in header]
-    for c in rating_cols:
-        optional[c] = _whole(min(FEEDBACK_RATING_LABELS), max(FEEDBACK_RATING_LABELS), required=False)
-    for c in header:
-        if c.startswith(CONFIDENCE_PREFIX):
-            optional[c] = _whole(min(CONFIDENCE_LABELS), max(CONFIDENCE_LABELS), required=False)
-        elif c.startswith(AGENT_PREFIX):
-            optional[c] = _whole(min(AGENT_RATING_LABELS), max(AGENT_RATING_LABELS), required=False)
-    frame = _parse(text, Schema(required={"participant": _text}, optional=optional, codebook="wide"), what)
+    # The questionnaires' columns, typed by the data dictionary's patterns.
+    questions = {
+        c: _dictionary("wide", c) for c in header if c.startswith((CONFIDENCE_PREFIX, AGENT_PREFIX))
+    }
+    frame = _parse(text, PARTICIPANTS_SCHEMA, what, more=questions)
+    if "status" in frame:  # completed or not: every other status of the dictionary (active, timed out...) is not
+        frame["status"] = frame["status"].map(lambda s: None if s is None else s == "completed")
     errors = []
     dup = frame.loc[frame["participant"].duplicated(), "_line"].tolist()
     if dup:

@@ -1,6 +1,6 @@
 """The pre-registration text of a study (issue 16, item 4): Markdown, ready to paste into a
 registry form (OSF, AsPredicted): hypotheses, analysis, stopping rule, exclusion rules and the
-configuration hash. Served by `views_preregistration` at
+configuration hash. Served by `study_preregistration` (below) at
 /admin/analysis/study/<pk>/preregistration.md; read-only, it writes nothing.
 """
 

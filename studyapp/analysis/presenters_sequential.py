@@ -39,10 +39,6 @@ ARM_COLOURS = {"Control": "#777777", "GCAM": "#0072B2", "CDeepEx": "#D55E00"}
 _OTHER_COLOURS = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9")
 
 
-def _fmt(x: float, digits: int = 3) -> str:
-    return "–" if x is None or not math.isfinite(x) else f"{x:.{digits}f}"
-
-
 def _interval(low: float, high: float, digits: int = 4) -> dict:
     def one(v: float) -> str:
         return "∞" if v == math.inf else "−∞" if v == -math.inf else f"{v:.{digits}f}"

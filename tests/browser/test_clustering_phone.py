@@ -51,10 +51,19 @@ def finger_at(page, x: float, y: float) -> str:
 
 
 def assert_groups_on_screen(page) -> None:
-    """Every group box lies wholly inside the 390×844 screen, wherever the page is scrolled."""
-    for box in page.locator(".dock .zone").all():
-        b = box.bounding_box()
-        assert b and b["y"] >= 0 and b["y"] + b["height"] <= PHONE["height"] and b["x"] >= 0 and b["x"] + b["width"] <= PHONE["width"], b
+    """Every group box lies wholly inside the 390×844 screen, wherever the page is scrolled.
+
+    Read in one go in the page, once the board has settled: after a drop, Sortable's clean-up and
+    the board's redraw run in later tasks, and a box read in between (one locator at a time, as
+    before) can be the one being replaced (seen once in CI under load: no box at all)."""
+    in_screen = """([w, h]) => { const zones = [...document.querySelectorAll('.dock .zone')];
+        return zones.length > 0 && zones.every((z) => { const b = z.getBoundingClientRect();
+          return b.width > 0 && b.height > 0 && b.top >= 0 && b.bottom <= h && b.left >= 0 && b.right <= w; }); }"""
+    try:
+        page.wait_for_function(in_screen, arg=[PHONE["width"], PHONE["height"]], timeout=5_000)
+    except PlaywrightTimeout as timeout:
+        boxes = page.eval_on_selector_all(".dock .zone", "els => els.map((z) => z.getBoundingClientRect().toJSON())")
+        raise AssertionError(f"group boxes not wholly on the {PHONE} screen: {boxes}") from timeout
 
 
 def finger_drag(page, cdp, card_id: int, group: int, shot=None) -> None:

@@ -116,7 +116,7 @@ GOOD = "participant,arm,trial_index,correct,response_ms\nP1,Control,0,1,900\nP1,
         (GOOD.replace("P1,Control,1,0,800", "P1,GCAM,1,0,800"), "appear in more than one arm"),
         (GOOD.replace("P1,Control,1,0,800", "P1,Control,0,0,800"), "duplicate trial_index"),
         (GOOD.replace("P1,Control,1,0,800", "P1,Control,1,0"), "line 3: 4 fields, but the header has 5"),
-        ("participant,arm,trial_index,correct,rating\nP1,A,0,1,9\n", "column 'rating': '9': outside 1..5"),
+        ("participant,arm,trial_index,correct,rating\nP1,A,0,1,9\n", "column 'rating': '9': not one of the allowed values: 1 (mostly misleading), 2"),
         ("participant,participant,arm,trial_index,correct\n", "duplicate column(s) ['participant']"),
     ],
 )
@@ -139,7 +139,7 @@ def test_a_participants_file_that_contradicts_the_results_is_refused():
     participants = "participant,arm,feedback_rating,status\nP1,GCAM,4,completed\nP2,GCAM,2,active\n"
     with pytest.raises(importing.ResultsImportError, match="participant P1 is in arm GCAM, but in arm Control"):
         importing.parse_results(GOOD, design="learning", participants=participants)
-    with pytest.raises(importing.ResultsImportError, match=r"column 'feedback_rating': '6': outside 1..5"):
+    with pytest.raises(importing.ResultsImportError, match=r"line 2, column 'feedback_rating': '6': not one of the allowed values: 1 \(mostly misleading\)"):
         importing.parse_results(GOOD, design="learning", participants="participant,feedback_rating\nP1,6\n")
     parsed = importing.parse_results(
         GOOD, design="learning", participants="participant,feedback_rating,status\nP1,4,completed\nP2,,active\nP9,3,active\n"
@@ -175,3 +175,35 @@ def test_stored_frames_come_back_with_their_types():
     trials = importing.imported_frames(imported)["trials"]
     assert trials["trial_index"].dtype == "int64" and trials["correct"].dtype == bool
     assert trials["response_ms"].tolist() == [900, 800, 700, 600]
+
+
+def test_what_other_tools_write_is_read_and_typed():
+    # pandas writes the whole numbers of a column with blanks as 900.0, and booleans as True/False.
+    content = (
+        "participant,arm,trial_index,correct,response_ms,choice,notes\n"
+        "P1,Control,0,True,900.0,3,anything\nP1,Control,1,FALSE,,4,\nP2,GCAM,0,yes,700.0,3,x\n"
+    )
+    trials = importing.parse_results(content, design="learning").frames["trials"]
+    assert trials["correct"].tolist() == [True, False, True]
+    assert trials["response_ms"].tolist()[::2] == [900, 700] and pd.isna(trials["response_ms"][1])
+    assert trials["choice"].dtype == "int64"  # labels that are all whole numbers become integers
+    assert "notes" not in trials  # a column the analysis does not read is not kept
+
+
+def test_the_data_dictionary_types_the_columns_the_analysis_does_not_read():
+    # config_hash and shown_at are the tidy export's columns: its dictionary's pattern and type apply.
+    sha = "0" * 64
+    content = (
+        "participant,arm,trial_index,correct,config_hash,shown_at\n"
+        f"P1,Control,0,1,{sha},2026-01-31T14:05:00+00:00\n"
+        "P1,Control,1,0,abc,2026-01-31T14:06:00.250000+00:00\n"
+        f"P2,GCAM,0,1,{sha},soon\n"
+    )
+    with pytest.raises(importing.ResultsImportError) as error:
+        importing.parse_results(content, design="learning")
+    assert error.value.errors == [
+        "line 3, column 'config_hash': 'abc': does not match the pattern [0-9a-f]{64}.",
+        "line 4, column 'shown_at': 'soon': not an ISO 8601 date and time (e.g. 2026-01-31T14:05:00+00:00).",
+    ]
+    fixed = content.replace(",abc,", f",{sha},").replace(",soon", ",2026-01-31T14:07:00+00:00")
+    assert importing.parse_results(fixed, design="learning").config_hashes == {sha: 2}

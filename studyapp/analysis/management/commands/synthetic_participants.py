@@ -7,7 +7,7 @@ Each synthetic participant is a separate HTTP client (Django's test ``Client``, 
 its own session and address) that goes through consent, instructions, every trial and the
 rating exactly as a browser would, against the configured database. It answers each trial
 correctly with the probability its arm's planted learning curve gives
-(`studyapp.analysis.synthetic`): ``planted`` makes CDeepEx learn fastest and Control slowest,
+(`stats.synthetic`): ``planted`` makes CDeepEx learn fastest and Control slowest,
 ``null`` gives every arm the same curve. The server, not the bot, decides the arm, scores the
 answer and stamps the times.
 
