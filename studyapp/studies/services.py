@@ -264,8 +264,8 @@ def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) ->
 
 
 def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None) -> bool:
-    """Move ``p`` (locked) to its next step, in one UPDATE. With ``answered_trial``, only if that trial's answer is saved, tested by the same statement;
-    returns whether ``p`` moved."""
+    """Move ``p`` (locked) to its next step, in one UPDATE. With ``answered_trial``, only if that
+    trial's answer is saved, tested by the same statement; returns whether ``p`` moved."""
     values: dict = {"step_index": min(p.step_index + 1, len(p.plan) - 1), "step_shown_at": now, "last_seen_at": now}
     if p.plan[values["step_index"]]["kind"] == "done" and p.status != Participant.Status.COMPLETED:
         values.update(

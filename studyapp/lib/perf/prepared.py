@@ -5,7 +5,7 @@ takes to answer it; the participant API's hot reads (the run of a request, with 
 arm; a trial's saved answer) and its two hot writes (a step's UPDATE, a trial's INSERT) run with
 the same SQL thousands of times, only the values change. Measured with
 ``benchmarks/load_participants.py`` (``STUDY_PERF_PREPARED=0`` switches all of this off): server
-CPU per API request 2.5-3.0 ms with, 4.3-4.9 ms without, in one sitting (docs/DECISIONS.md).
+CPU per API request 2.5-3.0 ms with, 4.3-4.9 ms without, in one sitting (see :mod:`studyapp.lib.perf.switches`).
 
 - :func:`read` decorates a function that returns a plain ORM query of its arguments (the domain
   code stays plain ORM); the first call in a thread compiles it, later calls execute the stored
