@@ -7,7 +7,7 @@ load moves least; 100 participants, 4 workers x 4 threads, SQLite, file cache):
 
 Server CPU ms per API request, saturation / paced phase:
 
-- nothing off (3 runs): 2.5 / 3.0 at load 1-4; 3.1 / 3.5 and 3.? / 3.? at load 11-16
+- nothing off (3 runs): 2.5 / 3.0 at load 1-4; 3.1 / 3.5 and 3.0 / 3.6 at load 11-16
 - ``PREPARED`` off: 4.3 / 4.9 (kept: +1.2-1.9 ms)
 - ``LEASED_THROTTLE`` off: 3.8 / 4.4 (kept: +0.7-0.9 ms)
 - ``PROCESS_CACHES`` off: 11.1 / 11.7, and 3-10 times the queries (kept)
