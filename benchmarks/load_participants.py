@@ -24,7 +24,7 @@ participant walked in process, through the same settings and database). Prints t
 load average before and after (other work on the machine shifts every number; the ratios within
 one run are what to compare). Asserts nothing about time.
 
-The server runs with ``STUDY_PERF_TIMING=1``: each response carries its stage times in a
+The server runs with ``STUDY_PERF_TIMING=1`` (unless set to 0): each response carries its stage times in a
 ``Server-Timing`` header (``studyapp.lib.perf.timing``: queue before the worker took it up,
 throttle, lock wait, queries, rendering, the collector), and every run prints, for the slowest 1%
 of each phase, where their time went. ``STUDY_PERF_<NAME>=0`` in the environment switches a speed
@@ -418,8 +418,9 @@ def main() -> None:
     env.update({
         "STUDY_VAR_DIR": str(tmp), "DJANGO_SECRET_KEY": secrets.token_urlsafe(40), "DJANGO_DEBUG": "0",
         "DJANGO_SECURE_COOKIES": "0", "STUDY_ENTRY_RATE": "100000/minute", "STUDY_PARTICIPANT_RATE": "100000/minute",
-        "LOG_LEVEL": "WARNING", "STUDY_PERF_TIMING": "1",
+        "LOG_LEVEL": "WARNING",
     })
+    env.setdefault("STUDY_PERF_TIMING", "1")  # the stage breakdown; 0 to measure without its cost
     load_before = os.getloadavg()
     with own_postgres_database(env):
         slug = prepare(env)
