@@ -5,8 +5,10 @@ of ``tests/owndata.py`` (two classes, 357 images, every fifth held out) are stor
 data set, the classifier and the conv VAE are trained by ``training.model_create`` +
 ``model_train`` with the platform's defaults for these images (ConvNet; VAE latent 128, width
 16, 300 steps), the stimuli are selected as for a study and the CDeepEx morphs are computed by
-``explain.explanations_compute`` (what the Celery task calls), stored as GIF and WebP.
-Then, from the stored GIFs (decoded with Pillow as a browser shows them):
+``explain.explanations_compute`` (what the Celery task calls), stored as the page shows them (a
+colour morph: one lossless WebP of its 8-bit frames). Then, from the file the page shows (the
+GIF if there is one, else the WebP: ``static/study/study.js``), decoded with Pillow as a browser
+shows it:
 
 * pass: share of the morphs that the displayed-frame gate lets through (served);
 * crossovers: served morphs with a decoded frame where llh(probe) - llh(true) > the tolerance;
@@ -142,12 +144,10 @@ def main() -> None:
     assets, e_wall, e_cpu = timed(lambda: explain.explanations_compute(stimulus_ids=[s.pk for s in stimuli], method="cdeepex"))
     D = loading.load_model(classifier).eval()
     served, crossovers, changes, rows, reasons = 0, 0, [], [], []
-    options = {}
     for asset in sorted(assets, key=lambda a: a.stimulus.position):
-        option = asset.metrics.get("palette_option")
-        options[option] = options.get(option, 0) + 1
         gate = asset.params["gate"]
-        frames = render.decode_animation_frames(media_path(asset.files["gif"]).read_bytes(), scale=gate["scale"], channels=3)
+        shown = asset.files.get("gif") or asset.files["webp"]  # what the page shows
+        frames = render.decode_animation_frames(media_path(shown).read_bytes(), scale=gate["scale"], channels=3)
         with torch.no_grad():
             llh = torch.log_softmax(D(torch.from_numpy(frames)), 1).double()
         true = asset.stimulus.model_prediction
@@ -159,9 +159,10 @@ def main() -> None:
         crossovers += float(-gap.min()) > gate["llh_tol"]
         changes.append(float(np.abs(frames[-1] - frames[0]).mean()))
         rows.append((frames[0], frames[-1]))
-    print(f"CDeepEx: {len(assets)} morphs in {e_wall:.0f} s wall ({e_cpu:.0f} s CPU), scale {assets[0].params['gate']['scale']}")
+    gate = assets[0].params["gate"]
+    print(f"CDeepEx: {len(assets)} morphs in {e_wall:.0f} s wall ({e_cpu:.0f} s CPU), scale {gate['scale']}, shown and decoded: {gate['decoded']}")
     print(f"pass (served) {served}/{len(assets)} = {served / len(assets):.0%}; refused: {sorted(set(reasons)) or 'none'}")
-    print(f"crossovers among served (decoded): {crossovers}; palette option shown (render.COLOUR_OPTIONS index): {options}")
+    print(f"crossovers among served (decoded): {crossovers}")
     if changes:
         print(f"mean |Δpixel| of served morphs: {np.mean(changes):.4f} (median {np.median(changes):.4f}, min {min(changes):.4f}, max {max(changes):.4f})")
         Path(args.sheet).parent.mkdir(parents=True, exist_ok=True)

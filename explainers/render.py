@@ -13,14 +13,15 @@ matplotlib's perceptually ordered maps (:data:`COLORMAPS`: cividis, viridis, ...
 chooses (``config.heatmap_colormap``). :func:`simulate_cvd` shows an image as seen with a
 colour-vision deficiency (Machado et al. 2009), for the admin's preview.
 
-Colour morphs (frames ``(T, 3, H, W)``): a GIF holds at most 256 colours, so the frames are
-quantised once, with one palette shared by all frames of the morph (Pillow's median cut), and
-the lossless WebP is written from the same quantised frames. Both files then decode to the same
-pixels, and a gate that re-classifies the decoded frames judges what is shown
-(:func:`quantise_frames` gives those frames without encoding). The palette is made over all
-frames alike or with the last frame weighted, with or without Floyd-Steinberg error diffusion
-(:data:`COLOUR_OPTIONS`; diffusion keeps regional mean colours but adds a grain that varies
-between frames). Grey morphs need no palette and are written as before.
+Colour morphs (frames ``(T, 3, H, W)``): the study shows them as a lossless animated WebP
+written from the unquantised 8-bit frames (``morph_webp(frames, palette=None)``), which decodes
+to exactly the frames CDeepEx's 8-bit stopping test judged. A GIF holds at most 256 colours, so a
+colour GIF is quantised (Pillow's median cut: a palette per frame, or one shared by all frames,
+over all frames alike or with the last frame weighted, with or without Floyd-Steinberg error
+diffusion: :data:`COLOUR_OPTIONS`; :func:`quantise_frames` gives its frames without encoding),
+and those 256 colours can move a morph's last frame off the decision boundary; ``morph_webp``
+with a ``palette`` writes the same quantised frames as the GIF. Grey morphs need no palette:
+GIF and WebP are both exact and written as before.
 
 Example::
 
@@ -222,13 +223,15 @@ def _animation(
     duration_ms: int,
     hold_first_ms: int,
     hold_last_ms: int,
-    palette: str = "shared",
+    palette: str | None = "shared",
     dither: bool = False,
     **kwargs: object,
 ) -> bytes:
-    if _is_colour(frames):
+    if _is_colour(frames) and palette is not None:
         images = _colour_frames(frames, scale, palette, dither)
-    else:
+    else:  # grey, or colour written as 8-bit RGB without a palette (lossless WebP only)
+        if fmt == "GIF" and _is_colour(frames):
+            raise ValueError("a GIF holds at most 256 colours: colour frames need a palette (see COLOUR_OPTIONS)")
         images = [to_pil(a, scale) for a in _frames(frames)]
     durations = [duration_ms] * len(images)
     durations[0] = max(duration_ms, hold_first_ms)
@@ -246,8 +249,8 @@ def _animation(
     return buf.getvalue()
 
 
-#: The ways a colour morph may be put on its one shared palette, tried in this order by callers
-#: that judge what is shown (studyapp's gate): the palette by median cut over all frames alike;
+#: The ways a colour morph's GIF may be put on 256 colours (the study shows colour morphs as
+#: lossless WebP without a palette, ``morph_webp(palette=None)``): the palette by median cut over all frames alike;
 #: over all frames with the last frame weighted as much as all the others together (refined by 3
 #: k-means passes), so the frame that ends on the decision boundary keeps its colours best; and
 #: both with Floyd-Steinberg error diffusion, which keeps each region's mean colour at the price
@@ -298,7 +301,7 @@ def _colour_frames(
 def quantise_frames(
     frames: Tensor | np.ndarray | Sequence[Tensor], *, palette: str = "shared", dither: bool = False
 ) -> np.ndarray:
-    """Colour frames ``(T, 3, H, W)`` as the morph's GIF and WebP show them: quantised to one
+    """Colour frames ``(T, 3, H, W)`` as the morph's GIF (and a WebP with a ``palette``) shows them: quantised to one
     shared 256-colour palette (see :data:`COLOUR_OPTIONS`), as float32 ``(T, 3, H, W)``
     multiples of 1/255."""
     return np.stack(
@@ -339,11 +342,16 @@ def morph_webp(
     duration_ms: int = 120,
     hold_first_ms: int = 700,
     hold_last_ms: int = 1200,
-    palette: str = "shared",
+    palette: str | None = "shared",
     dither: bool = False,
 ) -> bytes:
-    """Looping animated lossless WebP of a morph ``(T, 1, H, W)``, or ``(T, 3, H, W)`` written
-    from the same palette-quantised frames as the GIF (same ``palette`` and ``dither``)."""
+    """Looping animated lossless WebP of a morph ``(T, 1, H, W)`` or ``(T, 3, H, W)``.
+
+    Colour frames: ``palette=None`` writes the unquantised 8-bit frames (what a study shows:
+    :func:`decode_animation_frames` gives back exactly ``round(255 * clip(frame, 0, 1)) / 255``);
+    a ``palette`` (with ``dither``, :data:`COLOUR_OPTIONS`) writes the same palette-quantised
+    frames as :func:`morph_gif`. Grey frames are exact either way.
+    """
     return _animation(
         frames,
         "WEBP",

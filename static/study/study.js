@@ -257,6 +257,8 @@
         legendView(f.legend),
         h("figcaption", {}, f.kind === "gad" ? gadCaption(s) : fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: f.correct_label })))));
     } else if ((f.kind === "cdeepex" || f.kind === "xgems") && (a.webp || a.gif)) {
+      // The file the gate decoded: grey morphs have an exact GIF (shown) and WebP; colour morphs
+      // have only their lossless WebP (a GIF's 256 colours would move the morph off the boundary).
       const src = a.gif || a.webp;
       const anim = h("img", { src, alt: gettext("Animation: this symbol changes step by step towards the other symbol"), id: "morph" });
       // Played to its end: one loop of visible time after it loads (a replay loads it again).

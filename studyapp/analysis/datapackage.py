@@ -44,6 +44,7 @@ from studyapp.analysis.sources import run_analysis, study_source
 from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
 from studyapp.studies import codebook, exports
 from studyapp.studies.models import Study
+from studyapp.studies.steps import registry
 
 PSYCH_DS_VERSION = "Psych-DS 0.1.0"
 
@@ -213,7 +214,7 @@ def _resource(name: str, path: str, content: bytes, **more) -> dict:
 def package_files(study: Study, *, ids: str = "hash", created: datetime | None = None) -> dict[str, bytes]:
     """Every file of the package, path -> bytes (``datapackage.json`` first)."""
     created = created or datetime.now(UTC)
-    extra = codebook.study_entries(study)
+    extra = registry.study_entries(study)
     files: dict[str, bytes] = {}
     resources: list[dict] = []
     tables: dict[str, list[codebook.Column]] = {}

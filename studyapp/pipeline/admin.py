@@ -277,7 +277,7 @@ class ExplanationInline(admin.TabularInline):
 
     @admin.display(description="Preview")
     def preview(self, obj: ExplanationAsset) -> str:
-        path = obj.files.get("gif") or obj.files.get("overlay") or next(iter(obj.files.values()), "")
+        path = obj.files.get("gif") or obj.files.get("webp") or obj.files.get("overlay") or next(iter(obj.files.values()), "")
         return format_html('<img src="{}" style="height:84px;image-rendering:pixelated">', media_url(path)) if path else "-"
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -4,8 +4,10 @@
 per stimulus, its files (role -> media path) and its :class:`explainers.metrics.Validity`.
 :func:`explanations_compute` turns those into :class:`ExplanationAsset` rows and
 :func:`precompute_job_refresh` recounts a job's progress from them. Called by the Celery tasks
-(``tasks.explain_batch``) and by tests; the web side that plans and queues the work is
-:mod:`studyapp.pipeline.precompute`.
+(``tasks.explain_batch``, with the parameters the job planned) and by tests; the web side that
+plans and queues the work is :mod:`studyapp.pipeline.precompute`, and the parameters and their
+hash are :mod:`studyapp.pipeline.params` (no torch there; torch is imported here only inside the
+functions that compute).
 
 APEM on every heatmap (:data:`HEATMAP_METHODS`): each stored heatmap (each x-feature map of an
 XNN asset) is scored by :class:`explainers.apem.APEM` on the classifier it explains, in one
@@ -19,10 +21,12 @@ a reason, like the other gates. The APEM settings are part of the asset paramete
 the colour map the heatmaps are drawn in (``params["colormap"]``, ``config.heatmap_colormap``).
 
 Morphs (:func:`_morph_outputs`, CDeepEx and its xGEMs ablation) are validated *as displayed*:
-the stored GIF and WebP are decoded as a browser would (Pillow), downsampled back to the
+the files the page shows are decoded as a browser would (Pillow), downsampled back to the
 classifier's input size (the inverse of the nearest upscaling by ``gate["scale"]``: 8 at 28 px,
-about 224 px on screen for other sizes), colour morphs in colour (one shared palette), re-run
-through the classifier, and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
+about 224 px on screen for other sizes) and re-run through the classifier: grey morphs from
+their GIF (shown) and WebP, which must decode alike; colour morphs from their only file, a
+lossless WebP of the unquantised 8-bit frames (a GIF's 256 colours would move the last frame
+off the boundary), and the gate (:func:`explainers.metrics.displayed_morph_validity`, with
 the tolerances in ``params["gate"]``) and the stored metrics are those of the decoded frames.
 The gate is per method: CDeepEx must end on the boundary with {true, probe} on top, never
 cross to the probe side, shrink the gap monotonically and fit z0; xGEMs must only end on the
@@ -48,7 +52,6 @@ settings) in the worker process, so a job's batches train them once per pair.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Callable
@@ -57,100 +60,26 @@ from functools import partial
 import numpy as np
 from django.db import transaction
 
-from studyapp.pipeline import loading
+from studyapp.pipeline import loading, selectors
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus, TrainedModel
-from studyapp.pipeline.storage import media_path, store_bytes
 
-#: Study B's methods: stimuli are explained per data set, each with its own classifier.
-CLUSTERING_METHODS = (
-    ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT, ExplanationAsset.Method.XNN,
+# The parameters are the web side's (studyapp.pipeline.params, no torch); these names stay
+# importable from here for callers outside the pipeline.
+from studyapp.pipeline.params import (  # noqa: F401
+    CLUSTERING_METHODS,
+    GAD_DEFAULTS,
+    HEATMAP_METHODS,
+    MORPH_SCALE,
+    explanation_params,
+    morph_gate,
+    params_hash,
 )
-
-#: Methods whose assets are heatmaps: each gets its APEM (see the module docstring).
-HEATMAP_METHODS = (
-    ExplanationAsset.Method.GRADCAM, ExplanationAsset.Method.EXCITATION_BP, ExplanationAsset.Method.DEEPLIFT,
-    ExplanationAsset.Method.XNN, ExplanationAsset.Method.GAD,
-)
-
-#: GAD settings (``Study.config["gad"]`` overrides them). Cheap on purpose: the support models are
-#: fine-tuned on ``n_train`` training images of the pair (half per class, seeded) for ``epochs``
-#: passes (explainers.gad's defaults); ``alphas`` are the paper's.
-GAD_DEFAULTS: dict = {
-    "method": "integrated_gradients", "keep": 0.5, "among": "nonzero", "ig_steps": 20,
-    "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
-}
-
-#: Nearest-neighbour upscaling of a 28 px morph on screen (224 px; other sizes: about 224 px,
-#: ``loading.display_scale``), and the gate's recon limit.
-MORPH_SCALE = 8
-MORPH_RECON_THRESHOLD = 0.3
+from studyapp.pipeline.storage import store_bytes
 
 #: One stimulus's output: its files (role -> media path) and its validity.
 Output = tuple[dict[str, str], object]
 Compute = Callable[[list[Stimulus], dict], list[Output]]
-
-
-def params_hash(params: dict) -> str:
-    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
-
-
-def explanation_params(*, study, method: str) -> dict:
-    """Everything that determines an explanation; part of the asset's identity."""
-    config = study.parsed_config
-    params: dict = {"method": method, "classifier_id": config.classifier_id}
-    if method in (ExplanationAsset.Method.CDEEPEX, ExplanationAsset.Method.XGEMS):
-        params["generator_id"] = config.generator_id
-        params["seed"] = config.explain_seed
-        params["cdeepex"] = config.cdeepex
-        params["gate"] = morph_gate(config.cdeepex, config.morph_floor, image_shape=_classifier_image_shape(config.classifier_id))
-    if method == ExplanationAsset.Method.GRADCAM:
-        params["target"] = config.gradcam_target
-        layer = _gradcam_layer(config)
-        if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
-            params["layer"] = layer
-    clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
-    if clustering:
-        params.pop("classifier_id")
-        params["models"] = config.models
-    if method == ExplanationAsset.Method.GAD:
-        parsed = study.parsed_config
-        params["gad"] = {**GAD_DEFAULTS, **parsed.gad}
-        if not clustering:
-            params["classes"] = list(study.classes)
-    if method in HEATMAP_METHODS:
-        parsed = study.parsed_config
-        params["apem"] = {"floor": parsed.apem_floor, "ceiling": parsed.apem_ceiling, "search": parsed.apem_search}
-        params["colormap"] = parsed.heatmap_colormap
-    return params
-
-
-def _classifier_image_shape(classifier_id: int | None) -> tuple[int, int, int]:
-    """The images of the study's classifier's data set (28x28 grey until a classifier is chosen)."""
-    row = TrainedModel.objects.select_related("dataset").filter(pk=classifier_id).first() if classifier_id else None
-    if row is None or not media_path(row.dataset.file).is_file():  # no data yet: the published studies' images
-        return (1, 28, 28)
-    return loading.dataset_image_shape(row.dataset)
-
-
-#: How colour morphs are written (recorded in the gate of colour morphs): see explainers.render.
-COLOUR_RENDERING = (
-    "256-colour palettes (median cut); WebP lossless from the same quantised frames; palette options tried "
-    "in turn until the shown morph passes: one palette per frame, one shared by all frames, shared with the "
-    "last frame weighted, the shared ones again with Floyd-Steinberg diffusion "
-    "(explainers.render.COLOUR_OPTIONS; metrics.palette_option)"
-)
-
-
-def _gradcam_layer(config) -> str | None:
-    """The study's ``gradcam_layer``, else the layer its classifier was registered with (None: the
-    classifier's own ``features_layer`` or the last convolution, found by the worker)."""
-    if config.gradcam_layer is not None:
-        return config.gradcam_layer
-    if config.classifier_id is None:
-        return None
-    metadata = TrainedModel.objects.filter(pk=config.classifier_id).values_list("metadata", flat=True).first() or {}
-    return metadata.get("gradcam_layer")
 
 
 def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
@@ -158,25 +87,6 @@ def _refused(stimuli: list[Stimulus], reason: str) -> list[Output]:
     from explainers import metrics
 
     return [({}, metrics.Validity(False, [reason], {}, ["unsupported"])) for _ in stimuli]
-
-
-def morph_gate(overrides: dict, morph_floor: float | None, *, image_shape: tuple[int, int, int] = (1, 28, 28)) -> dict:
-    """The tolerances of a morph's gate: the optimiser's own ``eq_tol`` for the boundary, the
-    crossover and the monotonicity (so a converged morph passes as displayed), and the floor;
-    with how the morph is shown: its upscaling (about 224 px on screen, :data:`MORPH_SCALE` at
-    28 px) and, for colour images, the palette (so colour assets record how they were judged).
-    The gate of 28x28 grey morphs is the same dict as before colour existed (same hash)."""
-    from explainers.cdeepex import CDeepExConfig
-
-    tol = float(CDeepExConfig(**overrides).eq_tol)
-    channels, size = image_shape[0], image_shape[-1]
-    gate = {
-        "llh_tol": tol, "cross_tol": tol, "mono_tol": tol, "recon_threshold": MORPH_RECON_THRESHOLD,
-        "morph_floor": morph_floor, "scale": loading.display_scale(size), "decoded": "gif+webp",
-    }
-    if channels == 3:
-        gate["colour"] = COLOUR_RENDERING
-    return gate
 
 
 # -- APEM on every heatmap -----------------------------------------------------------------------
@@ -286,68 +196,54 @@ def _morph_outputs(stimuli: list[Stimulus], params: dict, *, inequality: bool) -
     )
     gate = params.get("gate") or morph_gate(params["cdeepex"], None, image_shape=tuple(images.shape[1:]))
     scale = int(gate["scale"])
-    channels = int(images.shape[1])  # colour frames are decoded in colour (one shared palette, see render)
-    # colour: the palette options to try in turn until the shown morph passes (render.COLOUR_OPTIONS)
-    options: tuple = render.COLOUR_OPTIONS if channels == 3 else (None,)
+    channels = int(images.shape[1])
+    method = "cdeepex" if inequality else "xgems"
+    decoded = partial(render.decode_animation_frames, scale=scale, channels=channels)
 
-    def shown(i: int, option) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
-        how = {} if option is None else {"palette": option[0], "dither": option[1]}
-        gif = render.morph_gif(result.frames[i], scale=scale, **how)
-        webp = render.morph_webp(result.frames[i], scale=scale, **how)
-        decode = partial(render.decode_animation_frames, scale=scale, channels=channels)
-        return gif, webp, decode(gif), decode(webp)
+    def shown(i: int) -> tuple[dict[str, bytes], np.ndarray]:
+        """The files the page may show (role -> bytes, the one it shows first) and the frames the
+        browser decodes from the first.
+        Grey: GIF and WebP, both exact (the page shows the GIF); both are decoded and must agree.
+        Colour: only the lossless WebP of the 8-bit frames, no palette (a GIF's 256 colours move
+        the last frame off the boundary), so what is judged is what the optimiser stopped on."""
+        if channels == 3:
+            webp = render.morph_webp(result.frames[i], scale=scale, palette=None)
+            return {"webp": webp}, decoded(webp)
+        gif = render.morph_gif(result.frames[i], scale=scale)
+        return {"gif": gif, "webp": render.morph_webp(result.frames[i], scale=scale)}, decoded(gif)
 
-    def judge(i: int, frames_gif: np.ndarray, frames_webp: np.ndarray, llh):
-        pixel_change = float(np.abs(frames_gif[-1] - frames_gif[0]).mean())
-        latent = float((result.z_path[i, -1] - result.z0[i]).norm())
+    rendered = [shown(i) for i in range(len(stimuli))]
+    with torch.no_grad():  # the classifier on every decoded frame of the batch, in one pass
+        frames_all = torch.from_numpy(np.concatenate([frames for _, frames in rendered])).to(images.dtype)
+        llh_all = torch.log_softmax(classifier.eval()(frames_all), dim=1)
+    outputs: list[Output] = []
+    start = 0
+    for i, (files, frames) in enumerate(rendered):
+        llh = llh_all[start : start + len(frames)]
+        start += len(frames)
         validity = metrics.displayed_morph_validity(
             llh, true[i], probe[i], method=method, llh_tol=gate["llh_tol"], cross_tol=gate["cross_tol"],
             mono_tol=gate["mono_tol"], recon_error=float(result.z0_recon_error[i]),
-            recon_threshold=gate["recon_threshold"], pixel_change=pixel_change, latent_distance=latent,
-            morph_floor=gate["morph_floor"],
+            recon_threshold=gate["recon_threshold"], pixel_change=float(np.abs(frames[-1] - frames[0]).mean()),
+            latent_distance=float((result.z_path[i, -1] - result.z0[i]).norm()), morph_floor=gate["morph_floor"],
         )
-        if frames_gif.shape != frames_webp.shape or not np.array_equal(frames_gif, frames_webp):
-            validity.add("render_mismatch", "the stored GIF and WebP do not decode to the same frames")
-        return validity
-
-    def llh_of(frames: np.ndarray):
-        with torch.no_grad():
-            return torch.log_softmax(classifier.eval()(torch.from_numpy(frames).to(images.dtype)), dim=1)
-
-    first = [shown(i, options[0]) for i in range(len(stimuli))]
-    # the classifier on every decoded GIF frame of the batch, in one pass
-    llh_all = llh_of(np.concatenate([f[2] for f in first]))
-    method = "cdeepex" if inequality else "xgems"
-    outputs: list[Output] = []
-    start = 0
-    for i, (gif, webp, frames_gif, frames_webp) in enumerate(first):
-        llh = llh_all[start : start + len(frames_gif)]
-        start += len(frames_gif)
-        validity = judge(i, frames_gif, frames_webp, llh)
-        used = 0
-        for k in range(1, len(options)):
-            if validity.ok:
-                break
-            candidate = shown(i, options[k])
-            tried = judge(i, candidate[2], candidate[3], llh_of(candidate[2]))
-            if tried.ok:
-                (gif, webp, frames_gif, frames_webp), validity, used = candidate, tried, k
+        for role, data in list(files.items())[1:]:  # any other file the page may show decodes to them too
+            other = decoded(data)
+            if other.shape != frames.shape or not np.array_equal(other, frames):
+                validity.add("render_mismatch", f"the stored {role.upper()} does not decode to the frames judged")
         validity.numbers |= {
             "converged": float(bool(result.converged[i])), "steps": float(result.steps[i]),
             "evaluations": float(result.evaluations[i]),
             "path_overshoot": float(result.path_overshoot[i]) if result.path_overshoot is not None else math.nan,
             "optimiser_llh_gap": float(result.eq_residual[i]),
         }
-        if options[0] is not None:  # colour: which palette option is shown (render.COLOUR_OPTIONS)
-            validity.numbers["palette_option"] = float(used)
-        difference = torch.from_numpy(frames_gif[-1] - frames_gif[0])
-        files = {
-            "gif": store_bytes(gif, ext="gif"),
-            "webp": store_bytes(webp, ext="webp"),
+        difference = torch.from_numpy(frames[-1] - frames[0])
+        stored = {role: store_bytes(data, ext=role) for role, data in files.items()}
+        stored |= {
             "strip": store_bytes(render.frames_strip_png(result.frames[i], scale=scale), ext="png"),
             "difference": store_bytes(render.difference_png(images[i], difference, scale=scale), ext="png"),
         }
-        outputs.append((files, validity))
+        outputs.append((stored, validity))
     return outputs
 
 
@@ -544,8 +440,13 @@ COMPUTE: dict[str, Compute] = {
 }
 
 
-def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[ExplanationAsset]:
+def explanations_compute(*, stimulus_ids: list[int], method: str, params: dict | None = None) -> list[ExplanationAsset]:
     """Compute, render, validate and store one method's explanations for a batch of stimuli.
+
+    ``params``: the parameters the job was planned with (the Celery task passes them, from the
+    job's plan: ``selectors.job_params``), so a job's work is stored under its own hash even when
+    the study's configuration changed since; None: the study's current ones (tests, the
+    clustering preparation, benchmarks).
 
     Idempotent: stimuli that already have an asset for these parameters are skipped, and files
     are content-addressed, so a retried or re-delivered task produces no duplicate.
@@ -553,12 +454,12 @@ def explanations_compute(*, stimulus_ids: list[int], method: str) -> list[Explan
     stimuli = list(Stimulus.objects.filter(pk__in=stimulus_ids).select_related("study", "classifier", "dataset").order_by("position"))
     if not stimuli:
         return []
-    study = stimuli[0].study
-    params = explanation_params(study=study, method=method)
+    if params is None:
+        params = explanation_params(study=stimuli[0].study, method=method)
+    elif params.get("method") != method:
+        raise PipelineError(f"The parameters given are those of {params.get('method')!r}, not of {method!r}.")
     phash = params_hash(params)
-    done = set(
-        ExplanationAsset.objects.filter(stimulus__in=stimuli, method=method, params_hash=phash).values_list("stimulus_id", flat=True)
-    )
+    done = selectors.stimuli_with_asset(method=method, params_hash=phash, stimulus_ids=[s.pk for s in stimuli])
     todo = [s for s in stimuli if s.pk not in done]
     if not todo:
         return list(ExplanationAsset.objects.filter(stimulus__in=stimuli, method=method, params_hash=phash))
@@ -595,11 +496,7 @@ def precompute_job_refresh(*, job_id: int, failed_batch: str = "") -> Precompute
     """Recount a job's progress from the assets that exist (so a re-delivered task never double-counts)."""
     with transaction.atomic():
         job = PrecomputeJob.objects.select_for_update().get(pk=job_id)
-        done = 0
-        for batch in job.plan:
-            done += ExplanationAsset.objects.filter(
-                stimulus_id__in=batch["stimuli"], method=batch["method"], params_hash=batch["params_hash"]
-            ).count()
+        done = selectors.job_done(plan=job.plan)
         job.done = done
         if failed_batch and failed_batch not in job.message:
             job.failed += 1

@@ -1,8 +1,11 @@
 """Web side of the precompute: plan a study's missing explanations, queue them, resume a job.
 
 The caller says which methods the study shows (``studies.selectors.study_methods``): the
-pipeline knows how to compute an explanation, not which arms need one. The work itself runs on
-a Celery worker (``tasks.explain_batch`` -> :mod:`studyapp.pipeline.explain`).
+pipeline knows how to compute an explanation, not which arms need one. The parameters of each
+method are computed here, once, when the job is planned (:mod:`studyapp.pipeline.params`, no
+torch) and kept in the job's plan with their hash; each Celery task carries the hash and the
+worker (``tasks.explain_batch`` -> :mod:`studyapp.pipeline.explain`) computes with the job's
+parameters, so a configuration changed mid-job does not leave the job short.
 """
 
 from __future__ import annotations
@@ -15,53 +18,65 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from studyapp.pipeline import tasks
-from studyapp.pipeline.explain import explanation_params, params_hash
-from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus
+from studyapp.pipeline import selectors, tasks
+from studyapp.pipeline.models import PrecomputeJob, Stimulus
+from studyapp.pipeline.params import explanation_params, params_hash
 
 log = logging.getLogger(__name__)
 
 
-def plan(*, study, methods: Iterable[str]) -> list[tuple[str, list[int]]]:
-    """(method, stimulus ids) batches still missing an asset for the current parameters."""
+def _work(*, study, methods: Iterable[str]) -> list[dict]:
+    """The plan's batches: ``{"method", "params_hash", "params", "stimuli"}`` for the stimuli still
+    missing an asset for the method's current parameters, ``explain_batch`` at a time."""
     batch = study.parsed_config.explain_batch
     ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
     work = []
     for method in methods:
-        phash = params_hash(explanation_params(study=study, method=method))
-        have = set(
-            ExplanationAsset.objects.filter(stimulus__study=study, method=method, params_hash=phash).values_list("stimulus_id", flat=True)
-        )
+        params = explanation_params(study=study, method=method)
+        phash = params_hash(params)
+        have = selectors.stimuli_with_asset(study=study, method=method, params_hash=phash)
         missing = [i for i in ids if i not in have]
-        work += [(method, missing[k : k + batch]) for k in range(0, len(missing), batch)]
+        work += [
+            {"method": method, "params_hash": phash, "params": params, "stimuli": missing[k : k + batch]}
+            for k in range(0, len(missing), batch)
+        ]
     return work
+
+
+def plan(*, study, methods: Iterable[str]) -> list[tuple[str, list[int]]]:
+    """(method, stimulus ids) batches still missing an asset for the current parameters."""
+    return [(b["method"], b["stimuli"]) for b in _work(study=study, methods=methods)]
 
 
 def start(*, study, methods: Iterable[str]) -> PrecomputeJob:
     """Queue the missing explanations of ``methods`` as Celery tasks (after commit).
 
-    Resumable: only what is missing is queued, so running it again is harmless.
+    Resumable: only what is missing is queued, so running it again is harmless. The job keeps
+    each batch's parameters and their hash; the tasks carry the hash.
     """
-    work = plan(study=study, methods=methods)
+    work = _work(study=study, methods=methods)
     job = PrecomputeJob.objects.create(
-        study=study, kind=PrecomputeJob.Kind.EXPLAIN, total=sum(len(ids) for _, ids in work),
-        plan=[{"method": m, "params_hash": params_hash(explanation_params(study=study, method=m)), "stimuli": ids} for m, ids in work],
+        study=study, kind=PrecomputeJob.Kind.EXPLAIN, total=sum(len(b["stimuli"]) for b in work),
+        plan=work,
         status=PrecomputeJob.Status.QUEUED if work else PrecomputeJob.Status.DONE,
         message="" if work else "Nothing to do: every stimulus has its explanations.",
     )
-    for method, ids in work:
-        transaction.on_commit(lambda m=method, i=ids: enqueue(job_id=job.pk, method=m, stimulus_ids=i))
+    for b in work:
+        transaction.on_commit(
+            lambda m=b["method"], i=b["stimuli"], h=b["params_hash"]: enqueue(job_id=job.pk, method=m, stimulus_ids=i, params_hash=h)
+        )
     return job
 
 
-def enqueue(*, job_id: int, method: str, stimulus_ids: list[int]) -> None:
-    """Send one batch to the broker; if it is down, say so on the job instead of failing the request.
+def enqueue(*, job_id: int, method: str, stimulus_ids: list[int], params_hash: str) -> None:
+    """Send one batch, with the hash of the job's parameters, to the broker; if it is down, say so
+    on the job instead of failing the request.
 
     Call it after commit (:func:`start` does): the worker must find the job's rows.
     """
     try:
         tasks.explain_batch.apply_async(
-            (job_id, method, stimulus_ids), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
+            (job_id, method, stimulus_ids, params_hash), retry=True, retry_policy={"max_retries": 2, "interval_start": 0.2}
         )
     except Exception as exc:
         log.error("Could not queue %s for job %s: %s", method, job_id, exc)
@@ -82,14 +97,10 @@ def resume(*, job_id: int) -> int:
         return 0
     queued = 0
     for batch in job.plan:
-        have = set(
-            ExplanationAsset.objects.filter(
-                stimulus_id__in=batch["stimuli"], method=batch["method"], params_hash=batch["params_hash"]
-            ).values_list("stimulus_id", flat=True)
-        )
+        have = selectors.stimuli_with_asset(method=batch["method"], params_hash=batch["params_hash"], stimulus_ids=batch["stimuli"])
         missing = [i for i in batch["stimuli"] if i not in have]
         if missing:
-            enqueue(job_id=job.pk, method=batch["method"], stimulus_ids=missing)
+            enqueue(job_id=job.pk, method=batch["method"], stimulus_ids=missing, params_hash=batch["params_hash"])
             queued += len(missing)
     return queued
 

@@ -2,11 +2,53 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import numpy as np
 from django.db.models import Count, Q
 
 from studyapp.pipeline import loading
+from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import ExplanationAsset, PrecomputeJob, Stimulus
+from studyapp.pipeline.params import params_hash as hash_of
+
+
+def stimuli_with_asset(*, method: str, params_hash: str, study=None, stimulus_ids: Iterable[int] | None = None) -> set[int]:
+    """The ids of the stimuli (of ``study``, or among ``stimulus_ids``) that already have an
+    asset for ``(method, params_hash)``, valid or refused: the one question of planning a job,
+    resuming it, skipping done work in the worker and counting a job's progress."""
+    if (study is None) == (stimulus_ids is None):
+        raise TypeError("stimuli_with_asset takes either a study or stimulus ids")
+    assets = ExplanationAsset.objects.filter(method=method, params_hash=params_hash)
+    assets = assets.filter(stimulus__study=study) if study is not None else assets.filter(stimulus_id__in=list(stimulus_ids or ()))
+    return set(assets.values_list("stimulus_id", flat=True))
+
+
+def job_done(*, plan: list[dict]) -> int:
+    """How many of a job's planned explanations exist: one query per (method, parameters)."""
+    planned: dict[tuple[str, str], set[int]] = {}
+    for batch in plan:
+        planned.setdefault((batch["method"], batch["params_hash"]), set()).update(batch["stimuli"])
+    return sum(
+        len(stimuli_with_asset(method=method, params_hash=phash, stimulus_ids=ids)) for (method, phash), ids in planned.items()
+    )
+
+
+def job_params(*, job_id: int, method: str, params_hash: str | None) -> dict | None:
+    """The parameters job ``job_id`` planned for ``method`` under ``params_hash`` (what its worker
+    computes with). None for a message without a hash or a job planned before plans kept their
+    parameters: the worker then takes the study's current ones, as it did."""
+    if params_hash is None:
+        return None
+    plan = PrecomputeJob.objects.filter(pk=job_id).values_list("plan", flat=True).first()
+    if plan is None:
+        raise PipelineError(f"Precompute job {job_id} does not exist.")
+    for batch in plan:
+        if batch["method"] == method and batch["params_hash"] == params_hash and "params" in batch:
+            if hash_of(batch["params"]) != params_hash:
+                raise PipelineError(f"Precompute job {job_id}: the parameters stored for {method} do not match their hash.")
+            return batch["params"]
+    return None
 
 
 def explanation_summary(*, study) -> list[dict]:

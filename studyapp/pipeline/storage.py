@@ -49,10 +49,6 @@ def store_bytes(data: bytes, *, ext: str, folder: str = "assets") -> str:
     return relative
 
 
-def store_file(source: Path, *, ext: str, folder: str) -> str:
-    return store_bytes(Path(source).read_bytes(), ext=ext, folder=folder)
-
-
 @functools.lru_cache(maxsize=4096)
 def animation_ms(url: str) -> int | None:
     """One loop of a stored animation (GIF or WebP), in ms: the sum of its frames' durations, read
@@ -63,6 +59,10 @@ def animation_ms(url: str) -> int | None:
         return None
     try:
         with Image.open(media_path(url[len(prefix):])) as image:
-            return int(sum(frame.info.get("duration", 0) for frame in ImageSequence.Iterator(image)))
+            total = 0
+            for frame in ImageSequence.Iterator(image):
+                frame.load()  # a WebP frame's duration is read when the frame is decoded (a GIF's on seek)
+                total += frame.info.get("duration", 0)
+            return int(total)
     except (OSError, ValueError):
         return None

@@ -10,7 +10,7 @@ import logging
 
 from celery import shared_task
 
-from studyapp.pipeline import explain, training
+from studyapp.pipeline import explain, selectors, training
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
     acks_late=True,
     reject_on_worker_lost=True,
 )
-def explain_batch(self, job_id: int, method: str, stimulus_ids: list[int]) -> int:
+def explain_batch(self, job_id: int, method: str, stimulus_ids: list[int], params_hash: str | None = None) -> int:
+    """One batch of a precompute job, under the parameters the job planned for ``params_hash``
+    (a message queued before tasks carried the hash: the study's current parameters)."""
     try:
-        assets = explain.explanations_compute(stimulus_ids=stimulus_ids, method=method)
+        params = selectors.job_params(job_id=job_id, method=method, params_hash=params_hash)
+        assets = explain.explanations_compute(stimulus_ids=stimulus_ids, method=method, params=params)
     except Exception as exc:
         if self.request.retries >= self.max_retries:
             explain.precompute_job_refresh(

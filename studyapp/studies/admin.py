@@ -47,6 +47,7 @@ from studyapp.studies.models import (
     StudyVersion,
     TrialAnswer,
 )
+from studyapp.studies.steps import registry
 
 
 def _type_of(schema: dict, defs: dict) -> str:
@@ -391,13 +392,13 @@ class StudyAdmin(admin.ModelAdmin):
             "readiness": selectors.study_readiness(study=study),
             "fill": selectors.arm_fill(study=study),
             "order_fill": selectors.order_fill(study=study),
-            "steps": selectors.step_histogram(study=study),
+            "steps": registry.step_histogram(study=study),
             "explanations": pipeline_selectors.explanation_summary(study=study),
             "invalid": pipeline_selectors.invalid_explanations(study=study)[:50],
             "job": pipeline_selectors.latest_job(study=study),
             "broker": pipeline_selectors.broker_status(timeout=0.5),
             "participants": [
-                {"p": p, "step": p.current_step["kind"], "index": p.step_index, "n": len(p.plan)} for p in participants
+                {"p": p, "step": registry.kind_of(p.current_step), "index": p.step_index, "n": len(p.plan)} for p in participants
             ],
             "participant_url": request.build_absolute_uri(reverse("study", kwargs={"study_code": study.public_code})),
             "sequential": looks.dashboard_context(study=study),

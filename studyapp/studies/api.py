@@ -260,59 +260,66 @@ class EnterView(ParticipantView):
         return self.state_response(participant, code=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
 
-class ContinueView(ParticipantView):
+class StepView(ParticipantView):
+    """An answer to a step: the request names the step and the action (`services.ACTIONS`); the
+    step's class validates, stores and shapes the response (`studyapp.studies.steps`)."""
+
+    action = ""
+    serializer_class: type[serializers.Serializer] | None = None
+
+    def answer(self, request: Request, study_code: str, step: int) -> Response:
+        run = access.access_run(request, study_code)
+        data = _valid(self.serializer_class, request) if self.serializer_class else {}
+        done = services.step_submit(participant=run, step_index=step, action=self.action, payload=data)
+        # The response is built only now, after the answer's transaction has committed, from the
+        # run as the write left it (a trial's feedback from the saved answer).
+        return self.state_response(done.participant, answer=done.answer, **done.extra)
+
+
+class ContinueView(StepView):
+    action = "continue"
+
     @extend_schema(request=None, responses={200: State, **ERRORS})
     def post(self, request: Request, study_code: str, step: int) -> Response:
-        participant, moved = services.step_continue(participant=access.access_run(request, study_code), step_index=step)
-        # A step just moved onto has nothing saved yet; a replay is read as it is.
-        return self.state_response(participant, answer=None if moved else state.UNKNOWN)
+        return self.answer(request, study_code, step)
 
 
-class AnswerView(ParticipantView):
+class AnswerView(StepView):
+    action, serializer_class = "answer", AnswerSerializer
+
     @extend_schema(request=AnswerSerializer, responses={200: State, **ERRORS})
     def post(self, request: Request, study_code: str, step: int) -> Response:
-        run = access.access_run(request, study_code)
-        data = _valid(AnswerSerializer, request)
-        answer = services.trial_submit_answer(
-            participant=run, step_index=step, stimulus_id=data["stimulus"], choice=data["choice"],
-            client_ms=data.get("client_ms"),
-        )
-        # The feedback (and the label) is built only now, after the answer's transaction has
-        # committed, from the saved answer and the participant as the write left it.
-        return self.state_response(
-            answer.participant, answer=answer, saved={"trial": answer.trial_index, "answered_at": answer.answered_at}
-        )
+        return self.answer(request, study_code, step)
 
 
-class QuestionsView(ParticipantView):
+class QuestionsView(StepView):
+    action, serializer_class = "questions", QuestionsSerializer
+
     @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
     def post(self, request: Request, study_code: str, step: int) -> Response:
-        run = access.access_run(request, study_code)
-        data = _valid(QuestionsSerializer, request)
-        return self.state_response(services.question_submit(participant=run, step_index=step, answers=data["answers"]))
+        return self.answer(request, study_code, step)
 
 
 class GroupingSerializer(serializers.Serializer):
     assignment = serializers.DictField(child=serializers.IntegerField(min_value=0, max_value=99))
 
 
-class GroupingView(ParticipantView):
+class GroupingView(StepView):
+    action, serializer_class = "grouping", GroupingSerializer
+
     @extend_schema(request=GroupingSerializer, responses={200: State, **ERRORS})
     def post(self, request: Request, study_code: str, step: int) -> Response:
-        run = access.access_run(request, study_code)
-        data = _valid(GroupingSerializer, request)
-        grouping = services.grouping_submit(participant=run, step_index=step, assignment=data["assignment"])
-        return self.state_response(grouping.participant)
+        return self.answer(request, study_code, step)
 
 
-class CheckView(ParticipantView):
+class CheckView(StepView):
     """The comprehension quiz and catch items: ``{"answers": {key: option index}}``."""
+
+    action, serializer_class = "check", QuestionsSerializer
 
     @extend_schema(request=QuestionsSerializer, responses={200: State, **ERRORS})
     def post(self, request: Request, study_code: str, step: int) -> Response:
-        run = access.access_run(request, study_code)
-        data = _valid(QuestionsSerializer, request)
-        return self.state_response(services.check_submit(participant=run, step_index=step, answers=data["answers"]))
+        return self.answer(request, study_code, step)
 
 
 class TimeExtendView(ParticipantView):

@@ -12,8 +12,9 @@ CSV cell (`Column.check`, for the import).
 - `PATTERNS`: the columns whose names carry a number or a key: the wide export's per-trial
   ``correct_<n>`` and ``rt_ms_<n>`` and the answers to the questions every design asks
   (``feedback_rating``, ``confidence:<stage>[:<dataset>]``, ``agent_rating:<agent>``).
-- `study_entries`: what one study adds: its arm names as the allowed values of ``arm`` and the
-  questions its participants were asked (from their plans), each with its options.
+- `study_entries`: what one study adds: its arm names as the allowed values of ``arm``; the
+  columns its participants' steps filled (the questions they were asked, each with its options)
+  are the steps' own (`studyapp.studies.steps.registry.study_entries`).
 
 `columns` resolves a header and raises `MissingEntry` naming every column without an entry, so a
 column added to an export without a dictionary entry fails the data package's test.
@@ -380,7 +381,8 @@ def question_column(question: Mapping) -> Column:
 
 
 def study_entries(study: Study) -> dict[str, Column]:
-    """What one study adds to the dictionary: its arms and the questions its plans asked."""
+    """What one study adds to the dictionary of itself: its arms and its rating scale (what its
+    plans' steps add is theirs: `studyapp.studies.steps.registry.study_entries`)."""
     arms = tuple(study.arms.order_by("position", "pk").values_list("name", flat=True))
     out = {"arm": replace(ARM, values=arms)}
     if study.rating_scale:
@@ -388,11 +390,6 @@ def study_entries(study: Study) -> dict[str, Column]:
             "feedback_rating", f"Answer to: {study.rating_question}", type="integer",
             coding=tuple((i + 1, str(label)) for i, label in enumerate(study.rating_scale)),
         )
-    for plan in Participant.objects.filter(study=study).values_list("plan", flat=True).iterator():
-        for step in plan or []:
-            if step.get("kind") == "questions":
-                for question in step.get("questions", []):
-                    out.setdefault(question["key"], question_column(question))
     return out
 
 

@@ -35,8 +35,10 @@ def deadline(p: Participant) -> tuple[datetime, str] | None:
     if limits.total_minutes is not None and p.started_at:
         times = 1 + extensions_used(p, "study")
         found.append((p.started_at + timedelta(minutes=limits.total_minutes * times), "study"))
-    kind = p.plan[p.step_index]["kind"] if 0 <= p.step_index < len(p.plan) else ""
-    minutes = limits.step_minutes.get(kind)
+    # ``step_minutes`` is keyed by the kinds' names: a lookup by the stored step's name, not a
+    # switch (read here, since the step classes use this module and may not be imported back).
+    step = p.plan[p.step_index] if 0 <= p.step_index < len(p.plan) else {}
+    minutes = limits.step_minutes.get(step.get("kind", "") if isinstance(step, dict) else "")
     if minutes is not None and p.step_shown_at:
         times = 1 + extensions_used(p, "step")
         found.append((p.step_shown_at + timedelta(minutes=minutes * times), "step"))

@@ -56,7 +56,7 @@ from django.utils import timezone
 
 import studyapp
 from studyapp.pipeline.models import ExplanationAsset, Stimulus, TrainedModel
-from studyapp.studies import facts, plans
+from studyapp.studies import facts
 from studyapp.studies.models import (
     CheckAnswer,
     Grouping,
@@ -67,6 +67,8 @@ from studyapp.studies.models import (
     TrialAnswer,
 )
 from studyapp.studies.selectors import FEEDBACK_METHOD
+from studyapp.studies.steps import registry
+from studyapp.studies.steps.base import ShownTimes
 
 ID_MODES = ("keep", "drop", "hash")
 KINDS = ("tidy", "wide", "groupings", "events", "checks")
@@ -191,7 +193,7 @@ def _version(p: Participant) -> int | str:
 
 
 def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None:
-    index = plans.trial_step(p.plan, trial_index)
+    index = registry.trial_step(p.plan, trial_index)
     return (p.plan[index].get("assets") or {}).get(FEEDBACK_METHOD.get(feedback)) if index is not None else None
 
 
@@ -221,14 +223,14 @@ class _Exposure:
 
     def __init__(self, study: Study, include_test: bool) -> None:
         where = _runs(study, include_test)
-        self.trial_shown = {
+        self.shown = ShownTimes()
+        self.shown.trial = {
             (pid, trial): shown for pid, trial, shown in TrialAnswer.objects.filter(**where).values_list("participant_id", "trial_index", "shown_at")
         }
-        self.step_shown: dict[tuple[int, int], object] = {}
         for model in (Grouping, CheckAnswer):
             for pid, step, shown in model.objects.filter(**where).values_list("participant_id", "step_index", "shown_at"):
-                self.step_shown.setdefault((pid, step), shown)
-        self.question_shown = {
+                self.shown.step.setdefault((pid, step), shown)
+        self.shown.question = {
             (pid, key): shown for pid, key, shown in QuestionAnswer.objects.filter(**where).values_list("participant_id", "key", "shown_at")
         }
         self.events: dict[tuple[int, int], list[tuple[str, dict]]] = {}
@@ -242,18 +244,10 @@ class _Exposure:
         nxt = step_index + 1
         if nxt >= len(p.plan):
             return None
-        step = p.plan[nxt]
-        if step["kind"] == "trial":
-            return self.trial_shown.get((p.pk, step["trial"]))
-        if step["kind"] in ("rating", "questions"):
-            keys = [step["key"]] + [q["key"] for q in step.get("questions", [])]
-            return next((self.question_shown[(p.pk, k)] for k in keys if self.question_shown.get((p.pk, k))), None)
-        if step["kind"] == "done":
-            return p.finished_at
-        return self.step_shown.get((p.pk, nxt))
+        return registry.step_of(p.plan[nxt]).shown_at(self.shown, p, nxt)
 
     def columns(self, p: Participant, a: TrialAnswer) -> dict:
-        step_index = plans.trial_step(p.plan, a.trial_index)
+        step_index = registry.trial_step(p.plan, a.trial_index)
         events = self.events.get((p.pk, step_index), []) if step_index is not None else []
         hidden_before = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and not e.get("answered"))
         hidden_after = sum(_ms(e.get("hidden_ms")) for k, e in events if k == "visible" and e.get("answered"))
@@ -508,7 +502,7 @@ def event_rows(*, study: Study, ids: str = "keep", include_test: bool = False) -
     for e in events.iterator(chunk_size=2000):
         p = e.participant
         plan = p.plan or []
-        step_kind = plan[e.step_index]["kind"] if 0 <= e.step_index < len(plan) else ""
+        step_kind = registry.kind_of(plan[e.step_index]) if 0 <= e.step_index < len(plan) else ""
         yield {
             "participant": p.code,
             "prolific_pid": _external(p.prolific_pid, ids),

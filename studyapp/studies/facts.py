@@ -39,13 +39,14 @@ Status = Participant.Status
 
 # Reached the end, and the time it took -------------------------------------------------------
 def reached_end(status: str, plan, step_index: int) -> bool:
-    """Whether the run reached the plan's ``done`` step (completed, or rejected after it)."""
+    """Whether the run reached the end of its plan (completed, or rejected there). Every plan ends
+    with the one step that completes the run (``designs.flows.draw_plan`` checks it), so a run at
+    the plan's last step has reached it."""
     if status == Status.COMPLETED:
         return True
     if status != Status.REJECTED or not isinstance(plan, list) or not plan:
         return False
-    step = plan[min(step_index, len(plan) - 1)]
-    return isinstance(step, dict) and step.get("kind") == "done"
+    return step_index >= len(plan) - 1
 
 
 def total_seconds(

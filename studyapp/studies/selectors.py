@@ -1,5 +1,5 @@
-"""Reads that cross relations: which methods a study needs, servable stimuli and sets, the plan,
-readiness, arm fill and where unfinished runs are; and what every participant request reads of a
+"""Reads that cross relations: which methods a study needs, servable stimuli and sets, readiness
+and arm fill; and what every participant request reads of a
 study's stimuli and assets, kept per process (:func:`study_content`).
 
 What the browser gets is built in `state`; the checks of submitted answers live in `validation`.
@@ -69,17 +69,6 @@ def dataset_class_counts(*, study: Study) -> dict[str, int]:
     """Clustering design: data set -> the number of classes its images come from (true labels)."""
     rows = Stimulus.objects.filter(study=study).values("group").annotate(n=Count("true_label", distinct=True))
     return {r["group"]: r["n"] for r in rows.order_by()}
-
-
-def study_plan(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> list[dict]:
-    """The plan of a new participant; ``order`` is the clustering design's counterbalancing cell."""
-    if study.design == Study.Design.CLUSTERING:
-        n_classes = {} if study.parsed_config.n_groups else dataset_class_counts(study=study)
-        return plans.clustering_plan(
-            study=study, sets=servable_sets(study=study), seed=seed, order=order, n_classes=n_classes
-        )
-    ids = list(servable_stimuli(study=study).values_list("pk", flat=True))
-    return plans.learning_plan(study=study, arm=arm, stimulus_ids=ids, seed=seed)
 
 
 def trial_answer(*, participant_id: int, trial_index: int) -> TrialAnswer | None:
@@ -173,21 +162,6 @@ def order_fill(*, study: Study) -> list[dict]:
     return out
 
 
-def step_histogram(*, study: Study) -> list[dict]:
-    """How many unfinished runs are at each step, split into active and stale (idle too long)."""
-    rows: dict[tuple[int, str], dict] = {}
-    for step_index, plan, slot in Participant.objects.filter(
-        study=study, status=Participant.Status.ACTIVE
-    ).annotate(slot=facts.slot_state(study, timezone.now())).values_list("step_index", "plan", "slot"):
-        step = plan[step_index]
-        label = step["kind"] + (f" {step['trial'] + 1}" if step["kind"] == "trial" else "") + (
-            f" {step['stage']}/{step['dataset']}" if step["kind"] == "grouping" else ""
-        )
-        row = rows.setdefault((step_index, label), {"step": step_index + 1, "label": label, "active": 0, "stale": 0})
-        row[slot] += 1
-    return [rows[k] for k in sorted(rows)]
-
-
 # ---------------------------------------------------------------------------------------------
 # What every participant request reads: a study's stimuli and valid assets, kept per process
 # ---------------------------------------------------------------------------------------------
@@ -267,7 +241,7 @@ def stimulus_facts(*, study: Study, stimulus_id: int) -> StimulusFacts:
 
 def valid_asset(*, study: Study, stimulus_id: int, method: str, pinned: int | None = None) -> AssetFacts | None:
     """The asset a run shows for a stimulus of ``study``: the one its plan pinned at enrolment
-    (``pinned``, see :func:`pin_assets`), else the newest valid asset of ``method``, or None.
+    (``pinned``, see `studyapp.studies.steps.registry.pin_assets`), else the newest valid asset of ``method``, or None.
 
     A study opens only when every stimulus it shows has one, so a miss here is rare: it is asked
     of the database, so that an asset made since the content was read is served at once.
@@ -293,26 +267,3 @@ def valid_asset(*, study: Study, stimulus_id: int, method: str, pinned: int | No
         )
         facts = _asset_facts(*row) if row else None
     return facts
-
-
-def pin_assets(*, study: Study, arm: Arm, plan: list[dict]) -> list[dict]:
-    """The plan with the explanation asset each step will show written into it (``"assets"``:
-    method -> asset id on a trial; stimulus id -> asset id on a grouping batch), so that what a
-    run is shown is fixed at enrolment: a later precompute (other parameters, new assets) does
-    not change a run in progress."""
-    stage_method = {plans.STAGE_HEATMAP: heatmap_method(study), plans.STAGE_XNN: ExplanationAsset.Method.XNN}
-    for step in plan:
-        if step["kind"] == "trial":
-            method = FEEDBACK_METHOD.get(arm.feedback)
-            asset = valid_asset(study=study, stimulus_id=step["stimulus"], method=method) if method else None
-            if asset is not None:
-                step["assets"] = {method: asset.pk}
-        elif step["kind"] == "grouping" and step.get("stage") in stage_method:
-            method = stage_method[step["stage"]]
-            pinned = {}
-            for pk in step["stimuli"]:
-                asset = valid_asset(study=study, stimulus_id=pk, method=method)
-                if asset is not None:
-                    pinned[str(pk)] = asset.pk
-            step["assets"] = pinned
-    return plan

@@ -20,30 +20,27 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from stats.clustering import purity
 from studyapp.lib.perf import prepared
-from studyapp.lib.perf.prepared import insert_one, update_one
-from studyapp.studies import endings, facts, plans, selectors, validation, versions
+from studyapp.lib.perf.prepared import update_one
+from studyapp.studies import endings, facts, plans, selectors, versions
+from studyapp.studies.designs import flows
 from studyapp.studies.errors import (
-    AlreadyAnswered,
     InvalidInput,
     NoParticipant,
     RunEnded,
     StudyFull,
     StudyUnavailable,
     TimedOut,
-    WrongStep,
 )
 from studyapp.studies.models import (
     Arm,
-    CheckAnswer,
-    Grouping,
     InteractionEvent,
     Participant,
-    QuestionAnswer,
     Study,
     TrialAnswer,
 )
+from studyapp.studies.steps import registry
+from studyapp.studies.steps.base import Flow, Submitted
 
 logger = logging.getLogger(__name__)
 _rng = secrets.SystemRandom()
@@ -148,8 +145,7 @@ def participant_enroll(
             arm = arm_choose(study=locked, now=now)
             code = secrets.token_urlsafe(16)
             order = order_choose(study=locked, now=now) if locked.design == Study.Design.CLUSTERING else ""
-            plan = selectors.study_plan(study=locked, arm=arm, seed=code, order=order or None)
-            plan = selectors.pin_assets(study=locked, arm=arm, plan=plan)
+            plan = flows.draw_plan(study=locked, arm=arm, seed=code, order=order or None)
             version = versions.current_version(study=locked)
             participant = Participant.objects.create(
                 study=locked,
@@ -250,24 +246,11 @@ def participant_end(*, participant: Participant, status: str, reason: str = "") 
 _OUTCOME_OF = {Participant.Status.FAILED_CHECKS: "failed_checks", Participant.Status.TIMED_OUT: "timed_out"}
 
 
-def _check_step(p: Participant, step_index: int, kind: str | tuple[str, ...]) -> dict:
-    kinds = (kind,) if isinstance(kind, str) else kind
-    if step_index != p.step_index:
-        raise WrongStep(
-            gettext("Step %(step)d is not your current step (%(current)d).") % {"step": step_index, "current": p.step_index},
-            participant=p,
-        )
-    step = p.current_step
-    if step["kind"] not in kinds:
-        raise WrongStep(gettext("Step %(step)d is a %(kind)s step.") % {"step": step_index, "kind": step["kind"]}, participant=p)
-    return step
-
-
 def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None) -> bool:
     """Move ``p`` (locked) to its next step, in one UPDATE. With ``answered_trial``, only if that
     trial's answer is saved, tested by the same statement; returns whether ``p`` moved."""
     values: dict = {"step_index": min(p.step_index + 1, len(p.plan) - 1), "step_shown_at": now, "last_seen_at": now}
-    if p.plan[values["step_index"]]["kind"] == "done" and p.status != Participant.Status.COMPLETED:
+    if registry.ends_run(p.plan[values["step_index"]]) and p.status != Participant.Status.COMPLETED:
         values.update(
             status=Participant.Status.COMPLETED,
             finished_at=now,
@@ -277,174 +260,53 @@ def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None
     return update_one(p, values, if_exists=answered)
 
 
-@_ending_timed_out_runs
-def step_continue(*, participant: Participant | int, step_index: int) -> tuple[Participant, bool]:
-    """Leave a step that needs no answer (instructions) or whose answer is saved (a trial's feedback).
-
-    Returns ``(participant, moved)``. Repeating the request for the step just left is harmless:
-    nothing changes (``moved`` is False). A trial is left only if its answer is saved: the update
-    that moves on tests that itself.
-    """
-    with transaction.atomic():
-        p = _lock(participant)
-        if step_index == p.step_index - 1 and p.plan[step_index]["kind"] in ("instructions", "trial"):
-            return p, False  # replay of the request that already moved on
-        step = _check_step(p, step_index, ("instructions", "trial"))
-        answered = step["trial"] if step["kind"] == "trial" else None
-        if not _advance(p, timezone.now(), answered_trial=answered):
-            raise InvalidInput(gettext("Answer this trial before moving on."))
-        return p, True
+#: The API's actions on a step: each answers the kinds of step whose class lists it in ``actions``.
+ACTIONS = ("continue", "answer", "questions", "grouping", "check")
 
 
 @_ending_timed_out_runs
-def trial_submit_answer(
-    *, participant: Participant | int, step_index: int, stimulus_id: object, choice: object, client_ms: object = None
-) -> TrialAnswer:
-    """Save a trial's answer; the feedback (and correct label) is revealed only after this commits.
+def step_submit(*, participant: Participant | int, step_index: int, action: str, payload: dict | None = None) -> Submitted:
+    """Answer step ``step_index`` of a run with one of `ACTIONS` (``payload``: the request's body).
 
-    An identical repeat of a saved answer returns the saved answer; a different second answer,
-    an answer to another step, or a tampered stimulus id is refused and changes nothing. Stored
-    exactly once: the participant's lock serialises a run's requests, and the unique constraint
-    on (participant, trial) refuses a second row, so an answer to the current trial is inserted
-    without looking first (a repeat fails the insert and is then compared with the saved one).
-    The returned answer's ``participant`` is the locked row, as the write left it.
-
-    ``choice`` is what the browser sent: an option's position in the study's class list (0, 1...;
-    the browser never sees a class id, see ``state.answer_options``); the answer stores the class id.
+    Locks the run, finds the step the request names and lets its class validate and store the
+    answer and move on (`studyapp.studies.steps`), all in one transaction: a request for a step
+    the run is not on, or of another kind than the action's, is refused (``WrongStep``) unless
+    the step's replay rule says it repeats what left that step. A write refused by a unique
+    constraint (a concurrent repeat: the transaction has rolled back) is the step's to judge
+    (`Step.repeated`). Returns what the write left (`Submitted`): the locked run as the write left
+    it, and what the response shows.
     """
-    p = None
-    class_id: int | None = None
+    p, step = None, None
+    payload = payload or {}
     try:
         with transaction.atomic():
             p = _lock(participant)
-            study = versions.study_of(p)
-            if not isinstance(choice, int) or isinstance(choice, bool) or not 0 <= choice < len(study.classes):
-                raise InvalidInput(gettext("Choose one of the answers."))
-            class_id = int(study.classes[choice])
-            step = p.current_step
-            if step_index != p.step_index or step["kind"] != "trial" or stimulus_id != step["stimulus"]:
-                existing = _saved_answer(p, step_index)
-                if existing is None:
-                    _check_step(p, step_index, "trial")
-                    raise InvalidInput(gettext("The image does not match the current trial."))
-                return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=class_id)
-            stimulus = selectors.stimulus_facts(study=study, stimulus_id=step["stimulus"])
-            correct_label = (
-                stimulus.model_prediction
-                if study.correct_mode == Study.CorrectMode.PREDICTION
-                else stimulus.true_label
-            )
-            now = timezone.now()
-            shown_at = p.step_shown_at or now
-            answer = insert_one(TrialAnswer(
-                participant=p,
-                trial_index=step["trial"],
-                stimulus_id=step["stimulus"],
-                choice=class_id,
-                correct_label=correct_label,
-                correct=class_id == correct_label,
-                shown_at=shown_at,
-                answered_at=now,
-                response_ms=max(0, int((now - shown_at).total_seconds() * 1000)),
-                client_response_ms=_client_ms(client_ms),
-            ))
-            if _seen_long_ago(p, now):
-                p.last_seen_at = now
-                p.save(update_fields=["last_seen_at"])
-            return answer
+            step = registry.step_at(p.plan, step_index)
+            if step is None or action not in step.actions:
+                raise registry.wrong_step(p, step_index)
+            return step.submit(_flow(p, step_index), action, payload)
     except IntegrityError:
-        # The trial has an answer already (the transaction rolled back, nothing changed): this is
-        # a repeat, or a second, different answer. Any other integrity error is re-raised.
-        existing = _saved_answer(p, step_index) if p is not None else None
-        if existing is None or class_id is None:
+        repeated = step.repeated(_flow(p, step_index), action, payload) if p is not None and step is not None else None
+        if repeated is None:
             raise
-        return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=class_id)
+        return repeated
 
 
-def _saved_answer(p: Participant, step_index: int) -> TrialAnswer | None:
-    trial = _trial_of(p, step_index)
-    if trial is None:
-        return None
-    return selectors.trial_answer(participant_id=p.pk, trial_index=trial)
+def _flow(p: Participant, step_index: int) -> Flow:
+    """What a step's answer may write besides its own rows (`Flow`), on the locked run ``p``."""
+    now = timezone.now()
 
+    def touch() -> None:
+        if _seen_long_ago(p, now):
+            p.last_seen_at = now
+            p.save(update_fields=["last_seen_at"])
 
-def _repeated_or_refused(p: Participant, existing: TrialAnswer, *, stimulus_id: object, choice: int) -> TrialAnswer:
-    """The saved answer if this one repeats it exactly (a double click, a retry), else refused
-    (``choice``: the class id the browser's option stands for)."""
-    if existing.choice == choice and existing.stimulus_id == stimulus_id:
-        existing.participant = p
-        return existing
-    raise AlreadyAnswered(gettext("This trial is already answered."), participant=p)
-
-
-def _trial_of(p: Participant, step_index: int) -> int | None:
-    if 0 <= step_index < len(p.plan) and p.plan[step_index]["kind"] == "trial":
-        return p.plan[step_index]["trial"]
-    return None
-
-
-@_ending_timed_out_runs
-def question_submit(*, participant: Participant | int, step_index: int, answers: object) -> Participant:
-    """Save the answers of a questionnaire step (e.g. the 5-level feedback rating) and move on."""
-    with transaction.atomic():
-        p = _lock(participant)
-        if step_index == p.step_index - 1 and _same_answers(p, p.plan[step_index], answers):
-            return p
-        step = _check_step(p, step_index, ("rating", "questions"))
-        cleaned = validation.validate_questions(study=versions.study_of(p), step=step, answers=answers)
-        now = timezone.now()
-        QuestionAnswer.objects.bulk_create(
-            [QuestionAnswer(participant=p, key=k, value=v, shown_at=p.step_shown_at, answered_at=now) for k, v in cleaned.items()]
-        )
-        _advance(p, now)
-        return p
-
-
-def _same_answers(p: Participant, step: dict, answers: object) -> bool:
-    if not isinstance(answers, dict) or step["kind"] not in ("rating", "questions"):
-        return False
-    if step["kind"] == "questions":
-        answers = validation.from_browser_keys(step["questions"], answers)
-    saved = dict(p.questions.values_list("key", "value"))
-    return all(saved.get(k) == v for k, v in answers.items()) and bool(answers)
-
-
-@_ending_timed_out_runs
-def grouping_submit(*, participant: Participant | int, step_index: int, assignment: object) -> Grouping:
-    """Save a clustering of one batch, with its purity against the model's predictions, and move on.
-
-    An identical repeat is harmless; a grouping for another step, with an image missing or
-    an image from elsewhere, is refused and changes nothing. A batch's grouping is saved and its
-    step left in one transaction, so only a step already left can have one (the current step is
-    not looked up). The returned grouping's ``participant`` is the locked row, as the write left it.
-    """
-    with transaction.atomic():
-        p = _lock(participant)
-        if step_index != p.step_index:
-            existing = Grouping.objects.filter(participant=p, step_index=step_index).first()
-            if existing is not None:
-                if isinstance(assignment, dict) and {str(k): v for k, v in assignment.items()} == existing.assignment:
-                    existing.participant = p
-                    return existing
-                raise AlreadyAnswered(gettext("This batch is already grouped."), participant=p)
-        step = _check_step(p, step_index, "grouping")
-        cleaned = validation.validate_grouping(study=versions.study_of(p), step=step, assignment=assignment)
-        predicted = {pk: selectors.stimulus_facts(study=p.study, stimulus_id=pk).model_prediction for pk in cleaned}
-        ids = sorted(cleaned)
-        now = timezone.now()
-        grouping = Grouping.objects.create(
-            participant=p,
-            step_index=step_index,
-            stage=step["stage"],
-            dataset=step["dataset"],
-            set_index=step["set_index"],
-            assignment={str(k): cleaned[k] for k in ids},
-            purity=purity([cleaned[k] for k in ids], [predicted[k] for k in ids]),
-            shown_at=p.step_shown_at or now,
-            saved_at=now,
-        )
-        _advance(p, now)
-        return grouping
+    return Flow(
+        participant=p, step_index=step_index, now=now,
+        advance=lambda answered_trial=None: _advance(p, now, answered_trial=answered_trial),
+        end=lambda status: participant_end(participant=p, status=status),
+        touch=touch,
+    )
 
 
 @_ending_timed_out_runs
@@ -473,57 +335,6 @@ def time_limit_extend(*, participant: Participant | int) -> Participant:
             used["steps"] = steps
         p.time_extensions = used
         p.save(update_fields=["time_extensions"])
-        return p
-
-
-def _client_ms(value: object) -> int | None:
-    """The browser's response time as reported (an int of ms, at most a day), else None."""
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 86_400_000:
-        return value
-    return None
-
-
-@_ending_timed_out_runs
-def check_submit(*, participant: Participant | int, step_index: int, answers: object) -> Participant:
-    """Answer the comprehension quiz or a catch item (``answers``: key -> option index).
-
-    The quiz: a try that gets every question right moves on; a wrong one is stored and the
-    participant tries again, up to ``comprehension.attempts`` tries; after the last failure the
-    run ends at the failed-checks exit (``on_fail: "exit"``) or moves on flagged (``"continue"``).
-    Nothing tells which answer was wrong. A catch item is answered once and moves on. Each try is
-    a `CheckAnswer` (the exclusion rules' ``attention_check``). A replay of a check just passed is
-    harmless.
-    """
-    with transaction.atomic():
-        p = _lock(participant)
-        if step_index == p.step_index - 1 and p.plan[step_index]["kind"] in ("quiz", "catch"):
-            return p
-        step = _check_step(p, step_index, ("quiz", "catch"))
-        config = versions.config_of(p)
-        now = timezone.now()
-        if step["kind"] == "catch":
-            item = config.catch_trials[step["catch"]]
-            cleaned = validation.validate_choices(answers, {"catch": len(item.options or versions.study_of(p).class_names)})
-            passed = cleaned["catch"] == item.answer
-            attempt = 1
-        else:
-            quiz = config.comprehension
-            if quiz is None:  # a plan drawn with a quiz whose version has none cannot happen; refuse
-                raise InvalidInput(gettext("This step has no questions."))
-            cleaned = validation.validate_choices(answers, {q.key: len(q.options) for q in quiz.questions})
-            passed = all(cleaned[q.key] == q.answer for q in quiz.questions)
-            attempt = CheckAnswer.objects.filter(participant=p, step_index=step_index).count() + 1
-        CheckAnswer.objects.create(
-            participant=p, step_index=step_index, kind=step["kind"], attempt=attempt, answers=cleaned,
-            passed=passed, shown_at=p.step_shown_at or now, answered_at=now,
-        )
-        if step["kind"] == "quiz" and not passed:
-            if attempt < quiz.attempts:
-                return p  # try again
-            if quiz.on_fail == "exit":
-                participant_end(participant=p, status=Participant.Status.FAILED_CHECKS)
-                return p
-        _advance(p, now)
         return p
 
 
@@ -612,8 +423,7 @@ def participant_enroll_pilot(*, study: Study, arm: Arm, order: str = "") -> Part
     code = secrets.token_urlsafe(16)
     try:
         with transaction.atomic():
-            plan = selectors.study_plan(study=study, arm=arm, seed=code, order=order or None)
-            plan = selectors.pin_assets(study=study, arm=arm, plan=plan)
+            plan = flows.draw_plan(study=study, arm=arm, seed=code, order=order or None)
             version = versions.current_version(study=study)
             return Participant.objects.create(
                 study=study, code=code, arm=arm, is_test=True, plan=plan, order_cell=order, step_index=0,

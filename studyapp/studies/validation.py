@@ -1,4 +1,5 @@
-"""Checks of what a participant submits: questionnaire answers and a batch's grouping.
+"""Checks of what a participant submits: questionnaire answers, check answers and a batch's grouping
+(the step classes, `studyapp.studies.steps`, call them for their answers).
 
 Each check returns the cleaned value or raises ``InvalidInput`` with a sentence the participant
 can act on, in the study's language (activated by the view: ``studies.i18n``); the services call them inside their transaction, before writing anything.
@@ -12,11 +13,10 @@ from studyapp.studies.errors import InvalidInput
 from studyapp.studies.models import Study
 
 
-def group_rule(step: dict) -> dict | None:
-    """The grouping step's rule ``{"rule": "exactly" | "at_most" | "free", "n": k}``; None for a plan
-    drawn before the rule existed (any number of groups up to ``max_groups``). "free": any number
-    from 1 to ``n`` (the most the board allows), and nothing is told."""
-    rule = step.get("groups")
+def group_rule(rule: object) -> dict | None:
+    """A grouping step's rule (its ``groups``): ``{"rule": "exactly" | "at_most" | "free", "n": k}``;
+    None for a plan drawn before the rule existed (any number of groups up to ``max_groups``).
+    "free": any number from 1 to ``n`` (the most the board allows), and nothing is told."""
     return rule if isinstance(rule, dict) and rule.get("rule") in ("exactly", "at_most", "free") else None
 
 
@@ -31,12 +31,12 @@ def group_rule_text(rule: dict | None) -> str:
     return ngettext("Make at most %(n)d group.", "Make at most %(n)d groups.", n) % {"n": n}
 
 
-def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[int, int]:
-    """``{stimulus id: group number}`` covering exactly the batch's images, in as many groups as
-    the step's rule asks (`group_rule`)."""
+def validate_grouping(*, study: Study, stimuli: list[int], groups: object, assignment: object) -> dict[int, int]:
+    """``{stimulus id: group number}`` covering exactly the batch's images (``stimuli``), in as many
+    groups as the step's rule (``groups``: `group_rule`) asks."""
     if not isinstance(assignment, dict) or not assignment:
         raise InvalidInput(gettext("Put every image into a group."))
-    rule = group_rule(step)
+    rule = group_rule(groups)
     max_groups = max(study.parsed_config.max_groups, rule["n"] if rule else 0)
     cleaned: dict[int, int] = {}
     for key, group in assignment.items():
@@ -47,7 +47,7 @@ def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[i
         if not isinstance(group, int) or isinstance(group, bool) or not 0 <= group < max_groups:
             raise InvalidInput(gettext("Groups are numbered 0 to %(last)d.") % {"last": max_groups - 1})
         cleaned[pk] = group
-    expected = set(step["stimuli"])
+    expected = set(stimuli)
     unknown = set(cleaned) - expected
     if unknown:
         raise InvalidInput(
@@ -71,19 +71,11 @@ def validate_grouping(*, study: Study, step: dict, assignment: object) -> dict[i
     return cleaned
 
 
-def validate_questions(*, study: Study, step: dict, answers: object) -> dict:
+def answers_object(answers: object) -> dict:
+    """The answers of a questions step: an object of question -> value."""
     if not isinstance(answers, dict):
         raise InvalidInput(gettext("Answers must be an object of question -> value."))
-    if step["kind"] == "questions":
-        return _validate_question_list(step["questions"], from_browser_keys(step["questions"], answers))
-    if step["kind"] == "rating":
-        value = answers.get(step["key"])
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= len(study.rating_scale):
-            raise InvalidInput(gettext("Pick one of the %(n)d options.") % {"n": len(study.rating_scale)})
-        if set(answers) != {step["key"]}:
-            raise InvalidInput(gettext("Unexpected question in the answers."))
-        return {step["key"]: value}
-    raise InvalidInput(gettext("This step takes no answers."))
+    return answers
 
 
 def browser_key(position: int) -> str:
@@ -100,7 +92,7 @@ def from_browser_keys(questions: list[dict], answers: dict) -> dict:
     return answers
 
 
-def _validate_question_list(questions: list[dict], answers: dict) -> dict:
+def validate_question_list(questions: list[dict], answers: dict) -> dict:
     keys = {q["key"] for q in questions}
     extra = set(answers) - keys
     if extra:

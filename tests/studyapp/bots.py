@@ -173,9 +173,11 @@ class Bot:
                 raise AssertionError(f"unexpected step {kind}")
         return self.state
 
-    def walk(self, *, choose=None, rating: int = 4, quiz=None, catch=None) -> dict:
+    def walk(self, *, choose=None, rating: int = 4, quiz=None, catch=None, other=None) -> dict:
         """Take the whole study: instructions, every trial, rating. Returns the final state.
-        ``quiz(state)`` and ``catch(state)`` give the answers of a quiz and a catch item."""
+        ``quiz(state)`` and ``catch(state)`` give the answers of a quiz and a catch item;
+        ``other(bot)`` answers a step of any other kind (e.g. one a test registers) and returns
+        ``(status, data)``."""
         if self.state.get("kind") in (None, "consent"):
             status, _ = self.enter()
             assert status in (200, 201), self.state
@@ -197,6 +199,9 @@ class Bot:
                 assert status == 200, data
             elif kind == "catch":
                 status, data = self.check({"catch": catch(self.state) if catch else 0})
+                assert status == 200, data
+            elif other is not None:
+                status, data = other(self)
                 assert status == 200, data
             else:  # pragma: no cover
                 raise AssertionError(f"unexpected step {kind}")

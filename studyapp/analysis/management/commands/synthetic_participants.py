@@ -29,6 +29,7 @@ from studyapp.pipeline.models import Stimulus
 from studyapp.studies import selectors
 from studyapp.studies.client import API_ROOT, DjangoTransport, ParticipantClient, Reply
 from studyapp.studies.models import Participant, Study
+from studyapp.studies.steps import registry
 
 CURVES = {"planted": synthetic.PLANTED_CURVES, "null": synthetic.NULL_CURVES}
 #: Arms not named after a curve get the curve of their feedback kind.
@@ -170,12 +171,10 @@ class Command(BaseCommand):
     def _walk(self, bot: ApiParticipant, person: synthetic.SyntheticParticipant, correct_of: dict) -> None:
         for _ in range(10_000):  # a plan has far fewer steps; this only guards against a loop
             state = bot.state
-            kind = state["kind"]
-            if kind == "done":
+            step = registry.class_of(state["kind"])  # what the step accepts, not its name
+            if step.completes_run:
                 return
-            if kind == "instructions":
-                bot.send(bot.api.continue_(state["step"]))
-            elif kind == "trial":
+            if "answer" in step.actions:  # a trial: answer it, then leave its feedback
                 if not state.get("answered"):
                     options = [o["value"] for o in state["options"]]
                     correct = correct_of[state["stimulus"]]
@@ -184,10 +183,12 @@ class Command(BaseCommand):
                     if answered["feedback"]["correct"] != (choice == correct):
                         raise CommandError("The server scored an answer differently from the study's configuration.")
                 bot.send(bot.api.continue_(state["step"]))
-            elif kind == "rating":
+            elif "continue" in step.actions:
+                bot.send(bot.api.continue_(state["step"]))
+            elif "questions" in step.actions and "scale" in state:  # the feedback rating
                 bot.send(bot.api.questions(state["step"], {state["key"]: person.feedback_rating()}))
             else:
-                raise CommandError(f"A synthetic participant cannot answer a {kind!r} step.")
+                raise CommandError(f"A synthetic participant cannot answer a {step.KIND!r} step.")
         raise CommandError("A synthetic participant did not reach the end of the study.")
 
     # -- reporting -----------------------------------------------------------------------------
