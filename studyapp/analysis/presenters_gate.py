@@ -1,6 +1,6 @@
 """Did the validity gates change the stimulus set? (issue 10 item 5)
 
-Each arm's explanation method has its own gate (:mod:`studyapp.pipeline.explain`); a stimulus
+Each arm's explanation method has its own gate (:mod:`studyapp.pipeline.params`); a stimulus
 refused by any method the study shows is not served to anyone. If a gate refuses, say, mostly
 model-wrong images of one class, the served set is no longer the balanced design that was
 drawn, and the arms' accuracies are measured on a different population than planned. This
@@ -15,8 +15,8 @@ from collections import Counter
 
 from django.db.models import Count, F, Q
 
-from studyapp.pipeline.explain import explanation_params, params_hash
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
+from studyapp.pipeline.params import explanation_params, params_hash
 from studyapp.studies import selectors
 from studyapp.studies.models import TrialAnswer
 

@@ -200,7 +200,7 @@ class StudyConfig(BaseModel):
     # last convolution its forward pass runs (explainers.nets.external.gradcam_view).
     gradcam_layer: str | None = Field(None, min_length=1, description="Grad-CAM layer (dotted name); None: the classifier's own")
     # GAD maps (Study A arm "gad", Study B heatmap_method "gad"): overrides of
-    # studyapp.pipeline.explain.GAD_DEFAULTS (method, keep, ig_steps, n_train, epochs, lr, alphas).
+    # studyapp.pipeline.params.GAD_DEFAULTS (method, keep, ig_steps, n_train, epochs, lr, alphas).
     gad: dict[str, Any] = Field(default_factory=dict, description="GAD settings overrides")
     # APEM on every heatmap asset (explainers.apem): the validity gate refuses an asset whose
     # APEM (eps_plus - eps_minus) is below apem_floor; None: no floor (the numbers are stored).

@@ -114,7 +114,7 @@ def content_hash(files: dict) -> str:
 def asset_colormap(method: str, params: dict | None) -> str:
     """The colour map a heatmap asset was drawn in (its parameters say so; heatmaps made before
     the colour map was a choice were jet), ``""`` for an asset that is not a heatmap."""
-    from studyapp.pipeline.explain import HEATMAP_METHODS
+    from studyapp.pipeline.params import HEATMAP_METHODS
 
     if method not in HEATMAP_METHODS:
         return ""
