@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Literal
 
 from django.utils.translation import gettext
 
-from studyapp.lib.prepared import insert_one
+from studyapp.lib.perf.prepared import insert_one
 from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import versions
 from studyapp.studies.errors import AlreadyAnswered, InvalidInput
