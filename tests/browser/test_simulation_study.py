@@ -30,6 +30,7 @@ def take(page, base: str, shots, tag: str, *, pid: str) -> dict:
             box = page.locator(".options label").first.bounding_box()
             assert box and box["height"] >= 24  # WCAG 2.5.8 target size
             if seen["tests"] == 0:
+                page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
                 shots(page, f"{tag}-test")
             step = page.locator("#app").get_attribute("data-step")
             page.locator(".options label").nth(seen["tests"] % 2).click()
@@ -38,6 +39,7 @@ def take(page, base: str, shots, tag: str, *, pid: str) -> dict:
             seen["tests"] += 1
         else:
             if seen["learn"] == 0:
+                page.wait_for_function("[...document.images].every((i) => i.complete && i.naturalWidth > 0)")
                 shots(page, f"{tag}-learn")
             seen["heatmaps"] += page.locator("#heatmap").count()
             seen["learn"] += 1
