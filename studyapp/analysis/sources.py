@@ -14,6 +14,7 @@ from django.urls import reverse
 from stats import analyse
 from studyapp.analysis import frames, importing
 from studyapp.analysis.models import ImportedResults
+from studyapp.studies.designs.flows import DESIGNS
 from studyapp.studies.models import Study
 
 
@@ -78,7 +79,8 @@ def study_source(study: Study, *, include_test: bool = False) -> Source:
         levels = list(study.arms.order_by("position", "pk").values_list("name", flat=True))
         n_trials = study.n_trials
     return Source(
-        kind="study", obj=study, title=study.title, design=study.design, config=study.parsed_config.analysis(),
+        # a design analysed as another (the simulation design: its answers as learning trials) says which
+        kind="study", obj=study, title=study.title, design=DESIGNS[study.design].analysis, config=study.parsed_config.analysis(),
         config_hash=study.config_hash, frames=data, levels=levels, n_trials=n_trials,
         participants=d.participants, notes=_test_note(include_test, d.n_test) + list(d.problems),
         include_test=include_test, n_test=d.n_test,
