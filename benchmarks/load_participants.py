@@ -24,6 +24,12 @@ participant walked in process, through the same settings and database). Prints t
 load average before and after (other work on the machine shifts every number; the ratios within
 one run are what to compare). Asserts nothing about time.
 
+The server runs with ``STUDY_PERF_TIMING=1`` (unless set to 0): each response carries its stage times in a
+``Server-Timing`` header (``studyapp.lib.perf.timing``: queue before the worker took it up,
+throttle, lock wait, queries, rendering, the collector), and every run prints, for the slowest 1%
+of each phase, where their time went. ``STUDY_PERF_<NAME>=0`` in the environment switches a speed
+trick off (``studyapp/lib/perf/switches.py``), to measure what it buys.
+
     python benchmarks/load_participants.py --participants 200 --workers 4
     DATABASE_URL=postgres://... python benchmarks/load_participants.py   # against PostgreSQL
     python benchmarks/load_participants.py --launch 0                     # phases 1 and 2 only
@@ -58,6 +64,40 @@ sys.path.insert(0, str(ROOT))
 import chaos  # noqa: E402  (benchmarks/chaos.py)
 
 from studyapp.studies.client import AsyncHttpxTransport, Call, ParticipantClient, Reply  # noqa: E402
+
+
+def parse_server_timing(header: str) -> dict[str, float]:
+    """``Server-Timing: app;dur=3.1, db;dur=0.4`` (studyapp.lib.perf.timing) -> {"app": 0.0031, "db": 0.0004}."""
+    out = {}
+    for part in header.split(","):
+        name, _, dur = part.strip().partition(";dur=")
+        if name and dur:
+            try:
+                out[name] = float(dur) / 1000
+            except ValueError:
+                continue
+    return out
+
+
+#: The server's stages (studyapp.lib.perf.timing), in the order the breakdown prints them.
+STAGES = ("queue", "throttle", "lock", "db", "render", "gc")
+
+
+def tail_breakdown(lat: list[float], stages: list[dict[str, float]], share: float = 0.01) -> str:
+    """Where the time of the slowest ``share`` of requests went: the mean of each server stage,
+    the rest of the server's time (``other``) and what the server did not see (``client``: the
+    response's way back and the client's own event loop)."""
+    slowest = sorted(range(len(lat)), key=lat.__getitem__, reverse=True)[: max(1, int(len(lat) * share))]
+    timed = [i for i in slowest if stages[i]]
+    if not timed:
+        return "no Server-Timing (STUDY_PERF_TIMING=1 off?)"
+    mean = lambda name: sum(stages[i].get(name, 0.0) for i in timed) / len(timed)  # noqa: E731
+    total = sum(lat[i] for i in timed) / len(timed)
+    parts = {name: mean(name) for name in STAGES}
+    parts["other"] = mean("app") - sum(parts[n] for n in STAGES if n not in ("queue", "gc"))
+    parts["client"] = total - mean("app") - parts["queue"]
+    shown = ", ".join(f"{name} {1000 * value:.1f}" for name, value in parts.items())
+    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms (gc overlaps the others)"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -100,13 +140,28 @@ def own_postgres_database(env: dict[str, str]):
 class Measured(AsyncHttpxTransport):
     """httpx on loopback, as a browser would: think time first, retry after a dropped connection."""
 
-    def __init__(self, client: httpx.AsyncClient, rng: random.Random, latencies: list[float], think: float):
+    def __init__(self, client: httpx.AsyncClient, rng: random.Random, latencies: list[float], think: float,
+                 stages: list[dict[str, float]] | None = None):
         super().__init__(client)
         self.rng = rng
         self.lat = latencies
+        self.stages = stages if stages is not None else []
         self.think = think
         self.errors = 0
         self.dropped = 0
+        self.timing: dict[str, float] = {}
+        client.event_hooks = {"request": [self._stamp], "response": [self._read_timing]}
+
+    async def _stamp(self, request: httpx.Request) -> None:
+        self.timing = {}
+        request.headers["X-Request-Start"] = f"t={time.time():.6f}"
+
+    async def _read_timing(self, response: httpx.Response) -> None:
+        self.timing = parse_server_timing(response.headers.get("Server-Timing", ""))
+
+    def _measured(self, seconds: float) -> None:
+        self.lat.append(seconds)
+        self.stages.append(self.timing)
 
     async def send(self, call: Call) -> Reply:
         if self.think:
@@ -116,10 +171,11 @@ class Measured(AsyncHttpxTransport):
             try:
                 reply = await super().send(call)
             except httpx.TransportError:
-                self.lat.append(time.perf_counter() - t0)
+                self.timing = {}
+                self._measured(time.perf_counter() - t0)
                 self.dropped += 1
                 continue
-            self.lat.append(time.perf_counter() - t0)
+            self._measured(time.perf_counter() - t0)
             if reply.status >= 500:
                 self.errors += 1
             return reply
@@ -127,9 +183,10 @@ class Measured(AsyncHttpxTransport):
 
 
 class Participant:
-    def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0):
+    def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0,
+                 stages: list[dict[str, float]] | None = None):
         self.http = httpx.AsyncClient(base_url=base, timeout=60)
-        self.transport = Measured(self.http, rng, latencies, think)
+        self.transport = Measured(self.http, rng, latencies, think, stages)
         self.api = ParticipantClient(slug, chaos.BrowserRetry(self.transport) if chaos.ACTIVE else self.transport)
         self.rng = rng
         self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
@@ -248,10 +305,11 @@ async def main_async(args, base: str, slug: str, master: int) -> dict:
     out: dict = {"people": {}}
     if args.participants and "saturation" in args.phases:
         lat: list[float] = []
-        people = [Participant(base, slug, random.Random(i), lat) for i in range(args.participants)]
+        stages: list[dict[str, float]] = []
+        people = [Participant(base, slug, random.Random(i), lat, stages=stages) for i in range(args.participants)]
         t0, cpu = time.perf_counter(), CpuMeter(master)
         await asyncio.gather(*(p.run() for p in people))
-        out["saturation"] = {"lat": lat, "elapsed": time.perf_counter() - t0, **cpu.done()}
+        out["saturation"] = {"lat": lat, "stages": stages, "elapsed": time.perf_counter() - t0, **cpu.done()}
         progress("saturation", out["saturation"])
         bare_lat: list[float] = []
         cpu = CpuMeter(master)
@@ -261,17 +319,21 @@ async def main_async(args, base: str, slug: str, master: int) -> dict:
         out["people"]["saturation"] = people
     if args.participants and args.think > 0 and "paced" in args.phases:
         paced_lat: list[float] = []
-        paced = [Participant(base, slug, random.Random(10_000 + i), paced_lat, think=args.think) for i in range(args.participants)]
+        paced_stages: list[dict[str, float]] = []
+        paced = [Participant(base, slug, random.Random(10_000 + i), paced_lat, think=args.think, stages=paced_stages)
+                 for i in range(args.participants)]
         t1, cpu = time.perf_counter(), CpuMeter(master)
         await asyncio.gather(*(p.run() for p in paced))
-        out["paced"] = {"lat": paced_lat, "elapsed": time.perf_counter() - t1, **cpu.done()}
+        out["paced"] = {"lat": paced_lat, "stages": paced_stages, "elapsed": time.perf_counter() - t1, **cpu.done()}
         progress("paced", out["paced"])
         out["people"]["paced"] = paced
     if args.launch and "launch" in args.phases:
         launch_lat: list[float] = []
+        launch_stages: list[dict[str, float]] = []
         rng = random.Random(7)
         arrivals = sorted(rng.uniform(0, args.launch_over) for _ in range(args.launch))
-        launch = [Participant(base, slug, random.Random(20_000 + i), launch_lat, think=args.launch_think) for i in range(args.launch)]
+        launch = [Participant(base, slug, random.Random(20_000 + i), launch_lat, think=args.launch_think, stages=launch_stages)
+                  for i in range(args.launch)]
         t2, cpu = time.perf_counter(), CpuMeter(master)
         runs = [asyncio.ensure_future(p.run(delay=a)) for p, a in zip(launch, arrivals, strict=True)]
         monkey = chaos.Chaos(master, args.launch_over, args.chaos_every, os.environ.get("DATABASE_URL", "")).start() if args.chaos else None
@@ -282,7 +344,7 @@ async def main_async(args, base: str, slug: str, master: int) -> dict:
         if monkey:
             await monkey.stop()
             out["chaos"] = await chaos.resumable(base, slug, launch)
-        out["launch"] = {"lat": launch_lat, "elapsed": time.perf_counter() - t2, **cpu.done()}
+        out["launch"] = {"lat": launch_lat, "stages": launch_stages, "elapsed": time.perf_counter() - t2, **cpu.done()}
         progress("launch", out["launch"])
         out["people"]["launch"] = launch
     return out
@@ -369,6 +431,7 @@ def main() -> None:
         "DJANGO_SECURE_COOKIES": "0", "STUDY_ENTRY_RATE": "100000/minute", "STUDY_PARTICIPANT_RATE": "100000/minute",
         "LOG_LEVEL": "WARNING",
     })
+    env.setdefault("STUDY_PERF_TIMING", "1")  # the stage breakdown; 0 to measure without its cost
     load_before = os.getloadavg()
     with own_postgres_database(env):
         slug = prepare(env)
@@ -396,11 +459,11 @@ def main() -> None:
                 server.wait(timeout=30)
         load_after = os.getloadavg()
 
+        # The browser answers with an option's position in the study's classes; the row stores the class id.
         check = (
             "import json; from studyapp.studies.models import TrialAnswer; "
-            "from studyapp.studies.versions import study_of; "  # stored: the class id; the client sent its option position
-            "print(json.dumps([[a.participant.code, a.trial_index, study_of(a.participant).classes.index(a.choice)] "
-            "for a in TrialAnswer.objects.select_related('participant', 'participant__study')]))"
+            "print(json.dumps([[a.participant.code, a.trial_index, [int(c) for c in a.participant.study.classes].index(a.choice)] "
+            "for a in TrialAnswer.objects.select_related('participant__study')]))"
         )
         out = subprocess.run([sys.executable, "manage.py", "shell", "-c", check], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
         rows = json.loads(out.stdout.strip().splitlines()[-1])
@@ -458,6 +521,10 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
               f"{sum(p.done for p in people['launch'])}/{args.launch} runs completed, {result['launch']['elapsed']:.0f} s in all")
         if "chaos" in result:
             chaos.report(chaos.LOG, people["launch"], *_integrity(people["launch"], stored)[1:3], result["chaos"])
+    print("where the time of the slowest 1% went (ms; studyapp.lib.perf.timing):")
+    for phase in ("saturation", "paced", "launch"):
+        if phase in result:
+            print(f"  {phase:10} {tail_breakdown(result[phase]['lat'], result[phase]['stages'])}")
     everybody = [p for group in people.values() for p in group]
     n_acked, lost, dup, unacked = _integrity(everybody, stored)
     print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections (or timeouts) retried "

@@ -12,6 +12,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
 from studyapp.lib.env import env_bool, env_int, env_list, env_str, env_url
+from studyapp.lib.perf import switches
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("STUDY_VAR_DIR", str(BASE_DIR / "var")))
@@ -60,6 +61,9 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+if switches.TIMING:  # per-request stage times in a Server-Timing header (the load benchmark)
+    MIDDLEWARE.insert(0, "studyapp.lib.perf.timing.StageTimingMiddleware")
+
 ROOT_URLCONF = "studyapp.urls"
 WSGI_APPLICATION = "studyapp.wsgi.application"
 
@@ -81,8 +85,9 @@ TEMPLATES = [
 # Database: SQLite by default, PostgreSQL (or anything dj-database-url knows) with DATABASE_URL.
 _database_url = env_url("DATABASE_URL", schemes={"postgres", "postgresql", "pgsql", "sqlite"})
 # SQLite: Django's backend whose writers queue on a lock file rather than in SQLite's busy-sleep loop
-# (studyapp/lib/sqlite/base.py: the latency tail under a launch), WAL, and a busy timeout so that
+# (studyapp/lib/perf/sqlite/base.py: the latency tail under a launch), WAL, and a busy timeout so that
 # the web process and Celery workers write side by side. Also for a sqlite:// DATABASE_URL.
+_SQLITE_ENGINE = "studyapp.lib.perf.sqlite" if switches.SQLITE_LOCK_FILE else "django.db.backends.sqlite3"
 SQLITE_OPTIONS = {
     "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     "timeout": 30,
@@ -91,7 +96,7 @@ SQLITE_OPTIONS = {
 if _database_url:
     DATABASES = {"default": dj_database_url.parse(_database_url, conn_max_age=60, conn_health_checks=True)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        DATABASES["default"].update(ENGINE="studyapp.lib.sqlite", CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
+        DATABASES["default"].update(ENGINE=_SQLITE_ENGINE, CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
         DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
     elif env_bool("DATABASE_POOL", True):
         # PostgreSQL: Django's psycopg pool (psycopg-pool), one per process. A connection goes back to
@@ -116,7 +121,7 @@ else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
-            "ENGINE": "studyapp.lib.sqlite",
+            "ENGINE": _SQLITE_ENGINE,
             "NAME": VAR_DIR / "db.sqlite3",
             # Kept open between requests (one per web thread): no connect and PRAGMAs per request.
             "CONN_MAX_AGE": 600,
@@ -209,7 +214,7 @@ CACHES = {
     if env_str("CACHE_URL")
     else {
         # Django's file cache, but it lists its directory twice a minute, not on every write.
-        "BACKEND": "studyapp.lib.filecache.FileBasedCache",
+        "BACKEND": "studyapp.lib.perf.filecache.FileBasedCache" if switches.FILE_CACHE_CULL else "django.core.cache.backends.filebased.FileBasedCache",
         "LOCATION": str(VAR_DIR / "cache"),
         # Entries per participant (a session, rate-limit counters): the default 300 would cull a
         # third of the entries on every write once 300 people are in a study.

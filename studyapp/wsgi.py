@@ -18,4 +18,7 @@ get_resolver().url_patterns  # noqa: B018
 # (benchmarks/load_participants.py, paced phase, gc.callbacks timing).
 import gc  # noqa: E402
 
-gc.freeze()
+from studyapp.lib.perf import switches  # noqa: E402
+
+if switches.GC_FREEZE:
+    gc.freeze()

@@ -105,6 +105,8 @@
 
   function setProgress(s) {
     if (s.kind === "trial") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.trial + 1, total: s.n_trials });
+    else if (s.kind === "simulation_test") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "simulation_learn") progress.textContent = fmt(gettext("Example %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "grouping") progress.textContent = fmt(gettext("Part %(n)s of %(total)s"), { n: s.dataset_position, total: s.n_batches });
     else if (s.kind === "done") progress.textContent = gettext("Finished");
     else progress.textContent = "";
@@ -175,6 +177,46 @@
         const last = s.trial + 1 === s.n_trials;
         parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, last ? gettext("Submit") : gettext("Next"))));
       }
+      return parts;
+    },
+    // Forward simulation (designs/simulation.py): a test item asks for the model's answer and
+    // moves on with no feedback; a learning item shows the model's answer and the arm's explanation.
+    simulation_test(s) {
+      const img = h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture to predict the system's answer for"), width: 224, height: 224 });
+      img.addEventListener("load", () => { img.dataset.shownAt = String(performance.now()); }, { once: true });
+      const name = "choice-" + s.step;
+      const opts = h("div", { class: "options", role: "radiogroup", "aria-labelledby": "sim-q" },
+        s.options.map((o) => h("label", {},
+          h("input", { type: "radio", name, value: o.value,
+            onchange: () => { const b = document.getElementById("sim-answer"); if (b) b.disabled = false; } }),
+          h("span", {}, o.label))));
+      const btn = h("button", { id: "sim-answer", disabled: true, onclick: () => {
+        const picked = document.querySelector('input[name="' + name + '"]:checked');
+        if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
+        const answer = { stimulus: s.stimulus, choice: Number(picked.value) };
+        if (img.dataset.shownAt) answer.client_ms = Math.max(0, Math.round(performance.now() - Number(img.dataset.shownAt)));
+        act("POST", "steps/" + s.step + "/answer", answer);
+      } }, gettext("Next"));
+      return [h("h2", { id: "sim-q" }, s.question), img, opts, h("div", { class: "actions" }, btn)];
+    },
+    simulation_learn(s) {
+      const e = s.explanation || {};
+      const a = e.assets || {};
+      const parts = [h("h2", {}, gettext("Learn how the system answers")),
+        h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture the system answered"), width: 224, height: 224 }),
+        h("p", { class: "answer", id: "model-answer" }, fill(gettext("The system answers %(label)s."), { label: h("strong", {}, s.model_answer_label) }))];
+      if ((e.kind === "gradcam" || e.kind === "gad") && a.overlay) {
+        parts.push(h("div", { class: "feedback" }, h("figure", {},
+          h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
+          legendView(e.legend), h("figcaption", {}, fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: s.model_answer_label })))));
+      } else if ((e.kind === "cdeepex" || e.kind === "xgems") && (a.webp || a.gif)) {
+        const src = a.gif || a.webp;
+        const anim = h("img", { src, alt: gettext("Animation: the picture changes step by step towards the other answer"), id: "morph" });
+        let n = 0;
+        const replay = h("button", { class: "secondary", id: "replay", onclick: () => { n += 1; anim.src = src + "?replay=" + n; logEvent("replay", { item: s.item }); } }, gettext("Replay"));
+        parts.push(h("div", { class: "feedback" }, h("figure", {}, anim, h("figcaption", {}, gettext("How this picture would change for the other answer"))), replay));
+      }
+      parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Next"))));
       return parts;
     },
     rating(s) {

@@ -77,10 +77,18 @@ def preregistration_text(study: Study) -> str:
             f"- A correct answer is scored against: {study.get_correct_mode_display()}; stimulus order: "
             f"{study.get_stimulus_order_display()}.",
         ]
+    elif study.design == Study.Design.SIMULATION:
+        lines += [
+            f"- Between-subject forward-simulation study (Hase & Bansal 2020): each participant is randomised to one arm, "
+            f"predicts the classifier's answer on {study.n_trials} pre-test items (no feedback), sees {study.n_trials} "
+            f"learning items (the model's answer and the arm's explanation), then predicts it on {study.n_trials} other "
+            "post-test items; test items balanced on model correctness and never used for learning.",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
+        ]
     else:
         lines += [f"- Within-subject clustering study (XNN paper §4.1), stages {', '.join(levels) or '(default)'}."]
     lines += ["", "## Hypotheses", ""]
-    unit = "arm" if study.design == LEARNING else "stage"
+    unit = "stage" if study.design == Study.Design.CLUSTERING else "arm"
     for p in pairs:
         lines.append(f"- H1: {hypothesis(p)} ({_SIDES[p[2]]}): the {unit} {p[0]} scores "
                      f"{'higher than' if p[2] == 'greater' else 'lower than' if p[2] == 'less' else 'differently from'} {p[1]}.")
@@ -96,6 +104,13 @@ def preregistration_text(study: Study) -> str:
             "the planned comparisons as learning-rate contrasts with 95% intervals. A GLMM (random participant "
             "intercepts and slopes, random stimulus effects; statsmodels BinomialBayesMixedGLM) as a check.",
             "- The trial-level model assumes: " + "; ".join(ASSUMPTIONS) + ".",
+        ]
+    elif study.design == Study.Design.SIMULATION:
+        lines += [
+            "- Primary (stats.protocols.simulation): per arm, simulation accuracy pre and post and the change; the "
+            "explanation effect (an arm's change minus the control arm's, Welch) and Colin et al.'s utility (post "
+            "accuracy relative to the control's, delta method), with 95% intervals, for all test items and split by "
+            "whether the model was right.",
         ]
     else:
         lines += [f"- Paired tests of cluster purity between stages, at α = {settings.alpha:g}."]

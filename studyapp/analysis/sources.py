@@ -6,9 +6,6 @@ set (`importing`, from its stored CSV), reduced to a `Source` that `run_analysis
 from __future__ import annotations
 
 import dataclasses
-import gc
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -17,6 +14,7 @@ from django.urls import reverse
 from stats import analyse
 from studyapp.analysis import frames, importing
 from studyapp.analysis.models import ImportedResults
+from studyapp.studies.designs.flows import DESIGNS
 from studyapp.studies.models import Study
 
 
@@ -81,7 +79,8 @@ def study_source(study: Study, *, include_test: bool = False) -> Source:
         levels = list(study.arms.order_by("position", "pk").values_list("name", flat=True))
         n_trials = study.n_trials
     return Source(
-        kind="study", obj=study, title=study.title, design=study.design, config=study.parsed_config.analysis(),
+        # a design analysed as another (the simulation design: its answers as learning trials) says which
+        kind="study", obj=study, title=study.title, design=DESIGNS[study.design].analysis, config=study.parsed_config.analysis(),
         config_hash=study.config_hash, frames=data, levels=levels, n_trials=n_trials,
         participants=d.participants, notes=_test_note(include_test, d.n_test) + list(d.problems),
         include_test=include_test, n_test=d.n_test,
@@ -115,27 +114,13 @@ def imported_source(imported: ImportedResults) -> Source:
     )
 
 
-@contextmanager
-def quick_gc() -> Iterator[None]:
-    """Keep the heap that exists already out of garbage collection for the duration.
-
-    statsmodels' ``multipletests`` calls ``gc.collect()`` on every call; in a web process full of
-    Django, pandas and matplotlib objects that is about 0.1-0.4 s each, and a clustering page
-    makes six such calls. Freezing the existing objects makes those collections cheap; objects
-    made inside are collected as usual.
-    """
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def run_analysis(source: Source, *, power_target: float | None = None) -> analyse.Analysis:
     """The whole analysis of `source` under its analysis settings; problems with the settings
     are added to ``source.notes``."""
-    with quick_gc():
-        return _run_analysis(source, power_target=power_target)
+    # No gc.freeze()/unfreeze() around it: unfreezing undid the worker's boot-time freeze
+    # (studyapp/wsgi.py) for the rest of its life; with the boot's objects frozen, the collections
+    # statsmodels asks for are cheap anyway.
+    return _run_analysis(source, power_target=power_target)
 
 
 def _run_analysis(source: Source, *, power_target: float | None = None) -> analyse.Analysis:

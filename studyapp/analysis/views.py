@@ -37,6 +37,7 @@ from studyapp.analysis.access import (
 )
 from studyapp.analysis.forms import AlphaForm, ComparisonForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
+from studyapp.analysis.presenters_simulation import simulation_section as _simulation_section
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
 from studyapp.studies import exports
 from studyapp.studies.models import Study
@@ -138,6 +139,8 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         }
         ctx["exports"] = _export_links(source.obj)
         ctx["gate_report"] = presenters_gate.gate_report(source.obj)
+        if source.obj.design == Study.Design.SIMULATION:
+            ctx["simulation"] = _simulation_section(source.obj, include_test=source.include_test)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 

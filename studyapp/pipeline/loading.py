@@ -10,11 +10,11 @@ import io
 import json
 import logging
 import threading
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from studyapp.lib.perf.caches import ProcessCache, memoize
 from studyapp.pipeline.models import Dataset, TrainedModel
 from studyapp.pipeline.storage import media_path
 
@@ -30,7 +30,7 @@ def configure_torch() -> None:
         torch.set_num_threads(settings.TORCH_THREADS)
 
 
-@lru_cache(maxsize=8)
+@memoize(ProcessCache("data set arrays", maxsize=8))
 def _dataset_arrays(path: str) -> dict[str, np.ndarray]:
     with np.load(path) as data:
         return {key: data[key] for key in data.files}
@@ -54,7 +54,7 @@ def display_scale(size: int) -> int:
     return max(1, round(224 / size))
 
 
-@lru_cache(maxsize=16)
+@memoize(ProcessCache("checkpoints", maxsize=16))
 def _load_checkpoint(path: str):
     import explainers.xnn  # noqa: F401  (importing it registers the "XNN" architecture)
     from explainers.nets.checkpoints import load_checkpoint
@@ -66,7 +66,7 @@ def _load_checkpoint(path: str):
     return model, metadata
 
 
-@lru_cache(maxsize=8)
+@memoize(ProcessCache("registered models", maxsize=8))
 def _load_registered(path: str, role: str, settings: str, layer: str | None, dataset_file: str):
     """A registered file behind its adapter (:mod:`explainers.nets.external`), with the settings
     its registration stored (``settings``: their JSON, so that the cache key is hashable)."""

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import posixpath
-from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -36,7 +35,7 @@ from django.http import Http404, HttpRequest
 from django.shortcuts import get_object_or_404
 from django.utils.translation import gettext_lazy
 
-from studyapp.lib.prepared import PreparedRead
+from studyapp.lib.perf import prepared
 from studyapp.studies.errors import FlowError, NoParticipant
 from studyapp.studies.models import Participant, Study
 
@@ -75,55 +74,47 @@ def _bound_codes(request: HttpRequest) -> list[str]:
     return [code for key, code in request.session.items() if key.startswith(SESSION_PREFIX) and isinstance(code, str)]
 
 
-@dataclass(frozen=True)
-class BoundRun:
-    """The run this browser is bound to in the study of public code ``study_code``, not read yet: the session's ``codes``.
+RUN_PREFIX = "run:"
 
-    :meth:`read` is the access check (a code this session holds, of a run in this study) and, in a
-    write's transaction, the lock of the row (``services._lock``), in one query with the study and
-    the arm joined. The session maps ``participant:<study pk>`` to a run's code and codes are
-    unique, so "a code this session holds, of a run in this study" is the binding
-    :func:`bind_participant` made for this study.
+
+def _run_key(study_code: str) -> str:
+    return f"{RUN_PREFIX}{study_code}"
+
+
+def access_run(request: HttpRequest, study_code: str) -> int:
+    """The primary key of the run this browser is bound to in study ``study_code`` (its public
+    code), for the service that locks and acts on it; ``NoParticipant`` when the session binds none.
+
+    No query: :func:`bind_participant` keeps the run's key in the session under the study's public
+    code (the session lives on the server; only a proven binding writes it). A session bound before
+    runs were kept that way holds only the run's code: it is looked up once (one query) and kept.
     """
-
-    study_code: str
-    codes: tuple[str, ...]
-
-    def queryset(self) -> QuerySet[Participant]:
-        # Two filters, so that the SQL's parameters come in this order: the study's code, then the runs'.
-        return (Participant.objects.select_related("study", "arm")
-                .filter(study__public_code=self.study_code).filter(code__in=self.codes))
-
-    def read(self, *, for_update: bool = False) -> Participant | None:
-        """The run (at most one: codes are unique), or None; ``for_update`` locks its row only."""
-
-        def build() -> QuerySet[Participant]:
-            runs = self.queryset().order_by()
-            return (runs.select_for_update(of=("self",)) if for_update else runs)[:1]
-
-        rows = _RUN_READ.fetch((len(self.codes), for_update), [self.study_code, *self.codes], build)
-        return rows[0] if rows else None
-
-
-#: Every participant request reads its run this way: compiled once per thread (studyapp.lib.prepared).
-_RUN_READ: PreparedRead[Participant] = PreparedRead("bound run")
-
-
-def access_run(request: HttpRequest, study_code: str) -> BoundRun:
-    """The run this browser is bound to in study ``study_code`` (its public code), to be read (or locked) by the service
-    that acts on it; ``NoParticipant`` at once (no query) when the session binds no run at all."""
+    pk = request.session.get(_run_key(study_code))
+    if isinstance(pk, int):
+        return pk
     codes = _bound_codes(request)
     if not codes:
         raise NoParticipant()
-    return BoundRun(study_code=study_code, codes=tuple(codes))
+    pk = Participant.objects.filter(study__public_code=study_code, code__in=codes).values_list("pk", flat=True).first()
+    if pk is None:
+        raise NoParticipant()
+    request.session[_run_key(study_code)] = pk
+    return pk
 
 
 def access_participant_or_none(request: HttpRequest, study_code: str) -> Participant | None:
     """The run bound to this browser in study ``study_code`` (one query, the study and arm joined), or None."""
     try:
-        return access_run(request, study_code).read()
+        pk = access_run(request, study_code)
     except NoParticipant:
         return None
+    rows = _bound_run(pk, study_code)
+    return rows[0] if rows else None
+
+
+@prepared.read
+def _bound_run(pk: int, study_code: str) -> QuerySet[Participant]:
+    return Participant.objects.select_related("study", "arm").filter(pk=pk, study__public_code=study_code).order_by()[:1]
 
 
 def access_participant(request: HttpRequest, study_code: str) -> Participant:
@@ -169,13 +160,15 @@ def bind_participant(request: HttpRequest, participant: Participant) -> None:
     if session.session_key is not None:
         session.cycle_key()
     request.session[_session_key(participant.study)] = participant.code
+    request.session[_run_key(participant.study.public_code)] = participant.pk
 
 
 def unbind_participant(request: HttpRequest, study: Study) -> None:
     """Forget this browser's binding to ``study`` (withdrawn, or a run deleted since); a session
     without one is left unchanged (and unsaved)."""
-    if _session_key(study) in request.session:
-        del request.session[_session_key(study)]
+    for key in (_session_key(study), _run_key(study.public_code)):
+        if key in request.session:
+            del request.session[key]
 
 
 def access_media_file(path: str) -> Path:

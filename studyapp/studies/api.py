@@ -7,7 +7,6 @@ DRF's ``EXCEPTION_HANDLER`` in settings) turns them into ``{"error", "detail", "
 
 from __future__ import annotations
 
-import threading
 from functools import wraps
 
 import orjson
@@ -30,11 +29,11 @@ from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from studyapp.lib.perf.throttle import LiveRateThrottle, SessionRateThrottle
 from studyapp.studies import access, i18n, services, state
 from studyapp.studies.errors import FlowError, NoParticipant, StudyFull
 from studyapp.studies.models import Study
@@ -85,82 +84,6 @@ RESUME_PARAMETERS = [
     OpenApiParameter("PROLIFIC_PID", str, description="Resume this Prolific participant's run (with SESSION_ID)."),
     OpenApiParameter("SESSION_ID", str, description="The Prolific SESSION_ID the run was enrolled with."),
 ]
-
-
-class LiveRateThrottle(ScopedRateThrottle):
-    """Reads the rate from the current settings (DRF binds them once, at import)."""
-
-    def get_rate(self):
-        from rest_framework.settings import api_settings
-
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-
-
-class SessionRateThrottle(LiveRateThrottle):
-    """Participants are throttled per browser session, not per IP (a lab may share one IP).
-
-    Counted in fixed windows of the rate's period (a minute for ``600/minute``), and in leases: a
-    web process takes :attr:`LEASE` requests at a time from the counter shared in the cache (one
-    ``incr``) and counts them down in its own memory. A participant's requests then cost one cache
-    round trip per LEASE requests instead of a read and a write of a list of times each. Never more
-    than the rate is let through in a window; a participant whose requests go to several processes
-    may be refused up to LEASE requests per process early (leased, not used), which at 600 a minute
-    is far above what a person does. Exact within one process.
-    """
-
-    LEASE = 10
-    #: cache key -> [window, requests left in this process's lease]; -1: the window's rate is spent
-    _leases: dict[str, list[int]] = {}
-    _leases_lock = threading.Lock()
-
-    def get_cache_key(self, request, view):
-        session_key = request.session.session_key
-        if not session_key:
-            return super().get_cache_key(request, view)
-        return self.cache_format % {"scope": self.scope, "ident": session_key}
-
-    def allow_request(self, request, view) -> bool:
-        self.scope = getattr(view, self.scope_attr, None)
-        self.rate = self.get_rate() if self.scope else None
-        if self.rate is None:
-            return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        key = self.get_cache_key(request, view)
-        if key is None:
-            return True
-        self.now = self.timer()
-        window = int(self.now // self.duration)
-        self.window_ends = (window + 1) * self.duration
-        with self._leases_lock:
-            lease = self._leases.get(key)
-            if lease is not None and lease[0] == window and lease[1] != 0:
-                if lease[1] < 0:
-                    return False
-                lease[1] -= 1
-                return True
-        asked = min(self.LEASE, self.num_requests)
-        shared = f"{key}:{window}"
-        try:  # one write per lease: the window's counter exists but for its first lease
-            total = self.cache.incr(shared, asked)
-        except ValueError:  # the window's first lease (here or in another process, meanwhile)
-            if self.cache.add(shared, asked, self.duration):
-                total = asked
-            else:
-                try:
-                    total = self.cache.incr(shared, asked)
-                except ValueError:  # expired between the two calls
-                    self.cache.set(shared, asked, self.duration)
-                    total = asked
-        granted = min(asked, self.num_requests - (total - asked))
-        with self._leases_lock:
-            if len(self._leases) > 50_000:  # forget leases of windows gone by
-                for stale in [k for k, v in self._leases.items() if v[0] != window]:
-                    del self._leases[stale]
-            self._leases[key] = [window, granted - 1 if granted > 0 else -1]
-        return granted > 0
-
-    def wait(self) -> float:
-        return max(0.0, self.window_ends - self.now)
 
 
 _encoder = JSONEncoder()

@@ -13,7 +13,6 @@ at most every :data:`LANGUAGE_TTL_SECONDS` (a change made in another process sho
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,11 +21,12 @@ from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 from django.utils import translation
 
+from studyapp.lib.perf.caches import ProcessCache
+
 #: How long a process trusts the language it read of a study (a change shows after at most this).
 LANGUAGE_TTL_SECONDS = 60.0
-_MAX_STUDIES = 1024
-_languages: dict[str, tuple[str, float]] = {}
-_lock = threading.Lock()
+#: Study public code -> (its language, when it was read).
+_languages: ProcessCache[str, tuple[str, float]] = ProcessCache("study languages", maxsize=1024)
 
 
 def supported(code: str | None) -> str:
@@ -40,10 +40,7 @@ def supported(code: str | None) -> str:
 def remember(code: str, language: str) -> str:
     """Keep study ``code``'s language (as read with its study) in this process; returns it, supported."""
     language = supported(language)
-    with _lock:
-        if len(_languages) >= _MAX_STUDIES and code not in _languages:
-            _languages.clear()
-        _languages[code] = (language, time.monotonic())
+    _languages.put(code, (language, time.monotonic()))
     return language
 
 
@@ -75,8 +72,7 @@ def _study_saved(sender, instance, **kwargs) -> None:
 
 
 def _study_deleted(sender, instance, **kwargs) -> None:
-    with _lock:
-        _languages.pop(instance.public_code, None)
+    _languages.pop(instance.public_code)
 
 
 post_save.connect(_study_saved, sender="studies.Study", dispatch_uid="studies.i18n.saved")

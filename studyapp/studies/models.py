@@ -33,6 +33,7 @@ class Study(models.Model):
     class Design(models.TextChoices):
         LEARNING = "learning", "Learning (Kannada-MNIST, between-subject arms)"
         CLUSTERING = "clustering", "Clustering (CUB/CEL, within-subject stages)"
+        SIMULATION = "simulation", "Forward simulation (pre-test, learning, post-test; between-subject arms)"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"

@@ -7,14 +7,14 @@ What the browser gets is built in `state`; the checks of submitted answers live 
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import dataclass
 
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
-from studyapp.lib.prepared import PreparedRead
+from studyapp.lib.perf import prepared
+from studyapp.lib.perf.caches import ProcessCache
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.pipeline.storage import media_url
 from studyapp.studies import facts, plans
@@ -71,18 +71,15 @@ def dataset_class_counts(*, study: Study) -> dict[str, int]:
     return {r["group"]: r["n"] for r in rows.order_by()}
 
 
-_ANSWER_READ: PreparedRead[TrialAnswer] = PreparedRead("trial answer")
-
-
 def trial_answer(*, participant_id: int, trial_index: int) -> TrialAnswer | None:
-    """The saved answer of a run's trial, or None: one query, compiled once per thread (every
-    state of a trial reads it; studyapp.lib.prepared)."""
-    rows = _ANSWER_READ.fetch(
-        (),
-        [participant_id, trial_index],
-        lambda: TrialAnswer.objects.filter(participant_id=participant_id).filter(trial_index=trial_index).order_by()[:1],
-    )
+    """The saved answer of a run's trial, or None: one query."""
+    rows = _answer(participant_id, trial_index)
     return rows[0] if rows else None
+
+
+@prepared.read
+def _answer(participant_id: int, trial_index: int) -> QuerySet[TrialAnswer]:
+    return TrialAnswer.objects.filter(participant_id=participant_id, trial_index=trial_index).order_by()[:1]
 
 
 def study_readiness(*, study: Study) -> list[str]:
@@ -197,9 +194,8 @@ class StudyContent:
 #: How long a process trusts what it read of a study's assets; a precompute run on a study that is
 #: open adds assets, and they are served after at most this long.
 CONTENT_TTL_SECONDS = 60.0
-_CONTENT_MAX_STUDIES = 32
-_content: dict[tuple, StudyContent] = {}
-_content_lock = threading.Lock()
+#: (study pk, updated_at, config_hash) -> what was read; an edited study's old entry ages out.
+_content: ProcessCache[tuple, StudyContent] = ProcessCache("study content", maxsize=32)
 
 
 def _asset_facts(files: dict, metrics: dict, pk: int = 0) -> AssetFacts:
@@ -230,12 +226,7 @@ def study_content(*, study: Study, reload: bool = False) -> StudyContent:
     rows = ExplanationAsset.objects.filter(stimulus__study=study, valid=True).order_by("created_at", "pk")
     for pk, stimulus_id, method, files, metrics in rows.values_list("pk", "stimulus_id", "method", "files", "metrics"):
         by_pk[pk] = assets[(stimulus_id, method)] = _asset_facts(files, metrics, pk)  # the newest wins
-    content = StudyContent(stimuli=stimuli, assets=assets, loaded_at=time.monotonic(), by_pk=by_pk)
-    with _content_lock:
-        for old in [k for k in _content if k[0] == study.pk or len(_content) >= _CONTENT_MAX_STUDIES]:
-            del _content[old]
-        _content[key] = content
-    return content
+    return _content.put(key, StudyContent(stimuli=stimuli, assets=assets, loaded_at=time.monotonic(), by_pk=by_pk))
 
 
 def stimulus_facts(*, study: Study, stimulus_id: int) -> StimulusFacts:

@@ -20,9 +20,9 @@ from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext
 
-from studyapp.lib.prepared import update_one
+from studyapp.lib.perf import prepared
+from studyapp.lib.perf.prepared import update_one
 from studyapp.studies import endings, facts, plans, selectors, versions
-from studyapp.studies.access import BoundRun
 from studyapp.studies.designs import flows
 from studyapp.studies.errors import (
     InvalidInput,
@@ -180,24 +180,20 @@ def participant_enroll(
 # ---------------------------------------------------------------------------------------------
 # Steps
 # ---------------------------------------------------------------------------------------------
-#: What a write of the flow acts on: a row read before, a query of runs, or the run a request is
-#: bound to (``access.access_run``).
-Runs = Participant | QuerySet[Participant] | BoundRun
+@prepared.read
+def _locked_run(pk: int) -> QuerySet[Participant]:
+    return Participant.objects.select_for_update(of=("self",)).select_related("study", "arm").filter(pk=pk).order_by()[:1]
 
 
-def _lock(participant: Runs) -> Participant:
-    """The participant's row, locked until the transaction ends, with its study and arm: one query.
-
-    ``participant`` is a row read before (read again here by primary key), a query, or the run a
-    request may act on (``access.access_run``), so that the access check and the lock are one
-    read. Only the participant's row is locked (``of=("self",)``): the study and arm rows are shared
-    by every run and are only read. ``NoParticipant`` when there is no such run (any more).
+def _lock(participant: Participant | int) -> Participant:
+    """The participant's row (``participant``: a row read before, or its primary key, e.g. the
+    run a request is bound to, ``access.access_run``), locked until the transaction ends, with its
+    study and arm: one query. Only the participant's row is locked (``of=("self",)``): the study
+    and arm rows are shared by every run and are only read. ``NoParticipant`` when there is no
+    such run (any more).
     """
-    if isinstance(participant, BoundRun):
-        p = participant.read(for_update=True)
-    else:
-        runs = participant if isinstance(participant, QuerySet) else Participant.objects.filter(pk=participant.pk)
-        p = next(iter(runs.select_for_update(of=("self",)).select_related("study", "arm").order_by()[:1]), None)
+    rows = _locked_run(participant if isinstance(participant, int) else participant.pk)
+    p = rows[0] if rows else None
     if p is None:
         raise NoParticipant()
     if p.status in Participant.ENDED:
@@ -251,9 +247,8 @@ _OUTCOME_OF = {Participant.Status.FAILED_CHECKS: "failed_checks", Participant.St
 
 
 def _advance(p: Participant, now: datetime, *, answered_trial: int | None = None) -> bool:
-    """Move ``p`` (locked) to its next step, in one UPDATE (SQL built once: ``prepared.update_one``).
-    With ``answered_trial``, only if that trial's answer is saved, tested by the same statement;
-    returns whether ``p`` moved."""
+    """Move ``p`` (locked) to its next step, in one UPDATE. With ``answered_trial``, only if that
+    trial's answer is saved, tested by the same statement; returns whether ``p`` moved."""
     values: dict = {"step_index": min(p.step_index + 1, len(p.plan) - 1), "step_shown_at": now, "last_seen_at": now}
     if registry.ends_run(p.plan[values["step_index"]]) and p.status != Participant.Status.COMPLETED:
         values.update(
@@ -270,7 +265,7 @@ ACTIONS = ("continue", "answer", "questions", "grouping", "check")
 
 
 @_ending_timed_out_runs
-def step_submit(*, participant: Runs, step_index: int, action: str, payload: dict | None = None) -> Submitted:
+def step_submit(*, participant: Participant | int, step_index: int, action: str, payload: dict | None = None) -> Submitted:
     """Answer step ``step_index`` of a run with one of `ACTIONS` (``payload``: the request's body).
 
     Locks the run, finds the step the request names and lets its class validate and store the
@@ -315,7 +310,7 @@ def _flow(p: Participant, step_index: int) -> Flow:
 
 
 @_ending_timed_out_runs
-def time_limit_extend(*, participant: Runs) -> Participant:
+def time_limit_extend(*, participant: Participant | int) -> Participant:
     """More time (WCAG 2.2.1 Timing Adjustable): extend the limit that ends first, the study's or
     the current step's, by its own length once more, if the configuration allows another
     extension of it (``time_limits.extensions``) and the limits are not marked ``essential``.

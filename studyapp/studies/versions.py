@@ -14,8 +14,8 @@ with other parameters, which makes new assets, never changes a run in progress.
 from __future__ import annotations
 
 import copy
-import threading
 
+from studyapp.lib.perf.caches import ProcessCache
 from studyapp.lib.study_config import StudyConfig
 from studyapp.studies import models
 from studyapp.studies.models import Arm, Participant, Study, StudyVersion
@@ -75,9 +75,8 @@ def version_after_edit(*, study: Study) -> StudyVersion | None:
 
 
 # What a run reads of its study ---------------------------------------------------------------
-_designs: dict[tuple, dict] = {}
-_designs_lock = threading.Lock()
-_MAX_DESIGNS = 256
+_designs: ProcessCache[tuple, dict] = ProcessCache("version designs", maxsize=256)
+_configs: ProcessCache[tuple, StudyConfig] = ProcessCache("version configurations", maxsize=256)
 
 
 def _design(participant: Participant) -> dict:
@@ -88,15 +87,8 @@ def _design(participant: Participant) -> dict:
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
     design = _designs.get(key)
     if design is None:
-        design = StudyVersion.objects.values_list("design", flat=True).get(pk=participant.version_id)
-        with _designs_lock:
-            if len(_designs) >= _MAX_DESIGNS:
-                _designs.clear()
-            _designs[key] = design
+        design = _designs.put(key, StudyVersion.objects.values_list("design", flat=True).get(pk=participant.version_id))
     return design
-
-
-_configs: dict[tuple, StudyConfig] = {}
 
 
 def config_of(participant: Participant) -> StudyConfig:
@@ -107,11 +99,7 @@ def config_of(participant: Participant) -> StudyConfig:
     key = (participant.version_id, participant.study_id, participant.study.updated_at)
     config = _configs.get(key)
     if config is None:
-        config = study_of(participant).parsed_config
-        with _designs_lock:
-            if len(_configs) >= _MAX_DESIGNS:
-                _configs.clear()
-            _configs[key] = config
+        config = _configs.put(key, study_of(participant).parsed_config)
     return config
 
 

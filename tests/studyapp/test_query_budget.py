@@ -77,10 +77,11 @@ def test_study_a_answer_continue_and_state_stay_within_their_query_budgets(touch
 
     run = Participant.objects.get(code=state["participant"])
     assert run.step_index == state["step"] and run.answers.count() == 3
-    # The hot reads ran from their compiled SQL (studyapp.lib.prepared), not through the ORM's
-    # compiler each time: the run (read, and locked by the writes) and the trial's answer.
-    assert {(1, False), (1, True)} <= set(access._RUN_READ._local.entries)
-    assert () in selectors._ANSWER_READ._local.entries
+    # The hot reads ran from their compiled SQL (studyapp.lib.perf.prepared), not through the
+    # ORM's compiler each time: the run (read, and locked by the writes) and the trial's answer.
+    assert 2 in access._bound_run.prepared._local.entries
+    assert 1 in services._locked_run.prepared._local.entries
+    assert 2 in selectors._answer.prepared._local.entries
 
 
 def test_the_response_shows_what_the_database_holds(settings):

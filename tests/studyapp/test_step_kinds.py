@@ -34,6 +34,7 @@ from studyapp.studies.steps.instructions import Instructions
 from studyapp.studies.steps.questions import Questions
 from studyapp.studies.steps.quiz import Quiz
 from studyapp.studies.steps.rating import Rating
+from studyapp.studies.steps.simulation import LearningItem, SimulationItem
 from studyapp.studies.steps.trial import Trial
 from tests.studyapp.bots import Bot
 from tests.studyapp.factories import learning_study
@@ -180,10 +181,13 @@ def test_the_built_in_kinds_are_one_class_each_and_a_design_is_a_composition_of_
     assert built_in == {
         "instructions": Instructions, "quiz": Quiz, "trial": Trial, "catch": Catch, "questions": Questions,
         "rating": Rating, "grouping": Grouping, "done": Done,
+        "simulation_test": SimulationItem, "simulation_learn": LearningItem,
     }
     assert all(registry.class_of(kind) is cls for kind, cls in built_in.items())
     assert [cls.KIND for cls in flows.DESIGNS[Study.Design.LEARNING].steps] == ["instructions", "trial", "rating", "done"]
     assert [cls.KIND for cls in flows.DESIGNS[Study.Design.CLUSTERING].steps] == ["instructions", "questions", "grouping", "done"]
+    assert [cls.KIND for cls in flows.DESIGNS[Study.Design.SIMULATION].steps] == [
+        "instructions", "simulation_test", "simulation_learn", "rating", "done"]
     assert [cls.KIND for cls in registry.BUILT_IN if cls.completes_run] == ["done"]
 
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def worker_env() -> dict[str, str]:
     env = dict(os.environ)
     db = connection.settings_dict
-    if connection.vendor == "sqlite":  # Django's backend or studyapp.lib.sqlite
+    if connection.vendor == "sqlite":  # Django's backend or studyapp.lib.perf.sqlite
         env["DATABASE_URL"] = f"sqlite:///{db['NAME']}"
     else:
         env["DATABASE_URL"] = f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST'] or 'localhost'}:{db['PORT'] or 5432}/{db['NAME']}"

@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['clustering', 'learning']
+    ['clustering', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -55,6 +55,11 @@ TEMPLATES: dict[str, Template] = {
         name="clustering", design="clustering", fixture="study_b_clustering.json", published_slug="xnn-clustering",
         published_kinds=("cub", "cel", "digit_standin"),
         source="XNN paper, section 4.1: grouping without visualisation, with one heatmap, with the XNN's x-feature heatmaps",
+    ),
+    "simulation": Template(
+        name="simulation", design="simulation", fixture="study_simulation.json", published_slug="kannada-simulation",
+        published_kinds=("kannada", "lookalike"),
+        source="Forward simulation (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): pre-test, learning with the arm's explanation, post-test",
     ),
 }
 

@@ -24,7 +24,7 @@ class Instructions(Step):
             "instructions": list(study.instructions),
             # A within-subject study's one "arm" describes the design (stages, counterbalancing):
             # only a learning study's arm bullet is for participants.
-            "arm_instruction": seen.arm.instruction if study.design == Study.Design.LEARNING else "",
+            "arm_instruction": seen.arm.instruction if study.design != Study.Design.CLUSTERING else "",
             "n_trials": Trial.count_in(seen.participant.plan),
         }
 

@@ -36,6 +36,7 @@ from studyapp.studies.steps import (
     questions,
     quiz,
     rating,
+    simulation,
     trial,
 )
 from studyapp.studies.steps.base import (
@@ -62,7 +63,7 @@ __all__ = [
 #: The kinds every study may use, one module each.
 BUILT_IN: tuple[type[Step], ...] = (
     instructions.Instructions, quiz.Quiz, trial.Trial, catch.Catch, questions.Questions, rating.Rating,
-    grouping.Grouping, done.Done,
+    grouping.Grouping, done.Done, simulation.SimulationItem, simulation.LearningItem,
 )
 for _cls in BUILT_IN:
     _register(_cls)

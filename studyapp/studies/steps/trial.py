@@ -7,13 +7,23 @@ from typing import TYPE_CHECKING, Literal
 
 from django.utils.translation import gettext
 
-from studyapp.lib.prepared import insert_one
+from studyapp.lib.perf.prepared import insert_one
 from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import versions
 from studyapp.studies.errors import AlreadyAnswered, InvalidInput
 from studyapp.studies.models import Study, TrialAnswer
 from studyapp.studies.selectors import FEEDBACK_METHOD, stimulus_facts, trial_answer, valid_asset
-from studyapp.studies.steps.base import UNKNOWN, Flow, Seen, ShownTimes, Step, Submitted, register
+from studyapp.studies.steps.base import (
+    UNKNOWN,
+    Flow,
+    Seen,
+    ShownTimes,
+    Step,
+    Submitted,
+    kind_of,
+    kinds,
+    register,
+)
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -127,8 +137,10 @@ class Trial(Step):
 
 
 def trial_step(plan: list[dict], trial: int) -> int | None:
-    """The index in ``plan`` of the step of trial ``trial`` (None if it has none)."""
-    return next((i for i in Trial.positions_in(plan) if plan[i].get("trial") == trial), None)
+    """The index in ``plan`` of the step of trial ``trial`` (None if it has none): a step of a
+    kind whose class is a `Trial` (e.g. the simulation design's test items)."""
+    trial_kinds = {name for name, cls in kinds().items() if issubclass(cls, Trial)}
+    return next((i for i, s in enumerate(plan or []) if kind_of(s) in trial_kinds and s.get("trial") == trial), None)
 
 
 def _class_of(study: Study, choice: object) -> int:

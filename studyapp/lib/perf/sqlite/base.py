@@ -34,6 +34,8 @@ import weakref
 
 from django.db.backends.sqlite3 import base
 
+from studyapp.lib.perf import timing
+
 _holders: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
 
 
@@ -85,7 +87,8 @@ class DatabaseWrapper(base.DatabaseWrapper):
             os.close(fd)  # closing the file releases its flock
 
     def _start_transaction_under_autocommit(self):
-        self._take_write_lock()
+        with timing.stage("lock"):
+            self._take_write_lock()
         try:
             super()._start_transaction_under_autocommit()
         except BaseException:

@@ -1,39 +1,48 @@
-"""Reads (and the two hot writes) whose SQL Django compiles once, not on every request.
+"""The participant flow's hot reads and writes, with their SQL built once instead of per request.
 
-Building and compiling a query costs Django's ORM about a millisecond of CPU, more than the
-database takes to answer it; the participant API's hot reads (the run of a request, with its
-study and arm; a trial's saved answer) run with the same SQL thousands of times, only the
-values change. :class:`PreparedRead` compiles such a query the first time a thread needs it and
-then executes the stored SQL with the new values, building the model instances as Django's
-``ModelIterable`` does (``select_related`` objects, the database's converters: JSON, datetimes).
+Building and compiling a query costs Django's ORM about a millisecond of CPU, more than SQLite
+takes to answer it; the participant API's hot reads (the run of a request, with its study and
+arm; a trial's saved answer) and its two hot writes (a step's UPDATE, a trial's INSERT) run with
+the same SQL thousands of times, only the values change. Measured with
+``benchmarks/load_participants.py`` (``STUDY_PERF_PREPARED=0`` switches all of this off): server
+CPU per API request 2.5-3.0 ms with, 4.3-4.9 ms without, in one sitting (see :mod:`studyapp.lib.perf.switches`).
 
-It stays correct by construction, or it does not cache:
+- :func:`read` decorates a function that returns a plain ORM query of its arguments (the domain
+  code stays plain ORM); the first call in a thread compiles it, later calls execute the stored
+  SQL with the new arguments and build the instances as Django's ``ModelIterable`` does
+  (``select_related`` objects, the database's converters: JSON, datetimes).
+- :func:`insert_one` and :func:`update_one` build their SQL from the model's metadata, once per
+  model and shape, and prepare every value through the field's own ``pre_save`` and
+  ``get_db_prep_save`` (public field API).
 
-- a read is stored under a key the caller gives, which must name everything that changes the
-  SQL (e.g. how many codes an ``IN`` holds);
-- the first compile must produce exactly the caller's ``params``, in order, and every value must
-  be a ``str`` or an ``int`` (types Django passes through unchanged); otherwise the read is
-  done by the ORM, every time, uncached;
-- the stored compiler belongs to the thread's own connection object; another one recompiles;
-- ``select_for_update`` outside a transaction raises as Django does.
+It stays correct by construction, or it does not cache: the first compile must produce exactly
+the function's arguments as the SQL's parameters, in order, and every argument must be a ``str``
+or an ``int`` (types Django passes through unchanged); otherwise the read is done by the ORM,
+every time, uncached. The stored compiler belongs to the thread's own connection object; another
+one recompiles. ``select_for_update`` outside a transaction raises as Django does.
 
-Uses Django's compiler internals (``select``, ``klass_info``, ``get_related_populators``), as
-``ModelIterable`` does in Django 5.2; the participant flow's tests run every read through it.
+The reads use Django's compiler internals (``select``, ``klass_info``,
+``get_related_populators``), as ``ModelIterable`` does in Django 5.2: the one place in the site
+that does; the participant flow's tests run every read through it.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, ParamSpec, TypeVar
 
 from django.db import connections, router
-from django.db.models import Model, QuerySet
+from django.db.models import Exists, Model, QuerySet
 from django.db.models.query import get_related_populators
 from django.db.transaction import TransactionManagementError
 
+from studyapp.lib.perf import switches
+
 M = TypeVar("M", bound=Model)
+P = ParamSpec("P")
 
 
 @dataclass
@@ -60,7 +69,7 @@ class PreparedRead(Generic[M]):
     def fetch(self, key: Hashable, params: Sequence[object], build: Callable[[], QuerySet[M]], *, using: str = "default") -> list[M]:
         """The rows of ``build()`` (a query whose SQL parameters are ``params``, in order)."""
         connection = connections[using]
-        if not all(type(p) in (str, int) for p in params):
+        if not switches.PREPARED or not all(type(p) in (str, int) for p in params):
             return list(build())
         entries: dict = self._local.__dict__.setdefault("entries", {})
         entry = entries.get(key)
@@ -116,6 +125,22 @@ class PreparedRead(Generic[M]):
         return out
 
 
+def read(query: Callable[P, QuerySet[M]]) -> Callable[P, list[M]]:
+    """``query`` (a function of ``str``/``int`` arguments returning a plain ORM query whose SQL
+    parameters are those arguments, in order) made to return its rows, its SQL compiled once per
+    thread (see the module's docstring)."""
+    prepared: PreparedRead[M] = PreparedRead(query.__qualname__)
+
+    @functools.wraps(query)
+    def rows(*args: P.args, **kwargs: P.kwargs) -> list[M]:
+        if kwargs:
+            return list(query(*args, **kwargs))
+        return prepared.fetch(len(args), args, lambda: query(*args))
+
+    rows.prepared = prepared  # type: ignore[attr-defined]  # tests look at what it compiled
+    return rows
+
+
 # The hot writes' SQL, by database vendor, model and shape (built from the models' metadata).
 _WRITE_SQL: dict[tuple, str] = {}
 
@@ -135,6 +160,9 @@ def insert_one(obj: M, *, using: str | None = None) -> M:
     error (the unique constraint of a repeated answer) is raised as Django's own.
     """
     meta = obj._meta
+    if not switches.PREPARED:
+        obj.save(force_insert=True, using=using)
+        return obj
     if not meta.pk.db_returning or obj.pk is not None:
         raise ValueError("insert_one is for new rows of a model with an auto-incremented key")
     connection = _writer(type(obj), using)
@@ -170,6 +198,15 @@ def update_one(
     ``update()``, no signals and no ``auto_now``. Returns whether the row was updated.
     """
     meta = obj._meta
+    if not switches.PREPARED:  # what it stands for, through the ORM
+        rows = type(obj)._default_manager.using(using).filter(pk=obj.pk)
+        if if_exists is not None:
+            rows = rows.filter(Exists(if_exists[0]._default_manager.filter(**if_exists[1])))
+        if rows.update(**values) != 1:
+            return False
+        for name, value in values.items():
+            setattr(obj, name, value)
+        return True
     connection = _writer(type(obj), using)
     other, where = if_exists if if_exists is not None else (None, {})
     key = ("update", connection.vendor, meta.label, tuple(values), other and other._meta.label, tuple(where))

@@ -1,13 +1,15 @@
-"""studyapp.lib.prepared: a read compiled once gives what the ORM gives, or is not cached."""
+"""studyapp.lib.perf.prepared: a read compiled once gives what the ORM gives, or is not cached."""
 
 from __future__ import annotations
 
 import pytest
 from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from studyapp.lib.prepared import PreparedRead, insert_one, update_one
+from studyapp.lib.perf import prepared
+from studyapp.lib.perf.prepared import PreparedRead, insert_one, update_one
 from studyapp.studies import services
 from studyapp.studies.models import Participant, TrialAnswer
 from tests.studyapp.factories import learning_study
@@ -53,6 +55,27 @@ def test_params_that_do_not_match_the_sql_or_are_not_plain_are_read_by_the_orm_u
     assert "swapped" not in getattr(read._local, "entries", {})
     got = read.fetch("float", [study.slug, 1.5], lambda: runs(study.slug, [a.code]))
     assert [p.pk for p in got] == [a.pk] and "float" not in getattr(read._local, "entries", {})
+
+
+@prepared.read
+def runs_of(code: str, slug: str) -> QuerySet[Participant]:
+    return Participant.objects.select_related("study", "arm").filter(code=code, study__slug=slug)
+
+
+def test_a_function_of_plain_orm_is_read_from_its_sql_compiled_once_per_thread():
+    study = learning_study()
+    a, _ = services.participant_enroll(study=study, consent=True)
+    b, _ = services.participant_enroll(study=study, consent=True)
+    runs_of.prepared._local.__dict__.clear()
+    for code in (a.code, b.code, "nobody"):
+        expected = list(Participant.objects.select_related("study", "arm").filter(code=code, study__slug=study.slug))
+        with CaptureQueriesContext(connection) as ctx:
+            got = runs_of(code, study.slug)
+        assert len(ctx.captured_queries) == 1
+        assert [fields(p) for p in got] == [fields(p) for p in expected]
+        assert all(Participant.study.is_cached(p) and p.study.pk == study.pk for p in got)
+    assert list(runs_of.prepared._local.entries) == [2]  # compiled once, for two arguments
+    assert [p.pk for p in runs_of(a.code, slug=study.slug)] == [a.pk]  # keywords: the ORM, uncached
 
 
 def test_a_prepared_locking_read_locks_in_a_transaction():

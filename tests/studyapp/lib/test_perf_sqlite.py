@@ -1,4 +1,4 @@
-"""studyapp.lib.sqlite: SQLite writers queue on a lock file, and give it back however they end."""
+"""studyapp.lib.perf.sqlite: SQLite writers queue on a lock file, and give it back however they end."""
 
 from __future__ import annotations
 
@@ -11,14 +11,14 @@ import time
 import pytest
 from django.db import OperationalError, connections, transaction
 
-from studyapp.lib.sqlite.base import DatabaseWrapper
+from studyapp.lib.perf.sqlite.base import DatabaseWrapper
 
 ALIAS = "lockcheck"
 
 
 def wrapper(path, timeout: float = 30) -> DatabaseWrapper:
     settings = {
-        **connections.settings["default"], "ENGINE": "studyapp.lib.sqlite", "NAME": str(path),
+        **connections.settings["default"], "ENGINE": "studyapp.lib.perf.sqlite", "NAME": str(path),
         "OPTIONS": {"timeout": timeout, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"},
     }
     return DatabaseWrapper(settings, alias=ALIAS)

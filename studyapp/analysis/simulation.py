@@ -1,0 +1,64 @@
+"""The forward-simulation study's results as `stats.protocols.simulation` takes them, and its analysis.
+
+`simulation_frame` reads the database into the protocol's long frame (one row per participant ×
+item × phase): the test items' answers (`TrialAnswer` rows of the run's ``simulation_test`` steps,
+their phase read from the run's plan) and the learning items the plan showed (``learn`` rows, not
+scored; the protocol refuses an item that both taught and tested a participant). The guess and the
+model's answer are the data set's class ids (never shown to participants). `simulation_results`
+runs `stats.protocols.simulation.analyse` on it.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from stats.protocols import simulation as protocol
+from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
+from studyapp.pipeline.models import Stimulus
+from studyapp.studies.models import Participant, Study, TrialAnswer
+from studyapp.studies.steps.simulation import LearningItem, SimulationItem
+
+__all__ = ["simulation_frame", "simulation_results"]
+
+
+def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
+    """The protocol's frame of ``study`` (test runs only with ``include_test``); 3 queries."""
+    runs = Participant.objects.filter(study=study)
+    if not include_test:
+        runs = runs.filter(is_test=False)
+    plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
+    facts = {pk: (pred, true) for pk, pred, true in
+             Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
+    phase_of = {
+        (pk, plan[i].get("trial")): plan[i].get("phase")
+        for pk, (_, plan) in plans.items() for i in SimulationItem.positions_in(plan)
+    }
+    rows = []
+    for pid, trial, stimulus, choice in TrialAnswer.objects.filter(participant__in=runs).values_list(
+        "participant_id", "trial_index", "stimulus_id", "choice"
+    ).order_by("participant_id", "trial_index"):
+        phase = phase_of.get((pid, trial))
+        if phase is None:  # a learning trial of another design's kind: not a simulation answer
+            continue
+        pred, true = facts[stimulus]
+        rows.append(_row(pid, plans[pid][0], stimulus, phase, pred, true, choice))
+    for pid, (arm, plan) in plans.items():
+        for i in LearningItem.positions_in(plan):
+            stimulus = plan[i].get("stimulus")
+            if stimulus in facts:
+                pred, true = facts[stimulus]
+                rows.append(_row(pid, arm, stimulus, protocol.LEARN, pred, true, None))
+    return pd.DataFrame(rows, columns=list(protocol.COLUMNS))
+
+
+def _row(pid: int, arm: str, item: int, phase: str, pred: int, true: int, answer: int | None) -> dict:
+    return {PARTICIPANT: pid, ARM: arm, ITEM: item, PHASE: phase, protocol.ITEM_KIND: protocol.FORWARD,
+            MODEL_CORRECT: pred == true, protocol.MODEL_ANSWER: pred, protocol.ANSWER: answer}
+
+
+def simulation_results(study: Study, *, control_arm: str = "Control", include_test: bool = False,
+                       level: float = 0.95) -> protocol.SimulationResult:
+    """Simulation accuracy pre/post/change per arm, the explanation effect and Colin's utility, all
+    items and split by model correct/wrong (``AnalysisInputError`` when the data cannot give them,
+    e.g. no control arm answered yet)."""
+    return protocol.analyse(simulation_frame(study, include_test=include_test), control_arm=control_arm, level=level)
