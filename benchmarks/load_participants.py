@@ -33,6 +33,7 @@ trick off (``studyapp/lib/perf/switches.py``), to measure what it buys.
     python benchmarks/load_participants.py --participants 200 --workers 4
     DATABASE_URL=postgres://... python benchmarks/load_participants.py   # against PostgreSQL
     python benchmarks/load_participants.py --launch 0                     # phases 1 and 2 only
+    python benchmarks/load_participants.py --phases launch --chaos        # crashes during the launch (benchmarks/chaos.py)
 
 With a PostgreSQL ``DATABASE_URL`` the benchmark creates a database of its own next to the one
 named there, and drops it at the end. Only loopback addresses are used; every loop is bounded.
@@ -59,6 +60,8 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import chaos  # noqa: E402  (benchmarks/chaos.py)
 
 from studyapp.studies.client import AsyncHttpxTransport, Call, ParticipantClient, Reply  # noqa: E402
 
@@ -184,7 +187,7 @@ class Participant:
                  stages: list[dict[str, float]] | None = None):
         self.http = httpx.AsyncClient(base_url=base, timeout=60)
         self.transport = Measured(self.http, rng, latencies, think, stages)
-        self.api = ParticipantClient(slug, self.transport)
+        self.api = ParticipantClient(slug, chaos.BrowserRetry(self.transport) if chaos.ACTIVE else self.transport)
         self.rng = rng
         self.acked: dict[int, int] = {}  # trial -> choice acknowledged by a 200
         self.code = ""
@@ -333,10 +336,14 @@ async def main_async(args, base: str, slug: str, master: int) -> dict:
                   for i in range(args.launch)]
         t2, cpu = time.perf_counter(), CpuMeter(master)
         runs = [asyncio.ensure_future(p.run(delay=a)) for p, a in zip(launch, arrivals, strict=True)]
+        monkey = chaos.Chaos(master, args.launch_over, args.chaos_every, os.environ.get("DATABASE_URL", "")).start() if args.chaos else None
         _, unfinished = await asyncio.wait(runs, timeout=args.launch_over + args.launch_deadline)
         for run in unfinished:  # a server that cannot keep up: stop the runs still going (reported)
             run.cancel()
         await asyncio.gather(*unfinished, return_exceptions=True)
+        if monkey:
+            await monkey.stop()
+            out["chaos"] = await chaos.resumable(base, slug, launch)
         out["launch"] = {"lat": launch_lat, "stages": launch_stages, "elapsed": time.perf_counter() - t2, **cpu.done()}
         progress("launch", out["launch"])
         out["people"]["launch"] = launch
@@ -407,8 +414,12 @@ def main() -> None:
                         help="seconds after the last arrival at which runs still going are stopped (and counted as not completed)")
     parser.add_argument("--phases", nargs="+", default=["saturation", "paced", "launch"], choices=["saturation", "paced", "launch"],
                         help="which phases to run (default: all three)")
+    parser.add_argument("--chaos", action="store_true", help="during the launch, kill a gunicorn worker every --chaos-every s "
+                        "and restart PostgreSQL once (benchmarks/chaos.py)")
+    parser.add_argument("--chaos-every", type=float, default=20.0)
     parser.add_argument("--count-queries", metavar="SLUG", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    chaos.ACTIVE = args.chaos
     if args.count_queries:
         print(json.dumps(count_queries(args.count_queries)))
         return
@@ -508,6 +519,8 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
         line(f"launch, {args.launch} over {args.launch_over:g} s", "launch", people["launch"], "   (p99 goal < 250 ms)")
         print(f"{'':28}launch: {args.launch_think:g} s mean think time, "
               f"{sum(p.done for p in people['launch'])}/{args.launch} runs completed, {result['launch']['elapsed']:.0f} s in all")
+        if "chaos" in result:
+            chaos.report(chaos.LOG, people["launch"], *_integrity(people["launch"], stored)[1:3], result["chaos"])
     print("where the time of the slowest 1% went (ms; studyapp.lib.perf.timing):")
     for phase in ("saturation", "paced", "launch"):
         if phase in result:

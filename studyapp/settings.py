@@ -98,6 +98,25 @@ if _database_url:
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"].update(ENGINE=_SQLITE_ENGINE, CONN_MAX_AGE=600, CONN_HEALTH_CHECKS=False)
         DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+    elif env_bool("DATABASE_POOL", True):
+        # PostgreSQL: Django's psycopg pool (psycopg-pool), one per process. A connection goes back to
+        # the pool at the end of each request (Django requires CONN_MAX_AGE = 0 with a pool), and
+        # CONN_HEALTH_CHECKS makes the pool check it before handing it out, so after a database
+        # restart a request gets a fresh connection, or waits up to DATABASE_POOL_TIMEOUT seconds
+        # for one while the database comes back, instead of failing on a dead one. Size: a gunicorn
+        # process needs one connection per thread (DATABASE_POOL_MAX_SIZE = --threads; 1 for sync
+        # workers), a Celery prefork child one; the server's max_connections must cover
+        # gunicorn workers x DATABASE_POOL_MAX_SIZE + Celery processes x DATABASE_POOL_MAX_SIZE +
+        # a few for migrate and psql (scripts/services.sh, docker-compose.yml).
+        _pool_max = env_int("DATABASE_POOL_MAX_SIZE", 4, minimum=1)
+        DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            # Opened when the pool opens (the process's first query), so a launch's first requests
+            # do not each wait for a new backend process.
+            "min_size": min(env_int("DATABASE_POOL_MIN_SIZE", 2, minimum=0), _pool_max),
+            "max_size": _pool_max,
+            "timeout": env_int("DATABASE_POOL_TIMEOUT", 10, minimum=1),
+        }
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
