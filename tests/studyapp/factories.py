@@ -37,17 +37,10 @@ def gif(seed: int) -> bytes:
     return buffer.getvalue()
 
 
-def learning_study(*, n_stimuli: int = 24, invalid: int = 1, open_it: bool = True, **overrides) -> Study:
-    """Study A from its fixture with stimuli and valid Grad-CAM / CDeepEx assets.
-
-    Predictions are set so that some stimuli are "model-wrong" (prediction != true label).
-    The first ``invalid`` stimuli get a CDeepEx asset that failed the validity gate.
-    """
-    call_command("loaddata", str(FIXTURES / "study_a_kannada.json"), verbosity=0)
-    study = Study.objects.get(slug="kannada-learning")
-    for key, value in overrides.items():
-        setattr(study, key, value)
-    study.save()
+def add_stimuli(study: Study, *, n_stimuli: int, invalid: int = 0) -> None:
+    """``n_stimuli`` stimuli of the study's two classes (every other pair model-wrong), each with a
+    valid Grad-CAM asset and a CDeepEx asset (the first ``invalid`` refused by the gate), and the
+    classifier they came from set in the configuration (saved)."""
     a, b = study.classes
     dataset = Dataset.objects.create(
         name="tiny", kind=Dataset.Kind.KANNADA, source="test", file="none.npz", fingerprint="0" * 64,
@@ -74,6 +67,20 @@ def learning_study(*, n_stimuli: int = 24, invalid: int = 1, open_it: bool = Tru
         )
     study.config = {**study.config, "classifier_id": classifier.pk}
     study.save()
+
+
+def learning_study(*, n_stimuli: int = 24, invalid: int = 1, open_it: bool = True, **overrides) -> Study:
+    """Study A from its fixture with stimuli and valid Grad-CAM / CDeepEx assets.
+
+    Predictions are set so that some stimuli are "model-wrong" (prediction != true label).
+    The first ``invalid`` stimuli get a CDeepEx asset that failed the validity gate.
+    """
+    call_command("loaddata", str(FIXTURES / "study_a_kannada.json"), verbosity=0)
+    study = Study.objects.get(slug="kannada-learning")
+    for key, value in overrides.items():
+        setattr(study, key, value)
+    study.save()
+    add_stimuli(study, n_stimuli=n_stimuli, invalid=invalid)
     if open_it:
         services.study_open(study=study)
         study.refresh_from_db()

@@ -9,13 +9,12 @@ import random
 import pytest
 
 from studyapp.analysis.simulation import simulation_frame, simulation_results
-from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
-from studyapp.pipeline.storage import store_bytes
+from studyapp.pipeline.models import Dataset, Stimulus, TrainedModel
 from studyapp.studies import exports, services
 from studyapp.studies.designs.create import study_from_template
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from tests.studyapp.bots import Bot
-from tests.studyapp.factories import gif, png
+from tests.studyapp.factories import add_stimuli
 
 pytestmark = pytest.mark.django_db
 
@@ -27,25 +26,7 @@ def simulation_study(*, n_stimuli: int = 24) -> Study:
     study = study_from_template(template="simulation", slug="sim-test", arms=["Control", "GCAM"])
     study.n_trials = N
     study.save()
-    a, b = study.classes
-    dataset = Dataset.objects.create(
-        name="tiny", kind=Dataset.Kind.KANNADA, source="test", file="none.npz", fingerprint="0" * 64,
-        class_names=[str(i) for i in range(10)], n_train=0, n_test=n_stimuli,
-    )
-    classifier = TrainedModel.objects.create(dataset=dataset, role="classifier", arch="MnistNet", status="ready")
-    for pos in range(n_stimuli):
-        true = a if pos % 2 == 0 else b
-        pred = true if pos % 4 < 2 else (b if true == a else a)
-        stimulus = Stimulus.objects.create(
-            study=study, dataset=dataset, index=pos, position=pos, image=store_bytes(png(pos), ext="png", folder="stimuli"),
-            true_label=true, model_prediction=pred, probabilities=[0.1] * 10, classifier=classifier,
-        )
-        ExplanationAsset.objects.create(stimulus=stimulus, method="gradcam", params_hash="g", params={}, valid=True,
-                                        files={"overlay": store_bytes(png(1000 + pos), ext="png")})
-        ExplanationAsset.objects.create(stimulus=stimulus, method="cdeepex", params_hash="c", params={}, valid=True,
-                                        files={"gif": store_bytes(gif(2000 + pos), ext="gif")})
-    study.config = {**study.config, "classifier_id": classifier.pk}
-    study.save()
+    add_stimuli(study, n_stimuli=n_stimuli)
     services.study_open(study=study)
     study.refresh_from_db()
     return study
