@@ -1,6 +1,11 @@
 """The generators on colour and larger images (C x S x S), and checkpoints saved before that
 change: files written by the 1x28x28-only code (tests/explainers/nets/data, made with the code
-of commit 4a5531f) load and give bit-identical outputs."""
+of commit 4a5531f) load and give the outputs they gave then.
+
+"The same" is to float32 rounding, not bit for bit: the saved outputs were computed on one CPU, and
+PyTorch's convolution and matrix kernels (oneDNN, MKL) pick different instruction paths on another
+(bit-identical on the machines of earlier runs; up to 6e-8 apart on an AMD EPYC). A checkpoint read
+wrongly moves them by orders of magnitude more (one weight tensor off by 1e-3: 1.5e-4)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,11 @@ from explainers.nets.wgan import DCGANGenerator, WGANCritic, train_wgan
 DATA = Path(__file__).parent / "data"
 
 
+def same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal to float32 rounding (see the module docstring): a few ulps, nothing a model would change."""
+    return a.shape == b.shape and torch.allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 @pytest.fixture(scope="module")
 def legacy() -> dict[str, torch.Tensor]:
     with np.load(DATA / "legacy_outputs_28.npz") as data:
@@ -30,16 +40,16 @@ def test_a_vae_checkpoint_saved_before_loads_and_behaves_exactly_as_before(legac
     assert (vae.channels, vae.size) == (1, 28)
     with torch.no_grad():
         mu, logvar = vae.encode(legacy["x"])
-        assert torch.equal(mu, legacy["vae_mu"]) and torch.equal(logvar, legacy["vae_logvar"])
-        assert torch.equal(vae.decode(legacy["z4"]), legacy["vae_decode"])
+        assert same(mu, legacy["vae_mu"]) and same(logvar, legacy["vae_logvar"])
+        assert same(vae.decode(legacy["z4"]), legacy["vae_decode"])
 
 
 def test_wgan_checkpoints_saved_before_load_and_behave_exactly_as_before(legacy):
     G, _ = load_checkpoint(DATA / "legacy_dcgan_28.pt")
     critic, _ = load_checkpoint(DATA / "legacy_critic_28.pt")
     with torch.no_grad():
-        assert torch.equal(G(legacy["z5"]), legacy["dcgan"])
-        assert torch.equal(critic(legacy["x"]), legacy["critic"])
+        assert same(G(legacy["z5"]), legacy["dcgan"])
+        assert same(critic(legacy["x"]), legacy["critic"])
 
 
 @pytest.mark.parametrize(("channels", "size"), [(1, 28), (3, 28), (1, 32), (3, 32), (3, 64)])
