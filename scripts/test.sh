@@ -23,6 +23,10 @@ echo "=== Run 1/2: SQLite + embedded broker"
 if [ "${STUDY_TEST_DEFAULT_ONLY:-0}" = 1 ]; then exit 0; fi
 echo "=== Run 2/2: PostgreSQL + Redis"
 eval "$(bash scripts/services.sh)"
+# Django's live test server (like runserver) starts a thread per request, unbounded, and the test's own
+# thread holds a connection of the same process's pool: the pool sized for gunicorn's threads (4) made an
+# analysis page's three figures wait for a connection (PoolTimeout). Production sizes it per process.
+export DATABASE_POOL_MAX_SIZE=${DATABASE_POOL_MAX_SIZE:-16}
 # Heavy model tests whose database and broker use is generic (marked first_run_only) ran in run 1;
 # every flow, worker, fault and tampering test runs again here.
 "$PYTHON" -m pytest tests/studyapp tests/browser -m "not first_run_only" "$@"
