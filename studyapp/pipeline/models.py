@@ -106,6 +106,7 @@ class ExplanationAsset(models.Model):
         DEEPLIFT = "deeplift", "DeepLIFT"
         XNN = "xnn", "XNN x-feature heatmaps"
         GAD = "gad", "GAD map (two-class contrast)"
+        NEAREST = "nearest", "Nearest training examples of the predicted class"
 
     stimulus = models.ForeignKey(Stimulus, on_delete=models.CASCADE, related_name="explanations")
     method = models.CharField(max_length=20, choices=Method.choices)

@@ -34,6 +34,9 @@ class Study(models.Model):
         LEARNING = "learning", "Learning (Kannada-MNIST, between-subject arms)"
         CLUSTERING = "clustering", "Clustering (CUB/CEL, within-subject stages)"
         SIMULATION = "simulation", "Forward simulation (pre-test, learning, post-test; between-subject arms)"
+        DECISION = "decision", "AI-assisted decision (answer alone, then with the model's answer and explanation)"
+        HIVE = "hive", "HIVE agreement and distinction (confidence in a prediction; pick the model's answer)"
+        BIAS = "bias", "Bias discovery (what does the model rely on? scored against a planted cue)"
 
     class Status(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -157,6 +160,7 @@ class Arm(models.Model):
         CDEEPEX = "cdeepex", "CDeepEx morph animation"
         XGEMS = "xgems", "xGEMs morph animation (ablation)"
         GAD = "gad", "GAD heatmap (what sets the two classes apart)"
+        NEAREST = "nearest", "Nearest training examples of the predicted class"
         WITHIN = "within", "Within-subject stages (clustering design)"
 
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="arms")
