@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['clustering', 'learning', 'simulation']
+    ['clustering', 'hive', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -62,6 +62,12 @@ TEMPLATES: dict[str, Template] = {
         source="Forward simulation (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): pre-test, learning with the arm's explanation, post-test",
     ),
 }
+# Issue 25, protocol 3.
+TEMPLATES["hive"] = Template(
+    name="hive", design="hive", fixture="study_hive.json", published_slug="kannada-hive", published_kinds=("kannada", "lookalike"),
+    source="HIVE (Kim et al., ECCV 2022): agreement (confidence that the model's answer is correct, 4-point scale) "
+           "and distinction (which of the maps of the model's top four classes is its answer's)",
+)
 
 
 def _fixtures() -> Path:

@@ -32,6 +32,7 @@ from studyapp.studies.steps import (
     catch,
     done,
     grouping,
+    hive,
     instructions,
     questions,
     quiz,
@@ -64,6 +65,7 @@ __all__ = [
 BUILT_IN: tuple[type[Step], ...] = (
     instructions.Instructions, quiz.Quiz, trial.Trial, catch.Catch, questions.Questions, rating.Rating,
     grouping.Grouping, done.Done, simulation.SimulationItem, simulation.LearningItem,
+    hive.AgreementItem, hive.DistinctionItem,
 )
 for _cls in BUILT_IN:
     _register(_cls)
