@@ -16,7 +16,12 @@ from stats.protocols import hive as protocol
 from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
 from studyapp.pipeline.models import Stimulus
 from studyapp.studies.models import Participant, QuestionAnswer, Study
-from studyapp.studies.steps.hive import AgreementItem, DistinctionItem, agreement_key, distinction_key
+from studyapp.studies.steps.hive import (
+    AgreementItem,
+    DistinctionItem,
+    agreement_key,
+    distinction_key,
+)
 
 __all__ = ["hive_frame", "hive_results"]
 

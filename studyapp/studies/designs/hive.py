@@ -81,10 +81,10 @@ def hive_plan(*, study: Study, arm: Arm, stimuli: list[tuple[int, bool]], assets
         raise PlanError(f"Study '{study.slug}' cannot draw a HIVE run: " + "; ".join(problems) + ".")
     n = study.n_trials
     explained = assets is not None
+    maps = assets or {}
     if explained:  # agreement needs the prediction's map; distinction all four
-        assert assets is not None
-        stimuli = [(pk, ok) for pk, ok in stimuli if "0" in assets.get(pk, {})]
-    complete = {pk for pk, _ in stimuli if explained and len(assets.get(pk, {})) == HIVE_RANKS}  # type: ignore[union-attr]
+        stimuli = [(pk, ok) for pk, ok in stimuli if "0" in maps.get(pk, {})]
+    complete = {pk for pk, _ in stimuli if len(maps.get(pk, {})) == HIVE_RANKS}
     if len(stimuli) < 2 * n or (explained and len(complete) < n):
         raise PlanError(
             f"Study '{study.slug}' has {len(stimuli)} servable stimuli ({len(complete)} with the maps of the top {HIVE_RANKS} classes) "
@@ -105,12 +105,12 @@ def hive_plan(*, study: Study, arm: Arm, stimuli: list[tuple[int, bool]], assets
     # The positions of the four maps: always drawn per run (a fixed order would give the answer away).
     positions = random.Random(f"{study.pk}:{seed}:positions")  # noqa: S311 - seeded per run, not secrets
     units: list[list[Step]] = [
-        [AgreementItem(item=i, stimulus=sid, **({"assets": {"0": assets[sid]["0"]}} if assets is not None else {}))]
+        [AgreementItem(item=i, stimulus=sid, **({"assets": {"0": maps[sid]["0"]}} if explained else {}))]
         for i, sid in enumerate(agree)
     ]
     for i, sid in enumerate(distinct):
         order = positions.sample(range(HIVE_RANKS), HIVE_RANKS)
-        units.append([DistinctionItem(item=i, stimulus=sid, order=order, assets=dict(assets[sid]))])  # type: ignore[index]
+        units.append([DistinctionItem(item=i, stimulus=sid, order=order, assets=dict(maps[sid]))])
     used = set(agree) | set(distinct)
     spare = [pk for pk, _ in stimuli if pk not in used] or agree
     return with_checks(study, intro=[Instructions()], units=units, closing=[Rating(key="feedback_rating"), Done()], images=spare)
