@@ -153,14 +153,17 @@ def _study_classes(stimuli: list[Stimulus]) -> tuple[list[int], list[int]]:
 
 
 def ranked_class(stimulus: Stimulus, rank: int) -> int:
-    """The class of ``rank`` in the stimulus's class probabilities (0: the prediction; ties in
-    class order). A HIVE study's distinction maps explain ranks 0-3 (``params["target_rank"]``)."""
+    """The class of ``rank`` among the model's answers for the stimulus: 0 is the prediction, then
+    the other classes by falling probability (ties in class order). A HIVE study's distinction
+    maps explain ranks 0-3 (``params["target_rank"]``)."""
+    prediction = int(stimulus.model_prediction)
     if rank == 0:
-        return int(stimulus.model_prediction)
+        return prediction
     probabilities = list(stimulus.probabilities or [])
-    if len(probabilities) <= rank:
+    others = sorted((c for c in range(len(probabilities)) if c != prediction), key=lambda c: (-probabilities[c], c))
+    if len(others) < rank:
         raise PipelineError(f"Stimulus {stimulus.pk} has {len(probabilities)} class probabilities; the class of rank {rank} needs more.")
-    return sorted(range(len(probabilities)), key=lambda c: (-probabilities[c], c))[rank]
+    return others[rank - 1]
 
 
 def _target_classes(stimuli: list[Stimulus], params: dict) -> list[int]:
