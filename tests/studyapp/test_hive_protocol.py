@@ -182,6 +182,8 @@ def test_bots_in_two_arms_recover_the_planted_difference():
     html = page.content.decode()
     assert 'id="hive"' in html and 'data-table="hive-distinction"' in html and "no-hive" not in html
     assert f'data-value="{gcam.estimate!r}"' in html
+    prereg = admin.get(f"/admin/analysis/study/{study.pk}/preregistration.md").content.decode()
+    assert "HIVE study" in prereg and "stats.protocols.hive" in prereg and "clustering" not in prereg
 
 
 def test_bad_input_is_refused_and_a_repeat_is_stored_once():
