@@ -140,6 +140,10 @@ def test_bots_in_two_arms_recover_the_planted_difference():
 
         final = bot.walk(other=other)
         assert final["kind"] == "done", final
+        # nothing the browser got names the data set, a class rank or where the model's answer is
+        for label, _, body in bot.responses:
+            for word in ('"tiny"', "target_rank", '"order"', "probabilities", "model_prediction", "true_label"):
+                assert word not in body, (label, word)
     n_gcam = Participant.objects.filter(study=study, arm__name="GCAM").count()
     n_control = n_bots - n_gcam
     assert n_gcam and n_control
@@ -221,12 +225,26 @@ def test_bad_input_is_refused_and_a_repeat_is_stored_once():
 def test_a_hive_arm_showing_a_morph_is_refused_with_the_reason(caplog):
     study = hive_study(arms=("GCAM",))
     study.arms.update(feedback=Arm.Feedback.CDEEPEX)
+    from studyapp.studies.errors import StudyUnavailable
+
+    with pytest.raises(StudyUnavailable, match="arm 'GCAM' shows CDeepEx morph animation; a HIVE study's arms show Grad-CAM"):
+        services.study_open(study=study)  # the admin's "open" says why
     bot = Bot(study.public_code, pid="M1")
     bot.open_link()
     status, data = bot.enter()
     assert status >= 400 and "morph" not in str(data).lower()
     assert "morphs and GAD explain a pair" in caplog.text
     assert not Participant.objects.filter(study=study).exists()
+
+
+def test_a_classifier_of_fewer_than_four_classes_cannot_open_a_hive_study():
+    study = hive_study(arms=("GCAM",))
+    Study.objects.filter(pk=study.pk).update(status=Study.Status.DRAFT)
+    Stimulus.objects.filter(study=study).update(probabilities=[0.5, 0.3, 0.2])
+    from studyapp.studies.errors import StudyUnavailable
+
+    with pytest.raises(StudyUnavailable, match="the classifier has 3 classes; .* at least 4"):
+        services.study_open(study=study)
 
 
 def test_create_study_makes_the_hive_template_on_kannada_and_refuses_a_classifier_of_three_classes():
@@ -260,12 +278,15 @@ def test_the_analysis_section_says_why_when_there_is_nothing_yet():
 
 
 @pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
 def test_the_worker_makes_the_four_maps_of_the_top_classes_and_they_decode_as_shown(tmp_path):
-    """A trained classifier, the template's stimuli, the four Grad-CAM assets per stimulus made by
-    the worker's compute (one call per rank, as the planned batches run), decoded from the stored
-    PNG: each is the map of its rank's class, and the four differ."""
+    """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the
+    template's stimuli, one precompute job on a real Celery worker making four Grad-CAM assets per
+    stimulus; each stored PNG decodes to the map of its rank's class, and a bot's distinction item
+    shows those four files."""
     import numpy as np
     import torch
+    from django.db import transaction
     from PIL import Image
 
     from explainers import render
@@ -274,28 +295,35 @@ def test_the_worker_makes_the_four_maps_of_the_top_classes_and_they_decode_as_sh
     from explainers.nets.external import gradcam_view
     from explainers.targets import ClassTarget
     from studyapp.pipeline import datasets, explain, loading, precompute, training
+    from studyapp.pipeline.models import PrecomputeJob
     from studyapp.pipeline.stimuli import stimuli_select
-    from studyapp.pipeline.storage import media_path
+    from studyapp.pipeline.storage import media_path, media_url
+    from studyapp.studies import selectors
     from tests.studyapp.test_pipeline import write_official_npz
+    from tests.studyapp.worker import celery_worker, wait_for
 
     data = datasets.dataset_import_kannada(name="kannada", directory=write_official_npz(tmp_path / "k", n_train=1000, n_test=300))
     classifier = training.model_create(dataset=data, role="classifier", params={"epochs": 1, "seed": 0, "lr": 3e-3, "batch_size": 64})
     classifier = training.model_train(trained_id=classifier.pk)
     study = study_from_template(template="hive", slug="hive-real", datasets=[data], classes=[3, 7], names=["Ternal", "Peat"],
                                 classifiers=[classifier], arms=["GCAM"])
-    Study.objects.filter(pk=study.pk).update(n_trials=1, config={**study.config, "spare_stimuli": 0, "explain_batch": 8})
+    Study.objects.filter(pk=study.pk).update(n_trials=1, config={**study.config, "spare_stimuli": 2, "explain_batch": 8})
     study.refresh_from_db()
     stimuli = stimuli_select(study=study, classifier=classifier)
-    work = precompute._work(study=study, methods=["gradcam"])
-    assert sorted(b["params"].get("target_rank", 0) for b in work) == [0, 1, 2, 3]
-    for batch in work:
-        explain.explanations_compute(stimulus_ids=batch["stimuli"], method="gradcam", params=batch["params"])
-    stimulus = stimuli[0]
+    with transaction.atomic():
+        job = precompute.start(study=study, methods=selectors.study_methods(study=study))
+    assert job.total == 4 * len(stimuli)
+    assert sorted({b["params"].get("target_rank", 0) for b in job.plan}) == [0, 1, 2, 3]
+    with celery_worker(name="precompute-hive") as proc:
+        wait_for(lambda: PrecomputeJob.objects.get(pk=job.pk).status in ("done", "failed"), timeout=600, proc=proc, what="precompute")
+    job.refresh_from_db()
+    assert job.status == "done", job.message
+    stimulus = Stimulus.objects.get(pk=stimuli[0].pk)
     model = loading.load_model(classifier)
     image = to_tensor(loading.dataset_arrays(data)[f"x_{stimulus.split}"][stimulus.index][None])
     view, layer, _ = gradcam_view(model, image, None)
-    shown = []
-    for batch in work:
+    shown, urls = [], {}
+    for batch in job.plan:
         rank = batch["params"].get("target_rank", 0)
         asset = ExplanationAsset.objects.get(stimulus=stimulus, method="gradcam", params_hash=batch["params_hash"])
         decoded = np.asarray(Image.open(media_path(asset.files["overlay"])).convert("RGB"))
@@ -304,6 +332,19 @@ def test_the_worker_makes_the_four_maps_of_the_top_classes_and_they_decode_as_sh
         expected = np.asarray(Image.open(io.BytesIO(render.heatmap_overlay_png(image[0], expected_map[0], colormap="cividis"))).convert("RGB"))
         assert np.array_equal(decoded, expected), rank
         shown.append(decoded)
+        urls[rank] = media_url(asset.files["overlay"])
     assert explain.ranked_class(stimulus, 0) == stimulus.model_prediction
     assert len({explain.ranked_class(stimulus, k) for k in range(4)}) == 4
     assert sum(not np.array_equal(shown[0], other) for other in shown[1:]) >= 2
+    # a run shows them: the distinction item's four options are the four maps, in its drawn order
+    services.study_open(study=study)
+    study.refresh_from_db()
+    bot = enter(study, "R1")
+    while bot.state["kind"] != "hive_distinction":
+        status, _ = bot.continue_() if bot.state["kind"] == "instructions" else bot.questions({bot.state["key"]: 3})
+        assert status == 200
+    item = Participant.objects.get(study=study).plan[bot.state["step"]]
+    by_rank = {rank: ExplanationAsset.objects.get(pk=pk) for rank, pk in item["assets"].items()}
+    stimulus = Stimulus.objects.get(pk=item["stimulus"])
+    assert [o["url"] for o in bot.state["options"]] == [media_url(by_rank[str(r)].files["overlay"]) for r in item["order"]]
+    assert {r: a.params.get("target_rank", 0) for r, a in by_rank.items()} == {"0": 0, "1": 1, "2": 2, "3": 3}
