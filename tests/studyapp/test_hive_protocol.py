@@ -171,8 +171,9 @@ def test_bots_in_two_arms_recover_the_planted_difference():
     gcam_row = next(r for r in rows if r.get("hive_distinction_0") != "")
     assert gcam_row["hive_distinction_0_hit"] in (0, 1)
     entries = registry.study_entries(study)
-    assert entries["hive_agreement_0"].coding == ((1, "fairly not confident"), (2, "somewhat not confident"),
-                                                  (3, "somewhat confident"), (4, "fairly confident"))
+    assert entries["hive_agreement_0"].coding == (
+        (1, "Fairly confident that prediction is incorrect"), (2, "Somewhat confident that prediction is incorrect"),
+        (3, "Somewhat confident that prediction is correct"), (4, "Fairly confident that prediction is correct"))
     assert entries["hive_distinction_0"].coding[0] == (0, "A")
 
     # the analysis page shows the section with the GCAM difference

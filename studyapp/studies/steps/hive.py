@@ -2,11 +2,14 @@
 Interpretability of Visual Explanations", ECCV 2022), one step kind each.
 
 - `AgreementItem`: the image, the model's answer (the study's made-up name) and the arm's
-  explanation of it; "How confident are you that the model's answer is correct?" on HIVE's
-  4-point scale (`stats.protocols.hive.HIVE_CONFIDENCE`, coded 1-4, higher = more confident).
+  explanation of it; how confident the participant is that the answer is correct, on HIVE's
+  4-point scale in HIVE's own words (`confidence_labels`; coded 1-4 as
+  `stats.protocols.hive.HIVE_CONFIDENCE`, higher = more confident that it is correct).
 - `DistinctionItem`: the image and the explanations of the model's four most probable classes
   side by side, in an order the server fixed at enrolment (``order``: the class rank shown at
-  each position), labelled A-D and never named; "Which one is the model's answer?".
+  each position), labelled A-D and never named; "Which one is the model's answer?" (HIVE asked
+  "Which class do you think the model predicts?" of maps numbered 1-4; the platform never says
+  "class" to participants).
 
 Both are answered with the ``questions`` action and stored as `QuestionAnswer` rows (unique per
 run × key, so each acknowledged answer is stored exactly once; a repeat of the answer that left
@@ -46,12 +49,23 @@ def distinction_key(item: int) -> str:
     return f"hive_distinction_{item}"
 
 
-def confidence_scale() -> list[dict]:
-    """HIVE's 4-point scale as the page shows it, most confident first (as the paper lists it)."""
-    labels = {
-        4: gettext("Fairly confident"), 3: gettext("Somewhat confident"),
-        2: gettext("Somewhat not confident"), 1: gettext("Fairly not confident"),
+def confidence_labels() -> dict[int, str]:
+    """HIVE's 4-point scale, code -> label, verbatim from the study's own agreement page (the HIVE
+    repository's ``hit_templates/task_protopnet_agreement.html``: "Q. What do you think about the
+    model's prediction?"). The codes are the paper's and `stats.protocols.hive.HIVE_CONFIDENCE`'s
+    (4 = fairly confident that it is correct ... 1 = fairly confident that it is incorrect); that
+    module's short labels are its own, the analysis reads the codes."""
+    return {
+        4: gettext("Fairly confident that prediction is correct"),
+        3: gettext("Somewhat confident that prediction is correct"),
+        2: gettext("Somewhat confident that prediction is incorrect"),
+        1: gettext("Fairly confident that prediction is incorrect"),
     }
+
+
+def confidence_scale() -> list[dict]:
+    """The scale as the page shows it, most confident of correct first (as HIVE listed it)."""
+    labels = confidence_labels()
     return [{"value": code, "label": labels[code]} for code in sorted(HIVE_CONFIDENCE, reverse=True)]
 
 
@@ -92,7 +106,7 @@ class AgreementItem(Answers):
                 "kind": arm.feedback, "assets": urls,
                 **({"legend": legend_url(versions.config_of(seen.participant).heatmap_colormap)} if urls and arm.feedback in HEATMAP_FEEDBACK else {}),
             },
-            "question": gettext("How confident are you that the model's answer is correct?"),
+            "question": gettext("What do you think about the model's prediction?"),  # HIVE's wording
             "scale": confidence_scale(),
         }
 
@@ -111,8 +125,9 @@ class AgreementItem(Answers):
     def codebook_entries(self, study: Study) -> dict[str, codebook.Column]:
         key = agreement_key(self.item)
         return {key: codebook.Column(
-            key, f"HIVE agreement item {self.item + 1} (stimulus {self.stimulus}): confidence that the model's answer is correct",
-            type="integer", coding=tuple(sorted(HIVE_CONFIDENCE.items())),
+            key, f"HIVE agreement item {self.item + 1} (stimulus {self.stimulus}): confidence that the model's answer is correct "
+                 "(\"What do you think about the model's prediction?\")",
+            type="integer", coding=tuple(sorted(confidence_labels().items())),
         )}
 
     def progress_label(self) -> str:
@@ -189,4 +204,4 @@ def _urls(study: Study, arm: Arm, stimulus_id: int, pinned: int | None) -> dict:
     return dict(asset.urls) if asset else {}
 
 
-__all__ = ["HIVE_RANKS", "LETTERS", "AgreementItem", "DistinctionItem", "agreement_key", "confidence_scale", "distinction_key"]
+__all__ = ["HIVE_RANKS", "LETTERS", "AgreementItem", "DistinctionItem", "agreement_key", "confidence_labels", "confidence_scale", "distinction_key"]
