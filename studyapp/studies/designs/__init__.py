@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['clustering', 'learning', 'simulation']
+    ['clustering', 'decision', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -60,6 +60,11 @@ TEMPLATES: dict[str, Template] = {
         name="simulation", design="simulation", fixture="study_simulation.json", published_slug="kannada-simulation",
         published_kinds=("kannada", "lookalike"),
         source="Forward simulation (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): pre-test, learning with the arm's explanation, post-test",
+    ),
+    "decision": Template(
+        name="decision", design="decision", fixture="study_decision.json", published_slug="kannada-decision",
+        published_kinds=("kannada", "lookalike"),
+        source="AI-assisted decision (Nguyen et al., NeurIPS 2021; Schemmer et al., IUI 2023): answer alone, then with the model's answer and the arm's explanation",
     ),
 }
 

@@ -156,7 +156,7 @@ def study_from_template(
     config = dict(fields.get("config") or {})
     notes = [f"Template '{template}': {spec.source}."]
     if datasets:
-        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION):
+        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION, Study.Design.DECISION):
             chosen = _learning_choices(
                 design, datasets=datasets, classes=classes, names=names, classifiers=classifiers, generator=generator,
             )

@@ -30,6 +30,7 @@ from studyapp.studies.errors import WrongStep
 from studyapp.studies.models import Participant
 from studyapp.studies.steps import (
     catch,
+    decision,
     done,
     grouping,
     instructions,
@@ -64,6 +65,7 @@ __all__ = [
 BUILT_IN: tuple[type[Step], ...] = (
     instructions.Instructions, quiz.Quiz, trial.Trial, catch.Catch, questions.Questions, rating.Rating,
     grouping.Grouping, done.Done, simulation.SimulationItem, simulation.LearningItem,
+    decision.DecisionAlone, decision.DecisionAssisted,
 )
 for _cls in BUILT_IN:
     _register(_cls)
