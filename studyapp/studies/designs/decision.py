@@ -19,7 +19,13 @@ from studyapp.studies.designs.simulation import balanced
 from studyapp.studies.models import Arm, Study
 from studyapp.studies.plans import PlanError
 from studyapp.studies.steps.base import Step
-from studyapp.studies.steps.decision import ALONE, ASSISTED, DecisionAlone, DecisionAssisted, trial_of
+from studyapp.studies.steps.decision import (
+    ALONE,
+    ASSISTED,
+    DecisionAlone,
+    DecisionAssisted,
+    trial_of,
+)
 from studyapp.studies.steps.done import Done
 from studyapp.studies.steps.instructions import Instructions
 from studyapp.studies.steps.rating import Rating

@@ -21,7 +21,7 @@ from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import codebook, versions
 from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts, trial_answer
-from studyapp.studies.steps.base import Flow, Seen, Step, Submitted, register
+from studyapp.studies.steps.base import Flow, Seen, Submitted, register
 from studyapp.studies.steps.trial import (
     HEATMAP_FEEDBACK,
     Trial,
