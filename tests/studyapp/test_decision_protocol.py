@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
+import torch
 
 from studyapp.analysis.decision import decision_frame, decision_results
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
@@ -224,3 +226,55 @@ def test_create_study_makes_the_decision_template_on_a_kannada_data_set_with_its
 
     assert study_methods(study=study) == ["gradcam", "nearest"]
     assert "AI-assisted decision" in out.getvalue()
+
+
+@pytest.mark.slow
+def test_the_nearest_examples_method_stores_a_strip_of_the_predicted_class_as_decoded(tmp_path):
+    """A real (small) classifier, the pipeline's nearest method through `explanations_compute`: the
+    stored PNG, decoded, is the k training images its numbers name, side by side, each of the
+    predicted class and nearest first."""
+    import io
+
+    from PIL import Image
+
+    from explainers.datasets.common import to_tensor
+    from explainers.nearest import penultimate_features
+    from studyapp.pipeline import datasets, explain, loading, training
+    from studyapp.pipeline.params import NEAREST_DEFAULTS, explanation_params
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.pipeline.storage import media_path
+    from tests.studyapp.test_pipeline import write_official_npz
+
+    dataset = datasets.dataset_import_kannada(name="k", directory=write_official_npz(tmp_path / "k", n_train=800, n_test=200))
+    classifier = training.model_create(dataset=dataset, role="classifier", params={"epochs": 1, "seed": 0, "lr": 3e-3, "batch_size": 64})
+    classifier = training.model_train(trained_id=classifier.pk)
+    study = study_from_template(template="decision", slug="dec-nearest", datasets=[dataset], classes=[3, 7],
+                                names=["Ternal", "Peat"], classifiers=[classifier], arms=["Nearest"])
+    Study.objects.filter(pk=study.pk).update(n_trials=2, config={**study.config, "spare_stimuli": 1})
+    study.refresh_from_db()
+    stimuli = stimuli_select(study=study, classifier=classifier)
+    params = explanation_params(study=study, method="nearest")
+    assert params["nearest"] == NEAREST_DEFAULTS and params["classes"] == [3, 7]
+    assets = explain.explanations_compute(stimulus_ids=[s.pk for s in stimuli], method="nearest")
+    assert len(assets) == len(stimuli) == 3 and all(a.valid for a in assets)
+
+    arrays = loading.dataset_arrays(dataset)
+    net = loading.load_model(classifier)
+    k, scale = NEAREST_DEFAULTS["k"], NEAREST_DEFAULTS["scale"]
+    for asset in assets:
+        stimulus = asset.stimulus
+        rows = [int(r) for r in asset.metrics["nearest_train_index"]]
+        assert len(rows) == k and all(arrays["y_train"][r] == stimulus.model_prediction for r in rows)
+        decoded = np.asarray(Image.open(io.BytesIO(media_path(asset.files["examples"]).read_bytes())).convert("L"))
+        assert decoded.shape == (28 * scale, k * 28 * scale + (k - 1) * 2 * scale)
+        for j, r in enumerate(rows):
+            left = j * (28 + 2) * scale
+            assert np.array_equal(decoded[::scale, left:left + 28 * scale:scale], arrays["x_train"][r].reshape(28, 28))
+        # nearest first, and no training image of that class nearer than the last one shown
+        image = to_tensor(arrays[f"x_{stimulus.split}"][stimulus.index][None])
+        same = np.flatnonzero(arrays["y_train"] == stimulus.model_prediction)
+        d = torch.cdist(penultimate_features(net, image).double(),
+                        penultimate_features(net, to_tensor(arrays["x_train"][same])).double())[0].numpy()
+        shown = [float(np.linalg.norm(d[np.searchsorted(same, r)])) for r in rows]
+        assert shown == sorted(shown) and shown[-1] <= np.sort(d)[k - 1] + 1e-9
+        assert asset.metrics["nearest_distance"] == pytest.approx(shown, abs=1e-4)
