@@ -107,6 +107,7 @@
     if (s.kind === "trial") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.trial + 1, total: s.n_trials });
     else if (s.kind === "simulation_test") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "simulation_learn") progress.textContent = fmt(gettext("Example %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "decision_alone" || s.kind === "decision_assisted") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "grouping") progress.textContent = fmt(gettext("Part %(n)s of %(total)s"), { n: s.dataset_position, total: s.n_batches });
     else if (s.kind === "done") progress.textContent = gettext("Finished");
     else progress.textContent = "";
@@ -219,6 +220,32 @@
       parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Next"))));
       return parts;
     },
+    // AI-assisted decision (designs/decision.py): each item is answered alone first, then again
+    // with the system's answer and the arm's explanation (the server says which half is current).
+    decision_alone(s) {
+      return decisionAnswer(s, [h("h2", { id: "decision-q" }, s.question)], gettext("Picture to decide on"), gettext("Next"));
+    },
+    decision_assisted(s) {
+      const e = s.explanation || {};
+      const a = e.assets || {};
+      const advice = [h("h2", { id: "decision-q" }, s.question),
+        h("p", { class: "answer", id: "own-answer" }, fill(gettext("Your first answer: %(label)s."), { label: h("strong", {}, s.own_answer_label) })),
+        h("p", { class: "answer", id: "model-answer" }, fill(gettext("The system answers %(label)s."), { label: h("strong", {}, s.model_answer_label) }))];
+      let shown = null;
+      if ((e.kind === "gradcam" || e.kind === "gad") && a.overlay) {
+        shown = h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
+          legendView(e.legend), h("figcaption", {}, fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: s.model_answer_label })));
+      } else if (e.kind === "nearest" && a.examples) {
+        shown = h("figure", {}, h("img", { src: a.examples, id: "examples", class: "examples",
+          alt: fmt(gettext("Pictures the system learned from as %(label)s, most like this one first"), { label: s.model_answer_label }) }),
+        h("figcaption", {}, fmt(gettext("Pictures the system learned from as %(label)s that it finds most like this one"), { label: s.model_answer_label })));
+      } else if ((e.kind === "cdeepex" || e.kind === "xgems") && (a.webp || a.gif)) {
+        shown = h("figure", {}, h("img", { src: a.gif || a.webp, alt: gettext("Animation: the picture changes step by step towards the other answer"), id: "morph" }),
+          h("figcaption", {}, gettext("How this picture would change for the other answer")));
+      }
+      if (shown) advice.push(h("div", { class: "feedback" }, shown));
+      return decisionAnswer(s, advice, gettext("Picture to decide on"), gettext("Submit final answer"));
+    },
     rating(s) {
       const name = "rating";
       const btn = h("button", { id: "submit-rating", disabled: true, onclick: () => {
@@ -275,6 +302,27 @@
       return parts;
     },
   };
+
+  // One half of a decision item: the picture, what comes with it (`head`), the two answers as
+  // radio buttons (values are positions, never class ids) and the button that sends the choice.
+  function decisionAnswer(s, head, alt, label) {
+    const img = h("img", { class: "stimulus", src: s.image_url, alt, width: 224, height: 224 });
+    img.addEventListener("load", () => { img.dataset.shownAt = String(performance.now()); }, { once: true });
+    const name = "choice-" + s.step;
+    const opts = h("div", { class: "options", role: "radiogroup", "aria-labelledby": "decision-q" },
+      s.options.map((o) => h("label", {},
+        h("input", { type: "radio", name, value: o.value,
+          onchange: () => { const b = document.getElementById("decide"); if (b) b.disabled = false; } }),
+        h("span", {}, o.label))));
+    const btn = h("button", { id: "decide", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="' + name + '"]:checked');
+      if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
+      const answer = { stimulus: s.stimulus, choice: Number(picked.value) };
+      if (img.dataset.shownAt) answer.client_ms = Math.max(0, Math.round(performance.now() - Number(img.dataset.shownAt)));
+      act("POST", "steps/" + s.step + "/answer", answer);
+    } }, label);
+    return [head[0], img, ...head.slice(1), opts, h("div", { class: "actions" }, btn)];
+  }
 
   // A heatmap's colour scale, with words at both ends: its meaning never rests on colour alone.
   function legendView(url) {
