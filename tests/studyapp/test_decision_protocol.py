@@ -18,7 +18,7 @@ from studyapp.studies.designs.create import study_from_template
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.steps import registry
 from tests.studyapp.bots import LEAK_KEYS, Bot
-from tests.studyapp.factories import add_stimuli, png
+from tests.studyapp.factories import add_stimuli
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +34,17 @@ def decision_study(*, n_stimuli: int = 16, arms: tuple[str, ...] = ("Control", "
     add_stimuli(study, n_stimuli=n_stimuli)
     for s in Stimulus.objects.filter(study=study):
         ExplanationAsset.objects.create(stimulus=s, method="nearest", params_hash="n", params={}, valid=True,
-                                        files={"examples": store_bytes(png(4000 + s.position, size=84), ext="png")})
+                                        files={"examples": store_bytes(strip(s.position), ext="png")})
     services.study_open(study=study)
     study.refresh_from_db()
     return study
+
+
+def strip(seed: int) -> bytes:
+    """A stand-in strip of three random 28 px pictures, drawn as the pipeline draws the real one."""
+    from explainers import render
+
+    return render.frames_strip_png(torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(seed)), scale=4, gap=2)
 
 
 def truth_of(study: Study, stimulus_id: int) -> int:
