@@ -148,6 +148,11 @@ def test_bots_in_two_arms_recover_the_planted_reliance_difference():
     entries = registry.study_entries(study)
     assert "answer alone" in entries["correct_1"].description and "final answer" in entries["correct_2"].description
     assert entries["rt_ms_16"].unit == "ms"
+    from studyapp.analysis.datapackage import package_files
+
+    dictionary = package_files(study)["codebook.csv"].decode()
+    assert 'wide,correct_1,integer,,"Decision item 1, answer alone' in dictionary
+    assert 'wide,correct_16,integer,,"Decision item 8, final answer' in dictionary
 
     from django.contrib.auth.models import User
     from django.test import Client
@@ -285,3 +290,47 @@ def test_the_nearest_examples_method_stores_a_strip_of_the_predicted_class_as_de
         shown = [float(np.linalg.norm(d[np.searchsorted(same, r)])) for r in rows]
         assert shown == sorted(shown) and shown[-1] <= np.sort(d)[k - 1] + 1e-9
         assert asset.metrics["nearest_distance"] == pytest.approx(shown, abs=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_on_kannada_data_with_a_trained_classifier_a_precompute_job_makes_the_nearest_strips_on_a_worker(tmp_path):
+    """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the
+    template's stimulus selection, Grad-CAM and the nearest examples precomputed by a real worker,
+    a bot's first item with the strip pinned and shown."""
+    from django.db import transaction
+
+    from studyapp.pipeline import datasets, precompute, training
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.studies import selectors
+    from tests.studyapp.test_pipeline import write_official_npz
+    from tests.studyapp.worker import celery_worker, wait_for
+
+    dataset = datasets.dataset_import_kannada(name="kannada", directory=write_official_npz(tmp_path / "k", n_train=1500, n_test=300))
+    classifier = training.model_create(dataset=dataset, role="classifier", params={"epochs": 1, "seed": 0, "lr": 3e-3, "batch_size": 64})
+    classifier = training.model_train(trained_id=classifier.pk)
+    study = study_from_template(template="decision", slug="dec-real", datasets=[dataset], classes=[3, 7],
+                                names=["Ternal", "Peat"], classifiers=[classifier], arms=["GCAM", "Nearest"])
+    Study.objects.filter(pk=study.pk).update(n_trials=4, config={**study.config, "spare_stimuli": 2, "explain_batch": 4})
+    study.refresh_from_db()
+    assert len(stimuli_select(study=study, classifier=classifier)) == 6
+    assert selectors.study_methods(study=study) == ["gradcam", "nearest"]
+    with transaction.atomic():
+        job = precompute.start(study=study, methods=selectors.study_methods(study=study))
+    with celery_worker(name="precompute-dec") as proc:
+        wait_for(lambda: job.__class__.objects.get(pk=job.pk).status in ("done", "failed"), timeout=600, proc=proc, what="precompute")
+    job.refresh_from_db()
+    assert job.status == "done", job.message
+    strips = ExplanationAsset.objects.filter(stimulus__study=study, method="nearest")
+    assert strips.count() == 6 and all(a.valid and "examples" in a.files for a in strips)
+    services.study_open(study=study)
+    study.refresh_from_db()
+    for pid in ("R1", "R2"):  # one per arm
+        bot = enter(study, pid)
+        assert bot.continue_()[0] == 200 and bot.state["kind"] == "decision_alone"
+        s = bot.state
+        status, advice = bot.post(f"steps/{s['step']}/answer", {"stimulus": s["stimulus"], "choice": 0})
+        assert status == 200 and advice["kind"] == "decision_assisted"
+        arm = Participant.objects.get(study=study, prolific_pid=pid).arm.feedback
+        role = {"nearest": "examples", "gradcam": "overlay"}[arm]
+        assert advice["explanation"]["kind"] == arm and advice["explanation"]["assets"][role].endswith(".png")
