@@ -146,7 +146,8 @@
         h("ul", { class: "bullets" },
           h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is.")),
           h("li", { id: "arm-instruction" }, s.arm_instruction)),
-        h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial.")),
+        // (a decision study does not measure learning: its participants are not told it does)
+        ...(s.design === "decision" ? [] : [h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial."))]),
         h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
         h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
         h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),

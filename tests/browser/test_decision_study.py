@@ -20,6 +20,7 @@ def take(page, url: str, shots, tag: str) -> dict:
     page.check("#agree")
     page.click("#consent-go")
     page.wait_for_selector("#start")
+    assert "performance gets better" not in page.inner_text("#app")  # a decision study measures no learning
     page.click("#start")
     seen: dict = {"alone": 0, "assisted": 0, "examples": 0, "switched": 0}
     while True:
