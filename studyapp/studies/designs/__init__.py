@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['clustering', 'learning', 'simulation']
+    ['bias', 'clustering', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -62,6 +62,12 @@ TEMPLATES: dict[str, Template] = {
         source="Forward simulation (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): pre-test, learning with the arm's explanation, post-test",
     ),
 }
+TEMPLATES["bias"] = Template(  # issue 25, protocol 4
+    name="bias", design="bias", fixture="study_bias.json", published_slug="kannada-bias",
+    published_kinds=("kannada", "lookalike"),
+    source="Bias discovery (dissertation §3.2.2, the biased 8; Sixt et al., ICLR 2022): explanations of a classifier "
+    "with a planted cue, then a region marked on the image and a choice among candidate cues, scored against the planted cue",
+)
 
 
 def _fixtures() -> Path:
