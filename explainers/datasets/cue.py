@@ -73,7 +73,7 @@ class PlantedCue:
     @classmethod
     def from_dict(cls, data: dict) -> PlantedCue:
         keys = ("cue_class", "shape", "size", "x", "y", "value")
-        unknown = set(data) - set(keys) - {"box"}
+        unknown = set(data) - set(keys) - {"box", "reliance"}  # what as_dict and training add
         if unknown or "cue_class" not in data:
             raise ValueError(f"Expected a planted cue with keys {', '.join(keys)} (cue_class required), but found {sorted(data)}.")
         return cls(**{k: data[k] for k in keys if k in data})
