@@ -242,12 +242,12 @@
         const rows = [gettext("top"), gettext("middle"), gettext("bottom")];
         const cols = [gettext("left"), gettext("centre"), gettext("right")];
         const cx = (b[0] + b[2]) / 2, cy = (b[1] + b[3]) / 2;
-        return fmt(gettext("Marked: a box in the %(row)s %(col)s of the picture, %(pct)s%% of its area."),
+        return fmt(gettext("Marked: a box in the %(row)s %(col)s of the picture, covering %(pct)s per cent of it."),
           { row: rows[third(cy, h2)], col: cols[third(cx, w)], pct: Math.round((100 * (b[2] - b[0]) * (b[3] - b[1])) / (w * h2)) });
       }
       function show(b, fromGrid) {
         box = b;
-        if (!fromGrid) { cells.clear(); grid.querySelectorAll("button").forEach((c) => c.setAttribute("aria-pressed", "false")); }
+        if (!fromGrid) { cells.clear(); grid.querySelectorAll("button").forEach((c) => pressed(c, false)); }
         const pct = (v, size) => (100 * v) / size + "%";  // of the picture, so it follows a resize
         Object.assign(frame.style, { left: pct(b[0], w), top: pct(b[1], h2), width: pct(b[2] - b[0], w), height: pct(b[3] - b[1], h2) });
         frame.hidden = false;
@@ -275,6 +275,10 @@
         logEvent("bias_mark", { item: s.item, how: "drawn", box });
       });
       // The grid: each cell a button; the box covers the cells chosen (their bounding box).
+      function pressed(btn, on) {
+        btn.setAttribute("aria-pressed", on ? "true" : "false");
+        Object.assign(btn.style, on ? { background: "var(--accent)", color: "#fff" } : { background: "", color: "" });
+      }
       function fromCells() {
         if (!cells.size) { box = null; frame.hidden = true; said.textContent = gettext("Nothing marked yet."); ready(); return; }
         const rs = [...cells].map((k) => Math.floor(k / n)), cs = [...cells].map((k) => k % n);
@@ -288,7 +292,7 @@
           "data-cell": k, style: "min-width:44px;min-height:44px;padding:0",
           onclick: (ev) => {
             if (cells.has(k)) cells.delete(k); else cells.add(k);
-            ev.currentTarget.setAttribute("aria-pressed", cells.has(k) ? "true" : "false");
+            pressed(ev.currentTarget, cells.has(k));
             fromCells();
             logEvent("bias_mark", { item: s.item, how: "grid", cells: [...cells] });
           } }, String.fromCharCode(65 + (k % n)) + (Math.floor(k / n) + 1))));
