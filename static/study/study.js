@@ -228,11 +228,10 @@
       const n = s.grid;
       let box = null;  // [x0, y0, x1, y1] in image pixels
       const cells = new Set();
-      const frame = h("div", { id: "mark-box", "aria-hidden": "true", hidden: true,
-        style: "position:absolute;border:3px solid #f2b705;box-shadow:0 0 0 2px #000;pointer-events:none;box-sizing:border-box" });
+      const frame = h("div", { id: "mark-box", class: "mark-box", "aria-hidden": "true", hidden: true });
       const img = h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture to mark"), width: 224, height: 224,
-        draggable: "false", style: "margin:0;width:100%;touch-action:none;user-select:none" });
-      const area = h("div", { id: "mark-area", style: "position:relative;width:min(240px,70vw);margin:8px auto;touch-action:none;cursor:crosshair" }, img, frame);
+        draggable: "false" });
+      const area = h("div", { id: "mark-area", class: "mark-area" }, img, frame);
       const said = h("p", { id: "mark-said", class: "note", "aria-live": "polite" }, gettext("Nothing marked yet."));
       const next = h("button", { id: "bias-next", disabled: true, onclick: submit }, gettext("Next"));
       const cueName = "cue-" + s.step;
@@ -275,34 +274,30 @@
         logEvent("bias_mark", { item: s.item, how: "drawn", box });
       });
       // The grid: each cell a button; the box covers the cells chosen (their bounding box).
-      function pressed(btn, on) {
-        btn.setAttribute("aria-pressed", on ? "true" : "false");
-        Object.assign(btn.style, on ? { background: "var(--accent)", color: "#fff" } : { background: "", color: "" });
-      }
+      function pressed(btn, on) { btn.setAttribute("aria-pressed", on ? "true" : "false"); }
       function fromCells() {
         if (!cells.size) { box = null; frame.hidden = true; said.textContent = gettext("Nothing marked yet."); ready(); return; }
         const rs = [...cells].map((k) => Math.floor(k / n)), cs = [...cells].map((k) => k % n);
         show([Math.floor((Math.min(...cs) * w) / n), Math.floor((Math.min(...rs) * h2) / n),
           Math.floor(((Math.max(...cs) + 1) * w) / n), Math.floor(((Math.max(...rs) + 1) * h2) / n)], true);
       }
-      const grid = h("div", { id: "mark-grid", role: "group", "aria-labelledby": "mark-grid-label",
-        style: "display:grid;grid-template-columns:repeat(" + n + ",44px);gap:4px;justify-content:center;margin:8px auto" },
+      const grid = h("div", { id: "mark-grid", class: "mark-grid", role: "group", "aria-labelledby": "mark-grid-label" },
         Array.from({ length: n * n }, (_, k) => h("button", { type: "button", class: "secondary small", "aria-pressed": "false",
           "aria-label": fmt(gettext("%(cell)s: row %(row)s, column %(col)s"), { cell: String.fromCharCode(65 + (k % n)) + (Math.floor(k / n) + 1), row: Math.floor(k / n) + 1, col: (k % n) + 1 }),
-          "data-cell": k, style: "min-width:44px;min-height:44px;padding:0",
+          "data-cell": k,
           onclick: (ev) => {
             if (cells.has(k)) cells.delete(k); else cells.add(k);
             pressed(ev.currentTarget, cells.has(k));
             fromCells();
             logEvent("bias_mark", { item: s.item, how: "grid", cells: [...cells] });
           } }, String.fromCharCode(65 + (k % n)) + (Math.floor(k / n) + 1))));
+      grid.style.setProperty("--cells", String(n));
       const parts = [h("h2", { id: "mark-q" }, s.region_question),
         h("p", { class: "prompt" }, gettext("Drag a box over that part of the picture, or choose one or more cells of the grid below: the grid's cells are the picture's parts.")),
         area, said,
         h("p", { id: "mark-grid-label", class: "note" }, fmt(gettext("The picture as a grid of %(n)s by %(n)s parts:"), { n })), grid];
       if (s.cues) {
-        parts.push(h("h3", { id: "cue-q" }, s.cue_question), h("div", { class: "options", role: "radiogroup", "aria-labelledby": "cue-q",
-          style: "flex-direction:column;align-items:stretch;max-width:520px;margin:14px auto" },
+        parts.push(h("h3", { id: "cue-q" }, s.cue_question), h("div", { class: "options cues", role: "radiogroup", "aria-labelledby": "cue-q" },
           s.cues.map((c) => h("label", {}, h("input", { type: "radio", name: cueName, value: c.value, onchange: ready }), h("span", {}, c.label)))));
       }
       function submit() {
