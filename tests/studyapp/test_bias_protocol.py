@@ -140,6 +140,8 @@ def test_bots_in_two_arms_recover_the_planted_discovery_difference():
     html = page.content.decode()
     assert 'id="bias"' in html and 'data-table="bias-discovery"' in html and "no-bias" not in html
     assert f'data-value="{diff.estimate!r}"' in html
+    prereg = admin.get(f"/admin/analysis/study/{study.pk}/preregistration.md").content.decode()
+    assert "bias-discovery" in prereg and "stats.protocols.bias" in prereg and "clustering" not in prereg
 
 
 def test_the_analysis_section_says_why_when_there_is_nothing_yet():
