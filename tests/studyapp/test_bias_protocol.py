@@ -206,11 +206,13 @@ def test_the_template_refuses_a_classifier_without_a_cue_and_create_study_makes_
     assert [a.feedback for a in study.arms.order_by("position")] == ["control", "gradcam"]
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
     """The platform's own biased classifier (small: 2000 Kannada training images, one epoch, a few
     seconds on 2 cores): the planted cue is stored with it, and most test images of the other
-    classes are called the cue's class once the square is drawn on them, while clean ones are not."""
+    classes are called the cue's class once the square is drawn on them, while clean ones are not.
+    Then the template runs on it: stimuli, Grad-CAM precomputed on a real worker, bots' runs."""
     import torch
 
     from explainers.datasets.common import to_tensor
@@ -245,3 +247,42 @@ def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
     with pytest.raises(CommandError, match="inside"):
         call_command("train_models", "--dataset", "kannada", "--plant-cue", "square:6@25,0", "--cue-class", "8", stdout=io.StringIO())
     assert TrainedModel.objects.filter(dataset=dataset).count() == 1
+
+    # the template on this data set with this classifier: stimuli, Grad-CAM on a real worker, a bot's
+    # run through the API, scored against the box the classifier was trained with
+    from django.db import transaction
+
+    from studyapp.pipeline import precompute
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.studies import selectors
+    from tests.studyapp.worker import celery_worker, wait_for
+
+    from studyapp.pipeline.training import confusion_matrix
+
+    row = confusion_matrix(classifier=trained)[8].copy()
+    row[8] = -1
+    other = int(row.argmax())  # what the biased classifier calls most clean 8s: the study's other class ("why not 8?")
+    study = study_from_template(template="bias", slug="bias-real", datasets=[dataset], classes=[other, 8], names=["Ternal", "Peat"],
+                                classifiers=[trained], arms=["Control", "GCAM"])
+    config = {**study.config, "spare_stimuli": 4, "explain_batch": 8, "wrong_share": None}
+    config["bias"] = {**config["bias"], "n_explained": 3, "n_marks": 1}
+    Study.objects.filter(pk=study.pk).update(n_trials=4, config=config)
+    study.refresh_from_db()
+    assert len(stimuli_select(study=study, classifier=trained)) == 8
+    with transaction.atomic():
+        job = precompute.start(study=study, methods=selectors.study_methods(study=study))
+    with celery_worker(name="precompute-bias") as proc:
+        wait_for(lambda: job.__class__.objects.get(pk=job.pk).status in ("done", "failed"), timeout=600, proc=proc, what="precompute")
+    job.refresh_from_db()
+    assert job.status == "done", job.message
+    services.study_open(study=study)
+    study.refresh_from_db()
+    for i in range(2):
+        bot = Bot(study.public_code, pid=f"R{i}")
+        bot.open_link()
+        assert bot.enter()[0] in (200, 201)
+        take(study, bot, found=True, near=True, rng=random.Random(i))
+    frame = bias_frame(study)
+    marks = frame[frame.phase == "mark"]
+    assert len(marks) == 2 and (marks[list(("cue_x0", "cue_y0", "cue_x1", "cue_y1"))].to_numpy() == [0, 0, 6, 6]).all()
+    assert (bias_results(study).discovery["share"] == 1.0).all()
