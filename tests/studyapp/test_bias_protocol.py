@@ -254,10 +254,9 @@ def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
 
     from studyapp.pipeline import precompute
     from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.pipeline.training import confusion_matrix
     from studyapp.studies import selectors
     from tests.studyapp.worker import celery_worker, wait_for
-
-    from studyapp.pipeline.training import confusion_matrix
 
     row = confusion_matrix(classifier=trained)[8].copy()
     row[8] = -1
