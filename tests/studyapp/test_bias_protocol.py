@@ -285,3 +285,38 @@ def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
     marks = frame[frame.phase == "mark"]
     assert len(marks) == 2 and (marks[list(("cue_x0", "cue_y0", "cue_x1", "cue_y1"))].to_numpy() == [0, 0, 6, 6]).all()
     assert (bias_results(study).discovery["share"] == 1.0).all()
+
+
+def test_the_data_package_of_a_bias_study_validates_with_the_marks_and_the_cue_coded(tmp_path):
+    """The wide export's bias columns against their dictionary entries (frictionless checks the
+    mark's pattern and the cue's codes)."""
+    import csv
+    import zipfile
+
+    import frictionless
+    from django.contrib.auth.models import User
+    from django.test import Client
+
+    study = bias_study()
+    for i in range(3):
+        bot = Bot(study.public_code, pid=f"D{i}")
+        bot.open_link()
+        assert bot.enter()[0] in (200, 201)
+        take(study, bot, found=i != 1, near=i == 0, rng=random.Random(i))
+    admin = Client()
+    admin.force_login(User.objects.create_superuser("boss", "boss@example.org", "pw"))
+    response = admin.get(f"/admin/analysis/study/{study.pk}/datapackage.zip?ids=hash")
+    assert response.status_code == 200
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        archive.extractall(tmp_path)
+    report = frictionless.validate(str(tmp_path / "datapackage.json"))
+    assert report.valid, report.flatten(["resourceName", "rowNumber", "fieldName", "type", "note"])
+    codebook = {r["name"]: r for r in csv.DictReader(io.StringIO((tmp_path / "codebook.csv").read_text()))}
+    assert {"bias_mark_0", "bias_mark_1", "bias_cue"} <= set(codebook)
+    assert planted_text(study) in json_dump(codebook["bias_cue"])
+
+
+def json_dump(obj) -> str:
+    import json
+
+    return json.dumps(obj, ensure_ascii=False)
