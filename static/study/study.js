@@ -244,13 +244,13 @@
         return fmt(gettext("Marked: a box in the %(row)s %(col)s of the picture, covering %(pct)s per cent of it."),
           { row: rows[third(cy, h2)], col: cols[third(cx, w)], pct: Math.round((100 * (b[2] - b[0]) * (b[3] - b[1])) / (w * h2)) });
       }
-      function show(b, fromGrid) {
+      function show(b, fromGrid, moving) {
         box = b;
         if (!fromGrid) { cells.clear(); grid.querySelectorAll("button").forEach((c) => pressed(c, false)); }
         const pct = (v, size) => (100 * v) / size + "%";  // of the picture, so it follows a resize
         Object.assign(frame.style, { left: pct(b[0], w), top: pct(b[1], h2), width: pct(b[2] - b[0], w), height: pct(b[3] - b[1], h2) });
         frame.hidden = false;
-        said.textContent = where(b);
+        if (!moving) said.textContent = where(b);  // said once the box is drawn, not at every move
         ready();
       }
       // Drawing with a mouse, pen or finger: the box between where the pointer went down and up.
@@ -265,7 +265,7 @@
         return [Math.min(x0, w - 1), Math.min(y0, h2 - 1), x1, y1];
       }
       area.addEventListener("pointerdown", (ev) => { ev.preventDefault(); start = pixel(ev); area.setPointerCapture(ev.pointerId); });
-      area.addEventListener("pointermove", (ev) => { if (start) show(spanOf(start, pixel(ev)), false); });
+      area.addEventListener("pointermove", (ev) => { if (start) show(spanOf(start, pixel(ev)), false, true); });
       area.addEventListener("pointerup", (ev) => {
         if (!start) return;
         const end = pixel(ev);
