@@ -320,3 +320,18 @@ def json_dump(obj) -> str:
     import json
 
     return json.dumps(obj, ensure_ascii=False)
+
+
+@pytest.mark.parametrize(("bias", "words"), [
+    ({"candidates": ["a", "b"], "planted": 2}, "planted must index"),
+    ({"candidates": ["a", "A "], "planted": 0}, "must be different"),
+    ({"candidates": ["a", "b"], "planted": 0, "cue_box": [6, 0, 0, 6]}, "cue_box"),
+    ({"candidates": ["a"], "planted": 0}, "at least 2"),
+    ({"candidates": ["a", "b"], "planted": 0, "secret": 1}, "secret"),
+])
+def test_a_bad_bias_configuration_is_refused_on_save_naming_the_field(bias, words):
+    from studyapp.lib.study_config import StudyConfigError, validate_config
+
+    with pytest.raises(StudyConfigError, match="bias") as caught:
+        validate_config({"bias": bias})
+    assert words in str(caught.value)
