@@ -38,6 +38,7 @@ from studyapp.analysis.access import (
 from studyapp.analysis.forms import AlphaForm, ComparisonForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
 from studyapp.analysis.presenters_decision import decision_section as _decision_section
+from studyapp.analysis.presenters_bias import bias_section as _bias_section
 from studyapp.analysis.presenters_simulation import simulation_section as _simulation_section
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
 from studyapp.studies import exports
@@ -144,6 +145,8 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
             ctx["simulation"] = _simulation_section(source.obj, include_test=source.include_test)
         if source.obj.design == Study.Design.DECISION:
             ctx["decision"] = _decision_section(source.obj, include_test=source.include_test)
+        if source.obj.design == Study.Design.BIAS:  # issue 25, protocol 4
+            ctx["bias"] = _bias_section(source.obj, include_test=source.include_test)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 
