@@ -165,10 +165,14 @@ def study_from_template(
     config = dict(fields.get("config") or {})
     notes = [f"Template '{template}': {spec.source}."]
     if datasets:
-        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION, Study.Design.HIVE):
+        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION, Study.Design.DECISION, Study.Design.BIAS, Study.Design.HIVE):
             chosen = _learning_choices(
                 design, datasets=datasets, classes=classes, names=names, classifiers=classifiers, generator=generator,
             )
+            if spec.design == Study.Design.BIAS:  # scored against the classifier's planted cue, or the study's declared one
+                from studyapp.studies.designs.bias import check_cue
+
+                check_cue(config, classifiers[0])
             if spec.design == Study.Design.HIVE:
                 _hive_check(datasets[0])
         else:
