@@ -74,6 +74,9 @@ class Command(BaseCommand):
                             "studies' own texts in German (fixtures/study_texts_de.json).")
         parser.add_argument("--gad-arm", action="store_true",
                             help="Add a fourth Study A arm whose feedback is the GAD map (not in the published design).")
+        parser.add_argument("--protocols", action="store_true",
+                            help="Also make the simulation, decision, HIVE and bias studies on the same data and models "
+                            "(the demo_protocols command; it can also be run on its own once the demo is built).")
 
     def set_language(self, studies: list[Study], language: str) -> None:
         """The studies' language and, where the demo ships them (fixtures/study_texts_<lang>.json),
@@ -153,6 +156,8 @@ class Command(BaseCommand):
         for s in studies:
             if s.status != Study.Status.OPEN:
                 services.study_open(study=s)
+        if opts["protocols"]:
+            call_command("demo_protocols", host=opts["host"], port=opts["port"])
         password = self.admin_login()
         base = f"http://{opts['host']}:{opts['port']}"
         self.step("Ready")
