@@ -122,20 +122,23 @@ def moved_on(page, step: str | None, kind: str | None) -> None:
 
 
 def take(page, study: Study, protocol: str, viewport: str, leak_words: tuple[str, ...]) -> dict:
-    page.goto(f"{BASE}/s/{study.public_code}/?PROLIFIC_PID=chromium-{viewport}-{secrets.token_hex(3)}&STUDY_ID=s1&SESSION_ID=x1")
-    seen: dict = {"steps": 0, "kinds": [], "axe": {}, "leaks": [], "completed": False, "overflow": []}
+    pid = f"chromium-{viewport}-{secrets.token_hex(3)}"
+    page.goto(f"{BASE}/s/{study.public_code}/?PROLIFIC_PID={pid}&STUDY_ID=s1&SESSION_ID=x1")
+    seen: dict = {"steps": 0, "kinds": [], "axe": {}, "leaks": [], "completed": False, "overflow": [], "arm": "-"}
     for _ in range(200):
         page.wait_for_selector("#app[data-kind]", timeout=15000)
         page.wait_for_timeout(150)
         kind = page.locator("#app").get_attribute("data-kind")
         step = page.locator("#app").get_attribute("data-step")
+        if seen["arm"] == "-":
+            seen["arm"] = Participant.objects.filter(study=study, prolific_pid=pid).values_list("arm__name", flat=True).first() or "-"
         if kind not in seen["kinds"]:
             seen["kinds"].append(kind)
             try:
                 images_loaded(page)
             except Exception:  # noqa: BLE001 - a broken image is shown in the screenshot and reported
                 seen["axe"][f"{kind}:images"] = [{"id": "image-not-loaded", "impact": "serious", "nodes": []}]
-            page.screenshot(path=str(OUT / f"{protocol}-{viewport}-{len(seen['kinds']):02d}-{kind}.png"), full_page=True)
+            page.screenshot(path=str(OUT / f"{protocol}-{viewport}-{seen['arm']}-{len(seen['kinds']):02d}-{kind}.png"), full_page=True)
             seen["axe"][kind] = axe(page)
             text = page.content().lower()
             seen["leaks"] += [f"{kind}:{w}" for w in leak_words if w in text]
@@ -215,6 +218,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bots", type=int, default=10)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--no-bots", action="store_true", help="Skip the bots (e.g. on a second run).")
     parser.add_argument("--only", default="", help="Comma-separated templates (default: all).")
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -230,7 +234,7 @@ def main() -> int:
     rng = random.Random(0)
     for protocol, study in studies.items():
         already = Participant.objects.filter(study=study, prolific_pid__startswith="protocol-bot-").count()
-        ends = [run_bot(study, i, rng) for i in range(already, args.bots)]
+        ends = [run_bot(study, i, rng) for i in range(already, 0 if args.no_bots else args.bots)]
         print(f"bots {protocol}: {len(ends)} new ({already} before): {', '.join(sorted(set(ends))) or '-'}")
 
     port = args.port or free_port()
@@ -257,7 +261,12 @@ def main() -> int:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
             for protocol, study in studies.items():
-                for viewport, size in VIEWPORTS.items():
+                arms = set(study.arms.values_list("name", flat=True))
+                runs = [(viewport, size) for viewport, size in VIEWPORTS.items() for _ in range(3 * len(arms))]
+                covered: set[tuple[str, str]] = set()
+                for viewport, size in runs:
+                    if {a for v, a in covered if v == viewport} >= arms:
+                        continue  # every arm taken at this size
                     context = browser.new_context(viewport=size)
                     page = context.new_page()
                     errors: list[str] = []
@@ -266,9 +275,12 @@ def main() -> int:
                         seen = take(page, study, protocol, viewport, leak_words)
                     except Exception as exc:  # noqa: BLE001 - a one-off: report and go on to the next
                         page.screenshot(path=str(OUT / f"{protocol}-{viewport}-FAILED.png"), full_page=True)
-                        seen = {"steps": "?", "completed": False, "axe": {}, "leaks": [], "kinds": [], "overflow": [],
+                        seen = {"steps": "?", "completed": False, "arm": "?", "axe": {}, "leaks": [], "kinds": [], "overflow": [],
                                 "error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                     context.close()
+                    if (viewport, seen.get("arm", "-")) in covered:
+                        continue  # an arm already taken at this size: only its screenshots are new
+                    covered.add((viewport, seen.get("arm", "-")))
                     rows.append((protocol, viewport, seen, errors))
                 try:
                     sections = analysis_shots(browser, study, protocol, username, password)
@@ -282,10 +294,10 @@ def main() -> int:
         server.wait(timeout=30)
 
     print()
-    print(f"{'protocol':<11} {'viewport':<8} {'steps':>5} {'completed':<9} {'axe s/c':>7}  {'leaks':<6} {'overflow':<9} page kinds")
+    print(f"{'protocol':<11} {'viewport':<8} {'arm':<8} {'steps':>5} {'completed':<9} {'axe s/c':>7}  {'leaks':<6} {'overflow':<9} page kinds")
     for protocol, viewport, seen, errors in rows:
         n_axe = sum(len(v) for v in seen["axe"].values())
-        print(f"{protocol:<11} {viewport:<8} {seen['steps']!s:>5} {'yes' if seen['completed'] else 'NO':<9} {n_axe:>7}  "
+        print(f"{protocol:<11} {viewport:<8} {seen['arm']:<8} {seen['steps']!s:>5} {'yes' if seen['completed'] else 'NO':<9} {n_axe:>7}  "
               f"{len(seen['leaks']):<6} {','.join(seen['overflow']) or '-':<9} {' > '.join(seen['kinds'])}")
         for kind, violations in seen["axe"].items():
             for v in violations:
