@@ -132,6 +132,8 @@ def take(page, study: Study, protocol: str, viewport: str, leak_words: tuple[str
         step = page.locator("#app").get_attribute("data-step")
         if seen["arm"] == "-":
             seen["arm"] = Participant.objects.filter(study=study, prolific_pid=pid).values_list("arm__name", flat=True).first() or "-"
+        if kind == "bias_mark" and page.locator("#cue-q").count():
+            kind = "bias_mark_cue"  # the last mark, with the question of the cue: a page kind of its own
         if kind not in seen["kinds"]:
             seen["kinds"].append(kind)
             try:
@@ -168,7 +170,7 @@ def take(page, study: Study, protocol: str, viewport: str, leak_words: tuple[str
         elif kind == "hive_distinction":
             page.locator(".hive-grid label").nth(seen["steps"] % 4).click()
             page.click("#hive-answer")
-        elif kind == "bias_mark":
+        elif kind in ("bias_mark", "bias_mark_cue"):
             page.locator("#mark-grid button").first.click()
             if page.locator("#cue-q").count():
                 page.locator(".options label").first.click()

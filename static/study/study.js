@@ -144,13 +144,17 @@
           h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),
         ];
       }
+      // The published learning study's two sentences, where they are true: simulation and bias
+      // participants are never asked what symbol a picture is (they predict the system's answer, or
+      // mark what it looks at), and neither a decision nor a bias study measures learning.
+      const asked = s.design === "learning" || s.design === "decision";
+      const learns = s.design === "learning" || s.design === "simulation";
       return [
         h("p", {}, s.cover_story),
         h("ul", { class: "bullets" },
-          h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is.")),
+          ...(asked ? [h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is."))] : []),
           h("li", { id: "arm-instruction" }, s.arm_instruction)),
-        // (a decision study does not measure learning: its participants are not told it does)
-        ...(s.design === "decision" ? [] : [h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial."))]),
+        ...(learns ? [h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial."))] : []),
         h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
         h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
         h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),

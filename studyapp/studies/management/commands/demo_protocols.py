@@ -82,7 +82,7 @@ class Command(demo.Command):
         self.step("Ready")
         for study in studies:
             arms = ", ".join(study.arms.order_by("position").values_list("name", flat=True))
-            self.stdout.write(self.style.SUCCESS(f"  {study.get_design_display():<28} {base}/s/{study.public_code}/  ({study.slug}; arms {arms})"))
+            self.stdout.write(self.style.SUCCESS(f"  {study.design:<11} {base}/s/{study.public_code}/  ({study.slug}; arms {arms})"))
 
     def demo_models(self) -> tuple[TrainedModel, TrainedModel | None]:
         """The learning demo's classifier and VAE, or a clear refusal naming the command that makes them."""
