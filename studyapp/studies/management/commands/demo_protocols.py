@@ -24,7 +24,7 @@ import time
 
 from django.core.management.base import CommandError
 
-from studyapp.pipeline import stimuli
+from studyapp.pipeline import stimuli, training
 from studyapp.pipeline.errors import PipelineError
 from studyapp.pipeline.models import TrainedModel
 from studyapp.studies import services
@@ -63,10 +63,7 @@ class Command(demo.Command):
         self.t0 = time.monotonic()
         classifier, generator = self.demo_models()
         dataset = classifier.dataset
-        biased = self.ready_model(dataset, "classifier", {
-            "epochs": opts["bias_epochs"], "max_train": opts["bias_max_train"], "seed": 0,
-            "plant_cue": PLANTED_CUE, "cue_class": CUE_CLASS,
-        })
+        biased = self.bias_classifier(dataset, opts)
         cue = biased.metadata.get("planted_cue") or {}
         if cue:
             self.stdout.write(f"  biased classifier #{biased.pk}: test accuracy {biased.test_accuracy:.4f}; "
@@ -83,6 +80,20 @@ class Command(demo.Command):
         for study in studies:
             arms = ", ".join(study.arms.order_by("position").values_list("name", flat=True))
             self.stdout.write(self.style.SUCCESS(f"  {study.design:<11} {base}/s/{study.public_code}/  ({study.slug}; arms {arms})"))
+
+    def bias_classifier(self, dataset, opts) -> TrainedModel:
+        """The bias study's classifier when the study exists, else one trained (or found) with the planted square."""
+        study = Study.objects.filter(slug=dict(PROTOCOLS)["bias"]).first()
+        if study is not None:
+            used = TrainedModel.objects.filter(pk=study.parsed_config.classifier_id, status=TrainedModel.Status.READY).first()
+            if used is not None:
+                self.step(f"Reusing the bias study's classifier #{used.pk}")
+                return used
+        params = {"epochs": opts["bias_epochs"], "max_train": opts["bias_max_train"], "seed": 0,
+                  "plant_cue": PLANTED_CUE, "cue_class": CUE_CLASS}
+        # stored with the cue spelled out (as model_create stores it), so that a rerun finds it
+        params["plant_cue"] = training.planted_cue_of(params, dataset=dataset, role="classifier").as_dict()
+        return self.ready_model(dataset, "classifier", params)
 
     def demo_models(self) -> tuple[TrainedModel, TrainedModel | None]:
         """The learning demo's classifier and VAE, or a clear refusal naming the command that makes them."""
