@@ -10,15 +10,19 @@ runs `stats.protocols.simulation.analyse` on it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
+from django.db.models import QuerySet
 
 from stats.protocols import simulation as protocol
 from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
+from studyapp.analysis.metrics_people import OutcomeRow, arm_assets, arm_methods
 from studyapp.pipeline.models import Stimulus
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.steps.simulation import LearningItem, SimulationItem
 
-__all__ = ["simulation_frame", "simulation_results"]
+__all__ = ["simulation_frame", "simulation_results", "metrics_outcomes"]
 
 
 def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
@@ -62,3 +66,21 @@ def simulation_results(study: Study, *, control_arm: str = "Control", include_te
     items and split by model correct/wrong (``AnalysisInputError`` when the data cannot give them,
     e.g. no control arm answered yet)."""
     return protocol.analyse(simulation_frame(study, include_test=include_test), control_arm=control_arm, level=level)
+
+
+def metrics_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterator[OutcomeRow]:
+    """The outcome source of `studyapp.analysis.metrics_people` for this design: each post-test
+    answer (the guess equals the model's answer or not) with the asset the run's arm shows for that
+    image (a test item shows none; the control arm's rows have no asset). 4 queries."""
+    methods = arm_methods(study)
+    arm_method: dict[int, str | None] = {}
+    post: set[tuple[int, int]] = set()
+    for pk, arm, plan in runs.values_list("pk", "arm__name", "plan"):
+        arm_method[pk] = methods.get(arm)
+        post |= {(pk, plan[i].get("trial")) for i in SimulationItem.positions_in(plan or []) if plan[i].get("phase") == "post"}
+    assets = arm_assets(study)
+    for pid, trial, stimulus, correct in TrialAnswer.objects.filter(participant__in=runs).values_list(
+            "participant_id", "trial_index", "stimulus_id", "correct").order_by("participant_id", "trial_index"):
+        if (pid, trial) in post:
+            method = arm_method.get(pid)
+            yield OutcomeRow(pid, stimulus, bool(correct), assets.get((stimulus, method)) if method else None)
