@@ -94,6 +94,16 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
 
     rows = list(exports.tidy_rows(study=study))
     assert len(rows) == 24 * 2 * N
+    # the phase column: each run's first N answers are the pre-test, the next N the post-test; test
+    # items show no explanation, so no asset columns; the codebook describes the column
+    assert {(r["phase"], r["item_kind"]) for r in rows} == {("pre", "forward"), ("post", "forward")}
+    assert all(r["phase"] == ("pre" if r["trial_index"] < N else "post") for r in rows)
+    assert all(r["explanation_asset_id"] == "" and r["explanation_apem"] == "" for r in rows)
+    from studyapp.studies import codebook
+
+    phase = codebook.entry("tidy", "phase")
+    assert phase is not None and set(phase.values) == {"learn", "pre", "post"}
+    assert all(phase.check(str(r["phase"])) is None for r in rows)
 
     # the analysis page shows the section, with the GCAM effect's row
     from django.contrib.auth.models import User
