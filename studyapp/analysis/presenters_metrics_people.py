@@ -13,6 +13,7 @@ from studyapp.analysis.metrics_people import (
     source_of,
 )
 from studyapp.analysis.presenters import cell, count, table
+from studyapp.pipeline.models import ExplanationAsset
 from studyapp.studies.models import Study
 
 OUTCOME_WORDS = {"correct": ("P(correct)", "percentage points of accuracy"), "rating": ("rating", "rating points")}
@@ -31,6 +32,13 @@ def _sentence(metric: str, row, outcome: str, level: float) -> str:
             f"[{low:+.1f}, {high:+.1f}] ({level:.0%} interval); {verdict}.")
 
 
+def _method_label(method: str) -> str:
+    try:
+        return str(ExplanationAsset.Method(method).label)
+    except ValueError:
+        return method
+
+
 def present(result: MetricsPeople) -> dict:
     """The section's context from already computed results (the page and the report share it)."""
     label, _ = OUTCOME_WORDS.get(result.outcome, (result.outcome, ""))
@@ -46,7 +54,7 @@ def present(result: MetricsPeople) -> dict:
             ])
             sentences.append(_sentence(r["metric"], r, result.outcome, result.level))
         methods.append({
-            "method": m.method, "arms": ", ".join(m.arms), "n_answers": m.n_answers,
+            "method": m.method, "label": _method_label(m.method), "arms": ", ".join(m.arms), "n_answers": m.n_answers,
             "n_participants": m.n_participants, "n_items": m.n_items, "dropped": m.dropped, "sentences": sentences,
             "table": table([
                 "Metric", f"Change in {label} per unit [{result.level:.0%} CI]", f"Per SD of the metric [{result.level:.0%} CI]",
