@@ -53,6 +53,7 @@ from stats.schema import AnalysisInputError
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.selectors import FEEDBACK_METHOD
+from studyapp.studies.steps.trial import Trial
 
 __all__ = ["OutcomeRow", "MethodResult", "MetricsPeople", "outcome_source", "metrics_frame", "metrics_people_results",
            "arm_assets", "METRIC_LABELS"]
@@ -130,9 +131,9 @@ def learning_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterable[Out
     methods = arm_methods(study)
     for pk, arm, plan in runs.values_list("pk", "arm__name", "plan"):
         arm_of[pk] = methods.get(arm)
-        for step in plan or []:
-            if step.get("kind") == "trial" and step.get("assets"):
-                pinned[(pk, step["trial"])] = sorted(step["assets"].items())[0][1]
+        for i in Trial.positions_in(plan or []):
+            if plan[i].get("assets"):
+                pinned[(pk, plan[i]["trial"])] = sorted(plan[i]["assets"].items())[0][1]
     fallback = arm_assets(study)
     for pid, trial, stimulus, correct in TrialAnswer.objects.filter(participant__in=runs).values_list(
             "participant_id", "trial_index", "stimulus_id", "correct").order_by("participant_id", "trial_index"):

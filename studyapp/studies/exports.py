@@ -68,7 +68,9 @@ from studyapp.studies.models import (
 )
 from studyapp.studies.selectors import FEEDBACK_METHOD
 from studyapp.studies.steps import registry
-from studyapp.studies.steps.base import ShownTimes
+from studyapp.studies.steps.base import ShownTimes, step_of
+from studyapp.studies.steps.simulation import SimulationItem
+from studyapp.studies.steps.trial import Trial
 
 ID_MODES = ("keep", "drop", "hash")
 KINDS = ("tidy", "wide", "groupings", "events", "checks")
@@ -197,19 +199,15 @@ def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None
     return (p.plan[index].get("assets") or {}).get(FEEDBACK_METHOD.get(feedback)) if index is not None else None
 
 
-#: Step kinds whose answer is given without an explanation (the forward-simulation test items).
-UNEXPLAINED_KINDS = ("simulation_test",)
-
-
 def _trial_facts(p: Participant, trial_index: int) -> tuple[str, str, bool]:
     """(phase, item kind, whether an explanation went with the answer) of a run's trial: a
-    simulation test item's ``pre``/``post`` and ``forward``/``counterfactual``; a learning trial is
-    ``learn`` (its answer is followed by the arm's feedback)."""
+    simulation test item's ``pre``/``post`` and ``forward``/``counterfactual`` (answered without an
+    explanation); a learning trial is ``learn`` (its answer is followed by the arm's feedback)."""
     index = registry.trial_step(p.plan, trial_index)
-    step = p.plan[index] if index is not None else {}
-    if step.get("kind") in UNEXPLAINED_KINDS:
-        return str(step.get("phase", "")), str(step.get("item_kind") or "forward"), False
-    return ("learn", "", True) if step.get("kind") == "trial" else ("", "", True)
+    step = step_of(p.plan[index]) if index is not None else None
+    if isinstance(step, SimulationItem):
+        return step.phase, step.item_kind, False
+    return ("learn", "", True) if isinstance(step, Trial) else ("", "", True)
 
 
 def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> dict:
