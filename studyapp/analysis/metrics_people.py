@@ -99,9 +99,12 @@ def outcome_source(design: str) -> Callable[[OutcomeSource], OutcomeSource]:
 def source_of(design: str) -> OutcomeSource | None:
     if design in _SOURCES:
         return _SOURCES[design]
+    name = f"studyapp.analysis.{design}"
     try:
-        module = importlib.import_module(f"studyapp.analysis.{design}")
-    except ModuleNotFoundError:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:  # the module exists but something it imports does not: say so
+            raise
         return None
     return getattr(module, "metrics_outcomes", None)
 

@@ -122,3 +122,25 @@ def test_the_section_says_why_when_there_is_nothing_yet_and_a_bad_slope_is_refus
     ExplanationAsset.objects.filter(stimulus__study=study).update(metrics={})
     with pytest.raises(CommandError, match="APEM score"):
         run(study=study.slug, n=1, seed=2, apem_slope=0.1)
+
+
+def test_synthetic_participants_take_the_simulation_design_and_its_post_test_is_the_outcome(monkeypatch):
+    from tests.studyapp.test_simulation_protocol import N, simulation_study
+
+    study = simulation_study()
+    with_apem(study, seed=4)
+    monkeypatch.setattr(services, "_rng", random.Random(4))
+    out = run(study=study.slug, n=8, seed=4, apem_slope=SLOPE, base=BASE)
+    runs = Participant.objects.filter(study=study)
+    assert runs.count() == 8 and set(runs.values_list("status", flat=True)) == {"completed"}
+    assert TrialAnswer.objects.filter(participant__study=study).count() == 8 * 2 * N
+    assert "Forward simulation: sim-test" in out and "planted 0.6 per unit APEM" in out
+    # the outcomes: the GCAM arm's post-test answers, each with the Grad-CAM asset of its image
+    data = metrics_frame(study)
+    gcam = runs.filter(arm__feedback="gradcam")
+    assert len(data.frame) == gcam.count() * N and set(data.frame["method"]) == {"gradcam"}
+    post = {(p.pk, s["stimulus"]) for p in gcam for s in p.plan if s.get("phase") == "post"}
+    assert set(zip(data.frame["participant"], data.frame["item"], strict=True)) == post
+    assets = dict(ExplanationAsset.objects.filter(stimulus__study=study, method="gradcam").values_list("stimulus_id", "pk"))
+    assert all(assets[i] == a for i, a in zip(data.frame["item"], data.frame["asset"], strict=True))
+    assert data.n_unexplained == (8 - gcam.count()) * N
