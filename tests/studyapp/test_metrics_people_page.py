@@ -71,7 +71,12 @@ def test_the_page_recovers_a_planted_apem_slope_within_its_interval(monkeypatch)
         assert row["asset"] == pinned[(row["participant"], answers[(row["participant"], row["item"])])]
         assert row["apem"] == ExplanationAsset.objects.get(pk=row["asset"]).metrics["apem"]
 
-    result = metrics_people_results(study)
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        result = metrics_people_results(study)
+    assert len(queries) <= 6  # runs, arms, plans, assets, answers, metrics: none per participant or answer
     by_method = {m.method: m for m in result.methods}
     assert set(by_method) == {"gradcam", "cdeepex"}
     for m in by_method.values():
