@@ -428,6 +428,52 @@ def _gad_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     return outputs  # type: ignore[return-value]
 
 
+# -- Nearest training examples (Nguyen et al., NeurIPS 2021) --------------------------------------
+#: (classifier id, data set id, classes) -> (training images, labels, their rows, penultimate
+#: features): the bank is the same for every batch of a job, so a worker process computes it once.
+_BANKS: dict[tuple, tuple] = {}
+
+
+def _nearest_bank(stimulus: Stimulus, classifier, classes: tuple[int, ...], explainer) -> tuple:
+    """The training images of ``classes`` of the stimulus's data set, and their features."""
+    from explainers.datasets.common import to_tensor
+
+    # the files' identities too: a test database may give a new row an old row's id
+    key = (stimulus.classifier_id, str(stimulus.classifier.checkpoint), stimulus.dataset_id, stimulus.dataset.fingerprint, classes)
+    if key not in _BANKS:
+        arrays = loading.dataset_arrays(stimulus.dataset)
+        rows = np.flatnonzero(np.isin(arrays["y_train"], classes))
+        images = to_tensor(arrays["x_train"][rows])
+        _BANKS.clear()  # one bank at a time: a worker serves one job's batches in turn
+        _BANKS[key] = (images, arrays["y_train"][rows], rows, explainer.features(images))
+    return _BANKS[key]
+
+
+def _nearest_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
+    """The ``k`` training images of the predicted class nearest to each image in the classifier's
+    penultimate features (:mod:`explainers.nearest`), rendered as one PNG strip (role ``examples``),
+    nearest first; the examples' data-set rows and distances are the asset's numbers."""
+    import torch
+
+    from explainers import metrics, render
+    from explainers.nearest import NearestExamples, nearest_of_class
+
+    settings = params["nearest"]
+    classifier, images = _batch_inputs(stimuli)
+    explainer = NearestExamples(classifier, k=int(settings["k"]), metric=settings["metric"])
+    bank, labels, rows, features = _nearest_bank(stimuli[0], classifier, tuple(int(c) for c in params["classes"]), explainer)
+    result = nearest_of_class(explainer.features(images), features, torch.as_tensor(labels), _predicted(stimuli),
+                              k=explainer.k, metric=explainer.metric)
+    outputs: list[Output] = []
+    for i in range(len(stimuli)):
+        chosen = result.indices[i]
+        files = {"examples": store_bytes(render.frames_strip_png(bank[chosen], scale=int(settings["scale"]), gap=2), ext="png")}
+        numbers = {"nearest_train_index": [float(rows[j]) for j in chosen.tolist()],
+                   "nearest_distance": [round(float(d), 6) for d in result.distances[i]]}
+        outputs.append((files, metrics.Validity(True, [], numbers, [])))
+    return outputs
+
+
 #: method -> the function that explains a batch of its stimuli.
 COMPUTE: dict[str, Compute] = {
     ExplanationAsset.Method.GRADCAM: _gradcam_outputs,
@@ -437,6 +483,7 @@ COMPUTE: dict[str, Compute] = {
     ExplanationAsset.Method.DEEPLIFT: _per_classifier(partial(_heatmap_outputs, explainer=_deeplift)),
     ExplanationAsset.Method.XNN: _per_classifier(_xnn_outputs),
     ExplanationAsset.Method.GAD: _gad_outputs,
+    ExplanationAsset.Method.NEAREST: _nearest_outputs,
 }
 
 

@@ -46,6 +46,12 @@ GAD_DEFAULTS: dict = {
     "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
 }
 
+#: Nearest training examples (Nguyen et al., NeurIPS 2021; explainers.nearest): how many, by which
+#: distance in the classifier's penultimate features, and the upscaling of each example in the
+#: strip (4: 112 px per 28 px example, three side by side fit a phone). Fixed for now (no study
+#: setting): part of the asset's parameters, so a change makes new assets.
+NEAREST_DEFAULTS: dict = {"k": 3, "metric": "euclidean", "scale": 4}
+
 #: Nearest-neighbour upscaling of a 28 px morph on screen (224 px; other sizes: about 224 px,
 #: ``loading.display_scale``), and the gate's recon limit.
 MORPH_SCALE = 8
@@ -81,6 +87,9 @@ def explanation_params(*, study, method: str) -> dict:
         layer = _gradcam_layer(config)
         if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
             params["layer"] = layer
+    if method == ExplanationAsset.Method.NEAREST:
+        params["nearest"] = dict(NEAREST_DEFAULTS)
+        params["classes"] = list(study.classes)
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
     if clustering:
         params.pop("classifier_id")

@@ -156,10 +156,14 @@ def study_from_template(
     config = dict(fields.get("config") or {})
     notes = [f"Template '{template}': {spec.source}."]
     if datasets:
-        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION):
+        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION, Study.Design.DECISION, Study.Design.BIAS):
             chosen = _learning_choices(
                 design, datasets=datasets, classes=classes, names=names, classifiers=classifiers, generator=generator,
             )
+            if spec.design == Study.Design.BIAS:  # scored against the classifier's planted cue, or the study's declared one
+                from studyapp.studies.designs.bias import check_cue
+
+                check_cue(config, classifiers[0])
         else:
             chosen = _clustering_choices(datasets=datasets, classifiers=classifiers)
             for key in ("cub_classes", "cel_classes"):
