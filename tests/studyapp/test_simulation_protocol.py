@@ -346,6 +346,18 @@ def test_counterfactual_items_split_the_analysis_by_item_kind():
     section = simulation_section(study)
     texts = [row[0]["text"] for row in section["accuracy"]["rows"]]
     assert "counterfactual: all" in texts and "all" in texts
+    from studyapp.analysis.preregistration import preregistration_text
+
+    text = preregistration_text(study)
+    assert "Counterfactual simulation: 1 more item(s) per test phase" in text and "analysed apart" in text
+    assert "Counterfactual" not in preregistration_text(simulation_study_again(study))
+
+
+def simulation_study_again(study: Study) -> Study:
+    """``study`` without counterfactual items (its configuration only)."""
+    Study.objects.filter(pk=study.pk).update(config={k: v for k, v in study.config.items() if k != "counterfactual_items"})
+    study.refresh_from_db()
+    return study
 
 
 def test_a_study_asking_for_more_counterfactual_items_than_its_morphs_give_enrols_no_one():
