@@ -5,8 +5,9 @@ The long frame has one row per answer that an explanation asset goes with: ``par
 ``item`` (the stimulus id), ``arm``, ``method`` (the asset's), ``asset``, the outcome (``correct``:
 0/1, or a rating) and one column per metric of the asset: every number in its ``metrics`` JSON
 (APEM score ``apem``, ``eps_minus``/``eps_plus``, the gate's numbers) and the morph columns
-(``morph_size`` = the displayed morph's pixel change, ``morph_latent_distance``). Lists (an XNN
-asset's per-x-feature numbers) are averaged.
+(``morph_size`` = the displayed morph's pixel change, ``morph_latent_distance``), except the numbers
+that measure nothing about the explanation (`NOT_METRICS`: class ids, the optimiser's step counts,
+flags). Lists (an XNN asset's per-x-feature numbers) are averaged.
 
 The model is fitted **per explanation method** (each method has its own metrics, and a Grad-CAM map
 has no morph size) and **one metric at a time** (APEM is ε⁺ − ε⁻ exactly, so a joint model of the
@@ -46,6 +47,7 @@ from typing import NamedTuple
 
 import pandas as pd
 from django.db.models import QuerySet
+from statsmodels.stats.multitest import multipletests
 
 from stats.protocols import metrics_people as model
 from stats.protocols.schema import ARM, ITEM, PARTICIPANT
@@ -56,7 +58,7 @@ from studyapp.studies.selectors import FEEDBACK_METHOD
 from studyapp.studies.steps.trial import Trial
 
 __all__ = ["OutcomeRow", "MethodResult", "MetricsPeople", "outcome_source", "metrics_frame", "metrics_people_results",
-           "arm_assets", "METRIC_LABELS"]
+           "arm_assets", "METRIC_LABELS", "metric_label"]
 
 METHOD = "method"
 ASSET = "asset"
@@ -70,6 +72,12 @@ METRIC_LABELS = {
 }
 #: Columns of `ExplanationAsset` that are metrics, by their name in the frame.
 COLUMN_METRICS = {"morph_size": "morph_pixel_change", "morph_latent_distance": "morph_latent_distance"}
+#: Numbers in ``metrics`` that are not metrics of the explanation: class ids (``top1``, ``top2``),
+#: the optimiser's bookkeeping, a flag, and the gate's copies of the columns above.
+NOT_METRICS = frozenset({
+    "top1", "top2", "frames", "steps", "evaluations", "converged", "path_overshoot", "optimiser_llh_gap",
+    "apem_at_ceiling", "pixel_change", "latent_distance",
+})
 
 
 class OutcomeRow(NamedTuple):
@@ -148,6 +156,8 @@ def learning_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterable[Out
 def _numbers(metrics: dict | None) -> dict[str, float]:
     out: dict[str, float] = {}
     for key, value in (metrics or {}).items():
+        if key in NOT_METRICS:
+            continue
         if isinstance(value, list) and value and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
             out[key] = float(sum(value) / len(value))
         elif isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
@@ -222,7 +232,8 @@ class MetricsPeople:
 def metrics_people_results(study: Study, *, include_test: bool = False, level: float = 0.95) -> MetricsPeople:
     """Per method, each metric's coefficient on the outcome (two-way cluster-robust OLS, one metric
     at a time, adjusted for the arm where the method has several). ``AnalysisInputError`` when there
-    is nothing to fit (no source, no explained answers yet)."""
+    is nothing to fit (no source, no explained answers yet). The p-values are also given Holm-adjusted
+over the method's metrics (``p_holm``): with a dozen gate numbers, one in twenty reaches p < 0.05 by chance."""
     data = metrics_frame(study, include_test=include_test)
     frame = data.frame
     if frame.empty:
@@ -237,9 +248,9 @@ def metrics_people_results(study: Study, *, include_test: bool = False, level: f
             if missing == len(rows):
                 continue  # another method's metric
             if missing:
-                dropped.append(f"{_label(m)} is missing on {missing} of {len(rows)} answers: left out.")
+                dropped.append(f"{metric_label(m)} is missing on {missing} of {len(rows)} answers: left out.")
             elif values.nunique() < 2:
-                dropped.append(f"{_label(m)} does not vary ({values.iloc[0]:g} on every answer): left out.")
+                dropped.append(f"{metric_label(m)} does not vary ({values.iloc[0]:g} on every answer): left out.")
             else:
                 usable.append(m)
         arms = sorted(rows[ARM].dropna().unique())
@@ -249,15 +260,18 @@ def metrics_people_results(study: Study, *, include_test: bool = False, level: f
                 fitted = model.fit(rows, outcome=data.outcome, metrics=[m], adjust_for=[ARM] if len(arms) > 1 else [],
                                    level=level)
             except AnalysisInputError as exc:
-                dropped.append(f"{_label(m)}: {exc}.")
+                dropped.append(f"{metric_label(m)}: {exc}.")
                 continue
             coefs.append(fitted.coefficients.assign(n_participants=fitted.n_participants, n_items=fitted.n_items,
                                                     df=fitted.df, sd=float(rows[m].std())))
         table = pd.concat(coefs, ignore_index=True) if coefs else pd.DataFrame()
+        if coefs:
+            table["p_holm"] = multipletests(table["p_value"].fillna(1.0), method="holm")[1]
         results.append(MethodResult(str(method), [str(a) for a in arms], len(rows), int(rows[PARTICIPANT].nunique()),
                                     int(rows[ITEM].nunique()), table, dropped))
     return MetricsPeople(data.outcome, level, results, data.n_unexplained)
 
 
-def _label(metric: str) -> str:
-    return METRIC_LABELS.get(metric, f"gate number {metric!r}")
+def metric_label(metric: str) -> str:
+    """How the page names a metric: its readable name, else "gate number <key>"."""
+    return METRIC_LABELS.get(metric, f"gate number {metric}")

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from stats.schema import AnalysisInputError
 from studyapp.analysis.metrics_people import (
-    METRIC_LABELS,
     MetricsPeople,
+    metric_label,
     metrics_people_results,
     source_of,
 )
@@ -21,7 +21,7 @@ OUTCOME_WORDS = {"correct": ("P(correct)", "percentage points of accuracy"), "ra
 
 def _sentence(metric: str, row, outcome: str, level: float) -> str:
     """E.g. "One SD of APEM score (12.3) more goes with +8.1 percentage points of accuracy [2.0, 14.2]; 95% interval excludes 0."""
-    name = METRIC_LABELS.get(metric, metric)
+    name = metric_label(metric)
     scale = 100 if outcome == "correct" else 1
     unit = OUTCOME_WORDS.get(outcome, (outcome, f"{outcome} units"))[1]
     est, low, high = (row[k] * scale for k in ("per_sd", "per_sd_low", "per_sd_high"))
@@ -47,10 +47,10 @@ def present(result: MetricsPeople) -> dict:
         rows, sentences = [], []
         for _, r in m.coefficients.iterrows():
             rows.append([
-                cell(METRIC_LABELS.get(r["metric"], r["metric"])),
+                cell(metric_label(r["metric"])),
                 {"text": f"{r['coef']:.4g} [{r['ci_low']:.4g}, {r['ci_high']:.4g}]", "value": repr(float(r["coef"]))},
                 {"text": f"{r['per_sd']:.3f} [{r['per_sd_low']:.3f}, {r['per_sd_high']:.3f}]", "value": repr(float(r["per_sd"]))},
-                cell(r["p_value"], p=True), count(r["n_participants"]), count(r["n_items"]),
+                cell(r["p_value"], p=True), cell(r["p_holm"], p=True), count(r["n_participants"]), count(r["n_items"]),
             ])
             sentences.append(_sentence(r["metric"], r, result.outcome, result.level))
         methods.append({
@@ -58,7 +58,7 @@ def present(result: MetricsPeople) -> dict:
             "n_participants": m.n_participants, "n_items": m.n_items, "dropped": m.dropped, "sentences": sentences,
             "table": table([
                 "Metric", f"Change in {label} per unit [{result.level:.0%} CI]", f"Per SD of the metric [{result.level:.0%} CI]",
-                "p", "Participants", "Items"], rows, name=f"metrics-people-{m.method}"),
+                "p", "p (Holm)", "Participants", "Items"], rows, name=f"metrics-people-{m.method}"),
         })
     return {"error": None, "outcome": label, "methods": methods, "n_unexplained": result.n_unexplained,
             "level": f"{result.level:.0%}"}
