@@ -109,6 +109,7 @@
     else if (s.kind === "simulation_learn") progress.textContent = fmt(gettext("Example %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "decision_alone" || s.kind === "decision_assisted") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "bias_mark") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "hive_agreement" || s.kind === "hive_distinction") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "grouping") progress.textContent = fmt(gettext("Part %(n)s of %(total)s"), { n: s.dataset_position, total: s.n_batches });
     else if (s.kind === "done") progress.textContent = gettext("Finished");
     else progress.textContent = "";
@@ -134,6 +135,7 @@
         h("div", { class: "actions" }, decline, btn)];
     },
     instructions(s) {
+      if (s.design === "hive") return hiveInstructions(s);
       if (s.design === "clustering") {
         return [
           h("p", {}, s.cover_story),
@@ -342,6 +344,11 @@
       parts.push(h("div", { class: "actions" }, next));
       return parts;
     },
+    // HIVE (designs/hive.py): agreement asks for confidence in the model's answer on a 4-point
+    // scale; distinction shows four maps labelled A-D (a 2×2 grid on a phone) and asks which
+    // one is the model's answer. Both answer with the questions action; no feedback.
+    hive_agreement(s) { return hiveAgreement(s); },
+    hive_distinction(s) { return hiveDistinction(s); },
     rating(s) {
       const name = "rating";
       const btn = h("button", { id: "submit-rating", disabled: true, onclick: () => {
@@ -418,6 +425,52 @@
       act("POST", "steps/" + s.step + "/answer", answer);
     } }, label);
     return [head[0], img, ...head.slice(1), opts, h("div", { class: "actions" }, btn)];
+  }
+
+  function hiveInstructions(s) {
+    const parts = [h("p", {}, s.cover_story)];
+    if (s.arm_instruction) parts.push(h("ul", { class: "bullets" }, h("li", { id: "arm-instruction" }, s.arm_instruction)));
+    parts.push(h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
+      h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
+      h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))));
+    return parts;
+  }
+
+  function hiveAgreement(s) {
+    const e = s.explanation || {};
+    const a = e.assets || {};
+    const parts = [h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture the system answered"), width: 224, height: 224 }),
+      h("p", { class: "answer", id: "model-answer" }, fill(gettext("The system answers %(label)s."), { label: h("strong", {}, s.model_answer_label) }))];
+    if (a.overlay) {
+      parts.push(h("div", { class: "feedback" }, h("figure", {},
+        h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
+        legendView(e.legend), h("figcaption", {}, fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: s.model_answer_label })))));
+    }
+    const btn = h("button", { id: "hive-answer", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="hive-confidence"]:checked');
+      if (!picked) { showError(gettext("Choose one option.")); return; }
+      act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
+    } }, gettext("Next"));
+    parts.push(h("h2", { id: "hive-q" }, s.question),
+      h("div", { class: "scale", role: "radiogroup", "aria-labelledby": "hive-q" }, s.scale.map((o) => h("label", {},
+        h("input", { type: "radio", name: "hive-confidence", value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
+      h("div", { class: "actions" }, btn));
+    return parts;
+  }
+
+  function hiveDistinction(s) {
+    const btn = h("button", { id: "hive-answer", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="hive-choice"]:checked');
+      if (!picked) { showError(gettext("Choose one of the explanations first.")); return; }
+      act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
+    } }, gettext("Next"));
+    const grid = h("div", { class: "hive-grid", role: "radiogroup", "aria-labelledby": "hive-q" }, s.options.map((o) => h("label", { id: "hive-option-" + o.label },
+      h("img", { src: o.url, alt: fmt(gettext("Explanation %(letter)s: heatmap over the picture"), { letter: o.label }), width: 224, height: 224 }),
+      h("span", { class: "letter" }, h("input", { type: "radio", name: "hive-choice", value: o.value, onchange: () => (btn.disabled = false) }), o.label))));
+    return [h("h2", { id: "hive-q" }, s.question),
+      h("p", { class: "muted" }, gettext("Each picture shows what the system looked at for one possible answer. One of them is for the answer the system gave.")),
+      h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture the system answered"), width: 224, height: 224 }),
+      grid, legendView(s.legend), h("div", { class: "actions" }, btn)];
   }
 
   // A heatmap's colour scale, with words at both ends: its meaning never rests on colour alone.

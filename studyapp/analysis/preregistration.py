@@ -105,6 +105,15 @@ def preregistration_text(study: Study) -> str:
             "with a planted cue; answers are scored against it.",
             f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
         ]
+    elif study.design == Study.Design.HIVE:  # issue 25, protocol 3
+        lines += [
+            f"- Between-subject HIVE study (Kim et al., ECCV 2022): each participant is randomised to one arm, rates "
+            f"{study.n_trials} agreement items (the image, the model's answer and the arm's explanation; confidence that "
+            "the answer is correct on HIVE's 4-point scale), balanced on model correctness, then picks the model's answer "
+            f"among the maps of its top four classes on {study.n_trials} distinction items (positions drawn per run; a "
+            "control arm takes the agreement items without explanation and no distinction items).",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
+        ]
     else:
         lines += [f"- Within-subject clustering study (XNN paper §4.1), stages {', '.join(levels) or '(default)'}."]
     lines += ["", "## Hypotheses", ""]
@@ -145,6 +154,12 @@ def preregistration_text(study: Study) -> str:
             "(Wilson interval); each arm against the control arm as a difference of proportions (Newcombe interval, score "
             "test). Secondary: localisation error, the distance between the centres of the marked region and the planted "
             "cue's box (pixels; per participant the mean over their marks, arms compared with Welch's test), IoU beside it.",
+        ]
+    elif study.design == Study.Design.HIVE:
+        lines += [
+            "- Primary (stats.protocols.hive): per arm, mean confidence on model-correct and on model-wrong items and "
+            "the paired difference (participant means, t interval); distinction accuracy against chance 1/4 with a "
+            "one-sided exact binomial test and a Wilson interval, and the participant-level t-test against chance.",
         ]
     else:
         lines += [f"- Paired tests of cluster purity between stages, at α = {settings.alpha:g}."]

@@ -39,6 +39,7 @@ from studyapp.analysis.forms import AlphaForm, ComparisonForm, PowerForm, TestFo
 from studyapp.analysis.models import ImportedResults
 from studyapp.analysis.presenters_bias import bias_section as _bias_section
 from studyapp.analysis.presenters_decision import decision_section as _decision_section
+from studyapp.analysis.presenters_hive import hive_section as _hive_section
 from studyapp.analysis.presenters_metrics_people import (
     metrics_people_section as _metrics_people_section,
 )
@@ -150,6 +151,8 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
             ctx["decision"] = _decision_section(source.obj, include_test=source.include_test)
         if source.obj.design == Study.Design.BIAS:  # issue 25, protocol 4
             ctx["bias"] = _bias_section(source.obj, include_test=source.include_test)
+        if source.obj.design == Study.Design.HIVE:  # issue 25, protocol 3
+            ctx["hive"] = _hive_section(source.obj, include_test=source.include_test)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
         ctx["metrics_people"] = _metrics_people_section(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)

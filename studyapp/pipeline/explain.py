@@ -43,6 +43,11 @@ TorchScript file whose layer is not on a verified chain, ExcitationBP or DeepLIF
 file or on a ResNet), every asset of the batch is stored refused with the reason and the code
 ``unsupported``, and the job goes on.
 
+Another class than the prediction (``params["target_rank"]``, HIVE studies only, Grad-CAM only:
+:data:`studyapp.pipeline.params.TARGETED_METHODS`): the map of the class of that rank in the
+stimulus's class probabilities (:func:`ranked_class`); rank 0, the prediction, is every other
+study's map and its parameters carry no rank.
+
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
 its support models fine-tuned on the data set's training images of a contrast pair: the study's
 two classes in a learning study; in a clustering study (no pair by design) the prediction and
@@ -147,6 +152,25 @@ def _study_classes(stimuli: list[Stimulus]) -> tuple[list[int], list[int]]:
     return true, probe
 
 
+def ranked_class(stimulus: Stimulus, rank: int) -> int:
+    """The class of ``rank`` among the model's answers for the stimulus: 0 is the prediction, then
+    the other classes by falling probability (ties in class order). A HIVE study's distinction
+    maps explain ranks 0-3 (``params["target_rank"]``)."""
+    prediction = int(stimulus.model_prediction)
+    if rank == 0:
+        return prediction
+    probabilities = list(stimulus.probabilities or [])
+    others = sorted((c for c in range(len(probabilities)) if c != prediction), key=lambda c: (-probabilities[c], c))
+    if len(others) < rank:
+        raise PipelineError(f"Stimulus {stimulus.pk} has {len(probabilities)} class probabilities; the class of rank {rank} needs more.")
+    return others[rank - 1]
+
+
+def _target_classes(stimuli: list[Stimulus], params: dict) -> list[int]:
+    """The class each stimulus's map explains: the prediction, or the class of ``target_rank``."""
+    return [ranked_class(s, int(params.get("target_rank", 0))) for s in stimuli]
+
+
 # -- Study A (learning): one classifier per study ------------------------------------------------
 def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     import torch
@@ -158,7 +182,7 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     from explainers.targets import ClassTarget
 
     classifier, images = _batch_inputs(stimuli)
-    true, _ = _study_classes(stimuli)
+    true = _target_classes(stimuli, params)  # the prediction, or (HIVE distinction) the class of a rank
     try:  # the layer: the study's, the classifier's own, or its last convolution
         model, layer, name = gradcam_view(classifier, images, params.get("layer"))
         maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))

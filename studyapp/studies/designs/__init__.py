@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['bias', 'clustering', 'decision', 'learning', 'simulation']
+    ['bias', 'clustering', 'decision', 'hive', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -72,6 +72,12 @@ TEMPLATES["bias"] = Template(  # issue 25, protocol 4
     published_kinds=("kannada", "lookalike"),
     source="Bias discovery (dissertation §3.2.2, the biased 8; Sixt et al., ICLR 2022): explanations of a classifier "
     "with a planted cue, then a region marked on the image and a choice among candidate cues, scored against the planted cue",
+)
+# Issue 25, protocol 3.
+TEMPLATES["hive"] = Template(
+    name="hive", design="hive", fixture="study_hive.json", published_slug="kannada-hive", published_kinds=("kannada", "lookalike"),
+    source="HIVE (Kim et al., ECCV 2022): agreement (confidence that the model's answer is correct, 4-point scale) "
+           "and distinction (which of the maps of the model's top four classes is its answer's)",
 )
 
 

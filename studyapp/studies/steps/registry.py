@@ -34,6 +34,7 @@ from studyapp.studies.steps import (
     decision,
     done,
     grouping,
+    hive,
     instructions,
     questions,
     quiz,
@@ -68,6 +69,7 @@ BUILT_IN: tuple[type[Step], ...] = (
     grouping.Grouping, done.Done, simulation.SimulationItem, simulation.LearningItem,
     decision.DecisionAlone, decision.DecisionAssisted,
     bias.BiasMark,  # the bias-discovery design (issue 25, protocol 4)
+    hive.AgreementItem, hive.DistinctionItem,
 )
 for _cls in BUILT_IN:
     _register(_cls)
