@@ -22,8 +22,7 @@ already filtered). The adapter finds it, for ``Study.design == NAME``, as
 
 1. a function registered here with ``@outcome_source(NAME)`` (the learning design's is below), else
 2. ``metrics_outcomes`` in the module ``studyapp.analysis.NAME`` (the simulation design's is
-   `studyapp.analysis.simulation.metrics_outcomes`): a new protocol (decision, hive, bias) writes its
-   own there, next to its analysis, and nothing here changes. Set ``metrics_outcomes.outcome = "rating"``
+   `studyapp.analysis.simulation.metrics_outcomes`): a new protocol writes its own there, next to its analysis, and nothing here changes. Set ``metrics_outcomes.outcome = "rating"``
    on the function when its outcome is a rating rather than correct/incorrect.
 
 A design without a source has no section ("this design declares no outcomes ..."). The built-in sources:
@@ -35,6 +34,11 @@ A design without a source has no section ("this design declares no outcomes ..."
 - simulation: each post-test answer (its guess equals the model's answer or not) with the asset the
   participant's arm shows for that image (test items show no explanation, so: the explanation of the
   item under the arm's method). The control arm has none and is left out.
+- decision (`studyapp.analysis.decision.metrics_outcomes`): each final answer (correct against the
+  true class) with the asset its advice showed; the answers alone went with none.
+- hive (`studyapp.analysis.hive.metrics_outcomes`): each agreement answer's confidence (a rating,
+  1-4) with the map of the model's answer; distinction answers go with four maps and are left out.
+- bias declares none: its outcome (found the cue or not) belongs to a participant, not to one asset.
 """
 
 from __future__ import annotations
