@@ -193,7 +193,8 @@ TIDY = _entries(
     Column("trial_index", "Position of the trial in the participant's sequence, from 0.", type="integer", minimum=0, required=True),
     Column("phase", "The phase of the answer: learn (a learning trial, its feedback shown after the answer); pre or post "
            "(a forward-simulation test item before or after the learning phase, answered without an explanation); "
-           "blank for other designs.", values=("learn", "pre", "post")),
+           "alone or assisted (an AI-assisted decision item answered alone, then with the model's answer and the arm's "
+           "explanation); blank for other designs.", values=("learn", "pre", "post", "alone", "assisted")),
     Column("item_kind", "A forward-simulation test item's kind: forward (an image of the data set) or counterfactual "
            "(the last displayed frame of a morph, whose model answer is the morph's target class); blank otherwise.",
            values=("forward", "counterfactual")),

@@ -69,7 +69,6 @@ from studyapp.studies.models import (
 from studyapp.studies.selectors import FEEDBACK_METHOD
 from studyapp.studies.steps import registry
 from studyapp.studies.steps.base import ShownTimes, step_of
-from studyapp.studies.steps.simulation import SimulationItem
 from studyapp.studies.steps.trial import Trial
 
 ID_MODES = ("keep", "drop", "hash")
@@ -200,14 +199,11 @@ def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None
 
 
 def _trial_facts(p: Participant, trial_index: int) -> tuple[str, str, bool]:
-    """(phase, item kind, whether an explanation went with the answer) of a run's trial: a
-    simulation test item's ``pre``/``post`` and ``forward``/``counterfactual`` (answered without an
-    explanation); a learning trial is ``learn`` (its answer is followed by the arm's feedback)."""
+    """(phase, item kind, whether an explanation went with the answer) of a run's trial, as its step
+    class says (`Trial.answer_facts`); blank for an answer whose step is not in the plan."""
     index = registry.trial_step(p.plan, trial_index)
     step = step_of(p.plan[index]) if index is not None else None
-    if isinstance(step, SimulationItem):
-        return step.phase, step.item_kind, False
-    return ("learn", "", True) if isinstance(step, Trial) else ("", "", True)
+    return step.answer_facts() if isinstance(step, Trial) else ("", "", True)
 
 
 def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> dict:

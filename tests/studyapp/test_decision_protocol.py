@@ -145,6 +145,10 @@ def test_bots_in_two_arms_recover_the_planted_reliance_difference():
 
     rows = list(exports.tidy_rows(study=study))
     assert len(rows) == 20 * 2 * N
+    # the tidy rows say which half an answer is, and only the advised answers of an explaining arm name an asset
+    assert {r["phase"] for r in rows} == {"alone", "assisted"}
+    assert all(r["explanation_asset_id"] == "" for r in rows if r["phase"] == "alone" or r["arm"] == "Control")
+    assert all(r["explanation_asset_id"] != "" for r in rows if r["phase"] == "assisted" and r["arm"] == "Nearest")
 
     # metrics vs people: each final answer of an explained arm, with the strip its advice showed
     from studyapp.analysis.metrics_people import metrics_frame

@@ -59,6 +59,9 @@ class SimulationItem(Trial):
 
     actions = ("answer",)
 
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return self.phase, self.item_kind, False  # a test item is answered without an explanation
+
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
         items = [p.plan[i] for i in SimulationItem.positions_in(p.plan) if p.plan[i].get("phase") == self.phase]

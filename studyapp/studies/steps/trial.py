@@ -41,6 +41,12 @@ class Trial(Step):
 
     actions = ("answer", "continue")
 
+    def answer_facts(self) -> tuple[str, str, bool]:
+        """(phase, item kind, whether an explanation went with the answer) for the exports' ``phase``
+        and ``item_kind`` columns and their asset columns: a learning trial's answer is followed by
+        the arm's feedback."""
+        return "learn", "", True
+
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
         state = {
