@@ -144,6 +144,48 @@ def test_bots_in_two_arms_recover_the_planted_discovery_difference():
     assert "bias-discovery" in prereg and "stats.protocols.bias" in prereg and "clustering" not in prereg
 
 
+def test_the_codebook_and_the_analysis_say_which_stimuli_carried_the_cue_and_the_browser_does_not():
+    """Stimuli marked as carrying the planted cue (as `stimuli_select` marks them with
+    ``config.bias.cued_share``): `cued_items` and the codebook name them, the explained ones
+    apart; the pages the browser gets are the same for cued and clean images."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from studyapp.analysis.bias import cued_items
+    from studyapp.pipeline.models import Stimulus
+
+    study = bias_study()
+    ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
+    cued = ids[1::2]  # every other, as cued_share 0.5 spreads them
+    Stimulus.objects.filter(pk__in=cued).update(cued=True)
+    with CaptureQueriesContext(connection) as queries:
+        items = cued_items(study)
+    assert len(queries) == 2  # the arms' methods, the servable stimuli
+    assert list(items.stimulus) == ids and list(items.cued) == [pk in cued for pk in ids]
+    assert list(items.explained) == [i < 6 for i in range(len(ids))]
+
+    runs = []
+    for pid in ("K0", "K1"):
+        bot = Bot(study.public_code, pid=pid)
+        bot.open_link()
+        assert bot.enter()[0] in (200, 201)
+        runs.append(take(study, bot, found=True, near=True, rng=random.Random(1)))
+    seen = [s for r in runs for s in r["seen"]]
+    assert {s["stimulus"] in cued for s in seen if s["kind"] == "simulation_learn"} == {True, False}
+    assert not any(word in json.dumps(seen) for word in ('"cued"', "cued_share", "planted", "cue_box"))
+    for kind in ("simulation_learn", "bias_mark"):
+        assert len({tuple(sorted(k for k in s if k != "cues" and not k.startswith("cue_"))) for s in seen if s["kind"] == kind}) == 1
+
+    entries = registry.study_entries(study)
+    explained_cued = ", ".join(map(str, cued[:3]))
+    assert f"these carried it: {explained_cued}" in entries["bias_cue"].description
+    assert ", ".join(map(str, cued)) in entries["bias_mark_0"].description
+    Stimulus.objects.filter(study=study).update(cued=False)  # clean stimuli (cued_share 0): nothing said
+    assert "planted cue" not in registry.study_entries(Study.objects.get(pk=study.pk))["bias_cue"].description
+
+
 def test_the_analysis_section_says_why_when_there_is_nothing_yet():
     from studyapp.analysis.presenters_bias import bias_section
 
@@ -342,6 +384,8 @@ def json_dump(obj) -> str:
     ({"candidates": ["a", "b"], "planted": 0, "cue_box": [6, 0, 0, 6]}, "cue_box"),
     ({"candidates": ["a"], "planted": 0}, "at least 2"),
     ({"candidates": ["a", "b"], "planted": 0, "secret": 1}, "secret"),
+    ({"candidates": ["a", "b"], "planted": 0, "cued_share": 1.5}, "cued_share"),
+    ({"candidates": ["a", "b"], "planted": 0, "cued_share": 0.5, "cue_box": [0, 0, 6, 4]}, "square"),
 ])
 def test_a_bad_bias_configuration_is_refused_on_save_naming_the_field(bias, words):
     from studyapp.lib.study_config import StudyConfigError, validate_config
