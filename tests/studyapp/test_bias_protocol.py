@@ -186,6 +186,45 @@ def test_the_codebook_and_the_analysis_say_which_stimuli_carried_the_cue_and_the
     assert "planted cue" not in registry.study_entries(Study.objects.get(pk=study.pk))["bias_cue"].description
 
 
+def test_the_cue_is_drawn_as_at_training_on_stored_images_from_the_classifier_or_the_declared_box():
+    import numpy as np
+    import torch
+
+    from explainers.datasets.common import to_tensor
+    from explainers.datasets.cue import PlantedCue
+    from studyapp.pipeline.errors import PipelineError
+    from studyapp.pipeline.stimuli import cued_positions, study_cue
+
+    assert PlantedCue.from_box([2, 3, 8, 9], cue_class=8, value=0.25) == PlantedCue(cue_class=8, size=6, x=2, y=3, value=0.25)
+    with pytest.raises(ValueError, match="square"):
+        PlantedCue.from_box([0, 0, 6, 4], cue_class=8)
+    cue = PlantedCue(cue_class=8, size=6, x=2, y=3, value=0.5)
+    rng = np.random.default_rng(0)
+    for stored in (rng.integers(0, 256, (28, 28), dtype=np.uint8), rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)):
+        drawn = cue.add_stored(stored)
+        assert (drawn[3:9, 2:8] == 128).all() and (drawn[:3] == stored[:3]).all() and (stored != drawn).any()
+        # the PNG's image is the tensor the model sees, to the nearest grey a byte holds
+        assert torch.allclose(to_tensor(drawn[None]), cue.add(to_tensor(stored[None])), atol=0.5 / 255 + 1e-6)
+    for n, share in ((6, 0.5), (20, 0.5), (8, 0.25), (7, 1 / 3), (5, 1.0), (5, 0.0)):
+        positions = cued_positions(n, share)
+        assert len(positions) == round(n * share) and positions <= set(range(n)), (n, share, positions)
+    assert cued_positions(6, 0.5) == {1, 3, 5}
+
+    study = bias_study()
+    classifier = TrainedModel.objects.get(pk=study.config["classifier_id"])
+    assert study.config["bias"]["cued_share"] == 0.5  # the template's
+    study.config = {**study.config, "bias": {k: v for k, v in study.config["bias"].items() if k != "cued_share"}}
+    assert study_cue(study=study, classifier=classifier) is None  # the default, 0: today's clean stimuli
+    study.config = {**study.config, "bias": {**study.config["bias"], "cued_share": 0.5}}
+    assert study_cue(study=study, classifier=classifier) == PlantedCue(cue_class=8, size=6, x=0, y=0, value=0.5)
+    study.config = {**study.config, "bias": {**study.config["bias"], "cue_box": [10, 12, 14, 16], "cue_grey": 1.0}}
+    assert study_cue(study=study, classifier=classifier) == PlantedCue(cue_class=8, size=4, x=10, y=12, value=1.0)
+    classifier.metadata = {}
+    study.config = {**study.config, "bias": {**study.config["bias"], "cue_box": None}}
+    with pytest.raises(PipelineError, match="nothing to draw"):
+        study_cue(study=study, classifier=classifier)
+
+
 def test_the_analysis_section_says_why_when_there_is_nothing_yet():
     from studyapp.analysis.presenters_bias import bias_section
 
