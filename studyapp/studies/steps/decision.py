@@ -19,12 +19,11 @@ from django.utils.translation import gettext
 
 from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import codebook, versions
-from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts, trial_answer
-from studyapp.studies.steps.base import Flow, Seen, Submitted, register
+from studyapp.studies.steps.base import Seen, register
 from studyapp.studies.steps.trial import (
     HEATMAP_FEEDBACK,
-    Trial,
+    SilentTrial,
     _name_of,
     answer_options,
     feedback_assets,
@@ -44,13 +43,12 @@ def trial_of(item: int, phase: str) -> int:
     return 2 * item + (1 if phase == ASSISTED else 0)
 
 
-class _DecisionHalf(Trial):
+class _DecisionHalf(SilentTrial):
     """What both halves share: the item's position, answered once, moved on in the same request."""
 
     #: position among the run's decision items (0, 1, ...)
     item: int = 0
 
-    actions = ("answer",)
 
     def _common(self, seen: Seen) -> dict:
         study = seen.study
@@ -64,27 +62,15 @@ class _DecisionHalf(Trial):
             "answered": False,
         }
 
-    def submit(self, flow: Flow, action: str, payload: dict) -> Submitted:
-        """Store the answer (the trial's rules: once; an identical repeat is answered with the
-        next step's state; anything else refused) and move on; never any feedback."""
-        if action != "answer":
-            raise InvalidInput(gettext("Answer this item to move on."))
-        was_current = flow.is_current
-        saved = self._answer(flow, payload)
-        if was_current and not flow.advance(answered_trial=self.trial):  # pragma: no cover - the insert above commits first
-            raise InvalidInput(gettext("Answer this item before moving on."))
-        return Submitted(flow.participant, answer=None, extra=saved.extra)
-
-    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
-        out = super().repeated(flow, action, payload)
-        return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
-
 
 @register
 class DecisionAlone(_DecisionHalf):
     """The first half: the image and the study's class names; the participant answers alone."""
 
     kind: Literal["decision_alone"] = "decision_alone"  # type: ignore[assignment]
+
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return ALONE, "", False  # answered before any advice
 
     def browser_state(self, seen: Seen) -> dict:
         return {**self._common(seen), "question": seen.study.parsed_config.trial_question or gettext("Which kind is this picture?")}
@@ -113,6 +99,9 @@ class DecisionAssisted(_DecisionHalf):
     arm's explanation; the participant answers again (keeps the own answer or switches)."""
 
     kind: Literal["decision_assisted"] = "decision_assisted"  # type: ignore[assignment]
+
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return ASSISTED, "", True  # answered with the model's answer and the arm's explanation
 
     def browser_state(self, seen: Seen) -> dict:
         p, study, arm = seen.participant, seen.study, seen.arm

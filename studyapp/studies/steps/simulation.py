@@ -7,6 +7,15 @@ options): its answer is one `TrialAnswer` row under its own trial index (unique 
 against the model's answer (a simulation study's ``correct_mode`` is ``prediction``), so a row's
 ``correct`` is "the guess equals the model's answer". Unlike a learning trial, the answer moves the
 run on in the same request and the browser is never told whether it was right.
+
+A *counterfactual* test item (``item_kind="counterfactual"``, when the study's config asks for
+``counterfactual_items``) shows a changed input whose model answer is known: the last frame of a
+stimulus's morph (CDeepEx/xGEMs) as the page displays it (``image``, decoded from the stored
+animation and stored as a PNG, see `studyapp.studies.designs.simulation.counterfactual_items`);
+``model_answer`` is the classifier's answer on that decoded frame (the worker's gate ran the
+classifier on the displayed frames and stored it as the asset's ``top1``). Its answer is stored
+against that class, under the source stimulus's id; the browser sees the same state as for any
+test item (nothing says that the image was changed, nor how).
 """
 
 from __future__ import annotations
@@ -15,13 +24,13 @@ from typing import TYPE_CHECKING, Literal
 
 from django.utils.translation import gettext
 
-from studyapp.pipeline.storage import animation_ms
+from studyapp.pipeline.storage import animation_ms, media_url
 from studyapp.studies import versions
-from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts
 from studyapp.studies.steps.base import Flow, Seen, Step, Submitted, register
 from studyapp.studies.steps.trial import (
     HEATMAP_FEEDBACK,
+    SilentTrial,
     Trial,
     _name_of,
     answer_options,
@@ -35,14 +44,22 @@ if TYPE_CHECKING:
 
 
 @register
-class SimulationItem(Trial):
+class SimulationItem(SilentTrial):
     """A test item: the image and the study's class names; "what will the model answer?"."""
 
     kind: Literal["simulation_test"] = "simulation_test"  # type: ignore[assignment]
     #: ``"pre"`` (before the learning phase) or ``"post"`` (after it)
     phase: Literal["pre", "post"]
+    #: ``"forward"`` (an image of the data set) or ``"counterfactual"`` (a morph's last displayed frame)
+    item_kind: Literal["forward", "counterfactual"] = "forward"
+    #: a counterfactual item: the morph asset, the stored PNG of its last frame, the model's answer on it (class id)
+    asset: int | None = None
+    image: str | None = None
+    model_answer: int | None = None
 
-    actions = ("answer",)
+
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return self.phase, self.item_kind, False  # a test item is answered without an explanation
 
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
@@ -53,27 +70,16 @@ class SimulationItem(Trial):
             "item": next((i for i, item in enumerate(items) if item.get("trial") == self.trial), 0),
             "n_items": len(items),
             "stimulus": self.stimulus,
-            "image_url": stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,
+            "image_url": media_url(self.image) if self.image else stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,
             "options": answer_options(study),
             "question": gettext("What will the AI system answer?"),  # the study's trial_question is the learning design's
             "answered": False,
         }
 
-    def submit(self, flow: Flow, action: str, payload: dict) -> Submitted:
-        """Store the guess (the trial's rules: once, identical repeats answered with the saved
-        answer, anything else refused) and move on in the same request; no feedback."""
-        if action != "answer":
-            raise InvalidInput(gettext("Answer this item to move on."))
-        was_current = flow.is_current
-        saved = self._answer(flow, payload)
-        if was_current and not flow.advance(answered_trial=self.trial):  # pragma: no cover - the insert above commits first
-            raise InvalidInput(gettext("Answer this item before moving on."))
-        # ``answer=None``: the response is the next step's state, never this answer's feedback.
-        return Submitted(flow.participant, answer=None, extra=saved.extra)
-
-    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
-        out = super().repeated(flow, action, payload)
-        return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
+    def correct_label_of(self, study: Study) -> int:
+        if self.item_kind == "counterfactual" and self.model_answer is not None:
+            return self.model_answer
+        return super().correct_label_of(study)
 
     def pin_assets(self, study: Study, arm: Arm) -> dict | None:
         return None  # a test item shows no explanation
