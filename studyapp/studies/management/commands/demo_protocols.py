@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 
+from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from studyapp.pipeline import stimuli, training
@@ -61,6 +62,7 @@ class Command(demo.Command):
 
     def handle(self, *args, **opts):
         self.t0 = time.monotonic()
+        call_command("migrate", interactive=False, verbosity=0)  # as the demo does: a pulled migration is applied
         classifier, generator = self.demo_models()
         dataset = classifier.dataset
         biased = self.bias_classifier(dataset, opts)
