@@ -79,25 +79,31 @@ def parse_server_timing(header: str) -> dict[str, float]:
     return out
 
 
-#: The server's stages (studyapp.lib.perf.timing), in the order the breakdown prints them.
-STAGES = ("queue", "throttle", "lock", "db", "render", "gc")
+#: The server's exclusive stages (studyapp.lib.perf.timing: they add up to ``app``), in the order
+#: the breakdown prints them after ``queue``.
+STAGES = ("middleware", "view", "throttle", "session", "lock", "db", "render")
 
 
 def tail_breakdown(lat: list[float], stages: list[dict[str, float]], share: float = 0.01) -> str:
-    """Where the time of the slowest ``share`` of requests went: the mean of each server stage,
-    the rest of the server's time (``other``) and what the server did not see (``client``: the
-    response's way back and the client's own event loop)."""
+    """Where the time of the slowest ``share`` of requests went: the mean of each server stage
+    (``queue`` before the worker's thread took the request up, then the exclusive stages of its
+    time in the application), ``other`` (the application's time no stage holds: should be ~0),
+    ``client`` (what the server did not see: gunicorn writing the response, the way back, the
+    client's own event loop), and, overlapping those, the collector's passes (``gc``) and the
+    application's time its thread did not run on a CPU (``wait``: the GIL, locks, the disk)."""
     slowest = sorted(range(len(lat)), key=lat.__getitem__, reverse=True)[: max(1, int(len(lat) * share))]
     timed = [i for i in slowest if stages[i]]
     if not timed:
         return "no Server-Timing (STUDY_PERF_TIMING=1 off?)"
     mean = lambda name: sum(stages[i].get(name, 0.0) for i in timed) / len(timed)  # noqa: E731
     total = sum(lat[i] for i in timed) / len(timed)
-    parts = {name: mean(name) for name in STAGES}
-    parts["other"] = mean("app") - sum(parts[n] for n in STAGES if n not in ("queue", "gc"))
+    parts = {"queue": mean("queue"), **{name: mean(name) for name in STAGES}}
+    parts["other"] = mean("app") - sum(parts[n] for n in STAGES)
     parts["client"] = total - mean("app") - parts["queue"]
+    overlapping = {"gc": mean("gc"), "wait": mean("app") - mean("cpu")}
     shown = ", ".join(f"{name} {1000 * value:.1f}" for name, value in parts.items())
-    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms (gc overlaps the others)"
+    over = ", ".join(f"{name} {1000 * value:.1f}" for name, value in overlapping.items())
+    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms; overlapping: {over} ms"
 
 
 def percentile(values: list[float], q: float) -> float:

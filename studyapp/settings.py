@@ -62,7 +62,9 @@ MIDDLEWARE = [
 ]
 
 if switches.TIMING:  # per-request stage times in a Server-Timing header (the load benchmark)
-    MIDDLEWARE.insert(0, "studyapp.lib.perf.timing.StageTimingMiddleware")
+    from studyapp.lib.perf.timing import with_timing
+
+    MIDDLEWARE = with_timing(MIDDLEWARE)
 
 ROOT_URLCONF = "studyapp.urls"
 WSGI_APPLICATION = "studyapp.wsgi.application"
@@ -174,7 +176,8 @@ STUDY_API_MAX_BODY_BYTES = 64 * 1024
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 # Sessions are read from the cache (the database only when the cache has lost one) and written
 # to both: a participant request reads its session without a query.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# (Django's cached_db; studyapp.lib.perf.sessions only times its load and save for Server-Timing.)
+SESSION_ENGINE = "studyapp.lib.perf.sessions"
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
