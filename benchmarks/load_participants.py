@@ -59,6 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 sys.path.insert(0, str(ROOT))
 
 import chaos  # noqa: E402  (benchmarks/chaos.py)
@@ -406,11 +407,34 @@ def count_queries(learning_slug: str) -> dict[str, int]:
     return counts
 
 
+def gunicorn_command(args) -> list[str]:
+    """The server, with the settings of every launcher (gunicorn.conf.py) and the run's overrides."""
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{args.port}",
+               "--log-level", "warning"]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    return command
+
+
+def gunicorn_settings(args) -> tuple[int, int]:
+    """(processes, threads) the server runs with: the run's overrides, else gunicorn.conf.py's."""
+    conf = _gunicorn_file()
+    return args.workers or conf["workers"], args.threads or conf["threads"]
+
+
+def _gunicorn_file() -> dict:
+    scope: dict = {"__file__": str(GUNICORN_CONF)}
+    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), scope)  # noqa: S102 - our own config file
+    return scope
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=200, help="participants of phases 1 and 2 (0: skip both)")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="gunicorn processes (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, help="threads per process (default: gunicorn.conf.py's)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between a participant's actions in phase 2 (0: skip)")
     parser.add_argument("--launch", type=int, default=1000, help="participants of the Prolific launch (0: skip it)")
@@ -442,11 +466,7 @@ def main() -> None:
     with own_postgres_database(env):
         slug = prepare(env)
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"127.0.0.1:{args.port}",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning", "--timeout", "120"],
-            cwd=ROOT, env=env,
-        )
+        server = subprocess.Popen(gunicorn_command(args), cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{args.port}"
         try:
             for _ in range(100):
@@ -496,7 +516,8 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     ms = lambda v: f"{1000 * v:7.1f}"  # noqa: E731
     database = "PostgreSQL" if "postgres" in os.environ.get("DATABASE_URL", "") else "SQLite"
     cache = "Redis" if os.environ.get("CACHE_URL", "").startswith("redis") else "file"
-    print(f"\ngunicorn {args.workers} workers x {args.threads} threads, database {database}, cache {cache}; "
+    workers, threads = gunicorn_settings(args)
+    print(f"\ngunicorn {workers} workers x {threads} threads, database {database}, cache {cache}; "
           f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({os.cpu_count()} cores)")
     print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}"
           f"{'srv CPU':>9}{'cli CPU':>9}   (CPU ms per request)")
