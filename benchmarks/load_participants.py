@@ -200,6 +200,7 @@ class Participant:
         self.code = ""
         self.done = False
         self.failed = ""  # why the run stopped early (no answer after the retries)
+        self.last_kind = ""  # the kind of the last state seen (for a run that did not finish)
 
     @property
     def errors(self) -> int:
@@ -225,7 +226,10 @@ class Participant:
         state = (await api.enter(consent=True)).data
         self.code = state["participant"]
         for _ in range(200):  # bounded
-            kind = state["kind"]
+            kind = self.last_kind = state["kind"]
+            if kind == "exit":  # the study ended the run (a time limit, a failed check): reported as such
+                self.last_kind = f"exit ({state['exit'].get('outcome', '')})"
+                break
             if kind == "done":
                 self.done = True
                 break
@@ -557,6 +561,13 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections (or timeouts) retried "
           f"{sum(p.dropped for p in everybody)}; runs completed {sum(p.done for p in everybody)}/{len(everybody)}, "
           f"given up after 3 attempts {sum(bool(p.failed) for p in everybody)}")
+    unfinished: dict[str, int] = {}
+    for p in everybody:
+        if not p.done:
+            why = p.failed or p.last_kind or "not started"
+            unfinished[why] = unfinished.get(why, 0) + 1
+    if unfinished:
+        print("runs not completed, by their last state: " + ", ".join(f"{k} {v}" for k, v in sorted(unfinished.items())))
     print(f"answers acknowledged {n_acked}, stored {len(stored)}, lost {lost}, duplicated {dup}, stored but never acknowledged {unacked}")
     print("queries per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 
