@@ -201,6 +201,7 @@ class Participant:
         self.done = False
         self.failed = ""  # why the run stopped early (no answer after the retries)
         self.last_kind = ""  # the kind of the last state seen (for a run that did not finish)
+        self.refusals: dict[str, int] = {}  # "answer 409" -> times (4xx replies the walk expected to be 200)
 
     @property
     def errors(self) -> int:
@@ -245,6 +246,8 @@ class Participant:
                 if r.status == 200:
                     self.acked[state["trial"]] = choice
                     state = r.data
+                else:  # refused: carry on from the state it sends, or reload, as the page does
+                    state = await self._refused("answer", r)
                 if self.rng.random() < 0.2:  # double submit
                     r2 = await api.answer(state["step"], stimulus=stimulus, choice=choice)
                     if r2.status == 200:
@@ -254,9 +257,17 @@ class Participant:
                 state = (await api.continue_(step)).data
                 if self.rng.random() < 0.1:  # "back": ask for the step just left
                     r = await api.continue_(step)
-                    state = r.data if r.status == 200 else r.data.get("state", state)
+                    state = r.data if r.status == 200 else await self._refused("back", r)
             elif kind == "rating":
                 state = (await api.questions(state["step"], {state["key"]: 4})).data
+
+
+    async def _refused(self, label: str, reply: Reply) -> dict:
+        """A 4xx: counted by request and status; the state it carries, else the server's (a reload)."""
+        key = f"{label} {reply.status}"
+        self.refusals[key] = self.refusals.get(key, 0) + 1
+        carried = reply.data.get("state") if isinstance(reply.data, dict) else None
+        return carried if isinstance(carried, dict) and "kind" in carried else (await self.api.state()).data
 
 
 async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> float:
@@ -566,6 +577,12 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
         if not p.done:
             why = p.failed or p.last_kind or "not started"
             unfinished[why] = unfinished.get(why, 0) + 1
+    refusals: dict[str, int] = {}
+    for p in everybody:
+        for k, v in p.refusals.items():
+            refusals[k] = refusals.get(k, 0) + v
+    if refusals:
+        print("refused (4xx) where the walk expected a 200, then reloaded: " + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items())))
     if unfinished:
         print("runs not completed, by their last state: " + ", ".join(f"{k} {v}" for k, v in sorted(unfinished.items())))
     print(f"answers acknowledged {n_acked}, stored {len(stored)}, lost {lost}, duplicated {dup}, stored but never acknowledged {unacked}")

@@ -106,11 +106,11 @@ if _database_url:
         # CONN_HEALTH_CHECKS makes the pool check it before handing it out, so after a database
         # restart a request gets a fresh connection, or waits up to DATABASE_POOL_TIMEOUT seconds
         # for one while the database comes back, instead of failing on a dead one. Size: a gunicorn
-        # process needs one connection per thread (DATABASE_POOL_MAX_SIZE = --threads; 1 for sync
-        # workers), a Celery prefork child one; the server's max_connections must cover
+        # process needs one connection per thread (by default WEB_THREADS, gunicorn.conf.py's threads
+        # per process), a Celery prefork child one; the server's max_connections must cover
         # gunicorn workers x DATABASE_POOL_MAX_SIZE + Celery processes x DATABASE_POOL_MAX_SIZE +
         # a few for migrate and psql (scripts/services.sh, docker-compose.yml).
-        _pool_max = env_int("DATABASE_POOL_MAX_SIZE", 4, minimum=1)
+        _pool_max = env_int("DATABASE_POOL_MAX_SIZE", env_int("WEB_THREADS", 4, minimum=1), minimum=1)
         DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             # Opened when the pool opens (the process's first query), so a launch's first requests
