@@ -180,3 +180,12 @@ def test_the_preloaded_import_opens_no_connection_and_no_thread(tmp_path):
     out = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=True)
     probe = json.loads(out.stdout.strip().splitlines()[-1])
     assert probe == {"threads": 1, "connected": False}
+
+
+def test_the_postgresql_pool_follows_the_threads_per_process():
+    """One connection per gunicorn thread: the pool's size follows gunicorn.conf.py's WEB_THREADS unless set."""
+    from tests.studyapp.test_settings_pool import _databases
+
+    assert _databases(DATABASE_URL="postgresql://u@h/study", WEB_THREADS="6")["OPTIONS"]["pool"]["max_size"] == 6
+    sized = _databases(DATABASE_URL="postgresql://u@h/study", WEB_THREADS="6", DATABASE_POOL_MAX_SIZE="2")
+    assert sized["OPTIONS"]["pool"]["max_size"] == 2
