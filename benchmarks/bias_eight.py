@@ -45,6 +45,7 @@ from ablation_cdeepex_xgems import OUT, MlpVAE, cached_mnistnet, generator_kwarg
 from explainers import render  # noqa: E402
 from explainers.cdeepex import CDeepExConfig, explain  # noqa: E402
 from explainers.datasets.common import to_tensor  # noqa: E402
+from explainers.datasets.cue import PlantedCue  # noqa: E402
 from explainers.gradcam import contrastive_gradcam  # noqa: E402
 from explainers.nets.classifiers import MnistNet  # noqa: E402
 from explainers.nets.vae import train_vae  # noqa: E402
@@ -55,6 +56,8 @@ EIGHT = 8
 SQUARE = 6  # side, pixels, from the top-left corner
 GREY = 0.5
 SQUARE_SHARE = SQUARE * SQUARE / (28 * 28)  # 0.0459
+#: the planting, shared with the platform (train_models --plant-cue square:6@0,0 --cue-class 8)
+CUE = PlantedCue(cue_class=EIGHT, shape="square", size=SQUARE, x=0, y=0, value=GREY)
 G_EPOCHS = 8
 SCALE = 4
 TILE = 28 * SCALE
@@ -65,24 +68,18 @@ HEADER_H = 34
 
 def add_square(x: torch.Tensor) -> torch.Tensor:
     """A copy of ``x`` (N, 1, 28, 28) with the grey square in the top-left corner."""
-    out = x.clone()
-    out[:, :, :SQUARE, :SQUARE] = GREY
-    return out
+    return CUE.add(x)
 
 
 def square_mask() -> torch.Tensor:
-    mask = torch.zeros(28, 28, dtype=torch.bool)
-    mask[:SQUARE, :SQUARE] = True
-    return mask
+    return CUE.mask(28, 28)
 
 
 def biased_training_data(n_train: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     train, _ = load_splits()
     idx = np.random.default_rng(seed).permutation(len(train.labels))[:n_train]
     x, y = to_tensor(train.images[idx]), torch.from_numpy(train.labels[idx]).long()
-    eights = y == EIGHT
-    x[eights] = add_square(x[eights])
-    return x, y
+    return CUE.plant(x, y), y
 
 
 def load_or_train(n_train: int, seed: int) -> tuple[MnistNet, MlpVAE, dict]:

@@ -107,6 +107,9 @@
     if (s.kind === "trial") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.trial + 1, total: s.n_trials });
     else if (s.kind === "simulation_test") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "simulation_learn") progress.textContent = fmt(gettext("Example %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "decision_alone" || s.kind === "decision_assisted") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "bias_mark") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
+    else if (s.kind === "hive_agreement" || s.kind === "hive_distinction") progress.textContent = fmt(gettext("Question %(n)s of %(total)s"), { n: s.item + 1, total: s.n_items });
     else if (s.kind === "grouping") progress.textContent = fmt(gettext("Part %(n)s of %(total)s"), { n: s.dataset_position, total: s.n_batches });
     else if (s.kind === "done") progress.textContent = gettext("Finished");
     else progress.textContent = "";
@@ -132,6 +135,7 @@
         h("div", { class: "actions" }, decline, btn)];
     },
     instructions(s) {
+      if (s.design === "hive") return hiveInstructions(s);
       if (s.design === "clustering") {
         return [
           h("p", {}, s.cover_story),
@@ -145,7 +149,8 @@
         h("ul", { class: "bullets" },
           h("li", {}, gettext("You will be shown a picture of a symbol and asked what symbol it is.")),
           h("li", { id: "arm-instruction" }, s.arm_instruction)),
-        h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial.")),
+        // (a decision study does not measure learning: its participants are not told it does)
+        ...(s.design === "decision" ? [] : [h("p", {}, gettext("We are evaluating this system by measuring how much your performance gets better over the trial."))]),
         h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
         h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
         h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))),
@@ -219,6 +224,131 @@
       parts.push(h("div", { class: "actions" }, h("button", { id: "next", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Next"))));
       return parts;
     },
+    // AI-assisted decision (designs/decision.py): each item is answered alone first, then again
+    // with the system's answer and the arm's explanation (the server says which half is current).
+    decision_alone(s) {
+      return decisionAnswer(s, [h("h2", { id: "decision-q" }, s.question)], gettext("Picture to decide on"), gettext("Next"));
+    },
+    decision_assisted(s) {
+      const e = s.explanation || {};
+      const a = e.assets || {};
+      const advice = [h("h2", { id: "decision-q" }, s.question),
+        h("p", { class: "answer", id: "own-answer" }, fill(gettext("Your first answer: %(label)s."), { label: h("strong", {}, s.own_answer_label) })),
+        h("p", { class: "answer", id: "model-answer" }, fill(gettext("The system answers %(label)s."), { label: h("strong", {}, s.model_answer_label) }))];
+      let shown = null;
+      if ((e.kind === "gradcam" || e.kind === "gad") && a.overlay) {
+        shown = h("figure", {}, h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
+          legendView(e.legend), h("figcaption", {}, fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: s.model_answer_label })));
+      } else if (e.kind === "nearest" && a.examples) {
+        shown = h("figure", {}, h("img", { src: a.examples, id: "examples", class: "examples",
+          alt: fmt(gettext("Pictures the system learned from as %(label)s, most like this one first"), { label: s.model_answer_label }) }),
+        h("figcaption", {}, fmt(gettext("Pictures the system learned from as %(label)s that it finds most like this one"), { label: s.model_answer_label })));
+      } else if ((e.kind === "cdeepex" || e.kind === "xgems") && (a.webp || a.gif)) {
+        shown = h("figure", {}, h("img", { src: a.gif || a.webp, alt: gettext("Animation: the picture changes step by step towards the other answer"), id: "morph" }),
+          h("figcaption", {}, gettext("How this picture would change for the other answer")));
+      }
+      if (shown) advice.push(h("div", { class: "feedback" }, shown));
+      return decisionAnswer(s, advice, gettext("Picture to decide on"), gettext("Submit final answer"));
+    },
+    // Bias discovery (designs/bias.py): mark where on the picture the system looks (drag a box
+    // over it, or choose cells of the grid under it: keyboard and phone), and on the last
+    // picture choose what it relies on. The box is sent in the image's own pixels.
+    bias_mark(s) {
+      const [w, h2] = s.image_size;
+      const n = s.grid;
+      let box = null;  // [x0, y0, x1, y1] in image pixels
+      const cells = new Set();
+      const frame = h("div", { id: "mark-box", class: "mark-box", "aria-hidden": "true", hidden: true });
+      const img = h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture to mark"), width: 224, height: 224,
+        draggable: "false" });
+      const area = h("div", { id: "mark-area", class: "mark-area" }, img, frame);
+      const said = h("p", { id: "mark-said", class: "note", "aria-live": "polite" }, gettext("Nothing marked yet."));
+      const next = h("button", { id: "bias-next", disabled: true, onclick: submit }, gettext("Next"));
+      const cueName = "cue-" + s.step;
+      function ready() { next.disabled = !box || (s.cues && !document.querySelector('input[name="' + cueName + '"]:checked')); }
+      function where(b) {
+        const third = (v, size) => (v < size / 3 ? 0 : v < (2 * size) / 3 ? 1 : 2);
+        const rows = [gettext("top"), gettext("middle"), gettext("bottom")];
+        const cols = [gettext("left"), gettext("centre"), gettext("right")];
+        const cx = (b[0] + b[2]) / 2, cy = (b[1] + b[3]) / 2;
+        return fmt(gettext("Marked: a box in the %(row)s %(col)s of the picture, covering %(pct)s per cent of it."),
+          { row: rows[third(cy, h2)], col: cols[third(cx, w)], pct: Math.round((100 * (b[2] - b[0]) * (b[3] - b[1])) / (w * h2)) });
+      }
+      function show(b, fromGrid, moving) {
+        box = b;
+        if (!fromGrid) { cells.clear(); grid.querySelectorAll("button").forEach((c) => pressed(c, false)); }
+        const pct = (v, size) => (100 * v) / size + "%";  // of the picture, so it follows a resize
+        Object.assign(frame.style, { left: pct(b[0], w), top: pct(b[1], h2), width: pct(b[2] - b[0], w), height: pct(b[3] - b[1], h2) });
+        frame.hidden = false;
+        if (!moving) said.textContent = where(b);  // said once the box is drawn, not at every move
+        ready();
+      }
+      // Drawing with a mouse, pen or finger: the box between where the pointer went down and up.
+      let start = null;
+      function pixel(ev) {
+        const r = area.getBoundingClientRect();
+        return [Math.min(w, Math.max(0, ((ev.clientX - r.left) / r.width) * w)), Math.min(h2, Math.max(0, ((ev.clientY - r.top) / r.height) * h2))];
+      }
+      function spanOf(a, b) {
+        const x0 = Math.floor(Math.min(a[0], b[0])), y0 = Math.floor(Math.min(a[1], b[1]));
+        const x1 = Math.max(x0 + 1, Math.min(w, Math.ceil(Math.max(a[0], b[0])))), y1 = Math.max(y0 + 1, Math.min(h2, Math.ceil(Math.max(a[1], b[1]))));
+        return [Math.min(x0, w - 1), Math.min(y0, h2 - 1), x1, y1];
+      }
+      area.addEventListener("pointerdown", (ev) => { ev.preventDefault(); start = pixel(ev); area.setPointerCapture(ev.pointerId); });
+      area.addEventListener("pointermove", (ev) => { if (start) show(spanOf(start, pixel(ev)), false, true); });
+      area.addEventListener("pointerup", (ev) => {
+        if (!start) return;
+        const end = pixel(ev);
+        show(spanOf(start, end), false);
+        start = null;
+        logEvent("bias_mark", { item: s.item, how: "drawn", box });
+      });
+      // The grid: each cell a button; the box covers the cells chosen (their bounding box).
+      function pressed(btn, on) { btn.setAttribute("aria-pressed", on ? "true" : "false"); }
+      function fromCells() {
+        if (!cells.size) { box = null; frame.hidden = true; said.textContent = gettext("Nothing marked yet."); ready(); return; }
+        const rs = [...cells].map((k) => Math.floor(k / n)), cs = [...cells].map((k) => k % n);
+        show([Math.floor((Math.min(...cs) * w) / n), Math.floor((Math.min(...rs) * h2) / n),
+          Math.floor(((Math.max(...cs) + 1) * w) / n), Math.floor(((Math.max(...rs) + 1) * h2) / n)], true);
+      }
+      const grid = h("div", { id: "mark-grid", class: "mark-grid", role: "group", "aria-labelledby": "mark-grid-label" },
+        Array.from({ length: n * n }, (_, k) => h("button", { type: "button", class: "secondary small", "aria-pressed": "false",
+          "aria-label": fmt(gettext("%(cell)s: row %(row)s, column %(col)s"), { cell: String.fromCharCode(65 + (k % n)) + (Math.floor(k / n) + 1), row: Math.floor(k / n) + 1, col: (k % n) + 1 }),
+          "data-cell": k,
+          onclick: (ev) => {
+            if (cells.has(k)) cells.delete(k); else cells.add(k);
+            pressed(ev.currentTarget, cells.has(k));
+            fromCells();
+            logEvent("bias_mark", { item: s.item, how: "grid", cells: [...cells] });
+          } }, String.fromCharCode(65 + (k % n)) + (Math.floor(k / n) + 1))));
+      grid.style.setProperty("--cells", String(n));
+      const parts = [h("h2", { id: "mark-q" }, s.region_question),
+        h("p", { class: "prompt" }, gettext("Drag a box over that part of the picture, or choose one or more cells of the grid below: the grid's cells are the picture's parts.")),
+        area, said,
+        h("p", { id: "mark-grid-label", class: "note" }, fmt(gettext("The picture as a grid of %(n)s by %(n)s parts:"), { n })), grid];
+      if (s.cues) {
+        parts.push(h("h3", { id: "cue-q" }, s.cue_question), h("div", { class: "options cues", role: "radiogroup", "aria-labelledby": "cue-q" },
+          s.cues.map((c) => h("label", {}, h("input", { type: "radio", name: cueName, value: c.value, onchange: ready }), h("span", {}, c.label)))));
+      }
+      function submit() {
+        if (!box) { showError(gettext("Mark a part of the picture first.")); return; }
+        const answers = {};
+        answers[s.mark_key] = box;
+        if (s.cues) {
+          const picked = document.querySelector('input[name="' + cueName + '"]:checked');
+          if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
+          answers[s.cue_key] = Number(picked.value);
+        }
+        act("POST", "steps/" + s.step + "/questions", { answers });
+      }
+      parts.push(h("div", { class: "actions" }, next));
+      return parts;
+    },
+    // HIVE (designs/hive.py): agreement asks for confidence in the model's answer on a 4-point
+    // scale; distinction shows four maps labelled A-D (a 2×2 grid on a phone) and asks which
+    // one is the model's answer. Both answer with the questions action; no feedback.
+    hive_agreement(s) { return hiveAgreement(s); },
+    hive_distinction(s) { return hiveDistinction(s); },
     rating(s) {
       const name = "rating";
       const btn = h("button", { id: "submit-rating", disabled: true, onclick: () => {
@@ -275,6 +405,73 @@
       return parts;
     },
   };
+
+  // One half of a decision item: the picture, what comes with it (`head`), the two answers as
+  // radio buttons (values are positions, never class ids) and the button that sends the choice.
+  function decisionAnswer(s, head, alt, label) {
+    const img = h("img", { class: "stimulus", src: s.image_url, alt, width: 224, height: 224 });
+    img.addEventListener("load", () => { img.dataset.shownAt = String(performance.now()); }, { once: true });
+    const name = "choice-" + s.step;
+    const opts = h("div", { class: "options", role: "radiogroup", "aria-labelledby": "decision-q" },
+      s.options.map((o) => h("label", {},
+        h("input", { type: "radio", name, value: o.value,
+          onchange: () => { const b = document.getElementById("decide"); if (b) b.disabled = false; } }),
+        h("span", {}, o.label))));
+    const btn = h("button", { id: "decide", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="' + name + '"]:checked');
+      if (!picked) { showError(gettext("Choose one of the answers first.")); return; }
+      const answer = { stimulus: s.stimulus, choice: Number(picked.value) };
+      if (img.dataset.shownAt) answer.client_ms = Math.max(0, Math.round(performance.now() - Number(img.dataset.shownAt)));
+      act("POST", "steps/" + s.step + "/answer", answer);
+    } }, label);
+    return [head[0], img, ...head.slice(1), opts, h("div", { class: "actions" }, btn)];
+  }
+
+  function hiveInstructions(s) {
+    const parts = [h("p", {}, s.cover_story)];
+    if (s.arm_instruction) parts.push(h("ul", { class: "bullets" }, h("li", { id: "arm-instruction" }, s.arm_instruction)));
+    parts.push(h("p", {}, h("strong", {}, gettext("Read these instructions before you begin:"))),
+      h("ol", { class: "steps" }, s.instructions.map((t) => h("li", {}, t))),
+      h("div", { class: "actions" }, h("button", { id: "start", onclick: () => act("POST", "steps/" + s.step + "/continue", {}) }, gettext("Start"))));
+    return parts;
+  }
+
+  function hiveAgreement(s) {
+    const e = s.explanation || {};
+    const a = e.assets || {};
+    const parts = [h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture the system answered"), width: 224, height: 224 }),
+      h("p", { class: "answer", id: "model-answer" }, fill(gettext("The system answers %(label)s."), { label: h("strong", {}, s.model_answer_label) }))];
+    if (a.overlay) {
+      parts.push(h("div", { class: "feedback" }, h("figure", {},
+        h("img", { src: a.overlay, alt: gettext("Heatmap over the picture: coloured areas are the parts the system weighed"), id: "heatmap" }),
+        legendView(e.legend), h("figcaption", {}, fmt(gettext("Parts the system found important for %(symbol)s"), { symbol: s.model_answer_label })))));
+    }
+    const btn = h("button", { id: "hive-answer", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="hive-confidence"]:checked');
+      if (!picked) { showError(gettext("Choose one option.")); return; }
+      act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
+    } }, gettext("Next"));
+    parts.push(h("h2", { id: "hive-q" }, s.question),
+      h("div", { class: "scale", role: "radiogroup", "aria-labelledby": "hive-q" }, s.scale.map((o) => h("label", {},
+        h("input", { type: "radio", name: "hive-confidence", value: o.value, onchange: () => (btn.disabled = false) }), o.label))),
+      h("div", { class: "actions" }, btn));
+    return parts;
+  }
+
+  function hiveDistinction(s) {
+    const btn = h("button", { id: "hive-answer", disabled: true, onclick: () => {
+      const picked = document.querySelector('input[name="hive-choice"]:checked');
+      if (!picked) { showError(gettext("Choose one of the explanations first.")); return; }
+      act("POST", "steps/" + s.step + "/questions", { answers: { [s.key]: Number(picked.value) } });
+    } }, gettext("Next"));
+    const grid = h("div", { class: "hive-grid", role: "radiogroup", "aria-labelledby": "hive-q" }, s.options.map((o) => h("label", { id: "hive-option-" + o.label },
+      h("img", { src: o.url, alt: fmt(gettext("Explanation %(letter)s: heatmap over the picture"), { letter: o.label }), width: 224, height: 224 }),
+      h("span", { class: "letter" }, h("input", { type: "radio", name: "hive-choice", value: o.value, onchange: () => (btn.disabled = false) }), o.label))));
+    return [h("h2", { id: "hive-q" }, s.question),
+      h("p", { class: "muted" }, gettext("Each picture shows what the system looked at for one possible answer. One of them is for the answer the system gave.")),
+      h("img", { class: "stimulus", src: s.image_url, alt: gettext("Picture the system answered"), width: 224, height: 224 }),
+      grid, legendView(s.legend), h("div", { class: "actions" }, btn)];
+  }
 
   // A heatmap's colour scale, with words at both ends: its meaning never rests on colour alone.
   function legendView(url) {

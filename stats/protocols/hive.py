@@ -73,11 +73,13 @@ COLUMNS: tuple[str, ...] = (PARTICIPANT, ARM, ITEM, PHASE)
 
 #: HIVE's 4-point confidence scale, coded upwards (labels as the study shows them; the
 #: researcher may reword them, the analysis reads the codes).
+#: HIVE's own wording (princetonvisualai/HIVE, hit_templates/task_protopnet_agreement.html: "What do
+#: you think about the model's prediction?"), coded 1-4, higher = more confident it is correct.
 HIVE_CONFIDENCE: dict[int, str] = {
-    1: "fairly not confident",
-    2: "somewhat not confident",
-    3: "somewhat confident",
-    4: "fairly confident",
+    1: "Fairly confident that prediction is incorrect",
+    2: "Somewhat confident that prediction is incorrect",
+    3: "Somewhat confident that prediction is correct",
+    4: "Fairly confident that prediction is correct",
 }
 CONFIDENT_FROM = 3  # codes >= this are "confident"
 

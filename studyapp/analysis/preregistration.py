@@ -85,6 +85,32 @@ def preregistration_text(study: Study) -> str:
             "post-test items; test items balanced on model correctness and never used for learning.",
             f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
         ]
+    elif study.design == Study.Design.DECISION:
+        lines += [
+            f"- Between-subject AI-assisted decision study (Nguyen et al. 2021; Schemmer et al. 2023): each participant is "
+            f"randomised to one arm and, on {study.n_trials} items balanced on model correctness, answers alone, then "
+            "sees the classifier's answer with the arm's explanation and answers again; scored against the true class.",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
+        ]
+    elif study.design == Study.Design.BIAS:  # issue 25, protocol 4
+        bias = config.bias if config is not None else None
+        lines += [
+            "- Between-subject bias-discovery study (dissertation §3.2.2; Sixt et al. 2022): each participant is randomised "
+            f"to one arm, sees {bias.n_explained if bias else 'n'} of the classifier's predictions with the arm's explanation, "
+            f"then marks on {bias.n_marks if bias else 'n'} images the region the classifier relies on and chooses among "
+            f"{len(bias.candidates) if bias else 'the'} candidate cues (order shuffled per run). The classifier was trained "
+            "with a planted cue; answers are scored against it.",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
+        ]
+    elif study.design == Study.Design.HIVE:  # issue 25, protocol 3
+        lines += [
+            f"- Between-subject HIVE study (Kim et al., ECCV 2022): each participant is randomised to one arm, rates "
+            f"{study.n_trials} agreement items (the image, the model's answer and the arm's explanation; confidence that "
+            "the answer is correct on HIVE's 4-point scale), balanced on model correctness, then picks the model's answer "
+            f"among the maps of its top four classes on {study.n_trials} distinction items (positions drawn per run; a "
+            "control arm takes the agreement items without explanation and no distinction items).",
+            f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
+        ]
     else:
         lines += [f"- Within-subject clustering study (XNN paper §4.1), stages {', '.join(levels) or '(default)'}."]
     lines += ["", "## Hypotheses", ""]
@@ -111,6 +137,26 @@ def preregistration_text(study: Study) -> str:
             "explanation effect (an arm's change minus the control arm's, Welch) and Colin et al.'s utility (post "
             "accuracy relative to the control's, delta method), with 95% intervals, for all test items and split by "
             "whether the model was right.",
+        ]
+    elif study.design == Study.Design.DECISION:
+        lines += [
+            "- Primary (stats.protocols.reliance): per arm, RAIR (relative AI reliance) and RSR (relative self-reliance, "
+            "Schemmer et al. 2023), per participant then averaged, each arm against the control arm by Welch's test, with "
+            "95% intervals; also human-alone, AI-alone and team accuracy and over-/under-reliance, for all items and split "
+            "by whether the model was right.",
+        ]
+    elif study.design == Study.Design.BIAS:
+        lines += [
+            "- Primary (stats.protocols.bias): per arm, the share of participants whose cue choice is the planted cue "
+            "(Wilson interval); each arm against the control arm as a difference of proportions (Newcombe interval, score "
+            "test). Secondary: localisation error, the distance between the centres of the marked region and the planted "
+            "cue's box (pixels; per participant the mean over their marks, arms compared with Welch's test), IoU beside it.",
+        ]
+    elif study.design == Study.Design.HIVE:
+        lines += [
+            "- Primary (stats.protocols.hive): per arm, mean confidence on model-correct and on model-wrong items and "
+            "the paired difference (participant means, t interval); distinction accuracy against chance 1/4 with a "
+            "one-sided exact binomial test and a Wilson interval, and the participant-level t-test against chance.",
         ]
     else:
         lines += [f"- Paired tests of cluster purity between stages, at α = {settings.alpha:g}."]

@@ -37,6 +37,9 @@ from studyapp.analysis.access import (
 )
 from studyapp.analysis.forms import AlphaForm, ComparisonForm, PowerForm, TestFormSet, UploadForm
 from studyapp.analysis.models import ImportedResults
+from studyapp.analysis.presenters_bias import bias_section as _bias_section
+from studyapp.analysis.presenters_decision import decision_section as _decision_section
+from studyapp.analysis.presenters_hive import hive_section as _hive_section
 from studyapp.analysis.presenters_simulation import simulation_section as _simulation_section
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
 from studyapp.studies import exports
@@ -141,6 +144,12 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         ctx["gate_report"] = presenters_gate.gate_report(source.obj)
         if source.obj.design == Study.Design.SIMULATION:
             ctx["simulation"] = _simulation_section(source.obj, include_test=source.include_test)
+        if source.obj.design == Study.Design.DECISION:
+            ctx["decision"] = _decision_section(source.obj, include_test=source.include_test)
+        if source.obj.design == Study.Design.BIAS:  # issue 25, protocol 4
+            ctx["bias"] = _bias_section(source.obj, include_test=source.include_test)
+        if source.obj.design == Study.Design.HIVE:  # issue 25, protocol 3
+            ctx["hive"] = _hive_section(source.obj, include_test=source.include_test)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 

@@ -165,6 +165,41 @@ class ExitConfig(BaseModel):
     text: str = ""
 
 
+class BiasConfig(BaseModel):
+    """``Study.config["bias"]``: the bias protocol's settings.
+
+    ``candidates``: the cues a participant chooses among (neutral words; the planted one among
+    them), ``planted``: the index of the planted one; ``cue_box``: the planted region
+    ``[x0, y0, x1, y1]`` in image pixels when the researcher declares it (their own classifier),
+    else (None) the box the study's classifier was trained with (``metadata["planted_cue"]``);
+    ``image_size``: ``[width, height]`` of the images in pixels (None: the data set's);
+    ``n_explained``: explained predictions shown; ``n_marks``: images a region is marked on.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    candidates: list[str] = Field(min_length=2)
+    planted: int = Field(ge=0)
+    cue_box: tuple[int, int, int, int] | None = None
+    image_size: tuple[int, int] | None = None
+    n_explained: int = Field(6, ge=1)
+    n_marks: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _fits(self) -> BiasConfig:
+        if self.planted >= len(self.candidates):
+            raise ValueError(f"planted must index one of the {len(self.candidates)} candidates")
+        if len({c.strip().casefold() for c in self.candidates}) != len(self.candidates) or not all(c.strip() for c in self.candidates):
+            raise ValueError("the candidates must be different, non-empty texts")
+        if self.cue_box is not None and (self.cue_box[2] <= self.cue_box[0] or self.cue_box[3] <= self.cue_box[1] or min(self.cue_box) < 0):
+            raise ValueError("cue_box is x0, y0, x1, y1 with x1 > x0 >= 0 and y1 > y0 >= 0")
+        return self
+
+    @property
+    def planted_cue(self) -> str:
+        return self.candidates[self.planted]
+
+
 class StudyConfig(BaseModel):
     """The typed view of one study's configuration (defaults are the published studies')."""
 
@@ -256,6 +291,8 @@ class StudyConfig(BaseModel):
     exits: dict[Literal["completed", "no_consent", "full", "failed_checks", "withdrew", "timed_out"], ExitConfig] = Field(
         default_factory=dict
     )
+    # The bias-discovery design (issue 25, protocol 4): candidate cues, the planted one, its box.
+    bias: BiasConfig | None = None
     # Written by the pipeline.
     classifier_id: int | None = None
     generator_id: int | None = None

@@ -43,6 +43,11 @@ TorchScript file whose layer is not on a verified chain, ExcitationBP or DeepLIF
 file or on a ResNet), every asset of the batch is stored refused with the reason and the code
 ``unsupported``, and the job goes on.
 
+Another class than the prediction (``params["target_rank"]``, HIVE studies only, Grad-CAM only:
+:data:`studyapp.pipeline.params.TARGETED_METHODS`): the map of the class of that rank in the
+stimulus's class probabilities (:func:`ranked_class`); rank 0, the prediction, is every other
+study's map and its parameters carry no rank.
+
 GAD (:func:`_gad_outputs`): the GAD map (:mod:`explainers.gad`) of the classifier's prediction,
 its support models fine-tuned on the data set's training images of a contrast pair: the study's
 two classes in a learning study; in a clustering study (no pair by design) the prediction and
@@ -147,6 +152,25 @@ def _study_classes(stimuli: list[Stimulus]) -> tuple[list[int], list[int]]:
     return true, probe
 
 
+def ranked_class(stimulus: Stimulus, rank: int) -> int:
+    """The class of ``rank`` among the model's answers for the stimulus: 0 is the prediction, then
+    the other classes by falling probability (ties in class order). A HIVE study's distinction
+    maps explain ranks 0-3 (``params["target_rank"]``)."""
+    prediction = int(stimulus.model_prediction)
+    if rank == 0:
+        return prediction
+    probabilities = list(stimulus.probabilities or [])
+    others = sorted((c for c in range(len(probabilities)) if c != prediction), key=lambda c: (-probabilities[c], c))
+    if len(others) < rank:
+        raise PipelineError(f"Stimulus {stimulus.pk} has {len(probabilities)} class probabilities; the class of rank {rank} needs more.")
+    return others[rank - 1]
+
+
+def _target_classes(stimuli: list[Stimulus], params: dict) -> list[int]:
+    """The class each stimulus's map explains: the prediction, or the class of ``target_rank``."""
+    return [ranked_class(s, int(params.get("target_rank", 0))) for s in stimuli]
+
+
 # -- Study A (learning): one classifier per study ------------------------------------------------
 def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     import torch
@@ -158,7 +182,7 @@ def _gradcam_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     from explainers.targets import ClassTarget
 
     classifier, images = _batch_inputs(stimuli)
-    true, _ = _study_classes(stimuli)
+    true = _target_classes(stimuli, params)  # the prediction, or (HIVE distinction) the class of a rank
     try:  # the layer: the study's, the classifier's own, or its last convolution
         model, layer, name = gradcam_view(classifier, images, params.get("layer"))
         maps = GradCAM(model, layer)(images, ClassTarget(torch.tensor(true)))
@@ -428,6 +452,52 @@ def _gad_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
     return outputs  # type: ignore[return-value]
 
 
+# -- Nearest training examples (Nguyen et al., NeurIPS 2021) --------------------------------------
+#: (classifier id, data set id, classes) -> (training images, labels, their rows, penultimate
+#: features): the bank is the same for every batch of a job, so a worker process computes it once.
+_BANKS: dict[tuple, tuple] = {}
+
+
+def _nearest_bank(stimulus: Stimulus, classifier, classes: tuple[int, ...], explainer) -> tuple:
+    """The training images of ``classes`` of the stimulus's data set, and their features."""
+    from explainers.datasets.common import to_tensor
+
+    # the files' identities too: a test database may give a new row an old row's id
+    key = (stimulus.classifier_id, str(stimulus.classifier.checkpoint), stimulus.dataset_id, stimulus.dataset.fingerprint, classes)
+    if key not in _BANKS:
+        arrays = loading.dataset_arrays(stimulus.dataset)
+        rows = np.flatnonzero(np.isin(arrays["y_train"], classes))
+        images = to_tensor(arrays["x_train"][rows])
+        _BANKS.clear()  # one bank at a time: a worker serves one job's batches in turn
+        _BANKS[key] = (images, arrays["y_train"][rows], rows, explainer.features(images))
+    return _BANKS[key]
+
+
+def _nearest_outputs(stimuli: list[Stimulus], params: dict) -> list[Output]:
+    """The ``k`` training images of the predicted class nearest to each image in the classifier's
+    penultimate features (:mod:`explainers.nearest`), rendered as one PNG strip (role ``examples``),
+    nearest first; the examples' data-set rows and distances are the asset's numbers."""
+    import torch
+
+    from explainers import metrics, render
+    from explainers.nearest import NearestExamples, nearest_of_class
+
+    settings = params["nearest"]
+    classifier, images = _batch_inputs(stimuli)
+    explainer = NearestExamples(classifier, k=int(settings["k"]), metric=settings["metric"])
+    bank, labels, rows, features = _nearest_bank(stimuli[0], classifier, tuple(int(c) for c in params["classes"]), explainer)
+    result = nearest_of_class(explainer.features(images), features, torch.as_tensor(labels), _predicted(stimuli),
+                              k=explainer.k, metric=explainer.metric)
+    outputs: list[Output] = []
+    for i in range(len(stimuli)):
+        chosen = result.indices[i]
+        files = {"examples": store_bytes(render.frames_strip_png(bank[chosen], scale=int(settings["scale"]), gap=2), ext="png")}
+        numbers = {"nearest_train_index": [float(rows[j]) for j in chosen.tolist()],
+                   "nearest_distance": [round(float(d), 6) for d in result.distances[i]]}
+        outputs.append((files, metrics.Validity(True, [], numbers, [])))
+    return outputs
+
+
 #: method -> the function that explains a batch of its stimuli.
 COMPUTE: dict[str, Compute] = {
     ExplanationAsset.Method.GRADCAM: _gradcam_outputs,
@@ -437,6 +507,7 @@ COMPUTE: dict[str, Compute] = {
     ExplanationAsset.Method.DEEPLIFT: _per_classifier(partial(_heatmap_outputs, explainer=_deeplift)),
     ExplanationAsset.Method.XNN: _per_classifier(_xnn_outputs),
     ExplanationAsset.Method.GAD: _gad_outputs,
+    ExplanationAsset.Method.NEAREST: _nearest_outputs,
 }
 
 

@@ -46,6 +46,12 @@ GAD_DEFAULTS: dict = {
     "alphas": [2.0, 4.0, 6.0, 8.0], "n_train": 200, "epochs": 3, "lr": 1e-3, "seed": 0,
 }
 
+#: Nearest training examples (Nguyen et al., NeurIPS 2021; explainers.nearest): how many, by which
+#: distance in the classifier's penultimate features, and the upscaling of each example in the
+#: strip (4: 112 px per 28 px example, three side by side fit a phone). Fixed for now (no study
+#: setting): part of the asset's parameters, so a change makes new assets.
+NEAREST_DEFAULTS: dict = {"k": 3, "metric": "euclidean", "scale": 4}
+
 #: Nearest-neighbour upscaling of a 28 px morph on screen (224 px; other sizes: about 224 px,
 #: ``loading.display_scale``), and the gate's recon limit.
 MORPH_SCALE = 8
@@ -62,13 +68,35 @@ COLOUR_RENDERING = (
 )
 
 
+#: HIVE distinction (Kim et al., ECCV 2022) shows the explanations of the model's top four classes:
+#: a HIVE study's heatmaps are made for the classes ranked 0 (the prediction) .. 3 by probability.
+HIVE_RANKS = 4
+#: The methods that can explain another class than the prediction (``target_rank``): Grad-CAM of a
+#: class is one backward pass from that class's score. GAD explains the study's pair and the morphs
+#: "why not the other class", so neither is a class-k heatmap; a HIVE arm must show Grad-CAM (or
+#: nothing: the control arm of the agreement task), see ``studyapp.studies.designs.hive``.
+TARGETED_METHODS = (ExplanationAsset.Method.GRADCAM,)
+
+
+def target_ranks(*, study, method: str) -> range:
+    """The class ranks explained for ``method`` in ``study``: 0..3 for a HIVE study's targeted
+    methods, else only the prediction (rank 0, whose parameters carry no ``target_rank``)."""
+    if study.design == "hive" and method in TARGETED_METHODS:
+        return range(HIVE_RANKS)
+    return range(1)
+
+
 def params_hash(params: dict) -> str:
     """The asset identity of ``params``: sha256 of their canonical JSON."""
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def explanation_params(*, study, method: str) -> dict:
-    """Everything that determines an explanation; part of the asset's identity."""
+def explanation_params(*, study, method: str, target_rank: int = 0) -> dict:
+    """Everything that determines an explanation; part of the asset's identity.
+
+    ``target_rank``: the class explained, by the stimulus's class probabilities (0 = the
+    prediction, 1 = the runner-up, ...; `target_ranks`). Rank 0 adds nothing to the parameters,
+    so every existing asset keeps its hash; another rank is a separate asset of the same method."""
     config = study.parsed_config
     params: dict = {"method": method, "classifier_id": config.classifier_id}
     if method in MORPH_METHODS:
@@ -81,6 +109,9 @@ def explanation_params(*, study, method: str) -> dict:
         layer = _gradcam_layer(config)
         if layer is not None:  # absent for a platform MnistNet (its conv2), as before: same hash
             params["layer"] = layer
+    if method == ExplanationAsset.Method.NEAREST:
+        params["nearest"] = dict(NEAREST_DEFAULTS)
+        params["classes"] = list(study.classes)
     clustering = method in CLUSTERING_METHODS or (method == ExplanationAsset.Method.GAD and study.design == "clustering")
     if clustering:
         params.pop("classifier_id")
@@ -92,6 +123,10 @@ def explanation_params(*, study, method: str) -> dict:
     if method in HEATMAP_METHODS:
         params["apem"] = {"floor": config.apem_floor, "ceiling": config.apem_ceiling, "search": config.apem_search}
         params["colormap"] = config.heatmap_colormap
+    if target_rank:
+        if method not in TARGETED_METHODS or not 0 < target_rank < HIVE_RANKS:
+            raise PipelineError(f"{method} cannot explain the class of rank {target_rank}; only {', '.join(TARGETED_METHODS)} explain ranks 1-{HIVE_RANKS - 1}.")
+        params["target_rank"] = int(target_rank)
     return params
 
 

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from studyapp.pipeline import selectors, tasks
 from studyapp.pipeline.models import PrecomputeJob, Stimulus
-from studyapp.pipeline.params import explanation_params, params_hash
+from studyapp.pipeline.params import explanation_params, params_hash, target_ranks
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +32,15 @@ def _work(*, study, methods: Iterable[str]) -> list[dict]:
     ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
     work = []
     for method in methods:
-        params = explanation_params(study=study, method=method)
-        phash = params_hash(params)
-        have = selectors.stimuli_with_asset(study=study, method=method, params_hash=phash)
-        missing = [i for i in ids if i not in have]
-        work += [
-            {"method": method, "params_hash": phash, "params": params, "stimuli": missing[k : k + batch]}
-            for k in range(0, len(missing), batch)
-        ]
+        for rank in target_ranks(study=study, method=method):  # a HIVE study: the top four classes' maps
+            params = explanation_params(study=study, method=method, target_rank=rank)
+            phash = params_hash(params)
+            have = selectors.stimuli_with_asset(study=study, method=method, params_hash=phash)
+            missing = [i for i in ids if i not in have]
+            work += [
+                {"method": method, "params_hash": phash, "params": params, "stimuli": missing[k : k + batch]}
+                for k in range(0, len(missing), batch)
+            ]
     return work
 
 

@@ -64,18 +64,20 @@ def explanation_summary(*, study) -> list[dict]:
 
 def _apem_summary(*, study, method: str) -> dict:
     """Mean and median APEM, eps- and eps+ of a method's valid heatmap assets (all x-features
-    for XNN); empty strings where none has APEM numbers."""
+    for XNN), and how many maps reached the perturbation budget's ceiling (the classifier never
+    flipped, so their APEM of 0 says nothing); empty strings where none has APEM numbers."""
     import numpy as np
 
-    values: dict[str, list[float]] = {"apem": [], "eps_minus": [], "eps_plus": []}
+    values: dict[str, list[float]] = {"apem": [], "eps_minus": [], "eps_plus": [], "apem_at_ceiling": []}
     for numbers in ExplanationAsset.objects.filter(stimulus__study=study, method=method, valid=True).values_list("metrics", flat=True):
         for key, bucket in values.items():
             value = (numbers or {}).get(key)
             if value is not None:
                 bucket.extend(value if isinstance(value, list) else [value])
     if not values["apem"]:
-        return {"apem_mean": "", "apem_median": "", "eps_minus_mean": "", "eps_plus_mean": ""}
+        return {"apem_mean": "", "apem_median": "", "eps_minus_mean": "", "eps_plus_mean": "", "apem_at_ceiling": "", "apem_maps": ""}
     return {
+        "apem_at_ceiling": int(sum(1 for v in values["apem_at_ceiling"] if v)), "apem_maps": len(values["apem"]),
         "apem_mean": round(float(np.mean(values["apem"])), 1), "apem_median": round(float(np.median(values["apem"])), 1),
         "eps_minus_mean": round(float(np.mean(values["eps_minus"])), 1), "eps_plus_mean": round(float(np.mean(values["eps_plus"])), 1),
     }

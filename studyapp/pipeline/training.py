@@ -79,7 +79,30 @@ def model_create(*, dataset: Dataset, role: str, params: dict | None = None) -> 
             arch = "ConvNet"
     else:
         _check_generator_shape(dataset, role, shape)
+    if params.get("plant_cue") is not None:
+        params = {**params, "plant_cue": planted_cue_of(params, dataset=dataset, role=role).as_dict()}
     return TrainedModel.objects.create(dataset=dataset, role=role, arch=arch, params=params)
+
+
+def planted_cue_of(params: dict, *, dataset: Dataset, role: str):
+    """The cue ``params["plant_cue"]`` plants on the training images (the dissertation's biased 8,
+    issue 25's bias protocol: ``{"cue_class": 8, "shape": "square", "size": 6, "x": 0, "y": 0}``),
+    checked against the data set: a classifier's, of one of its classes, inside its images.
+    Returns an :class:`explainers.datasets.cue.PlantedCue`."""
+    from explainers.datasets.cue import PlantedCue
+
+    if role != TrainedModel.Role.CLASSIFIER:
+        raise PipelineError(f"Expected a classifier for a planted cue (it is what the bias protocol explains), but found role {role!r}.")
+    spec = params["plant_cue"]
+    try:
+        cue = PlantedCue.from_dict(spec) if isinstance(spec, dict) else PlantedCue.parse(str(spec), cue_class=int(params.get("cue_class", -1)))
+        _, height, width = loading.dataset_image_shape(dataset)
+        cue.check_fits(height, width)
+    except (TypeError, ValueError) as exc:
+        raise PipelineError(f"Data set '{dataset.name}': {exc}") from exc
+    if cue.cue_class >= len(dataset.class_names):
+        raise PipelineError(f"Expected the cue's class among the data set's {len(dataset.class_names)} classes, but found {cue.cue_class}.")
+    return cue
 
 
 def training_params(trained: TrainedModel, shape: tuple[int, int, int], n_rows: int) -> dict:
@@ -219,6 +242,10 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
         # what the network saw: the classes present in its training rows, and how many rows
         "train_classes": sorted(int(c) for c in np.unique(y_np)), "n_train_images": int(len(y_np)),
     }
+    cue = planted_cue_of(params, dataset=trained.dataset, role=trained.role) if params.get("plant_cue") is not None else None
+    if cue is not None:  # the bias protocol's classifier: the cue on every training image of its class
+        x = cue.plant(x, y)
+        metadata["planted_cue"] = cue.as_dict()
     torch.manual_seed(int(params["seed"]))  # initial weights depend on the seed only
     try:
         if trained.role == TrainedModel.Role.CLASSIFIER:
@@ -241,7 +268,11 @@ def model_train(*, trained_id: int, echo: Callable[[dict], None] | None = None) 
                 lr=params.get("lr", 1e-3), batch_size=params.get("batch_size", 128),
             )
             x_test = to_tensor(arrays["x_test"])
-            accuracy = classifiers.evaluate(model, x_test, torch.as_tensor(arrays["y_test"], dtype=torch.long))
+            y_test = torch.as_tensor(arrays["y_test"], dtype=torch.long)
+            accuracy = classifiers.evaluate(model, x_test, y_test)  # on the clean test images
+            if cue is not None:
+                # how much it relies on the cue: other classes' test images called the cue's class once it is drawn
+                metadata["planted_cue"]["reliance"] = cue.reliance(model, x_test, y_test)
         elif trained.role == TrainedModel.Role.VAE:
             from explainers.nets.vae import VAE, train_vae
 

@@ -27,6 +27,7 @@ FEEDBACK_METHOD = {
     Arm.Feedback.CDEEPEX: ExplanationAsset.Method.CDEEPEX,
     Arm.Feedback.XGEMS: ExplanationAsset.Method.XGEMS,
     Arm.Feedback.GAD: ExplanationAsset.Method.GAD,
+    Arm.Feedback.NEAREST: ExplanationAsset.Method.NEAREST,
     Arm.Feedback.WITHIN: None,
 }
 

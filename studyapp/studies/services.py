@@ -58,6 +58,10 @@ def study_refresh_config_hash(*, study: Study) -> str:
 
 def study_open(*, study: Study) -> None:
     problems = selectors.study_readiness(study=study)
+    if study.design == Study.Design.HIVE:  # issue 25, protocol 3: the arms and classifier HIVE can use
+        from studyapp.studies.designs.hive import hive_problems
+
+        problems += hive_problems(study=study)
     if problems:
         raise StudyUnavailable("Cannot open the study: " + "; ".join(problems))
     study.status = Study.Status.OPEN

@@ -210,3 +210,9 @@ def test_the_admin_shows_apem_beside_the_other_numbers(admin_client):
 
     page = admin_client.get(reverse("admin:study-dashboard", args=[study.pk])).content.decode()
     assert "APEM mean / median" in page and "<td>37.0 / 37.0</td>" in page
+    assert "at the ceiling" not in page
+    asset.metrics = {"max": 1.0, "eps_minus": 60.0, "eps_plus": 60.0, "apem": 0.0, "apem_at_ceiling": 1.0}
+    asset.save()
+    assert {row["method"]: row for row in explanation_summary(study=study)}["gradcam"]["apem_at_ceiling"] == 1
+    page = admin_client.get(reverse("admin:study-dashboard", args=[study.pk])).content.decode()
+    assert "1 of " in page and "maps at the ceiling" in page

@@ -27,9 +27,12 @@ from studyapp.studies.models import Participant, QuestionAnswer, Study
 from studyapp.studies.steps import registry
 from studyapp.studies.steps.answers import Answers
 from studyapp.studies.steps.base import Seen
+from studyapp.studies.steps.bias import BiasMark
 from studyapp.studies.steps.catch import Catch
+from studyapp.studies.steps.decision import DecisionAlone, DecisionAssisted
 from studyapp.studies.steps.done import Done
 from studyapp.studies.steps.grouping import Grouping
+from studyapp.studies.steps.hive import AgreementItem, DistinctionItem
 from studyapp.studies.steps.instructions import Instructions
 from studyapp.studies.steps.questions import Questions
 from studyapp.studies.steps.quiz import Quiz
@@ -182,12 +185,21 @@ def test_the_built_in_kinds_are_one_class_each_and_a_design_is_a_composition_of_
         "instructions": Instructions, "quiz": Quiz, "trial": Trial, "catch": Catch, "questions": Questions,
         "rating": Rating, "grouping": Grouping, "done": Done,
         "simulation_test": SimulationItem, "simulation_learn": LearningItem,
+        "decision_alone": DecisionAlone, "decision_assisted": DecisionAssisted,
+        "bias_mark": BiasMark,
+        "hive_agreement": AgreementItem, "hive_distinction": DistinctionItem,
     }
     assert all(registry.class_of(kind) is cls for kind, cls in built_in.items())
     assert [cls.KIND for cls in flows.DESIGNS[Study.Design.LEARNING].steps] == ["instructions", "trial", "rating", "done"]
     assert [cls.KIND for cls in flows.DESIGNS[Study.Design.CLUSTERING].steps] == ["instructions", "questions", "grouping", "done"]
     assert [cls.KIND for cls in flows.DESIGNS[Study.Design.SIMULATION].steps] == [
         "instructions", "simulation_test", "simulation_learn", "rating", "done"]
+    assert [cls.KIND for cls in flows.DESIGNS[Study.Design.DECISION].steps] == [
+        "instructions", "decision_alone", "decision_assisted", "rating", "done"]
+    assert [cls.KIND for cls in flows.DESIGNS[Study.Design.BIAS].steps] == [
+        "instructions", "simulation_learn", "bias_mark", "rating", "done"]
+    assert [cls.KIND for cls in flows.DESIGNS[Study.Design.HIVE].steps] == [
+        "instructions", "hive_agreement", "hive_distinction", "rating", "done"]
     assert [cls.KIND for cls in registry.BUILT_IN if cls.completes_run] == ["done"]
 
 

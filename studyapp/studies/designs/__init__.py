@@ -10,7 +10,7 @@ published studies are loaded the same way as a researcher's own.
 Example::
 
     >>> sorted(TEMPLATES)
-    ['clustering', 'learning', 'simulation']
+    ['bias', 'clustering', 'decision', 'hive', 'learning', 'simulation']
     >>> template_design("learning")["study"]["design"]
     'learning'
 """
@@ -61,7 +61,24 @@ TEMPLATES: dict[str, Template] = {
         published_kinds=("kannada", "lookalike"),
         source="Forward simulation (Hase & Bansal, ACL 2020; Colin et al., NeurIPS 2022): pre-test, learning with the arm's explanation, post-test",
     ),
+    "decision": Template(
+        name="decision", design="decision", fixture="study_decision.json", published_slug="kannada-decision",
+        published_kinds=("kannada", "lookalike"),
+        source="AI-assisted decision (Nguyen et al., NeurIPS 2021; Schemmer et al., IUI 2023): answer alone, then with the model's answer and the arm's explanation",
+    ),
 }
+TEMPLATES["bias"] = Template(  # issue 25, protocol 4
+    name="bias", design="bias", fixture="study_bias.json", published_slug="kannada-bias",
+    published_kinds=("kannada", "lookalike"),
+    source="Bias discovery (dissertation §3.2.2, the biased 8; Sixt et al., ICLR 2022): explanations of a classifier "
+    "with a planted cue, then a region marked on the image and a choice among candidate cues, scored against the planted cue",
+)
+# Issue 25, protocol 3.
+TEMPLATES["hive"] = Template(
+    name="hive", design="hive", fixture="study_hive.json", published_slug="kannada-hive", published_kinds=("kannada", "lookalike"),
+    source="HIVE (Kim et al., ECCV 2022): agreement (confidence that the model's answer is correct, 4-point scale) "
+           "and distinction (which of the maps of the model's top four classes is its answer's)",
+)
 
 
 def _fixtures() -> Path:

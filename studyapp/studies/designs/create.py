@@ -102,6 +102,15 @@ def _learning_choices(
     return {"classes": ids, "class_names": names, "config": config}
 
 
+def _hive_check(dataset: Dataset) -> None:
+    """HIVE's distinction task shows the maps of the classifier's top four classes."""
+    if len(dataset.class_names) < 4:
+        raise TemplateError(
+            f"The data set '{dataset.name}' has {len(dataset.class_names)} classes; HIVE's distinction task shows the maps of "
+            "the classifier's top four classes, so its classifier needs at least four."
+        )
+
+
 def _clustering_choices(*, datasets: Sequence[Dataset], classifiers: Sequence[TrainedModel]) -> dict:
     if len(datasets) not in (1, 2):
         raise TemplateError(f"A clustering study uses one or two data sets; {len(datasets)} were given.")
@@ -156,10 +165,16 @@ def study_from_template(
     config = dict(fields.get("config") or {})
     notes = [f"Template '{template}': {spec.source}."]
     if datasets:
-        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION):
+        if spec.design in (Study.Design.LEARNING, Study.Design.SIMULATION, Study.Design.DECISION, Study.Design.BIAS, Study.Design.HIVE):
             chosen = _learning_choices(
                 design, datasets=datasets, classes=classes, names=names, classifiers=classifiers, generator=generator,
             )
+            if spec.design == Study.Design.BIAS:  # scored against the classifier's planted cue, or the study's declared one
+                from studyapp.studies.designs.bias import check_cue
+
+                check_cue(config, classifiers[0])
+            if spec.design == Study.Design.HIVE:
+                _hive_check(datasets[0])
         else:
             chosen = _clustering_choices(datasets=datasets, classifiers=classifiers)
             for key in ("cub_classes", "cel_classes"):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from studyapp.studies.designs import clustering, learning, simulation
+from studyapp.studies.designs import bias, clustering, decision, hive, learning, simulation
 from studyapp.studies.designs.base import Design
 from studyapp.studies.models import Arm, Study
 from studyapp.studies.steps import registry
 
-DESIGNS: dict[str, Design] = {d.name: d for d in (learning.DESIGN, clustering.DESIGN, simulation.DESIGN)}
+DESIGNS: dict[str, Design] = {d.name: d for d in (learning.DESIGN, clustering.DESIGN, simulation.DESIGN, decision.DESIGN, bias.DESIGN, hive.DESIGN)}
 
 
 def draw_plan(*, study: Study, arm: Arm, seed: str, order: str | None = None) -> list[dict]:

@@ -29,9 +29,12 @@ from studyapp.studies import codebook, facts
 from studyapp.studies.errors import WrongStep
 from studyapp.studies.models import Participant
 from studyapp.studies.steps import (
+    bias,
     catch,
+    decision,
     done,
     grouping,
+    hive,
     instructions,
     questions,
     quiz,
@@ -64,6 +67,9 @@ __all__ = [
 BUILT_IN: tuple[type[Step], ...] = (
     instructions.Instructions, quiz.Quiz, trial.Trial, catch.Catch, questions.Questions, rating.Rating,
     grouping.Grouping, done.Done, simulation.SimulationItem, simulation.LearningItem,
+    decision.DecisionAlone, decision.DecisionAssisted,
+    bias.BiasMark,  # the bias-discovery design (issue 25, protocol 4)
+    hive.AgreementItem, hive.DistinctionItem,
 )
 for _cls in BUILT_IN:
     _register(_cls)

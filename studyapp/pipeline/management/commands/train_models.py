@@ -24,6 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--classes", default="", help="Comma-separated class ids (default: all).")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--params", default="{}", help="Further parameters as JSON (e.g. latent_dim).")
+        parser.add_argument(
+            "--plant-cue", default=None,
+            help="Classifier: plant a cue on the training images of --cue-class, e.g. square:6@0,0 (a 6-pixel "
+            "square at column 0, row 0; append =0.5 for its grey level). Stored with the model; the bias template scores against it.",
+        )
+        parser.add_argument("--cue-class", type=int, default=None, help="Class id the planted cue goes with (e.g. 8).")
 
     def handle(self, *args, **opts):
         dataset = Dataset.objects.filter(name=opts["dataset"]).first()
@@ -37,6 +43,10 @@ class Command(BaseCommand):
         params = {k: v for k, v in params.items() if v is not None}  # unset: the defaults for these images
         if opts["classes"]:
             params["classes"] = [int(c) for c in opts["classes"].split(",")]
+        if bool(opts["plant_cue"]) != (opts["cue_class"] is not None):
+            raise CommandError("Expected --plant-cue and --cue-class together (e.g. --plant-cue square:6@0,0 --cue-class 8), but found only one.")
+        if opts["plant_cue"]:
+            params |= {"plant_cue": opts["plant_cue"], "cue_class": opts["cue_class"]}
         try:
             trained = training.model_create(dataset=dataset, role=opts["role"], params=params)
         except PipelineError as exc:
@@ -45,6 +55,10 @@ class Command(BaseCommand):
         self.stdout.write("")
         acc = f", test accuracy {trained.test_accuracy:.4f}" if trained.test_accuracy is not None else ""
         self.stdout.write(self.style.SUCCESS(f"{trained.get_role_display()} #{trained.pk} ready{acc}"))
+        cue = trained.metadata.get("planted_cue")
+        if cue:
+            self.stdout.write(f"Planted cue {cue['shape']} {cue['size']} px at {cue['x']},{cue['y']} on class {cue['cue_class']}: "
+                              f"{cue['reliance']:.1%} of the other classes' test images are called {cue['cue_class']} once it is drawn.")
 
     def _echo(self, info: dict) -> None:
         step, total = info.get("step", 0), info.get("total", 0)
