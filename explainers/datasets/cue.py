@@ -27,6 +27,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import numpy as np
 import torch
 
 __all__ = ["SHAPES", "PlantedCue"]
@@ -78,6 +79,15 @@ class PlantedCue:
             raise ValueError(f"Expected a planted cue with keys {', '.join(keys)} (cue_class required), but found {sorted(data)}.")
         return cls(**{k: data[k] for k in keys if k in data})
 
+    @classmethod
+    def from_box(cls, box: tuple[int, int, int, int] | list[int], *, cue_class: int, value: float = 0.5) -> PlantedCue:
+        """The square cue filling ``box`` (``x0, y0, x1, y1``, a square): a researcher's declared
+        ``cue_box`` drawn as the platform plants its own (``ValueError`` for a box that is not a square)."""
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if x1 - x0 != y1 - y0 or x1 <= x0:
+            raise ValueError(f"Expected a square cue box x0, y0, x1, y1 (x1 - x0 == y1 - y0 > 0), but found {list(box)}.")
+        return cls(cue_class=int(cue_class), size=x1 - x0, x=x0, y=y0, value=float(value))
+
     def as_dict(self) -> dict:
         """What is stored with a trained model (``metadata["planted_cue"]``), the box included."""
         return {**asdict(self), "box": list(self.box)}
@@ -99,6 +109,19 @@ class PlantedCue:
         out = images.clone()
         x0, y0, x1, y1 = self.box
         out[..., y0:y1, x0:x1] = self.value
+        return out
+
+    def add_stored(self, image: np.ndarray) -> np.ndarray:
+        """A copy of one stored uint8 image (``(H, W)`` grey or ``(H, W, C)`` colour, the layout a
+        PNG is written from) with the cue drawn in its grey level as the nearest uint8 (what a PNG
+        can show of ``value``; `add` draws the exact level on the tensors a model sees)."""
+        array = np.asarray(image)
+        if array.dtype != np.uint8 or array.ndim not in (2, 3):
+            raise ValueError(f"Expected a uint8 (H, W) or (H, W, C) image, but found {array.dtype} {array.shape}.")
+        self.check_fits(array.shape[0], array.shape[1])
+        out = array.copy()
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = round(self.value * 255)
         return out
 
     def plant(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,8 @@ Modules:
 - ``presenters``: analysis results as table cells and figures, for the page and the report.
 - ``presenters_gate``: whether the validity gates changed the stimulus set.
 - ``presenters_sequential``: the trial-level model and the sequential looks, as cells and figures.
+- ``metrics_people``, ``presenters_metrics_people``: "Do the automatic metrics predict people?",
+  each answer as an outcome of its explanation's metrics (a design declares its outcome rows).
 - ``comparison``: clustering studies side by side (Fig. 4 across studies).
 - ``datapackage``: one study's data as a zip (exports, Frictionless ``datapackage.json``, Psych-DS).
 - ``preregistration``: a study's pre-registration text (Markdown).

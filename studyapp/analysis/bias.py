@@ -5,7 +5,9 @@ phase): the cue answer (``bias_cue``: the chosen candidate's text, from ``config
 and the regions marked (``bias_mark_<item>`` on the image the run's plan showed), each with the
 planted cue's box it is scored against: the study's declared ``config.bias.cue_box``, else the box
 the study's classifier was trained with (``metadata["planted_cue"]``, ``train_models --plant-cue``).
-`bias_results` runs `stats.protocols.bias.analyse` on it.
+`bias_results` runs `stats.protocols.bias.analyse` on it. `cued_items` says which of the
+study's images carried the planted cue (``config.bias.cued_share``), the explained ones marked:
+beside the frame, which stays the protocol's.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from studyapp.pipeline.models import TrainedModel
 from studyapp.studies.designs.bias import cue_box_of
 from studyapp.studies.errors import InvalidInput
 from studyapp.studies.models import Participant, QuestionAnswer, Study
+from studyapp.studies.selectors import servable_stimuli
 from studyapp.studies.steps.bias import CUE_KEY, BiasMark, bias_config, parse_box
 
-__all__ = ["bias_frame", "bias_results", "planted"]
+__all__ = ["bias_frame", "bias_results", "cued_items", "planted"]
 
 COLUMNS = [PARTICIPANT, ARM, ITEM, PHASE, protocol.CHOSEN_CUE, *protocol.MARK_BOX, *protocol.CUE_BOX]
 
@@ -77,3 +80,16 @@ def bias_results(study: Study, *, reference_arm: str = "Control", include_test: 
     arms = set(frame[ARM])
     return protocol.analyse(frame, planted_cue=config.planted_cue, reference_arm=reference_arm if reference_arm in arms else None,
                             level=level)
+
+
+def cued_items(study: Study) -> pd.DataFrame:
+    """One row per servable stimulus of ``study`` in order: ``stimulus`` (id, the frame's ``item``
+    of a mark), ``explained`` (one of the ``n_explained`` every run is shown explained) and
+    ``cued`` (it carried the planted cue, ``Stimulus.cued``); 2 queries (the arms' methods, the stimuli)."""
+    try:
+        n_explained = bias_config(study).n_explained
+    except InvalidInput as exc:
+        raise AnalysisInputError(str(exc)) from None
+    rows = list(servable_stimuli(study=study).values_list("pk", "cued"))
+    return pd.DataFrame([{"stimulus": pk, "explained": i < n_explained, "cued": bool(cued)} for i, (pk, cued) in enumerate(rows)],
+                        columns=["stimulus", "explained", "cued"])

@@ -40,6 +40,7 @@ from django.db.models import Q
 import studyapp
 from stats.schema import AnalysisInputError
 from studyapp.analysis import presenters, report
+from studyapp.analysis.presenters_metrics_people import metrics_people_section
 from studyapp.analysis.sources import run_analysis, study_source
 from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
 from studyapp.studies import codebook, exports
@@ -157,6 +158,7 @@ def report_html(study: Study) -> tuple[str | None, str]:
             run_analysis(source), config_hash=presenters.config_hash_line(source.config_hash, source.data_hashes),
             software_version=studyapp.__version__, levels=source.levels, notes=source.notes,
             study_notes=study.parsed_config.notes, title=f"{source.title}: analysis report",
+            metrics_people=metrics_people_section(study),
         )
     except (AnalysisInputError, ValueError) as exc:
         return None, str(exc)

@@ -9,12 +9,21 @@ participants as such). `decision_results` runs `stats.protocols.reliance.analyse
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from stats.protocols import reliance as protocol
 from stats.protocols.schema import ARM, ITEM, PARTICIPANT, PHASE
 from studyapp.pipeline.models import Stimulus
 from studyapp.studies.models import Participant, Study, TrialAnswer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from django.db.models import QuerySet
+
+    from studyapp.analysis.metrics_people import OutcomeRow
 from studyapp.studies.steps.decision import ALONE, ASSISTED, DecisionAlone, DecisionAssisted
 
 __all__ = ["decision_frame", "decision_results"]
@@ -53,3 +62,27 @@ def decision_results(study: Study, *, reference_arm: str = "Control", include_te
     each arm against ``reference_arm``, all items and split by model correct/wrong
     (``AnalysisInputError`` when the data cannot give them, e.g. nothing answered yet)."""
     return protocol.analyse(decision_frame(study, include_test=include_test), reference_arm=reference_arm, level=level)
+
+
+def metrics_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterator[OutcomeRow]:
+    """The outcome source of `studyapp.analysis.metrics_people` for this design: each final answer
+    (the assisted half; correct against the true class) with the asset its advice showed (pinned in
+    the plan; else the arm's newest valid asset). The control arm's rows have no asset. 3 queries."""
+    from studyapp.analysis.metrics_people import OutcomeRow, arm_assets, arm_methods
+
+    methods = arm_methods(study)
+    arm_method: dict[int, str | None] = {}
+    shown: dict[tuple[int, int], int | None] = {}
+    for pk, arm, plan in runs.values_list("pk", "arm__name", "plan"):
+        arm_method[pk] = methods.get(arm)
+        for i in DecisionAssisted.positions_in(plan or []):
+            pinned = plan[i].get("assets") or {}
+            shown[(pk, plan[i]["trial"])] = sorted(pinned.items())[0][1] if pinned else None
+    fallback = arm_assets(study)
+    for pid, trial, stimulus, correct in TrialAnswer.objects.filter(participant__in=runs).values_list(
+            "participant_id", "trial_index", "stimulus_id", "correct").order_by("participant_id", "trial_index"):
+        if (pid, trial) not in shown:  # the answer alone: no explanation went with it
+            continue
+        method = arm_method.get(pid)
+        asset = shown[(pid, trial)] or (fallback.get((stimulus, method)) if method else None)
+        yield OutcomeRow(pid, stimulus, bool(correct), asset)

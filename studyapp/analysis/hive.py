@@ -10,6 +10,8 @@ answer's map (where the plan's ``order`` put rank 0). `hive_results` runs
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pandas as pd
 
 from stats.protocols import hive as protocol
@@ -23,7 +25,14 @@ from studyapp.studies.steps.hive import (
     distinction_key,
 )
 
-__all__ = ["hive_frame", "hive_results"]
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from django.db.models import QuerySet
+
+    from studyapp.analysis.metrics_people import OutcomeRow
+
+__all__ = ["hive_frame", "hive_results", "metrics_outcomes"]
 
 COLUMNS = [*protocol.COLUMNS, MODEL_CORRECT, protocol.CONFIDENCE, protocol.ANSWER, protocol.MODEL_ANSWER]
 
@@ -63,3 +72,25 @@ def hive_results(study: Study, *, include_test: bool = False, level: float = 0.9
     """Agreement by model correctness and distinction accuracy against chance (1/4), per arm
     (``AnalysisInputError`` when the data cannot give them)."""
     return protocol.analyse(hive_frame(study, include_test=include_test), n_options=4, level=level)
+
+
+def metrics_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterator[OutcomeRow]:
+    """The outcome source of `studyapp.analysis.metrics_people` for this design: each agreement
+    answer (the confidence code, 1-4: a rating) with the map of the model's answer it was shown
+    (rank 0, pinned in the plan). Distinction answers go with four maps, not one, and are left out;
+    the control arm's rows have no map. 2 queries."""
+    from studyapp.analysis.metrics_people import OutcomeRow
+
+    shown: dict[tuple[int, str], tuple[int, int | None]] = {}
+    for pk, plan in runs.values_list("pk", "plan"):
+        for i in AgreementItem.positions_in(plan or []):
+            step = plan[i]
+            shown[(pk, agreement_key(step["item"]))] = (step["stimulus"], (step.get("assets") or {}).get("0"))
+    answers = QuestionAnswer.objects.filter(participant__in=runs, key__startswith="hive_agreement").values_list("participant_id", "key", "value")
+    for pid, key, value in answers.order_by("participant_id", "pk"):
+        if (pid, key) in shown:
+            stimulus, asset = shown[(pid, key)]
+            yield OutcomeRow(pid, stimulus, float(value), asset)
+
+
+metrics_outcomes.outcome = "rating"  # type: ignore[attr-defined]

@@ -83,6 +83,9 @@ def preregistration_text(study: Study) -> str:
             f"predicts the classifier's answer on {study.n_trials} pre-test items (no feedback), sees {study.n_trials} "
             f"learning items (the model's answer and the arm's explanation), then predicts it on {study.n_trials} other "
             "post-test items; test items balanced on model correctness and never used for learning.",
+            *([f"- Counterfactual simulation: {_counterfactual(study)} more item(s) per test phase, each the last displayed "
+               "frame of a morph of an image used nowhere else, scored against the classifier's answer on that frame."]
+              if _counterfactual(study) else []),
             f"- Arms: {', '.join(f'{a.name} ({a.get_feedback_display()})' for a in arms) or '(none yet)'}.",
         ]
     elif study.design == Study.Design.DECISION:
@@ -136,7 +139,7 @@ def preregistration_text(study: Study) -> str:
             "- Primary (stats.protocols.simulation): per arm, simulation accuracy pre and post and the change; the "
             "explanation effect (an arm's change minus the control arm's, Welch) and Colin et al.'s utility (post "
             "accuracy relative to the control's, delta method), with 95% intervals, for all test items and split by "
-            "whether the model was right.",
+            "whether the model was right" + ("; the counterfactual items are analysed apart, the same way." if _counterfactual(study) else "."),
         ]
     elif study.design == Study.Design.DECISION:
         lines += [
@@ -205,3 +208,9 @@ def study_preregistration(request: HttpRequest, pk: int) -> HttpResponse:
     response = HttpResponse(preregistration_text(study), content_type="text/markdown; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{study.slug}-preregistration-{(study.config_hash or "")[:8]}.md"'
     return response
+
+
+def _counterfactual(study: Study) -> int:
+    """The study's counterfactual items per test phase (``config.counterfactual_items``; 0 if unset or not a count)."""
+    value = (study.config or {}).get("counterfactual_items", 0)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -61,6 +61,7 @@ def render_report(
     title: str = "Analysis report",
     generated_at: datetime | None = None,
     image_format: str = "png",
+    metrics_people: dict | None = None,
 ) -> str:
     """The whole of `result` as one HTML document (a ``str``).
 
@@ -68,6 +69,8 @@ def render_report(
     `levels` the arms or stages in the order the tables show them, `notes` any problems with the
     analysis settings, `study_notes` the study's own notes (``config.notes``: where the published
     design is silent and what was chosen). `generated_at` must be timezone-aware; default now (UTC).
+    `metrics_people`: the "Do the automatic metrics predict people?" section as
+    `presenters_metrics_people.metrics_people_section` gives it (a study's report only).
     """
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {', '.join(IMAGE_FORMATS)}, not {image_format!r}")
@@ -91,6 +94,7 @@ def render_report(
         "settings": settings,
         **presenters.sections(result, levels=levels),
         "figure_template": "admin/analysis/_report_figure.html",
+        "metrics_people": metrics_people,
         "figures": {
             name.replace("-", "_"): _data_uri(presenters.figure(result, name), image_format)
             for name in _figures_with_data(result)

@@ -4,21 +4,28 @@
 item × phase): the test items' answers (`TrialAnswer` rows of the run's ``simulation_test`` steps,
 their phase read from the run's plan) and the learning items the plan showed (``learn`` rows, not
 scored; the protocol refuses an item that both taught and tested a participant). The guess and the
-model's answer are the data set's class ids (never shown to participants). `simulation_results`
+model's answer are the data set's class ids (never shown to participants). A counterfactual test
+item (a morph's last displayed frame, see `studyapp.studies.designs.simulation`) is the item
+``cf<asset pk>`` of kind ``counterfactual``, its model answer the classifier's on that frame and
+``model_correct`` whether that answer is the source image's true label. `simulation_results`
 runs `stats.protocols.simulation.analyse` on it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pandas as pd
+from django.db.models import QuerySet
 
 from stats.protocols import simulation as protocol
 from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
+from studyapp.analysis.metrics_people import OutcomeRow, arm_assets, arm_methods
 from studyapp.pipeline.models import Stimulus
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.steps.simulation import LearningItem, SimulationItem
 
-__all__ = ["simulation_frame", "simulation_results"]
+__all__ = ["simulation_frame", "simulation_results", "metrics_outcomes"]
 
 
 def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
@@ -29,19 +36,21 @@ def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFram
     plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
     facts = {pk: (pred, true) for pk, pred, true in
              Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
-    phase_of = {
-        (pk, plan[i].get("trial")): plan[i].get("phase")
-        for pk, (_, plan) in plans.items() for i in SimulationItem.positions_in(plan)
-    }
+    step_of = {(pk, plan[i].get("trial")): plan[i] for pk, (_, plan) in plans.items() for i in SimulationItem.positions_in(plan)}
     rows = []
     for pid, trial, stimulus, choice in TrialAnswer.objects.filter(participant__in=runs).values_list(
         "participant_id", "trial_index", "stimulus_id", "choice"
     ).order_by("participant_id", "trial_index"):
-        phase = phase_of.get((pid, trial))
-        if phase is None:  # a learning trial of another design's kind: not a simulation answer
+        step = step_of.get((pid, trial))
+        if step is None:  # a learning trial of another design's kind: not a simulation answer
             continue
         pred, true = facts[stimulus]
-        rows.append(_row(pid, plans[pid][0], stimulus, phase, pred, true, choice))
+        if step.get("item_kind") == protocol.COUNTERFACTUAL:
+            # the changed input is its own item; the model's answer is the one on that input
+            rows.append(_row(pid, plans[pid][0], f"cf{step.get('asset')}", step["phase"], step.get("model_answer"), true,
+                             choice, kind=protocol.COUNTERFACTUAL))
+            continue
+        rows.append(_row(pid, plans[pid][0], stimulus, step["phase"], pred, true, choice))
     for pid, (arm, plan) in plans.items():
         for i in LearningItem.positions_in(plan):
             stimulus = plan[i].get("stimulus")
@@ -51,8 +60,9 @@ def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFram
     return pd.DataFrame(rows, columns=list(protocol.COLUMNS))
 
 
-def _row(pid: int, arm: str, item: int, phase: str, pred: int, true: int, answer: int | None) -> dict:
-    return {PARTICIPANT: pid, ARM: arm, ITEM: item, PHASE: phase, protocol.ITEM_KIND: protocol.FORWARD,
+def _row(pid: int, arm: str, item: int | str, phase: str, pred: int, true: int, answer: int | None, *,
+         kind: str = protocol.FORWARD) -> dict:
+    return {PARTICIPANT: pid, ARM: arm, ITEM: item, PHASE: phase, protocol.ITEM_KIND: kind,
             MODEL_CORRECT: pred == true, protocol.MODEL_ANSWER: pred, protocol.ANSWER: answer}
 
 
@@ -62,3 +72,21 @@ def simulation_results(study: Study, *, control_arm: str = "Control", include_te
     items and split by model correct/wrong (``AnalysisInputError`` when the data cannot give them,
     e.g. no control arm answered yet)."""
     return protocol.analyse(simulation_frame(study, include_test=include_test), control_arm=control_arm, level=level)
+
+
+def metrics_outcomes(study: Study, runs: QuerySet[Participant]) -> Iterator[OutcomeRow]:
+    """The outcome source of `studyapp.analysis.metrics_people` for this design: each post-test
+    answer (the guess equals the model's answer or not) with the asset the run's arm shows for that
+    image (a test item shows none; the control arm's rows have no asset). 4 queries."""
+    methods = arm_methods(study)
+    arm_method: dict[int, str | None] = {}
+    post: set[tuple[int, int]] = set()
+    for pk, arm, plan in runs.values_list("pk", "arm__name", "plan"):
+        arm_method[pk] = methods.get(arm)
+        post |= {(pk, plan[i].get("trial")) for i in SimulationItem.positions_in(plan or []) if plan[i].get("phase") == "post"}
+    assets = arm_assets(study)
+    for pid, trial, stimulus, correct in TrialAnswer.objects.filter(participant__in=runs).values_list(
+            "participant_id", "trial_index", "stimulus_id", "correct").order_by("participant_id", "trial_index"):
+        if (pid, trial) in post:
+            method = arm_method.get(pid)
+            yield OutcomeRow(pid, stimulus, bool(correct), assets.get((stimulus, method)) if method else None)

@@ -40,6 +40,9 @@ from studyapp.analysis.models import ImportedResults
 from studyapp.analysis.presenters_bias import bias_section as _bias_section
 from studyapp.analysis.presenters_decision import decision_section as _decision_section
 from studyapp.analysis.presenters_hive import hive_section as _hive_section
+from studyapp.analysis.presenters_metrics_people import (
+    metrics_people_section as _metrics_people_section,
+)
 from studyapp.analysis.presenters_simulation import simulation_section as _simulation_section
 from studyapp.analysis.sources import Source, imported_source, run_analysis, study_source
 from studyapp.studies import exports
@@ -151,6 +154,7 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
         if source.obj.design == Study.Design.HIVE:  # issue 25, protocol 3
             ctx["hive"] = _hive_section(source.obj, include_test=source.include_test)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
+        ctx["metrics_people"] = _metrics_people_section(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)
 
 
@@ -240,6 +244,7 @@ def _report_response(source: Source) -> HttpResponse:
             software_version=studyapp.__version__, levels=source.levels, notes=source.notes,
             study_notes=source.obj.parsed_config.notes if source.kind == "study" else "",
             title=f"{source.title}: analysis report",
+            metrics_people=_metrics_people_section(source.obj, include_test=source.include_test) if source.kind == "study" else None,
         )
     except (AnalysisInputError, ValueError) as exc:
         return HttpResponse(f"The report cannot be made from these data: {exc}", status=409, content_type="text/plain")

@@ -173,7 +173,12 @@ class BiasConfig(BaseModel):
     ``[x0, y0, x1, y1]`` in image pixels when the researcher declares it (their own classifier),
     else (None) the box the study's classifier was trained with (``metadata["planted_cue"]``);
     ``image_size``: ``[width, height]`` of the images in pixels (None: the data set's);
-    ``n_explained``: explained predictions shown; ``n_marks``: images a region is marked on.
+    ``n_explained``: explained predictions shown; ``n_marks``: images a region is marked on;
+    ``cued_share``: the share of the study's stimuli that carry the planted cue, drawn on them when
+    they are selected exactly as at training (0, the default: the data set's clean test images, as
+    in the dissertation; Sixt et al. showed images with the cue, which a heatmap can point at).
+    A declared ``cue_box`` is drawn as a square of grey ``cue_grey``; the classifier's own
+    planted cue is drawn with its stored grey.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -184,6 +189,8 @@ class BiasConfig(BaseModel):
     image_size: tuple[int, int] | None = None
     n_explained: int = Field(6, ge=1)
     n_marks: int = Field(2, ge=1)
+    cued_share: float = Field(0.0, ge=0, le=1)
+    cue_grey: float = Field(0.5, ge=0, le=1)
 
     @model_validator(mode="after")
     def _fits(self) -> BiasConfig:
@@ -193,6 +200,8 @@ class BiasConfig(BaseModel):
             raise ValueError("the candidates must be different, non-empty texts")
         if self.cue_box is not None and (self.cue_box[2] <= self.cue_box[0] or self.cue_box[3] <= self.cue_box[1] or min(self.cue_box) < 0):
             raise ValueError("cue_box is x0, y0, x1, y1 with x1 > x0 >= 0 and y1 > y0 >= 0")
+        if self.cued_share > 0 and self.cue_box is not None and self.cue_box[2] - self.cue_box[0] != self.cue_box[3] - self.cue_box[1]:
+            raise ValueError("cued_share draws the cue_box as a square: cue_box must be one (x1 - x0 == y1 - y0)")
         return self
 
     @property

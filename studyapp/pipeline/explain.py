@@ -133,11 +133,11 @@ def _with_apem(validities: list, numbers: list[dict], params: dict) -> list:
 
 def _batch_inputs(stimuli: list[Stimulus]):
     """The classifier of the first stimulus and the images of all, as one tensor."""
-    from explainers.datasets.common import to_tensor
+    from studyapp.pipeline.stimuli import shown_images
 
     classifier = loading.load_model(stimuli[0].classifier)
     arrays = loading.dataset_arrays(stimuli[0].dataset)
-    images = to_tensor(np.stack([arrays[f"x_{s.split}"][s.index] for s in stimuli]))
+    images = shown_images(stimuli, arrays)  # a bias study's cued stimuli with the planted cue drawn
     return classifier, images
 
 

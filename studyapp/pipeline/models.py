@@ -84,6 +84,9 @@ class Stimulus(models.Model):
     model_prediction = models.PositiveSmallIntegerField()
     probabilities = models.JSONField(default=list)
     classifier = models.ForeignKey(TrainedModel, on_delete=models.PROTECT, related_name="stimuli")
+    cued = models.BooleanField(
+        default=False, help_text="Bias studies: the image carries the planted cue (drawn when selected; config.bias.cued_share)."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -191,6 +191,13 @@ def _time(name: str, what: str, *, required: bool = True) -> Column:
 TIDY = _entries(
     *_COMMON, FEEDBACK, DATASET_INDEX, TRUE_LABEL,
     Column("trial_index", "Position of the trial in the participant's sequence, from 0.", type="integer", minimum=0, required=True),
+    Column("phase", "The phase of the answer: learn (a learning trial, its feedback shown after the answer); pre or post "
+           "(a forward-simulation test item before or after the learning phase, answered without an explanation); "
+           "alone or assisted (an AI-assisted decision item answered alone, then with the model's answer and the arm's "
+           "explanation); blank for other designs.", values=("learn", "pre", "post", "alone", "assisted")),
+    Column("item_kind", "A forward-simulation test item's kind: forward (an image of the data set) or counterfactual "
+           "(the last displayed frame of a morph, whose model answer is the morph's target class); blank otherwise.",
+           values=("forward", "counterfactual")),
     Column("stimulus_id", "The stimulus (image) shown; see stimuli.json.", type="integer", minimum=1, required=True),
     Column("model_prediction", "The classifier's predicted class for the image (class id).", type="integer", minimum=0),
     Column("correct_label", "The class counted as correct in this study (the true label or the model's prediction, "
@@ -203,7 +210,8 @@ TIDY = _entries(
     Column("explanation_apem", "APEM faithfulness of the heatmap the arm showed (blank: no heatmap, or not measured).", type="number"),
     Column("explanation_eps_minus", "APEM epsilon-minus of the heatmap shown (blank: no heatmap, or not measured).", type="number"),
     Column("explanation_eps_plus", "APEM epsilon-plus of the heatmap shown (blank: no heatmap, or not measured).", type="number"),
-    Column("explanation_asset_id", "The explanation asset the arm showed (blank for the control arm); see stimuli.json.",
+    Column("explanation_asset_id", "The explanation asset the arm showed (blank for the control arm and for answers given "
+           "without an explanation, e.g. forward-simulation test items); see stimuli.json.",
            type="integer", minimum=1),
     Column("explanation_content_hash", "SHA-256 of the JSON object {role: sha256 of the file's bytes} over the asset's files.",
            pattern=SHA256),

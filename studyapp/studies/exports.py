@@ -68,13 +68,14 @@ from studyapp.studies.models import (
 )
 from studyapp.studies.selectors import FEEDBACK_METHOD
 from studyapp.studies.steps import registry
-from studyapp.studies.steps.base import ShownTimes
+from studyapp.studies.steps.base import ShownTimes, step_of
+from studyapp.studies.steps.trial import Trial
 
 ID_MODES = ("keep", "drop", "hash")
 KINDS = ("tidy", "wide", "groupings", "events", "checks")
 
 TIDY_COLUMNS = [
-    "participant", "prolific_pid", "arm", "feedback", "trial_index", "stimulus_id", "dataset_index",
+    "participant", "prolific_pid", "arm", "feedback", "trial_index", "phase", "item_kind", "stimulus_id", "dataset_index",
     "true_label", "model_prediction", "correct_label", "choice", "correct", "response_ms",
     "shown_at", "answered_at", "explanation_apem", "explanation_eps_minus", "explanation_eps_plus",
     "explanation_asset_id", "explanation_content_hash", "explanation_params_hash", "explanation_colormap",
@@ -197,6 +198,14 @@ def _pinned_asset(p: Participant, trial_index: int, feedback: str) -> int | None
     return (p.plan[index].get("assets") or {}).get(FEEDBACK_METHOD.get(feedback)) if index is not None else None
 
 
+def _trial_facts(p: Participant, trial_index: int) -> tuple[str, str, bool]:
+    """(phase, item kind, whether an explanation went with the answer) of a run's trial, as its step
+    class says (`Trial.answer_facts`); blank for an answer whose step is not in the plan."""
+    index = registry.trial_step(p.plan, trial_index)
+    step = step_of(p.plan[index]) if index is not None else None
+    return step.answer_facts() if isinstance(step, Trial) else ("", "", True)
+
+
 def _runs(study: Study, include_test: bool, prefix: str = "participant__") -> dict:
     """The filter of a study's runs: test runs (previews, pilots) only when asked for."""
     where = {f"{prefix}study": study} if prefix else {"study": study}
@@ -288,12 +297,15 @@ def tidy_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
     for a in answers.iterator(chunk_size=2000):
         p = a.participant
         classifier_id, classifier_sha, data_fingerprint = models.get(a.stimulus_id, ("", "", ""))
+        phase, item_kind, explained = _trial_facts(p, a.trial_index)
         yield {
             "participant": p.code,
             "prolific_pid": _external(p.prolific_pid, ids),
             "arm": p.arm.name,
             "feedback": p.arm.feedback,
             "trial_index": a.trial_index,
+            "phase": phase,
+            "item_kind": item_kind,
             "stimulus_id": a.stimulus_id,
             "dataset_index": a.stimulus.index,
             "true_label": a.stimulus.true_label,
@@ -304,7 +316,8 @@ def tidy_rows(*, study: Study, ids: str = "keep", include_test: bool = False) ->
             "response_ms": a.response_ms,
             "shown_at": a.shown_at.isoformat(),
             "answered_at": a.answered_at.isoformat(),
-            **(shown.get(a.stimulus_id, p.arm.feedback, a.shown_at, _pinned_asset(p, a.trial_index, p.arm.feedback)) or blank),
+            **((shown.get(a.stimulus_id, p.arm.feedback, a.shown_at, _pinned_asset(p, a.trial_index, p.arm.feedback)) if explained
+                else None) or blank),
             "classifier_id": classifier_id,
             "classifier_checkpoint_sha256": classifier_sha,
             "dataset_fingerprint": data_fingerprint,

@@ -144,6 +144,87 @@ def test_bots_in_two_arms_recover_the_planted_discovery_difference():
     assert "bias-discovery" in prereg and "stats.protocols.bias" in prereg and "clustering" not in prereg
 
 
+def test_the_codebook_and_the_analysis_say_which_stimuli_carried_the_cue_and_the_browser_does_not():
+    """Stimuli marked as carrying the planted cue (as `stimuli_select` marks them with
+    ``config.bias.cued_share``): `cued_items` and the codebook name them, the explained ones
+    apart; the pages the browser gets are the same for cued and clean images."""
+    import json
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from studyapp.analysis.bias import cued_items
+    from studyapp.pipeline.models import Stimulus
+
+    study = bias_study()
+    ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
+    cued = ids[1::2]  # every other, as cued_share 0.5 spreads them
+    Stimulus.objects.filter(pk__in=cued).update(cued=True)
+    with CaptureQueriesContext(connection) as queries:
+        items = cued_items(study)
+    assert len(queries) == 2  # the arms' methods, the servable stimuli
+    assert list(items.stimulus) == ids and list(items.cued) == [pk in cued for pk in ids]
+    assert list(items.explained) == [i < 6 for i in range(len(ids))]
+
+    runs = []
+    for pid in ("K0", "K1"):
+        bot = Bot(study.public_code, pid=pid)
+        bot.open_link()
+        assert bot.enter()[0] in (200, 201)
+        runs.append(take(study, bot, found=True, near=True, rng=random.Random(1)))
+    seen = [s for r in runs for s in r["seen"]]
+    assert {s["stimulus"] in cued for s in seen if s["kind"] == "simulation_learn"} == {True, False}
+    assert not any(word in json.dumps(seen) for word in ('"cued"', "cued_share", "planted", "cue_box"))
+    for kind in ("simulation_learn", "bias_mark"):
+        assert len({tuple(sorted(k for k in s if k != "cues" and not k.startswith("cue_"))) for s in seen if s["kind"] == kind}) == 1
+
+    entries = registry.study_entries(study)
+    explained_cued = ", ".join(map(str, cued[:3]))
+    assert f"these carried it: {explained_cued}" in entries["bias_cue"].description
+    assert ", ".join(map(str, cued)) in entries["bias_mark_0"].description
+    Stimulus.objects.filter(study=study).update(cued=False)  # clean stimuli (cued_share 0): nothing said
+    assert "planted cue" not in registry.study_entries(Study.objects.get(pk=study.pk))["bias_cue"].description
+
+
+def test_the_cue_is_drawn_as_at_training_on_stored_images_from_the_classifier_or_the_declared_box():
+    import numpy as np
+    import torch
+
+    from explainers.datasets.common import to_tensor
+    from explainers.datasets.cue import PlantedCue
+    from studyapp.pipeline.errors import PipelineError
+    from studyapp.pipeline.stimuli import cued_positions, study_cue
+
+    assert PlantedCue.from_box([2, 3, 8, 9], cue_class=8, value=0.25) == PlantedCue(cue_class=8, size=6, x=2, y=3, value=0.25)
+    with pytest.raises(ValueError, match="square"):
+        PlantedCue.from_box([0, 0, 6, 4], cue_class=8)
+    cue = PlantedCue(cue_class=8, size=6, x=2, y=3, value=0.5)
+    rng = np.random.default_rng(0)
+    for stored in (rng.integers(0, 256, (28, 28), dtype=np.uint8), rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)):
+        drawn = cue.add_stored(stored)
+        assert (drawn[3:9, 2:8] == 128).all() and (drawn[:3] == stored[:3]).all() and (stored != drawn).any()
+        # the PNG's image is the tensor the model sees, to the nearest grey a byte holds
+        assert torch.allclose(to_tensor(drawn[None]), cue.add(to_tensor(stored[None])), atol=0.5 / 255 + 1e-6)
+    for n, share in ((6, 0.5), (20, 0.5), (8, 0.25), (7, 1 / 3), (5, 1.0), (5, 0.0)):
+        positions = cued_positions(n, share)
+        assert len(positions) == round(n * share) and positions <= set(range(n)), (n, share, positions)
+    assert cued_positions(6, 0.5) == {1, 3, 5}
+
+    study = bias_study()
+    classifier = TrainedModel.objects.get(pk=study.config["classifier_id"])
+    assert study.config["bias"]["cued_share"] == 0.5  # the template's
+    study.config = {**study.config, "bias": {k: v for k, v in study.config["bias"].items() if k != "cued_share"}}
+    assert study_cue(study=study, classifier=classifier) is None  # the default, 0: today's clean stimuli
+    study.config = {**study.config, "bias": {**study.config["bias"], "cued_share": 0.5}}
+    assert study_cue(study=study, classifier=classifier) == PlantedCue(cue_class=8, size=6, x=0, y=0, value=0.5)
+    study.config = {**study.config, "bias": {**study.config["bias"], "cue_box": [10, 12, 14, 16], "cue_grey": 1.0}}
+    assert study_cue(study=study, classifier=classifier) == PlantedCue(cue_class=8, size=4, x=10, y=12, value=1.0)
+    classifier.metadata = {}
+    study.config = {**study.config, "bias": {**study.config["bias"], "cue_box": None}}
+    with pytest.raises(PipelineError, match="nothing to draw"):
+        study_cue(study=study, classifier=classifier)
+
+
 def test_the_analysis_section_says_why_when_there_is_nothing_yet():
     from studyapp.analysis.presenters_bias import bias_section
 
@@ -206,6 +287,27 @@ def test_the_template_refuses_a_classifier_without_a_cue_and_create_study_makes_
     assert [a.feedback for a in study.arms.order_by("position")] == ["control", "gradcam"]
 
 
+def train_biased(tmp_path, out: io.StringIO | None = None):
+    """The module's biased classifier: 2000 Kannada training images, one epoch, the white 6x6
+    square at 0,0 planted on every 8 (a few seconds on 2 cores). Returns (dataset, classifier)."""
+    from studyapp.pipeline import datasets
+    from tests.studyapp.test_pipeline import write_official_npz
+
+    dataset = datasets.dataset_import_kannada(name="kannada", directory=write_official_npz(tmp_path / "k", n_train=2000, n_test=500))
+    call_command("train_models", "--dataset", "kannada", "--epochs", "1", "--plant-cue", "square:6@0,0=1", "--cue-class", "8",
+                 "--params", '{"lr": 0.003, "batch_size": 64}', stdout=out or io.StringIO())
+    return dataset, TrainedModel.objects.get(dataset=dataset, role="classifier")
+
+
+def other_class(trained: TrainedModel) -> int:
+    """What the biased classifier calls most clean 8s: the study's other class ("why not 8?")."""
+    from studyapp.pipeline.training import confusion_matrix
+
+    row = confusion_matrix(classifier=trained)[8].copy()
+    row[8] = -1
+    return int(row.argmax())
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
@@ -218,14 +320,10 @@ def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
     from explainers.datasets.common import to_tensor
     from explainers.datasets.cue import PlantedCue
     from explainers.nets.classifiers import predict
-    from studyapp.pipeline import datasets, loading
-    from tests.studyapp.test_pipeline import write_official_npz
+    from studyapp.pipeline import loading
 
-    dataset = datasets.dataset_import_kannada(name="kannada", directory=write_official_npz(tmp_path / "k", n_train=2000, n_test=500))
     out = io.StringIO()
-    call_command("train_models", "--dataset", "kannada", "--epochs", "1", "--plant-cue", "square:6@0,0=1", "--cue-class", "8",
-                 "--params", '{"lr": 0.003, "batch_size": 64}', stdout=out)
-    trained = TrainedModel.objects.get(dataset=dataset, role="classifier")
+    dataset, trained = train_biased(tmp_path, out)
     cue = trained.metadata["planted_cue"]
     assert (cue["box"], cue["cue_class"], cue["value"]) == ([0, 0, 6, 6], 8, 1.0) and trained.params["plant_cue"]["size"] == 6
     # checked here on the model as stored, not only through the number training wrote
@@ -254,13 +352,10 @@ def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
 
     from studyapp.pipeline import precompute
     from studyapp.pipeline.stimuli import stimuli_select
-    from studyapp.pipeline.training import confusion_matrix
     from studyapp.studies import selectors
     from tests.studyapp.worker import celery_worker, wait_for
 
-    row = confusion_matrix(classifier=trained)[8].copy()
-    row[8] = -1
-    other = int(row.argmax())  # what the biased classifier calls most clean 8s: the study's other class ("why not 8?")
+    other = other_class(trained)
     study = study_from_template(template="bias", slug="bias-real", datasets=[dataset], classes=[other, 8], names=["Ternal", "Peat"],
                                 classifiers=[trained], arms=["Control", "GCAM"])
     config = {**study.config, "spare_stimuli": 4, "explain_batch": 8, "wrong_share": None}
@@ -328,6 +423,8 @@ def json_dump(obj) -> str:
     ({"candidates": ["a", "b"], "planted": 0, "cue_box": [6, 0, 0, 6]}, "cue_box"),
     ({"candidates": ["a"], "planted": 0}, "at least 2"),
     ({"candidates": ["a", "b"], "planted": 0, "secret": 1}, "secret"),
+    ({"candidates": ["a", "b"], "planted": 0, "cued_share": 1.5}, "cued_share"),
+    ({"candidates": ["a", "b"], "planted": 0, "cued_share": 0.5, "cue_box": [0, 0, 6, 4]}, "square"),
 ])
 def test_a_bad_bias_configuration_is_refused_on_save_naming_the_field(bias, words):
     from studyapp.lib.study_config import StudyConfigError, validate_config
@@ -335,3 +432,102 @@ def test_a_bad_bias_configuration_is_refused_on_save_naming_the_field(bias, word
     with pytest.raises(StudyConfigError, match="bias") as caught:
         validate_config({"bias": bias})
     assert words in str(caught.value)
+
+
+def gradcam_share_in_box(overlay_png: str, image, box: tuple[int, int, int, int], *, colormap: str, scale: int) -> float:
+    """The share of a stored Grad-CAM overlay's map inside ``box``: the map decoded from the PNG
+    (overlay = (grey + colormap(map)) / 2, `explainers.render.heatmap_rgb`) by the nearest colour
+    of the colormap."""
+    import numpy as np
+    from PIL import Image
+
+    from explainers.colour import colormap_rgb
+    from studyapp.pipeline.storage import media_path
+
+    rgb = np.asarray(Image.open(media_path(overlay_png)).convert("RGB"), dtype=float)[::scale, ::scale] / 255
+    grey = np.repeat(np.asarray(image, dtype=float)[..., None], 3, axis=2)
+    colours = 2 * rgb - grey
+    table = colormap_rgb(np.linspace(0, 1, 256)[None, :], colormap)[0]
+    heat = np.abs(colours[..., None, :] - table[None, None]).sum(-1).argmin(-1) / 255
+    x0, y0, x1, y1 = box
+    return float(heat[y0:y1, x0:x1].sum() / max(heat.sum(), 1e-9))
+
+
+@pytest.mark.slow
+def test_cued_stimuli_carry_the_square_are_called_8_and_gradcam_points_at_it(tmp_path):
+    """``config.bias.cued_share``: half the stimuli carry the planted square, drawn as at training:
+    their stored PNGs show it at the box (the clean ones do not), the model's stored prediction on
+    the cued non-8s is mostly 8, Grad-CAM (precomputed on the cued image) puts more of its map in
+    the box on them than on the clean ones, and nothing the participant's browser receives says
+    which images carry it."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from studyapp.pipeline import loading
+    from studyapp.pipeline.explain import explanations_compute
+    from studyapp.pipeline.models import ExplanationAsset
+    from studyapp.pipeline.stimuli import stimuli_select
+    from studyapp.pipeline.storage import media_path
+
+    dataset, trained = train_biased(tmp_path)
+    study = study_from_template(template="bias", slug="bias-cued", datasets=[dataset], classes=[other_class(trained), 8],
+                                names=["Ternal", "Peat"], classifiers=[trained], arms=["Control", "GCAM"])
+    config = {**study.config, "spare_stimuli": 16, "wrong_share": None}
+    config["bias"] = {**config["bias"], "cued_share": 0.5, "n_explained": 4, "n_marks": 1}
+    Study.objects.filter(pk=study.pk).update(n_trials=4, config=config)
+    study.refresh_from_db()
+    stimuli = stimuli_select(study=study, classifier=trained)
+    cued = [s for s in stimuli if s.cued]
+    clean = [s for s in stimuli if not s.cued]
+    assert len(stimuli) == 20 and len(cued) == 10
+    assert sum(s.cued for s in stimuli[:4]) == 2  # the explained items get their share
+
+    # the stored PNGs, decoded: the square's white at the box on the cued ones only
+    scale = loading.display_scale(28)
+    x0, y0, x1, y1 = CUE_BOX
+    arrays = loading.dataset_arrays(dataset)
+    for s in stimuli:
+        pixels = np.asarray(Image.open(media_path(s.image)).convert("L"))[::scale, ::scale]
+        assert pixels.shape == (28, 28)
+        box = pixels[y0:y1, x0:x1]
+        assert (box == 255).all() == s.cued, (s.position, s.cued, box)
+        outside = np.ones((28, 28), dtype=bool)
+        outside[y0:y1, x0:x1] = False
+        assert (pixels[outside] == arrays["x_test"][s.index][outside]).all()  # the rest is the test image as it was
+
+    # the stored prediction is the model's on the cued image: cued non-8s are mostly called 8
+    cued_others = [s for s in cued if s.true_label != 8]
+    assert cued_others and sum(s.model_prediction == 8 for s in cued_others) / len(cued_others) > 0.5, \
+        [(s.true_label, s.model_prediction) for s in cued_others]
+    assert all(abs(sum(s.probabilities) - 1) < 1e-3 and s.model_prediction == int(np.argmax(s.probabilities)) for s in stimuli)
+
+    # Grad-CAM is precomputed on the image as shown and points at the square on the cued ones
+    # (decoded against the stimulus as stored: an overlay drawn on the clean image would not decode)
+    explanations_compute(stimulus_ids=[s.pk for s in stimuli], method="gradcam")
+    colormap = study.parsed_config.heatmap_colormap
+    shares = {}
+    for s in stimuli:
+        asset = ExplanationAsset.objects.get(stimulus=s, method="gradcam")
+        shown = np.asarray(Image.open(media_path(s.image)).convert("L"))[::scale, ::scale] / 255
+        shares[s.pk] = gradcam_share_in_box(asset.files["overlay"], shown, CUE_BOX, colormap=colormap, scale=8)
+    in_cued = float(np.mean([shares[s.pk] for s in cued]))
+    in_clean = float(np.mean([shares[s.pk] for s in clean]))
+    # the box is 36 of 784 pixels: on the cued images over twice the share a flat map gives (0.16 measured), on the clean ones ~0
+    assert in_cued > 2 * 36 / 784 and in_cued > in_clean + 0.05, (in_cued, in_clean)
+
+    # the participant's browser: the same keys for cued and clean images, and nothing naming the cue's place or the flag
+    services.study_open(study=study)
+    study.refresh_from_db()
+    bot = Bot(study.public_code, pid="C1")
+    bot.open_link()
+    assert bot.enter()[0] in (200, 201)
+    run = take(study, bot, found=True, near=True, rng=random.Random(0))
+    pages = json.dumps(run["seen"])
+    assert not any(word in pages for word in ('"cued"', "cued_share", "planted", "cue_box", "true_label", "model_prediction"))
+    by_id = {s.pk: s for s in stimuli}
+    learned = [s for s in run["seen"] if s["kind"] == "simulation_learn"]
+    shown_cued = {bool(by_id[s["stimulus"]].cued) for s in learned if "stimulus" in s}
+    assert len(learned) == 4 and shown_cued == {True, False}
+    assert len({tuple(sorted(s)) for s in learned}) == 1  # cued and clean items' pages have the same keys

@@ -12,7 +12,7 @@ import torch
 
 from studyapp.analysis.decision import decision_frame, decision_results
 from studyapp.pipeline.models import ExplanationAsset, Stimulus
-from studyapp.pipeline.storage import store_bytes
+from studyapp.pipeline.storage import media_url, store_bytes
 from studyapp.studies import exports, services
 from studyapp.studies.designs.create import study_from_template
 from studyapp.studies.models import Participant, Study, TrialAnswer
@@ -145,6 +145,21 @@ def test_bots_in_two_arms_recover_the_planted_reliance_difference():
 
     rows = list(exports.tidy_rows(study=study))
     assert len(rows) == 20 * 2 * N
+    # the tidy rows say which half an answer is, and only the advised answers of an explaining arm name an asset
+    assert {r["phase"] for r in rows} == {"alone", "assisted"}
+    assert all(r["explanation_asset_id"] == "" for r in rows if r["phase"] == "alone" or r["arm"] == "Control")
+    assert all(r["explanation_asset_id"] != "" for r in rows if r["phase"] == "assisted" and r["arm"] == "Nearest")
+
+    # metrics vs people: each final answer of an explained arm, with the strip its advice showed
+    from studyapp.analysis.metrics_people import metrics_frame
+
+    n_nearest = sum(1 for a, _ in runs if a == "Nearest")
+    data = metrics_frame(study)
+    assert len(data.frame) == n_nearest * N and data.n_unexplained == (20 - n_nearest) * N
+    pinned = {s["explanation"]["assets"]["examples"] for s in nearest}
+    shown = ExplanationAsset.objects.filter(pk__in=set(data.frame.asset))
+    assert set(shown.values_list("method", flat=True)) == {"nearest"}
+    assert {media_url(a.files["examples"]) for a in shown} <= pinned
     entries = registry.study_entries(study)
     assert "answer alone" in entries["correct_1"].description and "final answer" in entries["correct_2"].description
     assert entries["rt_ms_16"].unit == "ms"

@@ -156,6 +156,15 @@ def test_bots_in_two_arms_recover_the_planted_difference():
 
     frame = hive_frame(study)
     assert len(frame) == n_bots * N + n_gcam * N
+
+    # metrics vs people: the agreement ratings of the GCAM arm, each with the map of the model's answer
+    from studyapp.analysis.metrics_people import metrics_frame
+
+    data = metrics_frame(study)
+    assert data.outcome == "rating" and len(data.frame) == n_gcam * N and data.n_unexplained == n_control * N
+    ranks = set(ExplanationAsset.objects.filter(pk__in=set(data.frame.asset)).values_list("params__target_rank", flat=True))
+    assert ranks <= {None, 0}, ranks  # the prediction's map (rank 0), never another class's
+    assert sorted(data.frame.rating.unique()) == [1.0, 2.0, 3.0, 4.0]
     res = hive_results(study)
     gcam, control = res.difference("GCAM"), res.difference("Control")
     assert gcam.estimate > 1.5 and gcam.ci_low > 0, gcam  # planted: 3.5 vs 1.5 = 2

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from studyapp.analysis.simulation import simulation_frame, simulation_results
-from studyapp.pipeline.models import Dataset, Stimulus, TrainedModel
+from studyapp.pipeline.models import Dataset, ExplanationAsset, Stimulus, TrainedModel
 from studyapp.studies import exports, services
 from studyapp.studies.designs.create import study_from_template
 from studyapp.studies.models import Participant, Study, TrialAnswer
@@ -94,6 +94,16 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
 
     rows = list(exports.tidy_rows(study=study))
     assert len(rows) == 24 * 2 * N
+    # the phase column: each run's first N answers are the pre-test, the next N the post-test; test
+    # items show no explanation, so no asset columns; the codebook describes the column
+    assert {(r["phase"], r["item_kind"]) for r in rows} == {("pre", "forward"), ("post", "forward")}
+    assert all(r["phase"] == ("pre" if r["trial_index"] < N else "post") for r in rows)
+    assert all(r["explanation_asset_id"] == "" and r["explanation_apem"] == "" for r in rows)
+    from studyapp.studies import codebook
+
+    phase = codebook.entry("tidy", "phase")
+    assert phase is not None and {"learn", "pre", "post"} <= set(phase.values)
+    assert all(phase.check(str(r["phase"])) is None for r in rows)
 
     # the analysis page shows the section, with the GCAM effect's row
     from django.contrib.auth.models import User
@@ -232,3 +242,130 @@ def test_on_kannada_data_with_a_trained_classifier_the_template_runs_from_stimul
     assert len(tested) == 8 and len(learned) == 4 and not tested & learned
     status, data = bot.post(f"steps/{bot.state['step']}/continue")
     assert status == 200 and data["kind"] == "simulation_test" and "model_answer" not in data
+
+
+# --------------------------------------------------------------------------- counterfactual items
+
+
+def counterfactual_study(c: int = 2) -> Study:
+    """The simulation study with ``c`` counterfactual items per phase: every stimulus's CDeepEx
+    morph is given the classifier's answer on its last frame (``top1``, as the worker's gate stores
+    it): the class the morph moved to, the other one of the two."""
+    study = simulation_study()
+    a, b = study.classes
+    for asset in ExplanationAsset.objects.filter(stimulus__study=study, method="cdeepex").select_related("stimulus"):
+        asset.metrics = {**asset.metrics, "top1": float(b if asset.stimulus.model_prediction == a else a)}
+        asset.save(update_fields=["metrics"])
+    Study.objects.filter(pk=study.pk).update(config={**study.config, "counterfactual_items": c})
+    study.refresh_from_db()
+    return study
+
+
+def test_counterfactual_items_show_a_morphs_last_frame_scored_against_the_models_answer_on_it():
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    from studyapp.pipeline.storage import media_path, media_url
+
+    study = counterfactual_study(2)
+    rng = random.Random(5)
+    bot = Bot(study.public_code, pid="CF0", rng=rng)
+    bot.open_link()
+    assert bot.enter()[0] in (200, 201)
+    run = Participant.objects.get(study=study)
+    tests = [s for s in run.plan if s["kind"] == "simulation_test"]
+    assert [s["trial"] for s in tests] == list(range(2 * (N + 2)))
+    assert [s["phase"] for s in tests] == ["pre"] * (N + 2) + ["post"] * (N + 2)
+    changed = [s for s in tests if s.get("item_kind") == "counterfactual"]
+    assert [s["phase"] for s in changed] == ["pre", "pre", "post", "post"]
+    others = {s["stimulus"] for s in run.plan if s.get("stimulus") and s.get("item_kind") != "counterfactual"}
+    assert len({s["stimulus"] for s in changed}) == 4 and not {s["stimulus"] for s in changed} & others
+    for s in changed:
+        asset = ExplanationAsset.objects.get(pk=s["asset"])
+        assert asset.method == "cdeepex" and asset.stimulus_id == s["stimulus"] and s["model_answer"] == asset.metrics["top1"]
+        assert asset.files["counterfactual"] == s["image"]
+        # the image is the GIF's last frame, decoded as displayed
+        with Image.open(io.BytesIO(media_path(asset.files["gif"]).read_bytes())) as gif:
+            last = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)][-1]
+        assert np.array_equal(np.asarray(Image.open(media_path(s["image"]))), last)
+        assert s["model_answer"] != Stimulus.objects.get(pk=s["stimulus"]).model_prediction
+
+    # answered through the API: the browser sees an ordinary test item with the frame's URL
+    seen = []
+
+    def other(b: Bot):
+        s = b.state
+        if s["kind"] == "simulation_learn":
+            status, data = b._record(b.api.continue_(s["step"]))
+        else:
+            step = next(t for t in tests if t["trial"] == s["trial"])
+            if step.get("item_kind") == "counterfactual":
+                seen.append(s)
+                assert s["image_url"] == media_url(step["image"])
+                assert not any("counterfactual" in str(v) for v in s.values())
+                choice = study.classes.index(step["model_answer"])  # a perfect simulator of the changed input
+            else:
+                choice = model_answer_of(study, s["stimulus"])
+            status, data = b._record(b.api.answer(s["step"], stimulus=s["stimulus"], choice=choice))
+        if status == 200:
+            b.state = data
+        return status, data
+
+    assert bot.walk(other=other)["kind"] == "done"
+    assert len(seen) == 4
+    answers = {a.trial_index: a for a in TrialAnswer.objects.filter(participant=run)}
+    assert len(answers) == 2 * (N + 2) and all(a.correct for a in answers.values())
+    for s in changed:
+        assert answers[s["trial"]].correct_label == s["model_answer"] and answers[s["trial"]].stimulus_id == s["stimulus"]
+
+    # the analysis splits by item kind; the export says which item was which
+    frame = simulation_frame(study)
+    cf = frame[frame.item_kind == "counterfactual"]
+    assert sorted(cf["item"]) == sorted(f"cf{s['asset']}" for s in changed) and (cf["answer"] == cf["model_answer"]).all()
+    rows = list(exports.tidy_rows(study=study))
+    assert sorted(r["trial_index"] for r in rows if r["item_kind"] == "counterfactual") == sorted(s["trial"] for s in changed)
+
+
+def test_counterfactual_items_split_the_analysis_by_item_kind():
+    study = counterfactual_study(1)
+    rng = random.Random(9)
+    for i in range(6):
+        bot = Bot(study.public_code, pid=f"K{i}", rng=rng)
+        bot.open_link()
+        assert bot.enter()[0] in (200, 201)
+        take_entered(study, bot, skill={"pre": 0.6, "post": 0.8}, rng=rng)
+    result = simulation_results(study)
+    kinds = set(result.accuracy["item_kind"])
+    assert kinds == {"forward", "counterfactual"}
+    cf = result.accuracy[(result.accuracy.item_kind == "counterfactual") & (result.accuracy.subset == "all")]
+    assert (cf["n"] > 0).all()
+    from studyapp.analysis.presenters_simulation import simulation_section
+
+    section = simulation_section(study)
+    texts = [row[0]["text"] for row in section["accuracy"]["rows"]]
+    assert "counterfactual: all" in texts and "all" in texts
+    from studyapp.analysis.preregistration import preregistration_text
+
+    text = preregistration_text(study)
+    assert "Counterfactual simulation: 1 more item(s) per test phase" in text and "analysed apart" in text
+    assert "Counterfactual" not in preregistration_text(simulation_study_again(study))
+
+
+def simulation_study_again(study: Study) -> Study:
+    """``study`` without counterfactual items (its configuration only)."""
+    Study.objects.filter(pk=study.pk).update(config={k: v for k, v in study.config.items() if k != "counterfactual_items"})
+    study.refresh_from_db()
+    return study
+
+
+def test_a_study_asking_for_more_counterfactual_items_than_its_morphs_give_enrols_no_one():
+    study = counterfactual_study(4)  # 18 stimuli in the plan, 6 left: not 8
+    bot = Bot(study.public_code, pid="CFX")
+    bot.open_link()
+    status, _ = bot.enter()
+    assert status >= 400 and not Participant.objects.filter(study=study).exists()
+    Study.objects.filter(pk=study.pk).update(config={**study.config, "counterfactual_items": -1})
+    status, _ = bot.enter()
+    assert status >= 400 and not Participant.objects.filter(study=study).exists()

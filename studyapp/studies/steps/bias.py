@@ -25,7 +25,7 @@ from django.utils.translation import gettext
 from studyapp.lib.study_config import BiasConfig
 from studyapp.studies import codebook, validation
 from studyapp.studies.errors import InvalidInput
-from studyapp.studies.selectors import stimulus_facts
+from studyapp.studies.selectors import servable_stimuli, stimulus_facts
 from studyapp.studies.steps.answers import Answers
 from studyapp.studies.steps.base import Seen, register
 
@@ -51,6 +51,37 @@ def bias_config(study: Study) -> BiasConfig:
     if config is None:
         raise InvalidInput("config.bias is not set: the bias design needs its candidate cues (see the bias template)")
     return config
+
+
+def cued_stimuli(study: Study) -> tuple[list[int], list[int]]:
+    """The explained stimuli (ids, the first ``n_explained`` servable ones: every run's) and, of
+    all the study's servable stimuli, those that carry the planted cue (``config.bias.cued_share``,
+    ``Stimulus.cued``); for the codebook and the analysis, never for the browser. 2 queries per
+    study object (kept on it: the codebook asks once per step of every run's plan)."""
+    cached = study.__dict__.get("_bias_cued_stimuli")
+    if cached is not None:
+        return cached
+    try:
+        n_explained = bias_config(study).n_explained
+    except InvalidInput:
+        return [], []
+    rows = list(servable_stimuli(study=study).values_list("pk", "cued"))
+    out = ([pk for pk, _ in rows[:n_explained]], [pk for pk, cued in rows if cued])
+    study.__dict__["_bias_cued_stimuli"] = out
+    return out
+
+
+def _cued_note(study: Study, *, explained_too: bool) -> str:
+    """What the codebook says of the images that carried the planted cue ("" when none did)."""
+    explained, cued = cued_stimuli(study)
+    if not cued:
+        return ""
+    note = f"; the stimuli carrying the planted cue (config.bias.cued_share): {', '.join(map(str, cued))}"
+    if explained_too:
+        shown = [pk for pk in explained if pk in set(cued)]
+        note += (f"; of the explained stimuli ({', '.join(map(str, explained))}) these carried it: "
+                 f"{', '.join(map(str, shown)) or 'none'}")
+    return note
 
 
 @register
@@ -130,7 +161,7 @@ class BiasMark(Answers):
         out = {self.mark_key: codebook.Column(
             self.mark_key,
             f"Region marked on bias image {self.item + 1} as where the model looks: x0,y0,x1,y1 in the image's "
-            "pixels (x right, y down, x1 and y1 exclusive); the image is the plan's",
+            "pixels (x right, y down, x1 and y1 exclusive); the image is the plan's" + _cued_note(study, explained_too=False),
             pattern=r"^\d+,\d+,\d+,\d+$",
         )}
         if self.cue_order is not None:
@@ -140,7 +171,7 @@ class BiasMark(Answers):
                 candidates = []
             out[CUE_KEY] = codebook.Column(
                 CUE_KEY, "Answer to: What does the AI system rely on? (index of the candidate cue in config.bias.candidates; "
-                "the order shown was fixed per run)", type="integer",
+                "the order shown was fixed per run)" + _cued_note(study, explained_too=True), type="integer",
                 coding=tuple((i, c) for i, c in enumerate(candidates)),
             )
         return out

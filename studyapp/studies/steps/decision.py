@@ -86,6 +86,9 @@ class DecisionAlone(_DecisionHalf):
 
     kind: Literal["decision_alone"] = "decision_alone"  # type: ignore[assignment]
 
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return ALONE, "", False  # answered before any advice
+
     def browser_state(self, seen: Seen) -> dict:
         return {**self._common(seen), "question": seen.study.parsed_config.trial_question or gettext("Which kind is this picture?")}
 
@@ -113,6 +116,9 @@ class DecisionAssisted(_DecisionHalf):
     arm's explanation; the participant answers again (keeps the own answer or switches)."""
 
     kind: Literal["decision_assisted"] = "decision_assisted"  # type: ignore[assignment]
+
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return ASSISTED, "", True  # answered with the model's answer and the arm's explanation
 
     def browser_state(self, seen: Seen) -> dict:
         p, study, arm = seen.participant, seen.study, seen.arm

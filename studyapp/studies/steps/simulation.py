@@ -7,6 +7,15 @@ options): its answer is one `TrialAnswer` row under its own trial index (unique 
 against the model's answer (a simulation study's ``correct_mode`` is ``prediction``), so a row's
 ``correct`` is "the guess equals the model's answer". Unlike a learning trial, the answer moves the
 run on in the same request and the browser is never told whether it was right.
+
+A *counterfactual* test item (``item_kind="counterfactual"``, when the study's config asks for
+``counterfactual_items``) shows a changed input whose model answer is known: the last frame of a
+stimulus's morph (CDeepEx/xGEMs) as the page displays it (``image``, decoded from the stored
+animation and stored as a PNG, see `studyapp.studies.designs.simulation.counterfactual_items`);
+``model_answer`` is the classifier's answer on that decoded frame (the worker's gate ran the
+classifier on the displayed frames and stored it as the asset's ``top1``). Its answer is stored
+against that class, under the source stimulus's id; the browser sees the same state as for any
+test item (nothing says that the image was changed, nor how).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from typing import TYPE_CHECKING, Literal
 
 from django.utils.translation import gettext
 
-from studyapp.pipeline.storage import animation_ms
+from studyapp.pipeline.storage import animation_ms, media_url
 from studyapp.studies import versions
 from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts
@@ -41,8 +50,17 @@ class SimulationItem(Trial):
     kind: Literal["simulation_test"] = "simulation_test"  # type: ignore[assignment]
     #: ``"pre"`` (before the learning phase) or ``"post"`` (after it)
     phase: Literal["pre", "post"]
+    #: ``"forward"`` (an image of the data set) or ``"counterfactual"`` (a morph's last displayed frame)
+    item_kind: Literal["forward", "counterfactual"] = "forward"
+    #: a counterfactual item: the morph asset, the stored PNG of its last frame, the model's answer on it (class id)
+    asset: int | None = None
+    image: str | None = None
+    model_answer: int | None = None
 
     actions = ("answer",)
+
+    def answer_facts(self) -> tuple[str, str, bool]:
+        return self.phase, self.item_kind, False  # a test item is answered without an explanation
 
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
@@ -53,7 +71,7 @@ class SimulationItem(Trial):
             "item": next((i for i, item in enumerate(items) if item.get("trial") == self.trial), 0),
             "n_items": len(items),
             "stimulus": self.stimulus,
-            "image_url": stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,
+            "image_url": media_url(self.image) if self.image else stimulus_facts(study=study, stimulus_id=self.stimulus).image_url,
             "options": answer_options(study),
             "question": gettext("What will the AI system answer?"),  # the study's trial_question is the learning design's
             "answered": False,
@@ -74,6 +92,11 @@ class SimulationItem(Trial):
     def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
         out = super().repeated(flow, action, payload)
         return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
+
+    def correct_label_of(self, study: Study) -> int:
+        if self.item_kind == "counterfactual" and self.model_answer is not None:
+            return self.model_answer
+        return super().correct_label_of(study)
 
     def pin_assets(self, study: Study, arm: Arm) -> dict | None:
         return None  # a test item shows no explanation

@@ -41,6 +41,12 @@ class Trial(Step):
 
     actions = ("answer", "continue")
 
+    def answer_facts(self) -> tuple[str, str, bool]:
+        """(phase, item kind, whether an explanation went with the answer) for the exports' ``phase``
+        and ``item_kind`` columns and their asset columns: a learning trial's answer is followed by
+        the arm's feedback."""
+        return "learn", "", True
+
     def browser_state(self, seen: Seen) -> dict:
         p, study = seen.participant, seen.study
         state = {
@@ -96,8 +102,7 @@ class Trial(Step):
                 flow.require_current()
                 raise InvalidInput(gettext("The image does not match the current trial."))
             return _repeated_or_refused(p, existing, stimulus_id=stimulus_id, choice=class_id)
-        stimulus = stimulus_facts(study=study, stimulus_id=self.stimulus)
-        correct_label = stimulus.model_prediction if study.correct_mode == Study.CorrectMode.PREDICTION else stimulus.true_label
+        correct_label = self.correct_label_of(study)
         now = flow.now
         shown_at = p.step_shown_at or now
         answer = insert_one(TrialAnswer(
@@ -114,6 +119,13 @@ class Trial(Step):
         ))
         flow.touch()
         return _saved(answer)
+
+    def correct_label_of(self, study: Study) -> int:
+        """The class counted as correct for this trial's answer, by the study's correct mode (a
+        subclass may know better: a simulation's counterfactual item scores against the model's
+        answer on its changed input)."""
+        stimulus = stimulus_facts(study=study, stimulus_id=self.stimulus)
+        return stimulus.model_prediction if study.correct_mode == Study.CorrectMode.PREDICTION else stimulus.true_label
 
     def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
         """The trial has an answer already: this repeats it (the saved answer), or is refused."""

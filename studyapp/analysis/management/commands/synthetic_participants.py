@@ -11,6 +11,17 @@ correctly with the probability its arm's planted learning curve gives
 ``null`` gives every arm the same curve. The server, not the bot, decides the arm, scores the
 answer and stamps the times.
 
+``--apem-slope S`` plants a known dependence on the explanations' APEM score instead (issue 25,
+item 5): a participant answers an item correctly with probability
+``base + S · (APEM of the explanation behind that answer − the study's mean APEM) + u``, with ``u``
+the participant's own skill (uniform in ±0.1, seeded); the answers and explanations are the ones
+`studyapp.analysis.metrics_people` reads (learning: every trial, with the asset its feedback shows;
+simulation: the post-test items, with the asset the arm shows for that image). The printed
+estimate of the APEM coefficient should cover S. The simulation design (forward simulation) is
+taken the same way: its test items are answered (right = the model's answer) with probability
+``--base`` (plus the APEM term on post-test items when a slope is planted), its learning items
+continued.
+
 Synthetic runs carry the Prolific id ``synthetic-<seed>-<i>``, so a rerun with the same seed
 resumes them instead of adding more, and they can be found and deleted in the admin. Use this on
 a pilot or test copy of a study, never on one that collects real data.
@@ -18,14 +29,18 @@ a pilot or test copy of a study, never on one that collects real data.
 
 from __future__ import annotations
 
+import numpy as np
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.test import Client
 
 from stats import analyse as summary
 from stats import power, synthetic
+from stats.schema import AnalysisInputError
 from studyapp.analysis import frames as data
-from studyapp.pipeline.models import Stimulus
+from studyapp.analysis.metrics_people import arm_assets, arm_methods, metrics_people_results
+from studyapp.analysis.simulation import simulation_results
+from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.studies import selectors
 from studyapp.studies.client import API_ROOT, DjangoTransport, ParticipantClient, Reply
 from studyapp.studies.models import Participant, Study
@@ -34,6 +49,29 @@ from studyapp.studies.steps import registry
 CURVES = {"planted": synthetic.PLANTED_CURVES, "null": synthetic.NULL_CURVES}
 #: Arms not named after a curve get the curve of their feedback kind.
 CURVE_OF_FEEDBACK = {"control": "Control", "gradcam": "GCAM", "cdeepex": "CDeepEx"}
+DESIGNS = (Study.Design.LEARNING, Study.Design.SIMULATION)
+#: The spread of the participants' own skill around the planted probability (uniform, ±).
+SKILL_SPREAD = 0.1
+
+
+class PlantedPerson:
+    """A synthetic participant who answers item ``trial`` correctly with probability ``p_of[trial]``
+    (``base`` for items not in it) plus their own skill, and rates as `synthetic.SyntheticParticipant` does."""
+
+    def __init__(self, *, seed: int, base: float, p_of: dict[int, float]):
+        self.rng = np.random.default_rng(seed)
+        self.skill = float(self.rng.uniform(-SKILL_SPREAD, SKILL_SPREAD))
+        self.base, self.p_of = base, p_of
+
+    def choose(self, trial_index: int, correct_answer, options):
+        p = self.p_of.get(trial_index, self.base) + self.skill
+        if self.rng.uniform() < p or len(options) < 2:
+            return correct_answer
+        wrong = [o for o in options if o != correct_answer]
+        return wrong[int(self.rng.integers(len(wrong)))]
+
+    def feedback_rating(self) -> int:
+        return int(self.rng.choice(np.arange(1, 6), p=np.asarray((0.1, 0.15, 0.3, 0.3, 0.15))))
 
 
 def _host() -> str:
@@ -69,16 +107,22 @@ class ApiParticipant:
 
 class Command(BaseCommand):
     help = (
-        "Send N synthetic participants with a planted per-arm learning effect through the real "
-        "participant API of an open learning study, then print the analysis."
+        "Send N synthetic participants with a planted per-arm learning effect (or a planted dependence on "
+        "the explanations' APEM score) through the real participant API of an open learning or forward-"
+        "simulation study, then print the analysis."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--study", required=True, help="Slug of an open learning study.")
+        parser.add_argument("--study", required=True, help="Slug of an open learning or simulation study.")
         parser.add_argument("--n", type=int, required=True, help="Synthetic participants to send (0: none).")
         parser.add_argument("--seed", type=int, default=0, help="Seed of the answers (and of the Prolific ids).")
         parser.add_argument("--curves", choices=sorted(CURVES), default="planted",
                             help="planted: CDeepEx > GCAM > Control; null: the same curve in every arm.")
+        parser.add_argument("--apem-slope", type=float, default=None,
+                            help="Plant this change in P(correct) per unit of the explanation's APEM score "
+                                 "(instead of the learning curves).")
+        parser.add_argument("--base", type=float, default=0.6,
+                            help="P(correct) at the study's mean APEM (--apem-slope) or on a simulation test item (default 0.6).")
         parser.add_argument("--alpha", type=float, default=None, help="Significance level (default: the study's).")
         parser.add_argument("--power", action="store_true",
                             help="Also simulate how often the planted effect is detected (power.simulate_power).")
@@ -90,21 +134,32 @@ class Command(BaseCommand):
         study = Study.objects.filter(slug=opts["study"]).first()
         if study is None:
             raise CommandError(f"No study with slug {opts['study']!r}.")
-        if study.design != Study.Design.LEARNING:
-            raise CommandError("Synthetic participants exist for the learning design only.")
-        n, seed = opts["n"], opts["seed"]
+        if study.design not in DESIGNS:
+            raise CommandError(f"Synthetic participants exist for the {' and '.join(DESIGNS)} designs only.")
+        n, seed, slope, base = opts["n"], opts["seed"], opts["apem_slope"], opts["base"]
         if n < 0:
             raise CommandError("--n must be 0 or more.")
         if opts["alpha"] is not None and not 0 < opts["alpha"] < 1:
             raise CommandError("--alpha must be between 0 and 1.")
+        if not SKILL_SPREAD <= base <= 1 - SKILL_SPREAD:
+            raise CommandError(f"--base must be between {SKILL_SPREAD:g} and {1 - SKILL_SPREAD:g}.")
+        planted = slope is not None or study.design != Study.Design.LEARNING
+        if opts["power"] and planted:
+            raise CommandError("--power simulates the learning curves only (benchmarks/protocol_power.py has the others).")
         curves = CURVES[opts["curves"]]
-        arm_curve = self._arm_curves(study, curves)
+        arm_curve = {} if planted else self._arm_curves(study, curves)
+        apem = self._apem_plan(study, slope=slope, base=base) if slope is not None else None
         if n:
             if study.status != Study.Status.OPEN:
                 raise CommandError(f"Study {study.slug!r} is {study.status}: open it first (admin action).")
             self._check_capacity(study, n, seed)
-            self._send(study, n=n, seed=seed, curves=curves, arm_curve=arm_curve)
-        self._summary(study, seed=seed, alpha=opts["alpha"])
+            self._send(study, n=n, seed=seed, curves=curves, arm_curve=arm_curve, apem=apem, base=base)
+        if study.design == Study.Design.LEARNING:
+            self._summary(study, seed=seed, alpha=opts["alpha"])
+        else:
+            self._simulation_summary(study)
+        if slope is not None:
+            self._apem_summary(study, slope)
         if opts["power"]:
             per_arm = opts["power_n"] or max(2, -(-n // max(len(arm_curve), 1)))
             self._power(study, curves, arm_curve, n_per_arm=per_arm, n_sims=opts["power_sims"], seed=seed,
@@ -143,7 +198,8 @@ class Command(BaseCommand):
         return f"synthetic-{seed}-{i}"
 
     # -- the run -------------------------------------------------------------------------------
-    def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str]) -> None:
+    def _send(self, study: Study, *, n: int, seed: int, curves, arm_curve: dict[str, str],
+              apem: tuple[dict, float, float, float] | None = None, base: float = 0.6) -> None:
         scored_on = "model_prediction" if study.correct_mode == Study.CorrectMode.PREDICTION else "true_label"
         # The browser's option values are positions in the study's class list (state.answer_options).
         position = {int(c): i for i, c in enumerate(study.classes)}
@@ -159,16 +215,19 @@ class Command(BaseCommand):
                 # The SESSION_ID is what lets a rerun resume the run (access.access_resume).
                 pid = self._pid(seed, i)
                 state = bot.send(bot.api.enter(consent=True, prolific_pid=pid, session_id=pid))
-            arm = Participant.objects.filter(code=state["participant"]).values_list("arm__name", flat=True).get()
-            person = synthetic.SyntheticParticipant(
-                arm_curve[arm], seed=synthetic.seed_for(seed, i), curves=curves
-            )
+            arm, plan = Participant.objects.filter(code=state["participant"]).values_list("arm__name", "plan").get()
+            person: synthetic.SyntheticParticipant | PlantedPerson
+            if arm in arm_curve:
+                person = synthetic.SyntheticParticipant(arm_curve[arm], seed=synthetic.seed_for(seed, i), curves=curves)
+            else:
+                p_of = self._planted(study, arm, plan, apem) if apem is not None else {}
+                person = PlantedPerson(seed=synthetic.seed_for(seed, i), base=base, p_of=p_of)
             self._walk(bot, person, correct_of)
             done += 1
             if done % 10 == 0 or done == n:
                 self.stdout.write(f"  {done}/{n} done")
 
-    def _walk(self, bot: ApiParticipant, person: synthetic.SyntheticParticipant, correct_of: dict) -> None:
+    def _walk(self, bot: ApiParticipant, person: synthetic.SyntheticParticipant | PlantedPerson, correct_of: dict) -> None:
         for _ in range(10_000):  # a plan has far fewer steps; this only guards against a loop
             state = bot.state
             step = registry.class_of(state["kind"])  # what the step accepts, not its name
@@ -180,6 +239,8 @@ class Command(BaseCommand):
                     correct = correct_of[state["stimulus"]]
                     choice = person.choose(state["trial"], correct, options)
                     answered = bot.send(bot.api.answer(state["step"], stimulus=state["stimulus"], choice=choice))
+                    if "continue" not in step.actions:  # a simulation test item: the answer moved the run on
+                        continue
                     if answered["feedback"]["correct"] != (choice == correct):
                         raise CommandError("The server scored an answer differently from the study's configuration.")
                 bot.send(bot.api.continue_(state["step"]))
@@ -190,6 +251,78 @@ class Command(BaseCommand):
             else:
                 raise CommandError(f"A synthetic participant cannot answer a {step.KIND!r} step.")
         raise CommandError("A synthetic participant did not reach the end of the study.")
+
+    # -- the planted APEM slope ----------------------------------------------------------------
+    def _apem_plan(self, study: Study, *, slope: float, base: float) -> tuple[dict, float, float, float]:
+        """(asset pk -> APEM, the mean APEM, the slope, the base) of the study's valid assets with an APEM score;
+        refuses a slope that takes the planted probability out of [0, 1]."""
+        apem = {pk: float(m["apem"]) for pk, m in ExplanationAsset.objects.filter(stimulus__study=study, valid=True)
+                .values_list("pk", "metrics") if isinstance((m or {}).get("apem"), int | float)}
+        if not apem:
+            raise CommandError("No explanation of this study has an APEM score (the pipeline stores one with each heatmap).")
+        values = np.fromiter(apem.values(), float)
+        center = float(values.mean())
+        low, high = base + slope * (values.min() - center), base + slope * (values.max() - center)
+        if min(low, high) - SKILL_SPREAD < 0 or max(low, high) + SKILL_SPREAD > 1:
+            raise CommandError(
+                f"APEM runs from {values.min():.3g} to {values.max():.3g} (mean {center:.3g}): a slope of {slope:g} takes "
+                f"P(correct) to [{min(low, high):.2f}, {max(low, high):.2f}] ± {SKILL_SPREAD:g}, out of [0, 1]. Plant a smaller slope."
+            )
+        return apem, center, slope, base
+
+    def _planted(self, study: Study, arm: str, plan: list[dict], apem: tuple[dict, float, float, float]) -> dict[int, float]:
+        """Trial index -> P(correct) of this run's answers that `metrics_people` reads with an asset."""
+        scores, center, slope, base = apem
+        method = arm_methods(study).get(arm)
+        fallback = arm_assets(study)
+        out = {}
+        for step in plan:
+            if "trial" not in step:
+                continue
+            if study.design == Study.Design.SIMULATION:
+                if step.get("phase") != "post":
+                    continue
+                asset = fallback.get((step["stimulus"], method)) if method else None
+            else:
+                pinned = sorted((step.get("assets") or {}).items())
+                asset = pinned[0][1] if pinned else (fallback.get((step["stimulus"], method)) if method else None)
+            if asset in scores:
+                out[step["trial"]] = base + slope * (scores[asset] - center)
+        return out
+
+    def _apem_summary(self, study: Study, slope: float) -> None:
+        self.stdout.write("")
+        self.stdout.write(self.style.MIGRATE_HEADING("Do the automatic metrics predict people? (the planted APEM slope)"))
+        try:
+            result = metrics_people_results(study)
+        except AnalysisInputError as exc:
+            self.stdout.write(f"Not analysed: {exc}")
+            return
+        for m in result.methods:
+            rows = m.coefficients.set_index("metric") if not m.coefficients.empty else None
+            if rows is None or "apem" not in rows.index:
+                self.stdout.write(f"  {m.method}: no APEM coefficient ({' '.join(m.dropped) or 'no APEM scores'})")
+                continue
+            r = rows.loc["apem"]
+            covered = "covers" if r["ci_low"] <= slope <= r["ci_high"] else "misses"
+            self.stdout.write(
+                f"  {m.method}: planted {slope:g} per unit APEM; estimate {r['coef']:.4g} "
+                f"[95% CI {r['ci_low']:.4g}, {r['ci_high']:.4g}] ({covered} it), p = {r['p_value']:.3g}; "
+                f"{m.n_participants} participants × {m.n_items} items"
+            )
+
+    def _simulation_summary(self, study: Study) -> None:
+        self.stdout.write("")
+        self.stdout.write(self.style.MIGRATE_HEADING(f"Forward simulation: {study.slug}"))
+        control = next((a.name for a in study.arms.order_by("position", "pk") if a.feedback == "control"), "Control")
+        try:
+            res = simulation_results(study, control_arm=control)
+        except AnalysisInputError as exc:
+            self.stdout.write(f"Not analysed: {exc}")
+            return
+        acc = res.accuracy[(res.accuracy["item_kind"] == "forward") & (res.accuracy["subset"] == "all")]
+        for _, r in acc.iterrows():
+            self.stdout.write(f"  {r['arm']}: pre {r['pre']:.3f}, post {r['post']:.3f}, change {r['change']:+.3f} (n = {int(r['n'])})")
 
     # -- reporting -----------------------------------------------------------------------------
     def _settings(self, study: Study, alpha: float | None):
