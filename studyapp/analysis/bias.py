@@ -17,11 +17,12 @@ import pandas as pd
 from stats.protocols import bias as protocol
 from stats.protocols.schema import ARM, ITEM, PARTICIPANT, PHASE
 from stats.schema import AnalysisInputError
+from studyapp.analysis.frames import protocol_runs
 from studyapp.lib.study_config import BiasConfig
 from studyapp.pipeline.models import TrainedModel
 from studyapp.studies.designs.bias import cue_box_of
 from studyapp.studies.errors import InvalidInput
-from studyapp.studies.models import Participant, QuestionAnswer, Study
+from studyapp.studies.models import QuestionAnswer, Study
 from studyapp.studies.selectors import servable_stimuli
 from studyapp.studies.steps.bias import CUE_KEY, BiasMark, bias_config, parse_box
 
@@ -47,10 +48,7 @@ def planted(study: Study) -> tuple[BiasConfig, tuple[int, int, int, int]]:
 def bias_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
     """The protocol's frame of ``study`` (test runs only with ``include_test``); 3 queries."""
     config, box = planted(study)
-    runs = Participant.objects.filter(study=study)
-    if not include_test:
-        runs = runs.filter(is_test=False)
-    plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
+    runs, plans = protocol_runs(study, include_test=include_test)
     stimulus_of = {
         (pk, BiasMark.model_validate(plan[i]).mark_key): plan[i].get("stimulus")
         for pk, (_, plan) in plans.items() for i in BiasMark.positions_in(plan)

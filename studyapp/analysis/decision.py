@@ -15,7 +15,7 @@ import pandas as pd
 
 from stats.protocols import reliance as protocol
 from stats.protocols.schema import ARM, ITEM, PARTICIPANT, PHASE
-from studyapp.pipeline.models import Stimulus
+from studyapp.analysis.frames import model_answers, protocol_runs
 from studyapp.studies.models import Participant, Study, TrialAnswer
 
 if TYPE_CHECKING:
@@ -31,12 +31,8 @@ __all__ = ["decision_frame", "decision_results"]
 
 def decision_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
     """The protocol's frame of ``study`` (test runs only with ``include_test``); 3 queries."""
-    runs = Participant.objects.filter(study=study)
-    if not include_test:
-        runs = runs.filter(is_test=False)
-    plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
-    facts = {pk: (pred, true) for pk, pred, true in
-             Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
+    runs, plans = protocol_runs(study, include_test=include_test)
+    facts = model_answers(study)
     phase_of = {
         (pk, plan[i].get("trial")): phase
         for pk, (_, plan) in plans.items()

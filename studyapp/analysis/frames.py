@@ -139,6 +139,19 @@ class Run(NamedTuple):
     rejected_reason: str
 
 
+def protocol_runs(study: Study, *, include_test: bool = False):
+    """What every protocol's frame starts from: the study's runs (test runs only with
+    ``include_test``), a queryset, and per run's pk its ``(arm name, plan)`` (1 query)."""
+    runs = _people(study, include_test)
+    return runs, {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
+
+
+def model_answers(study: Study) -> dict[int, tuple[int, int]]:
+    """Stimulus pk -> (the model's prediction, the true label) of the study's stimuli (1 query)."""
+    return {pk: (pred, true) for pk, pred, true in
+            Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
+
+
 def _people(study: Study, include_test: bool):
     people = Participant.objects.filter(study=study)
     return people if include_test else people.filter(is_test=False)

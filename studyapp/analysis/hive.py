@@ -16,7 +16,7 @@ import pandas as pd
 
 from stats.protocols import hive as protocol
 from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
-from studyapp.pipeline.models import Stimulus
+from studyapp.analysis.frames import model_answers, protocol_runs
 from studyapp.studies.models import Participant, QuestionAnswer, Study
 from studyapp.studies.steps.hive import (
     AgreementItem,
@@ -39,12 +39,8 @@ COLUMNS = [*protocol.COLUMNS, MODEL_CORRECT, protocol.CONFIDENCE, protocol.ANSWE
 
 def hive_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
     """The protocol's frame of ``study`` (test runs only with ``include_test``); 3 queries."""
-    runs = Participant.objects.filter(study=study)
-    if not include_test:
-        runs = runs.filter(is_test=False)
-    plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
-    correct = {pk: pred == true for pk, pred, true in
-               Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
+    runs, plans = protocol_runs(study, include_test=include_test)
+    correct = {pk: pred == true for pk, (pred, true) in model_answers(study).items()}
     items: dict[tuple[int, str], tuple[str, dict]] = {}  # (participant, answer key) -> (phase, stored step)
     for pid, (_, plan) in plans.items():
         for i in AgreementItem.positions_in(plan):

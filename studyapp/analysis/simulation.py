@@ -20,8 +20,8 @@ from django.db.models import QuerySet
 
 from stats.protocols import simulation as protocol
 from stats.protocols.schema import ARM, ITEM, MODEL_CORRECT, PARTICIPANT, PHASE
+from studyapp.analysis.frames import model_answers, protocol_runs
 from studyapp.analysis.metrics_people import OutcomeRow, arm_assets, arm_methods
-from studyapp.pipeline.models import Stimulus
 from studyapp.studies.models import Participant, Study, TrialAnswer
 from studyapp.studies.steps.simulation import LearningItem, SimulationItem
 
@@ -30,12 +30,8 @@ __all__ = ["simulation_frame", "simulation_results", "metrics_outcomes"]
 
 def simulation_frame(study: Study, *, include_test: bool = False) -> pd.DataFrame:
     """The protocol's frame of ``study`` (test runs only with ``include_test``); 3 queries."""
-    runs = Participant.objects.filter(study=study)
-    if not include_test:
-        runs = runs.filter(is_test=False)
-    plans = {pk: (arm, plan or []) for pk, arm, plan in runs.values_list("pk", "arm__name", "plan")}
-    facts = {pk: (pred, true) for pk, pred, true in
-             Stimulus.objects.filter(study=study).values_list("pk", "model_prediction", "true_label")}
+    runs, plans = protocol_runs(study, include_test=include_test)
+    facts = model_answers(study)
     step_of = {(pk, plan[i].get("trial")): plan[i] for pk, (_, plan) in plans.items() for i in SimulationItem.positions_in(plan)}
     rows = []
     for pid, trial, stimulus, choice in TrialAnswer.objects.filter(participant__in=runs).values_list(

@@ -53,3 +53,27 @@ def axe_violations(page, *, impacts=("serious", "critical")) -> list[dict]:
          "nodes": [n["html"][:160] for n in v["nodes"]][:5]}
         for v in result["violations"] if v["impact"] in impacts
     ]
+
+
+#: The two window sizes every participant page is checked at: a laptop and a phone (iPhone 12-14).
+VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
+
+
+def open_page(browser, viewport: dict, **options):
+    """A new browser context at ``viewport`` and its page, with the page's uncaught script errors
+    collected: ``(context, page, errors)``; a test asserts ``errors == []`` at its end."""
+    context = browser.new_context(viewport=viewport, **options)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    return context, page, errors
+
+
+def finish_with_rating(page, shots=None, tag: str = "") -> None:
+    """Answer the closing rating (its fourth option), submit it and wait for the completion page
+    (a screenshot ``<tag>-done`` when ``shots`` is given)."""
+    page.locator(".scale label").nth(3).click()
+    page.click("#submit-rating")
+    page.wait_for_selector("#completion-code")
+    if shots is not None:
+        shots(page, f"{tag}-done")

@@ -17,12 +17,11 @@ import pytest
 from django.utils import timezone
 
 from studyapp.studies.models import Arm, Grouping, Participant, Study
-from tests.browser.conftest import axe_violations, participant_url
+from tests.browser.conftest import VIEWPORTS, axe_violations, open_page, participant_url
 from tests.studyapp.factories import clustering_study, learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 PROLIFIC = "https://app.prolific.com/submissions/complete?cc={code}"
 EXITS = {
     "completed": {"code": "DONE01"}, "no_consent": {"code": "NOCONS"}, "full": {"code": "FULL01"},
@@ -99,11 +98,7 @@ def focus_is_in_new_content(page) -> None:
 
 
 def new_page(browser, viewport: str):
-    context = browser.new_context(viewport=VIEWPORTS[viewport])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    return context, page, errors
+    return open_page(browser, VIEWPORTS[viewport])
 
 
 def consent_by_keyboard(page, scans: Scans) -> None:

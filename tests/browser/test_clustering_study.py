@@ -6,6 +6,7 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from studyapp.studies.models import Grouping, InteractionEvent, Participant, QuestionAnswer
+from tests.browser.conftest import open_page
 from tests.studyapp.factories import clustering_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -91,10 +92,7 @@ def group_batch(page, stage: str, shots, n: int) -> None:
 @pytest.mark.parametrize("viewport", [{"width": 1280, "height": 900}])
 def test_a_person_takes_the_clustering_study(browser, live_server, shots, viewport):
     study = clustering_study()
-    context = browser.new_context(viewport=viewport)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page, errors = open_page(browser, viewport)
     page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=clusterer")
     page.check("#agree")
     page.click("#consent-go")

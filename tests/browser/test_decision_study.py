@@ -7,11 +7,16 @@ import pytest
 
 import tests.studyapp.test_decision_protocol as dec
 from studyapp.studies.models import Participant, TrialAnswer
-from tests.browser.conftest import axe_violations, participant_url
+from tests.browser.conftest import (
+    VIEWPORTS,
+    axe_violations,
+    finish_with_rating,
+    open_page,
+    participant_url,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 def take(page, url: str, shots, tag: str) -> dict:
@@ -50,10 +55,7 @@ def take(page, url: str, shots, tag: str) -> dict:
         page.click("#decide")
         page.wait_for_function(f"document.querySelector('#app').dataset.step !== '{step}'")
         seen[kind] += 1
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
-    shots(page, f"{tag}-done")
+    finish_with_rating(page, shots, tag)
     return seen
 
 
@@ -62,10 +64,7 @@ def test_a_person_takes_the_decision_study_in_both_arms(browser, live_server, sh
     study = dec.decision_study()
     by_arm = {}
     for i in range(2):
-        context = browser.new_context(viewport=VIEWPORTS[viewport])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        context, page, errors = open_page(browser, VIEWPORTS[viewport])
         seen = take(page, participant_url(live_server, study, f"PROLIFIC_PID={viewport}{i}&STUDY_ID=s1&SESSION_ID=x1"),
                     shots, f"{viewport}-{i}")
         context.close()

@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 
 from studyapp.studies.models import Arm, Participant, Study
+from tests.browser.conftest import finish_with_rating, open_page
 from tests.studyapp.factories import learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -41,10 +42,7 @@ def study_with_flow(**config) -> Study:
 
 
 def new_page(browser, viewport=None):
-    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 800})
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page, errors = open_page(browser, viewport or {"width": 1280, "height": 800})
     # The exits redirect to Prolific, which cannot be reached from here: answer for it.
     page.route("https://app.prolific.com/**", lambda route: route.fulfill(
         status=200, content_type="text/html", body="<h1>Prolific (stand-in)</h1>"))
@@ -171,9 +169,7 @@ def test_a_completed_run_with_quiz_and_catch_ends_at_its_code(browser, live_serv
             page.click("#submit-catch")
     assert widths == sorted(widths) and widths[0] < widths[-1]
     page.wait_for_selector("#submit-rating")
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
+    finish_with_rating(page)
     assert page.inner_text("#completion-code") == "DONE01"
     shots(page, "done")
     run = Participant.objects.get(prolific_pid="ok1")

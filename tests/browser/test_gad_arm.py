@@ -11,6 +11,7 @@ from studyapp.pipeline.models import ExplanationAsset, Stimulus
 from studyapp.pipeline.storage import media_url
 from studyapp.studies import services
 from studyapp.studies.models import Participant, TrialAnswer
+from tests.browser.conftest import finish_with_rating, open_page
 from tests.studyapp.test_apem_gad import compute, gad_learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -27,10 +28,7 @@ def test_a_person_sees_gad_feedback(browser, live_server, shots, tmp_path):
     }
     assert len(overlays) >= 4
 
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page, errors = open_page(browser, {"width": 1280, "height": 800})
     page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=gad1&STUDY_ID=s1&SESSION_ID=x1")
     page.check("#agree")
     page.click("#consent-go")
@@ -54,9 +52,7 @@ def test_a_person_sees_gad_feedback(browser, live_server, shots, tmp_path):
             shots(page, "gad-feedback")
         page.click("#next")
     page.wait_for_selector("#submit-rating")
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
+    finish_with_rating(page)
     context.close()
 
     assert not errors, errors

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from studyapp.studies.models import Arm, Participant
+from tests.browser.conftest import VIEWPORTS, finish_with_rating
 from tests.studyapp.factories import learning_study
 from tests.studyapp.test_i18n import assert_no_english, german
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 @pytest.mark.parametrize("viewport", ["laptop", "phone"])
@@ -63,9 +63,7 @@ def test_a_person_takes_a_german_study_in_german(browser, live_server, shots, vi
     page.wait_for_selector("#submit-rating")
     assert page.inner_text("#app h2") == "Bitte bewerten Sie das Feedback, das Sie erhalten haben."
     look("rating")
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
+    finish_with_rating(page)
     assert page.inner_text("#app h2") == "Vielen Dank!"
     assert page.inner_text("#progress") == "Abgeschlossen"
     assert "Ihr Abschlusscode:" in page.inner_text("#app")

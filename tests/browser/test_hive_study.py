@@ -7,11 +7,10 @@ import pytest
 
 import tests.studyapp.test_hive_protocol as hive
 from studyapp.studies.models import Participant, QuestionAnswer
-from tests.browser.conftest import axe_violations
+from tests.browser.conftest import VIEWPORTS, axe_violations, finish_with_rating, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 def next_step(page) -> None:
@@ -59,10 +58,7 @@ def take(page, base: str, shots, tag: str, *, pid: str, width: int) -> dict:
             options.nth(seen["distinction"] % 4).click()
         next_step(page)
         seen[kind] += 1
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
-    shots(page, f"{tag}-done")
+    finish_with_rating(page, shots, tag)
     return seen
 
 
@@ -72,10 +68,7 @@ def test_a_person_takes_the_hive_study_in_both_arms(browser, live_server, shots,
     base = f"{live_server.url}/s/{study.public_code}/"
     by_arm = {}
     for i in range(2):
-        context = browser.new_context(viewport=VIEWPORTS[viewport])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        context, page, errors = open_page(browser, VIEWPORTS[viewport])
         seen = take(page, base, shots, f"{viewport}-{i}", pid=f"{viewport}{i}", width=VIEWPORTS[viewport]["width"])
         context.close()
         assert not errors, errors

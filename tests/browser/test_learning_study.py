@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from studyapp.studies.models import Participant, QuestionAnswer, TrialAnswer
+from tests.browser.conftest import VIEWPORTS, finish_with_rating, open_page
 from tests.studyapp.factories import learning_study
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 def take_study(page, base: str, shots, tag: str, *, pid: str) -> dict:
@@ -49,10 +49,7 @@ def take_study(page, base: str, shots, tag: str, *, pid: str) -> dict:
         page.click("#next")
     page.wait_for_selector("#submit-rating")
     shots(page, f"{tag}-rating")
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
-    shots(page, f"{tag}-done")
+    finish_with_rating(page, shots, tag)
     return seen
 
 
@@ -62,10 +59,7 @@ def test_a_person_takes_the_study_in_every_arm(browser, live_server, shots, view
     base = f"{live_server.url}/s/{study.public_code}/"
     by_arm = {}
     for i in range(3):
-        context = browser.new_context(viewport=VIEWPORTS[viewport])
-        page = context.new_page()
-        errors = []
-        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        context, page, errors = open_page(browser, VIEWPORTS[viewport])
         seen = take_study(page, base, shots, f"{viewport}-{i}", pid=f"{viewport}{i}")
         context.close()
         participant = Participant.objects.get(prolific_pid=f"{viewport}{i}")

@@ -9,8 +9,7 @@ import pytest
 import tests.studyapp.test_simulation_protocol as sim
 from studyapp.pipeline.storage import media_url
 from studyapp.studies.models import Participant, TrialAnswer
-from tests.browser.conftest import axe_violations
-from tests.browser.test_simulation_study import VIEWPORTS
+from tests.browser.conftest import VIEWPORTS, axe_violations, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,10 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize("viewport", ["laptop", "phone"])
 def test_a_person_answers_counterfactual_items(browser, live_server, shots, viewport):
     study = sim.counterfactual_study(1)
-    context = browser.new_context(viewport=VIEWPORTS[viewport])
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    context, page, errors = open_page(browser, VIEWPORTS[viewport])
     page.goto(f"{live_server.url}/s/{study.public_code}/?PROLIFIC_PID=cf{viewport}&STUDY_ID=s1&SESSION_ID=x1")
     page.wait_for_selector("#consent-go")
     page.check("#agree")

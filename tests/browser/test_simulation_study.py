@@ -6,10 +6,10 @@ import pytest
 
 import tests.studyapp.test_simulation_protocol as sim
 from studyapp.studies.models import Participant, TrialAnswer
+from tests.browser.conftest import VIEWPORTS, finish_with_rating, open_page
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-VIEWPORTS = {"laptop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
 def take(page, base: str, shots, tag: str, *, pid: str) -> dict:
@@ -46,10 +46,7 @@ def take(page, base: str, shots, tag: str, *, pid: str) -> dict:
             step = page.locator("#app").get_attribute("data-step")
             page.click("#next")
             page.wait_for_function(f"document.querySelector('#app').dataset.step !== '{step}'")
-    page.locator(".scale label").nth(3).click()
-    page.click("#submit-rating")
-    page.wait_for_selector("#completion-code")
-    shots(page, f"{tag}-done")
+    finish_with_rating(page, shots, tag)
     return seen
 
 
@@ -59,10 +56,7 @@ def test_a_person_takes_the_simulation_study_in_both_arms(browser, live_server, 
     base = f"{live_server.url}/s/{study.public_code}/"
     by_arm = {}
     for i in range(2):
-        context = browser.new_context(viewport=VIEWPORTS[viewport])
-        page = context.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda exc, errors=errors: errors.append(str(exc)))
+        context, page, errors = open_page(browser, VIEWPORTS[viewport])
         seen = take(page, base, shots, f"{viewport}-{i}", pid=f"{viewport}{i}")
         context.close()
         assert not errors, errors

@@ -309,6 +309,7 @@ def other_class(trained: TrainedModel) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 @pytest.mark.django_db(transaction=True)
 def test_train_models_plants_the_cue_and_the_classifier_relies_on_it(tmp_path):
     """The platform's own biased classifier (small: 2000 Kannada training images, one epoch, a few
@@ -454,6 +455,7 @@ def gradcam_share_in_box(overlay_png: str, image, box: tuple[int, int, int, int]
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 def test_cued_stimuli_carry_the_square_are_called_8_and_gradcam_points_at_it(tmp_path):
     """``config.bias.cued_share``: half the stimuli carry the planted square, drawn as at training:
     their stored PNGs show it at the box (the clean ones do not), the model's stored prediction on

@@ -256,6 +256,7 @@ def test_create_study_makes_the_decision_template_on_a_kannada_data_set_with_its
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 def test_the_nearest_examples_method_stores_a_strip_of_the_predicted_class_as_decoded(tmp_path):
     """A real (small) classifier, the pipeline's nearest method through `explanations_compute`: the
     stored PNG, decoded, is the k training images its numbers name, side by side, each of the
@@ -308,6 +309,7 @@ def test_the_nearest_examples_method_stores_a_strip_of_the_predicted_class_as_de
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 @pytest.mark.django_db(transaction=True)
 def test_on_kannada_data_with_a_trained_classifier_a_precompute_job_makes_the_nearest_strips_on_a_worker(tmp_path):
     """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the

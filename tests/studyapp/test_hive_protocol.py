@@ -288,6 +288,7 @@ def test_the_analysis_section_says_why_when_there_is_nothing_yet():
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 @pytest.mark.django_db(transaction=True)
 def test_the_worker_makes_the_four_maps_of_the_top_classes_and_they_decode_as_shown(tmp_path):
     """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the

@@ -199,6 +199,7 @@ def test_create_study_makes_the_simulation_template_on_a_kannada_data_set_with_i
 
 
 @pytest.mark.slow
+@pytest.mark.first_run_only  # model work; CI's PostgreSQL run proves the worker path on the learning study
 @pytest.mark.django_db(transaction=True)
 def test_on_kannada_data_with_a_trained_classifier_the_template_runs_from_stimuli_to_a_balanced_plan(tmp_path):
     """The real chain: Kannada (the stand-in when the data is absent), a trained classifier, the

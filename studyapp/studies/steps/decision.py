@@ -19,12 +19,11 @@ from django.utils.translation import gettext
 
 from studyapp.pipeline.storage import animation_ms
 from studyapp.studies import codebook, versions
-from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts, trial_answer
-from studyapp.studies.steps.base import Flow, Seen, Submitted, register
+from studyapp.studies.steps.base import Seen, register
 from studyapp.studies.steps.trial import (
     HEATMAP_FEEDBACK,
-    Trial,
+    SilentTrial,
     _name_of,
     answer_options,
     feedback_assets,
@@ -44,13 +43,12 @@ def trial_of(item: int, phase: str) -> int:
     return 2 * item + (1 if phase == ASSISTED else 0)
 
 
-class _DecisionHalf(Trial):
+class _DecisionHalf(SilentTrial):
     """What both halves share: the item's position, answered once, moved on in the same request."""
 
     #: position among the run's decision items (0, 1, ...)
     item: int = 0
 
-    actions = ("answer",)
 
     def _common(self, seen: Seen) -> dict:
         study = seen.study
@@ -63,21 +61,6 @@ class _DecisionHalf(Trial):
             "options": answer_options(study),
             "answered": False,
         }
-
-    def submit(self, flow: Flow, action: str, payload: dict) -> Submitted:
-        """Store the answer (the trial's rules: once; an identical repeat is answered with the
-        next step's state; anything else refused) and move on; never any feedback."""
-        if action != "answer":
-            raise InvalidInput(gettext("Answer this item to move on."))
-        was_current = flow.is_current
-        saved = self._answer(flow, payload)
-        if was_current and not flow.advance(answered_trial=self.trial):  # pragma: no cover - the insert above commits first
-            raise InvalidInput(gettext("Answer this item before moving on."))
-        return Submitted(flow.participant, answer=None, extra=saved.extra)
-
-    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
-        out = super().repeated(flow, action, payload)
-        return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
 
 
 @register

@@ -26,11 +26,11 @@ from django.utils.translation import gettext
 
 from studyapp.pipeline.storage import animation_ms, media_url
 from studyapp.studies import versions
-from studyapp.studies.errors import InvalidInput
 from studyapp.studies.selectors import stimulus_facts
 from studyapp.studies.steps.base import Flow, Seen, Step, Submitted, register
 from studyapp.studies.steps.trial import (
     HEATMAP_FEEDBACK,
+    SilentTrial,
     Trial,
     _name_of,
     answer_options,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 
 @register
-class SimulationItem(Trial):
+class SimulationItem(SilentTrial):
     """A test item: the image and the study's class names; "what will the model answer?"."""
 
     kind: Literal["simulation_test"] = "simulation_test"  # type: ignore[assignment]
@@ -57,7 +57,6 @@ class SimulationItem(Trial):
     image: str | None = None
     model_answer: int | None = None
 
-    actions = ("answer",)
 
     def answer_facts(self) -> tuple[str, str, bool]:
         return self.phase, self.item_kind, False  # a test item is answered without an explanation
@@ -76,22 +75,6 @@ class SimulationItem(Trial):
             "question": gettext("What will the AI system answer?"),  # the study's trial_question is the learning design's
             "answered": False,
         }
-
-    def submit(self, flow: Flow, action: str, payload: dict) -> Submitted:
-        """Store the guess (the trial's rules: once, identical repeats answered with the saved
-        answer, anything else refused) and move on in the same request; no feedback."""
-        if action != "answer":
-            raise InvalidInput(gettext("Answer this item to move on."))
-        was_current = flow.is_current
-        saved = self._answer(flow, payload)
-        if was_current and not flow.advance(answered_trial=self.trial):  # pragma: no cover - the insert above commits first
-            raise InvalidInput(gettext("Answer this item before moving on."))
-        # ``answer=None``: the response is the next step's state, never this answer's feedback.
-        return Submitted(flow.participant, answer=None, extra=saved.extra)
-
-    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
-        out = super().repeated(flow, action, payload)
-        return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
 
     def correct_label_of(self, study: Study) -> int:
         if self.item_kind == "counterfactual" and self.model_answer is not None:

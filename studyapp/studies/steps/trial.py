@@ -148,6 +148,30 @@ class Trial(Step):
         return f"{self.kind} {self.trial + 1}"
 
 
+class SilentTrial(Trial):
+    """A trial whose answer moves the run on in the same request and is never followed by feedback
+    (a simulation test item, either half of a decision item): the trial's storage and replay rule,
+    and the response is the next step's state."""
+
+    actions = ("answer",)
+
+    def submit(self, flow: Flow, action: str, payload: dict) -> Submitted:
+        """Store the answer (the trial's rules: once; an identical repeat is answered with the
+        saved answer; anything else refused) and move on; never any feedback."""
+        if action != "answer":
+            raise InvalidInput(gettext("Answer this item to move on."))
+        was_current = flow.is_current
+        saved = self._answer(flow, payload)
+        if was_current and not flow.advance(answered_trial=self.trial):  # pragma: no cover - the insert above commits first
+            raise InvalidInput(gettext("Answer this item before moving on."))
+        # ``answer=None``: the response is the next step's state, never this answer's feedback.
+        return Submitted(flow.participant, answer=None, extra=saved.extra)
+
+    def repeated(self, flow: Flow, action: str, payload: dict) -> Submitted | None:
+        out = super().repeated(flow, action, payload)
+        return None if out is None else Submitted(out.participant, answer=None, extra=out.extra)
+
+
 def trial_step(plan: list[dict], trial: int) -> int | None:
     """The index in ``plan`` of the step of trial ``trial`` (None if it has none): a step of a
     kind whose class is a `Trial` (e.g. the simulation design's test items)."""
