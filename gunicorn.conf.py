@@ -63,3 +63,9 @@ def post_worker_init(worker) -> None:
     from studyapp.lib.perf.sqlite import checkpoint
 
     checkpoint.start()
+
+
+# gunicorn 27's control socket (``gunicornc``) sits at one fixed path per user
+# (~/.gunicorn/gunicorn.ctl): two servers on one machine (the demo beside a benchmark, CI's live
+# servers) would take each other's. Nothing here uses it.
+control_socket_disable = True

@@ -160,6 +160,7 @@ def test_the_config_is_what_the_readme_says():
     assert (config.workers, config.threads, config.worker_class_str) == (3, 2, "gthread")
     assert config.preload_app and config.max_requests == 0 and config.wsgi_app == "studyapp.wsgi:application"
     assert callable(scope["post_worker_init"])
+    assert config.control_socket_disable  # one fixed path per user: servers side by side would share it
     with pytest.raises(SystemExit):
         _gunicorn_config({"WEB_THREADS": "0"})
 
