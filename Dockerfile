@@ -13,4 +13,4 @@ RUN DJANGO_SECRET_KEY=build-only python manage.py collectstatic --noinput
 RUN useradd --create-home study && mkdir -p /var/lib/study && chown study /var/lib/study
 USER study
 EXPOSE 8000
-CMD ["gunicorn", "studyapp.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -59,6 +59,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
+GUNICORN_CONF = ROOT / "gunicorn.conf.py"
 sys.path.insert(0, str(ROOT))
 
 import chaos  # noqa: E402  (benchmarks/chaos.py)
@@ -79,25 +80,31 @@ def parse_server_timing(header: str) -> dict[str, float]:
     return out
 
 
-#: The server's stages (studyapp.lib.perf.timing), in the order the breakdown prints them.
-STAGES = ("queue", "throttle", "lock", "db", "render", "gc")
+#: The server's exclusive stages (studyapp.lib.perf.timing: they add up to ``app``), in the order
+#: the breakdown prints them after ``queue``.
+STAGES = ("middleware", "view", "throttle", "session", "lock", "db", "render")
 
 
 def tail_breakdown(lat: list[float], stages: list[dict[str, float]], share: float = 0.01) -> str:
-    """Where the time of the slowest ``share`` of requests went: the mean of each server stage,
-    the rest of the server's time (``other``) and what the server did not see (``client``: the
-    response's way back and the client's own event loop)."""
+    """Where the time of the slowest ``share`` of requests went: the mean of each server stage
+    (``queue`` before the worker's thread took the request up, then the exclusive stages of its
+    time in the application), ``other`` (the application's time no stage holds: should be ~0),
+    ``client`` (what the server did not see: gunicorn writing the response, the way back, the
+    client's own event loop), and, overlapping those, the collector's passes (``gc``) and the
+    application's time its thread did not run on a CPU (``wait``: the GIL, locks, the disk)."""
     slowest = sorted(range(len(lat)), key=lat.__getitem__, reverse=True)[: max(1, int(len(lat) * share))]
     timed = [i for i in slowest if stages[i]]
     if not timed:
         return "no Server-Timing (STUDY_PERF_TIMING=1 off?)"
     mean = lambda name: sum(stages[i].get(name, 0.0) for i in timed) / len(timed)  # noqa: E731
     total = sum(lat[i] for i in timed) / len(timed)
-    parts = {name: mean(name) for name in STAGES}
-    parts["other"] = mean("app") - sum(parts[n] for n in STAGES if n not in ("queue", "gc"))
+    parts = {"queue": mean("queue"), **{name: mean(name) for name in STAGES}}
+    parts["other"] = mean("app") - sum(parts[n] for n in STAGES)
     parts["client"] = total - mean("app") - parts["queue"]
+    overlapping = {"gc": mean("gc"), "wait": mean("app") - mean("cpu")}
     shown = ", ".join(f"{name} {1000 * value:.1f}" for name, value in parts.items())
-    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms (gc overlaps the others)"
+    over = ", ".join(f"{name} {1000 * value:.1f}" for name, value in overlapping.items())
+    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms; overlapping: {over} ms"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -193,6 +200,8 @@ class Participant:
         self.code = ""
         self.done = False
         self.failed = ""  # why the run stopped early (no answer after the retries)
+        self.last_kind = ""  # the kind of the last state seen (for a run that did not finish)
+        self.refusals: dict[str, int] = {}  # "answer 409" -> times (4xx replies the walk expected to be 200)
 
     @property
     def errors(self) -> int:
@@ -218,7 +227,10 @@ class Participant:
         state = (await api.enter(consent=True)).data
         self.code = state["participant"]
         for _ in range(200):  # bounded
-            kind = state["kind"]
+            kind = self.last_kind = state["kind"]
+            if kind == "exit":  # the study ended the run (a time limit, a failed check): reported as such
+                self.last_kind = f"exit ({state['exit'].get('outcome', '')})"
+                break
             if kind == "done":
                 self.done = True
                 break
@@ -234,6 +246,8 @@ class Participant:
                 if r.status == 200:
                     self.acked[state["trial"]] = choice
                     state = r.data
+                else:  # refused: carry on from the state it sends, or reload, as the page does
+                    state = await self._refused("answer", r)
                 if self.rng.random() < 0.2:  # double submit
                     r2 = await api.answer(state["step"], stimulus=stimulus, choice=choice)
                     if r2.status == 200:
@@ -243,9 +257,17 @@ class Participant:
                 state = (await api.continue_(step)).data
                 if self.rng.random() < 0.1:  # "back": ask for the step just left
                     r = await api.continue_(step)
-                    state = r.data if r.status == 200 else r.data.get("state", state)
+                    state = r.data if r.status == 200 else await self._refused("back", r)
             elif kind == "rating":
                 state = (await api.questions(state["step"], {state["key"]: 4})).data
+
+
+    async def _refused(self, label: str, reply: Reply) -> dict:
+        """A 4xx: counted by request and status; the state it carries, else the server's (a reload)."""
+        key = f"{label} {reply.status}"
+        self.refusals[key] = self.refusals.get(key, 0) + 1
+        carried = reply.data.get("state") if isinstance(reply.data, dict) else None
+        return carried if isinstance(carried, dict) and "kind" in carried else (await self.api.state()).data
 
 
 async def bare(base: str, n_clients: int, n_requests: int, lat: list[float]) -> float:
@@ -400,11 +422,34 @@ def count_queries(learning_slug: str) -> dict[str, int]:
     return counts
 
 
+def gunicorn_command(args) -> list[str]:
+    """The server, with the settings of every launcher (gunicorn.conf.py) and the run's overrides."""
+    command = [sys.executable, "-m", "gunicorn", "--config", str(GUNICORN_CONF), "--bind", f"127.0.0.1:{args.port}",
+               "--log-level", "warning"]
+    if args.workers:
+        command += ["--workers", str(args.workers)]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    return command
+
+
+def gunicorn_settings(args) -> tuple[int, int]:
+    """(processes, threads) the server runs with: the run's overrides, else gunicorn.conf.py's."""
+    conf = _gunicorn_file()
+    return args.workers or conf["workers"], args.threads or conf["threads"]
+
+
+def _gunicorn_file() -> dict:
+    scope: dict = {"__file__": str(GUNICORN_CONF)}
+    exec(compile(GUNICORN_CONF.read_text(), str(GUNICORN_CONF), "exec"), scope)  # noqa: S102 - our own config file
+    return scope
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--participants", type=int, default=200, help="participants of phases 1 and 2 (0: skip both)")
-    parser.add_argument("--workers", type=int, default=4)
-    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--workers", type=int, help="gunicorn processes (default: gunicorn.conf.py's)")
+    parser.add_argument("--threads", type=int, help="threads per process (default: gunicorn.conf.py's)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--think", type=float, default=1.0, help="mean seconds between a participant's actions in phase 2 (0: skip)")
     parser.add_argument("--launch", type=int, default=1000, help="participants of the Prolific launch (0: skip it)")
@@ -436,11 +481,7 @@ def main() -> None:
     with own_postgres_database(env):
         slug = prepare(env)
         subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        server = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"127.0.0.1:{args.port}",
-             "--workers", str(args.workers), "--threads", str(args.threads), "--log-level", "warning", "--timeout", "120"],
-            cwd=ROOT, env=env,
-        )
+        server = subprocess.Popen(gunicorn_command(args), cwd=ROOT, env=env)
         base = f"http://127.0.0.1:{args.port}"
         try:
             for _ in range(100):
@@ -490,7 +531,8 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     ms = lambda v: f"{1000 * v:7.1f}"  # noqa: E731
     database = "PostgreSQL" if "postgres" in os.environ.get("DATABASE_URL", "") else "SQLite"
     cache = "Redis" if os.environ.get("CACHE_URL", "").startswith("redis") else "file"
-    print(f"\ngunicorn {args.workers} workers x {args.threads} threads, database {database}, cache {cache}; "
+    workers, threads = gunicorn_settings(args)
+    print(f"\ngunicorn {workers} workers x {threads} threads, database {database}, cache {cache}; "
           f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({os.cpu_count()} cores)")
     print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}"
           f"{'srv CPU':>9}{'cli CPU':>9}   (CPU ms per request)")
@@ -530,6 +572,19 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     print(f"all phases: 5xx {sum(p.errors for p in everybody)}; dropped connections (or timeouts) retried "
           f"{sum(p.dropped for p in everybody)}; runs completed {sum(p.done for p in everybody)}/{len(everybody)}, "
           f"given up after 3 attempts {sum(bool(p.failed) for p in everybody)}")
+    unfinished: dict[str, int] = {}
+    for p in everybody:
+        if not p.done:
+            why = p.failed or p.last_kind or "not started"
+            unfinished[why] = unfinished.get(why, 0) + 1
+    refusals: dict[str, int] = {}
+    for p in everybody:
+        for k, v in p.refusals.items():
+            refusals[k] = refusals.get(k, 0) + v
+    if refusals:
+        print("refused (4xx) where the walk expected a 200, then reloaded: " + ", ".join(f"{k}: {v}" for k, v in sorted(refusals.items())))
+    if unfinished:
+        print("runs not completed, by their last state: " + ", ".join(f"{k} {v}" for k, v in sorted(unfinished.items())))
     print(f"answers acknowledged {n_acked}, stored {len(stored)}, lost {lost}, duplicated {dup}, stored but never acknowledged {unacked}")
     print("queries per request: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
 

@@ -62,7 +62,9 @@ MIDDLEWARE = [
 ]
 
 if switches.TIMING:  # per-request stage times in a Server-Timing header (the load benchmark)
-    MIDDLEWARE.insert(0, "studyapp.lib.perf.timing.StageTimingMiddleware")
+    from studyapp.lib.perf.timing import with_timing
+
+    MIDDLEWARE = with_timing(MIDDLEWARE)
 
 ROOT_URLCONF = "studyapp.urls"
 WSGI_APPLICATION = "studyapp.wsgi.application"
@@ -104,11 +106,11 @@ if _database_url:
         # CONN_HEALTH_CHECKS makes the pool check it before handing it out, so after a database
         # restart a request gets a fresh connection, or waits up to DATABASE_POOL_TIMEOUT seconds
         # for one while the database comes back, instead of failing on a dead one. Size: a gunicorn
-        # process needs one connection per thread (DATABASE_POOL_MAX_SIZE = --threads; 1 for sync
-        # workers), a Celery prefork child one; the server's max_connections must cover
+        # process needs one connection per thread (by default WEB_THREADS, gunicorn.conf.py's threads
+        # per process), a Celery prefork child one; the server's max_connections must cover
         # gunicorn workers x DATABASE_POOL_MAX_SIZE + Celery processes x DATABASE_POOL_MAX_SIZE +
         # a few for migrate and psql (scripts/services.sh, docker-compose.yml).
-        _pool_max = env_int("DATABASE_POOL_MAX_SIZE", 4, minimum=1)
+        _pool_max = env_int("DATABASE_POOL_MAX_SIZE", env_int("WEB_THREADS", 4, minimum=1), minimum=1)
         DATABASES["default"].update(CONN_MAX_AGE=0, CONN_HEALTH_CHECKS=True)
         DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
             # Opened when the pool opens (the process's first query), so a launch's first requests
@@ -174,7 +176,8 @@ STUDY_API_MAX_BODY_BYTES = 64 * 1024
 SESSION_COOKIE_AGE = 60 * 60 * 24 * 14
 # Sessions are read from the cache (the database only when the cache has lost one) and written
 # to both: a participant request reads its session without a query.
-SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+# (Django's cached_db; studyapp.lib.perf.sessions only times its load and save for Server-Timing.)
+SESSION_ENGINE = "studyapp.lib.perf.sessions"
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True

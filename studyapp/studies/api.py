@@ -33,6 +33,7 @@ from rest_framework.utils.encoders import JSONEncoder
 from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from studyapp.lib.perf import timing
 from studyapp.lib.perf.throttle import LiveRateThrottle, SessionRateThrottle
 from studyapp.studies import access, i18n, services, state
 from studyapp.studies.errors import FlowError, NoParticipant, StudyFull
@@ -123,7 +124,8 @@ class ParticipantView(APIView):
         with i18n.study_language(kwargs.get("study_code")) as language:
             response = super().dispatch(request, *args, **kwargs)
             if hasattr(response, "render") and not getattr(response, "is_rendered", True):
-                response.render()
+                with timing.stage("render"):  # the Server-Timing stage (studyapp.lib.perf.timing)
+                    response.render()
         response["Content-Language"] = language
         return response
 

@@ -23,6 +23,9 @@ file and with it a share of any lock held at the fork; the child closes its copi
 
 Nothing else changes: reads need no lock (WAL), autocommit writes outside a transaction go
 straight to SQLite, and an in-memory database has no file to lock.
+
+In a gunicorn worker the WAL is checkpointed by a thread of its own, not by the commit that
+crosses SQLite's 1000 pages while the lock is held (:mod:`.checkpoint`).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import weakref
 from django.db.backends.sqlite3 import base
 
 from studyapp.lib.perf import timing
+from studyapp.lib.perf.sqlite import checkpoint
 
 _holders: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
 
@@ -53,6 +57,12 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _write_lock_fd: int | None = None
+
+    def get_new_connection(self, conn_params):
+        conn = super().get_new_connection(conn_params)
+        if checkpoint.OFF_REQUEST:  # a thread of this process checkpoints (checkpoint.start)
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+        return conn
 
     def _lock_path(self) -> str | None:
         name = str(self.settings_dict["NAME"])

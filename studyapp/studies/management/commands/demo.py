@@ -184,6 +184,12 @@ class Command(BaseCommand):
         )
 
     @staticmethod
+    def gunicorn_command(host: str, port: int) -> list[str]:
+        """gunicorn with the settings every launcher uses (gunicorn.conf.py: WEB_CONCURRENCY ...)."""
+        return [sys.executable, "-m", "gunicorn", "--config", str(Path(settings.BASE_DIR) / "gunicorn.conf.py"),
+                "--bind", f"{host}:{port}", "--access-logfile", "-"]
+
+    @staticmethod
     def stop(*processes: subprocess.Popen) -> None:
         for proc in processes:
             if proc.poll() is None:
@@ -206,11 +212,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, interrupted)
         signal.signal(signal.SIGINT, interrupted)
         worker = self.start_worker()
-        web = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
-            [sys.executable, "-m", "gunicorn", "studyapp.wsgi", "--bind", f"{opts['host']}:{opts['port']}",
-             "--workers", os.environ.get("WEB_CONCURRENCY", "3"), "--access-logfile", "-"],
-            cwd=settings.BASE_DIR,
-        )
+        web = subprocess.Popen(self.gunicorn_command(opts["host"], opts["port"]), cwd=settings.BASE_DIR)  # noqa: S603
         try:
             while web.poll() is None and worker.poll() is None:
                 time.sleep(0.5)
