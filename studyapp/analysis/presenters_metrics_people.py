@@ -5,6 +5,8 @@ on, and a plain sentence."""
 
 from __future__ import annotations
 
+import math
+
 from stats.schema import AnalysisInputError
 from studyapp.analysis.metrics_people import (
     MetricsPeople,
@@ -16,6 +18,10 @@ from studyapp.analysis.presenters import cell, count, table
 from studyapp.pipeline.models import ExplanationAsset
 from studyapp.studies.models import Study
 
+#: Fewer participants or items than this: cluster-robust intervals are too narrow
+#: (`stats.protocols.metrics_people`'s caveat), and the page says so.
+FEW_CLUSTERS = 20
+
 OUTCOME_WORDS = {"correct": ("P(correct)", "percentage points of accuracy"), "rating": ("rating", "rating points")}
 
 
@@ -25,6 +31,9 @@ def _sentence(metric: str, row, outcome: str, level: float) -> str:
     scale = 100 if outcome == "correct" else 1
     unit = OUTCOME_WORDS.get(outcome, (outcome, f"{outcome} units"))[1]
     est, low, high = (row[k] * scale for k in ("per_sd", "per_sd_low", "per_sd_high"))
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return (f"{name}: no interval could be estimated (too few participants or items, or the metric does not vary "
+                "within them); no conclusion.")
     verdict = ("the interval excludes 0: people did better with higher values" if low > 0 else
                "the interval excludes 0: people did worse with higher values" if high < 0 else
                "the interval includes 0: no evidence that it predicts people")
@@ -53,6 +62,10 @@ def present(result: MetricsPeople) -> dict:
                 cell(r["p_value"], p=True), cell(r["p_holm"], p=True), count(r["n_participants"]), count(r["n_items"]),
             ])
             sentences.append(_sentence(r["metric"], r, result.outcome, result.level))
+        if min(m.n_participants, m.n_items) < FEW_CLUSTERS:
+            sentences.insert(0, f"Only {m.n_participants} participants and {m.n_items} items: with fewer than {FEW_CLUSTERS} of "
+                                "either, cluster-robust intervals come out too narrow and p-values too small; read these "
+                                "as provisional.")
         methods.append({
             "method": m.method, "label": _method_label(m.method), "arms": ", ".join(m.arms), "n_answers": m.n_answers,
             "n_participants": m.n_participants, "n_items": m.n_items, "dropped": m.dropped, "sentences": sentences,

@@ -177,7 +177,7 @@ def test_bots_in_two_arms_recover_the_planted_reliance_difference():
     page = admin.get(f"/admin/analysis/study/{study.pk}/")
     assert page.status_code == 200
     html = page.content.decode()
-    assert 'id="decision"' in html and 'data-table="decision-comparisons"' in html and "no-decision" not in html
+    assert 'id="decision"' in html and "AI-assisted decision (answer alone" in html and 'data-table="decision-comparisons"' in html and "no-decision" not in html
     assert f'data-value="{diff.estimate!r}"' in html
     prereg = admin.get(f"/admin/analysis/study/{study.pk}/preregistration.md").content.decode()
     assert "AI-assisted decision" in prereg and "RAIR" in prereg

@@ -151,3 +151,13 @@ def test_synthetic_participants_take_the_simulation_design_and_its_post_test_is_
     assets = dict(ExplanationAsset.objects.filter(stimulus__study=study, method="gradcam").values_list("stimulus_id", "pk"))
     assert all(assets[i] == a for i, a in zip(data.frame["item"], data.frame["asset"], strict=True))
     assert data.n_unexplained == (8 - gcam.count()) * N
+
+
+def test_a_metric_without_an_interval_or_on_few_clusters_is_not_read_as_a_finding():
+    from studyapp.analysis.presenters_metrics_people import _sentence
+
+    row = {"per_sd": 0.01, "per_sd_low": float("nan"), "per_sd_high": float("nan"), "sd": 1.0}
+    said = _sentence("max_probe_excess", row, "correct", 0.95)
+    assert "no interval could be estimated" in said and "includes 0" not in said
+    row = {"per_sd": 0.08, "per_sd_low": 0.02, "per_sd_high": 0.14, "sd": 12.3}
+    assert "excludes 0" in _sentence("apem", row, "correct", 0.95)
