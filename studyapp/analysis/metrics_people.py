@@ -73,14 +73,16 @@ METRIC_LABELS = {
     "eps_plus": "ε⁺ (perturbing the irrelevant pixels)",
     "morph_size": "morph size (pixel change)",
     "morph_latent_distance": "morph latent distance",
+    "nearest_distance": "distance to the nearest examples (mean of the k shown)",
 }
 #: Columns of `ExplanationAsset` that are metrics, by their name in the frame.
 COLUMN_METRICS = {"morph_size": "morph_pixel_change", "morph_latent_distance": "morph_latent_distance"}
 #: Numbers in ``metrics`` that are not metrics of the explanation: class ids (``top1``, ``top2``),
-#: the optimiser's bookkeeping, a flag, and the gate's copies of the columns above.
+#: the optimiser's bookkeeping, a flag, the gate's copies of the columns above, and data-set rows.
 NOT_METRICS = frozenset({
     "top1", "top2", "frames", "steps", "evaluations", "converged", "path_overshoot", "optimiser_llh_gap",
     "apem_at_ceiling", "pixel_change", "latent_distance",
+    "nearest_train_index",  # which training images the nearest-examples strip shows: row numbers, not a measure
 })
 
 

@@ -161,3 +161,11 @@ def test_a_metric_without_an_interval_or_on_few_clusters_is_not_read_as_a_findin
     assert "no interval could be estimated" in said and "includes 0" not in said
     row = {"per_sd": 0.08, "per_sd_low": 0.02, "per_sd_high": 0.14, "sd": 12.3}
     assert "excludes 0" in _sentence("apem", row, "correct", 0.95)
+
+
+def test_row_numbers_and_class_ids_are_not_metrics_and_lists_are_averaged():
+    from studyapp.analysis.metrics_people import _numbers, metric_label
+
+    stored = {"nearest_train_index": [10.0, 2000.0, 7.0], "nearest_distance": [0.5, 1.5, 1.0], "top1": 3, "apem": 12.0}
+    assert _numbers(stored) == {"nearest_distance": 1.0, "apem": 12.0}
+    assert metric_label("nearest_distance").startswith("distance to the nearest examples")
