@@ -153,6 +153,10 @@ def _render_page(request: HttpRequest, source: Source, *, formset=None, alpha_fo
             ctx["bias"] = _bias_section(source.obj, include_test=source.include_test)
         if source.obj.design == Study.Design.HIVE:  # issue 25, protocol 3
             ctx["hive"] = _hive_section(source.obj, include_test=source.include_test)
+        # A protocol study's own section is its analysis: the learning design's sections (curve,
+        # final counts, Welch tests on correct answers, the trial model) would pool its answers as
+        # if they were learning trials (a decision item's two halves, a simulation's pre and post).
+        ctx["protocol"] = source.obj.design in (Study.Design.SIMULATION, Study.Design.DECISION, Study.Design.BIAS, Study.Design.HIVE)
         ctx["stimulus_mix"] = presenters_gate.stimulus_mix(source.obj, include_test=source.include_test)
         ctx["metrics_people"] = _metrics_people_section(source.obj, include_test=source.include_test)
     return TemplateResponse(request, "admin/analysis/analysis.html", ctx)

@@ -179,6 +179,7 @@ def test_bots_in_two_arms_recover_the_planted_reliance_difference():
     html = page.content.decode()
     assert 'id="decision"' in html and "AI-assisted decision (answer alone" in html and 'data-table="decision-comparisons"' in html and "no-decision" not in html
     assert f'data-value="{diff.estimate!r}"' in html
+    assert 'id="protocol-only"' in html and 'id="learning-curve"' not in html  # its answers are not learning trials
     prereg = admin.get(f"/admin/analysis/study/{study.pk}/preregistration.md").content.decode()
     assert "AI-assisted decision" in prereg and "RAIR" in prereg
 
