@@ -212,5 +212,4 @@ def study_preregistration(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _counterfactual(study: Study) -> int:
     """The study's counterfactual items per test phase (``config.counterfactual_items``; 0 if unset or not a count)."""
-    value = (study.config or {}).get("counterfactual_items", 0)
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+    return max(study.parsed_config.counterfactual_items, 0)

@@ -229,6 +229,10 @@ class StudyConfig(BaseModel):
     notes: str = Field("", description="where the source is silent and what this study chose")
     # The question above each trial's image (Study A); empty: the interface's own, "Which symbol is this?"
     # in the study's language (the published wording). A study on other images words its own.
+    # Forward-simulation studies: counterfactual test items per test phase (the last displayed frame of
+    # a morph, scored against the model's answer on it; studyapp.studies.designs.simulation). A
+    # negative count is refused when a run is drawn, with the study named.
+    counterfactual_items: int = Field(0, description="counterfactual test items per test phase (simulation design)")
     trial_question: str = Field("", description="the question shown above a trial's image; empty: 'Which symbol is this?'")
     explain_seed: int = 0
     explain_batch: int = Field(16, ge=1, description="stimuli per explain task")

@@ -52,8 +52,8 @@ MORPH_METHODS = (ExplanationAsset.Method.CDEEPEX, ExplanationAsset.Method.XGEMS)
 
 def n_counterfactual(study: Study) -> int:
     """``config.counterfactual_items`` (0 when absent); `PlanError` for anything but a whole number >= 0."""
-    value = (study.config or {}).get("counterfactual_items", 0) or 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    value = study.parsed_config.counterfactual_items
+    if value < 0:
         raise PlanError(f"Study '{study.slug}': counterfactual_items must be a whole number of 0 or more, not {value!r}.")
     return value
 
