@@ -65,7 +65,9 @@ def models_true():
 def test_bots_in_two_arms_recover_the_planted_explanation_effect():
     study = simulation_study()
     rng = random.Random(3)
-    # GCAM learns (0.55 -> 0.9), Control does not (0.55 -> 0.55); arms are assigned by the platform
+    # GCAM learns (0.5 -> 1.0), Control does not (0.5 -> 0.5): a planted change of 0.5, about 5 standard
+    # errors at 24 runs of N = 6 items whatever split of arms the platform's randomisation gives (at
+    # 0.55 -> 0.9 an unlucky split left the interval touching 0 about once in twenty)
     bots = []
     for i in range(24):
         bot = Bot(study.public_code, pid=f"P{i:03d}", rng=rng)
@@ -73,7 +75,7 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
         status, _ = bot.enter()
         assert status in (200, 201)
         arm = Participant.objects.get(study=study, prolific_pid=f"P{i:03d}").arm.name
-        skill = {"pre": 0.55, "post": 0.9 if arm == "GCAM" else 0.55}
+        skill = {"pre": 0.5, "post": 1.0 if arm == "GCAM" else 0.5}
         bots.append((arm, take_entered(study, bot, skill=skill, rng=rng)))
     arms = {a for a, _ in bots}
     assert arms == {"Control", "GCAM"}
@@ -88,7 +90,7 @@ def test_bots_in_two_arms_recover_the_planted_explanation_effect():
     assert len(frame[frame.phase != "learn"]) == 24 * 2 * N and len(frame[frame.phase == "learn"]) == 24 * N
     result = simulation_results(study)
     effect = result.effect("GCAM")
-    assert effect.estimate > 0.15 and effect.ci_low > 0, effect
+    assert effect.estimate > 0.2 and effect.ci_low > 0, effect
     balance = result.balance.set_index("phase")["share_model_correct"]
     assert balance["pre"] == pytest.approx(0.5) and balance["post"] == pytest.approx(0.5)
 
