@@ -30,7 +30,7 @@ PAGES = 3000  # well past SQLite's automatic checkpoint at 1000 pages
 
 
 def _wrapper(path: Path) -> DatabaseWrapper:
-    return DatabaseWrapper({**django_settings.DATABASES["default"], "ENGINE": "studyapp.lib.perf.sqlite", "NAME": str(path)},
+    return DatabaseWrapper({**django_settings.DATABASES["default"], "ENGINE": "studyapp.lib.perf.sqlite", "NAME": str(path), "OPTIONS": dict(django_settings.SQLITE_OPTIONS)},
                            alias=f"tail-{path.name}")
 
 
@@ -80,7 +80,7 @@ def test_a_commit_never_checkpoints_in_a_web_worker(tmp_path, no_checkpointer, m
 
 def test_the_worker_thread_checkpoints(tmp_path, no_checkpointer, settings):
     path = tmp_path / "threaded.sqlite3"
-    settings.DATABASES = {"default": {**settings.DATABASES["default"], "ENGINE": "studyapp.lib.perf.sqlite", "NAME": str(path)}}
+    settings.DATABASES = {"default": {**settings.DATABASES["default"], "ENGINE": "studyapp.lib.perf.sqlite", "NAME": str(path), "OPTIONS": dict(django_settings.SQLITE_OPTIONS)}}
     assert checkpoint.start(every=0.05)
     assert checkpoint.OFF_REQUEST
     db = _wrapper(path)
