@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,20 @@ def finish_with_rating(page, shots=None, tag: str = "") -> None:
     page.wait_for_selector("#completion-code")
     if shots is not None:
         shots(page, f"{tag}-done")
+
+
+@pytest.fixture(autouse=True)
+def _late_requests_land(request):
+    """After a test with a live server: give a closed page's last requests time to finish before the
+    database is emptied. flow.js flushes the page's events on pagehide (a keepalive fetch), so a
+    context closed at the end of a test can still be inserting rows; on PostgreSQL the teardown's
+    TRUNCATE then deadlocks with that insert. Set up after ``live_server``, so torn down before it."""
+    if "live_server" not in request.fixturenames:
+        yield
+        return
+    request.getfixturevalue("live_server")
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        time.sleep(1.0)

@@ -3,8 +3,6 @@ nearest-examples arm, at laptop and phone size, with axe-core on both halves of 
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import tests.studyapp.test_decision_protocol as dec
@@ -78,6 +76,3 @@ def test_a_person_takes_the_decision_study_in_both_arms(browser, live_server, sh
         assert len(answers) == 2 * dec.N
         by_arm[participant.arm.feedback] = seen["examples"]
     assert by_arm == {"control": 0, "nearest": dec.N}
-    # A closed page's last events (flow.js flushes them on pagehide, with keepalive) may still be being
-    # written: on PostgreSQL the teardown's TRUNCATE then deadlocks with that insert. Let it land.
-    time.sleep(1.0)
