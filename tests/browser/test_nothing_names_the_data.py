@@ -12,6 +12,7 @@ import json
 import re
 
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from studyapp.pipeline.models import Dataset
 from studyapp.studies.models import Grouping, Participant, TrialAnswer
@@ -26,7 +27,10 @@ def record(context) -> list[dict]:
     seen: list[dict] = []
 
     def handle(route):
-        response = route.fetch()
+        try:
+            response = route.fetch()
+        except PlaywrightError:  # the context is closing: a page's last keepalive events (flow.js, on pagehide)
+            return
         body = response.body()
         seen.append({"url": route.request.url, "status": response.status, "headers": response.headers, "body": body})
         route.fulfill(response=response, body=body)
