@@ -40,7 +40,12 @@ def _isolated_media(tmp_path_factory, settings):
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"entry": "10000/minute", "participant": "10000/minute"}}
     from django.core.cache import cache
 
+    from studyapp.lib.perf import caches
+
     cache.clear()
+    # A rolled-back test database reuses primary keys and a fixture's study keeps its updated_at:
+    # what one test's process caches read of "study 1" must not serve the next test's study 1.
+    caches.clear_all()
     _celery_follow_settings()
     return
 

@@ -27,6 +27,8 @@ degrees of freedom. This is GEE with an independence working correlation, cluste
   deviations, not frequentist intervals, and VB is known to understate them; ``MixedLM`` with
   crossed participant and item effects needs one all-covering group with variance components
   (dense, slow: power by simulation would take minutes). Cluster-robust OLS takes milliseconds.
+- The two-way covariance is a difference of covariances and can fail to be positive semi-definite
+  in a finite sample; `_two_way_se` then repairs it as CGM recommend (see there).
 - Caveat: cluster-robust errors are biased downwards with few clusters; at 20 items the t(G-1)
   interval is still a little narrow. Coverage of the planted APEM slope in 200 simulated studies
   (`MetricsPlan`, 45 participants): two-way 0.90 at 20 items and 0.94 at 60; clustered by
@@ -136,11 +138,17 @@ def fit(
     else:
         groups = pd.factorize(data[PARTICIPANT])[0]
         df = n_p - 1
-    res = sm.OLS(y.to_numpy(), design.to_numpy()).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    model = sm.OLS(y.to_numpy(), design.to_numpy())
+    res = model.fit(cov_type="cluster", cov_kwds={"groups": groups})
+    bse = np.asarray(res.bse, dtype=float)
+    if clustering == "two-way":
+        one_way = [np.asarray(model.fit(cov_type="cluster", cov_kwds={"groups": groups[:, j]}).bse, dtype=float)
+                   for j in range(2)]
+        bse = _two_way_se(np.asarray(res.cov_params(), dtype=float), one_way)
     crit = float(stats.t.ppf(0.5 + level / 2, df))
     rows = []
     for k, m in enumerate(metrics, start=1):
-        coef, se = float(res.params[k]), float(res.bse[k])
+        coef, se = float(res.params[k]), float(bse[k])
         sd = float(x[m].std())
         p = float(2 * stats.t.sf(abs(coef / se), df)) if se > 0 else float("nan")
         rows.append({"metric": m, "coef": coef, "se": se, "ci_low": coef - crit * se, "ci_high": coef + crit * se,
@@ -148,6 +156,23 @@ def fit(
                      "per_sd_high": (coef + crit * se) * sd})
     return MetricsModel(coefficients=pd.DataFrame(rows), outcome=outcome, clustering=clustering, n_obs=len(data),
                         n_participants=n_p, n_items=n_i, df=df, level=level)
+
+
+def _two_way_se(cov: np.ndarray, one_way: Sequence[np.ndarray]) -> np.ndarray:
+    """Standard errors from the two-way cluster-robust covariance V_p + V_i - V_pi.
+
+    That difference need not be positive semi-definite in a finite sample (Cameron, Gelbach &
+    Miller 2011, §2.3); statsmodels then returns NaN for a negative variance. As CGM recommend, a
+    matrix that is not PSD has its negative eigenvalues set to 0; and since that repair can leave a
+    variance near 0, each error is then at least the larger of the two one-way clustered errors
+    (conservative). A PSD matrix is used as it is, so the usual case is untouched.
+    """
+    values, vectors = np.linalg.eigh((cov + cov.T) / 2)
+    if np.all(np.isfinite(values)) and values.min() >= 0:
+        return np.sqrt(np.diag(cov))
+    repaired = (vectors * np.clip(values, 0, None)) @ vectors.T
+    floor = np.nanmax(np.vstack(one_way), axis=0)
+    return np.maximum(np.sqrt(np.clip(np.diag(repaired), 0, None)), floor)
 
 
 # --------------------------------------------------------------------------- synthetic participants

@@ -34,7 +34,7 @@ def gate_report(study) -> dict | None:
     """
     if study.design != "learning":
         return None
-    stimuli = list(Stimulus.objects.filter(study=study).order_by("position"))
+    stimuli = list(Stimulus.objects.filter(study=study).order_by("position", "pk"))
     if not stimuli:
         return None
     shown = list(selectors.study_methods(study=study))

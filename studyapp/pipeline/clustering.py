@@ -191,7 +191,7 @@ def sets_draw(*, study, label: str, classifier: TrainedModel, seed: int = 0) -> 
             )
             for k, (split, i) in enumerate(drawn)
         ])
-    return list(Stimulus.objects.filter(study=study, group=label).order_by("position"))
+    return list(Stimulus.objects.filter(study=study, group=label).order_by("position", "pk"))
 
 
 def classifier_params(dataset: Dataset, *, standin_epochs: int = 2, backbone: str = "vgg11_bn", backbone_epochs: int = 12) -> dict:

@@ -522,7 +522,7 @@ def explanations_compute(*, stimulus_ids: list[int], method: str, params: dict |
     Idempotent: stimuli that already have an asset for these parameters are skipped, and files
     are content-addressed, so a retried or re-delivered task produces no duplicate.
     """
-    stimuli = list(Stimulus.objects.filter(pk__in=stimulus_ids).select_related("study", "classifier", "dataset").order_by("position"))
+    stimuli = list(Stimulus.objects.filter(pk__in=stimulus_ids).select_related("study", "classifier", "dataset").order_by("position", "pk"))
     if not stimuli:
         return []
     if params is None:

@@ -29,7 +29,7 @@ def _work(*, study, methods: Iterable[str]) -> list[dict]:
     """The plan's batches: ``{"method", "params_hash", "params", "stimuli"}`` for the stimuli still
     missing an asset for the method's current parameters, ``explain_batch`` at a time."""
     batch = study.parsed_config.explain_batch
-    ids = list(Stimulus.objects.filter(study=study).order_by("position").values_list("pk", flat=True))
+    ids = list(Stimulus.objects.filter(study=study).order_by("position", "pk").values_list("pk", flat=True))
     work = []
     for method in methods:
         for rank in target_ranks(study=study, method=method):  # a HIVE study: the top four classes' maps

@@ -133,7 +133,7 @@ def study_datasets(study) -> list:
     """The data sets a study's stimuli come from, in stimulus order (for the admin and the demo)."""
     from studyapp.pipeline.models import Dataset
 
-    ids = list(dict.fromkeys(Stimulus.objects.filter(study=study).order_by("position").values_list("dataset_id", flat=True)))
+    ids = list(dict.fromkeys(Stimulus.objects.filter(study=study).order_by("position", "pk").values_list("dataset_id", flat=True)))
     by_id = Dataset.objects.in_bulk(ids)
     return [by_id[i] for i in ids]
 

@@ -201,4 +201,4 @@ def stimuli_select(*, study, classifier: TrainedModel, n: int | None = None, wro
         Stimulus.objects.bulk_create(rows)
         study.config = {**(study.config or {}), "classifier_id": classifier.pk, "selection_shortfall": shortfall}
         study.save(update_fields=["config", "updated_at"])
-    return list(Stimulus.objects.filter(study=study).order_by("position"))
+    return list(Stimulus.objects.filter(study=study).order_by("position", "pk"))

@@ -51,13 +51,13 @@ def servable_stimuli(*, study: Study):
         qs = qs.filter(
             Exists(ExplanationAsset.objects.filter(stimulus=OuterRef("pk"), method=method, valid=True))
         )
-    return qs.order_by("position")
+    return qs.order_by("position", "pk")
 
 
 def servable_sets(*, study: Study) -> dict[str, dict[int, list[int]]]:
     """Clustering design: data set -> set index -> stimulus ids, for complete, servable sets only."""
     all_sets: dict[str, dict[int, list[int]]] = {}
-    for pk, group, set_index in Stimulus.objects.filter(study=study).values_list("pk", "group", "set_index").order_by("position"):
+    for pk, group, set_index in Stimulus.objects.filter(study=study).values_list("pk", "group", "set_index").order_by("position", "pk"):
         all_sets.setdefault(group, {}).setdefault(set_index, []).append(pk)
     ok = set(servable_stimuli(study=study).values_list("pk", flat=True))
     return {

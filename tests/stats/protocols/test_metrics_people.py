@@ -70,6 +70,40 @@ def test_adjusting_for_arm_keeps_the_slope():
     assert m.coefficient("apem").covers(plan.planted_slope())
 
 
+def test_a_two_way_covariance_that_is_not_psd_is_repaired_not_nan():
+    """15 participants × 20 items, seed 17: V_p + V_i - V_pi has a negative eigenvalue and statsmodels'
+    standard error of an intercept or slope is NaN (CI on PostgreSQL met such a draw). The fit repairs the
+    matrix (CGM 2011) and each error is at least the larger one-way clustered error."""
+    import pandas as pd
+    import statsmodels.api as sm
+
+    f = mp.simulate_participants(mp.MetricsPlan(n_participants=15, n_items=20), seed=17)
+    x = sm.add_constant(f[["apem", "morph_size"]].to_numpy())
+    groups = np.column_stack([pd.factorize(f["participant"])[0], pd.factorize(f["item"])[0]])
+    ols = sm.OLS(f["correct"].astype(float).to_numpy(), x)
+    with np.errstate(invalid="ignore"):
+        raw = ols.fit(cov_type="cluster", cov_kwds={"groups": groups})
+        assert np.isnan(raw.bse).any() and np.linalg.eigvalsh(raw.cov_params()).min() < 0
+    one_way = np.maximum(*(ols.fit(cov_type="cluster", cov_kwds={"groups": groups[:, j]}).bse for j in (0, 1)))
+    m = mp.fit(f, outcome="correct", metrics=["apem", "morph_size"])
+    se = m.coefficients["se"].to_numpy()
+    assert np.isfinite(m.coefficients[["se", "ci_low", "ci_high", "p_value"]].to_numpy()).all()
+    assert (se >= one_way[1:] - 1e-12).all()
+
+
+def test_a_psd_two_way_covariance_is_used_as_it_is():
+    import pandas as pd
+    import statsmodels.api as sm
+
+    f = mp.simulate_participants(mp.MetricsPlan(), seed=1)
+    x = sm.add_constant(f[["apem", "morph_size"]].to_numpy())
+    groups = np.column_stack([pd.factorize(f["participant"])[0], pd.factorize(f["item"])[0]])
+    raw = sm.OLS(f["correct"].astype(float).to_numpy(), x).fit(cov_type="cluster", cov_kwds={"groups": groups})
+    assert np.linalg.eigvalsh(raw.cov_params()).min() >= 0
+    m = mp.fit(f, outcome="correct", metrics=["apem", "morph_size"])
+    assert np.allclose(m.coefficients["se"].to_numpy(), raw.bse[1:])
+
+
 def test_power_at_paper_n():
     p = mp.power_at_paper_n(n_sims=60, seed=1)
     assert "45 participants × 20 items" == p.design and p.power > 0.6 and p.planted == 0.3
