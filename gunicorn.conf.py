@@ -57,11 +57,31 @@ graceful_timeout = 30
 keepalive = 5
 
 
+def _switch_interval_ms() -> float:
+    raw = os.environ.get("WEB_SWITCH_INTERVAL_MS", "")
+    try:
+        value = float(raw) if raw else 5.0
+    except ValueError:
+        raise SystemExit(f"WEB_SWITCH_INTERVAL_MS must be a number, not {raw!r}") from None
+    if not 0.05 <= value <= 100:
+        raise SystemExit(f"WEB_SWITCH_INTERVAL_MS must be between 0.05 and 100, not {value}")
+    return value
+
+
+#: How long (ms) a thread of a worker may keep Python's GIL while another thread asks for it
+#: (``sys.setswitchinterval``; Python's default is 5). ``WEB_SWITCH_INTERVAL_MS``.
+switch_interval_ms = _switch_interval_ms()
+
+
 def post_worker_init(worker) -> None:
-    """In each worker, once the application is loaded: SQLite's WAL checkpoints in a thread of their
-    own rather than inside the commit of a request (studyapp/lib/perf/sqlite/checkpoint.py)."""
+    """In each worker, once the application is loaded: the GIL's switch interval, and SQLite's WAL
+    checkpoints in a thread of their own rather than inside the commit of a request
+    (studyapp/lib/perf/sqlite/checkpoint.py)."""
+    import sys
+
     from studyapp.lib.perf.sqlite import checkpoint
 
+    sys.setswitchinterval(switch_interval_ms / 1000)
     checkpoint.start()
 
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import random
@@ -90,8 +91,10 @@ def tail_breakdown(lat: list[float], stages: list[dict[str, float]], share: floa
     (``queue`` before the worker's thread took the request up, then the exclusive stages of its
     time in the application), ``other`` (the application's time no stage holds: should be ~0),
     ``client`` (what the server did not see: gunicorn writing the response, the way back, the
-    client's own event loop), and, overlapping those, the collector's passes (``gc``) and the
-    application's time its thread did not run on a CPU (``wait``: the GIL, locks, the disk)."""
+    client's own event loop), and, overlapping those, the collector's passes (``gc``), the
+    application's time its thread did not run on a CPU (``wait``: the GIL, locks, the disk) and
+    the time it held SQLite's write lock (``held``); then how long every request that took that
+    lock held it (p50 / p99 / max): while one holds it, every other writer waits in ``lock``."""
     slowest = sorted(range(len(lat)), key=lat.__getitem__, reverse=True)[: max(1, int(len(lat) * share))]
     timed = [i for i in slowest if stages[i]]
     if not timed:
@@ -101,10 +104,13 @@ def tail_breakdown(lat: list[float], stages: list[dict[str, float]], share: floa
     parts = {"queue": mean("queue"), **{name: mean(name) for name in STAGES}}
     parts["other"] = mean("app") - sum(parts[n] for n in STAGES)
     parts["client"] = total - mean("app") - parts["queue"]
-    overlapping = {"gc": mean("gc"), "wait": mean("app") - mean("cpu")}
+    overlapping = {"gc": mean("gc"), "wait": mean("app") - mean("cpu"), "held": mean("held")}
     shown = ", ".join(f"{name} {1000 * value:.1f}" for name, value in parts.items())
     over = ", ".join(f"{name} {1000 * value:.1f}" for name, value in overlapping.items())
-    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms; overlapping: {over} ms"
+    held = sorted(s["held"] for s in stages if s.get("held"))
+    holds = (f"; SQLite write lock held p50 {1000 * percentile(held, 50):.1f} / p99 {1000 * percentile(held, 99):.1f}"
+             f" / max {1000 * held[-1]:.1f} ms by {len(held)} requests") if held else ""
+    return f"slowest {len(slowest)}: mean {1000 * total:.0f} ms = {shown} ms; overlapping: {over} ms{holds}"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -192,7 +198,11 @@ class Measured(AsyncHttpxTransport):
 class Participant:
     def __init__(self, base: str, slug: str, rng: random.Random, latencies: list[float], think: float = 0.0,
                  stages: list[dict[str, float]] | None = None):
-        self.http = httpx.AsyncClient(base_url=base, timeout=60)
+        # A connection idle for as long as the server keeps it (gunicorn.conf.py's keepalive) may be
+        # closed by the server just as the next request goes out on it: the request then drops. A
+        # browser resends such a request by itself (a reused connection that fails before any reply);
+        # this client retires an idle connection a second before the server would instead.
+        self.http = httpx.AsyncClient(base_url=base, timeout=60, limits=httpx.Limits(keepalive_expiry=client_keepalive()))
         self.transport = Measured(self.http, rng, latencies, think, stages)
         self.api = ParticipantClient(slug, chaos.BrowserRetry(self.transport) if chaos.ACTIVE else self.transport)
         self.rng = rng
@@ -431,6 +441,12 @@ def gunicorn_command(args) -> list[str]:
     if args.threads:
         command += ["--threads", str(args.threads)]
     return command
+
+
+@functools.cache
+def client_keepalive() -> float:
+    """Seconds a client keeps an idle connection: a second less than the server (gunicorn.conf.py)."""
+    return max(float(_gunicorn_file()["keepalive"]) - 1.0, 0.5)
 
 
 def gunicorn_settings(args) -> tuple[int, int]:

@@ -13,7 +13,8 @@ The zip (`build_zip`; the admin serves it at ``/admin/analysis/study/<pk>/datapa
 - ``codebook.csv``: the dictionary as one table (one row per column of every data file).
 - ``versions.json``: the study's versions (number, configuration hash, design, changes, time).
 - ``stimuli.json``: the stimulus manifest: per stimulus the image's sha256, data set and its
-  fingerprint, true label, model prediction, classifier, and every explanation asset with its
+  fingerprint, true label, model prediction, classifier, whether it carries a bias study's
+  planted cue (``cued``), and every explanation asset with its
   content hash, file hashes, parameters and generator; the data sets and models with their
   checkpoint hashes.
 - ``report.html``: the analysis report (as ``/admin/analysis/study/<pk>/report.html``); left
@@ -143,6 +144,7 @@ def stimulus_manifest(study: Study) -> dict:
              "image_sha256": _sha256(s.image), "dataset_id": s.dataset_id,
              "dataset_fingerprint": datasets[s.dataset_id].fingerprint, "split": s.split, "dataset_index": s.index,
              "true_label": s.true_label, "model_prediction": s.model_prediction, "probabilities": s.probabilities,
+             "cued": s.cued,
              "classifier_id": s.classifier_id, "classifier_checkpoint_sha256": checkpoint.get(s.classifier_id, ""),
              "explanations": assets.get(s.pk, [])}
             for s in stimuli

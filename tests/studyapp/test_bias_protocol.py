@@ -178,6 +178,10 @@ def test_the_codebook_and_the_analysis_say_which_stimuli_carried_the_cue_and_the
     for kind in ("simulation_learn", "bias_mark"):
         assert len({tuple(sorted(k for k in s if k != "cues" and not k.startswith("cue_"))) for s in seen if s["kind"] == kind}) == 1
 
+    from studyapp.analysis.datapackage import stimulus_manifest
+
+    assert {r["id"]: r["cued"] for r in stimulus_manifest(study)["stimuli"]} == {pk: pk in cued for pk in ids}
+
     entries = registry.study_entries(study)
     explained_cued = ", ".join(map(str, cued[:3]))
     assert f"these carried it: {explained_cued}" in entries["bias_cue"].description

@@ -26,7 +26,10 @@ timed inside another (a query inside the session's save) counts to the inner one
 - ``cpu``: the CPU time of the request's thread over ``app`` (overlaps the others): ``app - cpu``
   is time the thread waited (the GIL, a lock, the disk, the collector);
 - ``gc``: the collector's passes in this process while the request ran (overlaps the others:
-  they stop every thread).
+  they stop every thread);
+- ``held``: how long the request's connection held SQLite's write lock file
+  (:mod:`studyapp.lib.perf.sqlite`; overlaps the others): while it holds it, every other writer
+  waits in ``lock``.
 
 What happens after the header is written (gunicorn writing the response to the socket, Django's
 ``request_finished`` closing or returning the database connection) cannot be in the header; the
@@ -69,11 +72,12 @@ def _gc_callback(phase: str, info: dict) -> None:
 class _Clock:
     """The stages of the request one thread serves: a stack of open stages, each [name, since]."""
 
-    __slots__ = ("stages", "stack")
+    __slots__ = ("extra", "stack", "stages")
 
     def __init__(self) -> None:
         self.stages: dict[str, float] = {}
         self.stack: list[list] = []
+        self.extra: dict[str, float] = {}  # overlapping measures (see note)
 
     def enter(self, name: str) -> None:
         now = time.perf_counter()
@@ -106,6 +110,14 @@ def stage(name: str) -> Iterator[None]:
         yield
     finally:
         clock.leave()
+
+
+def note(name: str, seconds: float) -> None:
+    """Add ``seconds`` to measure ``name`` of the current request, one that overlaps the stages
+    (``held``: the time the request's connection held SQLite's write lock file)."""
+    clock = _clock()
+    if clock is not None:
+        clock.extra[name] = clock.extra.get(name, 0.0) + seconds
 
 
 def _timed_query(execute, sql, params, many, context):
@@ -150,6 +162,7 @@ class StageTimingMiddleware:
         stages["app"] = time.perf_counter() - t0
         stages["cpu"] = time.thread_time() - cpu0
         stages["gc"] = _gc["total"] - gc0
+        stages.update(clock.extra)
         start = _request_start(request)
         if start is not None:
             stages["queue"] = max(0.0, taken_up - start)

@@ -94,6 +94,50 @@ def test_a_second_writer_waits_for_the_first_to_commit_and_each_transaction_hold
         assert sorted(r[0] for r in c.execute("SELECT k FROM t")) == [1, 2]
 
 
+def test_threads_of_one_process_wait_in_the_kernel_not_by_polling_the_lock_file(db_file, monkeypatch):
+    """The writers of one process queue on an in-process lock: while one holds the lock file, the
+    others make no attempt on it (each poll of the file would take the GIL from the holder)."""
+    from studyapp.lib.perf.sqlite import base
+
+    assert base.IN_PROCESS_QUEUE
+    attempts: list[str] = []
+    real_flock = fcntl.flock
+
+    def counted(fd, op):
+        attempts.append(threading.current_thread().name)
+        return real_flock(fd, op)
+
+    monkeypatch.setattr(base.fcntl, "flock", counted)
+    a_in, a_go = threading.Event(), threading.Event()
+    done: list[int] = []
+
+    def a():
+        with transaction.atomic(using=ALIAS):
+            connections[ALIAS].cursor().execute("INSERT INTO t VALUES (1)")
+            a_in.set()
+            assert a_go.wait(10)
+
+    def writer(k):
+        def body():
+            with transaction.atomic(using=ALIAS):
+                connections[ALIAS].cursor().execute("INSERT INTO t VALUES (%s)", [k])
+            done.append(k)
+        return body
+
+    ta = in_thread(db_file, a)
+    assert a_in.wait(10)
+    attempts.clear()
+    waiters = [in_thread(db_file, writer(k)) for k in (2, 3)]
+    time.sleep(0.3)
+    assert attempts == [] and done == []  # both wait, neither polled the file (it would be ~300 polls each)
+    a_go.set()
+    for t in (ta, *waiters):
+        t.join(10)
+    assert sorted(done) == [2, 3] and not file_locked(db_file)
+    with sqlite3.connect(db_file) as c:
+        assert sorted(r[0] for r in c.execute("SELECT k FROM t")) == [1, 2, 3]
+
+
 def test_the_lock_is_given_back_after_a_rollback_and_when_the_connection_closes(db_file):
     connections[ALIAS] = conn = wrapper(db_file)
     seen: list[bool] = []
@@ -150,7 +194,10 @@ def test_a_forked_child_does_not_keep_the_parents_lock(db_file):
     child = os.fork()
     if child == 0:  # the child lives on (a pool process) while the parent commits
         os.close(r)
-        os.write(w, b"1" if conn._write_lock_fd is None else b"0")
+        from studyapp.lib.perf.sqlite import base
+
+        free = base._turn(str(db_file) + ".writelock").acquire(timeout=0.5)  # the parent's turn, held at the fork
+        os.write(w, b"1" if conn._write_lock_fd is None and free else b"0")
         time.sleep(2)
         os._exit(0)
     try:

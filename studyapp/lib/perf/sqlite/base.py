@@ -32,24 +32,42 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 import weakref
 
 from django.db.backends.sqlite3 import base
 
+from studyapp.lib.env import env_bool
 from studyapp.lib.perf import timing
 from studyapp.lib.perf.sqlite import checkpoint
 
+#: Threads of one process queue on an in-process lock before the lock file (A/B: STUDY_PERF_SQLITE_TURNS=0).
+IN_PROCESS_QUEUE = env_bool("STUDY_PERF_SQLITE_TURNS", True)
+
 _holders: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
+#: lock file path -> the lock this process's threads queue on before the lock file (see _take_write_lock)
+_turns: dict[str, threading.Lock] = {}
+_turns_guard = threading.Lock()
+
+
+def _turn(path: str) -> threading.Lock:
+    with _turns_guard:
+        return _turns.setdefault(path, threading.Lock())
 
 
 def _drop_inherited_locks() -> None:
-    """In a forked child: close the lock files inherited from the parent (the parent still holds them)."""
+    """In a forked child: close the lock files inherited from the parent (the parent still holds them),
+    and start with fresh in-process locks (one the parent held at the fork would never be released)."""
+    global _turns_guard
     for holder in list(_holders):
         fd, holder._write_lock_fd = holder._write_lock_fd, None
+        holder._turn = None
         if fd is not None:
             os.close(fd)
     _holders.clear()
+    _turns.clear()
+    _turns_guard = threading.Lock()
 
 
 os.register_at_fork(after_in_child=_drop_inherited_locks)
@@ -57,6 +75,8 @@ os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 class DatabaseWrapper(base.DatabaseWrapper):
     _write_lock_fd: int | None = None
+    _turn: threading.Lock | None = None
+    _held_since = 0.0
 
     def get_new_connection(self, conn_params):
         conn = super().get_new_connection(conn_params)
@@ -74,8 +94,15 @@ class DatabaseWrapper(base.DatabaseWrapper):
         path = self._lock_path()
         if path is None or self._write_lock_fd is not None:
             return
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         deadline = time.monotonic() + float(self.settings_dict.get("OPTIONS", {}).get("timeout", 5))
+        turn = _turn(path) if IN_PROCESS_QUEUE else None
+        # The threads of this process queue on a lock of the process first: they sleep in the kernel
+        # until the holder lets go, instead of each polling the lock file (a poller's every wake-up
+        # takes the GIL from the thread that holds the lock file, and the polls' CPU is the holder's
+        # on 2 cores). Only one thread per process then polls the file.
+        if turn is not None and not turn.acquire(timeout=max(deadline - time.monotonic(), 0)):
+            return  # leave it to SQLite's own lock and its error
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         pause = 0.0002
         while True:
             try:
@@ -84,17 +111,24 @@ class DatabaseWrapper(base.DatabaseWrapper):
             except BlockingIOError:
                 if time.monotonic() >= deadline:  # leave it to SQLite's own lock and its error
                     os.close(fd)
+                    if turn is not None:
+                        turn.release()
                     return
                 time.sleep(pause)
                 pause = min(pause * 1.5, 0.001)
-        self._write_lock_fd = fd
+        self._write_lock_fd, self._turn = fd, turn
+        self._held_since = time.perf_counter()
         _holders.add(self)
 
     def _release_write_lock(self) -> None:
         fd, self._write_lock_fd = self._write_lock_fd, None
+        turn, self._turn = self._turn, None
         _holders.discard(self)
         if fd is not None:
             os.close(fd)  # closing the file releases its flock
+            timing.note("held", time.perf_counter() - self._held_since)
+        if turn is not None:
+            turn.release()
 
     def _start_transaction_under_autocommit(self):
         with timing.stage("lock"):
