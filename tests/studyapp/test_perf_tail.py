@@ -164,6 +164,11 @@ def test_the_config_is_what_the_readme_says():
     assert config.control_socket_disable  # one fixed path per user: servers side by side would share it
     with pytest.raises(SystemExit):
         _gunicorn_config({"WEB_THREADS": "0"})
+    assert scope["switch_interval_ms"] == 5.0  # Python's own default unless WEB_SWITCH_INTERVAL_MS says otherwise
+    assert _gunicorn_config({"WEB_SWITCH_INTERVAL_MS": "0.5"})[1]["switch_interval_ms"] == 0.5
+    for bad in ("0", "fast"):
+        with pytest.raises(SystemExit):
+            _gunicorn_config({"WEB_SWITCH_INTERVAL_MS": bad})
 
 
 PROBE = """
