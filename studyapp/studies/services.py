@@ -97,7 +97,9 @@ def arm_choose(*, study: Study, now: datetime) -> Arm:
     Arms at their cap are skipped.
     """
     holding = facts.holding_slot(study, now, prefix="participants__")  # pilot runs take no slot
-    arms = list(study.arms.annotate(filled=Count("participants", filter=holding)))
+    # In the arms' own order: a query with GROUP BY drops Meta.ordering, and a seeded draw (the synthetic
+    # participants') must pick the same arm from the same list on every database.
+    arms = list(study.arms.annotate(filled=Count("participants", filter=holding)).order_by("position", "pk"))
     open_arms = [a for a in arms if a.cap is None or a.filled < a.cap]
     if not open_arms:
         raise StudyFull(gettext("This study is full. Thank you for your interest."))
