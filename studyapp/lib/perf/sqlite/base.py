@@ -38,12 +38,11 @@ import weakref
 
 from django.db.backends.sqlite3 import base
 
-from studyapp.lib.env import env_bool
-from studyapp.lib.perf import timing
+from studyapp.lib.perf import switches, timing
 from studyapp.lib.perf.sqlite import checkpoint
 
-#: Threads of one process queue on an in-process lock before the lock file (A/B: STUDY_PERF_SQLITE_TURNS=0).
-IN_PROCESS_QUEUE = env_bool("STUDY_PERF_SQLITE_TURNS", True)
+#: Threads of one process queue on an in-process lock before the lock file (``switches.SQLITE_TURNS``).
+IN_PROCESS_QUEUE = switches.SQLITE_TURNS
 
 _holders: weakref.WeakSet[DatabaseWrapper] = weakref.WeakSet()
 #: lock file path -> the lock this process's threads queue on before the lock file (see _take_write_lock)
