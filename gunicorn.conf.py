@@ -32,7 +32,10 @@ wsgi_app = "studyapp.wsgi:application"
 # the lock file, the cache's files) overlap with another's work.
 workers = _int("WEB_CONCURRENCY", 4)
 threads = _int("WEB_THREADS", 4)
-worker_class = "gthread"
+# gunicorn's gthread worker, listening only while one of its threads is free, so that a new
+# connection waits in the kernel's one queue for whichever worker is free first rather than in a
+# busy worker's own (studyapp/lib/perf/worker.py).
+worker_class = "studyapp.lib.perf.worker.FreeThreadWorker"
 
 # Load the application (Django, DRF, the URLconf, matplotlib: ~1.5 s of CPU) once in the master and
 # fork the workers from it: a worker that gunicorn starts again (killed, timed out) serves at

@@ -158,7 +158,7 @@ def _gunicorn_config(env: dict[str, str]):
 
 def test_the_config_is_what_the_readme_says():
     config, scope = _gunicorn_config({"WEB_CONCURRENCY": "3", "WEB_THREADS": "2"})
-    assert (config.workers, config.threads, config.worker_class_str) == (3, 2, "gthread")
+    assert (config.workers, config.threads, config.worker_class_str) == (3, 2, "studyapp.lib.perf.worker.FreeThreadWorker")
     assert config.preload_app and config.max_requests == 0 and config.wsgi_app == "studyapp.wsgi:application"
     assert callable(scope["post_worker_init"])
     assert config.control_socket_disable  # one fixed path per user: servers side by side would share it

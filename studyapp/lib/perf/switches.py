@@ -32,6 +32,9 @@ FILE_CACHE_CULL = env_bool("STUDY_PERF_FILE_CACHE_CULL", True)
 LEASED_THROTTLE = env_bool("STUDY_PERF_LEASED_THROTTLE", True)
 PROCESS_CACHES = env_bool("STUDY_PERF_PROCESS_CACHES", True)
 GC_FREEZE = env_bool("STUDY_PERF_GC_FREEZE", True)
+#: A gunicorn worker listens for new connections only while one of its threads is free
+#: (studyapp/lib/perf/worker.py).
+FREE_THREAD_ACCEPT = env_bool("STUDY_PERF_FREE_THREAD_ACCEPT", True)
 
 #: Not a trick: per-request stage times in a Server-Timing header (studyapp.lib.perf.timing).
 TIMING = env_bool("STUDY_PERF_TIMING", False)
