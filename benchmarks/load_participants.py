@@ -550,6 +550,9 @@ def report(args, result: dict, rows: list, counts: dict[str, int], load_before, 
     workers, threads = gunicorn_settings(args)
     print(f"\ngunicorn {workers} workers x {threads} threads, database {database}, cache {cache}; "
           f"load average before {load_before[0]:.1f}, after {load_after[0]:.1f} ({os.cpu_count()} cores)")
+    off = sorted(k for k, v in os.environ.items() if k.startswith("STUDY_PERF_") and k != "STUDY_PERF_TIMING" and v.strip().lower() in ("0", "false", "no", "off"))
+    if off:
+        print("switched off (studyapp/lib/perf/switches.py): " + ", ".join(off))
     print(f"{'phase':28}{'requests':>9}{'req/s':>8}{'p50 ms':>9}{'p95 ms':>9}{'p99 ms':>9}{'max ms':>9}{'5xx':>5}{'lost':>6}{'dup':>5}"
           f"{'srv CPU':>9}{'cli CPU':>9}   (CPU ms per request)")
 
