@@ -150,6 +150,23 @@ def own_postgres_database(env: dict[str, str]):
             c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+#: With ``--series FILE``: every request's (end time, seconds, Server-Timing stages), written to FILE.
+SERIES: list[tuple[float, float, dict[str, float]]] | None = None
+
+
+def write_series(path: str) -> None:
+    """One CSV row per request, in the order they ended: seconds since the first ended, latency,
+    the server's queue and application time (empty for a dropped request)."""
+    rows = sorted(SERIES or [])
+    start = rows[0][0] if rows else 0.0
+    with open(path, "w") as f:
+        f.write("t_s,latency_ms,queue_ms,app_ms\n")
+        for end, seconds, stages in rows:
+            queue = f"{1000 * stages['queue']:.1f}" if "queue" in stages else ""
+            app = f"{1000 * stages['app']:.1f}" if "app" in stages else ""
+            f.write(f"{end - start:.3f},{1000 * seconds:.1f},{queue},{app}\n")
+
+
 class Measured(AsyncHttpxTransport):
     """httpx on loopback, as a browser would: think time first, retry after a dropped connection."""
 
@@ -175,6 +192,8 @@ class Measured(AsyncHttpxTransport):
     def _measured(self, seconds: float) -> None:
         self.lat.append(seconds)
         self.stages.append(self.timing)
+        if SERIES is not None:
+            SERIES.append((time.time(), seconds, self.timing))
 
     async def send(self, call: Call) -> Reply:
         if self.think:
@@ -471,16 +490,20 @@ def main() -> None:
     parser.add_argument("--launch", type=int, default=1000, help="participants of the Prolific launch (0: skip it)")
     parser.add_argument("--launch-over", type=float, default=120.0, help="seconds over which the launch's participants arrive")
     parser.add_argument("--launch-think", type=float, default=3.0, help="mean seconds before each request of a launch participant")
-    parser.add_argument("--launch-deadline", type=float, default=240.0,
+    parser.add_argument("--launch-deadline", type=float, default=360.0,
                         help="seconds after the last arrival at which runs still going are stopped (and counted as not completed)")
     parser.add_argument("--phases", nargs="+", default=["saturation", "paced", "launch"], choices=["saturation", "paced", "launch"],
                         help="which phases to run (default: all three)")
+    parser.add_argument("--series", metavar="FILE", help="write every request's end time, latency, queue and application time to FILE (CSV)")
     parser.add_argument("--chaos", action="store_true", help="during the launch, kill a gunicorn worker every --chaos-every s "
                         "and restart PostgreSQL once (benchmarks/chaos.py)")
     parser.add_argument("--chaos-every", type=float, default=20.0)
     parser.add_argument("--count-queries", metavar="SLUG", help=argparse.SUPPRESS)
     args = parser.parse_args()
     chaos.ACTIVE = args.chaos
+    if args.series:
+        global SERIES
+        SERIES = []
     if args.count_queries:
         print(json.dumps(count_queries(args.count_queries)))
         return
@@ -529,6 +552,8 @@ def main() -> None:
         counts = json.loads(queries.stdout.strip().splitlines()[-1])
     shutil.rmtree(tmp, ignore_errors=True)
     report(args, result, rows, counts, load_before, load_after)
+    if args.series:
+        write_series(args.series)
 
 
 def _integrity(people: list[Participant], stored: dict[tuple[str, int], list[int]]) -> tuple[int, int, int, int]:
